@@ -1,0 +1,45 @@
+# sipterm: `make run` starts the TUI, `make test` runs every test. Both install the Debian
+# packages they need first (apt-get as root, sudo otherwise), only when missing.
+
+BUILD_DEPS := libasound2-dev libopus-dev pkg-config
+TEST_DEPS  := sip-tester kamailio baresip-core tshark tmux
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CARGO ?= cargo
+
+.PHONY: run test build deps test-deps lint fmt bench fuzz clean
+
+define install_missing
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(BUILD_DEPS))
+
+test-deps: deps
+	$(call install_missing,$(TEST_DEPS))
+
+build: deps
+	$(CARGO) build --release
+
+run: build
+	./target/release/sipterm
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	@! grep -rnE 'Instant::now|tokio::|UdpSocket|TcpStream' src/sip/ || (echo "src/sip must stay sans-IO" && false)
+
+test: test-deps
+	$(CARGO) build --release --bin sipterm
+	$(CARGO) test --release --no-fail-fast
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,12 @@
+//! sipterm: a terminal SIP softphone.
+//!
+//! Layers (see DESIGN.md): `sip` is the sans-IO protocol core, `media` the RTP engine, `driver`
+//! the tokio tasks that move bytes between sockets and the cores, `ui` and `headless` the two
+//! front ends over the same `Command` / `Event` types.
+
+pub mod config;
+pub mod driver;
+pub mod headless;
+pub mod media;
+pub mod sdp;
+pub mod sip;

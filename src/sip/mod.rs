@@ -1,0 +1,13 @@
+//! The SIP protocol core. No I/O here: no sockets, no tokio, no clock. Time and bytes come in,
+//! datagrams, timers and events come out.
+
+pub mod auth;
+pub mod error;
+pub mod header;
+pub mod message;
+pub mod parse;
+pub mod print;
+pub mod registration;
+pub mod transaction;
+pub mod ua;
+pub mod uri;
