@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod driver;
+pub mod event;
 pub mod headless;
 pub mod media;
 pub mod sdp;

@@ -1,1 +1,6 @@
+//! tokio drivers: sockets and timers around the sans-IO cores.
+
+pub mod command;
+pub mod media_task;
+pub mod sip_task;
 pub mod transport;

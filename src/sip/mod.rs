@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod header;
+pub mod ids;
 pub mod message;
 pub mod parse;
 pub mod print;

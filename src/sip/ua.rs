@@ -1,1 +1,780 @@
+//! The user agent: one account's SIP endpoint, sans-IO.
+//!
+//! Inputs: `handle_datagram(source, bytes, now)`, `handle_command(cmd, now)`,
+//! `handle_timeout(now)`. Outputs: `poll_transmit()`, `poll_event()`, `poll_timeout()`.
+//! After each input the caller drains the polls.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::auth::{DigestCredentials, Password};
+use super::ids::IdGen;
+use super::message::{Message, Method, Request, Response, reason_phrase};
+use super::parse::parse_datagram;
+use super::registration::{Registration, RegistrationOutput, RegistrationParams, RegistrationState};
+use super::transaction::{Destination, TimerConfig, TransactionLayer, TransportKind, TsxEvent, TsxId};
+use super::uri::{Scheme, Uri};
+use crate::sdp::{Codec, LocalMedia, MediaParams};
+
+mod call;
+pub use call::{NO_ANSWER_TIMEOUT, Role, is_dtmf};
+
+/// Methods we answer; advertised in Allow.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, message/sipfrag";
+pub const SUPPORTED: &str = "replaces, norefersub";
+/// How long `shutdown` waits for the unregister to be answered.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The account this UA speaks for, with everything already resolved by the driver.
+#[derive(Debug, Clone)]
+pub struct AccountParams {
+    pub name: String,
+    pub aor: Uri,
+    pub display_name: Option<String>,
+    pub auth_username: String,
+    pub password: Option<Password>,
+    pub registrar: Option<Uri>,
+    pub outbound_proxy: Option<Uri>,
+    pub expires: u32,
+    pub transport: TransportKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    pub account: AccountParams,
+    /// The address we put in Via and Contact (a concrete IP, never 0.0.0.0).
+    pub local: SocketAddr,
+    /// Where requests go when the URI does not say otherwise: the outbound proxy, else the
+    /// registrar, resolved by the driver.
+    pub next_hop: Option<Destination>,
+    pub user_agent: String,
+    pub timers: TimerConfig,
+    pub seed: u64,
+    /// Codec preference for offers and answers.
+    pub codecs: Vec<Codec>,
+    /// Answer a new call with 486 while another one is up (no call waiting).
+    pub busy_when_in_call: bool,
+}
+
+/// What a front end asks the UA to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Register,
+    Unregister,
+    /// Unregister if registered, hang up every call, then report `ShutdownComplete`.
+    Shutdown,
+    /// Call `target`; `media` says where our RTP socket is (the driver bound it).
+    Dial { target: Uri, media: LocalMedia },
+    /// Answer the given (or the ringing) call with media on the given socket.
+    Answer { call: Option<u64>, media: LocalMedia },
+    /// Reject the given (or the ringing) call: 486 Busy Here or 603 Decline.
+    Reject { call: Option<u64>, code: u16 },
+    Hangup { call: Option<u64> },
+    Hold { call: Option<u64> },
+    Resume { call: Option<u64> },
+    /// Blind transfer: REFER the peer to `target`.
+    Transfer { call: Option<u64>, target: Uri },
+    /// Tell the peer that the transfer it asked for reached this status (NOTIFY sipfrag).
+    TransferProgress { call: u64, code: u16, last: bool },
+}
+
+/// A call's state as front ends show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    Calling,
+    Incoming,
+    Ringing,
+    Early,
+    Confirmed,
+    Held,
+    Terminated,
+}
+
+impl CallState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallState::Calling => "calling",
+            CallState::Incoming => "incoming",
+            CallState::Ringing => "ringing",
+            CallState::Early => "early",
+            CallState::Confirmed => "confirmed",
+            CallState::Held => "held",
+            CallState::Terminated => "terminated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UaEvent {
+    Registration {
+        account: String,
+        state: RegistrationState,
+        code: Option<u16>,
+        reason: Option<String>,
+        expires: Option<u32>,
+    },
+    /// Something the user should know about that is not tied to a call or registration.
+    Error { message: String },
+    /// `Command::Shutdown` finished: the binding is gone (or the grace period ran out).
+    ShutdownComplete,
+    Call {
+        call: u64,
+        state: CallState,
+        remote: String,
+        code: Option<u16>,
+        reason: Option<String>,
+    },
+    /// Media can flow: start sending to `params.remote` from `local.rtp_port`.
+    MediaStart { call: u64, params: MediaParams, local: LocalMedia },
+    /// The session changed (hold, resume, new address or codec).
+    MediaUpdate { call: u64, params: MediaParams },
+    MediaStop { call: u64 },
+    /// A DTMF digit from SIP INFO (RFC 4733 digits come through the media path).
+    Dtmf { call: u64, digit: char },
+    /// The peer asked us to call `target` (REFER); the front end dials it and reports back.
+    TransferRequested { call: u64, target: Uri },
+}
+
+/// Bytes to send, and to whom.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutDatagram {
+    pub dest: Destination,
+    pub bytes: Vec<u8>,
+}
+
+/// Who owns a client transaction, so its response reaches the right state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Registration,
+    Call(u64, Method),
+}
+
+pub struct UserAgent {
+    config: UaConfig,
+    tsx: TransactionLayer,
+    ids: IdGen,
+    registration: Option<Registration>,
+    owners: HashMap<TsxId, Owner>,
+    transmits: VecDeque<OutDatagram>,
+    events: VecDeque<UaEvent>,
+    shutdown_deadline: Option<Instant>,
+    contact: Uri,
+    calls: Vec<call::Call>,
+    next_call: u64,
+    /// Digest state for INVITE challenges (separate from the registration's).
+    call_auth: Option<super::auth::Authenticator>,
+}
+
+impl UserAgent {
+    pub fn new(config: UaConfig) -> Self {
+        let mut ids = IdGen::new(config.seed);
+        let registration = config.account.registrar.clone().map(|registrar| {
+            let params = RegistrationParams {
+                aor: config.account.aor.clone(),
+                display_name: config.account.display_name.clone(),
+                registrar,
+                contact: contact_uri(&config),
+                expires: config.account.expires,
+                call_id: ids.call_id(),
+                from_tag: ids.tag(),
+            };
+            let credentials = config.account.password.clone().map(|password| DigestCredentials {
+                username: config.account.auth_username.clone(),
+                password,
+            });
+            Registration::new(params, credentials, ids.next_u64())
+        });
+        UserAgent {
+            tsx: TransactionLayer::new(config.timers.clone()),
+            contact: contact_uri(&config),
+            config,
+            ids,
+            registration,
+            owners: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            shutdown_deadline: None,
+            calls: Vec::new(),
+            next_call: 0,
+            call_auth: None,
+        }
+    }
+
+    pub fn config(&self) -> &UaConfig {
+        &self.config
+    }
+
+    pub fn registration_state(&self) -> Option<RegistrationState> {
+        self.registration.as_ref().map(Registration::state)
+    }
+
+    // ---- inputs ----
+
+    pub fn handle_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Register => {
+                let mut out = Vec::new();
+                match self.registration.as_mut() {
+                    Some(reg) => reg.register(&mut out),
+                    None => self.events.push_back(UaEvent::Error {
+                        message: format!("account {} has no registrar configured", self.config.account.name),
+                    }),
+                }
+                self.apply_registration(out, now);
+            }
+            Command::Unregister => {
+                let mut out = Vec::new();
+                if let Some(reg) = self.registration.as_mut() {
+                    reg.unregister(&mut out);
+                }
+                self.apply_registration(out, now);
+            }
+            Command::Shutdown => {
+                let ids: Vec<u64> = self.calls.iter().map(|c| c.id).collect();
+                for id in ids {
+                    self.hangup(id, now);
+                }
+                let mut out = Vec::new();
+                let waiting = self.registration.as_mut().is_some_and(|reg| reg.unregister(&mut out));
+                self.apply_registration(out, now);
+                if waiting {
+                    self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+                } else {
+                    self.events.push_back(UaEvent::ShutdownComplete);
+                }
+            }
+            Command::Dial { target, media } => self.dial(target, media, now),
+            Command::Answer { call, media } => match self.find_call(call, |c| c.state == CallState::Incoming) {
+                Some(id) => self.answer(id, media, now),
+                None => self.no_such_call("answer"),
+            },
+            Command::Reject { call, code } => match self.find_call(call, |c| c.state == CallState::Incoming) {
+                Some(id) => self.reject(id, code, now),
+                None => self.no_such_call("reject"),
+            },
+            Command::Hangup { call } => match self.find_call(call, |_| true) {
+                Some(id) => self.hangup(id, now),
+                None => self.no_such_call("hang up"),
+            },
+            Command::Hold { call } => match self.find_call(call, |c| c.state == CallState::Confirmed) {
+                Some(id) => self.hold(id, true, now),
+                None => self.no_such_call("hold"),
+            },
+            Command::Resume { call } => match self.find_call(call, |c| c.state == CallState::Held) {
+                Some(id) => self.hold(id, false, now),
+                None => self.no_such_call("resume"),
+            },
+            Command::Transfer { call, target } => match self.find_call(call, |c| matches!(c.state, CallState::Confirmed | CallState::Held)) {
+                Some(id) => self.transfer(id, target, now),
+                None => self.no_such_call("transfer"),
+            },
+            Command::TransferProgress { call, code, last } => {
+                let line = format!("SIP/2.0 {code} {}", reason_phrase(code));
+                self.notify_refer(call, &line, last, now);
+            }
+        }
+        self.drain_tsx(now);
+    }
+
+    fn no_such_call(&mut self, what: &str) {
+        self.events.push_back(UaEvent::Error {
+            message: format!("no call to {what}"),
+        });
+    }
+
+    /// Whether any call is still up (front ends keep media going while true).
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The RTP ports our live calls use (the driver frees the sockets of the others).
+    pub fn media_ports(&self) -> Vec<u16> {
+        self.calls.iter().map(|c| c.media.rtp_port).collect()
+    }
+
+    /// The number of the most recently created call.
+    pub fn last_call_id(&self) -> Option<u64> {
+        self.calls.last().map(|c| c.id)
+    }
+
+    /// Bytes that arrived from `source`.
+    pub fn handle_datagram(&mut self, source: Destination, bytes: &[u8], now: Instant) {
+        match parse_datagram(bytes) {
+            Ok(Message::Request(mut request)) => {
+                stamp_received(&mut request, source.addr);
+                self.tsx.handle_message(Message::Request(request), source, now);
+            }
+            Ok(Message::Response(response)) => {
+                self.tsx.handle_message(Message::Response(response), source, now);
+            }
+            Err(error) => {
+                tracing::debug!(%error, peer = %source.addr, "unparseable message");
+                // RFC 3261 §16.3/§8.2: a malformed request gets a 400 (or 505) when we can still
+                // find the headers a response needs; it goes back to where it came from only.
+                if let Some(bytes) = stateless_error_response(bytes, error.status(), &error.to_string()) {
+                    self.transmits.push_back(OutDatagram { dest: source, bytes });
+                }
+            }
+        }
+        self.drain_tsx(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tsx.handle_timeout(now);
+        self.call_timeouts(now);
+        let mut out = Vec::new();
+        if let Some(reg) = self.registration.as_mut() {
+            reg.handle_timeout(now, &mut out);
+        }
+        self.apply_registration(out, now);
+        if let Some(deadline) = self.shutdown_deadline
+            && now >= deadline
+        {
+            self.shutdown_deadline = None;
+            self.events.push_back(UaEvent::ShutdownComplete);
+        }
+        self.drain_tsx(now);
+    }
+
+    /// A message could not be sent to `dest` (connection refused, unreachable).
+    pub fn handle_transport_error(&mut self, dest: Destination, now: Instant) {
+        let owned: Vec<TsxId> = self.owners.keys().copied().collect();
+        for id in owned {
+            if self.tsx_destination(id) == Some(dest) {
+                self.tsx.handle_transport_error(id, now);
+            }
+        }
+        self.drain_tsx(now);
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_transmit(&mut self) -> Option<OutDatagram> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.tsx.poll_timeout(),
+            self.registration.as_ref().and_then(Registration::poll_timeout),
+            self.shutdown_deadline,
+            self.call_poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ---- internals ----
+
+    fn tsx_destination(&self, _id: TsxId) -> Option<Destination> {
+        self.config.next_hop
+    }
+
+    fn apply_registration(&mut self, out: Vec<RegistrationOutput>, now: Instant) {
+        for item in out {
+            match item {
+                RegistrationOutput::Send(request) => {
+                    match self.send_request(request, None, false, now) {
+                        Some((id, _)) => {
+                            self.owners.insert(id, Owner::Registration);
+                        }
+                        None => {
+                            let mut more = Vec::new();
+                            if let Some(reg) = self.registration.as_mut() {
+                                reg.handle_failure(503, "No route to the registrar", now, &mut more);
+                            }
+                            // No recursion risk: a failure never yields a Send.
+                            self.apply_registration(more, now);
+                        }
+                    }
+                }
+                RegistrationOutput::Changed { state, code, reason, expires } => {
+                    let account = self.config.account.name.clone();
+                    self.events.push_back(UaEvent::Registration { account, state, code, reason, expires });
+                    if self.shutdown_deadline.is_some() && state != RegistrationState::Unregistering {
+                        self.shutdown_deadline = None;
+                        self.events.push_back(UaEvent::ShutdownComplete);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the transport-level headers and starts a client transaction. `target` overrides
+    /// the next hop (e.g. a dialog's route); `in_dialog` requests carry the dialog's route set
+    /// instead of the outbound proxy's. Returns the transaction and what was sent where.
+    fn send_request(&mut self, mut request: Request, target: Option<Destination>, in_dialog: bool, now: Instant) -> Option<(TsxId, (Request, Destination))> {
+        let dest = target.or(self.config.next_hop).or_else(|| uri_destination(&request.uri, self.config.account.transport))?;
+        self.stamp_via(&mut request, dest);
+        if !in_dialog
+            && let Some(proxy) = &self.config.account.outbound_proxy
+            && !request.headers.contains("Route")
+        {
+            // RFC 3261 §8.1.2: a preloaded route to the outbound proxy.
+            let mut route = proxy.clone();
+            if route.param("lr").is_none() {
+                route.set_param("lr", None);
+            }
+            request.headers.push("Route", format!("<{route}>"));
+        }
+        request.headers.push("User-Agent", self.config.user_agent.clone());
+        let sent = request.clone();
+        Some((self.tsx.send_request(request, dest, now), (sent, dest)))
+    }
+
+    /// Puts our Via (new branch) on top and Max-Forwards when missing.
+    fn stamp_via(&mut self, request: &mut Request, dest: Destination) {
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            transport_token(dest.transport),
+            host_port(self.config.local),
+            self.ids.branch()
+        );
+        request.headers.push_front("Via", via);
+        if !request.headers.contains("Max-Forwards") {
+            request.headers.push("Max-Forwards", "70");
+        }
+    }
+
+    /// Sends a request outside any transaction (ACK for 2xx).
+    fn push_raw(&mut self, dest: Destination, request: Request) {
+        self.transmits.push_back(OutDatagram { dest, bytes: request.to_bytes() });
+    }
+
+    /// Our From value: display name and AOR.
+    fn local_name_addr(&self) -> String {
+        match &self.config.account.display_name {
+            Some(name) => format!("\"{}\" <{}>", super::registration::escape_quoted(name), self.config.account.aor),
+            None => format!("<{}>", self.config.account.aor),
+        }
+    }
+
+    /// Moves everything the transaction layer produced to where it belongs.
+    fn drain_tsx(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = self.tsx.poll_transmit() {
+                progressed = true;
+                self.transmits.push_back(OutDatagram {
+                    dest: transmit.dest,
+                    bytes: transmit.message.to_bytes(),
+                });
+            }
+            while let Some(event) = self.tsx.poll_event() {
+                progressed = true;
+                self.handle_tsx_event(event, now);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn handle_tsx_event(&mut self, event: TsxEvent, now: Instant) {
+        match event {
+            TsxEvent::Response { tsx, response } => {
+                let owner = self.owners.get(&tsx).cloned();
+                if response.is_final() && !matches!(owner, Some(Owner::Call(_, Method::Invite))) {
+                    self.owners.remove(&tsx);
+                }
+                match owner {
+                    Some(Owner::Registration) => {
+                        let mut out = Vec::new();
+                        if let Some(reg) = self.registration.as_mut() {
+                            reg.handle_response(&response, now, &mut out);
+                        }
+                        self.apply_registration(out, now);
+                    }
+                    Some(Owner::Call(id, method)) => self.call_response(id, method, tsx, response, now),
+                    None => {}
+                }
+            }
+            TsxEvent::Timeout { tsx } => self.client_failed(tsx, 408, "Request Timeout", now),
+            TsxEvent::TransportError { tsx } => self.client_failed(tsx, 503, "Service Unavailable (transport error)", now),
+            TsxEvent::Request { tsx, request, source } => {
+                if let Some(response) = self.precheck(&request) {
+                    self.tsx.send_response(tsx, response, now);
+                } else if !self.call_request(tsx, request.clone(), source, now) {
+                    self.handle_request(tsx, request, now);
+                }
+            }
+            TsxEvent::Ack { request, .. } => self.incoming_ack(request),
+            TsxEvent::Terminated { tsx } => {
+                self.owners.remove(&tsx);
+            }
+        }
+    }
+
+    fn client_failed(&mut self, tsx: TsxId, code: u16, reason: &str, now: Instant) {
+        match self.owners.remove(&tsx) {
+            Some(Owner::Registration) => {
+                let mut out = Vec::new();
+                if let Some(reg) = self.registration.as_mut() {
+                    reg.handle_failure(code, reason, now, &mut out);
+                }
+                self.apply_registration(out, now);
+            }
+            Some(Owner::Call(id, method)) => self.call_failed(id, method, code, reason, now),
+            None => {}
+        }
+    }
+
+    /// The UAS core (RFC 3261 §8.2) for requests outside calls.
+    fn handle_request(&mut self, tsx: TsxId, request: Request, now: Instant) {
+        let response = match request.method {
+            Method::Options => {
+                let mut r = self.make_response(&request, 200, None);
+                r.headers.push("Allow", ALLOW);
+                r.headers.push("Accept", ACCEPT);
+                r.headers.push("Supported", SUPPORTED);
+                r
+            }
+            Method::Ack => return,
+            // We are not a registrar (RFC 3261 §21.4.6: 405 lists what we do allow).
+            Method::Register | Method::Subscribe | Method::Publish | Method::Message | Method::Prack => {
+                let mut r = self.make_response(&request, 405, None);
+                r.headers.push("Allow", ALLOW);
+                r
+            }
+            Method::Other(_) => {
+                let mut r = self.make_response(&request, 501, None);
+                r.headers.push("Allow", ALLOW);
+                r
+            }
+            _ => self.make_response(&request, 481, None),
+        };
+        self.tsx.send_response(tsx, response, now);
+    }
+
+    /// Application-level checks every request passes before the method is looked at
+    /// (RFC 3261 §8.2.1 - §8.2.3): URI scheme, Require, Content-Type.
+    fn precheck(&self, request: &Request) -> Option<Response> {
+        if request.method == Method::Ack {
+            return None;
+        }
+        if !matches!(request.uri.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) {
+            return Some(self.make_response(request, 416, None));
+        }
+        let unsupported: Vec<String> = request
+            .headers
+            .tokens("Require")
+            .into_iter()
+            .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if !unsupported.is_empty() && request.method != Method::Cancel {
+            let mut r = self.make_response(request, 420, None);
+            r.headers.push("Unsupported", unsupported.join(", "));
+            return Some(r);
+        }
+        if !request.body.is_empty()
+            && let Some(content_type) = request.headers.content_type()
+            && !ACCEPT.split(", ").any(|a| a == content_type && is_accepted_for(&request.method, a))
+            && !content_type.starts_with("multipart/")
+        {
+            let mut r = self.make_response(request, 415, None);
+            r.headers.push("Accept", ACCEPT);
+            return Some(r);
+        }
+        None
+    }
+
+    /// A response to `request` with the headers RFC 3261 §8.2.6.2 copies.
+    fn make_response(&self, request: &Request, code: u16, to_tag: Option<&str>) -> Response {
+        build_response(request, code, reason_phrase(code), to_tag, &self.config.user_agent)
+    }
+}
+
+fn is_accepted_for(method: &Method, content_type: &str) -> bool {
+    match content_type {
+        "application/sdp" => matches!(method, Method::Invite | Method::Update | Method::Ack | Method::Options),
+        "application/dtmf-relay" => *method == Method::Info,
+        "message/sipfrag" => *method == Method::Notify,
+        _ => false,
+    }
+}
+
+/// Builds a response copying Via, From, To (adding a tag to a final response when the request
+/// had none), Call-ID and CSeq.
+pub fn build_response(request: &Request, code: u16, reason: &str, to_tag: Option<&str>, server: &str) -> Response {
+    let mut response = Response::new(code, reason);
+    for header in request.headers.iter() {
+        let name = super::message::long_name(&header.name);
+        if ["Via", "From", "Call-ID", "CSeq"].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            response.headers.push(header.name.clone(), header.value.clone());
+        } else if name.eq_ignore_ascii_case("To") {
+            let mut value = header.value.clone();
+            let has_tag = request.headers.to().map(|to| to.tag().is_some()).unwrap_or(true);
+            if !has_tag && code > 100 {
+                let tag = to_tag.map(str::to_string).unwrap_or_else(|| fallback_tag(request));
+                value = format!("{value};tag={tag}");
+            }
+            response.headers.push(header.name.clone(), value);
+        }
+    }
+    response.headers.push("Server", server);
+    response
+}
+
+/// A stable To tag for stateless answers: derived from the request so retransmissions get the
+/// same tag.
+fn fallback_tag(request: &Request) -> String {
+    let key = format!(
+        "{}{}",
+        request.headers.get("Call-ID").unwrap_or(""),
+        request.headers.get("CSeq").unwrap_or("")
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3);
+    }
+    format!("{:010x}", hash & 0xff_ffff_ffff)
+}
+
+/// RFC 3581 / RFC 3261 §18.2.1: note where a request really came from in its top Via, so
+/// responses go back to that address and port.
+fn stamp_received(request: &mut Request, source: SocketAddr) {
+    let Ok(mut via) = request.headers.top_via() else {
+        return;
+    };
+    let sent_by_ip = via.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
+    if sent_by_ip != Some(source.ip()) {
+        via.set_param("received", Some(&source.ip().to_string()));
+    }
+    if via.rport().is_some() {
+        via.set_param("rport", Some(&source.port().to_string()));
+    }
+    // Replace only the first Via value of the first Via line.
+    if let Some(first) = request.headers.0.iter_mut().find(|h| super::message::same_header(&h.name, "Via")) {
+        let rest = split_first_value(&first.value).1.map(str::to_string);
+        first.value = match rest {
+            Some(rest) => format!("{via}, {rest}"),
+            None => via.to_string(),
+        };
+    }
+}
+
+/// Splits a comma-separated header value at its first top-level comma (outside quotes and <>).
+fn split_first_value(value: &str) -> (&str, Option<&str>) {
+    let mut in_quotes = false;
+    let mut angle = 0u32;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => angle += 1,
+            '>' if !in_quotes => angle = angle.saturating_sub(1),
+            ',' if !in_quotes && angle == 0 => return (value[..i].trim(), Some(value[i + 1..].trim())),
+            _ => {}
+        }
+    }
+    (value.trim(), None)
+}
+
+/// For a request we could not parse: a 400/505 built from whatever Via/From/To/Call-ID/CSeq
+/// lines a lenient line scan finds. `None` for responses and hopeless input.
+pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(super::parse::MAX_MESSAGE_BYTES))?);
+    let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
+    let first = lines.next()?;
+    if first.starts_with("SIP/") || first.trim().is_empty() {
+        return None;
+    }
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for line in lines.take(super::parse::MAX_HEADERS) {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let long = super::message::long_name(name.trim());
+        if ["Via", "From", "To", "Call-ID", "CSeq"].iter().any(|n| n.eq_ignore_ascii_case(long)) {
+            kept.push((long.to_string(), value.trim().to_string()));
+        }
+    }
+    let needed = ["Via", "From", "To", "Call-ID", "CSeq"];
+    if !needed.iter().all(|n| kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(n))) {
+        return None;
+    }
+    // Never answer an ACK (RFC 3261 §17.2.1 has no response to ACK).
+    if first.split_whitespace().next() == Some("ACK") {
+        return None;
+    }
+    let reason = reason_phrase(code);
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for (name, value) in kept {
+        if name == "To" && !value.contains(";tag=") {
+            out.push_str(&format!("To: {value};tag=sipterm400\r\n"));
+        } else {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    let warning: String = why.chars().filter(|c| *c != '"' && !c.is_control()).take(120).collect();
+    out.push_str(&format!("Warning: 399 sipterm \"{warning}\"\r\nContent-Length: 0\r\n\r\n"));
+    Some(out.into_bytes())
+}
+
+/// Our Contact URI: the AOR's user at our local address, with the transport when not UDP.
+fn contact_uri(config: &UaConfig) -> Uri {
+    let user = config.account.aor.user.clone();
+    let scheme = if config.account.transport == TransportKind::Tls { Scheme::Sips } else { Scheme::Sip };
+    let mut uri = Uri {
+        scheme,
+        user,
+        host: ip_text(config.local.ip()),
+        port: Some(config.local.port()),
+        ..Uri::default()
+    };
+    if config.account.transport == TransportKind::Tcp {
+        uri.set_param("transport", Some("tcp"));
+    }
+    uri
+}
+
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn host_port(addr: SocketAddr) -> String {
+    format!("{}:{}", ip_text(addr.ip()), addr.port())
+}
+
+pub fn transport_token(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Udp => "UDP",
+        TransportKind::Tcp => "TCP",
+        TransportKind::Tls => "TLS",
+    }
+}
+
+/// A destination straight from a URI whose host is an IP literal (no DNS in the core).
+pub fn uri_destination(uri: &Uri, default_transport: TransportKind) -> Option<Destination> {
+    let ip: std::net::IpAddr = uri.host_unbracketed().parse().ok()?;
+    let transport = match uri.transport().as_deref() {
+        Some("tcp") => TransportKind::Tcp,
+        Some("tls") => TransportKind::Tls,
+        Some("udp") => TransportKind::Udp,
+        _ if uri.scheme == Scheme::Sips => TransportKind::Tls,
+        _ => default_transport,
+    };
+    let default_port = if transport == TransportKind::Tls { 5061 } else { 5060 };
+    Some(Destination {
+        addr: SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
+        transport,
+    })
+}

@@ -1,0 +1,361 @@
+//! One tokio task per call's media: paces 20 ms frames from the audio source into RTP, and
+//! plays received RTP through the jitter buffer into the audio sink. The pure pieces (codecs,
+//! RTP, DTMF, jitter buffer, statistics) live in `media/`; this file only moves data and reads
+//! the clock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::event::Event;
+use crate::media::codec::{self, CodecKind, Decoder, Encoder};
+use crate::media::dtmf::{DtmfReceiver, DtmfSender};
+use crate::media::jitter::{JitterBuffer, Playout};
+use crate::media::rtp::{RtpPacket, RtpPacketBuilder};
+use crate::media::session::{RtpReceiver, RtpSender};
+use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
+use crate::sdp::{Codec, MediaParams};
+
+/// Frame duration: every codec here runs at 20 ms packets.
+const FRAME: Duration = Duration::from_millis(20);
+/// How often a running call reports its statistics.
+const STATS_EVERY: u32 = 100; // frames: 2 s
+/// Largest RTP datagram we read; bigger ones are truncated garbage.
+const MAX_RTP: usize = 1500;
+/// RTP port range for calls (even ports; RTCP on the next odd one).
+const RTP_PORTS: std::ops::Range<u16> = 16384..32768;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioEndpoint {
+    Null,
+    Wav(PathBuf),
+    /// A sound card by name ("default"); the cpal path is a later issue, so for now this
+    /// falls back to `Null` with a warning.
+    Device(String),
+}
+
+/// Where each call's audio comes from and goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaIo {
+    pub input: AudioEndpoint,
+    pub output: AudioEndpoint,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaControl {
+    Update(MediaParams),
+    Mute(bool),
+    Dtmf(String),
+    Stop,
+}
+
+pub struct MediaHandle {
+    pub control: mpsc::UnboundedSender<MediaControl>,
+    pub task: JoinHandle<()>,
+}
+
+/// Binds an even RTP port and the odd RTCP port above it on `ip`.
+pub async fn bind_rtp_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let span = u32::from((RTP_PORTS.end - RTP_PORTS.start) / 2);
+    let start = std::process::id().wrapping_mul(2654435761) ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+    let mut last_error = None;
+    for attempt in 0..64u32 {
+        let slot = (start.wrapping_add(attempt.wrapping_mul(7919))) % span;
+        let port = RTP_PORTS.start + (slot as u16) * 2;
+        let rtp = match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            Ok(s) => s,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no free RTP port pair")))
+}
+
+pub fn spawn(call: u64, rtp: UdpSocket, rtcp: UdpSocket, params: MediaParams, io: MediaIo, events: mpsc::Sender<Event>) -> MediaHandle {
+    let (control, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut media = match CallMedia::new(call, params, &io, events.clone()).await {
+            Ok(m) => m,
+            Err(message) => {
+                let _ = events.send(Event::Error { message: format!("call {call}: {message}") }).await;
+                return;
+            }
+        };
+        media.run(rtp, rtcp, rx).await;
+    });
+    MediaHandle { control, task }
+}
+
+/// The echo service's media: every RTP packet goes back to where it came from, unchanged.
+pub fn spawn_echo(rtp: UdpSocket) -> MediaHandle {
+    let (control, mut rx) = mpsc::unbounded_channel::<MediaControl>();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_RTP];
+        loop {
+            tokio::select! {
+                received = rtp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = received
+                        && let Some(bytes) = buf.get(..n)
+                        && RtpPacket::parse(bytes).is_ok()
+                    {
+                        let _ = rtp.send_to(bytes, from).await;
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(MediaControl::Stop) | None => return,
+                    Some(_) => {}
+                },
+            }
+        }
+    });
+    MediaHandle { control, task }
+}
+
+fn kind_of(codec: Codec) -> CodecKind {
+    match codec {
+        Codec::Opus => CodecKind::Opus,
+        Codec::Pcmu => CodecKind::Pcmu,
+        Codec::Pcma => CodecKind::Pcma,
+    }
+}
+
+struct CallMedia {
+    call: u64,
+    params: MediaParams,
+    kind: CodecKind,
+    encoder: Box<dyn Encoder>,
+    decoder: Box<dyn Decoder>,
+    source: FrameSource,
+    sink: FrameSink,
+    sender: RtpSender,
+    receiver: RtpReceiver,
+    jitter: JitterBuffer,
+    dtmf_out: DtmfSender,
+    dtmf_in: DtmfReceiver,
+    muted: bool,
+    events: mpsc::Sender<Event>,
+    /// Where RTP really comes from (symmetric RTP: we answer there once it speaks).
+    latched: Option<SocketAddr>,
+}
+
+impl CallMedia {
+    async fn new(call: u64, params: MediaParams, io: &MediaIo, events: mpsc::Sender<Event>) -> Result<Self, String> {
+        let kind = kind_of(params.codec);
+        let rate = kind.sample_rate();
+        let source = match &io.input {
+            AudioEndpoint::Wav(path) => match WavSource::open(path, rate) {
+                Ok(s) => FrameSource::Wav(Box::new(s)),
+                Err(e) => {
+                    warn(&events, format!("cannot read {}: {e}; sending silence", path.display())).await;
+                    FrameSource::null(rate)
+                }
+            },
+            AudioEndpoint::Null => FrameSource::null(rate),
+            AudioEndpoint::Device(name) => {
+                warn(&events, format!("sound device `{name}` is not supported in this build; sending silence (use --audio-in FILE.wav)")).await;
+                FrameSource::null(rate)
+            }
+        };
+        let sink = match &io.output {
+            AudioEndpoint::Wav(path) => match WavSink::create(path, rate) {
+                Ok(s) => FrameSink::Wav(Box::new(s)),
+                Err(e) => {
+                    warn(&events, format!("cannot write {}: {e}; discarding received audio", path.display())).await;
+                    FrameSink::null()
+                }
+            },
+            _ => FrameSink::null(),
+        };
+        let seed = u64::from(std::process::id()) << 32 ^ call ^ u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+        Ok(CallMedia {
+            call,
+            kind,
+            encoder: codec::encoder(kind).map_err(|e| e.to_string())?,
+            decoder: codec::decoder(kind).map_err(|e| e.to_string())?,
+            source,
+            sink,
+            sender: RtpSender::new(params.payload_type, kind.clock_rate(), seed),
+            receiver: RtpReceiver::new(kind.clock_rate()),
+            jitter: JitterBuffer::new(kind.samples_per_frame() as u32),
+            dtmf_out: DtmfSender::with_defaults(kind.clock_rate()).map_err(|e| e.to_string())?,
+            dtmf_in: DtmfReceiver::new(),
+            muted: false,
+            events,
+            latched: None,
+            params,
+        })
+    }
+
+    async fn run(&mut self, rtp: UdpSocket, rtcp: UdpSocket, mut control: mpsc::UnboundedReceiver<MediaControl>) {
+        let mut tick = tokio::time::interval(FRAME);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let started = Instant::now();
+        let mut frames: u32 = 0;
+        let mut buf = vec![0u8; MAX_RTP];
+        let mut rtcp_buf = vec![0u8; MAX_RTP];
+        let mut pcm: Vec<i16> = Vec::with_capacity(960);
+        let mut payload: Vec<u8> = Vec::with_capacity(MAX_RTP);
+        let mut packet: Vec<u8> = Vec::with_capacity(MAX_RTP);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    frames += 1;
+                    self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    self.play_frame(&mut pcm);
+                    if frames % STATS_EVERY == 0 {
+                        self.report().await;
+                    }
+                }
+                received = rtp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = received {
+                        let arrival = started.elapsed();
+                        self.receive(buf.get(..n).unwrap_or_default(), from, arrival).await;
+                    }
+                }
+                // RTCP is read and dropped for now (reports are a later issue); reading keeps the
+                // socket's queue from filling.
+                _ = rtcp.recv_from(&mut rtcp_buf) => {}
+                cmd = control.recv() => match cmd {
+                    Some(MediaControl::Update(params)) => self.update(params),
+                    Some(MediaControl::Mute(on)) => self.muted = on,
+                    Some(MediaControl::Dtmf(digits)) => {
+                        if let Err(e) = self.dtmf_out.queue_digits(&digits) {
+                            let _ = self.events.send(Event::Error { message: format!("dtmf: {e}") }).await;
+                        }
+                    }
+                    Some(MediaControl::Stop) | None => break,
+                },
+            }
+        }
+        self.report().await;
+        let sink = std::mem::replace(&mut self.sink, FrameSink::null());
+        if let Err(e) = sink.finalize() {
+            warn(&self.events, format!("cannot finish the received-audio file: {e}")).await;
+        }
+    }
+
+    fn destination(&self) -> SocketAddr {
+        self.latched.unwrap_or(self.params.remote)
+    }
+
+    async fn send_frame(&mut self, socket: &UdpSocket, pcm: &mut Vec<i16>, payload: &mut Vec<u8>, packet: &mut Vec<u8>) {
+        pcm.clear();
+        // The source advances in real time whether or not we send (hold keeps the file's clock).
+        let _ = self.source.next_frame(pcm);
+        let timestamp = self.sender.timestamp();
+        let step = self.kind.samples_per_frame() as u32;
+        packet.clear();
+        if let Some(te_pt) = self.params.telephone_event_pt
+            && let Some(dtmf) = self.dtmf_out.poll_packet(timestamp)
+        {
+            // The telephone-event clock equals the codec's here (SDP offers /48000 with Opus).
+            let builder = RtpPacketBuilder::new(te_pt, self.sender.next_sequence(), dtmf.timestamp, self.sender.ssrc()).marker(dtmf.marker);
+            let _ = builder.write(&dtmf.event.to_bytes(), packet);
+        } else if self.params.direction.sends() {
+            payload.clear();
+            if self.muted {
+                pcm.iter_mut().for_each(|s| *s = 0);
+            }
+            if self.encoder.encode(pcm, payload).is_err() {
+                self.sender.advance(step);
+                return;
+            }
+            let builder = RtpPacketBuilder::new(self.params.payload_type, self.sender.next_sequence(), timestamp, self.sender.ssrc()).marker(self.sender.take_marker());
+            let _ = builder.write(payload, packet);
+        }
+        self.sender.advance(step);
+        if !packet.is_empty() {
+            if socket.send_to(packet, self.destination()).await.is_ok() {
+                self.sender.count_sent(packet.len());
+            }
+        }
+    }
+
+    fn play_frame(&mut self, pcm: &mut Vec<i16>) {
+        pcm.clear();
+        let frame = self.kind.samples_per_frame();
+        let ok = match self.jitter.pop() {
+            Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
+            Playout::Missing => self.decoder.decode(None, pcm).is_ok(),
+            Playout::Idle => false,
+        };
+        if ok && !pcm.is_empty() {
+            let _ = self.sink.write_frame(pcm);
+        } else {
+            let _ = self.sink.write_silence(frame);
+        }
+    }
+
+    async fn receive(&mut self, bytes: &[u8], from: SocketAddr, arrival: Duration) {
+        let Ok(packet) = RtpPacket::parse(bytes) else { return };
+        // Symmetric RTP (RFC 4961): media from the peer's SDP address, or the first source
+        // that speaks on our port when the SDP address was not reachable (NAT).
+        if from != self.params.remote && self.latched.is_none() && self.receiver.received() == 0 {
+            self.latched = Some(from);
+        }
+        let pt = packet.payload_type();
+        if Some(pt) == self.params.telephone_event_pt {
+            if let Ok(Some(digit)) = self.dtmf_in.handle_packet(packet.timestamp(), packet.payload()) {
+                let _ = self
+                    .events
+                    .send(Event::Dtmf { call: self.call.to_string(), digit: digit.digit.to_string() })
+                    .await;
+            }
+            return;
+        }
+        if pt != self.params.payload_type {
+            return;
+        }
+        let arrival_units = (arrival.as_secs_f64() * f64::from(self.kind.clock_rate())) as u64;
+        self.receiver.handle(&packet, arrival_units);
+        self.jitter.push(packet.sequence_number(), packet.timestamp(), packet.payload());
+    }
+
+    fn update(&mut self, params: MediaParams) {
+        if params.codec != self.params.codec {
+            let kind = kind_of(params.codec);
+            if let (Ok(enc), Ok(dec)) = (codec::encoder(kind), codec::decoder(kind)) {
+                self.kind = kind;
+                self.encoder = enc;
+                self.decoder = dec;
+                self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32);
+            }
+        }
+        if params.remote != self.params.remote {
+            self.latched = None;
+        }
+        self.params = params;
+    }
+
+    async fn report(&self) {
+        let stats = self.receiver.stats();
+        let _ = self
+            .events
+            .send(Event::Media {
+                call: self.call.to_string(),
+                codec: format!("{}/{}", self.params.codec.encoding_name().to_ascii_lowercase(), self.kind.clock_rate()),
+                sent: self.sender.packets_sent(),
+                received: stats.received,
+                lost: stats.lost,
+                jitter_ms: (stats.jitter_ms * 100.0).round() / 100.0,
+                remote: Some(self.destination().to_string()),
+            })
+            .await;
+    }
+}
+
+async fn warn(events: &mpsc::Sender<Event>, message: String) {
+    tracing::warn!("{message}");
+    let _ = events.send(Event::Warning { message }).await;
+}

@@ -1,0 +1,101 @@
+//! What the engine tells its front ends (TUI, headless). One stream of small events; the
+//! headless front end prints each as one JSON line.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// The engine is up; `listen` is the address really bound (port 0 resolved).
+    Ready { listen: String },
+    Registration {
+        account: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires: Option<u32>,
+    },
+    /// One SIP message in or out. `raw` is the whole message for the log pane; the JSON
+    /// front end leaves it out.
+    Sip {
+        dir: Direction,
+        peer: String,
+        summary: String,
+        #[serde(skip)]
+        raw: std::sync::Arc<[u8]>,
+    },
+    Call {
+        call: String,
+        state: String,
+        remote: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Media statistics of a call, sent every few seconds and when the call ends.
+    Media {
+        call: String,
+        codec: String,
+        sent: u64,
+        received: u64,
+        lost: u64,
+        jitter_ms: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        remote: Option<String>,
+    },
+    Dtmf { call: String, digit: String },
+    Error { message: String },
+    /// Warnings the user should see but that change nothing (e.g. trace events dropped).
+    Warning { message: String },
+}
+
+/// The first line of a SIP message as text (the `summary` of a trace), bounded in length.
+pub fn first_line(bytes: &[u8]) -> String {
+    let end = bytes
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(bytes.len())
+        .min(200);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_the_headless_contract_says() {
+        let e = Event::Registration {
+            account: "alice".into(),
+            state: "registered".into(),
+            code: Some(200),
+            reason: None,
+            expires: Some(600),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(r#"{"event":"registration","account":"alice","state":"registered","code":200,"expires":600}"#)
+        );
+        let s = Event::Sip {
+            dir: Direction::In,
+            peer: "127.0.0.1:5060".into(),
+            summary: first_line(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n"),
+            raw: std::sync::Arc::from(&b"x"[..]),
+        };
+        assert_eq!(
+            serde_json::to_string(&s).ok().as_deref(),
+            Some(r#"{"event":"sip","dir":"in","peer":"127.0.0.1:5060","summary":"OPTIONS sip:a@b SIP/2.0"}"#)
+        );
+    }
+}

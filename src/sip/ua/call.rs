@@ -1,0 +1,990 @@
+//! Calls: INVITE dialogs in both directions (RFC 3261 §13-15), CANCEL, BYE, hold via
+//! re-INVITE, INFO DTMF, REFER. Part of the user agent; owns no I/O.
+
+use std::time::{Duration, Instant};
+
+use super::{CallState, Owner, UaEvent, UserAgent, uri_destination};
+use crate::sdp::{self, Direction, LocalMedia, MediaParams};
+use crate::sip::auth::Authenticator;
+use crate::sip::dialog::Dialog;
+use crate::sip::message::{Method, Request, Response, reason_phrase};
+use crate::sip::transaction::{Destination, TsxId};
+use crate::sip::uri::Uri;
+
+/// A ringing outgoing call is cancelled after this long without an answer.
+pub const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most 3xx redirects and auth retries one INVITE may take.
+const MAX_REDIRECTS: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Caller,
+    Callee,
+}
+
+/// The UAS side retransmits its 2xx until the ACK comes (RFC 3261 §13.3.1.4).
+#[derive(Debug, Clone)]
+pub(super) struct PendingOk {
+    response: Response,
+    dest: Destination,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct Call {
+    pub id: u64,
+    pub role: Role,
+    pub state: CallState,
+    pub remote: String,
+    pub dialog: Option<Dialog>,
+    /// The INVITE in flight (UAC) or being answered (UAS).
+    pub invite: Option<Request>,
+    pub invite_tsx: Option<TsxId>,
+    pub invite_dest: Option<Destination>,
+    pub local_tag: String,
+    pub media: LocalMedia,
+    pub params: Option<MediaParams>,
+    pub remote_offer: Option<String>,
+    pub ack: Option<(Request, Destination)>,
+    pub pending_ok: Option<PendingOk>,
+    pub cancel_wanted: bool,
+    pub cancelled: bool,
+    pub redirects: u8,
+    pub auth_tries: u8,
+    pub no_answer_at: Option<Instant>,
+    /// Our own re-INVITE in flight (hold/resume): answers a peer's with 491.
+    pub reinvite_tsx: Option<TsxId>,
+    pub glare_retry_at: Option<Instant>,
+    pub on_hold: bool,
+    /// A peer's re-INVITE without SDP: we offered in the 200 and wait for the answer in ACK.
+    pub offered_in_ok: bool,
+}
+
+impl Call {
+    fn media_direction(&self) -> Direction {
+        if self.on_hold { Direction::SendOnly } else { Direction::SendRecv }
+    }
+}
+
+impl UserAgent {
+    pub(super) fn find_call(&self, id: Option<u64>, pick: impl Fn(&Call) -> bool) -> Option<u64> {
+        match id {
+            Some(id) => self.calls.iter().find(|c| c.id == id).map(|c| c.id),
+            None => self.calls.iter().rev().find(|c| pick(c)).map(|c| c.id),
+        }
+    }
+
+    fn call_mut(&mut self, id: u64) -> Option<&mut Call> {
+        self.calls.iter_mut().find(|c| c.id == id)
+    }
+
+    fn emit_call(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
+        if let Some(call) = self.calls.iter().find(|c| c.id == id) {
+            self.events.push_back(UaEvent::Call {
+                call: id,
+                state: call.state,
+                remote: call.remote.clone(),
+                code,
+                reason,
+            });
+        }
+    }
+
+    fn set_state(&mut self, id: u64, state: CallState, code: Option<u16>, reason: Option<String>) {
+        let Some(call) = self.call_mut(id) else { return };
+        if call.state == state && code.is_none() {
+            return;
+        }
+        call.state = state;
+        self.emit_call(id, code, reason);
+    }
+
+    fn terminate(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
+        let had_media = self.calls.iter().any(|c| c.id == id && c.params.is_some());
+        if had_media {
+            self.events.push_back(UaEvent::MediaStop { call: id });
+        }
+        self.set_state(id, CallState::Terminated, code, reason);
+        self.calls.retain(|c| c.id != id);
+        self.owners.retain(|_, o| !matches!(o, Owner::Call(c, _) if *c == id));
+    }
+
+    // ---------------------------------------------------------------- outgoing
+
+    pub(super) fn dial(&mut self, target: Uri, mut media: LocalMedia, now: Instant) {
+        let id = self.next_call_id();
+        media.session_id = self.ids.next_u64() >> 1;
+        media.session_version = 1;
+        let local_tag = self.ids.tag();
+        let call_id = self.ids.call_id();
+        let mut invite = Request::new(Method::Invite, target.clone());
+        invite.headers.push("From", format!("{};tag={local_tag}", self.local_name_addr()));
+        invite.headers.push("To", format!("<{target}>"));
+        invite.headers.push("Call-ID", call_id);
+        invite.headers.push("CSeq", "1 INVITE");
+        invite.headers.push("Contact", format!("<{}>", self.contact));
+        invite.headers.push("Allow", super::ALLOW);
+        invite.headers.push("Supported", super::SUPPORTED);
+        invite.headers.push("Content-Type", "application/sdp");
+        invite.body = sdp::build_offer(&media).into_bytes();
+        self.calls.push(Call {
+            id,
+            role: Role::Caller,
+            state: CallState::Calling,
+            remote: target.to_string(),
+            dialog: None,
+            invite: None,
+            invite_tsx: None,
+            invite_dest: None,
+            local_tag,
+            media,
+            params: None,
+            remote_offer: None,
+            ack: None,
+            pending_ok: None,
+            cancel_wanted: false,
+            cancelled: false,
+            redirects: 0,
+            auth_tries: 0,
+            no_answer_at: None,
+            reinvite_tsx: None,
+            glare_retry_at: None,
+            on_hold: false,
+            offered_in_ok: false,
+        });
+        self.emit_call(id, None, None);
+        self.send_invite(id, invite, now);
+    }
+
+    fn send_invite(&mut self, id: u64, invite: Request, now: Instant) {
+        let dest = self.route_for(&invite.uri);
+        match self.send_request(invite, dest, false, now) {
+            Some((tsx, sent)) => {
+                self.owners.insert(tsx, Owner::Call(id, Method::Invite));
+                if let Some(call) = self.call_mut(id) {
+                    call.invite_dest = Some(sent.1);
+                    call.invite = Some(sent.0);
+                    call.invite_tsx = Some(tsx);
+                }
+            }
+            None => self.terminate(id, Some(503), Some("No route to the destination".into())),
+        }
+    }
+
+    pub(super) fn hangup(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.calls.iter().find(|c| c.id == id) else { return };
+        match (call.role, call.state) {
+            (Role::Caller, CallState::Calling | CallState::Ringing | CallState::Early) if call.dialog.is_none() || call.ack.is_none() => {
+                self.cancel(id, now);
+            }
+            (Role::Callee, CallState::Incoming) => self.reject(id, 486, now),
+            _ => self.send_bye(id, now),
+        }
+    }
+
+    /// CANCEL needs a provisional response first (RFC 3261 §9.1); until then we only note it.
+    fn cancel(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.call_mut(id) else { return };
+        call.cancel_wanted = true;
+        let provisional_seen = call.state != CallState::Calling;
+        if !provisional_seen || call.cancelled {
+            return;
+        }
+        call.cancelled = true;
+        let (Some(invite), Some(dest)) = (call.invite.clone(), call.invite_dest) else { return };
+        let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+        for name in ["Via", "Route", "From", "To", "Call-ID"] {
+            // The CANCEL's Via is the INVITE's top Via: same branch, so it matches.
+            let value = if name == "Via" {
+                invite.headers.get("Via").map(|v| super::split_first_value(v).0.to_string())
+            } else {
+                None
+            };
+            match value {
+                Some(v) => cancel.headers.push(name, v),
+                None => {
+                    for v in invite.headers.get_all(name) {
+                        cancel.headers.push(name, v.to_string());
+                    }
+                }
+            }
+        }
+        let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        cancel.headers.push("CSeq", format!("{seq} CANCEL"));
+        cancel.headers.push("Max-Forwards", "70");
+        let tsx = self.tsx.send_request(cancel, dest, now);
+        self.owners.insert(tsx, Owner::Call(id, Method::Cancel));
+    }
+
+    fn send_bye(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.call_mut(id) else { return };
+        call.pending_ok = None;
+        let Some(dialog) = call.dialog.as_mut() else {
+            self.terminate(id, None, Some("Hung up".into()));
+            return;
+        };
+        let bye = dialog.request(Method::Bye, None);
+        let dest = self.dialog_destination(id);
+        if let Some((tsx, _)) = self.send_request(bye, dest, true, now) {
+            self.owners.insert(tsx, Owner::Call(id, Method::Bye));
+        }
+        // The call is over for the user now; the BYE's answer changes nothing they see.
+        self.terminate(id, None, Some("Hung up".into()));
+    }
+
+    pub(super) fn hold(&mut self, id: u64, hold: bool, now: Instant) {
+        let Some(call) = self.call_mut(id) else { return };
+        if call.dialog.is_none() || call.reinvite_tsx.is_some() || call.on_hold == hold {
+            return;
+        }
+        call.on_hold = hold;
+        self.send_reinvite(id, now);
+    }
+
+    fn send_reinvite(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.call_mut(id) else { return };
+        call.media.session_version += 1;
+        call.media.direction = call.media_direction();
+        let body = sdp::build_offer(&call.media).into_bytes();
+        let Some(dialog) = call.dialog.as_mut() else { return };
+        let mut invite = dialog.request(Method::Invite, None);
+        invite.headers.push("Content-Type", "application/sdp");
+        invite.body = body;
+        let dest = self.dialog_destination(id);
+        if let Some((tsx, sent)) = self.send_request(invite, dest, true, now) {
+            self.owners.insert(tsx, Owner::Call(id, Method::Invite));
+            if let Some(call) = self.call_mut(id) {
+                call.reinvite_tsx = Some(tsx);
+                call.invite = Some(sent.0);
+                call.invite_dest = Some(sent.1);
+            }
+        }
+    }
+
+    pub(super) fn transfer(&mut self, id: u64, target: Uri, now: Instant) {
+        let Some(call) = self.call_mut(id) else { return };
+        let Some(dialog) = call.dialog.as_mut() else { return };
+        let mut refer = dialog.request(Method::Refer, None);
+        refer.headers.push("Refer-To", format!("<{target}>"));
+        let dest = self.dialog_destination(id);
+        if let Some((tsx, _)) = self.send_request(refer, dest, true, now) {
+            self.owners.insert(tsx, Owner::Call(id, Method::Refer));
+        }
+    }
+
+    /// Responses to our requests in calls.
+    pub(super) fn call_response(&mut self, id: u64, method: Method, tsx: TsxId, response: Response, now: Instant) {
+        match method {
+            Method::Invite => {
+                let is_reinvite = self.calls.iter().any(|c| c.id == id && c.reinvite_tsx == Some(tsx));
+                if is_reinvite {
+                    self.reinvite_response(id, tsx, response, now);
+                } else {
+                    self.invite_response(id, response, now);
+                }
+            }
+            Method::Bye | Method::Cancel | Method::Info | Method::Notify => {}
+            Method::Refer => {
+                if response.is_final() && !response.is_success() {
+                    self.events.push_back(UaEvent::Error {
+                        message: format!("transfer refused: {} {}", response.code, response.reason),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn invite_response(&mut self, id: u64, response: Response, now: Instant) {
+        let Some(call) = self.calls.iter().find(|c| c.id == id) else {
+            // A 2xx for a call we already left: ACK and BYE it so the peer stops ringing.
+            return;
+        };
+        let Some(invite) = call.invite.clone() else { return };
+        let code = response.code;
+        if response.is_provisional() {
+            if code == 100 {
+                return;
+            }
+            let has_tag = response.headers.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+            let contact = self.contact.clone();
+            let Some(call) = self.call_mut(id) else { return };
+            if has_tag && call.dialog.is_none() {
+                call.dialog = Dialog::from_uac(&invite, &response, contact).ok();
+            }
+            if call.no_answer_at.is_none() {
+                call.no_answer_at = Some(now + NO_ANSWER_TIMEOUT);
+            }
+            let early_sdp = !response.body.is_empty() && call.params.is_none();
+            let state = if early_sdp || code == 183 { CallState::Early } else { CallState::Ringing };
+            if early_sdp {
+                self.take_answer(id, &response.body);
+            }
+            let cancel_now = self.calls.iter().any(|c| c.id == id && c.cancel_wanted && !c.cancelled);
+            self.set_state(id, state, Some(code), Some(response.reason.clone()));
+            if let Some(call) = self.call_mut(id) {
+                call.state = state;
+            }
+            if cancel_now {
+                self.cancel(id, now);
+            }
+            return;
+        }
+        if response.is_success() {
+            self.confirm_outgoing(id, &invite, response, now);
+            return;
+        }
+        // Failures.
+        match code {
+            401 | 407 if call.auth_tries == 0 && !call.cancel_wanted => {
+                let retry = self.auth_retry(&invite, &response);
+                if let Some(next) = retry {
+                    if let Some(call) = self.call_mut(id) {
+                        call.auth_tries += 1;
+                    }
+                    self.send_invite(id, next, now);
+                    return;
+                }
+            }
+            300..=399 if call.redirects < MAX_REDIRECTS && !call.cancel_wanted => {
+                let target = response.headers.contacts().ok().and_then(|c| c.into_iter().next()).map(|c| c.uri);
+                if let Some(target) = target {
+                    let mut next = invite.clone();
+                    next.headers.remove("Via");
+                    next.headers.remove("Route");
+                    next.headers.remove("Max-Forwards");
+                    next.headers.remove("User-Agent");
+                    bump_cseq(&mut next);
+                    next.uri = target;
+                    if let Some(call) = self.call_mut(id) {
+                        call.redirects += 1;
+                    }
+                    self.send_invite(id, next, now);
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.terminate(id, Some(code), Some(response.reason.clone()));
+    }
+
+    fn confirm_outgoing(&mut self, id: u64, invite: &Request, response: Response, now: Instant) {
+        let contact = self.contact.clone();
+        let Some(call) = self.call_mut(id) else { return };
+        if let Some((ack, dest)) = call.ack.clone() {
+            // A retransmitted 2xx: our ACK got lost; send it again.
+            self.push_raw(dest, ack);
+            return;
+        }
+        // The 2xx fixes the dialog even if an early one had another tag (forking: first wins).
+        let dialog = match Dialog::from_uac(invite, &response, contact) {
+            Ok(d) => d,
+            Err(_) => {
+                self.terminate(id, Some(502), Some("Malformed 2xx".into()));
+                return;
+            }
+        };
+        let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        let mut dialog = dialog;
+        let mut ack = dialog.request(Method::Ack, Some(seq));
+        let hop = self.config.next_hop;
+        let dest = hop_for_dialog(&dialog, hop, self.config.account.transport).or(call.invite_dest);
+        call.dialog = Some(dialog);
+        call.no_answer_at = None;
+        let Some(dest) = dest else { return };
+        self.stamp_via(&mut ack, dest);
+        if let Some(call) = self.call_mut(id) {
+            call.ack = Some((ack.clone(), dest));
+        }
+        self.push_raw(dest, ack);
+        let cancel_wanted = self.calls.iter().any(|c| c.id == id && c.cancel_wanted);
+        if cancel_wanted {
+            // We hung up while it rang, but it answered: end it properly.
+            self.send_bye(id, now);
+            return;
+        }
+        if self.calls.iter().any(|c| c.id == id && c.params.is_none()) {
+            if !self.take_answer(id, &response.body) {
+                self.send_bye(id, now);
+                return;
+            }
+        } else if !response.body.is_empty() {
+            // A 2xx may differ from the early answer (RFC 3261 §13.2.1 keeps the first; we
+            // follow what the final answer says, as most phones do).
+            self.take_answer(id, &response.body);
+        }
+        self.set_state(id, CallState::Confirmed, Some(response.code), Some(response.reason.clone()));
+    }
+
+    /// Applies an SDP answer to our offer. False when it is unusable.
+    fn take_answer(&mut self, id: u64, body: &[u8]) -> bool {
+        let Some(call) = self.call_mut(id) else { return false };
+        let text = String::from_utf8_lossy(body);
+        match sdp::apply_answer(&text, &call.media) {
+            Ok(params) => {
+                let first = call.params.is_none();
+                call.params = Some(params.clone());
+                let event = if first {
+                    UaEvent::MediaStart { call: id, params, local: call.media.clone() }
+                } else {
+                    UaEvent::MediaUpdate { call: id, params }
+                };
+                self.events.push_back(event);
+                true
+            }
+            Err(e) => {
+                self.events.push_back(UaEvent::Error {
+                    message: format!("call {id}: unusable SDP answer: {e}"),
+                });
+                false
+            }
+        }
+    }
+
+    fn reinvite_response(&mut self, id: u64, tsx: TsxId, response: Response, now: Instant) {
+        if response.is_provisional() {
+            return;
+        }
+        let Some(call) = self.call_mut(id) else { return };
+        call.reinvite_tsx = None;
+        if response.is_success() {
+            let Some(invite) = call.invite.clone() else { return };
+            let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+            let Some(dialog) = call.dialog.as_mut() else { return };
+            dialog.refresh_target(response.headers.contacts().ok().and_then(|c| c.into_iter().next()).map(|c| c.uri));
+            let mut ack = dialog.request(Method::Ack, Some(seq));
+            let _ = tsx;
+            let dest = self.dialog_destination(id);
+            if let Some(dest) = dest {
+                self.stamp_via(&mut ack, dest);
+                self.push_raw(dest, ack.clone());
+                if let Some(call) = self.call_mut(id) {
+                    call.ack = Some((ack, dest));
+                }
+            }
+            self.take_answer(id, &response.body);
+            let state = if self.calls.iter().any(|c| c.id == id && c.on_hold) { CallState::Held } else { CallState::Confirmed };
+            self.set_state(id, state, Some(response.code), Some(response.reason.clone()));
+            return;
+        }
+        match response.code {
+            // Glare (RFC 3261 §14.1): retry after 2.1-4 s as the dialog's owner of Call-ID.
+            491 => {
+                let wait = Duration::from_millis(2100 + self.ids.next_u64() % 1900);
+                if let Some(call) = self.call_mut(id) {
+                    call.glare_retry_at = Some(now + wait);
+                }
+            }
+            481 | 408 => self.send_bye(id, now),
+            _ => {
+                // The peer kept the old session: undo our wish.
+                if let Some(call) = self.call_mut(id) {
+                    call.on_hold = !call.on_hold;
+                }
+                self.events.push_back(UaEvent::Error {
+                    message: format!("call {id}: re-INVITE refused: {} {}", response.code, response.reason),
+                });
+            }
+        }
+    }
+
+    pub(super) fn call_failed(&mut self, id: u64, method: Method, code: u16, reason: &str, now: Instant) {
+        match method {
+            Method::Invite => {
+                let reinvite = self.calls.iter().any(|c| c.id == id && c.reinvite_tsx.is_some());
+                if reinvite {
+                    if let Some(call) = self.call_mut(id) {
+                        call.reinvite_tsx = None;
+                    }
+                    self.send_bye(id, now);
+                } else {
+                    self.terminate(id, Some(code), Some(reason.to_string()));
+                }
+            }
+            Method::Cancel => {
+                // No answer to CANCEL: the INVITE transaction ends by itself (Timer B).
+            }
+            _ => {}
+        }
+    }
+
+    // ---------------------------------------------------------------- incoming
+
+    /// A request that may belong to a call. Returns false when it is not call business.
+    pub(super) fn call_request(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) -> bool {
+        let in_dialog = request.headers.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+        match request.method {
+            Method::Invite if !in_dialog => {
+                self.incoming_invite(tsx, request, source, now);
+                true
+            }
+            Method::Cancel => {
+                self.incoming_cancel(tsx, request, now);
+                true
+            }
+            Method::Invite | Method::Bye | Method::Info | Method::Refer | Method::Notify | Method::Update if in_dialog => {
+                let Some(id) = self.calls.iter().find(|c| c.dialog.as_ref().is_some_and(|d| d.matches_request(&request))).map(|c| c.id) else {
+                    let r = self.make_response(&request, 481, None);
+                    self.tsx.send_response(tsx, r, now);
+                    return true;
+                };
+                self.in_dialog_request(id, tsx, request, now);
+                true
+            }
+            Method::Bye | Method::Info | Method::Refer | Method::Notify => {
+                let r = self.make_response(&request, 481, None);
+                self.tsx.send_response(tsx, r, now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn incoming_invite(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) {
+        let local_tag = self.ids.tag();
+        if self.config.busy_when_in_call && self.calls.iter().any(|c| c.state != CallState::Terminated) {
+            let r = self.make_response(&request, 486, Some(&local_tag));
+            self.tsx.send_response(tsx, r, now);
+            return;
+        }
+        let offer = if request.body.is_empty() { None } else { Some(String::from_utf8_lossy(&request.body).into_owned()) };
+        // Check the offer now, so a call we cannot take never rings (RFC 3261 §13.3.1.1: 488).
+        if let Some(offer) = &offer {
+            let probe = LocalMedia { rtp_port: 9, ..self.media_template() };
+            if let Err(e) = sdp::answer_offer(offer, &probe) {
+                let mut r = self.make_response(&request, 488, Some(&local_tag));
+                r.headers.push("Warning", format!("304 sipterm \"{}\"", sanitize(&e.to_string())));
+                self.tsx.send_response(tsx, r, now);
+                return;
+            }
+        }
+        let dialog = match Dialog::from_uas(&request, &local_tag, self.contact.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                let mut r = self.make_response(&request, 400, Some(&local_tag));
+                r.reason = format!("Bad Request ({e})");
+                self.tsx.send_response(tsx, r, now);
+                return;
+            }
+        };
+        let id = self.next_call_id();
+        let remote = request
+            .headers
+            .from()
+            .map(|f| match &f.display_name {
+                Some(name) if !name.is_empty() => format!("\"{}\" <{}>", name, f.uri),
+                _ => f.uri.to_string(),
+            })
+            .unwrap_or_default();
+        let ringing = {
+            let mut r = self.make_response(&request, 180, Some(&local_tag));
+            r.headers.push("Contact", format!("<{}>", self.contact));
+            r
+        };
+        self.calls.push(Call {
+            id,
+            role: Role::Callee,
+            state: CallState::Incoming,
+            remote,
+            dialog: Some(dialog),
+            invite: Some(request),
+            invite_tsx: Some(tsx),
+            invite_dest: Some(source),
+            local_tag,
+            media: self.media_template(),
+            params: None,
+            remote_offer: offer,
+            ack: None,
+            pending_ok: None,
+            cancel_wanted: false,
+            cancelled: false,
+            redirects: 0,
+            auth_tries: 0,
+            no_answer_at: None,
+            reinvite_tsx: None,
+            glare_retry_at: None,
+            on_hold: false,
+            offered_in_ok: false,
+        });
+        self.owners.insert(tsx, Owner::Call(id, Method::Invite));
+        self.tsx.send_response(tsx, ringing, now);
+        self.emit_call(id, None, None);
+    }
+
+    pub(super) fn answer(&mut self, id: u64, mut media: LocalMedia, now: Instant) {
+        let Some(call) = self.calls.iter().find(|c| c.id == id && c.role == Role::Callee && c.state == CallState::Incoming) else {
+            self.events.push_back(UaEvent::Error { message: "no ringing call to answer".into() });
+            return;
+        };
+        let (Some(invite), Some(tsx), Some(source)) = (call.invite.clone(), call.invite_tsx, call.invite_dest) else { return };
+        let local_tag = call.local_tag.clone();
+        let remote_offer = call.remote_offer.clone();
+        media.session_id = self.ids.next_u64() >> 1;
+        media.session_version = 1;
+        let (body, params) = match &remote_offer {
+            Some(offer) => match sdp::answer_offer(offer, &media) {
+                Ok((answer, params)) => (answer, Some(params)),
+                Err(e) => {
+                    let mut r = self.make_response(&invite, 488, Some(&local_tag));
+                    r.headers.push("Warning", format!("304 sipterm \"{}\"", sanitize(&e.to_string())));
+                    self.tsx.send_response(tsx, r, now);
+                    self.terminate(id, Some(488), Some("Not Acceptable Here".into()));
+                    return;
+                }
+            },
+            // Late offer: we offer in the 200, the answer comes in the ACK.
+            None => (sdp::build_offer(&media), None),
+        };
+        let mut ok = self.make_response(&invite, 200, Some(&local_tag));
+        ok.headers.push("Contact", format!("<{}>", self.contact));
+        ok.headers.push("Allow", super::ALLOW);
+        ok.headers.push("Supported", super::SUPPORTED);
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = body.into_bytes();
+        self.tsx.send_response(tsx, ok.clone(), now);
+        let t1 = self.config.timers.t1;
+        let Some(call) = self.call_mut(id) else { return };
+        call.media = media.clone();
+        call.offered_in_ok = remote_offer.is_none();
+        call.pending_ok = Some(PendingOk {
+            response: ok,
+            dest: source,
+            next: now + t1,
+            interval: t1,
+            give_up: now + t1 * 64,
+        });
+        call.state = CallState::Confirmed;
+        if let Some(params) = params {
+            call.params = Some(params.clone());
+            self.events.push_back(UaEvent::MediaStart { call: id, params, local: media });
+        }
+        self.emit_call(id, Some(200), Some("OK".into()));
+    }
+
+    pub(super) fn reject(&mut self, id: u64, code: u16, now: Instant) {
+        let Some(call) = self.calls.iter().find(|c| c.id == id && c.state == CallState::Incoming) else { return };
+        let (Some(invite), Some(tsx)) = (call.invite.clone(), call.invite_tsx) else { return };
+        let tag = call.local_tag.clone();
+        let r = self.make_response(&invite, code, Some(&tag));
+        self.tsx.send_response(tsx, r, now);
+        self.terminate(id, Some(code), Some(reason_phrase(code).to_string()));
+    }
+
+    fn incoming_cancel(&mut self, tsx: TsxId, request: Request, now: Instant) {
+        // RFC 3261 §9.2: the CANCEL matches the INVITE with the same Call-ID, From tag, CSeq number
+        // and top Via branch.
+        let key = cancel_key(&request);
+        let found = self
+            .calls
+            .iter()
+            .find(|c| c.role == Role::Callee && c.invite.as_ref().map(cancel_key) == Some(key.clone()))
+            .map(|c| (c.id, c.state, c.invite.clone(), c.invite_tsx, c.local_tag.clone()));
+        let Some((id, state, Some(invite), Some(invite_tsx), tag)) = found else {
+            let r = self.make_response(&request, 481, None);
+            self.tsx.send_response(tsx, r, now);
+            return;
+        };
+        let ok = self.make_response(&request, 200, Some(&tag));
+        self.tsx.send_response(tsx, ok, now);
+        if state == CallState::Incoming {
+            let terminated = self.make_response(&invite, 487, Some(&tag));
+            self.tsx.send_response(invite_tsx, terminated, now);
+            self.terminate(id, Some(487), Some("Cancelled by the caller".into()));
+        }
+    }
+
+    /// ACK for our 2xx (the transaction layer passes 2xx ACKs up).
+    pub(super) fn incoming_ack(&mut self, request: Request) {
+        let Some(id) = self.calls.iter().find(|c| c.dialog.as_ref().is_some_and(|d| d.matches_request(&request))).map(|c| c.id) else {
+            return;
+        };
+        let Some(call) = self.call_mut(id) else { return };
+        call.pending_ok = None;
+        if call.offered_in_ok && !request.body.is_empty() {
+            call.offered_in_ok = false;
+            self.take_answer(id, &request.body);
+        }
+    }
+
+    fn in_dialog_request(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
+        // CSeq must grow (RFC 3261 §12.2.2); an old one gets 500.
+        let seq = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
+        let tag = self.calls.iter().find(|c| c.id == id).map(|c| c.local_tag.clone()).unwrap_or_default();
+        if let Some(call) = self.call_mut(id)
+            && let Some(dialog) = call.dialog.as_mut()
+        {
+            if dialog.remote_seq.is_some_and(|prev| seq <= prev) && request.method != Method::Ack {
+                let mut r = self.make_response(&request, 500, Some(&tag));
+                r.reason = "Server Internal Error (CSeq out of order)".into();
+                self.tsx.send_response(tsx, r, now);
+                return;
+            }
+            dialog.remote_seq = Some(seq);
+        }
+        match request.method {
+            Method::Bye => {
+                let r = self.make_response(&request, 200, Some(&tag));
+                self.tsx.send_response(tsx, r, now);
+                self.terminate(id, None, Some("Remote hung up".into()));
+            }
+            Method::Invite => self.incoming_reinvite(id, tsx, request, now),
+            Method::Info => {
+                let digit = dtmf_relay_digit(&request);
+                let r = self.make_response(&request, if digit.is_some() || request.body.is_empty() { 200 } else { 415 }, Some(&tag));
+                self.tsx.send_response(tsx, r, now);
+                if let Some(digit) = digit {
+                    self.events.push_back(UaEvent::Dtmf { call: id, digit });
+                }
+            }
+            Method::Refer => {
+                let target = request.headers.get("Refer-To").and_then(|v| {
+                    let v = v.trim();
+                    let inner = v.strip_prefix('<').and_then(|s| s.split_once('>')).map(|(u, _)| u).unwrap_or(v);
+                    inner.parse::<Uri>().ok()
+                });
+                match target {
+                    Some(target) => {
+                        let r = self.make_response(&request, 202, Some(&tag));
+                        self.tsx.send_response(tsx, r, now);
+                        self.notify_refer(id, "SIP/2.0 100 Trying", false, now);
+                        self.events.push_back(UaEvent::TransferRequested { call: id, target });
+                    }
+                    None => {
+                        let r = self.make_response(&request, 400, Some(&tag));
+                        self.tsx.send_response(tsx, r, now);
+                    }
+                }
+            }
+            _ => {
+                let r = self.make_response(&request, 200, Some(&tag));
+                self.tsx.send_response(tsx, r, now);
+            }
+        }
+    }
+
+    /// NOTIFY with the transfer's progress as message/sipfrag (RFC 3515 §2.4.5).
+    pub(super) fn notify_refer(&mut self, id: u64, status_line: &str, last: bool, now: Instant) {
+        let Some(call) = self.call_mut(id) else { return };
+        let Some(dialog) = call.dialog.as_mut() else { return };
+        let mut notify = dialog.request(Method::Notify, None);
+        notify.headers.push("Event", "refer");
+        notify.headers.push(
+            "Subscription-State",
+            if last { "terminated;reason=noresource".to_string() } else { "active;expires=60".to_string() },
+        );
+        notify.headers.push("Content-Type", "message/sipfrag;version=2.0");
+        notify.body = format!("{status_line}\r\n").into_bytes();
+        let dest = self.dialog_destination(id);
+        if let Some((tsx, _)) = self.send_request(notify, dest, true, now) {
+            self.owners.insert(tsx, Owner::Call(id, Method::Notify));
+        }
+    }
+
+    fn incoming_reinvite(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
+        let Some(call) = self.calls.iter().find(|c| c.id == id) else { return };
+        let tag = call.local_tag.clone();
+        if call.reinvite_tsx.is_some() {
+            let r = self.make_response(&request, 491, Some(&tag));
+            self.tsx.send_response(tsx, r, now);
+            return;
+        }
+        let mut media = call.media.clone();
+        media.session_version += 1;
+        media.direction = call.media_direction();
+        let result = if request.body.is_empty() {
+            Ok((sdp::build_offer(&media), None))
+        } else {
+            sdp::answer_offer(&String::from_utf8_lossy(&request.body), &media).map(|(a, p)| (a, Some(p)))
+        };
+        let (body, params) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                let mut r = self.make_response(&request, 488, Some(&tag));
+                r.headers.push("Warning", format!("304 sipterm \"{}\"", sanitize(&e.to_string())));
+                self.tsx.send_response(tsx, r, now);
+                return;
+            }
+        };
+        let mut ok = self.make_response(&request, 200, Some(&tag));
+        ok.headers.push("Contact", format!("<{}>", self.contact));
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = body.into_bytes();
+        self.tsx.send_response(tsx, ok.clone(), now);
+        let t1 = self.config.timers.t1;
+        let source = self.dialog_destination(id);
+        let Some(call) = self.call_mut(id) else { return };
+        call.media = media;
+        if let Some(dialog) = call.dialog.as_mut() {
+            dialog.refresh_target(request.headers.contacts().ok().and_then(|c| c.into_iter().next()).map(|c| c.uri));
+        }
+        call.offered_in_ok = params.is_none();
+        if let Some(dest) = source {
+            call.pending_ok = Some(PendingOk { response: ok, dest, next: now + t1, interval: t1, give_up: now + t1 * 64 });
+        }
+        if let Some(params) = params {
+            let held_by_peer = matches!(params.direction, Direction::Inactive | Direction::RecvOnly);
+            call.params = Some(params.clone());
+            self.events.push_back(UaEvent::MediaUpdate { call: id, params });
+            let state = if held_by_peer || self.calls.iter().any(|c| c.id == id && c.on_hold) { CallState::Held } else { CallState::Confirmed };
+            self.set_state(id, state, None, None);
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    pub(super) fn call_timeouts(&mut self, now: Instant) {
+        let ids: Vec<u64> = self.calls.iter().map(|c| c.id).collect();
+        for id in ids {
+            let Some(call) = self.call_mut(id) else { continue };
+            if let Some(at) = call.no_answer_at
+                && now >= at
+                && call.dialog.as_ref().is_none_or(|_| call.ack.is_none())
+                && matches!(call.state, CallState::Ringing | CallState::Early)
+            {
+                call.no_answer_at = None;
+                self.cancel(id, now);
+                continue;
+            }
+            let Some(call) = self.call_mut(id) else { continue };
+            if let Some(at) = call.glare_retry_at
+                && now >= at
+            {
+                call.glare_retry_at = None;
+                self.send_reinvite(id, now);
+                continue;
+            }
+            let Some(call) = self.call_mut(id) else { continue };
+            if let Some(pending) = call.pending_ok.as_mut()
+                && now >= pending.next
+            {
+                if now >= pending.give_up {
+                    // No ACK within 64*T1 (RFC 3261 §13.3.1.4): end the call with BYE.
+                    call.pending_ok = None;
+                    self.send_bye(id, now);
+                    continue;
+                }
+                let (response, dest) = (pending.response.clone(), pending.dest);
+                pending.interval = (pending.interval * 2).min(self.config.timers.t2);
+                pending.next = now + pending.interval;
+                if dest.transport.is_reliable() {
+                    // Reliable transports carry it once; keep waiting for the ACK only.
+                    continue;
+                }
+                self.transmits.push_back(super::OutDatagram { dest, bytes: response.to_bytes() });
+            }
+        }
+    }
+
+    pub(super) fn call_poll_timeout(&self) -> Option<Instant> {
+        self.calls
+            .iter()
+            .flat_map(|c| [c.no_answer_at, c.glare_retry_at, c.pending_ok.as_ref().map(|p| p.next)])
+            .flatten()
+            .min()
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    fn auth_retry(&mut self, request: &Request, response: &Response) -> Option<Request> {
+        let password = self.config.account.password.clone()?;
+        let auth = self.call_auth.get_or_insert_with(|| {
+            Authenticator::new(
+                crate::sip::auth::DigestCredentials { username: self.config.account.auth_username.clone(), password },
+                self.config.seed ^ 0xA5A5,
+            )
+        });
+        let headers = auth.respond(request, response).ok()?;
+        let mut next = request.clone();
+        next.headers.remove("Via");
+        next.headers.remove("Authorization");
+        next.headers.remove("Proxy-Authorization");
+        next.headers.remove("Max-Forwards");
+        next.headers.remove("User-Agent");
+        next.headers.remove("Route");
+        bump_cseq(&mut next);
+        for (name, value) in headers {
+            next.headers.push(name, value);
+        }
+        Some(next)
+    }
+
+    /// Where in-dialog requests of this call go.
+    fn dialog_destination(&self, id: u64) -> Option<Destination> {
+        let call = self.calls.iter().find(|c| c.id == id)?;
+        let dialog = call.dialog.as_ref()?;
+        hop_for_dialog(dialog, self.config.next_hop, self.config.account.transport).or(call.invite_dest)
+    }
+
+    fn route_for(&self, uri: &Uri) -> Option<Destination> {
+        // With an outbound proxy, everything goes there; otherwise an IP-literal target directly.
+        if self.config.account.outbound_proxy.is_some() {
+            return self.config.next_hop;
+        }
+        uri_destination(uri, self.config.account.transport).or(self.config.next_hop)
+    }
+
+    fn media_template(&self) -> LocalMedia {
+        LocalMedia {
+            address: self.config.local.ip(),
+            rtp_port: 0,
+            codecs: self.config.codecs.clone(),
+            direction: Direction::SendRecv,
+            session_id: 0,
+            session_version: 0,
+        }
+    }
+
+    fn next_call_id(&mut self) -> u64 {
+        self.next_call += 1;
+        self.next_call
+    }
+}
+
+/// Where a dialog's requests go: its first route or remote target when that is an IP literal,
+/// else the configured next hop.
+fn hop_for_dialog(dialog: &Dialog, next_hop: Option<Destination>, transport: crate::sip::transaction::TransportKind) -> Option<Destination> {
+    uri_destination(dialog.next_hop_uri(), transport).or(next_hop)
+}
+
+fn bump_cseq(request: &mut Request) {
+    if let Ok(cseq) = request.headers.cseq() {
+        request.headers.set("CSeq", format!("{} {}", cseq.seq + 1, cseq.method));
+    }
+}
+
+fn cancel_key(request: &Request) -> (String, String, u32, String) {
+    let call_id = request.headers.call_id().map(str::to_string).unwrap_or_default();
+    let from_tag = request.headers.from().ok().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+    let seq = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
+    let branch = request.headers.top_via().ok().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
+    (call_id, from_tag, seq, branch)
+}
+
+/// `Signal=5` from an application/dtmf-relay INFO body.
+fn dtmf_relay_digit(request: &Request) -> Option<char> {
+    let content_type = request.headers.content_type()?;
+    if content_type != "application/dtmf-relay" && content_type != "application/dtmf" {
+        return None;
+    }
+    let body = String::from_utf8_lossy(&request.body);
+    if content_type == "application/dtmf" {
+        return body.trim().chars().next().filter(|c| is_dtmf(*c));
+    }
+    body.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("signal") {
+            return None;
+        }
+        v.trim().chars().next().map(|c| c.to_ascii_uppercase()).filter(|c| is_dtmf(*c))
+    })
+}
+
+pub fn is_dtmf(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| *c != '"' && !c.is_control()).take(120).collect()
+}
