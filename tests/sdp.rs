@@ -200,7 +200,10 @@ fn asterisk_offer_gets_pcmu_because_the_offerer_lists_it_first() {
     assert_eq!(params.remote_rtcp, Some(addr("203.0.113.20:17325")));
     assert_eq!(params.direction, Direction::SendRecv);
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 0 101"]);
-    assert!(has_line(&answer, "a=rtpmap:101 telephone-event/8000"), "{answer}");
+    assert!(
+        has_line(&answer, "a=rtpmap:101 telephone-event/8000"),
+        "{answer}"
+    );
     assert!(has_line(&answer, "a=sendrecv"), "{answer}");
     assert_webrtc_sdp_reads(&answer);
 }
@@ -225,7 +228,10 @@ fn freeswitch_opus_offer_gets_its_own_payload_types() {
     );
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 102 104"]);
     assert!(has_line(&answer, "a=rtpmap:102 opus/48000/2"), "{answer}");
-    assert!(has_line(&answer, "a=rtpmap:104 telephone-event/48000"), "{answer}");
+    assert!(
+        has_line(&answer, "a=rtpmap:104 telephone-event/48000"),
+        "{answer}"
+    );
     assert_webrtc_sdp_reads(&answer);
 }
 
@@ -263,9 +269,11 @@ fn linphone_video_is_rejected_with_port_zero_and_audio_kept() {
 fn offerer_order_wins_within_our_list() {
     // We prefer PCMA, Linphone lists PCMU (0) before PCMA (8): RFC 3264 lets the answerer pick,
     // and we follow the offerer's order among the codecs we allow.
-    let (_, params) =
-        answer_offer(&crlf(LINPHONE_OFFER_WITH_VIDEO), &us(&[Codec::Pcma, Codec::Pcmu]))
-            .expect("answer");
+    let (_, params) = answer_offer(
+        &crlf(LINPHONE_OFFER_WITH_VIDEO),
+        &us(&[Codec::Pcma, Codec::Pcmu]),
+    )
+    .expect("answer");
     assert_eq!(params.codec, Codec::Pcmu);
     assert_eq!(params.telephone_event_pt, Some(100));
 }
@@ -280,7 +288,10 @@ fn baresip_opus_without_wideband_dtmf_has_no_telephone_event() {
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 96"]);
 
     let (_, g711) = answer_offer(&crlf(BARESIP_OFFER), &us(&[Codec::Pcmu])).expect("answer");
-    assert_eq!((g711.codec, g711.telephone_event_pt), (Codec::Pcmu, Some(101)));
+    assert_eq!(
+        (g711.codec, g711.telephone_event_pt),
+        (Codec::Pcmu, Some(101))
+    );
 }
 
 #[test]
@@ -305,7 +316,10 @@ fn srtp_only_offer_is_refused_but_its_crypto_lines_are_available() {
     );
     let crypto = crypto_lines(&offer);
     assert_eq!(crypto.len(), 2);
-    assert!(crypto[0].starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:d0Rm"), "{crypto:?}");
+    assert!(
+        crypto[0].starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:d0Rm"),
+        "{crypto:?}"
+    );
 }
 
 #[test]
@@ -362,8 +376,7 @@ m=application 30006 TCP/BFCP *
 
 #[test]
 fn sloppy_desk_phone_offer_is_understood() {
-    let (answer, params) =
-        answer_offer(SLOPPY_DESK_PHONE_OFFER, &all_codecs()).expect("answer");
+    let (answer, params) = answer_offer(SLOPPY_DESK_PHONE_OFFER, &all_codecs()).expect("answer");
     assert_eq!(params.codec, Codec::Opus);
     assert_eq!(params.payload_type, 118);
     assert_eq!(params.telephone_event_pt, Some(101));
@@ -477,7 +490,10 @@ fn inactive_and_recvonly_offers_are_mirrored() {
 
 /// The SDP body of a raw SIP message (RFC 5118 fixtures are LF-only).
 fn fixture_body(name: &str) -> String {
-    let path = format!("{}/tests/data/sdp/rfc5118/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/sdp/rfc5118/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let message = std::fs::read_to_string(&path).expect("fixture present");
     let normalized = message.replace("\r\n", "\n");
     let (_, body) = normalized.split_once("\n\n").expect("message has a body");
@@ -559,7 +575,10 @@ fn round_trip_g711_only_callee_and_hold() {
     caller.direction = Direction::SendOnly;
     let callee = us(&[Codec::Pcma]);
     let (at_caller, at_callee) = round_trip(&caller, &callee);
-    assert_eq!((at_caller.codec, at_callee.codec), (Codec::Pcma, Codec::Pcma));
+    assert_eq!(
+        (at_caller.codec, at_callee.codec),
+        (Codec::Pcma, Codec::Pcma)
+    );
     assert_eq!(at_caller.telephone_event_pt, Some(101));
     assert_eq!(at_caller.direction, Direction::SendOnly);
     assert_eq!(at_callee.direction, Direction::RecvOnly);

@@ -267,10 +267,11 @@ fn choose_codec(
         Some(map) => Codec::from_rtpmap(&map.encoding_name, map.clock_rate),
         None => fallback(payload_type),
     };
-    let (payload_type, codec) = media
-        .payload_types
-        .iter()
-        .find_map(|pt| codec_of(*pt).filter(|codec| ours.contains(codec)).map(|c| (*pt, c)))?;
+    let (payload_type, codec) = media.payload_types.iter().find_map(|pt| {
+        codec_of(*pt)
+            .filter(|codec| ours.contains(codec))
+            .map(|c| (*pt, c))
+    })?;
     // RFC 4733: the event clock must be the codec's.
     let telephone_event_pt = media.payload_types.iter().copied().find(|pt| {
         media.rtpmap(*pt).is_some_and(|map| {
@@ -318,7 +319,10 @@ fn remote_endpoint(
     } else if let Some((port, address)) = media.rtcp {
         Some(SocketAddr::new(address.unwrap_or(ip), port))
     } else {
-        media.port.checked_add(1).map(|port| SocketAddr::new(ip, port))
+        media
+            .port
+            .checked_add(1)
+            .map(|port| SocketAddr::new(ip, port))
     };
     Ok(RemoteEndpoint {
         rtp,

@@ -164,7 +164,8 @@ fn scan_media_line(value: &str, line_number: usize) -> Result<MediaSection, SdpE
     // Our own tokenising first: it is what we echo for a rejected stream, whatever webrtc-sdp
     // thinks of the transport.
     let mut tokens = value.splitn(4, ' ');
-    let (Some(media), Some(port_token), Some(proto)) = (tokens.next(), tokens.next(), tokens.next())
+    let (Some(media), Some(port_token), Some(proto)) =
+        (tokens.next(), tokens.next(), tokens.next())
     else {
         return Err(SdpError::InvalidMediaLine { line_number });
     };
@@ -253,16 +254,17 @@ fn scan_attribute(value: &str, description: &mut SessionDescription) {
         return;
     }
     match attribute {
-        SdpAttribute::Rtpmap(map) => {
-            if media.rtpmaps.len() < MAX_RTPMAPS_PER_MEDIA && media.rtpmap(map.payload_type).is_none()
-            {
-                media.rtpmaps.push(RtpMap {
-                    payload_type: map.payload_type,
-                    encoding_name: map.codec_name,
-                    clock_rate: map.frequency,
-                    channels: map.channels,
-                });
-            }
+        // The first rtpmap for a payload type counts; a flood of them is cut off.
+        SdpAttribute::Rtpmap(map)
+            if media.rtpmaps.len() < MAX_RTPMAPS_PER_MEDIA
+                && media.rtpmap(map.payload_type).is_none() =>
+        {
+            media.rtpmaps.push(RtpMap {
+                payload_type: map.payload_type,
+                encoding_name: map.codec_name,
+                clock_rate: map.frequency,
+                channels: map.channels,
+            });
         }
         SdpAttribute::Ptime(ptime) => media.ptime_ms = Some(ptime),
         SdpAttribute::Rtcp(rtcp) => {

@@ -30,15 +30,23 @@ fn m_lines(sdp: &str) -> Vec<&str> {
 
 /// A minimal offer from a peer: `body` is everything from the m-line on.
 fn offer_with(media: &str) -> String {
-    format!("v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n{media}")
+    format!(
+        "v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n{media}"
+    )
 }
 
 #[test]
 fn offer_lists_codecs_in_configured_order_with_their_payload_types() {
     let cases: [(&[Codec], &str); 4] = [
-        (&[Codec::Opus, Codec::Pcmu, Codec::Pcma], "m=audio 40000 RTP/AVP 111 0 8 110 101"),
+        (
+            &[Codec::Opus, Codec::Pcmu, Codec::Pcma],
+            "m=audio 40000 RTP/AVP 111 0 8 110 101",
+        ),
         (&[Codec::Pcma, Codec::Pcmu], "m=audio 40000 RTP/AVP 8 0 101"),
-        (&[Codec::Pcmu, Codec::Opus], "m=audio 40000 RTP/AVP 0 111 110 101"),
+        (
+            &[Codec::Pcmu, Codec::Opus],
+            "m=audio 40000 RTP/AVP 0 111 110 101",
+        ),
         (&[Codec::Pcmu, Codec::Pcmu], "m=audio 40000 RTP/AVP 0 101"),
     ];
     for (codecs, expected_m_line) in cases {
@@ -67,7 +75,10 @@ fn offer_has_rtpmaps_fmtp_ptime_rtcp_and_direction() {
         "a=rtcp:40001",
         "a=sendrecv",
     ] {
-        assert!(offer_lines.contains(&expected), "missing {expected:?} in\n{offer}");
+        assert!(
+            offer_lines.contains(&expected),
+            "missing {expected:?} in\n{offer}"
+        );
     }
     assert!(offer.ends_with("\r\n"));
 }
@@ -86,7 +97,10 @@ fn offer_to_hold_says_sendonly_and_carries_the_session_version() {
     holding.session_version = 2;
     let offer = build_offer(&holding);
     assert!(lines(&offer).contains(&"a=sendonly"), "{offer}");
-    assert!(lines(&offer).contains(&"o=- 4242 2 IN IP4 192.0.2.10"), "{offer}");
+    assert!(
+        lines(&offer).contains(&"o=- 4242 2 IN IP4 192.0.2.10"),
+        "{offer}"
+    );
 }
 
 #[test]
@@ -95,7 +109,10 @@ fn offer_over_ipv6_uses_ip6_address_type() {
     v6.address = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
     let offer = build_offer(&v6);
     assert!(lines(&offer).contains(&"c=IN IP6 2001:db8::10"), "{offer}");
-    assert!(lines(&offer).contains(&"o=- 4242 1 IN IP6 2001:db8::10"), "{offer}");
+    assert!(
+        lines(&offer).contains(&"o=- 4242 1 IN IP6 2001:db8::10"),
+        "{offer}"
+    );
 }
 
 #[test]
@@ -136,7 +153,10 @@ fn answer_honours_offerers_dynamic_payload_type_numbers() {
     assert_eq!(params.payload_type, 96);
     assert_eq!(params.telephone_event_pt, Some(97));
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 96 97"]);
-    assert!(lines(&answer).contains(&"a=rtpmap:96 opus/48000/2"), "{answer}");
+    assert!(
+        lines(&answer).contains(&"a=rtpmap:96 opus/48000/2"),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -148,9 +168,8 @@ fn telephone_event_must_match_the_codec_clock_rate() {
     assert_eq!(params.codec, Codec::Pcmu);
     assert_eq!(params.telephone_event_pt, Some(102));
 
-    let only_wideband_events = offer_with(
-        "m=audio 5004 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/48000\r\n",
-    );
+    let only_wideband_events =
+        offer_with("m=audio 5004 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/48000\r\n");
     let (answer, params) = answer_offer(&only_wideband_events, &all_codecs()).expect("answerable");
     assert_eq!(params.telephone_event_pt, None);
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 0"]);
@@ -176,7 +195,8 @@ fn rtpmap_overrides_a_static_number() {
 
 #[test]
 fn offered_ptime_is_used_when_sane_and_ignored_otherwise() {
-    let with_ptime = |ptime: &str| offer_with(&format!("m=audio 5004 RTP/AVP 8\r\na=ptime:{ptime}\r\n"));
+    let with_ptime =
+        |ptime: &str| offer_with(&format!("m=audio 5004 RTP/AVP 8\r\na=ptime:{ptime}\r\n"));
     let ptime_of = |offer: String| answer_offer(&offer, &all_codecs()).map(|(_, p)| p.ptime_ms);
     assert_eq!(ptime_of(with_ptime("30")), Ok(30));
     assert_eq!(ptime_of(with_ptime("100000")), Ok(20));
@@ -187,7 +207,8 @@ fn offered_ptime_is_used_when_sane_and_ignored_otherwise() {
 #[test]
 fn rtcp_destination_follows_rtcp_attribute_mux_or_port_plus_one() {
     let remote_rtcp = |media: &str| {
-        answer_offer(&offer_with(media), &all_codecs()).map(|(answer, p)| (answer, p.remote_rtcp, p.rtcp_mux))
+        answer_offer(&offer_with(media), &all_codecs())
+            .map(|(answer, p)| (answer, p.remote_rtcp, p.rtcp_mux))
     };
     let peer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
 
@@ -227,13 +248,16 @@ fn connection_with_a_host_name_cannot_be_used() {
     let offer = "v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 media.example.com\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
     assert_eq!(
         answer_offer(offer, &all_codecs()).map(|(_, p)| p),
-        Err(SdpError::UnusableConnectionAddress("media.example.com".to_owned()))
+        Err(SdpError::UnusableConnectionAddress(
+            "media.example.com".to_owned()
+        ))
     );
 }
 
 #[test]
 fn audio_without_any_connection_line_is_an_error() {
-    let offer = "v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
+    let offer =
+        "v=0\r\no=peer 1 1 IN IP4 198.51.100.7\r\ns=-\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
     assert_eq!(
         answer_offer(offer, &all_codecs()).map(|(_, p)| p),
         Err(SdpError::MissingConnection)
@@ -248,7 +272,9 @@ fn oversized_body_is_refused() {
     }
     assert_eq!(
         answer_offer(&offer, &all_codecs()).map(|(_, p)| p),
-        Err(SdpError::TooLarge { limit: MAX_SDP_BYTES })
+        Err(SdpError::TooLarge {
+            limit: MAX_SDP_BYTES
+        })
     );
 }
 
@@ -258,13 +284,19 @@ fn too_many_m_lines_are_refused() {
     let offer = offer_with(&format!("m=audio 5004 RTP/AVP 0\r\n{many}"));
     assert_eq!(
         answer_offer(&offer, &all_codecs()).map(|(_, p)| p),
-        Err(SdpError::TooManyMediaSections { limit: MAX_MEDIA_SECTIONS })
+        Err(SdpError::TooManyMediaSections {
+            limit: MAX_MEDIA_SECTIONS
+        })
     );
 }
 
 #[test]
 fn broken_m_line_is_an_error_not_a_panic() {
-    for media in ["m=audio\r\n", "m=audio 99999 RTP/AVP 0\r\n", "m=audio x RTP/AVP 0\r\n"] {
+    for media in [
+        "m=audio\r\n",
+        "m=audio 99999 RTP/AVP 0\r\n",
+        "m=audio x RTP/AVP 0\r\n",
+    ] {
         let result = answer_offer(&offer_with(media), &all_codecs()).map(|(_, p)| p);
         assert!(
             matches!(result, Err(SdpError::InvalidMediaLine { line_number: 6 })),
@@ -275,7 +307,15 @@ fn broken_m_line_is_an_error_not_a_panic() {
 
 #[test]
 fn garbage_input_gives_errors_not_panics() {
-    for garbage in ["", "\r\n\r\n", "=", "m=", "a=rtpmap:", "c=IN", "m=audio 1 RTP/AVP 300 -1 x"] {
+    for garbage in [
+        "",
+        "\r\n\r\n",
+        "=",
+        "m=",
+        "a=rtpmap:",
+        "c=IN",
+        "m=audio 1 RTP/AVP 300 -1 x",
+    ] {
         assert!(answer_offer(garbage, &all_codecs()).is_err(), "{garbage:?}");
         assert!(apply_answer(garbage, &all_codecs()).is_err(), "{garbage:?}");
     }
@@ -319,19 +359,28 @@ fn answer_for_our_offer_without_rtpmaps_is_understood_by_our_numbers() {
     assert_eq!(params.codec, Codec::Opus);
     assert_eq!(params.payload_type, 111);
     assert_eq!(params.telephone_event_pt, Some(110));
-    assert_eq!(params.remote, "198.51.100.7:6000".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        params.remote,
+        "198.51.100.7:6000".parse::<SocketAddr>().expect("addr")
+    );
 }
 
 #[test]
 fn answer_rejecting_our_audio_is_reported() {
     let answer = offer_with("m=audio 0 RTP/AVP 0\r\n");
-    assert_eq!(apply_answer(&answer, &all_codecs()), Err(SdpError::AudioRejected));
+    assert_eq!(
+        apply_answer(&answer, &all_codecs()),
+        Err(SdpError::AudioRejected)
+    );
 }
 
 #[test]
 fn answer_with_a_codec_we_did_not_offer_is_refused() {
     let answer = offer_with("m=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n");
-    assert_eq!(apply_answer(&answer, &all_codecs()), Err(SdpError::NoCommonCodec));
+    assert_eq!(
+        apply_answer(&answer, &all_codecs()),
+        Err(SdpError::NoCommonCodec)
+    );
     let answer = offer_with("m=audio 6000 RTP/AVP 8\r\n");
     assert_eq!(
         apply_answer(&answer, &local(&[Codec::Pcmu])),
