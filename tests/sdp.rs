@@ -604,3 +604,54 @@ fn round_trip_with_nothing_in_common_fails_at_the_callee() {
         Err(SdpError::NoCommonCodec)
     );
 }
+
+/// Deterministic xorshift, so a failure names a reproducible seed.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn mutated_real_world_offers_never_panic_or_amplify() {
+    const ALPHABET: &[u8] = b"=: /\r\n0123456789amcovtRTPAVpcmuopus-.*";
+    let offers = [
+        crlf(ASTERISK_OFFER),
+        crlf(FREESWITCH_OFFER),
+        crlf(LINPHONE_OFFER_WITH_VIDEO),
+        crlf(ZOIPER_SRTP_ONLY_OFFER),
+        SLOPPY_DESK_PHONE_OFFER.to_owned(),
+    ];
+    let mut state = 0x5eed_u64;
+    for seed in 0..2_000 {
+        let Some(original) = offers.get(seed % offers.len()) else {
+            continue;
+        };
+        let mut bytes = original.clone().into_bytes();
+        for _ in 0..(1 + next_random(&mut state) % 8) {
+            let position = (next_random(&mut state) as usize) % (bytes.len() + 1);
+            let byte = ALPHABET[(next_random(&mut state) as usize) % ALPHABET.len()];
+            match next_random(&mut state) % 3 {
+                0 => bytes.insert(position, byte),
+                1 if position < bytes.len() => {
+                    bytes.remove(position);
+                }
+                _ if position < bytes.len() => bytes[position] = byte,
+                _ => bytes.push(byte),
+            }
+        }
+        let mutated = String::from_utf8(bytes).expect("ASCII mutations keep UTF-8");
+        if let Ok((answer, _)) = answer_offer(&mutated, &all_codecs()) {
+            // An answer echoes m-lines, so it may be about as long as the offer, never more.
+            assert!(
+                answer.len() <= mutated.len() + 1_024,
+                "seed {seed}: {} byte answer to {} byte offer",
+                answer.len(),
+                mutated.len()
+            );
+        }
+        let _ = apply_answer(&mutated, &all_codecs());
+        assert!(crypto_lines(&mutated).len() <= 64, "seed {seed}");
+    }
+}
