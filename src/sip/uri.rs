@@ -101,9 +101,7 @@ impl Uri {
 
     /// The `transport` parameter, lower-cased.
     pub fn transport(&self) -> Option<String> {
-        self.param("transport")
-            .flatten()
-            .map(|t| t.to_ascii_lowercase())
+        self.param("transport").flatten().map(|t| t.to_ascii_lowercase())
     }
 }
 
