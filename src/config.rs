@@ -402,7 +402,11 @@ impl Config {
         };
         let file: ConfigFile = toml::from_str(text).map_err(|error| {
             let span = error.span();
-            invalid(span, describe_toml_error(error))
+            let mut message = describe_toml_error(error);
+            if let Some(name) = span.as_ref().and_then(|s| account_at(text, s.start)) {
+                message = format!("account `{name}`: {message}");
+            }
+            invalid(span, message)
         })?;
         if file.account.len() > MAX_ACCOUNTS {
             return Err(invalid(
@@ -482,6 +486,23 @@ fn describe_toml_error(mut error: toml::de::Error) -> String {
         Some(key) => format!("`{key}`: {message}"),
         None => message,
     }
+}
+
+/// The `name` of the `[[account]]` whose keys or values cover byte `offset`, so an error in
+/// one of its keys can say which account it is about.
+fn account_at(text: &str, offset: usize) -> Option<String> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let accounts = root.get_ref().get("account")?.get_ref().as_array()?;
+    accounts.iter().find_map(|account| {
+        let table = account.get_ref().as_table()?;
+        let start = table.iter().map(|(key, _)| key.span().start).min()?;
+        let end = table.iter().map(|(_, value)| value.span().end).max()?;
+        if !(start..=end).contains(&offset) {
+            return None;
+        }
+        let name = account.get_ref().get("name")?.get_ref().as_str()?;
+        Some(name.to_string())
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -843,11 +864,13 @@ uri = "sips:bob@biloxi.com"
 
     #[test]
     fn bad_transport_is_located_and_lists_choices() {
-        let error =
-            error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\ntransport = \"sctp\"\n");
-        assert!(error.starts_with("test.toml:4:13: "), "{error}");
+        let text = "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\n\n\
+                    [[account]]\nname = \"b\"\nuri = \"sip:b@c\"\ntransport = \"sctp\"\n";
+        let error = error_text(text);
+        assert!(error.starts_with("test.toml:8:13: "), "{error}");
         assert!(error.contains("transport"), "{error}");
         assert!(error.contains("sctp") && error.contains("udp"), "{error}");
+        assert!(error.contains("account `b`"), "{error}");
     }
 
     #[test]
@@ -855,6 +878,7 @@ uri = "sips:bob@biloxi.com"
         let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nexpires = 5\n");
         assert!(error.starts_with("test.toml:4:11: "), "{error}");
         assert!(error.contains("expires"), "{error}");
+        assert!(error.contains("account `a`"), "{error}");
         let error = error_text("[sip]\nt1_ms = 1\n");
         assert!(error.starts_with("test.toml:2:9: "), "{error}");
         let error = error_text("[log]\nsip_trace_limit = 0\n");
