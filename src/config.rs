@@ -1,1 +1,1066 @@
-//! TODO
+//! The TOML configuration: accounts, SIP and audio settings, logging.
+//!
+//! Every mistake in a config file is reported as `FILE:LINE:COLUMN: message`, naming the key (and
+//! the account, for checks that span several keys), so a user can fix it without guessing.
+//! `config.example.toml` at the repository root documents every key and is loaded by a test.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::cli::Cli;
+
+/// File name looked up in the XDG config directory (`~/.config/sipterm/`).
+pub const CONFIG_FILE_NAME: &str = "config.toml";
+
+/// Codecs sipterm can negotiate, by their config names.
+pub const SUPPORTED_CODECS: [&str; 3] = ["opus", "pcmu", "pcma"];
+
+/// Config files are small; anything larger is a mistake (a wrong path), not a config.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+const MAX_ACCOUNTS: usize = 100;
+/// Bounds free text that ends up in SIP headers.
+const MAX_TEXT_LEN: usize = 256;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub audio: AudioConfig,
+    /// Never empty: with no `[[account]]` in the file, the built-in local account.
+    pub accounts: Vec<Account>,
+    pub log: LogConfig,
+    /// The file this was loaded from; `None` for the built-in configuration.
+    pub source: Option<PathBuf>,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Local address for SIP over UDP/TCP; port 0 means any free port.
+    pub listen: SocketAddr,
+    /// `User-Agent` / `Server` header value.
+    #[serde(deserialize_with = "header_text")]
+    pub user_agent: String,
+    /// RFC 3261 T1 (round-trip estimate) in milliseconds; retransmit timers derive from it.
+    #[serde(deserialize_with = "t1_ms")]
+    pub t1_ms: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            user_agent: format!("sipterm/{}", env!("CARGO_PKG_VERSION")),
+            t1_ms: 500,
+        }
+    }
+}
+
+/// `[audio]`: cpal device names, `"default"`, or `"null"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    #[serde(deserialize_with = "non_empty_text")]
+    pub input: String,
+    #[serde(deserialize_with = "non_empty_text")]
+    pub output: String,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            input: "default".to_string(),
+            output: "default".to_string(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Level when neither `-v` nor `RUST_LOG` is given.
+    pub level: LogLevel,
+    /// Log file; default `sipterm.log` in the XDG state directory. `--log-file` overrides it.
+    pub file: Option<PathBuf>,
+    /// How many SIP messages the UI's log view keeps (oldest dropped first).
+    #[serde(deserialize_with = "sip_trace_limit")]
+    pub sip_trace_limit: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::Info,
+            file: None,
+            sip_trace_limit: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The token used in Via headers and `;transport=` parameters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A password. Debug and Display print `***` so it never lands in a log or an error message.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The password itself, for computing a digest response. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `[[account]]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// Unique; picked with `--account NAME`.
+    #[serde(deserialize_with = "account_name")]
+    pub name: String,
+    /// Address of record, e.g. `sip:alice@atlanta.com`.
+    #[serde(deserialize_with = "sip_uri")]
+    pub uri: String,
+    #[serde(default, deserialize_with = "optional_header_text")]
+    pub display_name: Option<String>,
+    /// Digest user name; `None` means the URI user (see [`Account::auth_username`]).
+    #[serde(default, deserialize_with = "optional_header_text")]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Shell command printing the password on its first stdout line.
+    #[serde(default, deserialize_with = "optional_non_empty_text")]
+    pub password_command: Option<String>,
+    /// Where to REGISTER; `None`: no registration.
+    #[serde(default, deserialize_with = "optional_sip_uri")]
+    pub registrar: Option<String>,
+    /// Every request goes to this proxy when set.
+    #[serde(default, deserialize_with = "optional_sip_uri")]
+    pub outbound_proxy: Option<String>,
+    #[serde(default)]
+    pub transport: Transport,
+    /// Registration lifetime in seconds.
+    #[serde(default = "default_expires", deserialize_with = "expires")]
+    pub expires: u32,
+    /// Preference order, lower-case names from [`SUPPORTED_CODECS`].
+    #[serde(default = "default_codecs", deserialize_with = "codecs")]
+    pub codecs: Vec<String>,
+    /// Answer incoming calls after this many milliseconds; `None`: ring until the user answers.
+    #[serde(default)]
+    pub auto_answer: Option<u64>,
+}
+
+fn default_expires() -> u32 {
+    600
+}
+
+fn default_codecs() -> Vec<String> {
+    SUPPORTED_CODECS.iter().map(|c| c.to_string()).collect()
+}
+
+impl Account {
+    /// An account with every optional key at its default.
+    pub fn new(name: impl Into<String>, uri: impl Into<String>) -> Account {
+        Account {
+            name: name.into(),
+            uri: uri.into(),
+            display_name: None,
+            username: None,
+            password: None,
+            password_command: None,
+            registrar: None,
+            outbound_proxy: None,
+            transport: Transport::Udp,
+            expires: default_expires(),
+            codecs: default_codecs(),
+            auto_answer: None,
+        }
+    }
+
+    /// The account used when there is no config file: calls work, nothing registers.
+    pub fn local() -> Account {
+        Account::new("local", "sip:sipterm@127.0.0.1")
+    }
+
+    /// The digest user name: `username`, else the user part of `uri`.
+    pub fn auth_username(&self) -> Option<&str> {
+        self.username.as_deref().or_else(|| uri_user(&self.uri))
+    }
+
+    /// The password, from `password` or by running `password_command` with `sh -c` (blocking).
+    /// The first line of the command's stdout is the password; the secret is never put into an
+    /// error message.
+    pub fn resolve_password(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(password) = &self.password {
+            return Ok(Some(password.clone()));
+        }
+        let Some(command) = &self.password_command else {
+            return Ok(None);
+        };
+        let failure = |reason: String| ConfigError::PasswordCommand {
+            account: self.name.clone(),
+            reason,
+        };
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|error| failure(format!("could not be started: {error}")))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let first_line = stderr.lines().next().unwrap_or("").trim();
+            let mut reason = format!("failed ({})", output.status);
+            if !first_line.is_empty() {
+                reason.push_str(": ");
+                reason.extend(first_line.chars().take(200));
+            }
+            return Err(failure(reason));
+        }
+        let stdout = String::from_utf8(output.stdout)
+            .map_err(|_| failure("printed something that is not UTF-8".to_string()))?;
+        let password = stdout.lines().next().unwrap_or("").trim_end_matches('\r');
+        if password.is_empty() {
+            return Err(failure(
+                "printed nothing on its first line of output".to_string(),
+            ));
+        }
+        Ok(Some(Secret::new(password)))
+    }
+}
+
+/// What can go wrong loading the config or resolving a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{}: cannot read config file: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}: config file is larger than {MAX_CONFIG_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    /// A syntax error, an unknown key, a wrong type or a failed check, with its location.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("no account named `{name}`; configured accounts: {}", available.join(", "))]
+    UnknownAccount {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("account `{account}`: password_command {reason}")]
+    PasswordCommand { account: String, reason: String },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SipConfig::default(),
+            audio: AudioConfig::default(),
+            accounts: vec![Account::local()],
+            log: LogConfig::default(),
+            source: None,
+        }
+    }
+}
+
+/// The file layout, before checks that span several keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    sip: SipConfig,
+    #[serde(default)]
+    audio: AudioConfig,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    account: Vec<Spanned<Account>>,
+}
+
+impl Config {
+    /// `~/.config/sipterm/config.toml` (or the platform's equivalent).
+    pub fn default_path() -> Option<PathBuf> {
+        directories::ProjectDirs::from("", "", "sipterm")
+            .map(|dirs| dirs.config_dir().join(CONFIG_FILE_NAME))
+    }
+
+    /// Loads `path`, or the default path. A missing default file gives the built-in config (one
+    /// local account) so the first run works; a missing explicit file is an error.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Config::load_file(path),
+            None => match Config::default_path() {
+                Some(path) if path.exists() => Config::load_file(&path),
+                _ => Ok(Config::default()),
+            },
+        }
+    }
+
+    fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `source` is the file name used in error messages.
+    pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = line_column(text, span.map_or(0, |s| s.start));
+            ConfigError::Invalid {
+                path: source.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|error| {
+            let span = error.span();
+            let mut message = describe_toml_error(error);
+            if let Some(name) = span.as_ref().and_then(|s| account_at(text, s.start)) {
+                message = format!("account `{name}`: {message}");
+            }
+            invalid(span, message)
+        })?;
+        if file.account.len() > MAX_ACCOUNTS {
+            return Err(invalid(
+                None,
+                format!("too many accounts (at most {MAX_ACCOUNTS})"),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut accounts = Vec::with_capacity(file.account.len());
+        for spanned in file.account {
+            let span = spanned.span();
+            let account = spanned.into_inner();
+            if !names.insert(account.name.clone()) {
+                return Err(invalid(
+                    Some(span),
+                    format!("account `{}`: this name is used twice", account.name),
+                ));
+            }
+            if account.password.is_some() && account.password_command.is_some() {
+                return Err(invalid(
+                    Some(span),
+                    format!(
+                        "account `{}`: set either `password` or `password_command`, not both",
+                        account.name
+                    ),
+                ));
+            }
+            accounts.push(account);
+        }
+        if accounts.is_empty() {
+            accounts.push(Account::local());
+        }
+        Ok(Config {
+            sip: file.sip,
+            audio: file.audio,
+            accounts,
+            log: file.log,
+            source: Some(source.to_path_buf()),
+        })
+    }
+
+    /// The account called `name`, or the first account when `name` is `None`.
+    pub fn account(&self, name: Option<&str>) -> Result<&Account, ConfigError> {
+        let found = match name {
+            Some(name) => self.accounts.iter().find(|a| a.name == name),
+            None => self.accounts.first(),
+        };
+        found.ok_or_else(|| ConfigError::UnknownAccount {
+            name: name.unwrap_or("").to_string(),
+            available: self.accounts.iter().map(|a| a.name.clone()).collect(),
+        })
+    }
+
+    /// Applies the command-line flags that override config keys (`--listen`, `--log-file`).
+    pub fn with_cli_overrides(mut self, cli: &Cli) -> Config {
+        if let Some(listen) = cli.listen {
+            self.sip.listen = listen;
+        }
+        if let Some(log_file) = &cli.log_file {
+            self.log.file = Some(log_file.clone());
+        }
+        self
+    }
+}
+
+/// toml's message plus the dotted key it happened at, when the message does not name it already.
+fn describe_toml_error(mut error: toml::de::Error) -> String {
+    let message = error.message().trim().to_string();
+    // Without its input, toml's Display appends the key path as "in `a.b`" instead of a snippet.
+    error.set_input(None);
+    let rendered = error.to_string();
+    let key = rendered
+        .lines()
+        .find_map(|line| line.strip_prefix("in `")?.strip_suffix('`'))
+        .filter(|key| !key.is_empty());
+    match key {
+        Some(key) => format!("`{key}`: {message}"),
+        None => message,
+    }
+}
+
+/// The `name` of the `[[account]]` whose keys or values cover byte `offset`, so an error in
+/// one of its keys can say which account it is about.
+fn account_at(text: &str, offset: usize) -> Option<String> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let accounts = root.get_ref().get("account")?.get_ref().as_array()?;
+    accounts.iter().find_map(|account| {
+        let table = account.get_ref().as_table()?;
+        let start = table.iter().map(|(key, _)| key.span().start).min()?;
+        let end = table.iter().map(|(_, value)| value.span().end).max()?;
+        if !(start..=end).contains(&offset) {
+            return None;
+        }
+        let name = account.get_ref().get("name")?.get_ref().as_str()?;
+        Some(name.to_string())
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = text.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+/// The user part of a sip:/sips: URI (`alice` in `sip:alice@atlanta.com`).
+fn uri_user(uri: &str) -> Option<&str> {
+    let (_, rest) = uri.split_once(':')?;
+    let (user, _) = rest.split_once('@')?;
+    let user = user.split(':').next().unwrap_or(user);
+    (!user.is_empty()).then_some(user)
+}
+
+/// A light check until the real URI parser is wired in: scheme sip/sips with a host, or tel
+/// with a number.
+pub fn check_uri(uri: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err(format!(
+            "`{uri}` is not a URI (expected e.g. sip:alice@example.com)"
+        ));
+    };
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{uri}` contains spaces or control characters"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "sip" | "sips" => {
+            let host_port = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            let host_port = host_port.split([';', '?']).next().unwrap_or("");
+            let host = if host_port.starts_with('[') {
+                host_port.split_inclusive(']').next().unwrap_or("")
+            } else {
+                host_port.split(':').next().unwrap_or("")
+            };
+            if host.is_empty() || host == "[]" || (host.starts_with('[') && !host.ends_with(']')) {
+                return Err(format!("`{uri}` has no host"));
+            }
+            Ok(())
+        }
+        "tel" => {
+            if rest.split(';').next().unwrap_or("").is_empty() {
+                return Err(format!("`{uri}` has no number"));
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "`{uri}` has scheme `{scheme}`; expected sip:, sips: or tel:"
+        )),
+    }
+}
+
+// Field checks run inside deserialization, so toml reports the value's line and column.
+
+fn header_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    check_header_text(&text).map_err(serde::de::Error::custom)?;
+    Ok(text)
+}
+
+fn optional_header_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    header_text(d).map(Some)
+}
+
+fn check_header_text(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(format!("is longer than {MAX_TEXT_LEN} bytes"));
+    }
+    if text.chars().any(char::is_control) {
+        // A CR or LF here would let the value inject SIP headers.
+        return Err("must not contain control characters (such as newlines)".to_string());
+    }
+    Ok(())
+}
+
+fn non_empty_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Err(serde::de::Error::custom("must not be empty"));
+    }
+    Ok(text)
+}
+
+fn optional_non_empty_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    non_empty_text(d).map(Some)
+}
+
+fn account_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+        return Err(serde::de::Error::custom(
+            "account name must be 1 to 64 characters, without control characters",
+        ));
+    }
+    Ok(name)
+}
+
+fn sip_uri<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let uri = String::deserialize(d)?;
+    let lower = uri.to_ascii_lowercase();
+    if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
+        return Err(serde::de::Error::custom(format!(
+            "`{uri}` is not a sip: or sips: URI"
+        )));
+    }
+    check_uri(&uri).map_err(serde::de::Error::custom)?;
+    Ok(uri)
+}
+
+fn optional_sip_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    sip_uri(d).map(Some)
+}
+
+fn t1_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if !(50..=10_000).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "t1_ms = {value} is out of range 50..=10000 (RFC 3261 default: 500)"
+        )));
+    }
+    Ok(value)
+}
+
+fn sip_trace_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let value = usize::deserialize(d)?;
+    if !(1..=1_000_000).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "sip_trace_limit = {value} is out of range 1..=1000000"
+        )));
+    }
+    Ok(value)
+}
+
+fn expires<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(d)?;
+    if !(60..=86_400).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "expires = {value} is out of range 60..=86400 seconds"
+        )));
+    }
+    Ok(value)
+}
+
+fn codecs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    if names.is_empty() {
+        return Err(serde::de::Error::custom(
+            "codecs must name at least one of opus, pcmu, pcma",
+        ));
+    }
+    let mut codecs: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let lower = name.to_ascii_lowercase();
+        if !SUPPORTED_CODECS.contains(&lower.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "unknown codec `{name}`; supported: opus, pcmu, pcma"
+            )));
+        }
+        if codecs.contains(&lower) {
+            return Err(serde::de::Error::custom(format!(
+                "codec `{name}` is listed twice"
+            )));
+        }
+        codecs.push(lower);
+    }
+    Ok(codecs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    fn parse_ok(text: &str) -> Config {
+        match parse(text) {
+            Ok(config) => config,
+            Err(error) => panic!("config should load: {error}"),
+        }
+    }
+
+    fn error_text(text: &str) -> String {
+        match parse(text) {
+            Ok(config) => panic!("config should be rejected, got {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    const FULL: &str = r#"
+[sip]
+listen = "127.0.0.1:5070"
+user_agent = "test-agent"
+t1_ms = 250
+
+[audio]
+input = "null"
+output = "pulse"
+
+[log]
+level = "debug"
+file = "/tmp/sipterm-test.log"
+sip_trace_limit = 100
+
+[[account]]
+name = "alice"
+uri = "sip:alice@atlanta.com"
+display_name = "Alice"
+username = "alice1"
+password = "secret"
+registrar = "sip:atlanta.com"
+outbound_proxy = "sip:127.0.0.1:5060"
+transport = "tcp"
+expires = 3600
+codecs = ["PCMU", "opus"]
+auto_answer = 250
+
+[[account]]
+name = "bob"
+uri = "sips:bob@biloxi.com"
+"#;
+
+    #[test]
+    fn full_config_loads_every_key() {
+        let config = parse_ok(FULL);
+        assert_eq!(config.sip.listen, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(config.sip.user_agent, "test-agent");
+        assert_eq!(config.sip.t1_ms, 250);
+        assert_eq!(config.audio.input, "null");
+        assert_eq!(config.audio.output, "pulse");
+        assert_eq!(config.log.level, LogLevel::Debug);
+        assert_eq!(
+            config.log.file,
+            Some(PathBuf::from("/tmp/sipterm-test.log"))
+        );
+        assert_eq!(config.log.sip_trace_limit, 100);
+        assert_eq!(config.source, Some(PathBuf::from("test.toml")));
+        assert_eq!(config.accounts.len(), 2);
+
+        let alice = &config.accounts[0];
+        assert_eq!(alice.name, "alice");
+        assert_eq!(alice.uri, "sip:alice@atlanta.com");
+        assert_eq!(alice.display_name.as_deref(), Some("Alice"));
+        assert_eq!(alice.auth_username(), Some("alice1"));
+        assert_eq!(alice.password.as_ref().map(Secret::expose), Some("secret"));
+        assert_eq!(alice.registrar.as_deref(), Some("sip:atlanta.com"));
+        assert_eq!(alice.outbound_proxy.as_deref(), Some("sip:127.0.0.1:5060"));
+        assert_eq!(alice.transport, Transport::Tcp);
+        assert_eq!(alice.expires, 3600);
+        assert_eq!(alice.codecs, vec!["pcmu", "opus"]);
+        assert_eq!(alice.auto_answer, Some(250));
+
+        let bob = &config.accounts[1];
+        assert_eq!(bob.auth_username(), Some("bob"));
+        assert_eq!(bob.transport, Transport::Udp);
+        assert_eq!(bob.expires, 600);
+        assert_eq!(bob.codecs, vec!["opus", "pcmu", "pcma"]);
+        assert_eq!(bob.registrar, None);
+        assert_eq!(bob.auto_answer, None);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults_and_local_account() {
+        let config = parse_ok("");
+        assert_eq!(config.sip.listen, "0.0.0.0:5060".parse().unwrap());
+        assert_eq!(config.sip.t1_ms, 500);
+        assert!(config.sip.user_agent.starts_with("sipterm/"));
+        assert_eq!(config.audio.input, "default");
+        assert_eq!(config.log.level, LogLevel::Info);
+        assert_eq!(config.log.sip_trace_limit, 5000);
+        assert_eq!(config.accounts, vec![Account::local()]);
+        let local = &config.accounts[0];
+        assert_eq!(local.uri, "sip:sipterm@127.0.0.1");
+        assert_eq!(local.registrar, None);
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.toml");
+        let error = Config::load(Some(&path)).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }));
+        assert!(error.to_string().contains("nope.toml"), "{error}");
+    }
+
+    #[test]
+    fn load_reads_the_file_and_records_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, FULL).unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.source.as_deref(), Some(path.as_path()));
+        assert_eq!(config.account(Some("bob")).unwrap().name, "bob");
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = match Config::load(Some(&path)) {
+            Ok(config) => config,
+            Err(error) => panic!("config.example.toml must load: {error}"),
+        };
+        assert!(config.accounts.iter().any(|a| a.registrar.is_some()));
+    }
+
+    #[test]
+    fn syntax_error_has_file_line_column() {
+        let text = "[sip]\nlisten = \"0.0.0.0:5060\"\nuser_agent = \n";
+        let error = error_text(text);
+        assert!(error.starts_with("test.toml:3:"), "{error}");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_location() {
+        let error = error_text("[sip]\nlisten = \"0.0.0.0:5060\"\nlisen = \"x\"\n");
+        assert!(error.starts_with("test.toml:3:1: "), "{error}");
+        assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let error = error_text("[sipp]\nlisten = \"0.0.0.0:5060\"\n");
+        assert!(error.starts_with("test.toml:1:"), "{error}");
+        assert!(error.contains("sipp"), "{error}");
+    }
+
+    #[test]
+    fn unknown_account_key_is_named() {
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\npasword = \"x\"\n");
+        assert!(error.starts_with("test.toml:4:1: "), "{error}");
+        assert!(error.contains("pasword"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let error = error_text("[sip]\nt1_ms = \"fast\"\n");
+        assert!(error.starts_with("test.toml:2:9: "), "{error}");
+        assert!(error.contains("sip.t1_ms"), "{error}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_located() {
+        let error = error_text("[sip]\nlisten = \"localhost\"\n");
+        assert!(error.starts_with("test.toml:2:10: "), "{error}");
+        assert!(error.contains("sip.listen"), "{error}");
+    }
+
+    #[test]
+    fn bad_transport_is_located_and_lists_choices() {
+        let text = "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\n\n\
+                    [[account]]\nname = \"b\"\nuri = \"sip:b@c\"\ntransport = \"sctp\"\n";
+        let error = error_text(text);
+        assert!(error.starts_with("test.toml:8:13: "), "{error}");
+        assert!(error.contains("transport"), "{error}");
+        assert!(error.contains("sctp") && error.contains("udp"), "{error}");
+        assert!(error.contains("account `b`"), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_located() {
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nexpires = 5\n");
+        assert!(error.starts_with("test.toml:4:11: "), "{error}");
+        assert!(error.contains("expires"), "{error}");
+        assert!(error.contains("account `a`"), "{error}");
+        let error = error_text("[sip]\nt1_ms = 1\n");
+        assert!(error.starts_with("test.toml:2:9: "), "{error}");
+        let error = error_text("[log]\nsip_trace_limit = 0\n");
+        assert!(error.starts_with("test.toml:2:19: "), "{error}");
+    }
+
+    #[test]
+    fn bad_codec_is_located() {
+        let error =
+            error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\ncodecs = [\"g729\"]\n");
+        assert!(error.starts_with("test.toml:4:"), "{error}");
+        assert!(error.contains("g729"), "{error}");
+        let error = error_text(
+            "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\ncodecs = [\"opus\", \"OPUS\"]\n",
+        );
+        assert!(error.contains("twice"), "{error}");
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\ncodecs = []\n");
+        assert!(error.contains("at least one"), "{error}");
+    }
+
+    #[test]
+    fn bad_uris_are_located() {
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"http://a.com\"\n");
+        assert!(error.starts_with("test.toml:3:7: "), "{error}");
+        assert!(error.contains("http://a.com"), "{error}");
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:alice@\"\n");
+        assert!(error.contains("no host"), "{error}");
+        let error = error_text(
+            "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nregistrar = \"atlanta.com\"\n",
+        );
+        assert!(error.starts_with("test.toml:4:13: "), "{error}");
+        assert!(error.contains("registrar"), "{error}");
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let error = error_text("[[account]]\nname = \"a\"\n");
+        assert!(error.starts_with("test.toml:1:"), "{error}");
+        assert!(error.contains("uri"), "{error}");
+    }
+
+    #[test]
+    fn header_injection_in_display_name_is_rejected() {
+        let error = error_text(
+            "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\ndisplay_name = \"A\\r\\nVia: evil\"\n",
+        );
+        assert!(error.starts_with("test.toml:4:"), "{error}");
+        assert!(error.contains("control characters"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_account_names_are_located_and_named() {
+        let text = "[[account]]\nname = \"alice\"\nuri = \"sip:a@b\"\n\n[[account]]\nname = \"alice\"\nuri = \"sip:c@d\"\n";
+        let error = error_text(text);
+        assert!(
+            error.starts_with("test.toml:5:") || error.starts_with("test.toml:6:"),
+            "{error}"
+        );
+        assert!(
+            error.contains("`alice`") && error.contains("twice"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn password_and_command_together_name_the_account() {
+        let text = "[[account]]\nname = \"alice\"\nuri = \"sip:a@b\"\npassword = \"x\"\npassword_command = \"echo y\"\n";
+        let error = error_text(text);
+        assert!(error.starts_with("test.toml:"), "{error}");
+        assert!(error.contains("`alice`"), "{error}");
+        assert!(error.contains("password_command"), "{error}");
+        assert!(
+            !error.contains("echo y") && !error.contains("\"x\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn account_selection() {
+        let config = parse_ok(FULL);
+        assert_eq!(config.account(None).unwrap().name, "alice");
+        assert_eq!(config.account(Some("bob")).unwrap().name, "bob");
+        let error = config.account(Some("carol")).unwrap_err().to_string();
+        assert!(
+            error.contains("carol") && error.contains("alice, bob"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let config = parse_ok(FULL);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(debug.contains("***"));
+        assert_eq!(Secret::new("hunter2").to_string(), "***");
+    }
+
+    #[test]
+    fn password_command_takes_first_line() {
+        let mut account = Account::new("a", "sip:a@b");
+        account.password_command = Some("printf 'hunter2\\nextra'".to_string());
+        let password = account.resolve_password().unwrap();
+        assert_eq!(password.as_ref().map(Secret::expose), Some("hunter2"));
+    }
+
+    #[test]
+    fn failing_password_command_reports_status_without_secret() {
+        let mut account = Account::new("alice", "sip:a@b");
+        account.password_command = Some("echo hunter2; echo no-such-entry >&2; exit 3".to_string());
+        let error = account.resolve_password().unwrap_err().to_string();
+        assert!(error.contains("alice"), "{error}");
+        assert!(error.contains('3'), "{error}");
+        assert!(error.contains("no-such-entry"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn silent_password_command_is_an_error() {
+        let mut account = Account::new("alice", "sip:a@b");
+        account.password_command = Some("true".to_string());
+        let error = account.resolve_password().unwrap_err().to_string();
+        assert!(error.contains("printed nothing"), "{error}");
+    }
+
+    #[test]
+    fn no_password_configured_is_none() {
+        assert!(Account::local().resolve_password().unwrap().is_none());
+    }
+
+    #[test]
+    fn auth_username_falls_back_to_uri_user() {
+        assert_eq!(
+            Account::new("a", "sip:alice@atlanta.com").auth_username(),
+            Some("alice")
+        );
+        assert_eq!(
+            Account::new("a", "sip:alice:pw@atlanta.com").auth_username(),
+            Some("alice")
+        );
+        assert_eq!(Account::new("a", "sip:atlanta.com").auth_username(), None);
+    }
+
+    #[test]
+    fn cli_overrides_listen_and_log_file() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "sipterm",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-file",
+            "/tmp/x.log",
+        ])
+        .unwrap();
+        let config = Config::default().with_cli_overrides(&cli);
+        assert_eq!(config.sip.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.log.file, Some(PathBuf::from("/tmp/x.log")));
+    }
+
+    #[test]
+    fn uri_check() {
+        assert!(check_uri("sip:alice@atlanta.com").is_ok());
+        assert!(check_uri("sip:127.0.0.1:5060").is_ok());
+        assert!(check_uri("sips:[::1]:5061;transport=tls").is_ok());
+        assert!(check_uri("tel:+15551234").is_ok());
+        assert!(check_uri("tel:").is_err());
+        assert!(check_uri("sip:").is_err());
+        assert!(check_uri("sip:alice@:5060").is_err());
+        assert!(check_uri("mailto:a@b").is_err());
+        assert!(check_uri("alice").is_err());
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        assert_eq!(line_column("abc", 0), (1, 1));
+        assert_eq!(line_column("a\nbc", 3), (2, 2));
+        assert_eq!(line_column("é\né", 5), (2, 2));
+        assert_eq!(
+            line_column("é\né", 4),
+            (2, 1),
+            "mid-character offsets round down"
+        );
+        assert_eq!(line_column("ab", 99), (1, 3));
+    }
+}

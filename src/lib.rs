@@ -4,10 +4,13 @@
 //! the tokio tasks that move bytes between sockets and the cores, `ui` and `headless` the two
 //! front ends over the same `Command` / `Event` types.
 
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod event;
 pub mod headless;
+pub mod logging;
 pub mod media;
 pub mod sdp;
 pub mod sip;

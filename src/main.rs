@@ -1,1 +1,63 @@
-fn main() {}
+//! sipterm's entry point: flags, config, logging, runtime, then a front end.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sipterm::cli::Cli;
+use sipterm::config::Config;
+
+/// Exit status for a config or command-line mistake the user has to fix.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config.with_cli_overrides(&cli),
+        Err(error) => {
+            eprintln!("sipterm: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    // Catch a misspelt --account now, before anything starts.
+    if let Err(error) = config.account(cli.account.as_deref()) {
+        eprintln!("sipterm: {error}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+
+    match sipterm::logging::init(cli.verbose, &config.log) {
+        Ok(path) => eprintln!("sipterm: logging to {}", path.display()),
+        Err(error) => eprintln!("sipterm: not logging: {error}"),
+    }
+
+    if cli.list_devices {
+        println!("--list-devices is not yet supported");
+        return ExitCode::SUCCESS;
+    }
+
+    if !cli.headless {
+        eprintln!(
+            "sipterm: the TUI is coming soon; running headless for now \
+             (commands on stdin, JSON events on stdout; `--headless` works today)"
+        );
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sipterm: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sipterm::headless::run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("sipterm: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
