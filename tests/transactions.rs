@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use sipterm::sip::message::{Message, Method, Request, Response};
 use sipterm::sip::transaction::{
-    Destination, Routed, Timer, TimerConfig, TimerTable, TransactionLayer, TransportKind,
-    TsxEvent, TsxId,
+    Destination, Routed, Timer, TimerConfig, TimerTable, TransactionLayer, TransportKind, TsxEvent,
+    TsxId,
 };
 use sipterm::sip::uri::Uri;
 
@@ -42,9 +42,13 @@ fn request(method: Method, branch: &str) -> Request {
         .headers
         .push("From", "Alice <sip:alice@atlanta.com>;tag=1928301774");
     request.headers.push("To", "Bob <sip:bob@biloxi.com>");
-    request.headers.push("Call-ID", "a84b4c76e66710@pc33.atlanta.com");
+    request
+        .headers
+        .push("Call-ID", "a84b4c76e66710@pc33.atlanta.com");
     request.headers.push("CSeq", format!("314159 {method}"));
-    request.headers.push("Contact", "<sip:alice@pc33.atlanta.com>");
+    request
+        .headers
+        .push("Contact", "<sip:alice@pc33.atlanta.com>");
     request
 }
 
@@ -221,7 +225,8 @@ fn non_2xx_final_is_acked_by_the_transaction_and_again_on_each_retransmission() 
 
     let mut busy = response_to(&invite, 486);
     // A proxy on the way added its own Via below ours: the ACK must carry only our top Via.
-    busy.headers.push("Via", "SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp");
+    busy.headers
+        .push("Via", "SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp");
     layer.handle_message(Message::Response(busy.clone()), udp(), base + ms(300));
     let sent = transmits(&mut layer);
     assert_eq!(sent.len(), 1);
@@ -230,18 +235,23 @@ fn non_2xx_final_is_acked_by_the_transaction_and_again_on_each_retransmission() 
     };
     assert_eq!(ack.method, Method::Ack);
     assert_eq!(ack.uri, invite.uri);
-    assert_eq!(ack.headers.get_all("Via").collect::<Vec<_>>(), [
-        "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKinv5"
-    ]);
+    assert_eq!(
+        ack.headers.get_all("Via").collect::<Vec<_>>(),
+        ["SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKinv5"]
+    );
     assert_eq!(ack.headers.get("To"), busy.headers.get("To"));
-    assert!(ack.headers.get("To").is_some_and(|to| to.ends_with(";tag=a6c85cf")));
+    assert!(
+        ack.headers
+            .get("To")
+            .is_some_and(|to| to.ends_with(";tag=a6c85cf"))
+    );
     assert_eq!(ack.headers.get("From"), invite.headers.get("From"));
     assert_eq!(ack.headers.get("Call-ID"), invite.headers.get("Call-ID"));
     assert_eq!(ack.headers.get("CSeq"), Some("314159 ACK"));
-    assert_eq!(ack.headers.get_all("Route").collect::<Vec<_>>(), [
-        "<sip:p1.example.com;lr>",
-        "<sip:p2.example.com;lr>"
-    ]);
+    assert_eq!(
+        ack.headers.get_all("Route").collect::<Vec<_>>(),
+        ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+    );
     assert!(!ack.headers.contains("Contact"));
     assert_eq!(
         events(&mut layer),
@@ -260,7 +270,10 @@ fn non_2xx_final_is_acked_by_the_transaction_and_again_on_each_retransmission() 
     assert!(events(&mut layer).is_empty());
 
     // Timer D: 32 s after the final.
-    assert_eq!(layer.poll_timeout(), Some(base + ms(300) + Duration::from_secs(32)));
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + ms(300) + Duration::from_secs(32))
+    );
     run_until(&mut layer, base, Duration::from_secs(40));
     assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx }]);
 }
@@ -290,7 +303,10 @@ fn every_2xx_reaches_the_tu_in_accepted_and_the_transaction_does_not_ack_them() 
     let ok = response_to(&invite, 200);
     layer.handle_message(Message::Response(ok.clone()), udp(), base + ms(100));
     layer.handle_message(Message::Response(ok.clone()), udp(), base + ms(600));
-    assert!(transmits(&mut layer).is_empty(), "ACK for 2xx is the UA core's");
+    assert!(
+        transmits(&mut layer).is_empty(),
+        "ACK for 2xx is the UA core's"
+    );
     assert_eq!(
         events(&mut layer),
         [
@@ -302,7 +318,10 @@ fn every_2xx_reaches_the_tu_in_accepted_and_the_transaction_does_not_ack_them() 
         ]
     );
     // Timer M (RFC 6026): 64*T1 after the first 2xx.
-    assert_eq!(layer.poll_timeout(), Some(base + ms(100) + Duration::from_secs(32)));
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + ms(100) + Duration::from_secs(32))
+    );
     assert!(run_until(&mut layer, base, Duration::from_secs(40)).is_empty());
     assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx }]);
 }
@@ -318,9 +337,7 @@ fn non_invite_retransmissions_double_then_cap_at_t2_until_timer_f() {
     let sent = run_until(&mut layer, base, Duration::from_secs(60));
     assert_eq!(
         instants(&sent),
-        secs(&[
-            0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5
-        ])
+        secs(&[0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5])
     );
     assert_eq!(
         events(&mut layer),
@@ -368,7 +385,10 @@ fn non_invite_final_absorbs_retransmissions_until_timer_k() {
     let ok = response_to(&options, 200);
     layer.handle_message(Message::Response(ok.clone()), udp(), base + ms(100));
     layer.handle_message(Message::Response(ok.clone()), udp(), base + ms(900));
-    assert_eq!(events(&mut layer), [TsxEvent::Response { tsx, response: ok }]);
+    assert_eq!(
+        events(&mut layer),
+        [TsxEvent::Response { tsx, response: ok }]
+    );
     // No more retransmissions of the request; K = T4 after the final.
     assert_eq!(layer.poll_timeout(), Some(base + ms(5100)));
     assert!(run_until(&mut layer, base, Duration::from_secs(10)).is_empty());
@@ -382,10 +402,22 @@ fn non_invite_over_tcp_sends_once_and_ends_with_the_final() {
     let options = request(Method::Options, "z9hG4bKopt2");
     let tsx = layer.send_request(options.clone(), tcp(), base);
     assert_eq!(transmits(&mut layer).len(), 1);
-    assert_eq!(layer.poll_timeout(), Some(base + Duration::from_secs(32)), "only F");
-    layer.handle_message(Message::Response(response_to(&options, 200)), tcp(), base + ms(50));
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + Duration::from_secs(32)),
+        "only F"
+    );
+    layer.handle_message(
+        Message::Response(response_to(&options, 200)),
+        tcp(),
+        base + ms(50),
+    );
     let got = events(&mut layer);
-    assert_eq!(got.last(), Some(&TsxEvent::Terminated { tsx }), "K = 0 on TCP");
+    assert_eq!(
+        got.last(),
+        Some(&TsxEvent::Terminated { tsx }),
+        "K = 0 on TCP"
+    );
     assert!(layer.is_empty());
 }
 
@@ -398,7 +430,8 @@ fn receive_invite(
     now: Instant,
 ) -> (TsxId, Request) {
     let invite = request(Method::Invite, branch);
-    let Routed::ServerNew(tsx) = layer.handle_message(Message::Request(invite.clone()), source, now)
+    let Routed::ServerNew(tsx) =
+        layer.handle_message(Message::Request(invite.clone()), source, now)
     else {
         panic!("INVITE did not create a server transaction");
     };
@@ -439,9 +472,9 @@ fn no_auto_100_when_the_tu_answers_within_200_ms() {
     let (tsx, invite) = receive_invite(&mut layer, "z9hG4bKsrv2", udp(), base);
     let ringing = response_to(&invite, 180);
     layer.send_response(tsx, ringing.clone(), base + ms(100));
+    assert_eq!(transmits(&mut layer), [Message::Response(ringing.clone())]);
     let sent = run_until(&mut layer, base, Duration::from_secs(5));
     assert!(sent.is_empty(), "{sent:?}");
-    assert_eq!(transmits(&mut layer), []);
     // The retransmitted INVITE is answered with the last provisional.
     layer.handle_message(Message::Request(invite), udp(), base + ms(600));
     assert_eq!(transmits(&mut layer), [Message::Response(ringing)]);
@@ -457,9 +490,7 @@ fn server_retransmits_non_2xx_with_timer_g_until_timer_h() {
     let sent = run_until(&mut layer, base, Duration::from_secs(60));
     assert_eq!(
         instants(&sent),
-        secs(&[
-            0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5
-        ])
+        secs(&[0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5])
     );
     assert!(sent.iter().all(|(_, m)| code_of(m) == Some(486)));
     assert_eq!(
@@ -484,7 +515,10 @@ fn ack_stops_timer_g_and_timer_i_absorbs_ack_retransmissions() {
         layer.handle_message(Message::Request(ack.clone()), udp(), base + ms(1000)),
         Routed::ServerRetransmission(tsx)
     );
-    assert!(events(&mut layer).is_empty(), "the ACK of a non-2xx is not the TU's");
+    assert!(
+        events(&mut layer).is_empty(),
+        "the ACK of a non-2xx is not the TU's"
+    );
     // Timer I = T4 after the ACK; a retransmitted ACK in Confirmed is absorbed too.
     assert_eq!(layer.poll_timeout(), Some(base + ms(6000)));
     assert_eq!(
@@ -503,9 +537,21 @@ fn server_invite_over_tcp_does_not_retransmit_and_ends_on_ack() {
     let busy = response_to(&invite, 603);
     layer.send_response(tsx, busy.clone(), base);
     transmits(&mut layer);
-    assert_eq!(layer.poll_timeout(), Some(base + Duration::from_secs(32)), "only H");
-    layer.handle_message(Message::Request(ack_for(&invite, &busy)), tcp(), base + ms(10));
-    assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx }], "I = 0 on TCP");
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + Duration::from_secs(32)),
+        "only H"
+    );
+    layer.handle_message(
+        Message::Request(ack_for(&invite, &busy)),
+        tcp(),
+        base + ms(10),
+    );
+    assert_eq!(
+        events(&mut layer),
+        [TsxEvent::Terminated { tsx }],
+        "I = 0 on TCP"
+    );
     assert!(transmits(&mut layer).is_empty());
 }
 
@@ -542,7 +588,10 @@ fn server_2xx_is_sent_once_then_accepted_passes_acks_up_until_timer_l() {
         }]
     );
     // Timer L: 64*T1 after the 2xx.
-    assert_eq!(layer.poll_timeout(), Some(base + ms(50) + Duration::from_secs(32)));
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + ms(50) + Duration::from_secs(32))
+    );
     run_until(&mut layer, base, Duration::from_secs(40));
     assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx }]);
 }
@@ -591,7 +640,10 @@ fn server_non_invite_absorbs_then_replays_final_until_timer_j() {
     assert_eq!(transmits(&mut layer), [Message::Response(ok)]);
 
     // Timer J: 64*T1 after the final.
-    assert_eq!(layer.poll_timeout(), Some(base + ms(600) + Duration::from_secs(32)));
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + ms(600) + Duration::from_secs(32))
+    );
     run_until(&mut layer, base, Duration::from_secs(40));
     assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx }]);
 }
@@ -608,7 +660,11 @@ fn server_non_invite_over_tcp_ends_with_the_final() {
     events(&mut layer);
     layer.send_response(tsx, response_to(&bye, 200), base);
     assert_eq!(transmits(&mut layer).len(), 1);
-    assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx }], "J = 0 on TCP");
+    assert_eq!(
+        events(&mut layer),
+        [TsxEvent::Terminated { tsx }],
+        "J = 0 on TCP"
+    );
 }
 
 // ---------------------------------------------------------------- matching
@@ -630,7 +686,11 @@ fn rfc_2543_request_without_cookie_is_matched_by_its_fields() {
 
     // The ACK carries our To tag and CSeq method ACK, yet matches and stops Timer G.
     assert_eq!(
-        layer.handle_message(Message::Request(ack_for(&invite, &busy)), udp(), base + ms(200)),
+        layer.handle_message(
+            Message::Request(ack_for(&invite, &busy)),
+            udp(),
+            base + ms(200)
+        ),
         Routed::ServerRetransmission(tsx)
     );
     assert!(run_until(&mut layer, base, Duration::from_secs(60)).is_empty());
@@ -639,7 +699,11 @@ fn rfc_2543_request_without_cookie_is_matched_by_its_fields() {
     let mut next = invite.clone();
     next.headers.set("CSeq", "314160 INVITE");
     assert!(matches!(
-        layer.handle_message(Message::Request(next), udp(), base + Duration::from_secs(61)),
+        layer.handle_message(
+            Message::Request(next),
+            udp(),
+            base + Duration::from_secs(61)
+        ),
         Routed::ServerNew(_)
     ));
 }
@@ -675,11 +739,19 @@ fn client_cancel_and_invite_responses_reach_their_own_transactions() {
     let cancel = request(Method::Cancel, "z9hG4bKccan");
     let cancel_tsx = layer.send_request(cancel.clone(), udp(), base + ms(100));
     assert_eq!(
-        layer.handle_message(Message::Response(response_to(&cancel, 200)), udp(), base + ms(150)),
+        layer.handle_message(
+            Message::Response(response_to(&cancel, 200)),
+            udp(),
+            base + ms(150)
+        ),
         Routed::Client(cancel_tsx)
     );
     assert_eq!(
-        layer.handle_message(Message::Response(response_to(&invite, 487)), udp(), base + ms(160)),
+        layer.handle_message(
+            Message::Response(response_to(&invite, 487)),
+            udp(),
+            base + ms(160)
+        ),
         Routed::Client(invite_tsx)
     );
 }
@@ -765,7 +837,10 @@ fn transport_error_ends_the_transaction_with_an_event() {
     layer.handle_transport_error(tsx, base + ms(10));
     assert_eq!(
         events(&mut layer),
-        [TsxEvent::TransportError { tsx }, TsxEvent::Terminated { tsx }]
+        [
+            TsxEvent::TransportError { tsx },
+            TsxEvent::Terminated { tsx }
+        ]
     );
     assert_eq!(layer.poll_timeout(), None);
     // Late input for the dead id is ignored.
@@ -780,9 +855,17 @@ fn flood_of_new_requests_is_refused_past_the_bound() {
     layer.set_max_transactions(2);
     let first = request(Method::Options, "z9hG4bKf1");
     layer.handle_message(Message::Request(first.clone()), udp(), base);
-    layer.handle_message(Message::Request(request(Method::Options, "z9hG4bKf2")), udp(), base);
+    layer.handle_message(
+        Message::Request(request(Method::Options, "z9hG4bKf2")),
+        udp(),
+        base,
+    );
     assert_eq!(
-        layer.handle_message(Message::Request(request(Method::Options, "z9hG4bKf3")), udp(), base),
+        layer.handle_message(
+            Message::Request(request(Method::Options, "z9hG4bKf3")),
+            udp(),
+            base
+        ),
         Routed::Overloaded
     );
     assert_eq!(layer.len(), 2);

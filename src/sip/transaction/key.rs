@@ -153,7 +153,9 @@ impl<'a> TopVia<'a> {
         // "SIP / 2.0 / UDP host : port": the sent-by follows the transport token that comes
         // after the last '/'.
         let (_, transport_and_sent_by) = protocol_and_sent_by.rsplit_once('/')?;
-        let (_transport, sent_by) = transport_and_sent_by.trim().split_once(char::is_whitespace)?;
+        let (_transport, sent_by) = transport_and_sent_by
+            .trim()
+            .split_once(char::is_whitespace)?;
         let sent_by: String = sent_by.split_whitespace().collect();
         if sent_by.is_empty() {
             return None;
@@ -314,7 +316,8 @@ mod tests {
 
         // The ACK carries the To tag of our response; it still matches the INVITE.
         let mut ack = request(Method::Ack, via);
-        ack.headers.set("To", "Bob <sip:bob@biloxi.com>;tag=a6c85cf");
+        ack.headers
+            .set("To", "Bob <sip:bob@biloxi.com>;tag=a6c85cf");
         ack.headers.set("CSeq", "314159 ACK");
         assert_eq!(TsxKey::for_server(&ack), invite);
 
@@ -336,7 +339,9 @@ mod tests {
     fn client_key_pairs_request_with_response_by_branch_and_cseq_method() {
         let invite = request(Method::Invite, "SIP/2.0/UDP h;branch=z9hG4bKabc");
         let mut response = Response::new(200, "OK");
-        response.headers.push("Via", "SIP/2.0/UDP h;branch=z9hG4bKabc;received=1.2.3.4");
+        response
+            .headers
+            .push("Via", "SIP/2.0/UDP h;branch=z9hG4bKabc;received=1.2.3.4");
         response.headers.push("CSeq", "314159 INVITE");
         assert_eq!(
             ClientKey::for_request(&invite),

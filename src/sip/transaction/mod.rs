@@ -83,7 +83,10 @@ pub struct Transmit {
 pub enum TsxEvent {
     /// A response for a client transaction: 1xx and the final (for INVITE: every 2xx while in
     /// Accepted; non-2xx retransmissions are absorbed).
-    Response { tsx: TsxId, response: Response },
+    Response {
+        tsx: TsxId,
+        response: Response,
+    },
     /// A new request that created a server transaction.
     Request {
         tsx: TsxId,
@@ -92,17 +95,26 @@ pub enum TsxEvent {
     },
     /// An ACK that matched no INVITE server transaction (ACK for a 2xx), or one that reached an
     /// INVITE server transaction in Accepted: it goes to the dialog layer.
-    Ack { request: Request, source: Destination },
+    Ack {
+        request: Request,
+        source: Destination,
+    },
     /// A 2xx to an INVITE that matched no client transaction: the UA core must still ACK it.
     Unmatched2xx {
         response: Response,
         source: Destination,
     },
     /// Timer B/F fired (the TU acts as if it got a 408), or H (no ACK for our final).
-    Timeout { tsx: TsxId },
-    TransportError { tsx: TsxId },
+    Timeout {
+        tsx: TsxId,
+    },
+    TransportError {
+        tsx: TsxId,
+    },
     /// The transaction is gone; its id matches nothing any more.
-    Terminated { tsx: TsxId },
+    Terminated {
+        tsx: TsxId,
+    },
 }
 
 /// What `handle_message` did with a message.
@@ -132,6 +144,8 @@ pub(crate) enum Action {
     TransportError,
 }
 
+// The variant names are the RFC 3261 §17 names of the four state machines.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug)]
 enum Machine {
     ClientInvite(ClientInvite),
@@ -310,7 +324,12 @@ impl TransactionLayer {
     }
 
     /// A parsed message from the wire.
-    pub fn handle_message(&mut self, message: Message, source: Destination, now: Instant) -> Routed {
+    pub fn handle_message(
+        &mut self,
+        message: Message,
+        source: Destination,
+        now: Instant,
+    ) -> Routed {
         match message {
             Message::Response(response) => self.handle_response(response, source, now),
             Message::Request(request) => self.handle_request(request, source, now),
@@ -414,7 +433,13 @@ impl TransactionLayer {
         let mut due: Vec<TsxId> = self
             .transactions
             .iter()
-            .filter(|(_, entry)| entry.machine.timers().earliest().is_some_and(|at| at <= now))
+            .filter(|(_, entry)| {
+                entry
+                    .machine
+                    .timers()
+                    .earliest()
+                    .is_some_and(|at| at <= now)
+            })
             .map(|(&id, _)| id)
             .collect();
         // Deterministic order: older transactions first.
@@ -448,7 +473,9 @@ impl TransactionLayer {
 
     /// The request of a transaction (for building CANCEL or an authenticated retry).
     pub fn request_of(&self, tsx: TsxId) -> Option<&Request> {
-        self.transactions.get(&tsx).map(|entry| entry.machine.request())
+        self.transactions
+            .get(&tsx)
+            .map(|entry| entry.machine.request())
     }
 
     /// The INVITE server transaction a received CANCEL refers to (RFC 3261 §9.2), so the UA can
@@ -466,7 +493,12 @@ impl TransactionLayer {
 
     /// Runs `input` on a transaction, then its due timers (zero-length waits of reliable
     /// transports fire here), queues what it asked for and removes it once terminated.
-    fn drive(&mut self, id: TsxId, now: Instant, input: impl FnOnce(&mut Machine, &mut Vec<Action>)) {
+    fn drive(
+        &mut self,
+        id: TsxId,
+        now: Instant,
+        input: impl FnOnce(&mut Machine, &mut Vec<Action>),
+    ) {
         let Some(entry) = self.transactions.get_mut(&id) else {
             tracing::debug!(?id, "input for an unknown transaction ignored");
             return;
@@ -506,17 +538,13 @@ impl TransactionLayer {
         };
         // Only drop the index entry if it still points here (a UA reusing a branch replaces it).
         match entry.key {
-            Some(IndexKey::Client(key)) => {
-                if self.client_index.get(&key) == Some(&id) {
-                    self.client_index.remove(&key);
-                }
+            Some(IndexKey::Client(key)) if self.client_index.get(&key) == Some(&id) => {
+                self.client_index.remove(&key);
             }
-            Some(IndexKey::Server(key)) => {
-                if self.server_index.get(&key) == Some(&id) {
-                    self.server_index.remove(&key);
-                }
+            Some(IndexKey::Server(key)) if self.server_index.get(&key) == Some(&id) => {
+                self.server_index.remove(&key);
             }
-            None => {}
+            _ => {}
         }
         self.events.push_back(TsxEvent::Terminated { tsx: id });
     }

@@ -44,7 +44,12 @@ pub(crate) struct ServerInvite {
 }
 
 impl ServerInvite {
-    pub(crate) fn start(request: Request, reliable: bool, config: TimerConfig, now: Instant) -> Self {
+    pub(crate) fn start(
+        request: Request,
+        reliable: bool,
+        config: TimerConfig,
+        now: Instant,
+    ) -> Self {
         let mut timers = TimerTable::new();
         timers.set(Timer::Trying, now, AUTO_TRYING_DELAY);
         ServerInvite {
@@ -68,7 +73,12 @@ impl ServerInvite {
 
     /// A response from the TU. Responses the state does not allow (a second non-2xx final, a
     /// provisional after a final) are dropped.
-    pub(crate) fn send_response(&mut self, response: Response, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn send_response(
+        &mut self,
+        response: Response,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         match self.state {
             State::Proceeding => {
                 self.timers.stop(Timer::Trying);
@@ -173,7 +183,9 @@ pub(crate) fn trying_for(request: &Request) -> Response {
             .iter()
             .any(|name| crate::sip::message::same_header(&header.name, name));
         if copied {
-            trying.headers.push(header.name.clone(), header.value.clone());
+            trying
+                .headers
+                .push(header.name.clone(), header.value.clone());
         }
     }
     trying

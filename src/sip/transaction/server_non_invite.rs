@@ -48,7 +48,12 @@ impl ServerNonInvite {
     }
 
     /// A response from the TU; anything after the final is dropped.
-    pub(crate) fn send_response(&mut self, response: Response, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn send_response(
+        &mut self,
+        response: Response,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if !matches!(self.state, State::Trying | State::Proceeding) {
             return;
         }
