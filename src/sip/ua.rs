@@ -13,7 +13,7 @@ use super::ids::IdGen;
 use super::message::{Message, Method, Request, Response, reason_phrase};
 use super::parse::parse_datagram;
 use super::registration::{Registration, RegistrationOutput, RegistrationParams, RegistrationState};
-use super::transaction::{Destination, TimerConfig, TransactionLayer, TransportKind, TsxEvent, TsxId};
+use super::transaction::{Destination, TimerConfig, TransactionLayer, TransportKind, Routed, TsxEvent, TsxId};
 use super::uri::{Scheme, Uri};
 use crate::sdp::{Codec, LocalMedia, MediaParams};
 
@@ -304,7 +304,13 @@ impl UserAgent {
         match parse_datagram(bytes) {
             Ok(Message::Request(mut request)) => {
                 stamp_received(&mut request, source.addr);
-                self.tsx.handle_message(Message::Request(request), source, now);
+                let overload = (request.method != Method::Ack).then(|| build_response(&request, 503, "Service Unavailable", None, &self.config.user_agent));
+                if self.tsx.handle_message(Message::Request(request), source, now) == Routed::Overloaded
+                    && let Some(mut busy) = overload
+                {
+                    busy.headers.push("Retry-After", "5");
+                    self.transmits.push_back(OutDatagram { dest: source, bytes: busy.to_bytes() });
+                }
             }
             Ok(Message::Response(response)) => {
                 self.tsx.handle_message(Message::Response(response), source, now);
@@ -506,6 +512,7 @@ impl UserAgent {
                 }
             }
             TsxEvent::Ack { request, .. } => self.incoming_ack(request),
+            TsxEvent::Unmatched2xx { response, .. } => self.stray_2xx(&response),
             TsxEvent::Terminated { tsx } => {
                 self.owners.remove(&tsx);
             }

@@ -695,6 +695,19 @@ impl UserAgent {
         }
     }
 
+    /// A 2xx retransmission after our INVITE transaction ended: the ACK got lost, send it again.
+    pub(super) fn stray_2xx(&mut self, response: &Response) {
+        let Ok(call_id) = response.headers.call_id() else { return };
+        let ack = self
+            .calls
+            .iter()
+            .find(|c| c.dialog.as_ref().is_some_and(|d| d.call_id == call_id))
+            .and_then(|c| c.ack.clone());
+        if let Some((ack, dest)) = ack {
+            self.push_raw(dest, ack);
+        }
+    }
+
     /// ACK for our 2xx (the transaction layer passes 2xx ACKs up).
     pub(super) fn incoming_ack(&mut self, request: Request) {
         let Some(id) = self.calls.iter().find(|c| c.dialog.as_ref().is_some_and(|d| d.matches_request(&request))).map(|c| c.id) else {
