@@ -5,8 +5,9 @@ use std::str::FromStr;
 
 use super::error::ParseError;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum Scheme {
+    #[default]
     Sip,
     Sips,
     Tel,
@@ -42,12 +43,6 @@ pub struct Uri {
     pub headers: Vec<(String, String)>,
     /// The text after `scheme:` for schemes other than sip/sips/tel.
     pub opaque: Option<String>,
-}
-
-impl Default for Scheme {
-    fn default() -> Self {
-        Scheme::Sip
-    }
 }
 
 impl Uri {
@@ -101,7 +96,9 @@ impl Uri {
 
     /// The `transport` parameter, lower-cased.
     pub fn transport(&self) -> Option<String> {
-        self.param("transport").flatten().map(|t| t.to_ascii_lowercase())
+        self.param("transport")
+            .flatten()
+            .map(|t| t.to_ascii_lowercase())
     }
 }
 
@@ -238,7 +235,10 @@ pub(crate) fn parse_host_port(text: &str) -> Result<(String, Option<u16>), Strin
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
         if !valid {
-            return Err(format!("bad host {:?}", host.chars().take(64).collect::<String>()));
+            return Err(format!(
+                "bad host {:?}",
+                host.chars().take(64).collect::<String>()
+            ));
         }
         (host.to_string(), rest)
     };
@@ -246,15 +246,18 @@ pub(crate) fn parse_host_port(text: &str) -> Result<(String, Option<u16>), Strin
         return Ok((host, None));
     }
     let digits = rest.strip_prefix(':').ok_or("text after host")?;
-    let port = if !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit())
-    {
-        digits.parse::<u16>().ok()
-    } else {
-        None
-    };
+    let port =
+        if !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            digits.parse::<u16>().ok()
+        } else {
+            None
+        };
     match port {
         Some(port) => Ok((host, Some(port))),
-        None => Err(format!("bad port {:?}", digits.chars().take(16).collect::<String>())),
+        None => Err(format!(
+            "bad port {:?}",
+            digits.chars().take(16).collect::<String>()
+        )),
     }
 }
 
@@ -280,9 +283,7 @@ fn parse_sip(scheme: Scheme, rest: &str, whole: &str) -> Result<Uri, ParseError>
     // The user part may itself hold `;` and `?` (RFC 4475 §3.1.1.9), so the first `@` ends it
     // when everything before it is valid userinfo.
     let (userinfo, hostpart) = match rest.split_once('@') {
-        Some((userinfo, hostpart))
-            if all_escaped_or(userinfo, |c| is_user_char(c) || c == ':') =>
-        {
+        Some((userinfo, hostpart)) if all_escaped_or(userinfo, |c| is_user_char(c) || c == ':') => {
             (Some(userinfo), hostpart)
         }
         _ => (None, rest),
@@ -451,10 +452,9 @@ impl Uri {
         }
         for (name, _) in &self.params {
             if let (Some(mine), Some(theirs)) = (param_value(self, name), param_value(other, name))
+                && mine != theirs
             {
-                if mine != theirs {
-                    return false;
-                }
+                return false;
             }
         }
         let header_set = |uri: &Uri| {
@@ -506,7 +506,10 @@ mod tests {
         assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
         assert_eq!(u.host, "example.com");
         assert!(u.params.is_empty());
-        assert_eq!(uri("sip:null-%00-null@example.com").user.as_deref(), Some("null-%00-null"));
+        assert_eq!(
+            uri("sip:null-%00-null@example.com").user.as_deref(),
+            Some("null-%00-null")
+        );
     }
 
     #[test]
@@ -544,7 +547,10 @@ mod tests {
         let t = uri("tel:+1-201-555-0123;phone-context=example.com");
         assert_eq!(t.scheme, Scheme::Tel);
         assert_eq!(t.user.as_deref(), Some("+1-201-555-0123"));
-        assert_eq!(t.to_string(), "tel:+1-201-555-0123;phone-context=example.com");
+        assert_eq!(
+            t.to_string(),
+            "tel:+1-201-555-0123;phone-context=example.com"
+        );
         let o = uri("Soap.Beep://192.0.2.103:3002");
         assert_eq!(o.scheme, Scheme::Other("soap.beep".to_string()));
         assert_eq!(o.opaque.as_deref(), Some("//192.0.2.103:3002"));
@@ -554,7 +560,10 @@ mod tests {
     #[test]
     fn equivalence_follows_rfc3261_examples() {
         let same = [
-            ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
             (
                 "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
@@ -569,12 +578,21 @@ mod tests {
             assert!(uri(a).equivalent(&uri(b)), "{a} == {b}");
         }
         let different = [
-            ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
             ("sip:bob@biloxi.com", "sips:bob@biloxi.com"),
-            ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
-            ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;security=off",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
         ];
         for (a, b) in different {
             assert!(!uri(a).equivalent(&uri(b)), "{a} != {b}");

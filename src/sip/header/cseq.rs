@@ -64,7 +64,13 @@ mod tests {
     #[test]
     fn parses_and_prints_back() {
         let c = CSeq::parse("  0009 \t INVITE ").unwrap();
-        assert_eq!(c, CSeq { seq: 9, method: Method::Invite });
+        assert_eq!(
+            c,
+            CSeq {
+                seq: 9,
+                method: Method::Invite
+            }
+        );
         assert_eq!(c.to_string(), "9 INVITE");
         assert_eq!(CSeq::parse(&c.to_string()).unwrap(), c);
         assert_eq!(CSeq::parse("0 ACK").unwrap().seq, 0);

@@ -164,9 +164,16 @@ pub(crate) fn find_param<'a>(
         .map(|(_, v)| v.as_deref())
 }
 
-pub(crate) fn set_param(params: &mut Vec<(String, Option<String>)>, name: &str, value: Option<&str>) {
+pub(crate) fn set_param(
+    params: &mut Vec<(String, Option<String>)>,
+    name: &str,
+    value: Option<&str>,
+) {
     let value = value.map(str::to_string);
-    match params.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+    match params
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
         Some(slot) => slot.1 = value,
         None => params.push((name.to_string(), value)),
     }

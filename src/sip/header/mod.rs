@@ -80,7 +80,10 @@ impl Headers {
     pub fn contacts(&self) -> Result<Vec<NameAddr>, ParseError> {
         if self.contact_is_wildcard() {
             if self.get_all("Contact").count() > 1 {
-                return Err(ParseError::header("Contact", "'*' mixed with other contacts"));
+                return Err(ParseError::header(
+                    "Contact",
+                    "'*' mixed with other contacts",
+                ));
             }
             return Ok(Vec::new());
         }
@@ -126,7 +129,10 @@ impl Headers {
     pub fn call_id(&self) -> Result<&str, ParseError> {
         let id = self.required("Call-ID")?;
         if id.is_empty() || id.contains(char::is_whitespace) {
-            return Err(ParseError::header("Call-ID", "empty or contains whitespace"));
+            return Err(ParseError::header(
+                "Call-ID",
+                "empty or contains whitespace",
+            ));
         }
         Ok(id)
     }
@@ -134,9 +140,9 @@ impl Headers {
     /// Content-Length: `None` when absent; an error when malformed, negative, overlarge or
     /// given more than once.
     pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
-        let Some(value) = self.single("Content-Length").map_err(|_| {
-            ParseError::ContentLength("more than one Content-Length".to_string())
-        })?
+        let Some(value) = self
+            .single("Content-Length")
+            .map_err(|_| ParseError::ContentLength("more than one Content-Length".to_string()))?
         else {
             return Ok(None);
         };
@@ -154,7 +160,8 @@ impl Headers {
     pub fn expires(&self) -> Result<Option<u32>, ParseError> {
         self.single("Expires")?
             .map(|v| {
-                cseq::parse_u32(v).ok_or_else(|| ParseError::header("Expires", "not a 32-bit number"))
+                cseq::parse_u32(v)
+                    .ok_or_else(|| ParseError::header("Expires", "not a 32-bit number"))
             })
             .transpose()
     }
@@ -191,7 +198,8 @@ impl Headers {
 
     /// Min-Expires seconds, if present and valid.
     pub fn min_expires(&self) -> Option<u32> {
-        self.get("Min-Expires").and_then(|v| cseq::parse_u32(trim_wsp(v)))
+        self.get("Min-Expires")
+            .and_then(|v| cseq::parse_u32(trim_wsp(v)))
     }
 
     /// Retry-After seconds (the leading delta-seconds; comment and parameters ignored).
@@ -219,32 +227,54 @@ mod tests {
     #[test]
     fn vias_are_split_across_lines_and_commas() {
         let h = headers(&[
-            ("v", "SIP/2.0/TCP a.example.com;branch=z9hG4bK1 , SIP/2.0/UDP b.example.com"),
+            (
+                "v",
+                "SIP/2.0/TCP a.example.com;branch=z9hG4bK1 , SIP/2.0/UDP b.example.com",
+            ),
             ("Via", "SIP/2.0/UDP c.example.com:5070"),
         ]);
         let vias = h.vias().unwrap();
         let hosts: Vec<_> = vias.iter().map(|v| v.host.as_str()).collect();
         assert_eq!(hosts, ["a.example.com", "b.example.com", "c.example.com"]);
         assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK1"));
-        assert_eq!(Headers::new().top_via(), Err(ParseError::MissingHeader("Via".into())));
+        assert_eq!(
+            Headers::new().top_via(),
+            Err(ParseError::MissingHeader("Via".into()))
+        );
     }
 
     #[test]
     fn single_valued_headers_reject_duplicates() {
-        let h = headers(&[("CSeq", "5 INVITE"), ("CSeq", "59 INVITE"), ("i", "a"), ("Call-ID", "b")]);
+        let h = headers(&[
+            ("CSeq", "5 INVITE"),
+            ("CSeq", "59 INVITE"),
+            ("i", "a"),
+            ("Call-ID", "b"),
+        ]);
         assert!(h.cseq().is_err());
         assert!(h.call_id().is_err());
         let cl = headers(&[("Content-Length", "13"), ("l", "5")]);
-        assert!(matches!(cl.content_length(), Err(ParseError::ContentLength(_))));
+        assert!(matches!(
+            cl.content_length(),
+            Err(ParseError::ContentLength(_))
+        ));
     }
 
     #[test]
     fn scalar_ranges() {
-        let h = headers(&[("Max-Forwards", "0068"), ("Expires", "4294967295"), ("l", "0150")]);
+        let h = headers(&[
+            ("Max-Forwards", "0068"),
+            ("Expires", "4294967295"),
+            ("l", "0150"),
+        ]);
         assert_eq!(h.max_forwards(), Ok(Some(68)));
         assert_eq!(h.expires(), Ok(Some(u32::MAX)));
         assert_eq!(h.content_length(), Ok(Some(150)));
-        let big = headers(&[("Max-Forwards", "256"), ("Expires", "4294967296"), ("l", "-999")]);
+        let big = headers(&[
+            ("Max-Forwards", "256"),
+            ("Expires", "4294967296"),
+            ("l", "-999"),
+        ]);
         assert!(big.max_forwards().is_err());
         assert!(big.expires().is_err());
         assert!(big.content_length().is_err());

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::lex::{
-    excerpt, find_param, is_token, is_wsp, parse_params, parse_quoted, set_param,
-    split_top_level, trim_wsp, write_params, write_quoted,
+    excerpt, find_param, is_token, is_wsp, parse_params, parse_quoted, set_param, split_top_level,
+    trim_wsp, write_params, write_quoted,
 };
 use crate::sip::error::ParseError;
 use crate::sip::uri::{self, Uri};
@@ -57,7 +57,10 @@ fn parse_display_name(text: &str) -> Result<Option<String>, String> {
     // An unquoted display name is tokens separated by LWS (RFC 4475 §3.1.2.15).
     let words: Vec<&str> = text.split(is_wsp).filter(|w| !w.is_empty()).collect();
     if let Some(bad) = words.iter().find(|w| !is_token(w)) {
-        return Err(format!("display name word {:?} is not a token", excerpt(bad)));
+        return Err(format!(
+            "display name word {:?} is not a token",
+            excerpt(bad)
+        ));
     }
     Ok(Some(words.join(" ")))
 }
@@ -102,7 +105,9 @@ impl NameAddr {
                 };
                 let uri_text = trim_wsp(uri_text);
                 if uri_text.contains(['?', ',']) {
-                    return Err(bad("a URI with '?' or ',' must be enclosed in <>".to_string()));
+                    return Err(bad(
+                        "a URI with '?' or ',' must be enclosed in <>".to_string()
+                    ));
                 }
                 let uri = uri::parse(uri_text).map_err(uri_bad)?;
                 let params = parse_params(param_text).map_err(bad)?;
@@ -170,7 +175,10 @@ mod tests {
         assert_eq!(na.uri.user.as_deref(), Some("jdrosen"));
         assert_eq!(na.tag(), Some("98asjd8"));
         let printed = na.to_string();
-        assert_eq!(printed, r#""J Rosenberg \\\"" <sip:jdrosen@example.com>;tag=98asjd8"#);
+        assert_eq!(
+            printed,
+            r#""J Rosenberg \\\"" <sip:jdrosen@example.com>;tag=98asjd8"#
+        );
         assert_eq!(parse(&printed), na);
     }
 
@@ -180,16 +188,27 @@ mod tests {
         assert_eq!(na.uri.host, "chair-dnrc.example.com");
         assert!(na.uri.params.is_empty());
         assert_eq!(na.tag(), Some("1918181833n"));
-        assert_eq!(na.to_string(), "<sip:vivekg@chair-dnrc.example.com>;tag=1918181833n");
+        assert_eq!(
+            na.to_string(),
+            "<sip:vivekg@chair-dnrc.example.com>;tag=1918181833n"
+        );
         let bracketed = parse("<sip:a@b;lr>;tag=1");
         assert_eq!(bracketed.uri.param("lr"), Some(None));
     }
 
     #[test]
     fn token_display_names_with_and_without_lws() {
-        assert_eq!(parse("caller<sip:caller@example.com>").display_name.as_deref(), Some("caller"));
+        assert_eq!(
+            parse("caller<sip:caller@example.com>")
+                .display_name
+                .as_deref(),
+            Some("caller")
+        );
         let words = parse("token1~` token2'+_   token3*%!.- <sip:m@example.com>");
-        assert_eq!(words.display_name.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+        assert_eq!(
+            words.display_name.as_deref(),
+            Some("token1~` token2'+_ token3*%!.-")
+        );
     }
 
     #[test]
