@@ -4,7 +4,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use sipterm::sip::message::{Message, same_header};
-use sipterm::sip::parse::{StreamFrame, parse_datagram, parse_head, parse_stream, validate_message};
+use sipterm::sip::parse::{
+    StreamFrame, parse_datagram, parse_head, parse_stream, validate_message,
+};
 
 fn headers_without_length(message: &Message) -> Vec<(String, String)> {
     message
@@ -20,7 +22,10 @@ fn check_round_trip(message: &Message) {
     let again = parse_datagram(&message.to_bytes()).expect("a parsed message must re-parse");
     assert_eq!(again.first_line(), message.first_line());
     assert_eq!(again.body(), message.body());
-    assert_eq!(headers_without_length(&again), headers_without_length(message));
+    assert_eq!(
+        headers_without_length(&again),
+        headers_without_length(message)
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -619,18 +619,19 @@ v=0\n";
         corpus
     }
 
-    fn non_length_header_count(m: &Message) -> usize {
+    fn headers_without_length(m: &Message) -> Vec<(String, String)> {
         m.headers()
             .iter()
             .filter(|h| !super::super::message::same_header(&h.name, "Content-Length"))
-            .count()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect()
     }
 
     fn assert_round_trips(m: &Message) {
         let again = parse_datagram(&m.to_bytes())
             .unwrap_or_else(|e| panic!("re-parse of {:?} failed: {e}", m.first_line()));
         assert_eq!(again.first_line(), m.first_line());
-        assert_eq!(non_length_header_count(&again), non_length_header_count(m));
+        assert_eq!(headers_without_length(&again), headers_without_length(m));
         assert_eq!(again.body(), m.body());
         // Typed views must agree too where they parse.
         assert_eq!(again.headers().vias().ok(), m.headers().vias().ok());
@@ -668,6 +669,7 @@ v=0\n";
             }
             let _ = parse_head(&bytes);
         }
+        eprintln!("{parsed} of 10000 mutated datagrams parsed and round-tripped");
         // The mutations must leave enough valid messages for the round trip to mean something.
         assert!(parsed > 1000, "only {parsed} mutated messages parsed");
     }
