@@ -23,6 +23,10 @@ pub enum ParseError {
     TooLarge(String),
     #[error("missing mandatory header {0}")]
     MissingHeader(String),
+    #[error("header section is not valid UTF-8")]
+    NotUtf8,
+    #[error("CSeq method {cseq} does not match request method {method}")]
+    CSeqMismatch { method: String, cseq: String },
 }
 
 impl ParseError {
@@ -32,6 +36,14 @@ impl ParseError {
             ParseError::Version(_) => 505,
             ParseError::TooLarge(_) => 513,
             _ => 400,
+        }
+    }
+
+    /// A header error; the reason is what went wrong, kept short.
+    pub fn header(header: &str, reason: impl Into<String>) -> ParseError {
+        ParseError::Header {
+            header: header.chars().take(64).collect(),
+            reason: reason.into(),
         }
     }
 }
