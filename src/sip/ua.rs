@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::auth::{DigestCredentials, Password};
 use super::ids::IdGen;
 use super::message::{Message, Method, Request, Response, reason_phrase};
-use super::parse::parse_datagram;
+use super::parse::{parse_datagram, validate_request};
 use super::registration::{Registration, RegistrationOutput, RegistrationParams, RegistrationState};
 use super::transaction::{Destination, TimerConfig, TransactionLayer, TransportKind, Routed, TsxEvent, TsxId};
 use super::uri::{Scheme, Uri};
@@ -302,6 +302,14 @@ impl UserAgent {
     /// Bytes that arrived from `source`.
     pub fn handle_datagram(&mut self, source: Destination, bytes: &[u8], now: Instant) {
         match parse_datagram(bytes) {
+            Ok(Message::Request(request)) if request.method != Method::Ack && validate_request(&request).is_err() => {
+                let status = validate_request(&request).err().map(|e| (e.status(), e.to_string()));
+                if let Some((code, why)) = status
+                    && let Some(bytes) = stateless_error_response(bytes, code, &why)
+                {
+                    self.transmits.push_back(OutDatagram { dest: source, bytes });
+                }
+            }
             Ok(Message::Request(mut request)) => {
                 stamp_received(&mut request, source.addr);
                 let overload = (request.method != Method::Ack).then(|| build_response(&request, 503, "Service Unavailable", None, &self.config.user_agent));
