@@ -100,21 +100,22 @@ impl Authenticator {
         }
 
         let mut headers = self.carried_over_credentials(request, proxy, &picked);
+        let method = request.method.as_str();
+        let digest_uri = request.uri.to_string();
         for (challenge, kind) in picked.into_iter().zip(next_kinds) {
             let cnonce = self.next_cnonce();
-            let state = self.adopt(challenge, cnonce, kind);
-            headers.push((
-                header_name.to_string(),
-                authorization(
-                    &state.challenge,
-                    &self.credentials,
-                    request.method.as_str(),
-                    &request.uri.to_string(),
-                    &request.body,
-                    &state.cnonce,
-                    state.nc,
-                ),
-            ));
+            // A new nonce restarts the nonce count.
+            let value = authorization(
+                &challenge,
+                &self.credentials,
+                method,
+                &digest_uri,
+                &request.body,
+                &cnonce,
+                1,
+            );
+            self.adopt(challenge, cnonce, kind);
+            headers.push((header_name.to_string(), value));
         }
         Ok(headers)
     }
@@ -240,32 +241,27 @@ impl Authenticator {
             .find(|state| state.challenge.proxy == proxy && state.challenge.realm == realm)
     }
 
-    /// Records a new nonce for the challenge's realm (nonce count restarts at 1).
-    fn adopt(&mut self, challenge: Challenge, cnonce: String, kind: AnswerKind) -> &RealmState {
+    /// Records a new nonce for the challenge's realm, answered once (nc = 1).
+    fn adopt(&mut self, challenge: Challenge, cnonce: String, kind: AnswerKind) {
         let fresh = RealmState {
             challenge,
             cnonce,
             nc: 1,
             last_answer: kind,
         };
-        let existing = self.realms.iter().position(|state| {
+        let existing = self.realms.iter_mut().find(|state| {
             state.challenge.proxy == fresh.challenge.proxy
                 && state.challenge.realm == fresh.challenge.realm
         });
-        let index = match existing {
-            Some(index) => {
-                self.realms[index] = fresh;
-                index
-            }
+        match existing {
+            Some(state) => *state = fresh,
             None => {
                 if self.realms.len() >= MAX_REALMS {
                     self.realms.remove(0);
                 }
                 self.realms.push(fresh);
-                self.realms.len() - 1
             }
-        };
-        &self.realms[index]
+        }
     }
 
     /// 128 random-looking bits as 32 hex digits (SplitMix64; unpredictability comes from the
