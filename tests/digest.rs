@@ -419,9 +419,10 @@ fn unusable_responses_are_errors() {
     basic_only
         .headers
         .push("WWW-Authenticate", r#"Basic realm="x""#);
-    basic_only
-        .headers
-        .push("WWW-Authenticate", "Digest realm=\"x\", nonce=\"unterminated");
+    basic_only.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"x\", nonce=\"unterminated",
+    );
     assert_eq!(
         auth.respond(&register(), &basic_only),
         Err(AuthError::NoUsableChallenge)
@@ -440,9 +441,10 @@ fn unusable_responses_are_errors() {
 #[test]
 fn cnonces_follow_the_seed() {
     let mut response = Response::new(401, "Unauthorized");
-    response
-        .headers
-        .push("WWW-Authenticate", r#"Digest realm="r", nonce="n", qop=auth"#);
+    response.headers.push(
+        "WWW-Authenticate",
+        r#"Digest realm="r", nonce="n", qop=auth"#,
+    );
     let cnonce_for = |seed: u64| {
         let mut auth = Authenticator::new(DigestCredentials::new("alice", PASSWORD), seed);
         let headers = auth.respond(&register(), &response).unwrap();

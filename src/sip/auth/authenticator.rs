@@ -199,7 +199,9 @@ impl Authenticator {
         for (header_name, is_proxy) in [("Authorization", false), ("Proxy-Authorization", true)] {
             for value in request.headers.get_all(header_name) {
                 let parsed = parse_authorization(value).ok();
-                let realm = parsed.as_ref().map(|credentials| credentials.realm.as_str());
+                let realm = parsed
+                    .as_ref()
+                    .map(|credentials| credentials.realm.as_str());
                 if is_proxy == proxy
                     && replaced
                         .iter()

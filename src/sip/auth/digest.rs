@@ -208,9 +208,9 @@ pub fn parse_authorization(value: &str) -> Result<DigestAuthorization, AuthError
     };
     let algorithm = match item.param("algorithm") {
         None => Algorithm::Md5,
-        Some(token) => Algorithm::from_token(token).ok_or(AuthError::Unsupported {
-            what: "algorithm",
-        })?,
+        Some(token) => {
+            Algorithm::from_token(token).ok_or(AuthError::Unsupported { what: "algorithm" })?
+        }
     };
     let qop = match item.param("qop") {
         None => None,
@@ -390,7 +390,10 @@ mod tests {
             r#"Digest username="u", realm="r", nonce="n", uri="u", response="x", qop=auth"#,
             r#"Basic dXNlcjpwYXNz"#,
         ] {
-            assert!(matches!(verify(bad, "GET", "p"), Err(AuthError::Malformed(_))));
+            assert!(matches!(
+                verify(bad, "GET", "p"),
+                Err(AuthError::Malformed(_))
+            ));
         }
         assert_eq!(
             verify(

@@ -20,7 +20,9 @@ use thiserror::Error;
 use super::message::Headers;
 
 pub use authenticator::Authenticator;
-pub use digest::{DigestAuthorization, authorization, parse_authorization, verify, verify_with_body};
+pub use digest::{
+    DigestAuthorization, authorization, parse_authorization, verify, verify_with_body,
+};
 
 /// Digest hash algorithms (RFC 7616 §3.3, RFC 8760 for SIP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,10 +267,10 @@ fn digest_challenge(item: &params::AuthItem, proxy: bool) -> Result<Option<Chall
     let mut qop = Vec::new();
     if let Some(offered) = item.param("qop") {
         for token in offered.split(',') {
-            if let Some(known) = Qop::from_token(token.trim()) {
-                if !qop.contains(&known) {
-                    qop.push(known);
-                }
+            if let Some(known) = Qop::from_token(token.trim())
+                && !qop.contains(&known)
+            {
+                qop.push(known);
             }
         }
         if qop.is_empty() {

@@ -279,8 +279,7 @@ mod tests {
 
     #[test]
     fn splits_two_schemes_on_one_line() {
-        let items =
-            parse_auth_items(r#"Digest realm="a", nonce="n", Basic realm="b""#).unwrap();
+        let items = parse_auth_items(r#"Digest realm="a", nonce="n", Basic realm="b""#).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].scheme, "Digest");
         assert_eq!(params(&items[0]), [("realm", "a"), ("nonce", "n")]);
@@ -296,8 +295,7 @@ mod tests {
 
     #[test]
     fn lower_cases_names_and_tolerates_odd_spacing_and_empty_elements() {
-        let items =
-            parse_auth_items("  Digest   REALM = \"r\" ,, ,Nonce=abc/def+== ,  ").unwrap();
+        let items = parse_auth_items("  Digest   REALM = \"r\" ,, ,Nonce=abc/def+== ,  ").unwrap();
         assert_eq!(params(&items[0]), [("realm", "r"), ("nonce", "abc/def+==")]);
     }
 
