@@ -282,3 +282,68 @@ impl Authenticator {
         z ^ (z >> 31)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Method;
+    use crate::sip::uri::Uri;
+
+    fn options() -> Request {
+        Request::new(Method::Options, Uri::sip(Some("bob"), "example.org", None))
+    }
+
+    fn challenge_for(realm: &str) -> Response {
+        let mut response = Response::new(401, "Unauthorized");
+        response.headers.push(
+            "WWW-Authenticate",
+            format!(r#"Digest realm="{realm}", nonce="n-{realm}", qop=auth"#),
+        );
+        response
+    }
+
+    fn realms_of(headers: &[(String, String)]) -> Vec<String> {
+        headers
+            .iter()
+            .filter_map(|(_, value)| parse_authorization(value).ok())
+            .map(|credentials| credentials.realm)
+            .collect()
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_realms_forgetting_the_oldest() {
+        let mut auth = Authenticator::new(DigestCredentials::new("alice", "pw"), 1);
+        for index in 0..MAX_REALMS + 2 {
+            auth.respond(&options(), &challenge_for(&format!("realm{index}")))
+                .unwrap();
+        }
+        let realms = realms_of(&auth.preemptive(&options()));
+        assert_eq!(realms.len(), MAX_REALMS);
+        assert!(!realms.contains(&"realm0".to_string()));
+        assert!(!realms.contains(&"realm1".to_string()));
+        assert!(realms.contains(&format!("realm{}", MAX_REALMS + 1)));
+    }
+
+    #[test]
+    fn credentials_we_did_not_produce_are_carried_over_verbatim() {
+        let mut auth = Authenticator::new(DigestCredentials::new("alice", "pw"), 1);
+        let foreign =
+            r#"Digest username="x", realm="elsewhere", nonce="z", uri="sip:a", response="00""#;
+        let mut request = options();
+        request.headers.push("Authorization", foreign);
+        request.headers.push("Authorization", "Bearer abc");
+        let headers = auth.respond(&request, &challenge_for("here")).unwrap();
+        let values: Vec<_> = headers.iter().map(|(_, value)| value.as_str()).collect();
+        assert_eq!(values[..2], [foreign, "Bearer abc"]);
+        assert_eq!(realms_of(&headers[2..]), ["here"]);
+    }
+
+    #[test]
+    fn reset_forgets_every_nonce() {
+        let mut auth = Authenticator::new(DigestCredentials::new("alice", "pw"), 1);
+        auth.respond(&options(), &challenge_for("here")).unwrap();
+        assert_eq!(auth.preemptive(&options()).len(), 1);
+        auth.reset();
+        assert!(auth.preemptive(&options()).is_empty());
+    }
+}
