@@ -2,6 +2,7 @@
 //! datagrams, timers and events come out.
 
 pub mod auth;
+pub mod dialog;
 pub mod error;
 pub mod header;
 pub mod ids;
