@@ -17,7 +17,9 @@ const END_PACKET_COPIES: u8 = 3;
 /// Maps a DTMF key to its RFC 4733 event code (0-9, * = 10, # = 11, A-D = 12-15).
 pub fn digit_to_event(digit: char) -> Option<u8> {
     match digit.to_ascii_uppercase() {
-        '0'..='9' => digit.to_digit(10).and_then(|value| u8::try_from(value).ok()),
+        '0'..='9' => digit
+            .to_digit(10)
+            .and_then(|value| u8::try_from(value).ok()),
         '*' => Some(10),
         '#' => Some(11),
         letter @ 'A'..='D' => Some(12 + (letter as u8 - b'A')),
@@ -298,7 +300,10 @@ mod tests {
         event.write(&mut written);
         assert_eq!(written, bytes);
         // The reserved bit is ignored on receipt.
-        assert_eq!(TelephoneEvent::parse(&[0x05, 0xca, 0x06, 0x40]).unwrap(), event);
+        assert_eq!(
+            TelephoneEvent::parse(&[0x05, 0xca, 0x06, 0x40]).unwrap(),
+            event
+        );
         assert!(matches!(
             TelephoneEvent::parse(&[1, 2, 3]),
             Err(MediaError::DtmfPayloadTruncated(3))
@@ -319,7 +324,15 @@ mod tests {
         }
         let summary: Vec<_> = packets
             .iter()
-            .map(|p| (p.marker, p.timestamp, p.event.event, p.event.end, p.event.duration))
+            .map(|p| {
+                (
+                    p.marker,
+                    p.timestamp,
+                    p.event.event,
+                    p.event.end,
+                    p.event.duration,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -347,7 +360,10 @@ mod tests {
         let starts: Vec<_> = ticks
             .iter()
             .enumerate()
-            .filter_map(|(tick, p)| p.filter(|p| p.marker).map(|p| (tick, p.timestamp, p.event.event)))
+            .filter_map(|(tick, p)| {
+                p.filter(|p| p.marker)
+                    .map(|p| (tick, p.timestamp, p.event.event))
+            })
             .collect();
         // Digit 1: ticks 0-3 (2 updates... the second already final, plus 2 copies), gap 4-5.
         assert_eq!(starts, vec![(0, 0, 1), (6, 5760, 11)]);
@@ -360,9 +376,15 @@ mod tests {
     #[test]
     fn invalid_digits_queue_nothing() {
         let mut sender = DtmfSender::with_defaults(8000).unwrap();
-        assert!(matches!(sender.queue_digits("12x"), Err(MediaError::DtmfDigit('x'))));
+        assert!(matches!(
+            sender.queue_digits("12x"),
+            Err(MediaError::DtmfDigit('x'))
+        ));
         assert!(!sender.is_busy());
-        assert!(DtmfSender::new(48_000, 20, 2000, 0).is_err(), "96000 units overflow 16 bits");
+        assert!(
+            DtmfSender::new(48_000, 20, 2000, 0).is_err(),
+            "96000 units overflow 16 bits"
+        );
         assert!(sender.queue_digits(&"1".repeat(65)).is_err());
     }
 
@@ -377,7 +399,8 @@ mod tests {
                 let payload = packet.event.to_bytes();
                 // Deliver every packet twice, as a duplicating network would.
                 for _ in 0..2 {
-                    if let Some(digit) = receiver.handle_packet(packet.timestamp, &payload).unwrap() {
+                    if let Some(digit) = receiver.handle_packet(packet.timestamp, &payload).unwrap()
+                    {
                         reported.push(digit);
                     }
                 }
@@ -386,8 +409,14 @@ mod tests {
         assert_eq!(
             reported,
             vec![
-                ReceivedDigit { digit: '5', timestamp: 0 },
-                ReceivedDigit { digit: '5', timestamp: 160 * 9 },
+                ReceivedDigit {
+                    digit: '5',
+                    timestamp: 0
+                },
+                ReceivedDigit {
+                    digit: '5',
+                    timestamp: 160 * 9
+                },
             ]
         );
     }
@@ -395,12 +424,25 @@ mod tests {
     #[test]
     fn receiver_reports_a_digit_whose_only_surviving_packet_is_an_end_packet() {
         let mut receiver = DtmfReceiver::new();
-        let end = TelephoneEvent { event: 14, end: true, volume: 10, duration: 800 };
+        let end = TelephoneEvent {
+            event: 14,
+            end: true,
+            volume: 10,
+            duration: 800,
+        };
         let first = receiver.handle_packet(4000, &end.to_bytes()).unwrap();
         assert_eq!(first.map(|d| d.digit), Some('C'));
         assert_eq!(receiver.handle_packet(4000, &end.to_bytes()).unwrap(), None);
-        let flash = TelephoneEvent { event: 16, end: false, volume: 10, duration: 160 };
-        assert_eq!(receiver.handle_packet(9000, &flash.to_bytes()).unwrap(), None);
+        let flash = TelephoneEvent {
+            event: 16,
+            end: false,
+            volume: 10,
+            duration: 160,
+        };
+        assert_eq!(
+            receiver.handle_packet(9000, &flash.to_bytes()).unwrap(),
+            None
+        );
         assert!(receiver.handle_packet(9000, &[16]).is_err());
     }
 }

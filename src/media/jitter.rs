@@ -191,7 +191,10 @@ impl JitterBuffer {
 
     fn store(&mut self, unwrapped: u64, payload: &[u8]) {
         self.packets.insert(unwrapped, payload.to_vec());
-        self.newest = Some(self.newest.map_or(unwrapped, |newest| newest.max(unwrapped)));
+        self.newest = Some(
+            self.newest
+                .map_or(unwrapped, |newest| newest.max(unwrapped)),
+        );
         self.stats.queued += 1;
     }
 
@@ -248,7 +251,11 @@ impl JitterBuffer {
             self.packets.pop_first();
             self.stats.dropped += 1;
         }
-        self.packets.keys().next().copied().map_or(next, |oldest| oldest.max(next))
+        self.packets
+            .keys()
+            .next()
+            .copied()
+            .map_or(next, |oldest| oldest.max(next))
     }
 
     /// The payload the next [`Self::pop_frame`] would return, if it is here: after a
@@ -280,7 +287,12 @@ mod tests {
 
     /// Runs a schedule of (tick, packet index) arrivals; packet i has timestamp base + i*FRAME.
     /// Returns what each tick played: Some(index), None for Missing; Buffering ticks omitted.
-    fn run(buffer: &mut JitterBuffer, base: u32, arrivals: &[(u32, u32)], ticks: u32) -> Vec<Option<u32>> {
+    fn run(
+        buffer: &mut JitterBuffer,
+        base: u32,
+        arrivals: &[(u32, u32)],
+        ticks: u32,
+    ) -> Vec<Option<u32>> {
         let mut played = Vec::new();
         for tick in 0..ticks {
             for &(_, index) in arrivals.iter().filter(|(at, _)| *at == tick) {
@@ -311,7 +323,10 @@ mod tests {
             }
         }
         assert_eq!(buffering_ticks, 2);
-        assert_eq!(played, vec![Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]);
+        assert_eq!(
+            played,
+            vec![Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]
+        );
     }
 
     #[test]
@@ -320,7 +335,18 @@ mod tests {
         // Packet 2 arrives before 1; packet 4 two ticks late (still in time).
         let arrivals = [(0, 0), (1, 2), (1, 1), (2, 3), (4, 5), (4, 4), (5, 6)];
         let played = run(&mut buffer, 0, &arrivals, 9);
-        assert_eq!(played, vec![Some(0), Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)]);
+        assert_eq!(
+            played,
+            vec![
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6)
+            ]
+        );
         assert_eq!(buffer.stats().late, 0);
     }
 
@@ -330,7 +356,10 @@ mod tests {
         // Packet 2 never comes; packet 3 arrives after its frame was due.
         let arrivals = [(0, 0), (1, 1), (3, 4), (7, 3), (4, 5), (5, 6)];
         let played = run(&mut buffer, 0, &arrivals, 9);
-        assert_eq!(played, vec![Some(0), Some(1), None, None, Some(4), Some(5), Some(6)]);
+        assert_eq!(
+            played,
+            vec![Some(0), Some(1), None, None, Some(4), Some(5), Some(6)]
+        );
         let stats = buffer.stats();
         assert_eq!((stats.late, stats.concealed, stats.played), (1, 2, 5));
     }
@@ -367,7 +396,10 @@ mod tests {
         }
         // The sender restarts 10 s later in timestamp terms.
         let jumped = 80_000;
-        assert_eq!(buffer.insert(jumped, &payload(100)), InsertOutcome::Resynchronized);
+        assert_eq!(
+            buffer.insert(jumped, &payload(100)),
+            InsertOutcome::Resynchronized
+        );
         buffer.insert(jumped + FRAME, &payload(101));
         let mut played = Vec::new();
         for _ in 0..4 {
@@ -388,7 +420,9 @@ mod tests {
         buffer.pop_frame();
         buffer.pop_frame();
         // The sender's clock stepped back 10 frames (within the jump limit).
-        let outcomes: Vec<_> = (90..95).map(|i| buffer.insert(i * FRAME, &payload(i))).collect();
+        let outcomes: Vec<_> = (90..95)
+            .map(|i| buffer.insert(i * FRAME, &payload(i)))
+            .collect();
         assert_eq!(outcomes.last(), Some(&InsertOutcome::Resynchronized));
         assert!(outcomes.iter().take(4).all(|o| *o == InsertOutcome::Late));
         buffer.pop_frame();

@@ -60,6 +60,8 @@ pub enum MediaError {
     DtmfPayloadTruncated(usize),
     #[error("more than {0} DTMF digits waiting to be sent")]
     DtmfQueueFull(usize),
-    #[error("DTMF duration {duration_ms} ms does not fit the 16-bit duration field at {clock_rate} Hz")]
+    #[error(
+        "DTMF duration {duration_ms} ms does not fit the 16-bit duration field at {clock_rate} Hz"
+    )]
     DtmfDuration { duration_ms: u32, clock_rate: u32 },
 }

@@ -27,7 +27,7 @@ impl std::fmt::Debug for Resampler {
 
 fn check_rate(rate: u32) -> Result<(), MediaError> {
     // A 20 ms frame must be a whole number of samples.
-    if rate == 0 || rate % 50 != 0 {
+    if rate == 0 || !rate.is_multiple_of(50) {
         return Err(MediaError::UnsupportedRate(rate));
     }
     Ok(())
@@ -106,16 +106,20 @@ impl Resampler {
         }
         let input_len = self.input_scratch.len();
         let output_len = self.output_scratch.len();
-        let input_adapter = InterleavedSlice::new(&self.input_scratch[..], 1, input_len)
-            .map_err(|_| MediaError::FrameSize {
-                expected,
-                got: input_len,
+        let input_adapter =
+            InterleavedSlice::new(&self.input_scratch[..], 1, input_len).map_err(|_| {
+                MediaError::FrameSize {
+                    expected,
+                    got: input_len,
+                }
             })?;
-        let mut output_adapter = InterleavedSlice::new_mut(&mut self.output_scratch[..], 1, output_len)
-            .map_err(|_| MediaError::FrameSize {
-                expected: output_len,
-                got: output_len,
-            })?;
+        let mut output_adapter =
+            InterleavedSlice::new_mut(&mut self.output_scratch[..], 1, output_len).map_err(
+                |_| MediaError::FrameSize {
+                    expected: output_len,
+                    got: output_len,
+                },
+            )?;
         fft.process_into_buffer(&input_adapter, &mut output_adapter, None)?;
         out.extend(self.output_scratch.iter().map(|&sample| {
             (sample * 32768.0)
@@ -143,7 +147,12 @@ mod tests {
 
     #[test]
     fn frame_sizes_are_exact_for_common_rates() {
-        for (from, to) in [(48_000, 8_000), (8_000, 48_000), (44_100, 48_000), (16_000, 44_100)] {
+        for (from, to) in [
+            (48_000, 8_000),
+            (8_000, 48_000),
+            (44_100, 48_000),
+            (16_000, 44_100),
+        ] {
             let mut resampler = Resampler::new(from, to).unwrap();
             let mut out = Vec::new();
             for _ in 0..3 {
@@ -151,7 +160,11 @@ mod tests {
                     .process(&vec![0; resampler.input_frame_len()], &mut out)
                     .unwrap();
             }
-            assert_eq!(out.len(), 3 * resampler.output_frame_len(), "{from} -> {to}");
+            assert_eq!(
+                out.len(),
+                3 * resampler.output_frame_len(),
+                "{from} -> {to}"
+            );
         }
     }
 
@@ -167,7 +180,8 @@ mod tests {
             generator.fill(&mut frame, 960);
             let start = narrow.len();
             down.process(&frame, &mut narrow).unwrap();
-            up.process(narrow.get(start..).unwrap(), &mut restored).unwrap();
+            up.process(narrow.get(start..).unwrap(), &mut restored)
+                .unwrap();
         }
         assert_eq!(narrow.len(), 25 * 160);
         assert_eq!(restored.len(), 25 * 960);
@@ -191,7 +205,10 @@ mod tests {
         let mut out = Vec::new();
         assert!(matches!(
             resampler.process(&[0; 160], &mut out),
-            Err(MediaError::FrameSize { expected: 960, got: 160 })
+            Err(MediaError::FrameSize {
+                expected: 960,
+                got: 160
+            })
         ));
     }
 }

@@ -325,10 +325,7 @@ mod tests {
         assert_eq!(packet.payload_type(), 111);
         assert_eq!(packet.sequence_number(), 65535);
         assert_eq!(packet.csrcs().collect::<Vec<_>>(), vec![1, 0xffff_ffff]);
-        assert_eq!(
-            packet.extension(),
-            Some((0xbede, &[0x10, 0xaa, 0, 0][..]))
-        );
+        assert_eq!(packet.extension(), Some((0xbede, &[0x10, 0xaa, 0, 0][..])));
         assert_eq!(packet.padding_len(), 3);
         assert_eq!(packet.payload(), b"opus");
     }
@@ -366,7 +363,10 @@ mod tests {
         padded[15] = 5; // only 4 octets follow the header
         assert!(matches!(
             RtpPacket::parse(&padded),
-            Err(MediaError::RtpPadding { padding: 5, available: 4 })
+            Err(MediaError::RtpPadding {
+                padding: 5,
+                available: 4
+            })
         ));
         padded[15] = 0;
         assert!(RtpPacket::parse(&padded).is_err());
@@ -385,7 +385,10 @@ mod tests {
         builder.csrcs.clear();
         builder.extension = Some((1, vec![1, 2, 3]));
         assert!(builder.write(&[], &mut out).is_err());
-        assert!(out.is_empty(), "failed writes must not leave partial packets");
+        assert!(
+            out.is_empty(),
+            "failed writes must not leave partial packets"
+        );
     }
 
     #[test]

@@ -98,7 +98,13 @@ impl RtpSender {
         out: &mut Vec<u8>,
     ) -> Result<(), MediaError> {
         let payload = packet.event.to_bytes();
-        self.write(event_payload_type, packet.marker, packet.timestamp, &payload, out)?;
+        self.write(
+            event_payload_type,
+            packet.marker,
+            packet.timestamp,
+            &payload,
+            out,
+        )?;
         self.advance_frame();
         Ok(())
     }
@@ -251,7 +257,7 @@ impl RtpReceiver {
                 let extended = self.max_extended + u64::from(ahead);
                 self.advance_to(extended);
                 extended
-            } else if ahead >= u16::MAX - MAX_MISORDER + 1 {
+            } else if ahead > u16::MAX - MAX_MISORDER {
                 let behind = u64::from(ahead.wrapping_neg());
                 let Some(extended) = self.max_extended.checked_sub(behind) else {
                     return ReceiveOutcome::Discarded;
@@ -361,7 +367,12 @@ mod tests {
         out
     }
 
-    fn receive(receiver: &mut RtpReceiver, sequence: u16, timestamp: u32, arrival: u32) -> ReceiveOutcome {
+    fn receive(
+        receiver: &mut RtpReceiver,
+        sequence: u16,
+        timestamp: u32,
+        arrival: u32,
+    ) -> ReceiveOutcome {
         let bytes = packet(sequence, timestamp, 0xabcd);
         receiver.handle_packet(&RtpPacket::parse(&bytes).unwrap(), arrival)
     }
@@ -369,8 +380,11 @@ mod tests {
     #[test]
     fn sender_numbers_and_stamps_packets() {
         let mut sender = RtpSender::new(42, 0, 160);
-        let (ssrc, first_sequence, first_timestamp) =
-            (sender.ssrc(), sender.next_sequence_number(), sender.timestamp());
+        let (ssrc, first_sequence, first_timestamp) = (
+            sender.ssrc(),
+            sender.next_sequence_number(),
+            sender.timestamp(),
+        );
         let mut wire = Vec::new();
         for _ in 0..3 {
             let mut out = Vec::new();
@@ -379,18 +393,36 @@ mod tests {
         }
         sender.skip_frame();
         let mut after_silence = Vec::new();
-        sender.packetize_audio(&[0xd5; 160], &mut after_silence).unwrap();
+        sender
+            .packetize_audio(&[0xd5; 160], &mut after_silence)
+            .unwrap();
         wire.push(after_silence);
 
         let parsed: Vec<_> = wire.iter().map(|b| RtpPacket::parse(b).unwrap()).collect();
         let markers: Vec<_> = parsed.iter().map(RtpPacket::marker).collect();
         assert_eq!(markers, vec![true, false, false, true]);
-        let sequences: Vec<_> = parsed.iter().map(|p| p.sequence_number().wrapping_sub(first_sequence)).collect();
+        let sequences: Vec<_> = parsed
+            .iter()
+            .map(|p| p.sequence_number().wrapping_sub(first_sequence))
+            .collect();
         assert_eq!(sequences, vec![0, 1, 2, 3]);
-        let timestamps: Vec<_> = parsed.iter().map(|p| p.timestamp().wrapping_sub(first_timestamp)).collect();
+        let timestamps: Vec<_> = parsed
+            .iter()
+            .map(|p| p.timestamp().wrapping_sub(first_timestamp))
+            .collect();
         assert_eq!(timestamps, vec![0, 160, 320, 640]);
-        assert!(parsed.iter().all(|p| p.ssrc() == ssrc && p.payload_type() == 0));
-        assert_eq!(sender.stats(), SendStats { packets: 4, payload_octets: 640 });
+        assert!(
+            parsed
+                .iter()
+                .all(|p| p.ssrc() == ssrc && p.payload_type() == 0)
+        );
+        assert_eq!(
+            sender.stats(),
+            SendStats {
+                packets: 4,
+                payload_octets: 640
+            }
+        );
 
         // Different seeds give different streams; the same seed the same one.
         let other = RtpSender::new(43, 0, 160);
@@ -413,10 +445,16 @@ mod tests {
                 None => sender.packetize_audio(&[0; 160], &mut out).unwrap(),
             }
             let parsed = RtpPacket::parse(&out).unwrap();
-            timestamps.push((parsed.payload_type(), parsed.timestamp().wrapping_sub(start)));
+            timestamps.push((
+                parsed.payload_type(),
+                parsed.timestamp().wrapping_sub(start),
+            ));
         }
         // Four event packets stamped with the event start, then audio at the 5th frame's time.
-        assert_eq!(timestamps, vec![(101, 0), (101, 0), (101, 0), (101, 0), (0, 640)]);
+        assert_eq!(
+            timestamps,
+            vec![(101, 0), (101, 0), (101, 0), (101, 0), (0, 640)]
+        );
     }
 
     /// Hand-computed A.8 schedule at 8 kHz: packets 20 ms apart in RTP time arrive with transit
@@ -427,10 +465,19 @@ mod tests {
         let mut receiver = RtpReceiver::new(8000);
         for (index, arrival) in [1000u32, 1170, 1310, 1500].into_iter().enumerate() {
             let index = index as u32;
-            receive(&mut receiver, 10 + index as u16, 5000 + 160 * index, arrival - 1000 + 5000);
+            receive(
+                &mut receiver,
+                10 + index as u16,
+                5000 + 160 * index,
+                arrival - 1000 + 5000,
+            );
         }
         let stats = receiver.stats();
-        assert!((stats.jitter - 3.596_191_406_25).abs() < 1e-9, "{}", stats.jitter);
+        assert!(
+            (stats.jitter - 3.596_191_406_25).abs() < 1e-9,
+            "{}",
+            stats.jitter
+        );
         assert!((stats.jitter_ms - 3.596_191_406_25 / 8.0).abs() < 1e-9);
         assert_eq!(stats.received, 4);
         assert_eq!(stats.lost, 0);
@@ -441,7 +488,7 @@ mod tests {
         let mut receiver = RtpReceiver::new(8000);
         // Constant transit across the 2^32 wrap of both clocks: no jitter at all.
         for index in 0..10u32 {
-            let timestamp = u32::MAX - 800 + 160 * index;
+            let timestamp = (u32::MAX - 800).wrapping_add(160 * index);
             let arrival = timestamp.wrapping_add(12_345);
             receive(&mut receiver, index as u16, timestamp, arrival);
         }
@@ -452,10 +499,20 @@ mod tests {
     fn loss_is_counted_across_the_65535_wrap() {
         let mut receiver = RtpReceiver::new(8000);
         // 65530..=65535 then 0..=9, with 65533, 0 and 5 lost.
-        let sequences: Vec<u16> = (65530..=65535).chain(0..=9).filter(|s| ![65533, 0, 5].contains(s)).collect();
+        let sequences: Vec<u16> = (65530..=65535)
+            .chain(0..=9)
+            .filter(|s| ![65533, 0, 5].contains(s))
+            .collect();
         for (index, &sequence) in sequences.iter().enumerate() {
-            let outcome = receive(&mut receiver, sequence, 160 * index as u32, 160 * index as u32);
-            assert!(matches!(outcome, ReceiveOutcome::Accepted { restarted, .. } if restarted == (index == 0)));
+            let outcome = receive(
+                &mut receiver,
+                sequence,
+                160 * index as u32,
+                160 * index as u32,
+            );
+            assert!(
+                matches!(outcome, ReceiveOutcome::Accepted { restarted, .. } if restarted == (index == 0))
+            );
         }
         let stats = receiver.stats();
         assert_eq!(stats.expected, 16);
@@ -486,10 +543,28 @@ mod tests {
         let mut receiver = RtpReceiver::new(8000);
         receive(&mut receiver, 1000, 0, 0);
         receive(&mut receiver, 1001, 160, 160);
-        assert_eq!(receive(&mut receiver, 30_000, 320, 320), ReceiveOutcome::Discarded);
-        assert!(matches!(receive(&mut receiver, 1002, 320, 320), ReceiveOutcome::Accepted { restarted: false, .. }));
-        assert_eq!(receive(&mut receiver, 40_000, 480, 480), ReceiveOutcome::Discarded);
-        assert!(matches!(receive(&mut receiver, 40_001, 640, 640), ReceiveOutcome::Accepted { restarted: true, .. }));
+        assert_eq!(
+            receive(&mut receiver, 30_000, 320, 320),
+            ReceiveOutcome::Discarded
+        );
+        assert!(matches!(
+            receive(&mut receiver, 1002, 320, 320),
+            ReceiveOutcome::Accepted {
+                restarted: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            receive(&mut receiver, 40_000, 480, 480),
+            ReceiveOutcome::Discarded
+        );
+        assert!(matches!(
+            receive(&mut receiver, 40_001, 640, 640),
+            ReceiveOutcome::Accepted {
+                restarted: true,
+                ..
+            }
+        ));
         receive(&mut receiver, 40_003, 960, 960);
         let stats = receiver.stats();
         // Run one: 1000-1002 (3 expected); run two: 40001-40003 (3 expected, 40002 lost).
@@ -501,12 +576,23 @@ mod tests {
     fn ssrc_change_resets_the_stream_but_keeps_totals() {
         let mut receiver = RtpReceiver::new(8000);
         for sequence in 0..5u16 {
-            receive(&mut receiver, sequence, u32::from(sequence) * 160, u32::from(sequence) * 200);
+            receive(
+                &mut receiver,
+                sequence,
+                u32::from(sequence) * 160,
+                u32::from(sequence) * 200,
+            );
         }
         assert!(receiver.stats().jitter > 0.0);
         let bytes = packet(5000, 999_999, 0x1111);
         let outcome = receiver.handle_packet(&RtpPacket::parse(&bytes).unwrap(), 1000);
-        assert!(matches!(outcome, ReceiveOutcome::Accepted { restarted: true, .. }));
+        assert!(matches!(
+            outcome,
+            ReceiveOutcome::Accepted {
+                restarted: true,
+                ..
+            }
+        ));
         let stats = receiver.stats();
         assert_eq!(stats.ssrc, Some(0x1111));
         assert_eq!(stats.ssrc_changes, 1);

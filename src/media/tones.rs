@@ -34,7 +34,9 @@ impl SineGenerator {
 }
 
 fn to_sample(value: f64) -> i16 {
-    value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+    value
+        .round()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
 }
 
 /// One or two summed sines switched on and off by a cadence (for ringback and busy tones).
@@ -83,7 +85,11 @@ impl ToneGenerator {
     pub fn fill(&mut self, out: &mut Vec<i16>, count: usize) {
         let period = self.on_samples + self.off_samples;
         for _ in 0..count {
-            let sum: f64 = self.oscillators.iter_mut().map(SineGenerator::next_value).sum();
+            let sum: f64 = self
+                .oscillators
+                .iter_mut()
+                .map(SineGenerator::next_value)
+                .sum();
             let audible = self.off_samples == 0 || self.position % period < self.on_samples;
             out.push(if audible { to_sample(sum) } else { 0 });
             self.position = self.position.wrapping_add(1);

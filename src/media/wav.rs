@@ -67,7 +67,11 @@ impl WavSource {
         }
         match (spec.sample_format, spec.bits_per_sample) {
             (SampleFormat::Int, 1..=32) | (SampleFormat::Float, 32) => {}
-            _ => return Err(MediaError::WavFormat("samples must be integer PCM or 32-bit float")),
+            _ => {
+                return Err(MediaError::WavFormat(
+                    "samples must be integer PCM or 32-bit float",
+                ));
+            }
         }
         let resampler = Resampler::new(spec.sample_rate, output_rate)?;
         let flush_frames_left = resampler.delay().div_ceil(resampler.output_frame_len());
@@ -155,7 +159,9 @@ impl WavSource {
 pub enum FrameSource {
     Wav(Box<WavSource>),
     /// Endless silence of `frame_len` samples per frame.
-    Null { frame_len: usize },
+    Null {
+        frame_len: usize,
+    },
 }
 
 impl FrameSource {
@@ -252,7 +258,9 @@ impl WavSink {
 pub enum FrameSink {
     Wav(Box<WavSink>),
     /// Discards audio, counting samples so that tests can still check the flow.
-    Null { samples_discarded: u64 },
+    Null {
+        samples_discarded: u64,
+    },
 }
 
 impl FrameSink {
@@ -297,7 +305,10 @@ mod tests {
     use crate::media::tones::{SineGenerator, dominant_frequency, rms};
     use std::io::Cursor;
 
-    fn wav_bytes(spec: WavSpec, write: impl FnOnce(&mut WavWriter<&mut Cursor<Vec<u8>>>)) -> Vec<u8> {
+    fn wav_bytes(
+        spec: WavSpec,
+        write: impl FnOnce(&mut WavWriter<&mut Cursor<Vec<u8>>>),
+    ) -> Vec<u8> {
         let mut cursor = Cursor::new(Vec::new());
         {
             let mut writer = WavWriter::new(&mut cursor, spec).unwrap();
@@ -362,7 +373,11 @@ mod tests {
         let middle = out.get(2000..6000).unwrap();
         assert!((dominant_frequency(middle, 8000) - 440.0).abs() < 1.0);
         // 0.25 full scale peak -> rms 0.177 * 32768 = 5793.
-        assert!((rms(middle) / 5793.0 - 1.0).abs() < 0.1, "rms {}", rms(middle));
+        assert!(
+            (rms(middle) / 5793.0 - 1.0).abs() < 0.1,
+            "rms {}",
+            rms(middle)
+        );
     }
 
     #[test]
@@ -383,7 +398,11 @@ mod tests {
             let mut source = WavSource::from_reader(Box::new(Cursor::new(bytes)), 8000).unwrap();
             let mut out = Vec::new();
             source.next_frame(&mut out).unwrap();
-            assert!(out.iter().all(|&s| s == 16384), "{bits} bits: {:?}", out.first());
+            assert!(
+                out.iter().all(|&s| s == 16384),
+                "{bits} bits: {:?}",
+                out.first()
+            );
         }
     }
 
@@ -440,6 +459,11 @@ mod tests {
         let mut sink = FrameSink::null();
         sink.write_frame(&out).unwrap();
         sink.write_silence(100).unwrap();
-        assert!(matches!(sink, FrameSink::Null { samples_discarded: 420 }));
+        assert!(matches!(
+            sink,
+            FrameSink::Null {
+                samples_discarded: 420
+            }
+        ));
     }
 }

@@ -213,7 +213,11 @@ mod tests {
             if mu != 0 {
                 assert_eq!(linear_to_ulaw(mu), code, "mu-law {code:#04x}");
             }
-            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law {code:#04x}");
+            assert_eq!(
+                linear_to_alaw(alaw_to_linear(code)),
+                code,
+                "A-law {code:#04x}"
+            );
         }
     }
 
@@ -225,10 +229,18 @@ mod tests {
             let magnitude = i32::from(sample).abs();
             let bound = 16 + magnitude / 24;
             let clip_allowance = (magnitude - 32124).max(0) + (magnitude - 32256).max(0);
-            let mu_error = (i32::from(ulaw_to_linear(linear_to_ulaw(sample))) - i32::from(sample)).abs();
-            assert!(mu_error <= bound + clip_allowance, "mu-law {sample}: error {mu_error}");
-            let a_error = (i32::from(alaw_to_linear(linear_to_alaw(sample))) - i32::from(sample)).abs();
-            assert!(a_error <= bound + clip_allowance, "A-law {sample}: error {a_error}");
+            let mu_error =
+                (i32::from(ulaw_to_linear(linear_to_ulaw(sample))) - i32::from(sample)).abs();
+            assert!(
+                mu_error <= bound + clip_allowance,
+                "mu-law {sample}: error {mu_error}"
+            );
+            let a_error =
+                (i32::from(alaw_to_linear(linear_to_alaw(sample))) - i32::from(sample)).abs();
+            assert!(
+                a_error <= bound + clip_allowance,
+                "A-law {sample}: error {a_error}"
+            );
         }
     }
 
@@ -252,7 +264,10 @@ mod tests {
             assert_eq!(concealed.len(), 160);
             levels.push(rms(&concealed));
         }
-        assert!((levels[0] - good_level / 2.0).abs() < good_level * 0.02, "{levels:?}");
+        assert!(
+            (levels[0] - good_level / 2.0).abs() < good_level * 0.02,
+            "{levels:?}"
+        );
         assert!(levels[1] < levels[0] && levels[2] < levels[1], "{levels:?}");
         assert_eq!(levels[3], 0.0);
         assert_eq!(levels[4], 0.0);

@@ -21,7 +21,8 @@ pub struct OpusEncoder {
 
 impl OpusEncoder {
     pub fn new() -> Result<Self, MediaError> {
-        let mut inner = LibOpusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
+        let mut inner =
+            LibOpusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
         inner.set_inband_fec(true)?;
         inner.set_packet_loss_perc(EXPECTED_LOSS_PERCENT)?;
         Ok(Self { inner })
@@ -74,7 +75,12 @@ impl OpusDecoder {
         })
     }
 
-    fn run(&mut self, packet: Option<&[u8]>, fec: bool, out: &mut Vec<i16>) -> Result<(), MediaError> {
+    fn run(
+        &mut self,
+        packet: Option<&[u8]>,
+        fec: bool,
+        out: &mut Vec<i16>,
+    ) -> Result<(), MediaError> {
         // For loss and FEC, libopus produces exactly as many samples as the buffer holds, so
         // that must be one frame.
         let frame = if packet.is_none() || fec {
@@ -170,7 +176,10 @@ mod tests {
         let mut out = Vec::new();
         assert!(matches!(
             encoder.encode(&[0; 480], &mut out),
-            Err(MediaError::FrameSize { expected: 960, got: 480 })
+            Err(MediaError::FrameSize {
+                expected: 960,
+                got: 480
+            })
         ));
         assert!(out.is_empty());
         let mut decoder = OpusDecoder::new().unwrap();
