@@ -1,0 +1,474 @@
+//! Playout buffer: packets go in as they arrive (any order), one frame comes out per 20 ms tick.
+//!
+//! Packets are keyed by their RTP timestamp, unwrapped to 64 bits. Playout starts a fixed number
+//! of ticks after the first packet (the target delay) and then advances one frame per tick;
+//! a frame whose packet is not there is reported [`Playout::Missing`] so the decoder conceals
+//! it. The target delay is a field, so an adaptive policy can later move it from the outside
+//! (see [`JitterBuffer::set_target_delay`]) without changing the data path.
+
+use std::collections::BTreeMap;
+
+/// Playout position further than this from an arriving packet (either way) means the stream
+/// jumped (sender restarted its clock, long hold): start over rather than wait or drop.
+const RESYNC_FRAMES: u64 = 50;
+/// Consecutive late packets that prove our playout point is wrong (sender's clock jumped back
+/// a little): start over from them.
+const LATE_PACKETS_BEFORE_RESYNC: u32 = 5;
+/// Frames buffered beyond the target before the oldest are dropped to bring latency back.
+const EXCESS_FRAMES_BEFORE_TRIM: usize = 5;
+/// Hard bound on stored packets, whatever the network sends.
+const MAX_PACKETS: usize = 100;
+
+/// What to play this tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Still filling up to the target delay (or never got a packet): play silence.
+    Buffering,
+    /// The payload due now.
+    Frame(Vec<u8>),
+    /// The packet due now is missing: conceal (decode `None`, or use FEC from
+    /// [`JitterBuffer::peek_next`]).
+    Missing,
+}
+
+/// What happened to an inserted packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Queued,
+    /// A packet with this timestamp is already waiting.
+    Duplicate,
+    /// Its frame was already played (or concealed); dropped.
+    Late,
+    /// The packet was far from the playout point: the buffer started over with it.
+    Resynchronized,
+}
+
+/// Counters for the UI and for tuning the delay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    pub queued: u64,
+    pub played: u64,
+    pub concealed: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    /// Packets dropped to bound memory or latency.
+    pub dropped: u64,
+    pub resyncs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    Buffering { ticks: u32 },
+    Playing { next: u64 },
+}
+
+/// The playout buffer for one incoming stream.
+#[derive(Debug, Clone)]
+pub struct JitterBuffer {
+    /// RTP timestamp step of one frame (160 at 8 kHz, 960 at 48 kHz).
+    frame_duration: u32,
+    target_delay_frames: u32,
+    packets: BTreeMap<u64, Vec<u8>>,
+    state: State,
+    /// Newest unwrapped timestamp, the reference for unwrapping the next one.
+    newest: Option<u64>,
+    consecutive_late: u32,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// `frame_duration`: timestamp units per 20 ms frame; `target_delay_frames`: ticks to wait
+    /// after the first packet before playing (2-3 is a good fixed choice).
+    pub fn new(frame_duration: u32, target_delay_frames: u32) -> Self {
+        Self {
+            frame_duration: frame_duration.max(1),
+            target_delay_frames,
+            packets: BTreeMap::new(),
+            state: State::Empty,
+            newest: None,
+            consecutive_late: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    pub fn target_delay(&self) -> u32 {
+        self.target_delay_frames
+    }
+
+    /// Changes the target delay; takes effect at the next (re)start of playout.
+    pub fn set_target_delay(&mut self, frames: u32) {
+        self.target_delay_frames = frames;
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// Drops everything (stream restarted, see `ReceiveOutcome::Accepted::restarted`).
+    pub fn reset(&mut self) {
+        self.packets.clear();
+        self.state = State::Empty;
+        self.newest = None;
+        self.consecutive_late = 0;
+    }
+
+    /// Unwraps a 32-bit timestamp to the 64-bit value nearest the newest one seen.
+    fn unwrap_timestamp(&self, timestamp: u32) -> u64 {
+        match self.newest {
+            // Start high so that packets slightly older than the first stay positive.
+            None => (1u64 << 32) | u64::from(timestamp),
+            Some(newest) => {
+                let delta = i64::from(timestamp.wrapping_sub(newest as u32) as i32);
+                newest.saturating_add_signed(delta)
+            }
+        }
+    }
+
+    fn distance_frames(&self, a: u64, b: u64) -> u64 {
+        a.abs_diff(b) / u64::from(self.frame_duration)
+    }
+
+    /// Stores the payload of the packet with RTP timestamp `timestamp`.
+    pub fn insert(&mut self, timestamp: u32, payload: &[u8]) -> InsertOutcome {
+        let unwrapped = self.unwrap_timestamp(timestamp);
+        let reference = match self.state {
+            State::Empty => None,
+            State::Buffering { .. } => self.packets.keys().next().copied(),
+            State::Playing { next } => Some(next),
+        };
+        if let Some(reference) = reference
+            && self.distance_frames(unwrapped, reference) > RESYNC_FRAMES
+        {
+            self.start_over();
+            self.store(unwrapped, payload);
+            return InsertOutcome::Resynchronized;
+        }
+        if let State::Playing { next } = self.state
+            && unwrapped < next
+        {
+            self.stats.late += 1;
+            self.consecutive_late += 1;
+            if self.consecutive_late >= LATE_PACKETS_BEFORE_RESYNC {
+                self.start_over();
+                self.store(unwrapped, payload);
+                return InsertOutcome::Resynchronized;
+            }
+            return InsertOutcome::Late;
+        }
+        self.consecutive_late = 0;
+        if self.packets.contains_key(&unwrapped) {
+            self.stats.duplicates += 1;
+            return InsertOutcome::Duplicate;
+        }
+        if self.state == State::Empty {
+            self.state = State::Buffering { ticks: 0 };
+        }
+        self.store(unwrapped, payload);
+        if self.packets.len() > MAX_PACKETS {
+            self.packets.pop_first();
+            self.stats.dropped += 1;
+        }
+        InsertOutcome::Queued
+    }
+
+    fn start_over(&mut self) {
+        self.packets.clear();
+        self.newest = None;
+        self.consecutive_late = 0;
+        self.state = State::Buffering { ticks: 0 };
+        self.stats.resyncs += 1;
+    }
+
+    fn store(&mut self, unwrapped: u64, payload: &[u8]) {
+        self.packets.insert(unwrapped, payload.to_vec());
+        self.newest = Some(
+            self.newest
+                .map_or(unwrapped, |newest| newest.max(unwrapped)),
+        );
+        self.stats.queued += 1;
+    }
+
+    /// The frame to play for this tick; call exactly once per 20 ms.
+    pub fn pop_frame(&mut self) -> Playout {
+        let next = match self.state {
+            State::Empty => return Playout::Buffering,
+            State::Buffering { ticks } => {
+                let ticks = ticks + 1;
+                let oldest = self.packets.keys().next().copied();
+                match oldest {
+                    Some(oldest) if ticks > self.target_delay_frames => oldest,
+                    _ => {
+                        self.state = State::Buffering { ticks };
+                        return Playout::Buffering;
+                    }
+                }
+            }
+            State::Playing { next } => next,
+        };
+        let next = self.trim_excess(next);
+        // Anything older than the frame due now can no longer be played.
+        while let Some(entry) = self.packets.first_entry() {
+            if *entry.key() >= next {
+                break;
+            }
+            entry.remove();
+            self.stats.dropped += 1;
+        }
+        self.state = State::Playing {
+            next: next + u64::from(self.frame_duration),
+        };
+        match self.packets.remove(&next) {
+            Some(payload) => {
+                self.stats.played += 1;
+                Playout::Frame(payload)
+            }
+            None => {
+                self.stats.concealed += 1;
+                Playout::Missing
+            }
+        }
+    }
+
+    /// With far more buffered than the target (a burst after a stall), skips ahead so that
+    /// latency returns to the target.
+    fn trim_excess(&mut self, next: u64) -> u64 {
+        let limit = self.target_delay_frames as usize + EXCESS_FRAMES_BEFORE_TRIM;
+        if self.packets.len() <= limit {
+            return next;
+        }
+        let keep = self.target_delay_frames as usize + 1;
+        while self.packets.len() > keep {
+            self.packets.pop_first();
+            self.stats.dropped += 1;
+        }
+        self.packets
+            .keys()
+            .next()
+            .copied()
+            .map_or(next, |oldest| oldest.max(next))
+    }
+
+    /// The payload the next [`Self::pop_frame`] would return, if it is here: after a
+    /// [`Playout::Missing`], Opus can rebuild the lost frame from it (in-band FEC).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        match self.state {
+            State::Playing { next } => self.packets.get(&next).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: u32 = 160;
+
+    fn payload(index: u32) -> Vec<u8> {
+        index.to_be_bytes().to_vec()
+    }
+
+    fn frame_index(playout: &Playout) -> Option<u32> {
+        match playout {
+            Playout::Frame(bytes) => Some(u32::from_be_bytes(bytes.as_slice().try_into().ok()?)),
+            _ => None,
+        }
+    }
+
+    /// Runs a schedule of (tick, packet index) arrivals; packet i has timestamp base + i*FRAME.
+    /// Returns what each tick played: Some(index), None for Missing; Buffering ticks omitted.
+    fn run(
+        buffer: &mut JitterBuffer,
+        base: u32,
+        arrivals: &[(u32, u32)],
+        ticks: u32,
+    ) -> Vec<Option<u32>> {
+        let mut played = Vec::new();
+        for tick in 0..ticks {
+            for &(_, index) in arrivals.iter().filter(|(at, _)| *at == tick) {
+                buffer.insert(base.wrapping_add(index * FRAME), &payload(index));
+            }
+            match buffer.pop_frame() {
+                Playout::Buffering => {}
+                Playout::Missing => played.push(None),
+                frame => played.push(frame_index(&frame)),
+            }
+        }
+        played
+    }
+
+    #[test]
+    fn in_order_stream_plays_after_the_target_delay() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        let arrivals: Vec<_> = (0..6).map(|i| (i, i)).collect();
+        let mut played = Vec::new();
+        let mut buffering_ticks = 0;
+        for tick in 0..8 {
+            if let Some(&(_, index)) = arrivals.get(tick as usize) {
+                buffer.insert(1000 + index * FRAME, &payload(index));
+            }
+            match buffer.pop_frame() {
+                Playout::Buffering => buffering_ticks += 1,
+                other => played.push(frame_index(&other)),
+            }
+        }
+        assert_eq!(buffering_ticks, 2);
+        assert_eq!(
+            played,
+            vec![Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]
+        );
+    }
+
+    #[test]
+    fn reordered_packets_within_the_delay_play_in_order() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        // Packet 2 arrives before 1; packet 4 two ticks late (still in time).
+        let arrivals = [(0, 0), (1, 2), (1, 1), (2, 3), (4, 5), (4, 4), (5, 6)];
+        let played = run(&mut buffer, 0, &arrivals, 9);
+        assert_eq!(
+            played,
+            vec![
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6)
+            ]
+        );
+        assert_eq!(buffer.stats().late, 0);
+    }
+
+    #[test]
+    fn lost_and_late_packets_become_missing_frames() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        // Packet 2 never comes; packet 3 arrives after its frame was due.
+        let arrivals = [(0, 0), (1, 1), (3, 4), (7, 3), (4, 5), (5, 6)];
+        let played = run(&mut buffer, 0, &arrivals, 9);
+        assert_eq!(
+            played,
+            vec![Some(0), Some(1), None, None, Some(4), Some(5), Some(6)]
+        );
+        let stats = buffer.stats();
+        assert_eq!((stats.late, stats.concealed, stats.played), (1, 2, 5));
+    }
+
+    #[test]
+    fn duplicates_are_dropped() {
+        let mut buffer = JitterBuffer::new(FRAME, 1);
+        assert_eq!(buffer.insert(0, &[1]), InsertOutcome::Queued);
+        assert_eq!(buffer.insert(0, &[1]), InsertOutcome::Duplicate);
+        assert_eq!(buffer.pop_frame(), Playout::Buffering);
+        assert_eq!(buffer.pop_frame(), Playout::Frame(vec![1]));
+        // The same packet again after it was played is late, not played twice.
+        assert_eq!(buffer.insert(0, &[1]), InsertOutcome::Late);
+        assert_eq!(buffer.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn timestamps_wrap_at_2_pow_32() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        let base = u32::MAX - 2 * FRAME + 1;
+        let arrivals: Vec<_> = (0..6).map(|i| (i, i)).collect();
+        let played = run(&mut buffer, base, &arrivals, 8);
+        assert_eq!(played, (0..6).map(Some).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_timestamp_jump_restarts_playout() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        for index in 0..3 {
+            buffer.insert(index * FRAME, &payload(index));
+        }
+        for _ in 0..4 {
+            buffer.pop_frame();
+        }
+        // The sender restarts 10 s later in timestamp terms.
+        let jumped = 80_000;
+        assert_eq!(
+            buffer.insert(jumped, &payload(100)),
+            InsertOutcome::Resynchronized
+        );
+        buffer.insert(jumped + FRAME, &payload(101));
+        let mut played = Vec::new();
+        for _ in 0..4 {
+            played.push(buffer.pop_frame());
+        }
+        assert_eq!(played.first(), Some(&Playout::Buffering));
+        assert_eq!(played.get(2).and_then(frame_index), Some(100));
+        assert_eq!(played.get(3).and_then(frame_index), Some(101));
+        // And a jump backwards likewise.
+        assert_eq!(buffer.insert(5, &payload(7)), InsertOutcome::Resynchronized);
+        assert_eq!(buffer.stats().resyncs, 2);
+    }
+
+    #[test]
+    fn repeated_late_packets_resynchronize() {
+        let mut buffer = JitterBuffer::new(FRAME, 1);
+        buffer.insert(100 * FRAME, &payload(100));
+        buffer.pop_frame();
+        buffer.pop_frame();
+        // The sender's clock stepped back 10 frames (within the jump limit).
+        let outcomes: Vec<_> = (90..95)
+            .map(|i| buffer.insert(i * FRAME, &payload(i)))
+            .collect();
+        assert_eq!(outcomes.last(), Some(&InsertOutcome::Resynchronized));
+        assert!(outcomes.iter().take(4).all(|o| *o == InsertOutcome::Late));
+        buffer.pop_frame();
+        assert_eq!(frame_index(&buffer.pop_frame()), Some(94));
+    }
+
+    #[test]
+    fn a_burst_after_a_stall_is_trimmed_back_to_the_target() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        buffer.insert(0, &payload(0));
+        buffer.pop_frame();
+        buffer.pop_frame();
+        assert_eq!(frame_index(&buffer.pop_frame()), Some(0));
+        // Nothing for 3 ticks, then 20 frames at once.
+        for _ in 0..3 {
+            assert_eq!(buffer.pop_frame(), Playout::Missing);
+        }
+        for index in 1..=20 {
+            buffer.insert(index * FRAME, &payload(index));
+        }
+        let next = frame_index(&buffer.pop_frame());
+        assert_eq!(next, Some(18), "kept the newest target+1 frames");
+        assert_eq!(buffer.len(), 2);
+    }
+
+    #[test]
+    fn peek_next_offers_the_following_packet_for_fec() {
+        let mut buffer = JitterBuffer::new(FRAME, 1);
+        buffer.insert(0, &payload(0));
+        buffer.insert(2 * FRAME, &payload(2));
+        buffer.pop_frame();
+        assert_eq!(frame_index(&buffer.pop_frame()), Some(0));
+        assert_eq!(buffer.pop_frame(), Playout::Missing);
+        assert_eq!(buffer.peek_next(), Some(&payload(2)[..]));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut buffer = JitterBuffer::new(FRAME, 2);
+        for index in 0..(MAX_PACKETS as u32 + 30).min(RESYNC_FRAMES as u32) {
+            buffer.insert(index * FRAME, &payload(index));
+        }
+        for index in 0..200u32 {
+            // Spread over the resync window so they are all plausible.
+            buffer.insert((index % 50) * FRAME + 1, &payload(index));
+        }
+        assert!(buffer.len() <= MAX_PACKETS);
+    }
+}

@@ -1,0 +1,257 @@
+//! Tone generators (test tones, ringback) and the signal analysis helpers tests use to check
+//! what came out of a codec, a resampler or a whole call.
+
+use std::f64::consts::TAU;
+
+/// A sine oscillator that keeps its phase across calls, so consecutive frames join smoothly.
+#[derive(Debug, Clone)]
+pub struct SineGenerator {
+    phase: f64,
+    step: f64,
+    amplitude: f64,
+}
+
+impl SineGenerator {
+    /// `amplitude` is the peak in 16-bit units (clamped to 32767).
+    pub fn new(frequency: f32, sample_rate: u32, amplitude: f32) -> Self {
+        Self {
+            phase: 0.0,
+            step: TAU * f64::from(frequency) / f64::from(sample_rate.max(1)),
+            amplitude: f64::from(amplitude).clamp(0.0, f64::from(i16::MAX)),
+        }
+    }
+
+    fn next_value(&mut self) -> f64 {
+        let value = self.amplitude * self.phase.sin();
+        self.phase = (self.phase + self.step) % TAU;
+        value
+    }
+
+    /// Appends `count` samples to `out`.
+    pub fn fill(&mut self, out: &mut Vec<i16>, count: usize) {
+        out.extend((0..count).map(|_| to_sample(self.next_value())));
+    }
+}
+
+fn to_sample(value: f64) -> i16 {
+    value
+        .round()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+}
+
+/// One or two summed sines switched on and off by a cadence (for ringback and busy tones).
+#[derive(Debug, Clone)]
+pub struct ToneGenerator {
+    oscillators: Vec<SineGenerator>,
+    on_samples: u64,
+    /// 0 means a continuous tone.
+    off_samples: u64,
+    position: u64,
+}
+
+impl ToneGenerator {
+    /// A continuous tone of the given frequencies; `amplitude` is the peak of the sum.
+    pub fn new(frequencies: &[f32], sample_rate: u32, amplitude: f32) -> Self {
+        let per_tone = amplitude / frequencies.len().max(1) as f32;
+        Self {
+            oscillators: frequencies
+                .iter()
+                .map(|&frequency| SineGenerator::new(frequency, sample_rate, per_tone))
+                .collect(),
+            on_samples: 1,
+            off_samples: 0,
+            position: 0,
+        }
+    }
+
+    /// Switches the tone on for `on_ms`, off for `off_ms`, repeatedly.
+    pub fn with_cadence(mut self, sample_rate: u32, on_ms: u32, off_ms: u32) -> Self {
+        self.on_samples = (u64::from(sample_rate) * u64::from(on_ms) / 1000).max(1);
+        self.off_samples = u64::from(sample_rate) * u64::from(off_ms) / 1000;
+        self
+    }
+
+    /// European ringback (ETSI TR 101 041): 425 Hz, 1 s on, 4 s off.
+    pub fn ringback_europe(sample_rate: u32) -> Self {
+        Self::new(&[425.0], sample_rate, 8000.0).with_cadence(sample_rate, 1000, 4000)
+    }
+
+    /// North American ringback: 440 + 480 Hz, 2 s on, 4 s off.
+    pub fn ringback_north_america(sample_rate: u32) -> Self {
+        Self::new(&[440.0, 480.0], sample_rate, 8000.0).with_cadence(sample_rate, 2000, 4000)
+    }
+
+    /// Appends `count` samples to `out`.
+    pub fn fill(&mut self, out: &mut Vec<i16>, count: usize) {
+        let period = self.on_samples + self.off_samples;
+        for _ in 0..count {
+            let sum: f64 = self
+                .oscillators
+                .iter_mut()
+                .map(SineGenerator::next_value)
+                .sum();
+            let audible = self.off_samples == 0 || self.position % period < self.on_samples;
+            out.push(if audible { to_sample(sum) } else { 0 });
+            self.position = self.position.wrapping_add(1);
+        }
+    }
+}
+
+/// Root mean square level in 16-bit units (0 for an empty slice).
+pub fn rms(samples: &[i16]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (energy / samples.len() as f64).sqrt() as f32
+}
+
+/// Power of `frequency` in `samples` by the Goertzel algorithm, normalised so that a full-scale
+/// sine at exactly that frequency gives about 0.25 whatever the length.
+pub fn goertzel_power(samples: &[i16], sample_rate: u32, frequency: f32) -> f32 {
+    if samples.is_empty() || sample_rate == 0 {
+        return 0.0;
+    }
+    let omega = TAU * f64::from(frequency) / f64::from(sample_rate);
+    let coefficient = 2.0 * omega.cos();
+    let (mut previous, mut before_previous) = (0.0f64, 0.0f64);
+    for &sample in samples {
+        let current = f64::from(sample) / 32768.0 + coefficient * previous - before_previous;
+        before_previous = previous;
+        previous = current;
+    }
+    let power = previous * previous + before_previous * before_previous
+        - coefficient * previous * before_previous;
+    let length = samples.len() as f64;
+    (power / (length * length)) as f32
+}
+
+/// The strongest frequency between 50 Hz and Nyquist: a Goertzel scan in 10 Hz steps, then
+/// refined to 0.25 Hz around the best step. Meant for test signals dominated by one tone.
+pub fn dominant_frequency(samples: &[i16], sample_rate: u32) -> f32 {
+    let nyquist = sample_rate as f32 / 2.0;
+    let strongest = |from: f32, to: f32, step: f32| {
+        let mut best = (from, f32::MIN);
+        let mut frequency = from;
+        while frequency <= to {
+            let power = goertzel_power(samples, sample_rate, frequency);
+            if power > best.1 {
+                best = (frequency, power);
+            }
+            frequency += step;
+        }
+        best.0
+    };
+    let coarse = strongest(50.0, nyquist - 10.0, 10.0);
+    let medium = strongest((coarse - 10.0).max(1.0), coarse + 10.0, 1.0);
+    strongest((medium - 1.0).max(1.0), medium + 1.0, 0.25)
+}
+
+/// How many samples `recorded` lags behind `reference`, searching lags `0..=max_lag`, and the
+/// normalised correlation at that lag (1.0 = identical shape, 0 = unrelated).
+pub fn cross_correlation_lag(reference: &[i16], recorded: &[i16], max_lag: usize) -> (usize, f32) {
+    let mut best = (0, 0.0f32);
+    for lag in 0..=max_lag {
+        let Some(shifted) = recorded.get(lag..) else {
+            break;
+        };
+        let overlap = reference.len().min(shifted.len());
+        let (mut product, mut reference_energy, mut recorded_energy) = (0.0f64, 0.0f64, 0.0f64);
+        for (&a, &b) in reference.iter().zip(shifted).take(overlap) {
+            let (a, b) = (f64::from(a), f64::from(b));
+            product += a * b;
+            reference_energy += a * a;
+            recorded_energy += b * b;
+        }
+        let denominator = (reference_energy * recorded_energy).sqrt();
+        if denominator > 0.0 {
+            let normalized = (product / denominator) as f32;
+            if normalized > best.1 {
+                best = (lag, normalized);
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sine_has_the_requested_frequency_and_level() {
+        let mut generator = SineGenerator::new(440.0, 8000, 10_000.0);
+        let mut samples = Vec::new();
+        generator.fill(&mut samples, 4000);
+        assert!((dominant_frequency(&samples, 8000) - 440.0).abs() < 0.5);
+        // RMS of a sine is peak / sqrt(2).
+        assert!((rms(&samples) - 7071.0).abs() < 10.0, "{}", rms(&samples));
+    }
+
+    #[test]
+    fn frames_join_without_phase_jumps() {
+        let mut generator = SineGenerator::new(1000.0, 48_000, 10_000.0);
+        let mut framed = Vec::new();
+        for _ in 0..10 {
+            generator.fill(&mut framed, 960);
+        }
+        let mut whole_generator = SineGenerator::new(1000.0, 48_000, 10_000.0);
+        let mut whole = Vec::new();
+        whole_generator.fill(&mut whole, 9600);
+        assert_eq!(framed, whole);
+    }
+
+    #[test]
+    fn goertzel_separates_the_two_ringback_tones() {
+        let mut us = ToneGenerator::ringback_north_america(8000);
+        let mut samples = Vec::new();
+        us.fill(&mut samples, 1600);
+        let at_440 = goertzel_power(&samples, 8000, 440.0);
+        let at_480 = goertzel_power(&samples, 8000, 480.0);
+        let at_425 = goertzel_power(&samples, 8000, 425.0);
+        let at_1000 = goertzel_power(&samples, 8000, 1000.0);
+        assert!((at_440 / at_480 - 1.0).abs() < 0.1);
+        assert!(at_440 > 10.0 * at_425, "{at_440} vs {at_425}");
+        assert!(at_440 > 1000.0 * at_1000);
+    }
+
+    #[test]
+    fn ringback_follows_its_cadence() {
+        let mut europe = ToneGenerator::ringback_europe(8000);
+        let mut samples = Vec::new();
+        europe.fill(&mut samples, 8000 * 6);
+        let second = |n: usize| samples.get(n * 8000..(n + 1) * 8000).unwrap();
+        assert!(rms(second(0)) > 5000.0);
+        for silent in 1..5 {
+            assert_eq!(rms(second(silent)), 0.0, "second {silent}");
+        }
+        assert!(rms(second(5)) > 5000.0);
+        assert!((dominant_frequency(second(0), 8000) - 425.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn cross_correlation_finds_a_known_delay() {
+        // Noise-like reference so that only the true lag correlates.
+        let mut state: u32 = 99;
+        let reference: Vec<i16> = (0..2000)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) as i16
+            })
+            .collect();
+        let mut recorded = vec![0i16; 137];
+        recorded.extend(reference.iter().map(|&s| s / 2));
+        let (lag, peak) = cross_correlation_lag(&reference, &recorded, 400);
+        assert_eq!(lag, 137);
+        assert!(peak > 0.99, "{peak}");
+        let (_, unrelated) = cross_correlation_lag(&reference, &vec![0; 3000], 10);
+        assert_eq!(unrelated, 0.0);
+    }
+
+    #[test]
+    fn analysis_of_empty_input_is_zero() {
+        assert_eq!(rms(&[]), 0.0);
+        assert_eq!(goertzel_power(&[], 8000, 440.0), 0.0);
+        assert_eq!(cross_correlation_lag(&[], &[], 5), (0, 0.0));
+    }
+}
