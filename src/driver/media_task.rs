@@ -16,8 +16,11 @@ use crate::event::Event;
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::jitter::{JitterBuffer, Playout};
-use crate::media::rtp::{RtpPacket, RtpPacketBuilder};
-use crate::media::session::{RtpReceiver, RtpSender};
+
+/// Playout delay of the (fixed, for now) jitter buffer, in frames.
+const JITTER_FRAMES: u32 = 3;
+use crate::media::rtp::RtpPacket;
+use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
 use crate::sdp::{Codec, MediaParams};
 
@@ -185,9 +188,12 @@ impl CallMedia {
             decoder: codec::decoder(kind).map_err(|e| e.to_string())?,
             source,
             sink,
-            sender: RtpSender::new(params.payload_type, kind.clock_rate(), seed),
-            receiver: RtpReceiver::new(kind.clock_rate()),
-            jitter: JitterBuffer::new(kind.samples_per_frame() as u32),
+            sender: RtpSender::new(seed, params.payload_type, kind.samples_per_frame() as u32),
+            receiver: match params.telephone_event_pt {
+                Some(pt) => RtpReceiver::new(kind.clock_rate()).with_event_payload_type(pt),
+                None => RtpReceiver::new(kind.clock_rate()),
+            },
+            jitter: JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES),
             dtmf_out: DtmfSender::with_defaults(kind.clock_rate()).map_err(|e| e.to_string())?,
             dtmf_in: DtmfReceiver::new(),
             muted: false,
@@ -253,42 +259,43 @@ impl CallMedia {
         pcm.clear();
         // The source advances in real time whether or not we send (hold keeps the file's clock).
         let _ = self.source.next_frame(pcm);
-        let timestamp = self.sender.timestamp();
-        let step = self.kind.samples_per_frame() as u32;
         packet.clear();
-        if let Some(te_pt) = self.params.telephone_event_pt
-            && let Some(dtmf) = self.dtmf_out.poll_packet(timestamp)
-        {
-            // The telephone-event clock equals the codec's here (SDP offers /48000 with Opus).
-            let builder = RtpPacketBuilder::new(te_pt, self.sender.next_sequence(), dtmf.timestamp, self.sender.ssrc()).marker(dtmf.marker);
-            let _ = builder.write(&dtmf.event.to_bytes(), packet);
-        } else if self.params.direction.sends() {
+        let dtmf = match self.params.telephone_event_pt {
+            Some(pt) => self.dtmf_out.poll_packet(self.sender.timestamp()).map(|p| (pt, p)),
+            None => None,
+        };
+        if let Some((pt, dtmf)) = dtmf {
+            if self.sender.packetize_event(pt, &dtmf, packet).is_err() {
+                packet.clear();
+            }
+        } else if self.params.direction.sends() && !self.muted {
             payload.clear();
-            if self.muted {
-                pcm.iter_mut().for_each(|s| *s = 0);
+            if self.encoder.encode(pcm, payload).is_err() || self.sender.packetize_audio(payload, packet).is_err() {
+                packet.clear();
+                self.sender.skip_frame();
             }
-            if self.encoder.encode(pcm, payload).is_err() {
-                self.sender.advance(step);
-                return;
-            }
-            let builder = RtpPacketBuilder::new(self.params.payload_type, self.sender.next_sequence(), timestamp, self.sender.ssrc()).marker(self.sender.take_marker());
-            let _ = builder.write(payload, packet);
+        } else {
+            self.sender.skip_frame();
         }
-        self.sender.advance(step);
         if !packet.is_empty() {
-            if socket.send_to(packet, self.destination()).await.is_ok() {
-                self.sender.count_sent(packet.len());
-            }
+            let _ = socket.send_to(packet, self.destination()).await;
         }
     }
 
     fn play_frame(&mut self, pcm: &mut Vec<i16>) {
         pcm.clear();
         let frame = self.kind.samples_per_frame();
-        let ok = match self.jitter.pop() {
+        let ok = match self.jitter.pop_frame() {
             Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
-            Playout::Missing => self.decoder.decode(None, pcm).is_ok(),
-            Playout::Idle => false,
+            Playout::Missing => match self.jitter.peek_next() {
+                // Opus rebuilds a lost frame from the next packet's in-band FEC.
+                Some(next) => {
+                    let next = next.to_vec();
+                    self.decoder.decode_lost_with_next(&next, pcm).is_ok()
+                }
+                None => self.decoder.decode(None, pcm).is_ok(),
+            },
+            Playout::Buffering => false,
         };
         if ok && !pcm.is_empty() {
             let _ = self.sink.write_frame(pcm);
@@ -301,10 +308,12 @@ impl CallMedia {
         let Ok(packet) = RtpPacket::parse(bytes) else { return };
         // Symmetric RTP (RFC 4961): media from the peer's SDP address, or the first source
         // that speaks on our port when the SDP address was not reachable (NAT).
-        if from != self.params.remote && self.latched.is_none() && self.receiver.received() == 0 {
+        if from != self.params.remote && self.latched.is_none() && self.receiver.stats().received == 0 {
             self.latched = Some(from);
         }
         let pt = packet.payload_type();
+        let arrival_units = clock_units(arrival, self.kind.clock_rate());
+        let outcome = self.receiver.handle_packet(&packet, arrival_units);
         if Some(pt) == self.params.telephone_event_pt {
             if let Ok(Some(digit)) = self.dtmf_in.handle_packet(packet.timestamp(), packet.payload()) {
                 let _ = self
@@ -317,9 +326,15 @@ impl CallMedia {
         if pt != self.params.payload_type {
             return;
         }
-        let arrival_units = (arrival.as_secs_f64() * f64::from(self.kind.clock_rate())) as u64;
-        self.receiver.handle(&packet, arrival_units);
-        self.jitter.push(packet.sequence_number(), packet.timestamp(), packet.payload());
+        match outcome {
+            ReceiveOutcome::Accepted { restarted, .. } => {
+                if restarted {
+                    self.jitter.reset();
+                }
+                self.jitter.insert(packet.timestamp(), packet.payload());
+            }
+            ReceiveOutcome::Duplicate | ReceiveOutcome::Discarded => {}
+        }
     }
 
     fn update(&mut self, params: MediaParams) {
@@ -329,7 +344,8 @@ impl CallMedia {
                 self.kind = kind;
                 self.encoder = enc;
                 self.decoder = dec;
-                self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32);
+                self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
+                self.sender = RtpSender::new(u64::from(self.sender.ssrc()) << 16 | 1, params.payload_type, kind.samples_per_frame() as u32);
             }
         }
         if params.remote != self.params.remote {
@@ -338,16 +354,16 @@ impl CallMedia {
         self.params = params;
     }
 
-    async fn report(&self) {
+    async fn report(&mut self) {
         let stats = self.receiver.stats();
         let _ = self
             .events
             .send(Event::Media {
                 call: self.call.to_string(),
                 codec: format!("{}/{}", self.params.codec.encoding_name().to_ascii_lowercase(), self.kind.clock_rate()),
-                sent: self.sender.packets_sent(),
+                sent: self.sender.stats().packets,
                 received: stats.received,
-                lost: stats.lost,
+                lost: stats.lost.max(0) as u64,
                 jitter_ms: (stats.jitter_ms * 100.0).round() / 100.0,
                 remote: Some(self.destination().to_string()),
             })

@@ -477,7 +477,7 @@ async fn resolve(uri: &Uri, transport: TransportKind) -> Result<Destination, Sta
         _ => transport,
     };
     let port = uri.port.unwrap_or(if dest_transport == TransportKind::Tls { 5061 } else { 5060 });
-    let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await;
+    let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.clone(), port))).await;
     let addr = match lookup {
         Ok(Ok(mut addrs)) => addrs.next(),
         Ok(Err(e)) => return Err(StartError::Resolve { host, reason: e.to_string() }),

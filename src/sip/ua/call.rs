@@ -372,6 +372,8 @@ impl UserAgent {
 
     fn confirm_outgoing(&mut self, id: u64, invite: &Request, response: Response, now: Instant) {
         let contact = self.contact.clone();
+        let hop = self.config.next_hop;
+        let transport = self.config.account.transport;
         let Some(call) = self.call_mut(id) else { return };
         if let Some((ack, dest)) = call.ack.clone() {
             // A retransmitted 2xx: our ACK got lost; send it again.
@@ -389,8 +391,7 @@ impl UserAgent {
         let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
         let mut dialog = dialog;
         let mut ack = dialog.request(Method::Ack, Some(seq));
-        let hop = self.config.next_hop;
-        let dest = hop_for_dialog(&dialog, hop, self.config.account.transport).or(call.invite_dest);
+        let dest = hop_for_dialog(&dialog, hop, transport).or(call.invite_dest);
         call.dialog = Some(dialog);
         call.no_answer_at = None;
         let Some(dest) = dest else { return };
@@ -849,6 +850,7 @@ impl UserAgent {
 
     pub(super) fn call_timeouts(&mut self, now: Instant) {
         let ids: Vec<u64> = self.calls.iter().map(|c| c.id).collect();
+        let t2 = self.config.timers.t2;
         for id in ids {
             let Some(call) = self.call_mut(id) else { continue };
             if let Some(at) = call.no_answer_at
@@ -879,7 +881,7 @@ impl UserAgent {
                     continue;
                 }
                 let (response, dest) = (pending.response.clone(), pending.dest);
-                pending.interval = (pending.interval * 2).min(self.config.timers.t2);
+                pending.interval = (pending.interval * 2).min(t2);
                 pending.next = now + pending.interval;
                 if dest.transport.is_reliable() {
                     // Reliable transports carry it once; keep waiting for the ACK only.
