@@ -25,8 +25,8 @@ fn run_call(kind: CodecKind, lost: &[u32]) -> (Vec<i16>, ReceiveStats) {
     let mut receiver = RtpReceiver::new(codec_rate);
     let mut jitter = JitterBuffer::new(frame, 2);
 
-    // Wire: every packet takes one tick, except packet 10, which takes two (so it arrives
-    // after packet 11); packets whose tick is in `lost` vanish.
+    // Wire: every packet takes one tick, except packet 10, which takes three (so it arrives
+    // after packet 11, just in time for playout); packets whose tick is in `lost` vanish.
     let mut in_flight: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut played = Vec::new();
     for tick in 0..FRAMES {
@@ -39,7 +39,7 @@ fn run_call(kind: CodecKind, lost: &[u32]) -> (Vec<i16>, ReceiveStats) {
         let mut packet = Vec::new();
         sender.packetize_audio(&payload, &mut packet).unwrap();
         if !lost.contains(&tick) {
-            let delay = if tick == 10 { 2 } else { 1 };
+            let delay = if tick == 10 { 3 } else { 1 };
             in_flight.push((tick + delay, packet));
         }
 
