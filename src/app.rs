@@ -18,12 +18,24 @@ use crate::sip::uri::Uri;
 pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
     let account = config.account(cli.account.as_deref())?;
     let parse = |what: &str, text: &str| -> anyhow::Result<Uri> {
-        text.parse::<Uri>()
-            .map_err(|e| anyhow!("account `{}`: {what} `{text}` is not a valid URI: {e}", account.name))
+        text.parse::<Uri>().map_err(|e| {
+            anyhow!(
+                "account `{}`: {what} `{text}` is not a valid URI: {e}",
+                account.name
+            )
+        })
     };
     let aor = parse("uri", &account.uri)?;
-    let registrar = account.registrar.as_deref().map(|r| parse("registrar", r)).transpose()?;
-    let outbound_proxy = account.outbound_proxy.as_deref().map(|r| parse("outbound_proxy", r)).transpose()?;
+    let registrar = account
+        .registrar
+        .as_deref()
+        .map(|r| parse("registrar", r))
+        .transpose()?;
+    let outbound_proxy = account
+        .outbound_proxy
+        .as_deref()
+        .map(|r| parse("outbound_proxy", r))
+        .transpose()?;
     let password = account
         .resolve_password()
         .with_context(|| format!("account `{}`", account.name))?
@@ -33,13 +45,21 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
         config::Transport::Tcp => TransportKind::Tcp,
         config::Transport::Tls => TransportKind::Tls,
     };
-    let codecs: Vec<Codec> = account.codecs.iter().filter_map(|c| codec_by_name(c)).collect();
+    let codecs: Vec<Codec> = account
+        .codecs
+        .iter()
+        .filter_map(|c| codec_by_name(c))
+        .collect();
     let t1 = Duration::from_millis(config.sip.t1_ms.max(1));
     Ok(SipSetup {
         listen: config.sip.listen,
         account: AccountParams {
             name: account.name.clone(),
-            auth_username: account.auth_username().map(str::to_string).or_else(|| aor.user.clone()).unwrap_or_default(),
+            auth_username: account
+                .auth_username()
+                .map(str::to_string)
+                .or_else(|| aor.user.clone())
+                .unwrap_or_default(),
             aor,
             display_name: account.display_name.clone(),
             password,
@@ -55,7 +75,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             t4: Duration::from_secs(5),
         },
         register_at_start: true,
-        codecs: if codecs.is_empty() { vec![Codec::Opus, Codec::Pcmu, Codec::Pcma] } else { codecs },
+        codecs: if codecs.is_empty() {
+            vec![Codec::Opus, Codec::Pcmu, Codec::Pcma]
+        } else {
+            codecs
+        },
         busy_when_in_call: false,
         media: MediaIo {
             input: endpoint(cli.audio_in.as_ref(), &config.audio.input),

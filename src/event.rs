@@ -14,7 +14,9 @@ pub enum Direction {
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
     /// The engine is up; `listen` is the address really bound (port 0 resolved).
-    Ready { listen: String },
+    Ready {
+        listen: String,
+    },
     Registration {
         account: String,
         state: String,
@@ -54,10 +56,17 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         remote: Option<String>,
     },
-    Dtmf { call: String, digit: String },
-    Error { message: String },
+    Dtmf {
+        call: String,
+        digit: String,
+    },
+    Error {
+        message: String,
+    },
     /// Warnings the user should see but that change nothing (e.g. trace events dropped).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
 }
 
 /// The first line of a SIP message as text (the `summary` of a trace), bounded in length.
@@ -85,7 +94,9 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&e).ok().as_deref(),
-            Some(r#"{"event":"registration","account":"alice","state":"registered","code":200,"expires":600}"#)
+            Some(
+                r#"{"event":"registration","account":"alice","state":"registered","code":200,"expires":600}"#
+            )
         );
         let s = Event::Sip {
             dir: Direction::In,
@@ -95,7 +106,9 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&s).ok().as_deref(),
-            Some(r#"{"event":"sip","dir":"in","peer":"127.0.0.1:5060","summary":"OPTIONS sip:a@b SIP/2.0"}"#)
+            Some(
+                r#"{"event":"sip","dir":"in","peer":"127.0.0.1:5060","summary":"OPTIONS sip:a@b SIP/2.0"}"#
+            )
         );
     }
 }

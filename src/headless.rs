@@ -10,16 +10,18 @@ use tokio::sync::mpsc;
 
 use crate::cli::Cli;
 use crate::config::Config;
+use crate::driver::command::{Command, parse_line};
 use crate::driver::sip_task::{self, SipSetup};
 use crate::event::Event;
-use crate::driver::command::{Command, parse_line};
 
 /// How long `quit` may take (unregistering) before we leave anyway.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes one event as a JSON line and flushes at once (a test reading the pipe sees it now).
 pub fn emit(event: &Event) {
-    let Ok(line) = serde_json::to_string(event) else { return };
+    let Ok(line) = serde_json::to_string(event) else {
+        return;
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let _ = writeln!(out, "{line}");
@@ -33,7 +35,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let handle = match sip_task::start(setup, event_tx.clone()).await {
         Ok(handle) => handle,
         Err(e) => {
-            emit(&Event::Error { message: e.to_string() });
+            emit(&Event::Error {
+                message: e.to_string(),
+            });
             return Err(e).context("cannot start the SIP engine");
         }
     };
@@ -59,7 +63,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let auto_answer = cli.auto_answer_delay();
     let mut pending_auto_answer: Option<(Option<u64>, tokio::time::Instant)> = None;
     let mut quit_deadline = None;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
         let deadline = quit_deadline;
         tokio::select! {
@@ -116,4 +121,3 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 fn setup_from(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
     crate::app::sip_setup(cli, config)
 }
-

@@ -34,11 +34,20 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
     let call_ref = |args: &[&str]| -> Result<CallRef, String> {
         match args {
             [] => Ok(None),
-            [n] => n.parse::<u64>().map(Some).map_err(|_| format!("`{verb}`: `{n}` is not a call number")),
+            [n] => n
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("`{verb}`: `{n}` is not a call number")),
             _ => Err(format!("`{verb}` takes at most a call number")),
         }
     };
-    let no_args = |c: Command| if args.is_empty() { Ok(Some(c)) } else { Err(format!("`{verb}` takes no argument")) };
+    let no_args = |c: Command| {
+        if args.is_empty() {
+            Ok(Some(c))
+        } else {
+            Err(format!("`{verb}` takes no argument"))
+        }
+    };
     let command = match verb {
         "dial" | "call" => match args.as_slice() {
             [target] => Command::Dial((*target).to_string()),
@@ -53,12 +62,24 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "unmute" => Command::Mute(call_ref(&args)?, false),
         "dtmf" => match args.as_slice() {
             [digits] if valid_digits(digits) => Command::Dtmf(None, digits.to_ascii_uppercase()),
-            [call, digits] if valid_digits(digits) => Command::Dtmf(Some(call.parse().map_err(|_| format!("`{call}` is not a call number"))?), digits.to_ascii_uppercase()),
+            [call, digits] if valid_digits(digits) => Command::Dtmf(
+                Some(
+                    call.parse()
+                        .map_err(|_| format!("`{call}` is not a call number"))?,
+                ),
+                digits.to_ascii_uppercase(),
+            ),
             _ => return Err("usage: dtmf [call] <digits 0-9 * # A-D>".into()),
         },
         "transfer" => match args.as_slice() {
             [target] => Command::Transfer(None, (*target).to_string()),
-            [call, target] => Command::Transfer(Some(call.parse().map_err(|_| format!("`{call}` is not a call number"))?), (*target).to_string()),
+            [call, target] => Command::Transfer(
+                Some(
+                    call.parse()
+                        .map_err(|_| format!("`{call}` is not a call number"))?,
+                ),
+                (*target).to_string(),
+            ),
             _ => return Err("usage: transfer [call] <uri>".into()),
         },
         "register" => return no_args(Command::Register),
@@ -74,7 +95,10 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
 }
 
 fn valid_digits(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| crate::sip::ua::is_dtmf(c.to_ascii_uppercase()))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| crate::sip::ua::is_dtmf(c.to_ascii_uppercase()))
 }
 
 #[cfg(test)]
@@ -83,11 +107,20 @@ mod tests {
 
     #[test]
     fn every_headless_command_parses() {
-        assert_eq!(parse_line("dial sip:bob@127.0.0.1:5070"), Ok(Some(Command::Dial("sip:bob@127.0.0.1:5070".into()))));
+        assert_eq!(
+            parse_line("dial sip:bob@127.0.0.1:5070"),
+            Ok(Some(Command::Dial("sip:bob@127.0.0.1:5070".into())))
+        );
         assert_eq!(parse_line("answer"), Ok(Some(Command::Answer(None))));
         assert_eq!(parse_line("hangup 2"), Ok(Some(Command::Hangup(Some(2)))));
-        assert_eq!(parse_line("dtmf 12#a"), Ok(Some(Command::Dtmf(None, "12#A".into()))));
-        assert_eq!(parse_line("transfer sip:c@h"), Ok(Some(Command::Transfer(None, "sip:c@h".into()))));
+        assert_eq!(
+            parse_line("dtmf 12#a"),
+            Ok(Some(Command::Dtmf(None, "12#A".into())))
+        );
+        assert_eq!(
+            parse_line("transfer sip:c@h"),
+            Ok(Some(Command::Transfer(None, "sip:c@h".into())))
+        );
         assert_eq!(parse_line("unmute"), Ok(Some(Command::Mute(None, false))));
         assert_eq!(parse_line("  # comment"), Ok(None));
         assert_eq!(parse_line("quit"), Ok(Some(Command::Quit)));
@@ -97,8 +130,18 @@ mod tests {
     fn bad_commands_say_what_is_wrong() {
         assert!(parse_line("dial").is_err());
         assert!(parse_line("dtmf 12x").is_err());
-        assert!(parse_line("hangup two").err().unwrap_or_default().contains("two"));
+        assert!(
+            parse_line("hangup two")
+                .err()
+                .unwrap_or_default()
+                .contains("two")
+        );
         assert!(parse_line("register now").is_err());
-        assert!(parse_line("frobnicate").err().unwrap_or_default().contains("frobnicate"));
+        assert!(
+            parse_line("frobnicate")
+                .err()
+                .unwrap_or_default()
+                .contains("frobnicate")
+        );
     }
 }

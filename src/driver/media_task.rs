@@ -65,7 +65,11 @@ pub struct MediaHandle {
 /// Binds an even RTP port and the odd RTCP port above it on `ip`.
 pub async fn bind_rtp_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
     let span = u32::from((RTP_PORTS.end - RTP_PORTS.start) / 2);
-    let start = std::process::id().wrapping_mul(2654435761) ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+    let start = std::process::id().wrapping_mul(2654435761)
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0));
     let mut last_error = None;
     for attempt in 0..64u32 {
         let slot = (start.wrapping_add(attempt.wrapping_mul(7919))) % span;
@@ -85,13 +89,24 @@ pub async fn bind_rtp_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no free RTP port pair")))
 }
 
-pub fn spawn(call: u64, rtp: UdpSocket, rtcp: UdpSocket, params: MediaParams, io: MediaIo, events: mpsc::Sender<Event>) -> MediaHandle {
+pub fn spawn(
+    call: u64,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    params: MediaParams,
+    io: MediaIo,
+    events: mpsc::Sender<Event>,
+) -> MediaHandle {
     let (control, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut media = match CallMedia::new(call, params, &io, events.clone()).await {
             Ok(m) => m,
             Err(message) => {
-                let _ = events.send(Event::Error { message: format!("call {call}: {message}") }).await;
+                let _ = events
+                    .send(Event::Error {
+                        message: format!("call {call}: {message}"),
+                    })
+                    .await;
                 return;
             }
         };
@@ -153,14 +168,23 @@ struct CallMedia {
 }
 
 impl CallMedia {
-    async fn new(call: u64, params: MediaParams, io: &MediaIo, events: mpsc::Sender<Event>) -> Result<Self, String> {
+    async fn new(
+        call: u64,
+        params: MediaParams,
+        io: &MediaIo,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Self, String> {
         let kind = kind_of(params.codec);
         let rate = kind.sample_rate();
         let source = match &io.input {
             AudioEndpoint::Wav(path) => match WavSource::open(path, rate) {
                 Ok(s) => FrameSource::Wav(Box::new(s)),
                 Err(e) => {
-                    warn(&events, format!("cannot read {}: {e}; sending silence", path.display())).await;
+                    warn(
+                        &events,
+                        format!("cannot read {}: {e}; sending silence", path.display()),
+                    )
+                    .await;
                     FrameSource::null(rate)
                 }
             },
@@ -174,13 +198,27 @@ impl CallMedia {
             AudioEndpoint::Wav(path) => match WavSink::create(path, rate) {
                 Ok(s) => FrameSink::Wav(Box::new(s)),
                 Err(e) => {
-                    warn(&events, format!("cannot write {}: {e}; discarding received audio", path.display())).await;
+                    warn(
+                        &events,
+                        format!(
+                            "cannot write {}: {e}; discarding received audio",
+                            path.display()
+                        ),
+                    )
+                    .await;
                     FrameSink::null()
                 }
             },
             _ => FrameSink::null(),
         };
-        let seed = u64::from(std::process::id()) << 32 ^ call ^ u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0));
+        let seed = u64::from(std::process::id()) << 32
+            ^ call
+            ^ u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0),
+            );
         Ok(CallMedia {
             call,
             kind,
@@ -203,7 +241,12 @@ impl CallMedia {
         })
     }
 
-    async fn run(&mut self, rtp: UdpSocket, rtcp: UdpSocket, mut control: mpsc::UnboundedReceiver<MediaControl>) {
+    async fn run(
+        &mut self,
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        mut control: mpsc::UnboundedReceiver<MediaControl>,
+    ) {
         let mut tick = tokio::time::interval(FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let started = Instant::now();
@@ -247,7 +290,11 @@ impl CallMedia {
         self.report().await;
         let sink = std::mem::replace(&mut self.sink, FrameSink::null());
         if let Err(e) = sink.finalize() {
-            warn(&self.events, format!("cannot finish the received-audio file: {e}")).await;
+            warn(
+                &self.events,
+                format!("cannot finish the received-audio file: {e}"),
+            )
+            .await;
         }
     }
 
@@ -255,13 +302,22 @@ impl CallMedia {
         self.latched.unwrap_or(self.params.remote)
     }
 
-    async fn send_frame(&mut self, socket: &UdpSocket, pcm: &mut Vec<i16>, payload: &mut Vec<u8>, packet: &mut Vec<u8>) {
+    async fn send_frame(
+        &mut self,
+        socket: &UdpSocket,
+        pcm: &mut Vec<i16>,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+    ) {
         pcm.clear();
         // The source advances in real time whether or not we send (hold keeps the file's clock).
         let _ = self.source.next_frame(pcm);
         packet.clear();
         let dtmf = match self.params.telephone_event_pt {
-            Some(pt) => self.dtmf_out.poll_packet(self.sender.timestamp()).map(|p| (pt, p)),
+            Some(pt) => self
+                .dtmf_out
+                .poll_packet(self.sender.timestamp())
+                .map(|p| (pt, p)),
             None => None,
         };
         if let Some((pt, dtmf)) = dtmf {
@@ -270,7 +326,9 @@ impl CallMedia {
             }
         } else if self.params.direction.sends() && !self.muted {
             payload.clear();
-            if self.encoder.encode(pcm, payload).is_err() || self.sender.packetize_audio(payload, packet).is_err() {
+            if self.encoder.encode(pcm, payload).is_err()
+                || self.sender.packetize_audio(payload, packet).is_err()
+            {
                 packet.clear();
                 self.sender.skip_frame();
             }
@@ -305,20 +363,31 @@ impl CallMedia {
     }
 
     async fn receive(&mut self, bytes: &[u8], from: SocketAddr, arrival: Duration) {
-        let Ok(packet) = RtpPacket::parse(bytes) else { return };
+        let Ok(packet) = RtpPacket::parse(bytes) else {
+            return;
+        };
         // Symmetric RTP (RFC 4961): media from the peer's SDP address, or the first source
         // that speaks on our port when the SDP address was not reachable (NAT).
-        if from != self.params.remote && self.latched.is_none() && self.receiver.stats().received == 0 {
+        if from != self.params.remote
+            && self.latched.is_none()
+            && self.receiver.stats().received == 0
+        {
             self.latched = Some(from);
         }
         let pt = packet.payload_type();
         let arrival_units = clock_units(arrival, self.kind.clock_rate());
         let outcome = self.receiver.handle_packet(&packet, arrival_units);
         if Some(pt) == self.params.telephone_event_pt {
-            if let Ok(Some(digit)) = self.dtmf_in.handle_packet(packet.timestamp(), packet.payload()) {
+            if let Ok(Some(digit)) = self
+                .dtmf_in
+                .handle_packet(packet.timestamp(), packet.payload())
+            {
                 let _ = self
                     .events
-                    .send(Event::Dtmf { call: self.call.to_string(), digit: digit.digit.to_string() })
+                    .send(Event::Dtmf {
+                        call: self.call.to_string(),
+                        digit: digit.digit.to_string(),
+                    })
                     .await;
             }
             return;
@@ -345,7 +414,11 @@ impl CallMedia {
                 self.encoder = enc;
                 self.decoder = dec;
                 self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
-                self.sender = RtpSender::new(u64::from(self.sender.ssrc()) << 16 | 1, params.payload_type, kind.samples_per_frame() as u32);
+                self.sender = RtpSender::new(
+                    u64::from(self.sender.ssrc()) << 16 | 1,
+                    params.payload_type,
+                    kind.samples_per_frame() as u32,
+                );
             }
         }
         if params.remote != self.params.remote {
@@ -360,7 +433,11 @@ impl CallMedia {
             .events
             .send(Event::Media {
                 call: self.call.to_string(),
-                codec: format!("{}/{}", self.params.codec.encoding_name().to_ascii_lowercase(), self.kind.clock_rate()),
+                codec: format!(
+                    "{}/{}",
+                    self.params.codec.encoding_name().to_ascii_lowercase(),
+                    self.kind.clock_rate()
+                ),
                 sent: self.sender.stats().packets,
                 received: stats.received,
                 lost: stats.lost.max(0) as u64,

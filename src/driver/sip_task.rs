@@ -17,7 +17,9 @@ use super::transport::{Inbound, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
 use crate::sip::transaction::{Destination, TimerConfig, TransportKind};
-use crate::sip::ua::{self, AccountParams, CallState, UaConfig, UaEvent, UserAgent, uri_destination};
+use crate::sip::ua::{
+    self, AccountParams, CallState, UaConfig, UaEvent, UserAgent, uri_destination,
+};
 use crate::sip::uri::{Scheme, Uri};
 
 /// How long a DNS lookup of the proxy or registrar may take at start-up.
@@ -64,7 +66,11 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     }
     let (transport, inbound) = Transport::bind(setup.listen).await?;
     let listen = transport.local_addr();
-    let hop_uri = setup.account.outbound_proxy.clone().or_else(|| setup.account.registrar.clone());
+    let hop_uri = setup
+        .account
+        .outbound_proxy
+        .clone()
+        .or_else(|| setup.account.registrar.clone());
     let next_hop = match hop_uri {
         Some(uri) => Some(resolve(&uri, setup.account.transport).await?),
         None => None,
@@ -108,7 +114,11 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
 /// every call at once and sends each RTP packet back where it came from. `dial echo` reaches it
 /// over real SIP and RTP, so a first run with no account can test the whole path.
 async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
-    let ip = if ip.is_loopback() { ip } else { IpAddr::V4(Ipv4Addr::LOCALHOST) };
+    let ip = if ip.is_loopback() {
+        ip
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
     let (transport, inbound) = Transport::bind(SocketAddr::new(ip, 0)).await.ok()?;
     let listen = transport.local_addr();
     let aor: Uri = format!("sip:echo@{listen}").parse().ok()?;
@@ -140,7 +150,10 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         transport,
         events,
         dropped: Arc::new(AtomicU64::new(0)),
-        media_io: MediaIo { input: media_task::AudioEndpoint::Null, output: media_task::AudioEndpoint::Null },
+        media_io: MediaIo {
+            input: media_task::AudioEndpoint::Null,
+            output: media_task::AudioEndpoint::Null,
+        },
         sockets: HashMap::new(),
         media: HashMap::new(),
         transfers: HashMap::new(),
@@ -173,9 +186,15 @@ struct Engine {
 }
 
 impl Engine {
-    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, mut commands: mpsc::Receiver<Command>, register_at_start: bool) {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+        register_at_start: bool,
+    ) {
         if register_at_start && self.ua.config().account.registrar.is_some() {
-            self.ua.handle_command(ua::Command::Register, std::time::Instant::now());
+            self.ua
+                .handle_command(ua::Command::Register, std::time::Instant::now());
         }
         let mut commands_open = true;
         loop {
@@ -188,7 +207,8 @@ impl Engine {
                 return;
             }
             let deadline = self.ua.poll_timeout();
-            let sleep_for = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let sleep_for =
+                deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             tokio::select! {
                 msg = inbound.recv() => {
                     let Some(msg) = msg else { return };
@@ -234,14 +254,16 @@ impl Engine {
             Command::Register => ua::Command::Register,
             Command::Unregister => ua::Command::Unregister,
             Command::Quit => ua::Command::Shutdown,
-            Command::Dial(target) if target.eq_ignore_ascii_case("echo") => match (self.echo_service, self.local_media().await) {
-                (Some(echo), Some(media)) => match format!("sip:echo@{echo}").parse::<Uri>() {
-                    Ok(target) => ua::Command::Dial { target, media },
-                    Err(e) => return self.error(format!("echo service: {e}")).await,
-                },
-                (None, _) => return self.error("the echo service is not running".into()).await,
-                (_, None) => return,
-            },
+            Command::Dial(target) if target.eq_ignore_ascii_case("echo") => {
+                match (self.echo_service, self.local_media().await) {
+                    (Some(echo), Some(media)) => match format!("sip:echo@{echo}").parse::<Uri>() {
+                        Ok(target) => ua::Command::Dial { target, media },
+                        Err(e) => return self.error(format!("echo service: {e}")).await,
+                    },
+                    (None, _) => return self.error("the echo service is not running".into()).await,
+                    (_, None) => return,
+                }
+            }
             Command::Dial(target) => match self.dial_target(&target) {
                 Ok(uri) => match self.local_media().await {
                     Some(media) => ua::Command::Dial { target: uri, media },
@@ -261,8 +283,12 @@ impl Engine {
                 Ok(target) => ua::Command::Transfer { call, target },
                 Err(message) => return self.error(message).await,
             },
-            Command::Mute(call, on) => return self.media_control(call, MediaControl::Mute(on)).await,
-            Command::Dtmf(call, digits) => return self.media_control(call, MediaControl::Dtmf(digits)).await,
+            Command::Mute(call, on) => {
+                return self.media_control(call, MediaControl::Mute(on)).await;
+            }
+            Command::Dtmf(call, digits) => {
+                return self.media_control(call, MediaControl::Dtmf(digits)).await;
+            }
         };
         self.ua.handle_command(ua_command, now);
     }
@@ -311,18 +337,30 @@ impl Engine {
     /// number or name goes to the account's domain.
     fn dial_target(&self, target: &str) -> Result<Uri, String> {
         let target = target.trim();
-        let text = if target.contains(':') && !target.contains('@') && !target.starts_with("sip") && !target.starts_with("tel") {
+        let text = if target.contains(':')
+            && !target.contains('@')
+            && !target.starts_with("sip")
+            && !target.starts_with("tel")
+        {
             format!("sip:{target}")
-        } else if target.starts_with("sip:") || target.starts_with("sips:") || target.starts_with("tel:") {
+        } else if target.starts_with("sip:")
+            || target.starts_with("sips:")
+            || target.starts_with("tel:")
+        {
             target.to_string()
         } else if target.contains('@') {
             format!("sip:{target}")
         } else {
             let account = &self.ua.config().account;
-            let domain = account.registrar.as_ref().map(|r| r.host.clone()).unwrap_or_else(|| account.aor.host.clone());
+            let domain = account
+                .registrar
+                .as_ref()
+                .map(|r| r.host.clone())
+                .unwrap_or_else(|| account.aor.host.clone());
             format!("sip:{target}@{domain}")
         };
-        text.parse::<Uri>().map_err(|e| format!("cannot dial `{target}`: {e}"))
+        text.parse::<Uri>()
+            .map_err(|e| format!("cannot dial `{target}`: {e}"))
     }
 
     /// Sends what the UA queued and forwards its events.
@@ -331,11 +369,23 @@ impl Engine {
             let mut progressed = false;
             while let Some(out) = self.ua.poll_transmit() {
                 progressed = true;
-                trace(&self.events, &self.dropped, Direction::Out, out.dest.addr, &out.bytes);
+                trace(
+                    &self.events,
+                    &self.dropped,
+                    Direction::Out,
+                    out.dest.addr,
+                    &out.bytes,
+                );
                 if let Err(error) = self.transport.send(out.dest, out.bytes).await {
                     tracing::warn!(%error, "send failed");
-                    let _ = self.events.send(Event::Error { message: error.to_string() }).await;
-                    self.ua.handle_transport_error(out.dest, std::time::Instant::now());
+                    let _ = self
+                        .events
+                        .send(Event::Error {
+                            message: error.to_string(),
+                        })
+                        .await;
+                    self.ua
+                        .handle_transport_error(out.dest, std::time::Instant::now());
                 }
             }
             while let Some(event) = self.ua.poll_event() {
@@ -350,7 +400,13 @@ impl Engine {
 
     async fn ua_event(&mut self, event: UaEvent) {
         let forward = match event {
-            UaEvent::Registration { account, state, code, reason, expires } => Event::Registration {
+            UaEvent::Registration {
+                account,
+                state,
+                code,
+                reason,
+                expires,
+            } => Event::Registration {
                 account,
                 state: state.as_str().to_string(),
                 code,
@@ -362,7 +418,13 @@ impl Engine {
                 self.done = true;
                 return;
             }
-            UaEvent::Call { call, state, remote, code, reason } => {
+            UaEvent::Call {
+                call,
+                state,
+                remote,
+                code,
+                reason,
+            } => {
                 if self.echo_mode && state == CallState::Incoming {
                     self.command(Command::Answer(Some(call))).await;
                 }
@@ -380,17 +442,34 @@ impl Engine {
                     reason,
                 }
             }
-            UaEvent::MediaStart { call, params, local } => {
+            UaEvent::MediaStart {
+                call,
+                params,
+                local,
+            } => {
                 match self.sockets.remove(&local.rtp_port) {
                     Some((rtp, _rtcp)) if self.echo_mode => {
                         let handle = media_task::spawn_echo(rtp);
                         self.media.insert(call, handle);
                     }
                     Some((rtp, rtcp)) => {
-                        let handle = media_task::spawn(call, rtp, rtcp, params, self.media_io.clone(), self.events.clone());
+                        let handle = media_task::spawn(
+                            call,
+                            rtp,
+                            rtcp,
+                            params,
+                            self.media_io.clone(),
+                            self.events.clone(),
+                        );
                         self.media.insert(call, handle);
                     }
-                    None => self.error(format!("call {call}: no RTP socket for port {}", local.rtp_port)).await,
+                    None => {
+                        self.error(format!(
+                            "call {call}: no RTP socket for port {}",
+                            local.rtp_port
+                        ))
+                        .await
+                    }
                 }
                 return;
             }
@@ -411,7 +490,10 @@ impl Engine {
             UaEvent::TransferRequested { call, target } => {
                 // Blind transfer asked by the peer: call the target, report progress by NOTIFY.
                 if let Some(media) = self.local_media().await {
-                    self.ua.handle_command(ua::Command::Dial { target, media }, std::time::Instant::now());
+                    self.ua.handle_command(
+                        ua::Command::Dial { target, media },
+                        std::time::Instant::now(),
+                    );
                     if let Some(new_call) = self.ua.last_call_id() {
                         self.transfers.insert(new_call, call);
                     }
@@ -423,7 +505,9 @@ impl Engine {
     }
 
     fn transfer_progress(&mut self, call: u64, state: CallState, code: Option<u16>) {
-        let Some(&referrer) = self.transfers.get(&call) else { return };
+        let Some(&referrer) = self.transfers.get(&call) else {
+            return;
+        };
         let now = std::time::Instant::now();
         let (code, last) = match state {
             CallState::Confirmed => (200, true),
@@ -431,11 +515,23 @@ impl Engine {
             CallState::Ringing | CallState::Early => (code.unwrap_or(180), false),
             _ => return,
         };
-        self.ua.handle_command(ua::Command::TransferProgress { call: referrer, code, last }, now);
+        self.ua.handle_command(
+            ua::Command::TransferProgress {
+                call: referrer,
+                code,
+                last,
+            },
+            now,
+        );
         if last {
             self.transfers.remove(&call);
             if code == 200 {
-                self.ua.handle_command(ua::Command::Hangup { call: Some(referrer) }, now);
+                self.ua.handle_command(
+                    ua::Command::Hangup {
+                        call: Some(referrer),
+                    },
+                    now,
+                );
             }
         }
     }
@@ -451,7 +547,13 @@ impl Engine {
 }
 
 /// Trace events never block the UA: when the front end lags they are counted and dropped.
-fn trace(events: &mpsc::Sender<Event>, dropped: &AtomicU64, dir: Direction, peer: SocketAddr, bytes: &[u8]) {
+fn trace(
+    events: &mpsc::Sender<Event>,
+    dropped: &AtomicU64,
+    dir: Direction,
+    peer: SocketAddr,
+    bytes: &[u8],
+) {
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),
@@ -476,18 +578,39 @@ async fn resolve(uri: &Uri, transport: TransportKind) -> Result<Destination, Sta
         _ if uri.scheme == Scheme::Sips => TransportKind::Tls,
         _ => transport,
     };
-    let port = uri.port.unwrap_or(if dest_transport == TransportKind::Tls { 5061 } else { 5060 });
-    let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.clone(), port))).await;
+    let port = uri.port.unwrap_or(if dest_transport == TransportKind::Tls {
+        5061
+    } else {
+        5060
+    });
+    let lookup = tokio::time::timeout(
+        RESOLVE_TIMEOUT,
+        tokio::net::lookup_host((host.clone(), port)),
+    )
+    .await;
     let addr = match lookup {
         Ok(Ok(mut addrs)) => addrs.next(),
-        Ok(Err(e)) => return Err(StartError::Resolve { host, reason: e.to_string() }),
-        Err(_) => return Err(StartError::Resolve { host, reason: "timed out".into() }),
+        Ok(Err(e)) => {
+            return Err(StartError::Resolve {
+                host,
+                reason: e.to_string(),
+            });
+        }
+        Err(_) => {
+            return Err(StartError::Resolve {
+                host,
+                reason: "timed out".into(),
+            });
+        }
     };
     let addr = addr.ok_or_else(|| StartError::Resolve {
         host: host.clone(),
         reason: "no address".into(),
     })?;
-    Ok(Destination { addr, transport: dest_transport })
+    Ok(Destination {
+        addr,
+        transport: dest_transport,
+    })
 }
 
 /// The IP to put in Via and Contact: the bound one, or when bound to a wildcard the one the
@@ -497,8 +620,16 @@ fn local_ip(listen: SocketAddr, towards: Option<SocketAddr>) -> IpAddr {
         return listen.ip();
     }
     let fallback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let Some(target) = towards else { return fallback };
-    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap_or(listen);
+    let Some(target) = towards else {
+        return fallback;
+    };
+    let bind: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap_or(listen);
     std::net::UdpSocket::bind(bind)
         .and_then(|s| {
             s.connect(target)?;

@@ -28,9 +28,15 @@ pub enum Inbound {
     /// One datagram, or one framed message from a stream.
     Message { source: Destination, bytes: Vec<u8> },
     /// A stream connection is up (accepted or connected); messages to `peer` go to `writer`.
-    Connected { peer: SocketAddr, writer: mpsc::Sender<Vec<u8>> },
+    Connected {
+        peer: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
     /// A stream connection ended or could not be made.
-    Closed { peer: Destination, error: Option<String> },
+    Closed {
+        peer: Destination,
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +61,25 @@ pub struct Transport {
 
 impl Transport {
     /// Binds UDP on `listen` (port 0 picks one) and TCP on the same address and port.
-    pub async fn bind(listen: SocketAddr) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+    pub async fn bind(
+        listen: SocketAddr,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
         let udp = UdpSocket::bind(listen)
             .await
-            .map_err(|source| TransportError::Bind { addr: listen, source })?;
-        let local = udp.local_addr().map_err(|source| TransportError::Bind { addr: listen, source })?;
+            .map_err(|source| TransportError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local = udp.local_addr().map_err(|source| TransportError::Bind {
+            addr: listen,
+            source,
+        })?;
         let tcp = TcpListener::bind(local)
             .await
-            .map_err(|source| TransportError::Bind { addr: local, source })?;
+            .map_err(|source| TransportError::Bind {
+                addr: local,
+                source,
+            })?;
         let (inbound, rx) = mpsc::channel(1024);
         let udp = Arc::new(udp);
         tokio::spawn(udp_reader(udp.clone(), inbound.clone()));
@@ -104,12 +121,17 @@ impl Transport {
                 .send_to(&bytes, dest.addr)
                 .await
                 .map(|_| ())
-                .map_err(|source| TransportError::Send { dest: dest.addr, source }),
+                .map_err(|source| TransportError::Send {
+                    dest: dest.addr,
+                    source,
+                }),
             TransportKind::Tcp => {
                 if let Some(writer) = self.connections.get(&dest.addr) {
                     return match writer.try_send(bytes) {
                         Ok(()) => Ok(()),
-                        Err(mpsc::error::TrySendError::Full(_)) => Err(TransportError::Congested(dest.addr)),
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            Err(TransportError::Congested(dest.addr))
+                        }
                         Err(mpsc::error::TrySendError::Closed(bytes)) => {
                             self.connections.remove(&dest.addr);
                             self.connect(dest.addr, bytes);
@@ -143,7 +165,10 @@ impl Transport {
 async fn report_closed(inbound: &mpsc::Sender<Inbound>, peer: SocketAddr, error: Option<String>) {
     let _ = inbound
         .send(Inbound::Closed {
-            peer: Destination { addr: peer, transport: TransportKind::Tcp },
+            peer: Destination {
+                addr: peer,
+                transport: TransportKind::Tcp,
+            },
             error,
         })
         .await;
@@ -160,7 +185,10 @@ async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
                     continue;
                 }
                 let msg = Inbound::Message {
-                    source: Destination { addr: from, transport: TransportKind::Udp },
+                    source: Destination {
+                        addr: from,
+                        transport: TransportKind::Udp,
+                    },
                     bytes: bytes.to_vec(),
                 };
                 if inbound.send(msg).await.is_err() {
@@ -168,7 +196,9 @@ async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
                 }
             }
             // ICMP port unreachable shows up here on Linux as ConnectionRefused; keep reading.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::ConnectionReset => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    || e.kind() == io::ErrorKind::ConnectionReset => {}
             Err(e) => {
                 tracing::warn!(error = %e, "UDP receive failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -182,7 +212,11 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let (writer, queue) = mpsc::channel(WRITE_QUEUE);
-                if inbound.send(Inbound::Connected { peer, writer }).await.is_err() {
+                if inbound
+                    .send(Inbound::Connected { peer, writer })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 tokio::spawn(run_stream(stream, peer, queue, inbound.clone()));
@@ -196,8 +230,16 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
 }
 
 /// Reads framed messages from one connection and writes what the SIP task queues for it.
-async fn run_stream(stream: TcpStream, peer: SocketAddr, mut queue: mpsc::Receiver<Vec<u8>>, inbound: mpsc::Sender<Inbound>) {
-    let source = Destination { addr: peer, transport: TransportKind::Tcp };
+async fn run_stream(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let source = Destination {
+        addr: peer,
+        transport: TransportKind::Tcp,
+    };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -241,7 +283,10 @@ async fn drain_frames(
             Ok(StreamFrame::Message(_, used)) => {
                 let bytes: Vec<u8> = buf.drain(..used.min(buf.len())).collect();
                 inbound
-                    .send(Inbound::Message { source: *source, bytes })
+                    .send(Inbound::Message {
+                        source: *source,
+                        bytes,
+                    })
                     .await
                     .map_err(|_| "engine stopped".to_string())?;
             }

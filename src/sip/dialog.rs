@@ -32,13 +32,34 @@ pub enum DialogError {
 impl Dialog {
     /// The UAC side, from our INVITE and a response carrying a To tag (1xx or 2xx). The route
     /// set is the Record-Route list reversed (RFC 3261 §12.1.2).
-    pub fn from_uac(request: &Request, response: &Response, local_contact: Uri) -> Result<Dialog, DialogError> {
-        let from = request.headers.from().map_err(|_| DialogError::Missing("From"))?;
-        let to = response.headers.to().map_err(|_| DialogError::Missing("To"))?;
+    pub fn from_uac(
+        request: &Request,
+        response: &Response,
+        local_contact: Uri,
+    ) -> Result<Dialog, DialogError> {
+        let from = request
+            .headers
+            .from()
+            .map_err(|_| DialogError::Missing("From"))?;
+        let to = response
+            .headers
+            .to()
+            .map_err(|_| DialogError::Missing("To"))?;
         let remote_tag = to.tag().ok_or(DialogError::Missing("To tag"))?.to_string();
-        let local_tag = from.tag().ok_or(DialogError::Missing("From tag"))?.to_string();
-        let call_id = request.headers.call_id().map_err(|_| DialogError::Missing("Call-ID"))?.to_string();
-        let local_seq = request.headers.cseq().map(|c| c.seq).map_err(|_| DialogError::Missing("CSeq"))?;
+        let local_tag = from
+            .tag()
+            .ok_or(DialogError::Missing("From tag"))?
+            .to_string();
+        let call_id = request
+            .headers
+            .call_id()
+            .map_err(|_| DialogError::Missing("Call-ID"))?
+            .to_string();
+        let local_seq = request
+            .headers
+            .cseq()
+            .map(|c| c.seq)
+            .map_err(|_| DialogError::Missing("CSeq"))?;
         let remote_target = response
             .headers
             .contacts()
@@ -64,12 +85,30 @@ impl Dialog {
 
     /// The UAS side, from a request that creates a dialog and the tag we chose. The route set
     /// is the Record-Route list in order (RFC 3261 §12.1.1).
-    pub fn from_uas(request: &Request, local_tag: &str, local_contact: Uri) -> Result<Dialog, DialogError> {
-        let from = request.headers.from().map_err(|_| DialogError::Missing("From"))?;
-        let to = request.headers.to().map_err(|_| DialogError::Missing("To"))?;
+    pub fn from_uas(
+        request: &Request,
+        local_tag: &str,
+        local_contact: Uri,
+    ) -> Result<Dialog, DialogError> {
+        let from = request
+            .headers
+            .from()
+            .map_err(|_| DialogError::Missing("From"))?;
+        let to = request
+            .headers
+            .to()
+            .map_err(|_| DialogError::Missing("To"))?;
         let remote_tag = from.tag().unwrap_or_default().to_string();
-        let call_id = request.headers.call_id().map_err(|_| DialogError::Missing("Call-ID"))?.to_string();
-        let remote_seq = request.headers.cseq().map(|c| c.seq).map_err(|_| DialogError::Missing("CSeq"))?;
+        let call_id = request
+            .headers
+            .call_id()
+            .map_err(|_| DialogError::Missing("Call-ID"))?
+            .to_string();
+        let remote_seq = request
+            .headers
+            .cseq()
+            .map(|c| c.seq)
+            .map_err(|_| DialogError::Missing("CSeq"))?;
         let remote_target = request
             .headers
             .contacts()
@@ -94,10 +133,22 @@ impl Dialog {
     /// Does this message belong to us? (Call-ID and both tags; for requests the peer's From tag
     /// is its tag.)
     pub fn matches_request(&self, request: &Request) -> bool {
-        let Ok(call_id) = request.headers.call_id() else { return false };
-        let from_tag = request.headers.from().ok().and_then(|f| f.tag().map(str::to_string));
-        let to_tag = request.headers.to().ok().and_then(|t| t.tag().map(str::to_string));
-        call_id == self.call_id && from_tag.as_deref() == Some(&self.remote_tag) && to_tag.as_deref() == Some(&self.local_tag)
+        let Ok(call_id) = request.headers.call_id() else {
+            return false;
+        };
+        let from_tag = request
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_string));
+        let to_tag = request
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        call_id == self.call_id
+            && from_tag.as_deref() == Some(&self.remote_tag)
+            && to_tag.as_deref() == Some(&self.local_tag)
     }
 
     /// A new request in this dialog. ACK and CANCEL reuse the INVITE's number: pass `seq`.
@@ -116,7 +167,9 @@ impl Dialog {
         for route in &self.route_set {
             request.headers.push("Route", route.to_string());
         }
-        request.headers.push("From", format!("{};tag={}", self.local_uri, self.local_tag));
+        request
+            .headers
+            .push("From", format!("{};tag={}", self.local_uri, self.local_tag));
         let to = if self.remote_tag.is_empty() {
             self.remote_uri.to_string()
         } else {
@@ -125,15 +178,23 @@ impl Dialog {
         request.headers.push("To", to);
         request.headers.push("Call-ID", self.call_id.clone());
         request.headers.push("CSeq", format!("{seq} {method}"));
-        if matches!(method, Method::Invite | Method::Refer | Method::Notify | Method::Update) {
-            request.headers.push("Contact", format!("<{}>", self.local_contact));
+        if matches!(
+            method,
+            Method::Invite | Method::Refer | Method::Notify | Method::Update
+        ) {
+            request
+                .headers
+                .push("Contact", format!("<{}>", self.local_contact));
         }
         request
     }
 
     /// The URI the next hop is taken from: the first route, else the remote target.
     pub fn next_hop_uri(&self) -> &Uri {
-        self.route_set.first().map(|r| &r.uri).unwrap_or(&self.remote_target)
+        self.route_set
+            .first()
+            .map(|r| &r.uri)
+            .unwrap_or(&self.remote_target)
     }
 
     /// A target refresh (re-INVITE/UPDATE 2xx or request) may move the remote target.
@@ -145,6 +206,7 @@ impl Dialog {
 }
 
 fn without_tag(mut addr: NameAddr) -> NameAddr {
-    addr.params.retain(|(name, _)| !name.eq_ignore_ascii_case("tag"));
+    addr.params
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("tag"));
     addr
 }

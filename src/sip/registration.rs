@@ -84,7 +84,11 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn new(params: RegistrationParams, credentials: Option<DigestCredentials>, seed: u64) -> Self {
+    pub fn new(
+        params: RegistrationParams,
+        credentials: Option<DigestCredentials>,
+        seed: u64,
+    ) -> Self {
         let requested_expires = params.expires;
         Registration {
             params,
@@ -157,7 +161,13 @@ impl Registration {
     }
 
     /// The REGISTER in flight got no final response (timer F) or could not be sent.
-    pub fn handle_failure(&mut self, code: u16, reason: &str, now: Instant, out: &mut Vec<RegistrationOutput>) {
+    pub fn handle_failure(
+        &mut self,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<RegistrationOutput>,
+    ) {
         if self.pending.take().is_none() {
             return;
         }
@@ -165,7 +175,12 @@ impl Registration {
     }
 
     /// A final (or provisional) response to our REGISTER.
-    pub fn handle_response(&mut self, response: &Response, now: Instant, out: &mut Vec<RegistrationOutput>) {
+    pub fn handle_response(
+        &mut self,
+        response: &Response,
+        now: Instant,
+        out: &mut Vec<RegistrationOutput>,
+    ) {
         if response.is_provisional() {
             return;
         }
@@ -177,15 +192,27 @@ impl Registration {
             200..=299 if unregistering => {
                 self.state = RegistrationState::Unregistered;
                 self.granted_expires = None;
-                out.push(changed(RegistrationState::Unregistered, Some(response.code), &response.reason, None));
+                out.push(changed(
+                    RegistrationState::Unregistered,
+                    Some(response.code),
+                    &response.reason,
+                    None,
+                ));
             }
             200..=299 => {
-                let granted = self.granted_expiry(response).unwrap_or(self.requested_expires);
+                let granted = self
+                    .granted_expiry(response)
+                    .unwrap_or(self.requested_expires);
                 self.granted_expires = Some(granted);
                 self.state = RegistrationState::Registered;
                 self.backoff = FIRST_BACKOFF;
                 self.next_attempt = Some(now + refresh_delay(granted));
-                out.push(changed(RegistrationState::Registered, Some(response.code), &response.reason, Some(granted)));
+                out.push(changed(
+                    RegistrationState::Registered,
+                    Some(response.code),
+                    &response.reason,
+                    Some(granted),
+                ));
             }
             401 | 407 => {
                 let retry = match self.auth.as_mut() {
@@ -194,7 +221,11 @@ impl Registration {
                 };
                 match retry {
                     Some(headers) => {
-                        let expires = if unregistering { 0 } else { self.requested_expires };
+                        let expires = if unregistering {
+                            0
+                        } else {
+                            self.requested_expires
+                        };
                         let mut next = self.build(expires);
                         for (name, value) in headers {
                             next.headers.push(name, value);
@@ -206,9 +237,15 @@ impl Registration {
                 }
             }
             423 => {
-                let min = response.headers.get("Min-Expires").and_then(|v| v.trim().parse::<u32>().ok());
+                let min = response
+                    .headers
+                    .get("Min-Expires")
+                    .and_then(|v| v.trim().parse::<u32>().ok());
                 match min {
-                    Some(min) if self.interval_retries < MAX_INTERVAL_RETRIES && min > self.requested_expires => {
+                    Some(min)
+                        if self.interval_retries < MAX_INTERVAL_RETRIES
+                            && min > self.requested_expires =>
+                    {
                         self.interval_retries += 1;
                         self.requested_expires = min;
                         self.send_register(min, out);
@@ -224,7 +261,12 @@ impl Registration {
         if self.state == RegistrationState::Unregistering {
             // The binding will expire by itself; the user asked to be gone, so say so.
             self.state = RegistrationState::Unregistered;
-            out.push(changed(RegistrationState::Unregistered, Some(code), &reason, None));
+            out.push(changed(
+                RegistrationState::Unregistered,
+                Some(code),
+                &reason,
+                None,
+            ));
             return;
         }
         self.state = RegistrationState::Failed;
@@ -233,7 +275,12 @@ impl Registration {
             self.next_attempt = Some(now + self.backoff);
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         }
-        out.push(changed(RegistrationState::Failed, Some(code), &reason, None));
+        out.push(changed(
+            RegistrationState::Failed,
+            Some(code),
+            &reason,
+            None,
+        ));
     }
 
     fn send_register(&mut self, expires: u32, out: &mut Vec<RegistrationOutput>) {
@@ -269,7 +316,8 @@ impl Registration {
         req.headers.push("To", format!("<{}>", p.aor));
         req.headers.push("Call-ID", p.call_id.clone());
         req.headers.push("CSeq", format!("{} REGISTER", self.cseq));
-        req.headers.push("Contact", format!("<{}>;expires={}", p.contact, expires));
+        req.headers
+            .push("Contact", format!("<{}>;expires={}", p.contact, expires));
         req.headers.push("Expires", expires.to_string());
         req
     }
@@ -293,11 +341,20 @@ impl Registration {
 
 /// Refresh well before expiry: halfway for short bindings, a minute early for long ones.
 pub fn refresh_delay(granted: u32) -> Duration {
-    let secs = if granted <= 120 { granted / 2 } else { granted - 60 };
+    let secs = if granted <= 120 {
+        granted / 2
+    } else {
+        granted - 60
+    };
     Duration::from_secs(u64::from(secs.max(1)))
 }
 
-fn changed(state: RegistrationState, code: Option<u16>, reason: &str, expires: Option<u32>) -> RegistrationOutput {
+fn changed(
+    state: RegistrationState,
+    code: Option<u16>,
+    reason: &str,
+    expires: Option<u32>,
+) -> RegistrationOutput {
     RegistrationOutput::Changed {
         state,
         code,

@@ -12,8 +12,12 @@ use super::auth::{DigestCredentials, Password};
 use super::ids::IdGen;
 use super::message::{Message, Method, Request, Response, reason_phrase};
 use super::parse::{parse_datagram, validate_request};
-use super::registration::{Registration, RegistrationOutput, RegistrationParams, RegistrationState};
-use super::transaction::{Destination, TimerConfig, TransactionLayer, TransportKind, Routed, TsxEvent, TsxId};
+use super::registration::{
+    Registration, RegistrationOutput, RegistrationParams, RegistrationState,
+};
+use super::transaction::{
+    Destination, Routed, TimerConfig, TransactionLayer, TransportKind, TsxEvent, TsxId,
+};
 use super::uri::{Scheme, Uri};
 use crate::sdp::{Codec, LocalMedia, MediaParams};
 
@@ -66,18 +70,40 @@ pub enum Command {
     /// Unregister if registered, hang up every call, then report `ShutdownComplete`.
     Shutdown,
     /// Call `target`; `media` says where our RTP socket is (the driver bound it).
-    Dial { target: Uri, media: LocalMedia },
+    Dial {
+        target: Uri,
+        media: LocalMedia,
+    },
     /// Answer the given (or the ringing) call with media on the given socket.
-    Answer { call: Option<u64>, media: LocalMedia },
+    Answer {
+        call: Option<u64>,
+        media: LocalMedia,
+    },
     /// Reject the given (or the ringing) call: 486 Busy Here or 603 Decline.
-    Reject { call: Option<u64>, code: u16 },
-    Hangup { call: Option<u64> },
-    Hold { call: Option<u64> },
-    Resume { call: Option<u64> },
+    Reject {
+        call: Option<u64>,
+        code: u16,
+    },
+    Hangup {
+        call: Option<u64>,
+    },
+    Hold {
+        call: Option<u64>,
+    },
+    Resume {
+        call: Option<u64>,
+    },
     /// Blind transfer: REFER the peer to `target`.
-    Transfer { call: Option<u64>, target: Uri },
+    Transfer {
+        call: Option<u64>,
+        target: Uri,
+    },
     /// Tell the peer that the transfer it asked for reached this status (NOTIFY sipfrag).
-    TransferProgress { call: u64, code: u16, last: bool },
+    TransferProgress {
+        call: u64,
+        code: u16,
+        last: bool,
+    },
 }
 
 /// A call's state as front ends show it.
@@ -116,7 +142,9 @@ pub enum UaEvent {
         expires: Option<u32>,
     },
     /// Something the user should know about that is not tied to a call or registration.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// `Command::Shutdown` finished: the binding is gone (or the grace period ran out).
     ShutdownComplete,
     Call {
@@ -127,14 +155,29 @@ pub enum UaEvent {
         reason: Option<String>,
     },
     /// Media can flow: start sending to `params.remote` from `local.rtp_port`.
-    MediaStart { call: u64, params: MediaParams, local: LocalMedia },
+    MediaStart {
+        call: u64,
+        params: MediaParams,
+        local: LocalMedia,
+    },
     /// The session changed (hold, resume, new address or codec).
-    MediaUpdate { call: u64, params: MediaParams },
-    MediaStop { call: u64 },
+    MediaUpdate {
+        call: u64,
+        params: MediaParams,
+    },
+    MediaStop {
+        call: u64,
+    },
     /// A DTMF digit from SIP INFO (RFC 4733 digits come through the media path).
-    Dtmf { call: u64, digit: char },
+    Dtmf {
+        call: u64,
+        digit: char,
+    },
     /// The peer asked us to call `target` (REFER); the front end dials it and reports back.
-    TransferRequested { call: u64, target: Uri },
+    TransferRequested {
+        call: u64,
+        target: Uri,
+    },
 }
 
 /// Bytes to send, and to whom.
@@ -180,10 +223,14 @@ impl UserAgent {
                 call_id: ids.call_id(),
                 from_tag: ids.tag(),
             };
-            let credentials = config.account.password.clone().map(|password| DigestCredentials {
-                username: config.account.auth_username.clone(),
-                password,
-            });
+            let credentials = config
+                .account
+                .password
+                .clone()
+                .map(|password| DigestCredentials {
+                    username: config.account.auth_username.clone(),
+                    password,
+                });
             Registration::new(params, credentials, ids.next_u64())
         });
         UserAgent {
@@ -219,7 +266,10 @@ impl UserAgent {
                 match self.registration.as_mut() {
                     Some(reg) => reg.register(&mut out),
                     None => self.events.push_back(UaEvent::Error {
-                        message: format!("account {} has no registrar configured", self.config.account.name),
+                        message: format!(
+                            "account {} has no registrar configured",
+                            self.config.account.name
+                        ),
                     }),
                 }
                 self.apply_registration(out, now);
@@ -237,7 +287,10 @@ impl UserAgent {
                     self.hangup(id, now);
                 }
                 let mut out = Vec::new();
-                let waiting = self.registration.as_mut().is_some_and(|reg| reg.unregister(&mut out));
+                let waiting = self
+                    .registration
+                    .as_mut()
+                    .is_some_and(|reg| reg.unregister(&mut out));
                 self.apply_registration(out, now);
                 if waiting {
                     self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
@@ -246,27 +299,37 @@ impl UserAgent {
                 }
             }
             Command::Dial { target, media } => self.dial(target, media, now),
-            Command::Answer { call, media } => match self.find_call(call, |c| c.state == CallState::Incoming) {
-                Some(id) => self.answer(id, media, now),
-                None => self.no_such_call("answer"),
-            },
-            Command::Reject { call, code } => match self.find_call(call, |c| c.state == CallState::Incoming) {
-                Some(id) => self.reject(id, code, now),
-                None => self.no_such_call("reject"),
-            },
+            Command::Answer { call, media } => {
+                match self.find_call(call, |c| c.state == CallState::Incoming) {
+                    Some(id) => self.answer(id, media, now),
+                    None => self.no_such_call("answer"),
+                }
+            }
+            Command::Reject { call, code } => {
+                match self.find_call(call, |c| c.state == CallState::Incoming) {
+                    Some(id) => self.reject(id, code, now),
+                    None => self.no_such_call("reject"),
+                }
+            }
             Command::Hangup { call } => match self.find_call(call, |_| true) {
                 Some(id) => self.hangup(id, now),
                 None => self.no_such_call("hang up"),
             },
-            Command::Hold { call } => match self.find_call(call, |c| c.state == CallState::Confirmed) {
-                Some(id) => self.hold(id, true, now),
-                None => self.no_such_call("hold"),
-            },
-            Command::Resume { call } => match self.find_call(call, |c| c.state == CallState::Held) {
-                Some(id) => self.hold(id, false, now),
-                None => self.no_such_call("resume"),
-            },
-            Command::Transfer { call, target } => match self.find_call(call, |c| matches!(c.state, CallState::Confirmed | CallState::Held)) {
+            Command::Hold { call } => {
+                match self.find_call(call, |c| c.state == CallState::Confirmed) {
+                    Some(id) => self.hold(id, true, now),
+                    None => self.no_such_call("hold"),
+                }
+            }
+            Command::Resume { call } => {
+                match self.find_call(call, |c| c.state == CallState::Held) {
+                    Some(id) => self.hold(id, false, now),
+                    None => self.no_such_call("resume"),
+                }
+            }
+            Command::Transfer { call, target } => match self.find_call(call, |c| {
+                matches!(c.state, CallState::Confirmed | CallState::Held)
+            }) {
                 Some(id) => self.transfer(id, target, now),
                 None => self.no_such_call("transfer"),
             },
@@ -302,33 +365,60 @@ impl UserAgent {
     /// Bytes that arrived from `source`.
     pub fn handle_datagram(&mut self, source: Destination, bytes: &[u8], now: Instant) {
         match parse_datagram(bytes) {
-            Ok(Message::Request(request)) if request.method != Method::Ack && validate_request(&request).is_err() => {
-                let status = validate_request(&request).err().map(|e| (e.status(), e.to_string()));
+            Ok(Message::Request(request))
+                if request.method != Method::Ack && validate_request(&request).is_err() =>
+            {
+                let status = validate_request(&request)
+                    .err()
+                    .map(|e| (e.status(), e.to_string()));
                 if let Some((code, why)) = status
                     && let Some(bytes) = stateless_error_response(bytes, code, &why)
                 {
-                    self.transmits.push_back(OutDatagram { dest: source, bytes });
+                    self.transmits.push_back(OutDatagram {
+                        dest: source,
+                        bytes,
+                    });
                 }
             }
             Ok(Message::Request(mut request)) => {
                 stamp_received(&mut request, source.addr);
-                let overload = (request.method != Method::Ack).then(|| build_response(&request, 503, "Service Unavailable", None, &self.config.user_agent));
-                if self.tsx.handle_message(Message::Request(request), source, now) == Routed::Overloaded
+                let overload = (request.method != Method::Ack).then(|| {
+                    build_response(
+                        &request,
+                        503,
+                        "Service Unavailable",
+                        None,
+                        &self.config.user_agent,
+                    )
+                });
+                if self
+                    .tsx
+                    .handle_message(Message::Request(request), source, now)
+                    == Routed::Overloaded
                     && let Some(mut busy) = overload
                 {
                     busy.headers.push("Retry-After", "5");
-                    self.transmits.push_back(OutDatagram { dest: source, bytes: busy.to_bytes() });
+                    self.transmits.push_back(OutDatagram {
+                        dest: source,
+                        bytes: busy.to_bytes(),
+                    });
                 }
             }
             Ok(Message::Response(response)) => {
-                self.tsx.handle_message(Message::Response(response), source, now);
+                self.tsx
+                    .handle_message(Message::Response(response), source, now);
             }
             Err(error) => {
                 tracing::debug!(%error, peer = %source.addr, "unparseable message");
                 // RFC 3261 §16.3/§8.2: a malformed request gets a 400 (or 505) when we can still
                 // find the headers a response needs; it goes back to where it came from only.
-                if let Some(bytes) = stateless_error_response(bytes, error.status(), &error.to_string()) {
-                    self.transmits.push_back(OutDatagram { dest: source, bytes });
+                if let Some(bytes) =
+                    stateless_error_response(bytes, error.status(), &error.to_string())
+                {
+                    self.transmits.push_back(OutDatagram {
+                        dest: source,
+                        bytes,
+                    });
                 }
             }
         }
@@ -376,7 +466,9 @@ impl UserAgent {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.tsx.poll_timeout(),
-            self.registration.as_ref().and_then(Registration::poll_timeout),
+            self.registration
+                .as_ref()
+                .and_then(Registration::poll_timeout),
             self.shutdown_deadline,
             self.call_poll_timeout(),
         ]
@@ -402,17 +494,34 @@ impl UserAgent {
                         None => {
                             let mut more = Vec::new();
                             if let Some(reg) = self.registration.as_mut() {
-                                reg.handle_failure(503, "No route to the registrar", now, &mut more);
+                                reg.handle_failure(
+                                    503,
+                                    "No route to the registrar",
+                                    now,
+                                    &mut more,
+                                );
                             }
                             // No recursion risk: a failure never yields a Send.
                             self.apply_registration(more, now);
                         }
                     }
                 }
-                RegistrationOutput::Changed { state, code, reason, expires } => {
+                RegistrationOutput::Changed {
+                    state,
+                    code,
+                    reason,
+                    expires,
+                } => {
                     let account = self.config.account.name.clone();
-                    self.events.push_back(UaEvent::Registration { account, state, code, reason, expires });
-                    if self.shutdown_deadline.is_some() && state != RegistrationState::Unregistering {
+                    self.events.push_back(UaEvent::Registration {
+                        account,
+                        state,
+                        code,
+                        reason,
+                        expires,
+                    });
+                    if self.shutdown_deadline.is_some() && state != RegistrationState::Unregistering
+                    {
                         self.shutdown_deadline = None;
                         self.events.push_back(UaEvent::ShutdownComplete);
                     }
@@ -424,8 +533,16 @@ impl UserAgent {
     /// Adds the transport-level headers and starts a client transaction. `target` overrides
     /// the next hop (e.g. a dialog's route); `in_dialog` requests carry the dialog's route set
     /// instead of the outbound proxy's. Returns the transaction and what was sent where.
-    fn send_request(&mut self, mut request: Request, target: Option<Destination>, in_dialog: bool, now: Instant) -> Option<(TsxId, (Request, Destination))> {
-        let dest = target.or(self.config.next_hop).or_else(|| uri_destination(&request.uri, self.config.account.transport))?;
+    fn send_request(
+        &mut self,
+        mut request: Request,
+        target: Option<Destination>,
+        in_dialog: bool,
+        now: Instant,
+    ) -> Option<(TsxId, (Request, Destination))> {
+        let dest = target
+            .or(self.config.next_hop)
+            .or_else(|| uri_destination(&request.uri, self.config.account.transport))?;
         self.stamp_via(&mut request, dest);
         if !in_dialog
             && let Some(proxy) = &self.config.account.outbound_proxy
@@ -438,7 +555,9 @@ impl UserAgent {
             }
             request.headers.push("Route", format!("<{route}>"));
         }
-        request.headers.push("User-Agent", self.config.user_agent.clone());
+        request
+            .headers
+            .push("User-Agent", self.config.user_agent.clone());
         let sent = request.clone();
         Some((self.tsx.send_request(request, dest, now), (sent, dest)))
     }
@@ -459,13 +578,20 @@ impl UserAgent {
 
     /// Sends a request outside any transaction (ACK for 2xx).
     fn push_raw(&mut self, dest: Destination, request: Request) {
-        self.transmits.push_back(OutDatagram { dest, bytes: request.to_bytes() });
+        self.transmits.push_back(OutDatagram {
+            dest,
+            bytes: request.to_bytes(),
+        });
     }
 
     /// Our From value: display name and AOR.
     fn local_name_addr(&self) -> String {
         match &self.config.account.display_name {
-            Some(name) => format!("\"{}\" <{}>", super::registration::escape_quoted(name), self.config.account.aor),
+            Some(name) => format!(
+                "\"{}\" <{}>",
+                super::registration::escape_quoted(name),
+                self.config.account.aor
+            ),
             None => format!("<{}>", self.config.account.aor),
         }
     }
@@ -506,13 +632,21 @@ impl UserAgent {
                         }
                         self.apply_registration(out, now);
                     }
-                    Some(Owner::Call(id, method)) => self.call_response(id, method, tsx, response, now),
+                    Some(Owner::Call(id, method)) => {
+                        self.call_response(id, method, tsx, response, now)
+                    }
                     None => {}
                 }
             }
             TsxEvent::Timeout { tsx } => self.client_failed(tsx, 408, "Request Timeout", now),
-            TsxEvent::TransportError { tsx } => self.client_failed(tsx, 503, "Service Unavailable (transport error)", now),
-            TsxEvent::Request { tsx, request, source } => {
+            TsxEvent::TransportError { tsx } => {
+                self.client_failed(tsx, 503, "Service Unavailable (transport error)", now)
+            }
+            TsxEvent::Request {
+                tsx,
+                request,
+                source,
+            } => {
                 if let Some(response) = self.precheck(&request) {
                     self.tsx.send_response(tsx, response, now);
                 } else if !self.call_request(tsx, request.clone(), source, now) {
@@ -553,7 +687,11 @@ impl UserAgent {
             }
             Method::Ack => return,
             // We are not a registrar (RFC 3261 §21.4.6: 405 lists what we do allow).
-            Method::Register | Method::Subscribe | Method::Publish | Method::Message | Method::Prack => {
+            Method::Register
+            | Method::Subscribe
+            | Method::Publish
+            | Method::Message
+            | Method::Prack => {
                 let mut r = self.make_response(&request, 405, None);
                 r.headers.push("Allow", ALLOW);
                 r
@@ -590,7 +728,9 @@ impl UserAgent {
         }
         if !request.body.is_empty()
             && let Some(content_type) = request.headers.content_type()
-            && !ACCEPT.split(", ").any(|a| a == content_type && is_accepted_for(&request.method, a))
+            && !ACCEPT
+                .split(", ")
+                .any(|a| a == content_type && is_accepted_for(&request.method, a))
             && !content_type.starts_with("multipart/")
         {
             let mut r = self.make_response(request, 415, None);
@@ -602,13 +742,22 @@ impl UserAgent {
 
     /// A response to `request` with the headers RFC 3261 §8.2.6.2 copies.
     fn make_response(&self, request: &Request, code: u16, to_tag: Option<&str>) -> Response {
-        build_response(request, code, reason_phrase(code), to_tag, &self.config.user_agent)
+        build_response(
+            request,
+            code,
+            reason_phrase(code),
+            to_tag,
+            &self.config.user_agent,
+        )
     }
 }
 
 fn is_accepted_for(method: &Method, content_type: &str) -> bool {
     match content_type {
-        "application/sdp" => matches!(method, Method::Invite | Method::Update | Method::Ack | Method::Options),
+        "application/sdp" => matches!(
+            method,
+            Method::Invite | Method::Update | Method::Ack | Method::Options
+        ),
         "application/dtmf-relay" => *method == Method::Info,
         "message/sipfrag" => *method == Method::Notify,
         _ => false,
@@ -617,17 +766,34 @@ fn is_accepted_for(method: &Method, content_type: &str) -> bool {
 
 /// Builds a response copying Via, From, To (adding a tag to a final response when the request
 /// had none), Call-ID and CSeq.
-pub fn build_response(request: &Request, code: u16, reason: &str, to_tag: Option<&str>, server: &str) -> Response {
+pub fn build_response(
+    request: &Request,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    server: &str,
+) -> Response {
     let mut response = Response::new(code, reason);
     for header in request.headers.iter() {
         let name = super::message::long_name(&header.name);
-        if ["Via", "From", "Call-ID", "CSeq"].iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            response.headers.push(header.name.clone(), header.value.clone());
+        if ["Via", "From", "Call-ID", "CSeq"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+        {
+            response
+                .headers
+                .push(header.name.clone(), header.value.clone());
         } else if name.eq_ignore_ascii_case("To") {
             let mut value = header.value.clone();
-            let has_tag = request.headers.to().map(|to| to.tag().is_some()).unwrap_or(true);
+            let has_tag = request
+                .headers
+                .to()
+                .map(|to| to.tag().is_some())
+                .unwrap_or(true);
             if !has_tag && code > 100 {
-                let tag = to_tag.map(str::to_string).unwrap_or_else(|| fallback_tag(request));
+                let tag = to_tag
+                    .map(str::to_string)
+                    .unwrap_or_else(|| fallback_tag(request));
                 value = format!("{value};tag={tag}");
             }
             response.headers.push(header.name.clone(), value);
@@ -658,7 +824,12 @@ fn stamp_received(request: &mut Request, source: SocketAddr) {
     let Ok(mut via) = request.headers.top_via() else {
         return;
     };
-    let sent_by_ip = via.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
+    let sent_by_ip = via
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok();
     if sent_by_ip != Some(source.ip()) {
         via.set_param("received", Some(&source.ip().to_string()));
     }
@@ -666,7 +837,12 @@ fn stamp_received(request: &mut Request, source: SocketAddr) {
         via.set_param("rport", Some(&source.port().to_string()));
     }
     // Replace only the first Via value of the first Via line.
-    if let Some(first) = request.headers.0.iter_mut().find(|h| super::message::same_header(&h.name, "Via")) {
+    if let Some(first) = request
+        .headers
+        .0
+        .iter_mut()
+        .find(|h| super::message::same_header(&h.name, "Via"))
+    {
         let rest = split_first_value(&first.value).1.map(str::to_string);
         first.value = match rest {
             Some(rest) => format!("{via}, {rest}"),
@@ -690,7 +866,9 @@ fn split_first_value(value: &str) -> (&str, Option<&str>) {
             '"' => in_quotes = !in_quotes,
             '<' if !in_quotes => angle += 1,
             '>' if !in_quotes => angle = angle.saturating_sub(1),
-            ',' if !in_quotes && angle == 0 => return (value[..i].trim(), Some(value[i + 1..].trim())),
+            ',' if !in_quotes && angle == 0 => {
+                return (value[..i].trim(), Some(value[i + 1..].trim()));
+            }
             _ => {}
         }
     }
@@ -700,7 +878,8 @@ fn split_first_value(value: &str) -> (&str, Option<&str>) {
 /// For a request we could not parse: a 400/505 built from whatever Via/From/To/Call-ID/CSeq
 /// lines a lenient line scan finds. `None` for responses and hopeless input.
 pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Vec<u8>> {
-    let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(super::parse::MAX_MESSAGE_BYTES))?);
+    let text =
+        String::from_utf8_lossy(bytes.get(..bytes.len().min(super::parse::MAX_MESSAGE_BYTES))?);
     let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
     let first = lines.next()?;
     if first.starts_with("SIP/") || first.trim().is_empty() {
@@ -715,12 +894,18 @@ pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Ve
             continue;
         };
         let long = super::message::long_name(name.trim());
-        if ["Via", "From", "To", "Call-ID", "CSeq"].iter().any(|n| n.eq_ignore_ascii_case(long)) {
+        if ["Via", "From", "To", "Call-ID", "CSeq"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(long))
+        {
             kept.push((long.to_string(), value.trim().to_string()));
         }
     }
     let needed = ["Via", "From", "To", "Call-ID", "CSeq"];
-    if !needed.iter().all(|n| kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(n))) {
+    if !needed
+        .iter()
+        .all(|n| kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)))
+    {
         return None;
     }
     // Never answer an ACK (RFC 3261 §17.2.1 has no response to ACK).
@@ -736,15 +921,25 @@ pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Ve
             out.push_str(&format!("{name}: {value}\r\n"));
         }
     }
-    let warning: String = why.chars().filter(|c| *c != '"' && !c.is_control()).take(120).collect();
-    out.push_str(&format!("Warning: 399 sipterm \"{warning}\"\r\nContent-Length: 0\r\n\r\n"));
+    let warning: String = why
+        .chars()
+        .filter(|c| *c != '"' && !c.is_control())
+        .take(120)
+        .collect();
+    out.push_str(&format!(
+        "Warning: 399 sipterm \"{warning}\"\r\nContent-Length: 0\r\n\r\n"
+    ));
     Some(out.into_bytes())
 }
 
 /// Our Contact URI: the AOR's user at our local address, with the transport when not UDP.
 fn contact_uri(config: &UaConfig) -> Uri {
     let user = config.account.aor.user.clone();
-    let scheme = if config.account.transport == TransportKind::Tls { Scheme::Sips } else { Scheme::Sip };
+    let scheme = if config.account.transport == TransportKind::Tls {
+        Scheme::Sips
+    } else {
+        Scheme::Sip
+    };
     let mut uri = Uri {
         scheme,
         user,
@@ -787,7 +982,11 @@ pub fn uri_destination(uri: &Uri, default_transport: TransportKind) -> Option<De
         _ if uri.scheme == Scheme::Sips => TransportKind::Tls,
         _ => default_transport,
     };
-    let default_port = if transport == TransportKind::Tls { 5061 } else { 5060 };
+    let default_port = if transport == TransportKind::Tls {
+        5061
+    } else {
+        5060
+    };
     Some(Destination {
         addr: SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
         transport,

@@ -73,7 +73,12 @@ pub fn user_agent(spec: &AccountSpec<'_>) -> UserAgent {
 pub fn sent(ua: &mut UserAgent) -> Vec<(Destination, Message)> {
     let mut out = Vec::new();
     while let Some(OutDatagram { dest, bytes }) = ua.poll_transmit() {
-        let msg = parse_datagram(&bytes).unwrap_or_else(|e| panic!("UA sent unparseable bytes ({e}): {}", String::from_utf8_lossy(&bytes)));
+        let msg = parse_datagram(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "UA sent unparseable bytes ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
         out.push((dest, msg));
     }
     out
@@ -108,7 +113,11 @@ pub fn events(ua: &mut UserAgent) -> Vec<UaEvent> {
 }
 
 /// Advances virtual time to `until`, firing every timer on the way; returns what was sent.
-pub fn run_until(ua: &mut UserAgent, now: &mut Instant, until: Instant) -> Vec<(Destination, Message)> {
+pub fn run_until(
+    ua: &mut UserAgent,
+    now: &mut Instant,
+    until: Instant,
+) -> Vec<(Destination, Message)> {
     let mut out = Vec::new();
     loop {
         out.extend(sent(ua));
@@ -129,7 +138,11 @@ pub fn reply(request: &Request, code: u16, reason: &str, extra: &[(&str, String)
     let mut r = Response::new(code, reason);
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
         for v in request.headers.get_all(name) {
-            let v = if name == "To" && !v.contains("tag=") { format!("{v};tag=srv1") } else { v.to_string() };
+            let v = if name == "To" && !v.contains("tag=") {
+                format!("{v};tag=srv1")
+            } else {
+                v.to_string()
+            };
             r.headers.push(name, v);
         }
     }

@@ -64,7 +64,11 @@ pub(super) struct Call {
 
 impl Call {
     fn media_direction(&self) -> Direction {
-        if self.on_hold { Direction::SendOnly } else { Direction::SendRecv }
+        if self.on_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        }
     }
 }
 
@@ -93,7 +97,9 @@ impl UserAgent {
     }
 
     fn set_state(&mut self, id: u64, state: CallState, code: Option<u16>, reason: Option<String>) {
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         if call.state == state && code.is_none() {
             return;
         }
@@ -108,7 +114,8 @@ impl UserAgent {
         }
         self.set_state(id, CallState::Terminated, code, reason);
         self.calls.retain(|c| c.id != id);
-        self.owners.retain(|_, o| !matches!(o, Owner::Call(c, _) if *c == id));
+        self.owners
+            .retain(|_, o| !matches!(o, Owner::Call(c, _) if *c == id));
     }
 
     // ---------------------------------------------------------------- outgoing
@@ -120,11 +127,16 @@ impl UserAgent {
         let local_tag = self.ids.tag();
         let call_id = self.ids.call_id();
         let mut invite = Request::new(Method::Invite, target.clone());
-        invite.headers.push("From", format!("{};tag={local_tag}", self.local_name_addr()));
+        invite.headers.push(
+            "From",
+            format!("{};tag={local_tag}", self.local_name_addr()),
+        );
         invite.headers.push("To", format!("<{target}>"));
         invite.headers.push("Call-ID", call_id);
         invite.headers.push("CSeq", "1 INVITE");
-        invite.headers.push("Contact", format!("<{}>", self.contact));
+        invite
+            .headers
+            .push("Contact", format!("<{}>", self.contact));
         invite.headers.push("Allow", super::ALLOW);
         invite.headers.push("Supported", super::SUPPORTED);
         invite.headers.push("Content-Type", "application/sdp");
@@ -174,9 +186,13 @@ impl UserAgent {
     }
 
     pub(super) fn hangup(&mut self, id: u64, now: Instant) {
-        let Some(call) = self.calls.iter().find(|c| c.id == id) else { return };
+        let Some(call) = self.calls.iter().find(|c| c.id == id) else {
+            return;
+        };
         match (call.role, call.state) {
-            (Role::Caller, CallState::Calling | CallState::Ringing | CallState::Early) if call.dialog.is_none() || call.ack.is_none() => {
+            (Role::Caller, CallState::Calling | CallState::Ringing | CallState::Early)
+                if call.dialog.is_none() || call.ack.is_none() =>
+            {
                 self.cancel(id, now);
             }
             (Role::Callee, CallState::Incoming) => self.reject(id, 486, now),
@@ -186,19 +202,26 @@ impl UserAgent {
 
     /// CANCEL needs a provisional response first (RFC 3261 §9.1); until then we only note it.
     fn cancel(&mut self, id: u64, now: Instant) {
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.cancel_wanted = true;
         let provisional_seen = call.state != CallState::Calling;
         if !provisional_seen || call.cancelled {
             return;
         }
         call.cancelled = true;
-        let (Some(invite), Some(dest)) = (call.invite.clone(), call.invite_dest) else { return };
+        let (Some(invite), Some(dest)) = (call.invite.clone(), call.invite_dest) else {
+            return;
+        };
         let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
         for name in ["Via", "Route", "From", "To", "Call-ID"] {
             // The CANCEL's Via is the INVITE's top Via: same branch, so it matches.
             let value = if name == "Via" {
-                invite.headers.get("Via").map(|v| super::split_first_value(v).0.to_string())
+                invite
+                    .headers
+                    .get("Via")
+                    .map(|v| super::split_first_value(v).0.to_string())
             } else {
                 None
             };
@@ -219,7 +242,9 @@ impl UserAgent {
     }
 
     fn send_bye(&mut self, id: u64, now: Instant) {
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.pending_ok = None;
         let Some(dialog) = call.dialog.as_mut() else {
             self.terminate(id, None, Some("Hung up".into()));
@@ -235,7 +260,9 @@ impl UserAgent {
     }
 
     pub(super) fn hold(&mut self, id: u64, hold: bool, now: Instant) {
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         if call.dialog.is_none() || call.reinvite_tsx.is_some() || call.on_hold == hold {
             return;
         }
@@ -244,11 +271,15 @@ impl UserAgent {
     }
 
     fn send_reinvite(&mut self, id: u64, now: Instant) {
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.media.session_version += 1;
         call.media.direction = call.media_direction();
         let body = sdp::build_offer(&call.media).into_bytes();
-        let Some(dialog) = call.dialog.as_mut() else { return };
+        let Some(dialog) = call.dialog.as_mut() else {
+            return;
+        };
         let mut invite = dialog.request(Method::Invite, None);
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = body;
@@ -264,8 +295,12 @@ impl UserAgent {
     }
 
     pub(super) fn transfer(&mut self, id: u64, target: Uri, now: Instant) {
-        let Some(call) = self.call_mut(id) else { return };
-        let Some(dialog) = call.dialog.as_mut() else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
+        let Some(dialog) = call.dialog.as_mut() else {
+            return;
+        };
         let mut refer = dialog.request(Method::Refer, None);
         refer.headers.push("Refer-To", format!("<{target}>"));
         let dest = self.dialog_destination(id);
@@ -275,10 +310,20 @@ impl UserAgent {
     }
 
     /// Responses to our requests in calls.
-    pub(super) fn call_response(&mut self, id: u64, method: Method, tsx: TsxId, response: Response, now: Instant) {
+    pub(super) fn call_response(
+        &mut self,
+        id: u64,
+        method: Method,
+        tsx: TsxId,
+        response: Response,
+        now: Instant,
+    ) {
         match method {
             Method::Invite => {
-                let is_reinvite = self.calls.iter().any(|c| c.id == id && c.reinvite_tsx == Some(tsx));
+                let is_reinvite = self
+                    .calls
+                    .iter()
+                    .any(|c| c.id == id && c.reinvite_tsx == Some(tsx));
                 if is_reinvite {
                     self.reinvite_response(id, tsx, response, now);
                 } else {
@@ -302,15 +347,24 @@ impl UserAgent {
             // A 2xx for a call we already left: ACK and BYE it so the peer stops ringing.
             return;
         };
-        let Some(invite) = call.invite.clone() else { return };
+        let Some(invite) = call.invite.clone() else {
+            return;
+        };
         let code = response.code;
         if response.is_provisional() {
             if code == 100 {
                 return;
             }
-            let has_tag = response.headers.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+            let has_tag = response
+                .headers
+                .to()
+                .ok()
+                .and_then(|t| t.tag().map(str::to_string))
+                .is_some();
             let contact = self.contact.clone();
-            let Some(call) = self.call_mut(id) else { return };
+            let Some(call) = self.call_mut(id) else {
+                return;
+            };
             if has_tag && call.dialog.is_none() {
                 call.dialog = Dialog::from_uac(&invite, &response, contact).ok();
             }
@@ -318,11 +372,18 @@ impl UserAgent {
                 call.no_answer_at = Some(now + NO_ANSWER_TIMEOUT);
             }
             let early_sdp = !response.body.is_empty() && call.params.is_none();
-            let state = if early_sdp || code == 183 { CallState::Early } else { CallState::Ringing };
+            let state = if early_sdp || code == 183 {
+                CallState::Early
+            } else {
+                CallState::Ringing
+            };
             if early_sdp {
                 self.take_answer(id, &response.body);
             }
-            let cancel_now = self.calls.iter().any(|c| c.id == id && c.cancel_wanted && !c.cancelled);
+            let cancel_now = self
+                .calls
+                .iter()
+                .any(|c| c.id == id && c.cancel_wanted && !c.cancelled);
             self.set_state(id, state, Some(code), Some(response.reason.clone()));
             if let Some(call) = self.call_mut(id) {
                 call.state = state;
@@ -349,7 +410,12 @@ impl UserAgent {
                 }
             }
             300..=399 if call.redirects < MAX_REDIRECTS && !call.cancel_wanted => {
-                let target = response.headers.contacts().ok().and_then(|c| c.into_iter().next()).map(|c| c.uri);
+                let target = response
+                    .headers
+                    .contacts()
+                    .ok()
+                    .and_then(|c| c.into_iter().next())
+                    .map(|c| c.uri);
                 if let Some(target) = target {
                     let mut next = invite.clone();
                     next.headers.remove("Via");
@@ -374,7 +440,9 @@ impl UserAgent {
         let contact = self.contact.clone();
         let hop = self.config.next_hop;
         let transport = self.config.account.transport;
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         if let Some((ack, dest)) = call.ack.clone() {
             // A retransmitted 2xx: our ACK got lost; send it again.
             self.push_raw(dest, ack);
@@ -416,19 +484,30 @@ impl UserAgent {
             // follow what the final answer says, as most phones do).
             self.take_answer(id, &response.body);
         }
-        self.set_state(id, CallState::Confirmed, Some(response.code), Some(response.reason.clone()));
+        self.set_state(
+            id,
+            CallState::Confirmed,
+            Some(response.code),
+            Some(response.reason.clone()),
+        );
     }
 
     /// Applies an SDP answer to our offer. False when it is unusable.
     fn take_answer(&mut self, id: u64, body: &[u8]) -> bool {
-        let Some(call) = self.call_mut(id) else { return false };
+        let Some(call) = self.call_mut(id) else {
+            return false;
+        };
         let text = String::from_utf8_lossy(body);
         match sdp::apply_answer(&text, &call.media) {
             Ok(params) => {
                 let first = call.params.is_none();
                 call.params = Some(params.clone());
                 let event = if first {
-                    UaEvent::MediaStart { call: id, params, local: call.media.clone() }
+                    UaEvent::MediaStart {
+                        call: id,
+                        params,
+                        local: call.media.clone(),
+                    }
                 } else {
                     UaEvent::MediaUpdate { call: id, params }
                 };
@@ -448,13 +527,26 @@ impl UserAgent {
         if response.is_provisional() {
             return;
         }
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.reinvite_tsx = None;
         if response.is_success() {
-            let Some(invite) = call.invite.clone() else { return };
+            let Some(invite) = call.invite.clone() else {
+                return;
+            };
             let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
-            let Some(dialog) = call.dialog.as_mut() else { return };
-            dialog.refresh_target(response.headers.contacts().ok().and_then(|c| c.into_iter().next()).map(|c| c.uri));
+            let Some(dialog) = call.dialog.as_mut() else {
+                return;
+            };
+            dialog.refresh_target(
+                response
+                    .headers
+                    .contacts()
+                    .ok()
+                    .and_then(|c| c.into_iter().next())
+                    .map(|c| c.uri),
+            );
             let mut ack = dialog.request(Method::Ack, Some(seq));
             let _ = tsx;
             let dest = self.dialog_destination(id);
@@ -466,8 +558,17 @@ impl UserAgent {
                 }
             }
             self.take_answer(id, &response.body);
-            let state = if self.calls.iter().any(|c| c.id == id && c.on_hold) { CallState::Held } else { CallState::Confirmed };
-            self.set_state(id, state, Some(response.code), Some(response.reason.clone()));
+            let state = if self.calls.iter().any(|c| c.id == id && c.on_hold) {
+                CallState::Held
+            } else {
+                CallState::Confirmed
+            };
+            self.set_state(
+                id,
+                state,
+                Some(response.code),
+                Some(response.reason.clone()),
+            );
             return;
         }
         match response.code {
@@ -485,16 +586,29 @@ impl UserAgent {
                     call.on_hold = !call.on_hold;
                 }
                 self.events.push_back(UaEvent::Error {
-                    message: format!("call {id}: re-INVITE refused: {} {}", response.code, response.reason),
+                    message: format!(
+                        "call {id}: re-INVITE refused: {} {}",
+                        response.code, response.reason
+                    ),
                 });
             }
         }
     }
 
-    pub(super) fn call_failed(&mut self, id: u64, method: Method, code: u16, reason: &str, now: Instant) {
+    pub(super) fn call_failed(
+        &mut self,
+        id: u64,
+        method: Method,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
         match method {
             Method::Invite => {
-                let reinvite = self.calls.iter().any(|c| c.id == id && c.reinvite_tsx.is_some());
+                let reinvite = self
+                    .calls
+                    .iter()
+                    .any(|c| c.id == id && c.reinvite_tsx.is_some());
                 if reinvite {
                     if let Some(call) = self.call_mut(id) {
                         call.reinvite_tsx = None;
@@ -514,8 +628,19 @@ impl UserAgent {
     // ---------------------------------------------------------------- incoming
 
     /// A request that may belong to a call. Returns false when it is not call business.
-    pub(super) fn call_request(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) -> bool {
-        let in_dialog = request.headers.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+    pub(super) fn call_request(
+        &mut self,
+        tsx: TsxId,
+        request: Request,
+        source: Destination,
+        now: Instant,
+    ) -> bool {
+        let in_dialog = request
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string))
+            .is_some();
         match request.method {
             Method::Invite if !in_dialog => {
                 self.incoming_invite(tsx, request, source, now);
@@ -525,8 +650,24 @@ impl UserAgent {
                 self.incoming_cancel(tsx, request, now);
                 true
             }
-            Method::Invite | Method::Bye | Method::Info | Method::Refer | Method::Notify | Method::Update if in_dialog => {
-                let Some(id) = self.calls.iter().find(|c| c.dialog.as_ref().is_some_and(|d| d.matches_request(&request))).map(|c| c.id) else {
+            Method::Invite
+            | Method::Bye
+            | Method::Info
+            | Method::Refer
+            | Method::Notify
+            | Method::Update
+                if in_dialog =>
+            {
+                let Some(id) = self
+                    .calls
+                    .iter()
+                    .find(|c| {
+                        c.dialog
+                            .as_ref()
+                            .is_some_and(|d| d.matches_request(&request))
+                    })
+                    .map(|c| c.id)
+                else {
                     let r = self.make_response(&request, 481, None);
                     self.tsx.send_response(tsx, r, now);
                     return true;
@@ -545,18 +686,30 @@ impl UserAgent {
 
     fn incoming_invite(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) {
         let local_tag = self.ids.tag();
-        if self.config.busy_when_in_call && self.calls.iter().any(|c| c.state != CallState::Terminated) {
+        if self.config.busy_when_in_call
+            && self.calls.iter().any(|c| c.state != CallState::Terminated)
+        {
             let r = self.make_response(&request, 486, Some(&local_tag));
             self.tsx.send_response(tsx, r, now);
             return;
         }
-        let offer = if request.body.is_empty() { None } else { Some(String::from_utf8_lossy(&request.body).into_owned()) };
+        let offer = if request.body.is_empty() {
+            None
+        } else {
+            Some(String::from_utf8_lossy(&request.body).into_owned())
+        };
         // Check the offer now, so a call we cannot take never rings (RFC 3261 §13.3.1.1: 488).
         if let Some(offer) = &offer {
-            let probe = LocalMedia { rtp_port: 9, ..self.media_template() };
+            let probe = LocalMedia {
+                rtp_port: 9,
+                ..self.media_template()
+            };
             if let Err(e) = sdp::answer_offer(offer, &probe) {
                 let mut r = self.make_response(&request, 488, Some(&local_tag));
-                r.headers.push("Warning", format!("304 sipterm \"{}\"", sanitize(&e.to_string())));
+                r.headers.push(
+                    "Warning",
+                    format!("304 sipterm \"{}\"", sanitize(&e.to_string())),
+                );
                 self.tsx.send_response(tsx, r, now);
                 return;
             }
@@ -615,11 +768,21 @@ impl UserAgent {
     }
 
     pub(super) fn answer(&mut self, id: u64, mut media: LocalMedia, now: Instant) {
-        let Some(call) = self.calls.iter().find(|c| c.id == id && c.role == Role::Callee && c.state == CallState::Incoming) else {
-            self.events.push_back(UaEvent::Error { message: "no ringing call to answer".into() });
+        let Some(call) = self
+            .calls
+            .iter()
+            .find(|c| c.id == id && c.role == Role::Callee && c.state == CallState::Incoming)
+        else {
+            self.events.push_back(UaEvent::Error {
+                message: "no ringing call to answer".into(),
+            });
             return;
         };
-        let (Some(invite), Some(tsx), Some(source)) = (call.invite.clone(), call.invite_tsx, call.invite_dest) else { return };
+        let (Some(invite), Some(tsx), Some(source)) =
+            (call.invite.clone(), call.invite_tsx, call.invite_dest)
+        else {
+            return;
+        };
         let local_tag = call.local_tag.clone();
         let remote_offer = call.remote_offer.clone();
         media.session_id = self.ids.next_u64() >> 1;
@@ -629,7 +792,10 @@ impl UserAgent {
                 Ok((answer, params)) => (answer, Some(params)),
                 Err(e) => {
                     let mut r = self.make_response(&invite, 488, Some(&local_tag));
-                    r.headers.push("Warning", format!("304 sipterm \"{}\"", sanitize(&e.to_string())));
+                    r.headers.push(
+                        "Warning",
+                        format!("304 sipterm \"{}\"", sanitize(&e.to_string())),
+                    );
                     self.tsx.send_response(tsx, r, now);
                     self.terminate(id, Some(488), Some("Not Acceptable Here".into()));
                     return;
@@ -646,7 +812,9 @@ impl UserAgent {
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
         let t1 = self.config.timers.t1;
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.media = media.clone();
         call.offered_in_ok = remote_offer.is_none();
         call.pending_ok = Some(PendingOk {
@@ -659,14 +827,26 @@ impl UserAgent {
         call.state = CallState::Confirmed;
         if let Some(params) = params {
             call.params = Some(params.clone());
-            self.events.push_back(UaEvent::MediaStart { call: id, params, local: media });
+            self.events.push_back(UaEvent::MediaStart {
+                call: id,
+                params,
+                local: media,
+            });
         }
         self.emit_call(id, Some(200), Some("OK".into()));
     }
 
     pub(super) fn reject(&mut self, id: u64, code: u16, now: Instant) {
-        let Some(call) = self.calls.iter().find(|c| c.id == id && c.state == CallState::Incoming) else { return };
-        let (Some(invite), Some(tsx)) = (call.invite.clone(), call.invite_tsx) else { return };
+        let Some(call) = self
+            .calls
+            .iter()
+            .find(|c| c.id == id && c.state == CallState::Incoming)
+        else {
+            return;
+        };
+        let (Some(invite), Some(tsx)) = (call.invite.clone(), call.invite_tsx) else {
+            return;
+        };
         let tag = call.local_tag.clone();
         let r = self.make_response(&invite, code, Some(&tag));
         self.tsx.send_response(tsx, r, now);
@@ -680,8 +860,18 @@ impl UserAgent {
         let found = self
             .calls
             .iter()
-            .find(|c| c.role == Role::Callee && c.invite.as_ref().map(cancel_key) == Some(key.clone()))
-            .map(|c| (c.id, c.state, c.invite.clone(), c.invite_tsx, c.local_tag.clone()));
+            .find(|c| {
+                c.role == Role::Callee && c.invite.as_ref().map(cancel_key) == Some(key.clone())
+            })
+            .map(|c| {
+                (
+                    c.id,
+                    c.state,
+                    c.invite.clone(),
+                    c.invite_tsx,
+                    c.local_tag.clone(),
+                )
+            });
         let Some((id, state, Some(invite), Some(invite_tsx), tag)) = found else {
             let r = self.make_response(&request, 481, None);
             self.tsx.send_response(tsx, r, now);
@@ -698,7 +888,9 @@ impl UserAgent {
 
     /// A 2xx retransmission after our INVITE transaction ended: the ACK got lost, send it again.
     pub(super) fn stray_2xx(&mut self, response: &Response) {
-        let Ok(call_id) = response.headers.call_id() else { return };
+        let Ok(call_id) = response.headers.call_id() else {
+            return;
+        };
         let ack = self
             .calls
             .iter()
@@ -711,10 +903,21 @@ impl UserAgent {
 
     /// ACK for our 2xx (the transaction layer passes 2xx ACKs up).
     pub(super) fn incoming_ack(&mut self, request: Request) {
-        let Some(id) = self.calls.iter().find(|c| c.dialog.as_ref().is_some_and(|d| d.matches_request(&request))).map(|c| c.id) else {
+        let Some(id) = self
+            .calls
+            .iter()
+            .find(|c| {
+                c.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.matches_request(&request))
+            })
+            .map(|c| c.id)
+        else {
             return;
         };
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.pending_ok = None;
         if call.offered_in_ok && !request.body.is_empty() {
             call.offered_in_ok = false;
@@ -725,7 +928,12 @@ impl UserAgent {
     fn in_dialog_request(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
         // CSeq must grow (RFC 3261 §12.2.2); an old one gets 500.
         let seq = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
-        let tag = self.calls.iter().find(|c| c.id == id).map(|c| c.local_tag.clone()).unwrap_or_default();
+        let tag = self
+            .calls
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.local_tag.clone())
+            .unwrap_or_default();
         if let Some(call) = self.call_mut(id)
             && let Some(dialog) = call.dialog.as_mut()
         {
@@ -746,7 +954,15 @@ impl UserAgent {
             Method::Invite => self.incoming_reinvite(id, tsx, request, now),
             Method::Info => {
                 let digit = dtmf_relay_digit(&request);
-                let r = self.make_response(&request, if digit.is_some() || request.body.is_empty() { 200 } else { 415 }, Some(&tag));
+                let r = self.make_response(
+                    &request,
+                    if digit.is_some() || request.body.is_empty() {
+                        200
+                    } else {
+                        415
+                    },
+                    Some(&tag),
+                );
                 self.tsx.send_response(tsx, r, now);
                 if let Some(digit) = digit {
                     self.events.push_back(UaEvent::Dtmf { call: id, digit });
@@ -755,7 +971,11 @@ impl UserAgent {
             Method::Refer => {
                 let target = request.headers.get("Refer-To").and_then(|v| {
                     let v = v.trim();
-                    let inner = v.strip_prefix('<').and_then(|s| s.split_once('>')).map(|(u, _)| u).unwrap_or(v);
+                    let inner = v
+                        .strip_prefix('<')
+                        .and_then(|s| s.split_once('>'))
+                        .map(|(u, _)| u)
+                        .unwrap_or(v);
                     inner.parse::<Uri>().ok()
                 });
                 match target {
@@ -763,7 +983,8 @@ impl UserAgent {
                         let r = self.make_response(&request, 202, Some(&tag));
                         self.tsx.send_response(tsx, r, now);
                         self.notify_refer(id, "SIP/2.0 100 Trying", false, now);
-                        self.events.push_back(UaEvent::TransferRequested { call: id, target });
+                        self.events
+                            .push_back(UaEvent::TransferRequested { call: id, target });
                     }
                     None => {
                         let r = self.make_response(&request, 400, Some(&tag));
@@ -780,15 +1001,25 @@ impl UserAgent {
 
     /// NOTIFY with the transfer's progress as message/sipfrag (RFC 3515 §2.4.5).
     pub(super) fn notify_refer(&mut self, id: u64, status_line: &str, last: bool, now: Instant) {
-        let Some(call) = self.call_mut(id) else { return };
-        let Some(dialog) = call.dialog.as_mut() else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
+        let Some(dialog) = call.dialog.as_mut() else {
+            return;
+        };
         let mut notify = dialog.request(Method::Notify, None);
         notify.headers.push("Event", "refer");
         notify.headers.push(
             "Subscription-State",
-            if last { "terminated;reason=noresource".to_string() } else { "active;expires=60".to_string() },
+            if last {
+                "terminated;reason=noresource".to_string()
+            } else {
+                "active;expires=60".to_string()
+            },
         );
-        notify.headers.push("Content-Type", "message/sipfrag;version=2.0");
+        notify
+            .headers
+            .push("Content-Type", "message/sipfrag;version=2.0");
         notify.body = format!("{status_line}\r\n").into_bytes();
         let dest = self.dialog_destination(id);
         if let Some((tsx, _)) = self.send_request(notify, dest, true, now) {
@@ -797,7 +1028,9 @@ impl UserAgent {
     }
 
     fn incoming_reinvite(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
-        let Some(call) = self.calls.iter().find(|c| c.id == id) else { return };
+        let Some(call) = self.calls.iter().find(|c| c.id == id) else {
+            return;
+        };
         let tag = call.local_tag.clone();
         if call.reinvite_tsx.is_some() {
             let r = self.make_response(&request, 491, Some(&tag));
@@ -810,13 +1043,17 @@ impl UserAgent {
         let result = if request.body.is_empty() {
             Ok((sdp::build_offer(&media), None))
         } else {
-            sdp::answer_offer(&String::from_utf8_lossy(&request.body), &media).map(|(a, p)| (a, Some(p)))
+            sdp::answer_offer(&String::from_utf8_lossy(&request.body), &media)
+                .map(|(a, p)| (a, Some(p)))
         };
         let (body, params) = match result {
             Ok(x) => x,
             Err(e) => {
                 let mut r = self.make_response(&request, 488, Some(&tag));
-                r.headers.push("Warning", format!("304 sipterm \"{}\"", sanitize(&e.to_string())));
+                r.headers.push(
+                    "Warning",
+                    format!("304 sipterm \"{}\"", sanitize(&e.to_string())),
+                );
                 self.tsx.send_response(tsx, r, now);
                 return;
             }
@@ -828,20 +1065,41 @@ impl UserAgent {
         self.tsx.send_response(tsx, ok.clone(), now);
         let t1 = self.config.timers.t1;
         let source = self.dialog_destination(id);
-        let Some(call) = self.call_mut(id) else { return };
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
         call.media = media;
         if let Some(dialog) = call.dialog.as_mut() {
-            dialog.refresh_target(request.headers.contacts().ok().and_then(|c| c.into_iter().next()).map(|c| c.uri));
+            dialog.refresh_target(
+                request
+                    .headers
+                    .contacts()
+                    .ok()
+                    .and_then(|c| c.into_iter().next())
+                    .map(|c| c.uri),
+            );
         }
         call.offered_in_ok = params.is_none();
         if let Some(dest) = source {
-            call.pending_ok = Some(PendingOk { response: ok, dest, next: now + t1, interval: t1, give_up: now + t1 * 64 });
+            call.pending_ok = Some(PendingOk {
+                response: ok,
+                dest,
+                next: now + t1,
+                interval: t1,
+                give_up: now + t1 * 64,
+            });
         }
         if let Some(params) = params {
-            let held_by_peer = matches!(params.direction, Direction::Inactive | Direction::RecvOnly);
+            let held_by_peer =
+                matches!(params.direction, Direction::Inactive | Direction::RecvOnly);
             call.params = Some(params.clone());
-            self.events.push_back(UaEvent::MediaUpdate { call: id, params });
-            let state = if held_by_peer || self.calls.iter().any(|c| c.id == id && c.on_hold) { CallState::Held } else { CallState::Confirmed };
+            self.events
+                .push_back(UaEvent::MediaUpdate { call: id, params });
+            let state = if held_by_peer || self.calls.iter().any(|c| c.id == id && c.on_hold) {
+                CallState::Held
+            } else {
+                CallState::Confirmed
+            };
             self.set_state(id, state, None, None);
         }
     }
@@ -852,7 +1110,9 @@ impl UserAgent {
         let ids: Vec<u64> = self.calls.iter().map(|c| c.id).collect();
         let t2 = self.config.timers.t2;
         for id in ids {
-            let Some(call) = self.call_mut(id) else { continue };
+            let Some(call) = self.call_mut(id) else {
+                continue;
+            };
             if let Some(at) = call.no_answer_at
                 && now >= at
                 && call.dialog.as_ref().is_none_or(|_| call.ack.is_none())
@@ -862,7 +1122,9 @@ impl UserAgent {
                 self.cancel(id, now);
                 continue;
             }
-            let Some(call) = self.call_mut(id) else { continue };
+            let Some(call) = self.call_mut(id) else {
+                continue;
+            };
             if let Some(at) = call.glare_retry_at
                 && now >= at
             {
@@ -870,7 +1132,9 @@ impl UserAgent {
                 self.send_reinvite(id, now);
                 continue;
             }
-            let Some(call) = self.call_mut(id) else { continue };
+            let Some(call) = self.call_mut(id) else {
+                continue;
+            };
             if let Some(pending) = call.pending_ok.as_mut()
                 && now >= pending.next
             {
@@ -887,7 +1151,10 @@ impl UserAgent {
                     // Reliable transports carry it once; keep waiting for the ACK only.
                     continue;
                 }
-                self.transmits.push_back(super::OutDatagram { dest, bytes: response.to_bytes() });
+                self.transmits.push_back(super::OutDatagram {
+                    dest,
+                    bytes: response.to_bytes(),
+                });
             }
         }
     }
@@ -895,7 +1162,13 @@ impl UserAgent {
     pub(super) fn call_poll_timeout(&self) -> Option<Instant> {
         self.calls
             .iter()
-            .flat_map(|c| [c.no_answer_at, c.glare_retry_at, c.pending_ok.as_ref().map(|p| p.next)])
+            .flat_map(|c| {
+                [
+                    c.no_answer_at,
+                    c.glare_retry_at,
+                    c.pending_ok.as_ref().map(|p| p.next),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -906,7 +1179,10 @@ impl UserAgent {
         let password = self.config.account.password.clone()?;
         let auth = self.call_auth.get_or_insert_with(|| {
             Authenticator::new(
-                crate::sip::auth::DigestCredentials { username: self.config.account.auth_username.clone(), password },
+                crate::sip::auth::DigestCredentials {
+                    username: self.config.account.auth_username.clone(),
+                    password,
+                },
                 self.config.seed ^ 0xA5A5,
             )
         });
@@ -929,7 +1205,8 @@ impl UserAgent {
     fn dialog_destination(&self, id: u64) -> Option<Destination> {
         let call = self.calls.iter().find(|c| c.id == id)?;
         let dialog = call.dialog.as_ref()?;
-        hop_for_dialog(dialog, self.config.next_hop, self.config.account.transport).or(call.invite_dest)
+        hop_for_dialog(dialog, self.config.next_hop, self.config.account.transport)
+            .or(call.invite_dest)
     }
 
     fn route_for(&self, uri: &Uri) -> Option<Destination> {
@@ -959,21 +1236,41 @@ impl UserAgent {
 
 /// Where a dialog's requests go: its first route or remote target when that is an IP literal,
 /// else the configured next hop.
-fn hop_for_dialog(dialog: &Dialog, next_hop: Option<Destination>, transport: crate::sip::transaction::TransportKind) -> Option<Destination> {
+fn hop_for_dialog(
+    dialog: &Dialog,
+    next_hop: Option<Destination>,
+    transport: crate::sip::transaction::TransportKind,
+) -> Option<Destination> {
     uri_destination(dialog.next_hop_uri(), transport).or(next_hop)
 }
 
 fn bump_cseq(request: &mut Request) {
     if let Ok(cseq) = request.headers.cseq() {
-        request.headers.set("CSeq", format!("{} {}", cseq.seq + 1, cseq.method));
+        request
+            .headers
+            .set("CSeq", format!("{} {}", cseq.seq + 1, cseq.method));
     }
 }
 
 fn cancel_key(request: &Request) -> (String, String, u32, String) {
-    let call_id = request.headers.call_id().map(str::to_string).unwrap_or_default();
-    let from_tag = request.headers.from().ok().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+    let call_id = request
+        .headers
+        .call_id()
+        .map(str::to_string)
+        .unwrap_or_default();
+    let from_tag = request
+        .headers
+        .from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_string))
+        .unwrap_or_default();
     let seq = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
-    let branch = request.headers.top_via().ok().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
+    let branch = request
+        .headers
+        .top_via()
+        .ok()
+        .and_then(|v| v.branch().map(str::to_string))
+        .unwrap_or_default();
     (call_id, from_tag, seq, branch)
 }
 
@@ -992,7 +1289,11 @@ fn dtmf_relay_digit(request: &Request) -> Option<char> {
         if !k.trim().eq_ignore_ascii_case("signal") {
             return None;
         }
-        v.trim().chars().next().map(|c| c.to_ascii_uppercase()).filter(|c| is_dtmf(*c))
+        v.trim()
+            .chars()
+            .next()
+            .map(|c| c.to_ascii_uppercase())
+            .filter(|c| is_dtmf(*c))
     })
 }
 
@@ -1001,5 +1302,8 @@ pub fn is_dtmf(c: char) -> bool {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && !c.is_control()).take(120).collect()
+    s.chars()
+        .filter(|c| *c != '"' && !c.is_control())
+        .take(120)
+        .collect()
 }
