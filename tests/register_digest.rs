@@ -49,7 +49,7 @@ fn answer_as_registrar(
     granted: u32,
 ) -> u16 {
     let source = udp("127.0.0.1:5060");
-    let code = match req.headers.get("Authorization") {
+    match req.headers.get("Authorization") {
         None => {
             ua.handle_datagram(
                 source,
@@ -98,8 +98,7 @@ fn answer_as_registrar(
                 401
             }
         }
-    };
-    code
+    }
 }
 
 #[test]

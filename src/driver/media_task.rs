@@ -262,7 +262,7 @@ impl CallMedia {
                     frames += 1;
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     self.play_frame(&mut pcm);
-                    if frames % STATS_EVERY == 0 {
+                    if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
                     }
                 }

@@ -43,7 +43,7 @@ impl RegistrationState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistrationOutput {
     /// Send this REGISTER (the UA adds Via, Max-Forwards, User-Agent, Route).
-    Send(Request),
+    Send(Box<Request>),
     /// Tell the user.
     Changed {
         state: RegistrationState,
@@ -231,7 +231,7 @@ impl Registration {
                             next.headers.push(name, value);
                         }
                         self.pending = Some(next.clone());
-                        out.push(RegistrationOutput::Send(next));
+                        out.push(RegistrationOutput::Send(Box::new(next)));
                     }
                     None => self.fail(response.code, response.reason.clone(), now, out),
                 }
@@ -301,7 +301,7 @@ impl Registration {
             }
         }
         self.pending = Some(request.clone());
-        out.push(RegistrationOutput::Send(request));
+        out.push(RegistrationOutput::Send(Box::new(request)));
     }
 
     fn build(&mut self, expires: u32) -> Request {

@@ -234,7 +234,7 @@ impl UserAgent {
             Registration::new(params, credentials, ids.next_u64())
         });
         UserAgent {
-            tsx: TransactionLayer::new(config.timers.clone()),
+            tsx: TransactionLayer::new(config.timers),
             contact: contact_uri(&config),
             config,
             ids,
@@ -487,7 +487,7 @@ impl UserAgent {
         for item in out {
             match item {
                 RegistrationOutput::Send(request) => {
-                    match self.send_request(request, None, false, now) {
+                    match self.send_request(*request, None, false, now) {
                         Some((id, _)) => {
                             self.owners.insert(id, Owner::Registration);
                         }

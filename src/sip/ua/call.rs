@@ -331,12 +331,10 @@ impl UserAgent {
                 }
             }
             Method::Bye | Method::Cancel | Method::Info | Method::Notify => {}
-            Method::Refer => {
-                if response.is_final() && !response.is_success() {
-                    self.events.push_back(UaEvent::Error {
-                        message: format!("transfer refused: {} {}", response.code, response.reason),
-                    });
-                }
+            Method::Refer if response.is_final() && !response.is_success() => {
+                self.events.push_back(UaEvent::Error {
+                    message: format!("transfer refused: {} {}", response.code, response.reason),
+                });
             }
             _ => {}
         }
