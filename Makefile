@@ -34,9 +34,9 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	@! grep -rnE 'Instant::now|tokio::|UdpSocket|TcpStream' src/sip/ || (echo "src/sip must stay sans-IO" && false)
 
+# Debug profile with optimized dependencies (see Cargo.toml): one build serves every test.
 test: test-deps
-	$(CARGO) build --release --bin sipterm
-	$(CARGO) test --release --no-fail-fast
+	$(CARGO) test --no-fail-fast
 
 fmt:
 	$(CARGO) fmt --all

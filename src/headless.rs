@@ -45,6 +45,19 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     emit(&Event::Ready {
         listen: handle.listen.to_string(),
     });
+    for (flag, path) in [
+        ("--ladder-out", &cli.ladder_out),
+        ("--pcap-out", &cli.pcap_out),
+    ] {
+        if let Some(path) = path {
+            emit(&Event::Warning {
+                message: format!(
+                    "{flag} {} is not supported yet; nothing will be written",
+                    path.display()
+                ),
+            });
+        }
+    }
 
     let (line_tx, mut line_rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {

@@ -355,3 +355,30 @@ fn shutdown_without_answer_completes_after_the_grace_period() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn contact_follows_the_address_the_registrar_saw_behind_nat() {
+    let mut ua = user_agent(&AccountSpec {
+        password: None,
+        ..AccountSpec::default()
+    });
+    let now = Instant::now();
+    ua.handle_command(Command::Register, now);
+    let mut first = only_register(requests(&mut ua));
+    // A NAT between us and the registrar: it fills in received/rport (RFC 3581).
+    let via = first
+        .headers
+        .get("Via")
+        .unwrap_or_default()
+        .replace(";rport", ";received=203.0.113.7;rport=40000");
+    first.headers.set("Via", via);
+    ua.handle_datagram(udp("127.0.0.1:5060"), &reply(&first, 200, "OK", &[]), now);
+    let second = only_register(requests(&mut ua));
+    let contact = second.headers.get("Contact").unwrap_or_default();
+    assert!(contact.contains("sip:alice@203.0.113.7:40000"), "{contact}");
+    ua.handle_datagram(udp("127.0.0.1:5060"), &reply(&second, 200, "OK", &[]), now);
+    assert!(
+        requests(&mut ua).is_empty(),
+        "no re-registration loop once the Contact is right"
+    );
+}

@@ -596,6 +596,39 @@ impl UserAgent {
         }
     }
 
+    /// RFC 3581: the registrar saw us at `received`/`rport` (our address after NAT). When that
+    /// differs from our Contact, use it from now on. True when the Contact changed.
+    fn learn_public_address(&mut self, response: &Response) -> bool {
+        let Ok(via) = response.headers.top_via() else {
+            return false;
+        };
+        let host = via.received().map(str::to_string);
+        let port = via.rport().flatten();
+        if host.is_none() && port.is_none() {
+            return false;
+        }
+        let mut contact = self.contact.clone();
+        if let Some(host) = host {
+            let Ok(ip) = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+            else {
+                return false;
+            };
+            contact.host = ip_text(ip);
+        }
+        if let Some(port) = port {
+            contact.port = Some(port);
+        }
+        if contact == self.contact {
+            return false;
+        }
+        tracing::info!(old = %self.contact, new = %contact, "registrar sees us at another address; updating Contact");
+        self.contact = contact;
+        true
+    }
+
     /// Moves everything the transaction layer produced to where it belongs.
     fn drain_tsx(&mut self, now: Instant) {
         loop {
@@ -626,9 +659,20 @@ impl UserAgent {
                 }
                 match owner {
                     Some(Owner::Registration) => {
+                        let learned = if response.is_success() {
+                            self.learn_public_address(&response)
+                        } else {
+                            false
+                        };
                         let mut out = Vec::new();
                         if let Some(reg) = self.registration.as_mut() {
                             reg.handle_response(&response, now, &mut out);
+                            if learned {
+                                // Bind the address the registrar can reach us at (RFC 3581):
+                                // the Contact we registered was behind a NAT.
+                                reg.set_contact(self.contact.clone());
+                                reg.register(&mut out);
+                            }
                         }
                         self.apply_registration(out, now);
                     }
