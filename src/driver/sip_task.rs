@@ -554,6 +554,9 @@ fn trace(
     peer: SocketAddr,
     bytes: &[u8],
 ) {
+    // The log file keeps whole messages at debug level (digest responses are not secrets; no
+    // password is ever in a message).
+    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(bytes));
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),

@@ -438,6 +438,7 @@ impl UserAgent {
         let contact = self.contact.clone();
         let hop = self.config.next_hop;
         let transport = self.config.account.transport;
+        let via_proxy = self.config.account.outbound_proxy.is_some() && hop.is_some();
         let Some(call) = self.call_mut(id) else {
             return;
         };
@@ -457,7 +458,11 @@ impl UserAgent {
         let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
         let mut dialog = dialog;
         let mut ack = dialog.request(Method::Ack, Some(seq));
-        let dest = hop_for_dialog(&dialog, hop, transport).or(call.invite_dest);
+        let dest = if via_proxy {
+            hop
+        } else {
+            hop_for_dialog(&dialog, hop, transport).or(call.invite_dest)
+        };
         call.dialog = Some(dialog);
         call.no_answer_at = None;
         let Some(dest) = dest else { return };
@@ -1203,6 +1208,10 @@ impl UserAgent {
     fn dialog_destination(&self, id: u64) -> Option<Destination> {
         let call = self.calls.iter().find(|c| c.id == id)?;
         let dialog = call.dialog.as_ref()?;
+        // With an outbound proxy every request goes through it, in-dialog ones too (NAT).
+        if self.config.account.outbound_proxy.is_some() && self.config.next_hop.is_some() {
+            return self.config.next_hop;
+        }
         hop_for_dialog(dialog, self.config.next_hop, self.config.account.transport)
             .or(call.invite_dest)
     }
