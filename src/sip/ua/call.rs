@@ -1135,8 +1135,10 @@ impl UserAgent {
             let Some(call) = self.call_mut(id) else {
                 continue;
             };
+            // Also wake at give_up itself: checking it only at retransmit times sent the BYE at
+            // the first retransmit after 64*T1 (35.5 s with default timers), not at 64*T1.
             if let Some(pending) = call.pending_ok.as_mut()
-                && now >= pending.next
+                && (now >= pending.next || now >= pending.give_up)
             {
                 if now >= pending.give_up {
                     // No ACK within 64*T1 (RFC 3261 §13.3.1.4): end the call with BYE.
@@ -1166,7 +1168,7 @@ impl UserAgent {
                 [
                     c.no_answer_at,
                     c.glare_retry_at,
-                    c.pending_ok.as_ref().map(|p| p.next),
+                    c.pending_ok.as_ref().map(|p| p.next.min(p.give_up)),
                 ]
             })
             .flatten()
