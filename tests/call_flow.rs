@@ -358,6 +358,93 @@ fn cancel_while_ringing() {
 }
 
 #[test]
+fn hangup_before_any_provisional_cancels_once_one_arrives() {
+    let mut pair = Pair::new();
+    let bob = pair.b.uri();
+    pair.dial(Side::A, bob, A_RTP);
+    // Same instant: nothing has come back yet, so a CANCEL may not be sent (RFC 3261 §9.1).
+    pair.command(Side::A, Command::Hangup { call: None });
+    assert!(
+        pair.wire.find(|r| r.is_request(&Method::Cancel)).is_empty(),
+        "CANCEL before any provisional response:\n{pair:?}"
+    );
+    pair.run_secs(40.0);
+    assert_eq!(
+        seq_without_trying(&pair),
+        vec![
+            s("alice", "INVITE"),
+            s("bob", "180 INVITE"),
+            s("alice", "CANCEL"),
+            s("bob", "200 CANCEL"),
+            s("bob", "487 INVITE"),
+            s("alice", "ACK"),
+        ],
+        "{pair:?}"
+    );
+    assert_eq!(pair.a.last_state(), Some(CallState::Terminated));
+    assert_eq!(pair.b.last_state(), Some(CallState::Terminated));
+    assert_eq!(pair.a.ua.call_count() + pair.b.ua.call_count(), 0);
+}
+
+#[test]
+fn cancel_crossing_the_200_ends_the_call_with_bye() {
+    let mut pair = Pair::new();
+    let bob = pair.b.uri();
+    pair.dial(Side::A, bob, A_RTP);
+    assert!(pair.run_until_cond(Duration::from_secs(5), |p| has_state(
+        &p.a,
+        CallState::Ringing
+    )));
+    // bob answers while alice's CANCEL is on its way.
+    let now = pair.now;
+    pair.a
+        .ua
+        .handle_command(Command::Hangup { call: None }, now);
+    pair.b.ua.handle_command(
+        Command::Answer {
+            call: None,
+            media: local_media(B_RTP, &[Codec::Opus]),
+        },
+        now,
+    );
+    pair.run_secs(40.0);
+    pair.print_ladder("CANCEL crossing 200");
+    let byes = pair.wire.find(|r| r.is_request(&Method::Bye));
+    assert_eq!(
+        byes.len(),
+        1,
+        "alice ends the answered call with one BYE:\n{pair:?}"
+    );
+    assert_eq!(byes[0].from, addr(A_ADDR));
+    assert!(
+        pair.wire
+            .find(|r| r.is_response(487, &Method::Invite))
+            .is_empty()
+    );
+    let acks = pair.wire.find(|r| r.is_request(&Method::Ack));
+    assert_eq!(acks.len(), 1, "the 200 is ACKed before the BYE");
+    assert_eq!(
+        pair.wire.find(|r| r.is_response(200, &Method::Bye)).len(),
+        1
+    );
+    assert!(
+        !pair.a.call_states().contains(&CallState::Confirmed),
+        "alice hung up; she is never shown a connected call: {:?}",
+        pair.a.call_states()
+    );
+    assert_eq!(pair.a.last_state(), Some(CallState::Terminated));
+    assert_eq!(pair.b.last_state(), Some(CallState::Terminated));
+    assert_eq!(pair.a.ua.call_count() + pair.b.ua.call_count(), 0);
+    // No 200 retransmissions after the ACK.
+    assert_eq!(
+        pair.wire
+            .find(|r| r.is_response(200, &Method::Invite))
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn reject_busy_and_decline() {
     for code in [486u16, 603] {
         let mut pair = Pair::new();
@@ -474,6 +561,13 @@ fn ok_is_retransmitted_until_the_ack_arrives() {
     );
     assert_eq!(pair.a.last_state(), Some(CallState::Confirmed));
     assert_eq!(pair.b.last_state(), Some(CallState::Confirmed));
+    // Retransmitted 200s re-ACK silently: alice sees one answer and starts media once.
+    assert_eq!(
+        pair.a.call_states(),
+        vec![CallState::Calling, CallState::Ringing, CallState::Confirmed]
+    );
+    assert_eq!(media_starts(&pair.a).len(), 1);
+    assert!(media_updates(&pair.a).is_empty());
 }
 
 #[test]
@@ -605,6 +699,64 @@ fn hold_and_resume() {
     assert!(version(&invite) < version(reinvite) && version(reinvite) < version(reinvite2));
     assert!(pair.a.errors().is_empty() && pair.b.errors().is_empty());
     pair.print_ladder("hold/resume");
+}
+
+#[test]
+fn lost_ack_of_a_reinvite_is_resent_and_the_hold_stays() {
+    let mut pair = established();
+    let mut acks = 0;
+    pair.wire.drop_when(move |r| {
+        if r.is_request(&Method::Ack) {
+            acks += 1;
+            acks == 1
+        } else {
+            false
+        }
+    });
+    let events_before = pair.a.events.len();
+    let b_events_before = pair.b.events.len();
+    pair.command(Side::A, Command::Hold { call: None });
+    pair.run_secs(40.0);
+    let oks = pair
+        .wire
+        .find(|r| r.is_response(200, &Method::Invite) && r.cseq().0 == 2);
+    assert_eq!(oks.len(), 2, "one retransmission of the 200:\n{pair:?}");
+    let gap = (oks[1].at - oks[0].at).as_secs_f64();
+    assert!((gap - T1).abs() < 0.02, "retransmitted after {gap} s");
+    let acks = pair
+        .wire
+        .find(|r| r.is_request(&Method::Ack) && r.cseq() == (2, Method::Ack));
+    assert_eq!(acks.len(), 2, "{pair:?}");
+    assert!(pair.wire.find(|r| r.is_request(&Method::Bye)).is_empty());
+    assert_eq!(pair.a.last_state(), Some(CallState::Held));
+    assert_eq!(pair.b.last_state(), Some(CallState::Held));
+    // The retransmitted 200 is not a second state change for alice.
+    let a_new: Vec<_> = pair.a.events[events_before..].to_vec();
+    assert_eq!(
+        a_new
+            .iter()
+            .filter(|e| matches!(e, UaEvent::MediaUpdate { .. }))
+            .count(),
+        1,
+        "{a_new:?}"
+    );
+    assert_eq!(
+        a_new
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Call { .. }))
+            .count(),
+        1,
+        "{a_new:?}"
+    );
+    let b_new: Vec<_> = pair.b.events[b_events_before..].to_vec();
+    assert_eq!(
+        b_new
+            .iter()
+            .filter(|e| matches!(e, UaEvent::MediaUpdate { .. }))
+            .count(),
+        1,
+        "{b_new:?}"
+    );
 }
 
 #[test]
