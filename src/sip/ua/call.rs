@@ -574,7 +574,17 @@ impl UserAgent {
         match response.code {
             // Glare (RFC 3261 §14.1): retry after 2.1-4 s as the dialog's owner of Call-ID.
             491 => {
-                let wait = Duration::from_millis(2100 + self.ids.next_u64() % 1900);
+                // §14.1: only the Call-ID's owner (the caller) waits 2.1-4 s; the other side
+                // waits 0-2 s. Both used to wait 2.1-4 s, so the two retries could collide again.
+                let owns_call_id = self
+                    .calls
+                    .iter()
+                    .any(|c| c.id == id && c.role == Role::Caller);
+                let wait = if owns_call_id {
+                    Duration::from_millis(2100 + self.ids.next_u64() % 1900)
+                } else {
+                    Duration::from_millis(self.ids.next_u64() % 2000)
+                };
                 if let Some(call) = self.call_mut(id) {
                     call.glare_retry_at = Some(now + wait);
                 }
