@@ -350,13 +350,22 @@ impl Pair {
         self.command(side, Command::Answer { call: None, media });
     }
 
-    /// Bytes from a hand-played peer at `from` to the node at `to`, delivered now.
+    /// Bytes from a hand-played peer at `from` to the node at `to`, delivered now (and logged).
     pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         let now = self.now;
         let source = Destination {
             addr: from,
             transport: TransportKind::Udp,
         };
+        if let Ok(msg) = parse_datagram(bytes) {
+            self.wire.log.push(Record {
+                at: now,
+                from,
+                to,
+                msg,
+                dropped: false,
+            });
+        }
         if let Some(node) = self.nodes_mut().find(|n| n.addr == to) {
             node.ua.handle_datagram(source, bytes, now);
         }
