@@ -682,7 +682,7 @@ impl UserAgent {
                     self.tsx.send_response(tsx, r, now);
                     return true;
                 };
-                self.in_dialog_request(id, tsx, request, now);
+                self.in_dialog_request(id, tsx, request, source, now);
                 true
             }
             Method::Bye | Method::Info | Method::Refer | Method::Notify => {
@@ -935,7 +935,14 @@ impl UserAgent {
         }
     }
 
-    fn in_dialog_request(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
+    fn in_dialog_request(
+        &mut self,
+        id: u64,
+        tsx: TsxId,
+        request: Request,
+        source: Destination,
+        now: Instant,
+    ) {
         // CSeq must grow (RFC 3261 §12.2.2); an old one gets 500.
         let seq = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
         let tag = self
@@ -961,7 +968,7 @@ impl UserAgent {
                 self.tsx.send_response(tsx, r, now);
                 self.terminate(id, None, Some("Remote hung up".into()));
             }
-            Method::Invite => self.incoming_reinvite(id, tsx, request, now),
+            Method::Invite => self.incoming_reinvite(id, tsx, request, source, now),
             Method::Info => {
                 let digit = dtmf_relay_digit(&request);
                 let r = self.make_response(
@@ -1037,7 +1044,14 @@ impl UserAgent {
         }
     }
 
-    fn incoming_reinvite(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
+    fn incoming_reinvite(
+        &mut self,
+        id: u64,
+        tsx: TsxId,
+        request: Request,
+        source: Destination,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.iter().find(|c| c.id == id) else {
             return;
         };
@@ -1074,7 +1088,9 @@ impl UserAgent {
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
         let t1 = self.config.timers.t1;
-        let source = self.dialog_destination(id);
+        // 2xx retransmissions go where the re-INVITE came from (RFC 3261 §18.2.2), as for the
+        // initial INVITE; the remote target (Contact) may be unreachable behind NAT.
+        let source = Some(source);
         let Some(call) = self.call_mut(id) else {
             return;
         };
