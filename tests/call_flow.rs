@@ -861,6 +861,27 @@ fn reinvite_without_sdp_offer_in_200_answer_in_ack() {
     );
 }
 
+#[test]
+fn reinvite_200_is_retransmitted_to_where_the_reinvite_came_from() {
+    // RFC 3261 §18.2.2: responses, 2xx retransmissions included, follow the Via (the source
+    // here), not the dialog's remote target: a peer behind NAT only hears them there.
+    let mut pair = established();
+    let hand = addr("127.0.0.1:5099");
+    let reinvite = without_body(alice_request(&pair, "INVITE", 2, hand, ""));
+    pair.inject(hand, addr(B_ADDR), &reinvite);
+    // No ACK: bob retransmits his 200.
+    pair.run_secs(1.0);
+    let oks = pair
+        .wire
+        .find(|r| r.is_response(200, &Method::Invite) && r.cseq().0 == 2);
+    assert!(oks.len() >= 2, "{pair:?}");
+    assert!(
+        oks.iter().all(|r| r.to == hand),
+        "200 retransmissions went to {:?}:\n{pair:?}",
+        oks.iter().map(|r| r.to).collect::<Vec<_>>()
+    );
+}
+
 // ------------------------------------------------------------------------ INFO and REFER
 
 #[test]
