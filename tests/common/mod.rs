@@ -5,6 +5,7 @@
 //! `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod pair;
 pub mod peers;
 pub mod ports;
 pub mod process;

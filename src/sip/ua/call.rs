@@ -577,7 +577,17 @@ impl UserAgent {
         match response.code {
             // Glare (RFC 3261 §14.1): retry after 2.1-4 s as the dialog's owner of Call-ID.
             491 => {
-                let wait = Duration::from_millis(2100 + self.ids.next_u64() % 1900);
+                // §14.1: only the Call-ID's owner (the caller) waits 2.1-4 s; the other side
+                // waits 0-2 s. Both used to wait 2.1-4 s, so the two retries could collide again.
+                let owns_call_id = self
+                    .calls
+                    .iter()
+                    .any(|c| c.id == id && c.role == Role::Caller);
+                let wait = if owns_call_id {
+                    Duration::from_millis(2100 + self.ids.next_u64() % 1900)
+                } else {
+                    Duration::from_millis(self.ids.next_u64() % 2000)
+                };
                 if let Some(call) = self.call_mut(id) {
                     call.glare_retry_at = Some(now + wait);
                 }
@@ -675,7 +685,7 @@ impl UserAgent {
                     self.tsx.send_response(tsx, r, now);
                     return true;
                 };
-                self.in_dialog_request(id, tsx, request, now);
+                self.in_dialog_request(id, tsx, request, source, now);
                 true
             }
             Method::Bye | Method::Info | Method::Refer | Method::Notify => {
@@ -928,7 +938,14 @@ impl UserAgent {
         }
     }
 
-    fn in_dialog_request(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
+    fn in_dialog_request(
+        &mut self,
+        id: u64,
+        tsx: TsxId,
+        request: Request,
+        source: Destination,
+        now: Instant,
+    ) {
         // CSeq must grow (RFC 3261 §12.2.2); an old one gets 500.
         let seq = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
         let tag = self
@@ -954,7 +971,7 @@ impl UserAgent {
                 self.tsx.send_response(tsx, r, now);
                 self.terminate(id, None, Some("Remote hung up".into()));
             }
-            Method::Invite => self.incoming_reinvite(id, tsx, request, now),
+            Method::Invite => self.incoming_reinvite(id, tsx, request, source, now),
             Method::Info => {
                 let digit = dtmf_relay_digit(&request);
                 let r = self.make_response(
@@ -1030,7 +1047,14 @@ impl UserAgent {
         }
     }
 
-    fn incoming_reinvite(&mut self, id: u64, tsx: TsxId, request: Request, now: Instant) {
+    fn incoming_reinvite(
+        &mut self,
+        id: u64,
+        tsx: TsxId,
+        request: Request,
+        source: Destination,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.iter().find(|c| c.id == id) else {
             return;
         };
@@ -1067,7 +1091,9 @@ impl UserAgent {
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
         let t1 = self.config.timers.t1;
-        let source = self.dialog_destination(id);
+        // 2xx retransmissions go where the re-INVITE came from (RFC 3261 §18.2.2), as for the
+        // initial INVITE; the remote target (Contact) may be unreachable behind NAT.
+        let source = Some(source);
         let Some(call) = self.call_mut(id) else {
             return;
         };
@@ -1138,8 +1164,10 @@ impl UserAgent {
             let Some(call) = self.call_mut(id) else {
                 continue;
             };
+            // Also wake at give_up itself: checking it only at retransmit times sent the BYE at
+            // the first retransmit after 64*T1 (35.5 s with default timers), not at 64*T1.
             if let Some(pending) = call.pending_ok.as_mut()
-                && now >= pending.next
+                && (now >= pending.next || now >= pending.give_up)
             {
                 if now >= pending.give_up {
                     // No ACK within 64*T1 (RFC 3261 §13.3.1.4): end the call with BYE.
@@ -1169,7 +1197,7 @@ impl UserAgent {
                 [
                     c.no_answer_at,
                     c.glare_retry_at,
-                    c.pending_ok.as_ref().map(|p| p.next),
+                    c.pending_ok.as_ref().map(|p| p.next.min(p.give_up)),
                 ]
             })
             .flatten()
