@@ -5,10 +5,11 @@
 //! `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod headless;
 pub mod peers;
-pub mod sim;
 pub mod ports;
 pub mod process;
+pub mod sim;
 
 use std::path::PathBuf;
 use std::time::Duration;
