@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod pair;
+pub mod headless;
 pub mod peers;
 pub mod ports;
 pub mod process;

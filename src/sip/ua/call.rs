@@ -63,6 +63,17 @@ pub(super) struct Call {
 }
 
 impl Call {
+    /// The media task's copy of `params`. While we hold the call it sends nothing: RFC 3264
+    /// §8.4 `sendonly` would allow music on hold, but we have none, and sending the live
+    /// microphone let the held party hear everything said on this side of a held call.
+    /// (`call.params` keeps the negotiated direction; only the media task sees `Inactive`.)
+    fn media_params(&self, mut params: MediaParams) -> MediaParams {
+        if self.on_hold && params.direction == Direction::SendOnly {
+            params.direction = Direction::Inactive;
+        }
+        params
+    }
+
     fn media_direction(&self) -> Direction {
         if self.on_hold {
             Direction::SendOnly
@@ -505,6 +516,7 @@ impl UserAgent {
             Ok(params) => {
                 let first = call.params.is_none();
                 call.params = Some(params.clone());
+                let params = call.media_params(params);
                 let event = if first {
                     UaEvent::MediaStart {
                         call: id,
@@ -1122,6 +1134,7 @@ impl UserAgent {
             let held_by_peer =
                 matches!(params.direction, Direction::Inactive | Direction::RecvOnly);
             call.params = Some(params.clone());
+            let params = call.media_params(params);
             self.events
                 .push_back(UaEvent::MediaUpdate { call: id, params });
             let state = if held_by_peer || self.calls.iter().any(|c| c.id == id && c.on_hold) {

@@ -1,0 +1,255 @@
+//! A `sipterm --headless` child for integration tests: its own HOME and XDG
+//! directories (no user config or log is touched), the real listen address
+//! read from `ready`, JSON events parsed with serde_json, commands on stdin.
+//! Plus the WAV helpers the call tests share.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::HarnessError;
+use super::process::{ChildGuard, Stdout};
+
+/// How long a sipterm may take to print `ready` (a debug build on a loaded machine).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What to start a headless sipterm with.
+#[derive(Debug, Clone, Default)]
+pub struct HeadlessOptions {
+    /// `--audio-in`; None: `null`.
+    pub audio_in: Option<PathBuf>,
+    /// `--audio-out`; None: `null`.
+    pub audio_out: Option<PathBuf>,
+    /// `--auto-answer=MS`.
+    pub auto_answer_ms: Option<u64>,
+    /// A config file's text: written to `<dir>/config.toml` and passed as `--config`.
+    pub config_toml: Option<String>,
+    /// Anything else for the command line.
+    pub extra_args: Vec<String>,
+}
+
+/// A running headless sipterm. Dropping it kills it.
+pub struct Headless {
+    guard: ChildGuard,
+    /// The address from its `ready` event.
+    pub listen: SocketAddr,
+    /// Every event read so far, in order (including the ones `expect_event` skipped).
+    history: Vec<Value>,
+    // HOME, XDG dirs, config and logs live here while the child runs.
+    _home: tempfile::TempDir,
+}
+
+impl Headless {
+    /// Starts `sipterm --headless --listen 127.0.0.1:0` with `options` and waits for `ready`.
+    pub fn spawn(name: &str, options: &HeadlessOptions) -> Result<Headless, HarnessError> {
+        let home = tempfile::Builder::new()
+            .prefix(&format!("sipterm-{name}-home-"))
+            .tempdir()
+            .map_err(|e| HarnessError::io("creating a temp HOME", e))?;
+        let root = home.path();
+        for sub in ["config", "state", "data", "cache", "logs"] {
+            std::fs::create_dir_all(root.join(sub))
+                .map_err(|e| HarnessError::io(format!("creating {sub} dir"), e))?;
+        }
+        let audio = |path: &Option<PathBuf>| {
+            path.as_ref()
+                .map_or_else(|| "null".to_owned(), |p| p.display().to_string())
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sipterm"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", root)
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env("XDG_STATE_HOME", root.join("state"))
+            .env("XDG_DATA_HOME", root.join("data"))
+            .env("XDG_CACHE_HOME", root.join("cache"))
+            .args(["--headless", "--listen", "127.0.0.1:0"])
+            .args(["--audio-in", &audio(&options.audio_in)])
+            .args(["--audio-out", &audio(&options.audio_out)])
+            .arg("--log-file")
+            .arg(root.join("logs").join("sipterm.log"));
+        if let Some(ms) = options.auto_answer_ms {
+            command.arg(format!("--auto-answer={ms}"));
+        }
+        if let Some(text) = &options.config_toml {
+            let path = root.join("config.toml");
+            std::fs::write(&path, text)
+                .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))?;
+            command.arg("--config").arg(&path);
+        }
+        command.args(&options.extra_args);
+        let guard = ChildGuard::spawn(name, command, Stdout::Lines, Some(&root.join("logs")))?;
+        let mut headless = Headless {
+            guard,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            history: Vec::new(),
+            _home: home,
+        };
+        let ready = headless.expect_event(
+            "the `ready` event",
+            |e| e["event"] == "ready",
+            READY_TIMEOUT,
+        )?;
+        let listen = ready["listen"].as_str().unwrap_or_default();
+        headless.listen = listen.parse().map_err(|_| HarnessError::InvalidInput {
+            what: "ready.listen",
+            value: listen.to_owned(),
+            why: "not an IP:PORT",
+        })?;
+        Ok(headless)
+    }
+
+    /// `sip:<user>@<listen>`: how a peer dials this sipterm.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.listen)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    pub fn name(&self) -> &str {
+        self.guard.name()
+    }
+
+    /// Where its stdout.log, stderr.log and sipterm.log are.
+    pub fn log_dir(&self) -> &Path {
+        self.guard.log_dir()
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, command: &str) -> Result<(), HarnessError> {
+        self.guard.send_line(command)
+    }
+
+    /// Reads events until one satisfies `matches` (events before it are kept in `history`).
+    /// Non-JSON lines fail the wait: stdout must be JSON lines only.
+    pub fn expect_event(
+        &mut self,
+        what: &str,
+        mut matches: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, HarnessError> {
+        let mut found = None;
+        let mut bad_line = None;
+        let history = &mut self.history;
+        let mut check = |line: &str| match serde_json::from_str::<Value>(line) {
+            Ok(event) => {
+                let hit = matches(&event);
+                history.push(event.clone());
+                if hit {
+                    found = Some(event);
+                }
+                hit
+            }
+            Err(_) => {
+                bad_line = Some(line.to_owned());
+                true
+            }
+        };
+        self.guard
+            .expect_line_described(what, &mut check, timeout)?;
+        if let Some(line) = bad_line {
+            return Err(HarnessError::InvalidInput {
+                what: "headless stdout line",
+                value: line,
+                why: "not a JSON object",
+            });
+        }
+        found.ok_or_else(|| HarnessError::InvalidInput {
+            what: "expect_event",
+            value: what.to_owned(),
+            why: "matched line vanished",
+        })
+    }
+
+    /// Waits for a `call` event with this `state`.
+    pub fn expect_call_state(
+        &mut self,
+        state: &str,
+        timeout: Duration,
+    ) -> Result<Value, HarnessError> {
+        self.expect_event(
+            &format!("call state `{state}`"),
+            |e| e["event"] == "call" && e["state"] == state,
+            timeout,
+        )
+    }
+
+    /// Every event read so far.
+    pub fn history(&self) -> &[Value] {
+        &self.history
+    }
+
+    /// The events of one kind read so far.
+    pub fn events_of(&self, kind: &str) -> Vec<&Value> {
+        self.history.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    /// `quit`, then waits for the exit; kills it when it takes longer than `timeout`.
+    pub fn quit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if self.guard.try_exit_status().is_none() {
+            let _ = self.send("quit");
+        }
+        // Drain stdout into history so late events are visible to the test.
+        let _ = self.expect_event("the end of stdout", |_| false, timeout);
+        match self.guard.wait_timeout(Duration::from_millis(500)) {
+            Some(status) => Some(status),
+            None => {
+                self.guard.kill();
+                None
+            }
+        }
+    }
+
+    /// Everything it logged to stderr and its log file, for failure messages.
+    pub fn recent_output(&self) -> String {
+        self.guard.recent_output()
+    }
+
+    /// utime + stime of the process so far, in clock ticks (from /proc/PID/stat).
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(utime + stime)
+    }
+}
+
+/// Writes a 16-bit mono WAV.
+pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) -> Result<(), hound::Error> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec)?;
+    for &s in samples {
+        writer.write_sample(s)?;
+    }
+    writer.finalize()
+}
+
+/// A sine of `frequency` Hz, `seconds` long, peak `amplitude`.
+pub fn sine(frequency: f32, rate: u32, seconds: f32, amplitude: f32) -> Vec<i16> {
+    let mut out = Vec::new();
+    sipterm::media::tones::SineGenerator::new(frequency, rate, amplitude)
+        .fill(&mut out, (rate as f32 * seconds) as usize);
+    out
+}
+
+/// Reads a 16-bit mono WAV: (rate, samples).
+pub fn read_wav(path: &Path) -> Result<(u32, Vec<i16>), hound::Error> {
+    let mut reader = hound::WavReader::open(path)?;
+    let rate = reader.spec().sample_rate;
+    let samples = reader.samples::<i16>().collect::<Result<Vec<_>, _>>()?;
+    Ok((rate, samples))
+}
