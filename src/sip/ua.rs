@@ -901,7 +901,10 @@ pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Ve
             kept.push((long.to_string(), value.trim().to_string()));
         }
     }
-    let needed = ["Via", "From", "To", "Call-ID", "CSeq"];
+    // Via (where the answer goes, and the branch the client matches on) and CSeq (the method
+    // it matches) are enough: RFC 4475 §3.3.1 (insuf) wants a 400 even for a request that
+    // lacks Call-ID, From and To, and the client can still match that response.
+    let needed = ["Via", "CSeq"];
     if !needed
         .iter()
         .all(|n| kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)))
