@@ -737,6 +737,23 @@ impl UserAgent {
             r.headers.push("Accept", ACCEPT);
             return Some(r);
         }
+        // RFC 3261 §21.4.7 / RFC 4475 §3.3.15 (sdp01): an INVITE whose Accept rules out SDP
+        // leaves us no way to answer the session; 406 rather than ringing a call we cannot take.
+        if request.method == Method::Invite
+            && let Some(accept) = request.headers.get("Accept")
+            && !accept.trim().is_empty()
+            && !accept.split(',').any(|range| {
+                let range = range.split(';').next().unwrap_or("").trim();
+                ["application/sdp", "application/*", "*/*"]
+                    .iter()
+                    .any(|ok| range.eq_ignore_ascii_case(ok))
+            })
+        {
+            let mut r = self.make_response(request, 406, None);
+            r.headers
+                .push("Warning", "399 sipterm \"answer must be application/sdp\"");
+            return Some(r);
+        }
         None
     }
 
