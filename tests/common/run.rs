@@ -169,9 +169,20 @@ impl Sipterm {
     }
 
     /// Sends `quit` and waits up to `timeout` for the process to end.
+    /// The events it printed on the way out are read into `seen`.
     pub fn quit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let _ = self.send("quit");
-        self.guard.wait_timeout(timeout)
+        let status = self.guard.wait_timeout(timeout);
+        if status.is_some() {
+            self.drain();
+        }
+        status
+    }
+
+    /// Reads whatever stdout lines are left into `seen` (returns at once when stdout has
+    /// closed; otherwise after a short quiet period).
+    pub fn drain(&mut self) {
+        let _ = self.expect_event("the rest of stdout", Duration::from_millis(500), |_| false);
     }
 
     pub fn dir(&self) -> &Path {
