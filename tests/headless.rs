@@ -140,6 +140,14 @@ fn bad_commands_get_error_events_and_the_process_keeps_going() {
 #[test]
 fn quit_ends_the_process_with_exit_0() {
     let mut sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm ready");
+    // One command answered first, so the stdin reader is surely blocked in its next read when
+    // `quit` comes (that read once kept the process alive until stdin closed).
+    sipterm.send("mute").expect("send");
+    sipterm
+        .expect_event("an error for mute", EVENT_TIMEOUT, |e| {
+            e["event"] == "error"
+        })
+        .expect("mute without a call is an error");
     let started = Instant::now();
     let status = sipterm.quit(EXIT_TIMEOUT);
     let took = started.elapsed();
