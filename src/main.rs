@@ -52,7 +52,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sipterm::headless::run(cli, config)) {
+    let result = runtime.block_on(sipterm::headless::run(cli, config));
+    // The stdin reader is a blocking read that tokio cannot cancel; dropping the runtime would
+    // wait for it, so `quit` (or SIGTERM) hung until the next input line or EOF. Do not wait.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

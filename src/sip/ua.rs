@@ -781,6 +781,23 @@ impl UserAgent {
             r.headers.push("Accept", ACCEPT);
             return Some(r);
         }
+        // RFC 3261 §21.4.7 / RFC 4475 §3.3.15 (sdp01): an INVITE whose Accept rules out SDP
+        // leaves us no way to answer the session; 406 rather than ringing a call we cannot take.
+        if request.method == Method::Invite
+            && let Some(accept) = request.headers.get("Accept")
+            && !accept.trim().is_empty()
+            && !accept.split(',').any(|range| {
+                let range = range.split(';').next().unwrap_or("").trim();
+                ["application/sdp", "application/*", "*/*"]
+                    .iter()
+                    .any(|ok| range.eq_ignore_ascii_case(ok))
+            })
+        {
+            let mut r = self.make_response(request, 406, None);
+            r.headers
+                .push("Warning", "399 sipterm \"answer must be application/sdp\"");
+            return Some(r);
+        }
         None
     }
 
@@ -945,7 +962,10 @@ pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Ve
             kept.push((long.to_string(), value.trim().to_string()));
         }
     }
-    let needed = ["Via", "From", "To", "Call-ID", "CSeq"];
+    // Via (where the answer goes, and the branch the client matches on) and CSeq (the method
+    // it matches) are enough: RFC 4475 §3.3.1 (insuf) wants a 400 even for a request that
+    // lacks Call-ID, From and To, and the client can still match that response.
+    let needed = ["Via", "CSeq"];
     if !needed
         .iter()
         .all(|n| kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)))

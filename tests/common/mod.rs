@@ -10,6 +10,7 @@ pub mod headless;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod run;
 pub mod sim;
 
 use std::path::PathBuf;
