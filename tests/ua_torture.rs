@@ -416,3 +416,10 @@ fn every_message_at_most_one_answer_to_the_source_and_the_ua_lives_on() {
         vec![200]
     );
 }
+
+#[test]
+fn inv2543_old_style_invite_without_contact_rings() {
+    // RFC 4475 §3.4.1: an RFC 2543 INVITE (no branch cookie, no Max-Forwards, no Contact) is to
+    // be handled for backward compatibility; the From URI stands in for the missing Contact.
+    rings("inv2543", &rfc4475("inv2543"));
+}

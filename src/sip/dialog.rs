@@ -25,7 +25,7 @@ pub struct Dialog {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DialogError {
-    #[error("response lacks {0}")]
+    #[error("message lacks {0}")]
     Missing(&'static str),
 }
 
@@ -115,7 +115,8 @@ impl Dialog {
             .ok()
             .and_then(|c| c.into_iter().next())
             .map(|c| c.uri)
-            .ok_or(DialogError::Missing("Contact"))?;
+            // RFC 2543 requests may omit Contact (RFC 4475 §3.4.1): the From URI is the best target.
+            .unwrap_or_else(|| from.uri.clone());
         Ok(Dialog {
             call_id,
             local_tag: local_tag.to_string(),

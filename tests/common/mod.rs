@@ -5,8 +5,8 @@
 //! `dead_code` allowances.
 #![allow(dead_code)]
 
-pub mod pair;
 pub mod headless;
+pub mod pair;
 pub mod peers;
 pub mod ports;
 pub mod process;
