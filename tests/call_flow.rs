@@ -652,9 +652,11 @@ fn hold_and_resume() {
     assert!(body(ok).contains("a=recvonly"), "{}", body(ok));
     assert_eq!(pair.a.last_state(), Some(CallState::Held));
     assert_eq!(pair.b.last_state(), Some(CallState::Held));
+    // The SDP says sendonly (RFC 3264 hold), but with no music on hold the holder's media
+    // task sends nothing: the held party must not hear the holder's microphone.
     assert_eq!(
         media_updates(&pair.a).last().unwrap().direction,
-        Direction::SendOnly
+        Direction::Inactive
     );
     assert_eq!(
         media_updates(&pair.b).last().unwrap().direction,
