@@ -6,9 +6,10 @@
 #![allow(dead_code)]
 
 pub mod peers;
-pub mod sim;
 pub mod ports;
 pub mod process;
+pub mod sim;
+pub mod sipterm;
 
 use std::path::PathBuf;
 use std::time::Duration;
