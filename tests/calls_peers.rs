@@ -35,10 +35,17 @@ fn scratch(name: &str) -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// Writes `seconds` of a sine at `frequency` (mono, 16 bit, `rate` Hz).
-fn write_tone(path: &Path, frequency: f32, rate: u32, seconds: f32, amplitude: f32) {
+/// Writes `seconds` of a sine at `frequency` (16 bit, `rate` Hz, the same
+/// signal in each of `channels`).
+fn write_tone(
+    path: &Path,
+    frequency: f32,
+    (rate, channels): (u32, u16),
+    seconds: f32,
+    amplitude: f32,
+) {
     let spec = hound::WavSpec {
-        channels: 1,
+        channels,
         sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
@@ -47,21 +54,24 @@ fn write_tone(path: &Path, frequency: f32, rate: u32, seconds: f32, amplitude: f
     let count = (seconds * rate as f32) as u32;
     for n in 0..count {
         let phase = std::f32::consts::TAU * frequency * n as f32 / rate as f32;
-        writer
-            .write_sample((amplitude * phase.sin()) as i16)
-            .expect("write tone sample");
+        for _ in 0..channels {
+            writer
+                .write_sample((amplitude * phase.sin()) as i16)
+                .expect("write tone sample");
+        }
     }
     writer.finalize().expect("finalize tone WAV");
 }
 
-/// The samples of a mono 16-bit WAV and its rate.
+/// The first channel of a 16-bit WAV and its rate (baresip's opus dumps are stereo).
 fn read_wav(path: &Path) -> (u32, Vec<i16>) {
     let mut reader = hound::WavReader::open(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let spec = reader.spec();
-    assert_eq!(spec.channels, 1, "{} is not mono", path.display());
+    let channels = usize::from(spec.channels.max(1));
     let samples: Vec<i16> = reader
         .samples::<i16>()
+        .step_by(channels)
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("bad samples in {}: {e}", path.display()));
     (spec.sample_rate, samples)
@@ -113,10 +123,10 @@ fn assert_tone(what: &str, path: &Path, expected: f32) -> (f32, f32, f32) {
     (voiced_seconds, frequency, level)
 }
 
-/// A 20 s tone WAV (longer than any call here) in `dir`.
+/// A 20 s mono tone WAV (longer than any call here) in `dir`.
 fn tone_file(dir: &Path, name: &str, frequency: f32, rate: u32) -> PathBuf {
     let path = dir.join(name);
-    write_tone(&path, frequency, rate, 20.0, 8000.0);
+    write_tone(&path, frequency, (rate, 1), 20.0, 8000.0);
     path
 }
 
@@ -622,4 +632,63 @@ fn call_through_kamailio_with_record_route() {
     finish(&mut bob, "kamailio bob");
     assert_tone("alice heard bob", &alice_heard, PEER_TONE);
     assert_tone("bob heard alice", &bob_heard, SIPTERM_TONE);
+}
+
+/// sipterm calls baresip with Opus only on baresip's side (48 kHz aufile):
+/// the call negotiates opus/48000 and each side records the other's tone.
+#[test]
+fn sipterm_calls_baresip_with_opus() {
+    let dir = scratch("baresip-opus");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir_all(&dumps).expect("dump dir");
+    let baresip_port = free_udp_port().expect("port");
+    let config = common::peers::BaresipConfig {
+        sip_port: baresip_port,
+        user: "baresip".to_owned(),
+        // baresip's opus is opus/48000/2 and its aufile wants the codec's channel count.
+        audio_in: Some({
+            let path = dir.path().join("peer.wav");
+            write_tone(&path, PEER_TONE, (48000, 2), 20.0, 8000.0);
+            path
+        }),
+        auto_answer: true,
+        codecs: vec!["opus"],
+        registration: None,
+    };
+    let mut baresip =
+        Baresip::start_with(&dir.path().join("baresip"), Some(&dumps), &config).expect("baresip");
+    let audio_out = dir.path().join("heard.wav");
+    let mut alice = start_sipterm(
+        "alice",
+        &Options {
+            account: Some(account("alice")),
+            audio_in: Some(tone_file(dir.path(), "tone.wav", SIPTERM_TONE, 48000)),
+            audio_out: Some(audio_out.clone()),
+            ..Options::default()
+        },
+    );
+    check(
+        alice.send(&format!("dial sip:baresip@127.0.0.1:{baresip_port}")),
+        &alice,
+    );
+    if let Err(e) = alice.expect_call_state("confirmed", SIGNALLING) {
+        panic!("{e}\n--- baresip ---\n{}", baresip.log());
+    }
+    std::thread::sleep(TALK);
+    check(alice.send("hangup"), &alice);
+    expect_terminated(&mut alice);
+    if let Err(e) = baresip.wait_output("terminated", SIGNALLING) {
+        panic!("baresip did not see the BYE: {e}");
+    }
+    finish(&mut alice, "opus to baresip");
+    let media = last_media(&alice).expect("a media event");
+    assert_eq!(media["codec"], "opus/48000", "{media}");
+    let quit = baresip.quit(Duration::from_secs(5));
+    println!("baresip quit: {quit:?}");
+    assert_tone("sipterm heard baresip (opus)", &audio_out, PEER_TONE);
+    assert_tone(
+        "baresip heard sipterm (opus)",
+        &baresip_dump(&baresip, &dumps),
+        SIPTERM_TONE,
+    );
 }
