@@ -8,6 +8,8 @@ use sipterm::config::Config;
 
 /// Exit status for a config or command-line mistake the user has to fix.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// How long the runtime's leftover tasks and threads may take after the front end returned.
+const QUIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,9 +55,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(sipterm::headless::run(cli, config));
-    // The stdin reader is a blocking read that tokio cannot cancel; dropping the runtime would
-    // wait for it, so `quit` (or SIGTERM) hung until the next input line or EOF. Do not wait.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    // tokio's stdin reader is a blocking thread parked in read(2); dropping the runtime waits for
+    // it, i.e. until stdin is closed, so `quit` with the pipe still open never exited. Give the
+    // tasks a moment to finish (they close WAV files) and then leave without the reader.
+    runtime.shutdown_timeout(QUIT_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -826,7 +826,7 @@ fn is_accepted_for(method: &Method, content_type: &str) -> bool {
 }
 
 /// Builds a response copying Via, From, To (adding a tag to a final response when the request
-/// had none), Call-ID and CSeq.
+/// had none), Call-ID and CSeq, and for 101-299 the Record-Route values.
 pub fn build_response(
     request: &Request,
     code: u16,
@@ -858,6 +858,13 @@ pub fn build_response(
                 value = format!("{value};tag={tag}");
             }
             response.headers.push(header.name.clone(), value);
+        } else if name.eq_ignore_ascii_case("Record-Route") && (101..300).contains(&code) {
+            // RFC 3261 §12.1.1: a response that (may) establish a dialog carries the request's
+            // Record-Route values, in order. Without them the caller's route set was empty and
+            // its ACK and BYE went straight to our Contact, bypassing the record-routing proxy.
+            response
+                .headers
+                .push(header.name.clone(), header.value.clone());
         }
     }
     response.headers.push("Server", server);

@@ -12,6 +12,7 @@ pub mod ports;
 pub mod process;
 pub mod run;
 pub mod sim;
+pub mod sipterm;
 
 use std::path::PathBuf;
 use std::time::Duration;
