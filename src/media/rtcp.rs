@@ -784,3 +784,270 @@ fn next_random(state: &mut u64) -> u64 {
     mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     mixed ^ (mixed >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SR from 0x11223344 with the NTP time of RFC 3550's §6.4.1 example (0xb44db705.2 =
+    /// 3024992005.125 s), RTP time 0xa00, 10 packets, 1600 octets, and one block about
+    /// 0x55667788: 25/256 lost, 10 cumulative, highest 0x1_0064, jitter 32, LSR 0xb705:2000,
+    /// DLSR 0x0005:4000. 28 + 24 = 52 bytes = 13 words, so the length field says 12.
+    const SENDER_REPORT: [u8; 52] = [
+        0x81, 0xc8, 0x00, 0x0c, // V=2 P=0 RC=1, PT=200, length 12
+        0x11, 0x22, 0x33, 0x44, // sender SSRC
+        0xb4, 0x4d, 0xb7, 0x05, // NTP seconds
+        0x20, 0x00, 0x00, 0x00, // NTP fraction (.125)
+        0x00, 0x00, 0x0a, 0x00, // RTP timestamp
+        0x00, 0x00, 0x00, 0x0a, // packet count 10
+        0x00, 0x00, 0x06, 0x40, // octet count 1600
+        0x55, 0x66, 0x77, 0x88, // block: source
+        0x19, 0x00, 0x00, 0x0a, // fraction 25, cumulative 10
+        0x00, 0x01, 0x00, 0x64, // one wrap, highest sequence 100
+        0x00, 0x00, 0x00, 0x20, // jitter 32
+        0xb7, 0x05, 0x20, 0x00, // LSR
+        0x00, 0x05, 0x40, 0x00, // DLSR 5.25 s
+    ];
+
+    fn sender_report() -> RtcpPacket {
+        RtcpPacket::SenderReport {
+            ssrc: 0x1122_3344,
+            info: SenderInfo {
+                ntp: NtpTimestamp(0xb44d_b705_2000_0000),
+                rtp_timestamp: 0xa00,
+                packet_count: 10,
+                octet_count: 1600,
+            },
+            reports: vec![ReportBlock {
+                ssrc: 0x5566_7788,
+                fraction_lost: 25,
+                cumulative_lost: 10,
+                extended_highest_sequence: 0x1_0064,
+                jitter: 32,
+                last_sr: 0xb705_2000,
+                delay_since_last_sr: 0x0005_4000,
+            }],
+        }
+    }
+
+    #[test]
+    fn sender_report_matches_hand_built_bytes() {
+        assert_eq!(build_compound(&[sender_report()]).unwrap(), SENDER_REPORT);
+        assert_eq!(
+            parse_compound(&SENDER_REPORT).unwrap(),
+            vec![sender_report()]
+        );
+    }
+
+    #[test]
+    fn receiver_report_carries_negative_cumulative_loss_as_24_bit() {
+        // 8 + 24 = 32 bytes = 8 words (length 7); -1 in 24-bit two's complement is 0xffffff.
+        let bytes = [
+            0x81, 0xc9, 0x00, 0x07, 0x01, 0x02, 0x03, 0x04, // RR from 0x01020304
+            0x0a, 0x0b, 0x0c, 0x0d, 0x00, 0xff, 0xff, 0xff, // about 0x0a0b0c0d, lost -1
+            0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, // highest 0xffff, jitter 0
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // no SR seen yet
+        ];
+        let packet = RtcpPacket::ReceiverReport {
+            ssrc: 0x0102_0304,
+            reports: vec![ReportBlock {
+                ssrc: 0x0a0b_0c0d,
+                cumulative_lost: -1,
+                extended_highest_sequence: 0xffff,
+                ..ReportBlock::default()
+            }],
+        };
+        assert_eq!(
+            build_compound(std::slice::from_ref(&packet)).unwrap(),
+            bytes
+        );
+        assert_eq!(parse_compound(&bytes).unwrap(), vec![packet]);
+    }
+
+    #[test]
+    fn cumulative_loss_beyond_24_bits_is_clamped() {
+        let block = |cumulative_lost| RtcpPacket::ReceiverReport {
+            ssrc: 1,
+            reports: vec![ReportBlock {
+                ssrc: 2,
+                cumulative_lost,
+                ..ReportBlock::default()
+            }],
+        };
+        for (sent, read) in [(10_000_000, 0x7f_ffff), (-10_000_000, -0x80_0000)] {
+            let bytes = build_compound(&[block(sent)]).unwrap();
+            assert_eq!(parse_compound(&bytes).unwrap(), vec![block(read)]);
+        }
+    }
+
+    #[test]
+    fn sdes_and_bye_match_hand_built_bytes() {
+        // SDES: SSRC, CNAME item (type 1, length 4, "ab@c"), null item, one pad byte: 12 bytes
+        // of chunk + 4 of header = 4 words (length 3). BYE: SSRC, reason "bye" with its length
+        // octet, exactly one word: 12 bytes (length 2).
+        let bytes = [
+            0x81, 0xca, 0x00, 0x03, 0x11, 0x22, 0x33, 0x44, 0x01, 0x04, b'a', b'b', b'@', b'c',
+            0x00, 0x00, // SDES
+            0x81, 0xcb, 0x00, 0x02, 0x11, 0x22, 0x33, 0x44, 0x03, b'b', b'y', b'e', // BYE
+        ];
+        let packets = vec![
+            RtcpPacket::SourceDescription(vec![SdesChunk {
+                ssrc: 0x1122_3344,
+                cname: Some("ab@c".into()),
+            }]),
+            RtcpPacket::Goodbye {
+                sources: vec![0x1122_3344],
+                reason: Some("bye".into()),
+            },
+        ];
+        assert_eq!(build_compound(&packets).unwrap(), bytes);
+        assert_eq!(parse_compound(&bytes).unwrap(), packets);
+    }
+
+    #[test]
+    fn sdes_items_other_than_cname_are_skipped() {
+        // Chunk: SSRC, NAME item (type 2, "Al"), CNAME "x", null, pad: 4+4+3+1 = 12 bytes.
+        let bytes = [
+            0x81, 0xca, 0x00, 0x03, 0, 0, 0, 7, 0x02, 0x02, b'A', b'l', 0x01, 0x01, b'x', 0x00,
+        ];
+        assert_eq!(
+            parse_compound(&bytes).unwrap(),
+            vec![RtcpPacket::SourceDescription(vec![SdesChunk {
+                ssrc: 7,
+                cname: Some("x".into())
+            }])]
+        );
+    }
+
+    #[test]
+    fn padded_last_packet_is_accepted_padded_middle_packet_is_not() {
+        // RR with no blocks and 4 bytes of padding (last octet = 4): 12 bytes, length 2.
+        let padded = [0xa0, 0xc9, 0x00, 0x02, 0, 0, 0, 9, 0, 0, 0, 4];
+        assert_eq!(
+            parse_compound(&padded).unwrap(),
+            vec![RtcpPacket::ReceiverReport {
+                ssrc: 9,
+                reports: vec![]
+            }]
+        );
+        let mut padded_first = padded.to_vec();
+        padded_first.extend_from_slice(&[0x80, 0xc9, 0x00, 0x01, 0, 0, 0, 9]);
+        assert_eq!(
+            parse_compound(&padded_first),
+            Err(RtcpError::PaddingNotLast)
+        );
+        let mut padding_too_long = padded;
+        padding_too_long[11] = 12;
+        assert!(matches!(
+            parse_compound(&padding_too_long),
+            Err(RtcpError::Padding { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_headers_are_rejected() {
+        assert_eq!(parse_compound(&[]), Err(RtcpError::Empty));
+        assert_eq!(
+            parse_compound(&[0x40, 0xc9, 0x00, 0x01, 0, 0, 0, 1]),
+            Err(RtcpError::Version(1))
+        );
+        // Length says 3 words after the header, only 1 is there.
+        assert!(matches!(
+            parse_compound(&[0x80, 0xc9, 0x00, 0x03, 0, 0, 0, 1]),
+            Err(RtcpError::Truncated { .. })
+        ));
+        // RC says one block but the packet ends after the SSRC.
+        assert!(matches!(
+            parse_compound(&[0x81, 0xc9, 0x00, 0x01, 0, 0, 0, 1]),
+            Err(RtcpError::Truncated { .. })
+        ));
+        let many = [0x80, 0xcc, 0x00, 0x00].repeat(MAX_PACKETS_PER_COMPOUND + 1);
+        assert_eq!(parse_compound(&many), Err(RtcpError::TooManyPackets));
+    }
+
+    #[test]
+    fn building_refuses_what_the_wire_cannot_hold() {
+        let too_many_blocks = RtcpPacket::ReceiverReport {
+            ssrc: 1,
+            reports: vec![ReportBlock::default(); MAX_COUNT + 1],
+        };
+        assert!(matches!(
+            build_compound(&[too_many_blocks]),
+            Err(RtcpError::TooMany { count: 32, .. })
+        ));
+        let long_reason = RtcpPacket::Goodbye {
+            sources: vec![1],
+            reason: Some("x".repeat(256)),
+        };
+        assert!(matches!(
+            build_compound(&[long_reason]),
+            Err(RtcpError::TextTooLong { len: 256, .. })
+        ));
+    }
+
+    #[test]
+    fn round_trip_time_follows_rfc_3550_example() {
+        // RFC 3550 §6.4.1: A 0xb710:8000 - DLSR 0x0005:4000 - LSR 0xb705:2000 = 0x0006:2000.
+        assert_eq!(
+            round_trip_time(0xb710_8000, 0xb705_2000, 0x0005_4000),
+            Some(Duration::from_millis(6125))
+        );
+        assert_eq!(round_trip_time(0xb710_8000, 0, 0x0005_4000), None);
+        // A report claiming more hold time than has passed is bogus.
+        assert_eq!(round_trip_time(0xb706_0000, 0xb705_2000, 0x0005_4000), None);
+        // Across the wrap of the 16-bit seconds.
+        assert_eq!(
+            round_trip_time(0x0000_8000, 0xffff_8000, 0x0000_4000),
+            Some(Duration::from_millis(750))
+        );
+    }
+
+    #[test]
+    fn ntp_and_compact_times_convert() {
+        let ntp = NtpTimestamp::from_duration(Duration::from_millis(1500));
+        assert_eq!(ntp, NtpTimestamp(0x1_8000_0000));
+        assert_eq!(ntp.middle_32(), 0x0001_8000);
+        // 2024-01-01T00:00:00Z is Unix 1704067200, NTP 3913056000.
+        assert_eq!(
+            NtpTimestamp::from_unix(Duration::from_secs(1_704_067_200)).0 >> 32,
+            3_913_056_000
+        );
+        assert_eq!(
+            duration_to_compact(Duration::from_millis(5250)),
+            0x0005_4000
+        );
+        assert_eq!(
+            compact_to_duration(0x0005_4000),
+            Duration::from_millis(5250)
+        );
+        assert_eq!(duration_to_compact(Duration::from_secs(100_000)), u32::MAX);
+    }
+
+    #[test]
+    fn rtcp_is_told_apart_from_rtp_on_a_muxed_port() {
+        assert!(is_rtcp(&SENDER_REPORT));
+        assert!(is_rtcp(&[0x80, 0xc9]));
+        assert!(is_rtcp(&[0x80, 0xcd])); // RTPFB feedback
+        assert!(!is_rtcp(&[0x80, 0x00])); // PCMU
+        assert!(!is_rtcp(&[0x80, 0x80])); // PCMU with marker
+        assert!(!is_rtcp(&[0x80, 0xef])); // Opus (111) with marker: 239
+        assert!(!is_rtcp(&[0x80, 0x65])); // telephone-event 101
+        assert!(!is_rtcp(&[0x80]));
+    }
+
+    #[test]
+    fn long_cname_and_reason_are_cut_on_a_character_boundary() {
+        let name = "é".repeat(200); // 400 bytes
+        let mut session = RtcpSession::new(5, &name, 8000, 1);
+        let bye = session.bye(Some(&name));
+        let packets = parse_compound(&bye).unwrap();
+        let Some(RtcpPacket::SourceDescription(chunks)) = packets.get(1) else {
+            panic!("{packets:?}");
+        };
+        assert_eq!(chunks[0].cname.as_deref(), Some("é".repeat(127).as_str()));
+        let Some(RtcpPacket::Goodbye { reason, .. }) = packets.get(2) else {
+            panic!("{packets:?}");
+        };
+        assert_eq!(reason.as_deref(), Some("é".repeat(127).as_str()));
+    }
+}
