@@ -286,7 +286,7 @@ fn round_trip_time_is_measured_from_the_peer_echo_of_our_sender_report() {
 fn round_trip_time_reproduces_the_rfc_3550_example() {
     // Put our wallclock origin where the SR we send carries NTP 0xb44db705.20000000 (LSR
     // 0xb705:2000); the peer answers 11.375 s later (A = 0xb710:8000) with DLSR 0x0005:4000.
-    let mut session = RtcpSession::new(0x1, "a@a", CLOCK_RATE, 4);
+    let session = RtcpSession::new(0x1, "a@a", CLOCK_RATE, 4);
     let sr_at = session.poll_timeout();
     let origin = NtpTimestamp(0xb44d_b705_2000_0000 - NtpTimestamp::from_duration(sr_at).0);
     let mut session = session.with_wallclock(origin);

@@ -441,7 +441,7 @@ fn write_report_block(block: &ReportBlock, out: &mut Vec<u8>) {
 }
 
 fn pad_to_word(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
