@@ -14,7 +14,9 @@
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod quality;
 pub mod resample;
+pub mod rtcp;
 pub mod rtp;
 pub mod session;
 pub mod tones;

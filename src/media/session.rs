@@ -191,6 +191,9 @@ pub struct ReceiveStats {
     pub jitter: f64,
     /// The same in milliseconds.
     pub jitter_ms: f64,
+    /// Highest sequence number received, extended with the count of wraps since the first
+    /// packet (RTCP report blocks carry it, RFC 3550 §6.4.1).
+    pub extended_highest_sequence: u32,
 }
 
 /// Follows one incoming RTP stream.
@@ -351,6 +354,12 @@ impl RtpReceiver {
         stats.lost = stats.expected as i64 - stats.received as i64;
         stats.jitter = self.jitter;
         stats.jitter_ms = self.jitter * 1000.0 / f64::from(self.clock_rate);
+        // Runs start in cycle 1 or later (see `restart_at`); RTCP counts wraps from zero.
+        stats.extended_highest_sequence = if self.ssrc.is_some() {
+            self.max_extended.saturating_sub(1 << 16) as u32
+        } else {
+            0
+        };
         stats
     }
 }
