@@ -53,6 +53,13 @@ pub enum Event {
         received: u64,
         lost: u64,
         jitter_ms: f64,
+        /// Cumulative loss of what the peer sent us, in percent.
+        loss_pct: f64,
+        /// Round-trip time from RTCP (RFC 3550 §6.4.1), once the peer has reported.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<f64>,
+        /// Estimated MOS (ITU-T G.107 E-model, simplified).
+        mos: f64,
         #[serde(skip_serializing_if = "Option::is_none")]
         remote: Option<String>,
     },

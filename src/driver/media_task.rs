@@ -19,6 +19,8 @@ use crate::media::jitter::{JitterBuffer, Playout};
 
 /// Playout delay of the (fixed, for now) jitter buffer, in frames.
 const JITTER_FRAMES: u32 = 3;
+use crate::media::quality;
+use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
@@ -163,6 +165,7 @@ struct CallMedia {
     dtmf_in: DtmfReceiver,
     muted: bool,
     events: mpsc::Sender<Event>,
+    rtcp: RtcpSession,
     /// Where RTP really comes from (symmetric RTP: we answer there once it speaks).
     latched: Option<SocketAddr>,
 }
@@ -219,14 +222,22 @@ impl CallMedia {
                     .map(|d| d.subsec_nanos())
                     .unwrap_or(0),
             );
+        let sender = RtpSender::new(seed, params.payload_type, kind.samples_per_frame() as u32);
+        let cname = format!("sipterm-{:08x}@{}", sender.ssrc(), params.remote.ip());
         Ok(CallMedia {
+            rtcp: RtcpSession::new(
+                sender.ssrc(),
+                &cname,
+                kind.clock_rate(),
+                seed.rotate_left(17),
+            ),
             call,
             kind,
             encoder: codec::encoder(kind).map_err(|e| e.to_string())?,
             decoder: codec::decoder(kind).map_err(|e| e.to_string())?,
             source,
             sink,
-            sender: RtpSender::new(seed, params.payload_type, kind.samples_per_frame() as u32),
+            sender,
             receiver: match params.telephone_event_pt {
                 Some(pt) => RtpReceiver::new(kind.clock_rate()).with_event_payload_type(pt),
                 None => RtpReceiver::new(kind.clock_rate()),
@@ -262,6 +273,13 @@ impl CallMedia {
                     frames += 1;
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     self.play_frame(&mut pcm);
+                    let now = started.elapsed();
+                    if now >= self.rtcp.poll_timeout() {
+                        let report = self.rtcp.poll_report(now, &self.sender.stats(), &self.receiver.stats(), self.sender.timestamp());
+                        if let Some(report) = report {
+                            self.send_rtcp(&rtp, &rtcp, &report).await;
+                        }
+                    }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
                     }
@@ -269,12 +287,21 @@ impl CallMedia {
                 received = rtp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
                         let arrival = started.elapsed();
-                        self.receive(buf.get(..n).unwrap_or_default(), from, arrival).await;
+                        let bytes = buf.get(..n).unwrap_or_default();
+                        // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated.
+                        if is_rtcp(bytes) {
+                            let _ = self.rtcp.handle_packet(bytes, arrival);
+                        } else {
+                            self.receive(bytes, from, arrival).await;
+                        }
                     }
                 }
-                // RTCP is read and dropped for now (reports are a later issue); reading keeps the
-                // socket's queue from filling.
-                _ = rtcp.recv_from(&mut rtcp_buf) => {}
+                received = rtcp.recv_from(&mut rtcp_buf) => {
+                    if let Ok((n, _)) = received {
+                        // Malformed reports are dropped; the call goes on without them.
+                        let _ = self.rtcp.handle_packet(rtcp_buf.get(..n).unwrap_or_default(), started.elapsed());
+                    }
+                }
                 cmd = control.recv() => match cmd {
                     Some(MediaControl::Update(params)) => self.update(params),
                     Some(MediaControl::Mute(on)) => self.muted = on,
@@ -288,6 +315,8 @@ impl CallMedia {
             }
         }
         self.report().await;
+        let bye = self.rtcp.bye(None);
+        self.send_rtcp(&rtp, &rtcp, &bye).await;
         let sink = std::mem::replace(&mut self.sink, FrameSink::null());
         if let Err(e) = sink.finalize() {
             warn(
@@ -427,8 +456,38 @@ impl CallMedia {
         self.params = params;
     }
 
+    /// RTCP goes to the peer's RTCP address, or over the RTP socket with rtcp-mux.
+    async fn send_rtcp(&mut self, rtp: &UdpSocket, rtcp: &UdpSocket, bytes: &[u8]) {
+        if self.params.rtcp_mux {
+            let _ = rtp.send_to(bytes, self.destination()).await;
+        } else {
+            let dest = self.params.remote_rtcp.unwrap_or_else(|| {
+                let rtp = self.destination();
+                SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
+            });
+            let _ = rtcp.send_to(bytes, dest).await;
+        }
+    }
+
     async fn report(&mut self) {
         let stats = self.receiver.stats();
+        let remote = self.rtcp.remote_stats();
+        let rtt_ms = remote
+            .and_then(|r| r.rtt)
+            .map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0);
+        let loss_pct = if stats.expected > 0 {
+            100.0 * stats.lost.max(0) as f64 / stats.expected as f64
+        } else {
+            0.0
+        };
+        // One-way delay estimate: half the RTT when known, plus our playout buffer.
+        let delay_ms = rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(JITTER_FRAMES * 20);
+        let mos = quality::mos(
+            self.kind,
+            delay_ms as f32,
+            loss_pct as f32,
+            stats.jitter_ms as f32,
+        );
         let _ = self
             .events
             .send(Event::Media {
@@ -442,6 +501,9 @@ impl CallMedia {
                 received: stats.received,
                 lost: stats.lost.max(0) as u64,
                 jitter_ms: (stats.jitter_ms * 100.0).round() / 100.0,
+                loss_pct: (loss_pct * 100.0).round() / 100.0,
+                rtt_ms,
+                mos: (f64::from(mos) * 100.0).round() / 100.0,
                 remote: Some(self.destination().to_string()),
             })
             .await;
