@@ -35,13 +35,6 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    if !cli.headless {
-        eprintln!(
-            "sipterm: the TUI is coming soon; running headless for now \
-             (commands on stdin, JSON events on stdout; `--headless` works today)"
-        );
-    }
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,7 +45,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sipterm::headless::run(cli, config)) {
+    let result = if cli.headless {
+        runtime.block_on(sipterm::headless::run(cli, config))
+    } else {
+        runtime.block_on(sipterm::ui::run(cli, config))
+    };
+    // The engine's tasks may still hold sockets; do not wait for them on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
