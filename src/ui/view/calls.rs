@@ -54,8 +54,9 @@ fn call_lines(
         .unwrap_or_else(|| "--:--".into());
     let marker = if selected { "▶ " } else { "  " };
     let id = format!("{} ", call.id);
+    let muted = if call.muted { " MUTED" } else { "" };
     let right = format!(" {:<9} {duration}", call.state);
-    let room = width.saturating_sub(2 + id.len() + right.chars().count());
+    let room = width.saturating_sub(2 + id.len() + muted.len() + right.chars().count());
     let remote = truncate(&printable(&call.remote), room);
     let pad = room.saturating_sub(remote.chars().count());
     let name_style = if selected {
@@ -68,23 +69,16 @@ fn call_lines(
         Span::styled(id, Style::new().fg(Color::DarkGray)),
         Span::styled(remote, name_style),
         Span::raw(" ".repeat(pad)),
+        Span::styled(
+            muted,
+            Style::new()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD),
+        ),
         Span::styled(right, state_style),
     ]);
 
-    // Flags first: on a narrow screen the stats are what gets cut.
-    let mut stats = vec![Span::raw("    ")];
-    if call.held {
-        stats.push(Span::styled(
-            "HOLD ",
-            Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
-        ));
-    }
-    if call.muted {
-        stats.push(Span::styled(
-            "MUTED ",
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        ));
-    }
+    let mut stats = vec![Span::raw("  ")];
     match &call.codec {
         Some(codec) => {
             let sent_and_lost = call.received.saturating_add(call.lost);
@@ -95,7 +89,7 @@ fn call_lines(
             };
             stats.push(Span::styled(printable(codec), Style::new().fg(Color::Cyan)));
             stats.push(Span::raw(format!(
-                " tx {} rx {} lost {} ({loss:.1}%) jitter {:.1}ms",
+                " ↑{} ↓{} lost {} ({loss:.1}%) jit {:.1}ms",
                 call.sent, call.received, call.lost, call.jitter_ms
             )));
         }

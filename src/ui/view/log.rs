@@ -13,6 +13,9 @@ use crate::ui::state::{Focus, LogEntry, UiState};
 
 /// Room for `255.255.255.255:65535`; longer peers (IPv6) are cut.
 const PEER_WIDTH: usize = 21;
+/// Below this pane width the peer column goes: the first line matters more (the full message
+/// view names the peer).
+const PEER_MIN_PANE: usize = 64;
 
 /// The colour of a first line: requests by method, responses by status class.
 pub fn summary_style(summary: &str) -> Style {
@@ -66,12 +69,28 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         None => visible.len(),
     };
     let start = end.saturating_sub(rows);
-    let lines: Vec<Line> = visible
+    let shown: Vec<&LogEntry> = visible
         .get(start..end)
         .unwrap_or_default()
         .iter()
-        .filter_map(|&index| state.log.get(index).map(|e| (index, e)))
-        .map(|(index, entry)| row(entry, Some(index) == state.log_selected, width))
+        .filter_map(|&index| state.log.get(index))
+        .collect();
+    let peer_width = if width < PEER_MIN_PANE {
+        0
+    } else {
+        shown
+            .iter()
+            .map(|e| e.peer.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(PEER_WIDTH)
+    };
+    let lines: Vec<Line> = (start..end)
+        .zip(shown)
+        .map(|(position, entry)| {
+            let selected = visible.get(position).copied() == state.log_selected;
+            row(entry, selected, width, peer_width)
+        })
         .collect();
     let lines = if lines.is_empty() {
         vec![Line::styled(
@@ -88,23 +107,28 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn row(entry: &LogEntry, selected: bool, width: usize) -> Line<'static> {
+fn row(entry: &LogEntry, selected: bool, width: usize, peer_width: usize) -> Line<'static> {
     let (arrow, arrow_style) = match entry.dir {
         Direction::Out => ("→", Style::new().fg(Color::LightCyan)),
         Direction::In => ("←", Style::new().fg(Color::LightMagenta)),
     };
-    let peer = truncate(&printable(&entry.peer), PEER_WIDTH);
-    let summary = printable(&entry.summary);
-    let used = 10 + 2 + PEER_WIDTH + 1;
-    let summary = truncate(&summary, width.saturating_sub(used));
-    let line = Line::from(vec![
-        Span::styled(clock_millis(entry.at), Style::new().fg(Color::DarkGray)),
+    let time = clock_millis(entry.at);
+    let mut spans = vec![
+        Span::styled(time.clone(), Style::new().fg(Color::DarkGray)),
         Span::raw(" "),
         Span::styled(arrow, arrow_style),
         Span::raw(" "),
-        Span::raw(format!("{peer:<PEER_WIDTH$} ")),
-        Span::styled(summary.clone(), summary_style(&summary)),
-    ]);
+    ];
+    let mut used = time.chars().count() + 3;
+    if peer_width > 0 {
+        let peer = truncate(&printable(&entry.peer), peer_width);
+        spans.push(Span::raw(format!("{peer:<peer_width$} ")));
+        used += peer_width + 1;
+    }
+    let summary = truncate(&printable(&entry.summary), width.saturating_sub(used));
+    let style = summary_style(&summary);
+    spans.push(Span::styled(summary, style));
+    let line = Line::from(spans);
     if selected {
         line.style(Style::new().add_modifier(Modifier::REVERSED))
     } else {
