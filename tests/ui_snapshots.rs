@@ -218,7 +218,7 @@ fn wide_120x40_with_two_calls_and_dropped_traces() {
     let mut state = in_call(t0);
     state.apply_event(
         call("2", "incoming", "sip:carol@chicago.com"),
-        at(t0, 60_000),
+        at(t0, 68_500),
     );
     update(&mut state, Action::Cancel); // hide the popup: the call rings in the panel
     state.focus = Focus::Log;
