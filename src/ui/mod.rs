@@ -146,11 +146,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 /// (redraw) always: every action changes something visible or the status line.
 fn act(state: &mut UiState, action: action::Action, commands: &mpsc::Sender<Command>) -> bool {
     state.tick(Instant::now());
-    if let Some(command) = update(state, action) {
-        if let Err(error) = commands.try_send(command) {
-            tracing::warn!(%error, "engine command queue full or closed");
-            state.set_status(format!("engine busy, command dropped: {error}"));
-        }
+    if let Some(command) = update(state, action)
+        && let Err(error) = commands.try_send(command)
+    {
+        tracing::warn!(%error, "engine command queue full or closed");
+        state.set_status(format!("engine busy, command dropped: {error}"));
     }
     true
 }
