@@ -23,7 +23,9 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
             Action::AskQuit
         });
     }
-    if ctrl {
+    // Alt-letters are no command here, and typing them would put stray letters in a field
+    // (a fast `Esc x` arrives as Alt-x).
+    if ctrl || key.modifiers.contains(KeyModifiers::ALT) {
         return None;
     }
     if key.code == KeyCode::F(1) {
@@ -205,6 +207,15 @@ mod tests {
         assert_eq!(key_action(&s, press(KeyCode::Esc)), Some(Action::Cancel));
         // Typing does not leak into the dial field behind the popup.
         assert_eq!(key_action(&s, press(KeyCode::Char('5'))), None);
+    }
+
+    #[test]
+    fn alt_letters_do_not_reach_the_dial_field() {
+        let s = state();
+        assert_eq!(
+            key_action(&s, KeyEvent::new(KeyCode::Char('x'), KeyModifiers::ALT)),
+            None
+        );
     }
 
     #[test]
