@@ -14,3 +14,4 @@ pub mod logging;
 pub mod media;
 pub mod sdp;
 pub mod sip;
+pub mod ui;

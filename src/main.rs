@@ -37,13 +37,6 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    if !cli.headless {
-        eprintln!(
-            "sipterm: the TUI is coming soon; running headless for now \
-             (commands on stdin, JSON events on stdout; `--headless` works today)"
-        );
-    }
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,7 +47,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(sipterm::headless::run(cli, config));
+    let result = if cli.headless {
+        runtime.block_on(sipterm::headless::run(cli, config))
+    } else {
+        runtime.block_on(sipterm::ui::run(cli, config))
+    };
     // tokio's stdin reader is a blocking thread parked in read(2); dropping the runtime waits for
     // it, i.e. until stdin is closed, so `quit` with the pipe still open never exited. Give the
     // tasks a moment to finish (they close WAV files) and then leave without the reader.

@@ -1,0 +1,624 @@
+//! What the user asked for, and `update`: the one place user intent changes `UiState` and
+//! becomes an engine `Command`. Pure (no I/O, no clock), so every key's effect is unit tested.
+
+use crate::driver::command::Command;
+
+use super::state::{FIELD_LIMIT, Focus, Popup, UiState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A character for the text being edited (dial field, transfer prompt, log search).
+    Type(char),
+    Backspace,
+    /// Enter: dial / answer / confirm a prompt / open the selected log message.
+    Submit,
+    /// Esc: close the popup, stop the search, or leave the dial field.
+    Cancel,
+    Up,
+    Down,
+    FocusNext,
+    FocusDial,
+    /// The pad's call button: dial the field, or answer when it is empty.
+    CallButton,
+    /// A dial-pad digit (keyboard outside the field, or a mouse click): DTMF while a call is
+    /// up, else it goes to the dial field.
+    Digit(char),
+    Answer,
+    Reject,
+    Hangup,
+    ToggleHold,
+    ToggleMute,
+    StartTransfer,
+    StartSearch,
+    ShowHelp,
+    AskQuit,
+    ConfirmQuit,
+}
+
+/// Applies one user action; returns the command for the engine, if the action makes one.
+pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
+    if let Some(popup) = state.popup.take() {
+        return update_popup(state, popup, action);
+    }
+    if state.searching {
+        update_search(state, action);
+        return None;
+    }
+    match action {
+        Action::Type(c) => {
+            state.focus = Focus::Dial;
+            push_char(&mut state.dial.text, c);
+            state.dial.recall = None;
+            None
+        }
+        Action::Backspace => {
+            if state.focus == Focus::Dial {
+                state.dial.text.pop();
+                state.dial.recall = None;
+            }
+            None
+        }
+        Action::Submit => submit(state),
+        Action::Cancel => {
+            match state.focus {
+                Focus::Dial => state.focus = Focus::Calls,
+                // Esc in the log goes back to following the newest message.
+                Focus::Log => {
+                    state.log_selected = None;
+                    state.log_filter.clear();
+                }
+                Focus::Calls => {}
+            }
+            None
+        }
+        Action::Up => {
+            move_selection(state, -1);
+            None
+        }
+        Action::Down => {
+            move_selection(state, 1);
+            None
+        }
+        Action::FocusNext => {
+            state.focus = state.focus.next();
+            None
+        }
+        Action::FocusDial => {
+            state.focus = Focus::Dial;
+            None
+        }
+        Action::CallButton => {
+            state.focus = Focus::Dial;
+            submit(state)
+        }
+        Action::Digit(c) => match state
+            .selected_call()
+            .filter(|call| call.is_up())
+            .map(|call| call.id)
+        {
+            Some(id) => {
+                state.set_status(format!("DTMF {c} sent to call {id}"));
+                Some(Command::Dtmf(Some(id), c.to_string()))
+            }
+            _ => {
+                state.focus = Focus::Dial;
+                push_char(&mut state.dial.text, c);
+                None
+            }
+        },
+        Action::Answer => answer(state),
+        Action::Reject => match state.selected_call() {
+            Some(call) if call.is_ringing_in() => Some(Command::Reject(Some(call.id))),
+            _ => answerable(state).map(|id| Command::Reject(Some(id))),
+        },
+        Action::Hangup => hangup(state),
+        Action::ToggleHold => {
+            let call = state.selected_call()?;
+            if !call.is_up() {
+                state.set_status("no call to hold");
+                return None;
+            }
+            Some(if call.held {
+                Command::Resume(Some(call.id))
+            } else {
+                Command::Hold(Some(call.id))
+            })
+        }
+        Action::ToggleMute => {
+            let Some(call) = state.calls.get_mut(state.selected_call) else {
+                state.set_status("no call to mute");
+                return None;
+            };
+            // The engine does not report mute back, so the UI keeps the flag.
+            call.muted = !call.muted;
+            Some(Command::Mute(Some(call.id), call.muted))
+        }
+        Action::StartTransfer => {
+            match state.selected_call() {
+                Some(call) if call.is_up() => {
+                    state.popup = Some(Popup::Transfer {
+                        call: call.id,
+                        target: String::new(),
+                    })
+                }
+                _ => state.set_status("no call to transfer"),
+            }
+            None
+        }
+        Action::StartSearch => {
+            state.searching = true;
+            state.focus = Focus::Log;
+            state.log_filter.clear();
+            None
+        }
+        Action::ShowHelp => {
+            state.popup = Some(Popup::Help);
+            None
+        }
+        Action::AskQuit => {
+            state.popup = Some(Popup::QuitConfirm);
+            None
+        }
+        Action::ConfirmQuit => quit(state),
+    }
+}
+
+fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Command> {
+    match popup {
+        Popup::Help => {
+            if !matches!(action, Action::Cancel | Action::ShowHelp | Action::Submit) {
+                state.popup = Some(Popup::Help);
+            }
+            None
+        }
+        Popup::QuitConfirm => match action {
+            Action::ConfirmQuit => quit(state),
+            // Anything else is a "no".
+            _ => None,
+        },
+        Popup::Incoming { call, remote } => match action {
+            Action::Answer | Action::Submit => Some(Command::Answer(Some(call))),
+            Action::Reject => Some(Command::Reject(Some(call))),
+            // Esc hides the popup; the call keeps ringing in the calls panel.
+            Action::Cancel => None,
+            _ => {
+                state.popup = Some(Popup::Incoming { call, remote });
+                None
+            }
+        },
+        Popup::Message { entry, scroll } => {
+            let scroll = match action {
+                Action::Up => scroll.saturating_sub(1),
+                Action::Down => {
+                    let lines = entry.raw.split(|b| *b == b'\n').count();
+                    scroll
+                        .saturating_add(1)
+                        .min(u16::try_from(lines).unwrap_or(u16::MAX))
+                }
+                Action::Cancel | Action::Submit => return None,
+                _ => scroll,
+            };
+            state.popup = Some(Popup::Message { entry, scroll });
+            None
+        }
+        Popup::Transfer { call, mut target } => match action {
+            Action::Cancel => None,
+            Action::Submit => {
+                let target = target.trim().to_string();
+                if target.is_empty() {
+                    state.set_status("transfer cancelled: no target");
+                    return None;
+                }
+                state.set_status(format!("transferring call {call} to {target}"));
+                Some(Command::Transfer(Some(call), target))
+            }
+            Action::Type(c) | Action::Digit(c) => {
+                push_char(&mut target, c);
+                state.popup = Some(Popup::Transfer { call, target });
+                None
+            }
+            Action::Backspace => {
+                target.pop();
+                state.popup = Some(Popup::Transfer { call, target });
+                None
+            }
+            _ => {
+                state.popup = Some(Popup::Transfer { call, target });
+                None
+            }
+        },
+    }
+}
+
+fn update_search(state: &mut UiState, action: Action) {
+    match action {
+        Action::Type(c) | Action::Digit(c) => {
+            push_char(&mut state.log_filter, c);
+            state.log_selected = None;
+        }
+        Action::Backspace => {
+            state.log_filter.pop();
+        }
+        // Enter keeps the filter and gives the keys back; Esc drops it.
+        Action::Submit => state.searching = false,
+        Action::Cancel => {
+            state.searching = false;
+            state.log_filter.clear();
+        }
+        _ => {}
+    }
+}
+
+fn push_char(text: &mut String, c: char) {
+    if text.chars().count() < FIELD_LIMIT && !c.is_control() {
+        text.push(c);
+    }
+}
+
+fn submit(state: &mut UiState) -> Option<Command> {
+    match state.focus {
+        Focus::Dial => {
+            let target = state.dial.text.trim().to_string();
+            if target.is_empty() {
+                return match answerable(state) {
+                    Some(id) => Some(Command::Answer(Some(id))),
+                    None => {
+                        state.set_status("type a number or sip: URI, then Enter");
+                        None
+                    }
+                };
+            }
+            state.dial.remember(&target);
+            state.dial.text.clear();
+            state.set_status(format!("calling {target}"));
+            Some(Command::Dial(target))
+        }
+        Focus::Calls => answer(state),
+        Focus::Log => {
+            let visible = state.visible_log();
+            let index = state.log_selected.or_else(|| visible.last().copied())?;
+            let entry = state.log.get(index)?.clone();
+            state.popup = Some(Popup::Message { entry, scroll: 0 });
+            None
+        }
+    }
+}
+
+/// The call `a` / Enter would answer: the selected one if it rings, else the first ringing.
+fn answerable(state: &UiState) -> Option<u64> {
+    match state.selected_call() {
+        Some(call) if call.is_ringing_in() => Some(call.id),
+        _ => state.ringing_call().map(|c| c.id),
+    }
+}
+
+fn answer(state: &mut UiState) -> Option<Command> {
+    match answerable(state) {
+        Some(id) => Some(Command::Answer(Some(id))),
+        None => {
+            state.set_status("no incoming call to answer");
+            None
+        }
+    }
+}
+
+fn hangup(state: &mut UiState) -> Option<Command> {
+    match state.selected_call() {
+        Some(call) if call.is_ringing_in() => Some(Command::Reject(Some(call.id))),
+        Some(call) => Some(Command::Hangup(Some(call.id))),
+        None => {
+            state.set_status("no call to hang up");
+            None
+        }
+    }
+}
+
+fn quit(state: &mut UiState) -> Option<Command> {
+    state.quitting = true;
+    state.set_status("quitting…");
+    Some(Command::Quit)
+}
+
+/// Up/Down: dial history in the field, the call list in the calls pane, the log selection in
+/// the log pane (leaving follow mode; Down past the newest entry goes back to following).
+fn move_selection(state: &mut UiState, step: isize) {
+    match state.focus {
+        Focus::Dial => {
+            let history = &state.dial.history;
+            if history.is_empty() {
+                return;
+            }
+            let next = match (state.dial.recall, step < 0) {
+                (None, true) => Some(history.len() - 1),
+                (None, false) => None,
+                (Some(i), true) => Some(i.saturating_sub(1)),
+                (Some(i), false) if i + 1 < history.len() => Some(i + 1),
+                (Some(_), false) => None,
+            };
+            state.dial.text = next
+                .and_then(|i| history.get(i))
+                .cloned()
+                .unwrap_or_default();
+            state.dial.recall = next;
+        }
+        Focus::Calls => {
+            if state.calls.is_empty() {
+                return;
+            }
+            let last = state.calls.len() - 1;
+            state.selected_call = if step < 0 {
+                state.selected_call.saturating_sub(1)
+            } else {
+                (state.selected_call + 1).min(last)
+            };
+        }
+        Focus::Log => {
+            let visible = state.visible_log();
+            let Some(&newest) = visible.last() else {
+                return;
+            };
+            let position = state
+                .log_selected
+                .and_then(|sel| visible.iter().position(|&i| i == sel));
+            state.log_selected = match (position, step < 0) {
+                (None, true) => Some(newest),
+                (None, false) => None,
+                (Some(p), true) => visible.get(p.saturating_sub(1)).copied(),
+                (Some(p), false) => visible.get(p + 1).copied(),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::event::{Direction, Event};
+
+    fn state() -> UiState {
+        UiState::new(&["alice".into()], 100, Instant::now())
+    }
+
+    fn with_call(state: &mut UiState, id: &str, call_state: &str) {
+        let now = state.now;
+        state.apply_event(
+            Event::Call {
+                call: id.into(),
+                state: call_state.into(),
+                remote: "sip:bob@biloxi.com".into(),
+                code: None,
+                reason: None,
+            },
+            now,
+        );
+    }
+
+    fn type_text(state: &mut UiState, text: &str) {
+        for c in text.chars() {
+            assert_eq!(update(state, Action::Type(c)), None);
+        }
+    }
+
+    #[test]
+    fn enter_dials_the_typed_target_and_remembers_it() {
+        let mut s = state();
+        type_text(&mut s, "bob@biloxi.com");
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("bob@biloxi.com".into()))
+        );
+        assert_eq!(s.dial.text, "");
+        assert_eq!(s.dial.history, vec!["bob@biloxi.com".to_string()]);
+    }
+
+    #[test]
+    fn enter_on_an_empty_field_answers_the_ringing_call() {
+        let mut s = state();
+        with_call(&mut s, "4", "incoming");
+        s.popup = None; // dismissed with Esc
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Answer(Some(4)))
+        );
+    }
+
+    #[test]
+    fn enter_on_an_empty_field_with_nothing_ringing_explains_itself() {
+        let mut s = state();
+        assert_eq!(update(&mut s, Action::Submit), None);
+        assert!(s.status.is_some());
+    }
+
+    #[test]
+    fn up_and_down_recall_dial_history_like_a_shell() {
+        let mut s = state();
+        for target in ["100", "200", "300"] {
+            type_text(&mut s, target);
+            update(&mut s, Action::Submit);
+        }
+        update(&mut s, Action::Up);
+        assert_eq!(s.dial.text, "300");
+        update(&mut s, Action::Up);
+        update(&mut s, Action::Up);
+        update(&mut s, Action::Up);
+        assert_eq!(s.dial.text, "100");
+        update(&mut s, Action::Down);
+        assert_eq!(s.dial.text, "200");
+        update(&mut s, Action::Down);
+        update(&mut s, Action::Down);
+        assert_eq!(s.dial.text, "");
+    }
+
+    #[test]
+    fn incoming_popup_answers_and_rejects_that_call() {
+        let mut s = state();
+        with_call(&mut s, "9", "incoming");
+        let mut rejecting = s.clone();
+        assert_eq!(
+            update(&mut s, Action::Answer),
+            Some(Command::Answer(Some(9)))
+        );
+        assert_eq!(s.popup, None);
+        assert_eq!(
+            update(&mut rejecting, Action::Reject),
+            Some(Command::Reject(Some(9)))
+        );
+    }
+
+    #[test]
+    fn esc_hides_the_incoming_popup_without_rejecting() {
+        let mut s = state();
+        with_call(&mut s, "9", "incoming");
+        assert_eq!(update(&mut s, Action::Cancel), None);
+        assert_eq!(s.popup, None);
+        assert_eq!(s.calls.len(), 1);
+    }
+
+    #[test]
+    fn hold_toggles_with_the_call_state_and_mute_with_the_ui_flag() {
+        let mut s = state();
+        with_call(&mut s, "1", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::ToggleHold),
+            Some(Command::Hold(Some(1)))
+        );
+        with_call(&mut s, "1", "held");
+        assert_eq!(
+            update(&mut s, Action::ToggleHold),
+            Some(Command::Resume(Some(1)))
+        );
+        assert_eq!(
+            update(&mut s, Action::ToggleMute),
+            Some(Command::Mute(Some(1), true))
+        );
+        assert_eq!(
+            update(&mut s, Action::ToggleMute),
+            Some(Command::Mute(Some(1), false))
+        );
+    }
+
+    #[test]
+    fn hangup_on_a_ringing_call_rejects_it() {
+        let mut s = state();
+        with_call(&mut s, "3", "incoming");
+        s.popup = None;
+        assert_eq!(
+            update(&mut s, Action::Hangup),
+            Some(Command::Reject(Some(3)))
+        );
+        with_call(&mut s, "3", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::Hangup),
+            Some(Command::Hangup(Some(3)))
+        );
+    }
+
+    #[test]
+    fn quit_needs_confirmation() {
+        let mut s = state();
+        assert_eq!(update(&mut s, Action::AskQuit), None);
+        assert_eq!(s.popup, Some(Popup::QuitConfirm));
+        // Any other key says no.
+        assert_eq!(update(&mut s, Action::Type('n')), None);
+        assert_eq!(s.popup, None);
+        assert!(!s.quitting);
+        update(&mut s, Action::AskQuit);
+        assert_eq!(update(&mut s, Action::ConfirmQuit), Some(Command::Quit));
+        assert!(s.quitting);
+    }
+
+    #[test]
+    fn transfer_prompt_sends_the_typed_target() {
+        let mut s = state();
+        with_call(&mut s, "5", "confirmed");
+        update(&mut s, Action::StartTransfer);
+        for c in "carol@h".chars() {
+            update(&mut s, Action::Type(c));
+        }
+        update(&mut s, Action::Backspace);
+        update(&mut s, Action::Type('x'));
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Transfer(Some(5), "carol@x".into()))
+        );
+        assert_eq!(s.popup, None);
+    }
+
+    #[test]
+    fn digits_send_dtmf_during_a_call_and_fill_the_field_otherwise() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        assert_eq!(update(&mut s, Action::Digit('5')), None);
+        assert_eq!(s.dial.text, "5");
+        assert_eq!(s.focus, Focus::Dial);
+        with_call(&mut s, "1", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::Digit('#')),
+            Some(Command::Dtmf(Some(1), "#".into()))
+        );
+    }
+
+    #[test]
+    fn log_selection_moves_and_enter_opens_the_full_message() {
+        let mut s = state();
+        for summary in ["INVITE sip:bob@b SIP/2.0", "SIP/2.0 180 Ringing"] {
+            let now = s.now;
+            s.apply_event(
+                Event::Sip {
+                    dir: Direction::Out,
+                    peer: "127.0.0.1:5060".into(),
+                    summary: summary.into(),
+                    raw: Arc::from(summary.as_bytes()),
+                },
+                now,
+            );
+        }
+        s.focus = Focus::Log;
+        update(&mut s, Action::Up);
+        assert_eq!(s.log_selected, Some(1));
+        update(&mut s, Action::Up);
+        assert_eq!(s.log_selected, Some(0));
+        update(&mut s, Action::Submit);
+        match &s.popup {
+            Some(Popup::Message { entry, .. }) => {
+                assert_eq!(entry.summary, "INVITE sip:bob@b SIP/2.0")
+            }
+            other => panic!("expected the message popup, got {other:?}"),
+        }
+        update(&mut s, Action::Cancel);
+        assert_eq!(s.popup, None);
+        // Down past the newest goes back to follow mode.
+        update(&mut s, Action::Down);
+        update(&mut s, Action::Down);
+        assert_eq!(s.log_selected, None);
+    }
+
+    #[test]
+    fn search_filters_the_log_and_esc_clears_it() {
+        let mut s = state();
+        update(&mut s, Action::StartSearch);
+        for c in "bye".chars() {
+            update(&mut s, Action::Type(c));
+        }
+        assert_eq!(s.log_filter, "bye");
+        assert_eq!(s.dial.text, "", "search text must not reach the dial field");
+        update(&mut s, Action::Submit);
+        assert!(!s.searching);
+        assert_eq!(s.log_filter, "bye");
+        update(&mut s, Action::StartSearch);
+        update(&mut s, Action::Cancel);
+        assert_eq!(s.log_filter, "");
+    }
+
+    #[test]
+    fn the_dial_field_is_bounded() {
+        let mut s = state();
+        for _ in 0..FIELD_LIMIT + 10 {
+            update(&mut s, Action::Type('1'));
+        }
+        assert_eq!(s.dial.text.len(), FIELD_LIMIT);
+    }
+}

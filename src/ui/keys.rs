@@ -1,0 +1,278 @@
+//! Keys and mouse clicks -> `Action`. The mapping depends on what has the keyboard: a popup,
+//! the log search, the dial field, or the panes (where letters are commands).
+
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::Rect;
+
+use super::action::Action;
+use super::state::{Focus, Popup, UiState};
+use super::view::dialpad::{self, PadKey};
+
+pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
+    // Windows reports releases too; one action per press.
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('q')) {
+        return Some(if state.popup == Some(Popup::QuitConfirm) {
+            Action::ConfirmQuit
+        } else {
+            Action::AskQuit
+        });
+    }
+    // Alt-letters are no command here, and typing them would put stray letters in a field
+    // (a fast `Esc x` arrives as Alt-x).
+    if ctrl || key.modifiers.contains(KeyModifiers::ALT) {
+        return None;
+    }
+    if key.code == KeyCode::F(1) {
+        return Some(Action::ShowHelp);
+    }
+    match &state.popup {
+        Some(Popup::QuitConfirm) => {
+            return Some(match key.code {
+                KeyCode::Char('y' | 'Y') => Action::ConfirmQuit,
+                _ => Action::Cancel,
+            });
+        }
+        Some(Popup::Incoming { .. }) => {
+            return match key.code {
+                KeyCode::Char('a') | KeyCode::Enter => Some(Action::Answer),
+                KeyCode::Char('r') => Some(Action::Reject),
+                KeyCode::Esc => Some(Action::Cancel),
+                _ => None,
+            };
+        }
+        Some(Popup::Transfer { .. }) => return text_key(key.code),
+        Some(Popup::Help | Popup::Message { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
+        None => {}
+    }
+    if state.searching || state.focus == Focus::Dial {
+        return text_key(key.code);
+    }
+    match key.code {
+        KeyCode::Char(c @ ('0'..='9' | '*' | '#')) => Some(Action::Digit(c)),
+        KeyCode::Char('a') => Some(Action::Answer),
+        KeyCode::Char('r') => Some(Action::Reject),
+        KeyCode::Char('h') => Some(Action::Hangup),
+        KeyCode::Char('x') => Some(Action::ToggleHold),
+        KeyCode::Char('m') => Some(Action::ToggleMute),
+        KeyCode::Char('t') => Some(Action::StartTransfer),
+        KeyCode::Char('/') => Some(Action::StartSearch),
+        KeyCode::Char('?') => Some(Action::ShowHelp),
+        KeyCode::Char('q') => Some(Action::AskQuit),
+        KeyCode::Char('d' | 'i') => Some(Action::FocusDial),
+        KeyCode::Tab => Some(Action::FocusNext),
+        KeyCode::Enter => Some(Action::Submit),
+        KeyCode::Esc => Some(Action::Cancel),
+        KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+        KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+        _ => None,
+    }
+}
+
+/// Keys while editing text: printable characters are text, not commands.
+fn text_key(code: KeyCode) -> Option<Action> {
+    match code {
+        KeyCode::Char(c) => Some(Action::Type(c)),
+        KeyCode::Backspace => Some(Action::Backspace),
+        KeyCode::Enter => Some(Action::Submit),
+        KeyCode::Esc => Some(Action::Cancel),
+        KeyCode::Up => Some(Action::Up),
+        KeyCode::Down => Some(Action::Down),
+        KeyCode::Tab => Some(Action::FocusNext),
+        _ => None,
+    }
+}
+
+/// A left click on the dial pad (drawn in `pad_area`) presses that button.
+pub fn mouse_action(state: &UiState, pad_area: Rect, mouse: MouseEvent) -> Option<Action> {
+    if mouse.kind != MouseEventKind::Down(MouseButton::Left) || state.popup.is_some() {
+        return None;
+    }
+    Some(
+        match dialpad::hit_test(pad_area, mouse.column, mouse.row)? {
+            PadKey::Digit(c) => Action::Digit(c),
+            PadKey::Call => Action::CallButton,
+            PadKey::Hangup => Action::Hangup,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn press(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn state() -> UiState {
+        UiState::new(&["alice".into()], 10, Instant::now())
+    }
+
+    #[test]
+    fn letters_are_text_in_the_dial_field_and_commands_outside_it() {
+        let mut s = state();
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('h'))),
+            Some(Action::Type('h'))
+        );
+        s.focus = Focus::Calls;
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('h'))),
+            Some(Action::Hangup)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('a'))),
+            Some(Action::Answer)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('x'))),
+            Some(Action::ToggleHold)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('m'))),
+            Some(Action::ToggleMute)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('t'))),
+            Some(Action::StartTransfer)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('/'))),
+            Some(Action::StartSearch)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('?'))),
+            Some(Action::ShowHelp)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('q'))),
+            Some(Action::AskQuit)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('7'))),
+            Some(Action::Digit('7'))
+        );
+        assert_eq!(key_action(&s, press(KeyCode::Tab)), Some(Action::FocusNext));
+    }
+
+    #[test]
+    fn quit_confirm_takes_y_and_anything_else_is_no() {
+        let mut s = state();
+        s.popup = Some(Popup::QuitConfirm);
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('y'))),
+            Some(Action::ConfirmQuit)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('n'))),
+            Some(Action::Cancel)
+        );
+        assert_eq!(
+            key_action(&s, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::ConfirmQuit)
+        );
+    }
+
+    #[test]
+    fn incoming_popup_keys() {
+        let mut s = state();
+        s.popup = Some(Popup::Incoming {
+            call: 1,
+            remote: "sip:bob@b".into(),
+        });
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('a'))),
+            Some(Action::Answer)
+        );
+        assert_eq!(key_action(&s, press(KeyCode::Enter)), Some(Action::Answer));
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('r'))),
+            Some(Action::Reject)
+        );
+        assert_eq!(key_action(&s, press(KeyCode::Esc)), Some(Action::Cancel));
+        // Typing does not leak into the dial field behind the popup.
+        assert_eq!(key_action(&s, press(KeyCode::Char('5'))), None);
+    }
+
+    #[test]
+    fn alt_letters_do_not_reach_the_dial_field() {
+        let s = state();
+        assert_eq!(
+            key_action(&s, KeyEvent::new(KeyCode::Char('x'), KeyModifiers::ALT)),
+            None
+        );
+    }
+
+    #[test]
+    fn search_mode_takes_letters_as_text() {
+        let mut s = state();
+        s.focus = Focus::Log;
+        s.searching = true;
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('q'))),
+            Some(Action::Type('q'))
+        );
+    }
+
+    #[test]
+    fn ctrl_c_asks_before_quitting() {
+        let s = state();
+        assert_eq!(
+            key_action(&s, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::AskQuit)
+        );
+    }
+
+    #[test]
+    fn clicks_on_the_pad_press_its_buttons() {
+        let s = state();
+        let pad = Rect::new(0, 1, 26, 13);
+        let click = |key: PadKey| {
+            let at = dialpad::button_areas(pad)
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, r)| r);
+            let at = at.unwrap_or_default();
+            MouseEvent {
+                kind: MouseEventKind::Down(MouseButton::Left),
+                column: at.x + at.width / 2,
+                row: at.y,
+                modifiers: KeyModifiers::NONE,
+            }
+        };
+        assert_eq!(
+            mouse_action(&s, pad, click(PadKey::Digit('5'))),
+            Some(Action::Digit('5'))
+        );
+        assert_eq!(
+            mouse_action(&s, pad, click(PadKey::Call)),
+            Some(Action::CallButton)
+        );
+        assert_eq!(
+            mouse_action(&s, pad, click(PadKey::Hangup)),
+            Some(Action::Hangup)
+        );
+        let outside = MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 60,
+            row: 5,
+            modifiers: KeyModifiers::NONE,
+        };
+        assert_eq!(mouse_action(&s, pad, outside), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! The terminal UI: the second front end over the engine's `Event`s and `Command`s.
+//!
+//! Layers: `keys` (key/mouse -> `Action`), `action::update` (Action -> state change + Command),
+//! `state` (engine events -> state), `view` (pure render). This file is the shell: terminal
+//! set-up and restore, and the event loop.
+
+pub mod action;
+pub mod keys;
+pub mod state;
+pub mod view;
+
+use std::io::{self, Stdout};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::driver::command::Command;
+use crate::driver::sip_task;
+use crate::event::Event;
+
+use self::action::update;
+use self::state::UiState;
+
+/// How long quitting (unregistering) may take before we leave anyway.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The duration timers move once a second while a call is up.
+const TICK: Duration = Duration::from_secs(1);
+/// Engine events applied before a redraw: a burst becomes one frame, not hundreds.
+const EVENT_BATCH: usize = 256;
+
+/// Runs the TUI until the user quits (or the engine stops).
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let setup = crate::app::sip_setup(&cli, &config)?;
+    let account = setup.account.name.clone();
+    let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
+    let handle = sip_task::start(setup, event_tx)
+        .await
+        .context("cannot start the SIP engine")?;
+    tracing::info!(listen = %handle.listen, %account, "TUI engine ready");
+
+    let mut state = UiState::new(
+        std::slice::from_ref(&account),
+        config.log.sip_trace_limit,
+        Instant::now(),
+    );
+    state.apply_event(
+        Event::Ready {
+            listen: handle.listen.to_string(),
+        },
+        Instant::now(),
+    );
+
+    let mut terminal = TerminalGuard::enter().context("cannot set up the terminal")?;
+    let commands = handle.commands.clone();
+    let mut task = handle.task;
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut quit_deadline: Option<tokio::time::Instant> = None;
+    let mut dirty = true;
+    let mut input_closed = false;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+
+    loop {
+        if dirty {
+            state.dropped_traces = handle.dropped_traces.load(Ordering::Relaxed);
+            terminal
+                .terminal
+                .draw(|frame| view::render(&state, frame))
+                .context("cannot draw")?;
+            dirty = false;
+        }
+        let ticking = state.needs_ticks();
+        tokio::select! {
+            input = keys.next(), if !input_closed => match input {
+                Some(Ok(TermEvent::Key(key))) => {
+                    if let Some(action) = keys::key_action(&state, key) {
+                        dirty |= act(&mut state, action, &commands);
+                    }
+                }
+                Some(Ok(TermEvent::Mouse(mouse))) => {
+                    let size = terminal.terminal.size().context("terminal size")?;
+                    let areas = view::layout(&state, ratatui::layout::Rect::new(0, 0, size.width, size.height));
+                    if let Some(action) = keys::mouse_action(&state, areas.dialpad, mouse) {
+                        dirty |= act(&mut state, action, &commands);
+                    }
+                }
+                Some(Ok(TermEvent::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "terminal input failed");
+                    state.set_status(format!("terminal input failed: {error}"));
+                    dirty = true;
+                }
+                // The terminal is gone: nothing more can be typed, so quit.
+                None => {
+                    input_closed = true;
+                    begin_quit(&mut state, &commands);
+                }
+            },
+            Some(event) = event_rx.recv() => {
+                let now = Instant::now();
+                state.apply_event(event, now);
+                let mut batch = 1;
+                while batch < EVENT_BATCH
+                    && let Ok(event) = event_rx.try_recv()
+                {
+                    state.apply_event(event, now);
+                    batch += 1;
+                }
+                dirty = true;
+            }
+            _ = tick.tick(), if ticking => {
+                state.tick(Instant::now());
+                dirty = true;
+            }
+            _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } }, if !state.quitting => {
+                begin_quit(&mut state, &commands);
+                dirty = true;
+            }
+            _ = &mut task => break,
+            _ = sleep_until(quit_deadline) => break,
+        }
+        if state.quitting && quit_deadline.is_none() {
+            quit_deadline = Some(tokio::time::Instant::now() + QUIT_TIMEOUT);
+        }
+    }
+    drop(terminal);
+    Ok(())
+}
+
+/// Applies a user action; sends its command without ever blocking the loop. Returns true
+/// (redraw) always: every action changes something visible or the status line.
+fn act(state: &mut UiState, action: action::Action, commands: &mpsc::Sender<Command>) -> bool {
+    state.tick(Instant::now());
+    if let Some(command) = update(state, action)
+        && let Err(error) = commands.try_send(command)
+    {
+        tracing::warn!(%error, "engine command queue full or closed");
+        state.set_status(format!("engine busy, command dropped: {error}"));
+    }
+    true
+}
+
+/// Quits without asking (terminal closed, SIGTERM): the engine unregisters, then stops.
+fn begin_quit(state: &mut UiState, commands: &mpsc::Sender<Command>) {
+    if !state.quitting {
+        state.quitting = true;
+        state.set_status("quitting…");
+        let _ = commands.try_send(Command::Quit);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Raw mode + alternate screen + mouse for as long as it lives; restored on drop and, through
+/// a panic hook, on panic (a panic must not leave the user's shell in raw mode).
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<TerminalGuard> {
+        install_panic_hook();
+        enable_raw_mode()?;
+        let mut stdout = io::stdout();
+        if let Err(error) = execute!(stdout, EnterAlternateScreen, EnableMouseCapture) {
+            restore_terminal();
+            return Err(error);
+        }
+        match Terminal::new(CrosstermBackend::new(stdout)) {
+            Ok(terminal) => Ok(TerminalGuard { terminal }),
+            Err(error) => {
+                restore_terminal();
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = self.terminal.show_cursor();
+        restore_terminal();
+    }
+}
+
+fn restore_terminal() {
+    let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen);
+    let _ = disable_raw_mode();
+}
+
+fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+    });
+}

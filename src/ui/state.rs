@@ -1,0 +1,606 @@
+//! Everything the TUI shows, changed only by engine `Event`s (here) and user `Action`s
+//! (`action.rs`). No clock reads: every change that needs a time gets `now` from the caller,
+//! so tests run on fixed times and snapshots are stable.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::event::{Direction, Event};
+
+/// Dial history entries kept (oldest dropped first).
+pub const DIAL_HISTORY_LIMIT: usize = 50;
+/// Longest dial field / prompt text accepted from the keyboard.
+pub const FIELD_LIMIT: usize = 256;
+/// Calls kept on screen; a flood of INVITEs must not grow the list without bound.
+pub const CALL_LIMIT: usize = 32;
+
+/// Which pane receives keys that are not global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Dial,
+    Calls,
+    Log,
+}
+
+impl Focus {
+    pub fn next(self) -> Focus {
+        match self {
+            Focus::Dial => Focus::Calls,
+            Focus::Calls => Focus::Log,
+            Focus::Log => Focus::Dial,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    Help,
+    /// An incoming call waiting for Answer / Reject.
+    Incoming {
+        call: u64,
+        remote: String,
+    },
+    /// One SIP message in full, scrolled by `scroll` lines.
+    Message {
+        entry: LogEntry,
+        scroll: u16,
+    },
+    QuitConfirm,
+    /// The transfer target prompt for `call`.
+    Transfer {
+        call: u64,
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountStatus {
+    pub name: String,
+    /// As the engine says it: registered, registering, failed, unregistered, ...
+    pub state: String,
+    pub code: Option<u16>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallView {
+    pub id: u64,
+    pub remote: String,
+    /// As the engine says it: calling, incoming, ringing, early, confirmed, held.
+    pub state: String,
+    /// When the call was first confirmed: the duration timer counts from here.
+    pub connected_at: Option<Instant>,
+    pub codec: Option<String>,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP, once the peer reported.
+    pub rtt_ms: Option<f64>,
+    /// Estimated MOS (E-model), 1..4.5.
+    pub mos: Option<f64>,
+    pub held: bool,
+    pub muted: bool,
+}
+
+impl CallView {
+    /// Whole seconds since the call was answered, if it was.
+    pub fn duration(&self, now: Instant) -> Option<Duration> {
+        self.connected_at
+            .map(|at| now.saturating_duration_since(at))
+    }
+
+    pub fn is_ringing_in(&self) -> bool {
+        self.state == "incoming"
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.connected_at.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// Time since the UI started (the log shows it as mm:ss.mmm).
+    pub at: Duration,
+    pub dir: Direction,
+    pub peer: String,
+    pub summary: String,
+    pub raw: Arc<[u8]>,
+}
+
+/// The SIP trace ring: newest last, oldest dropped past `capacity`.
+#[derive(Debug, Clone)]
+pub struct SipLog {
+    entries: VecDeque<LogEntry>,
+    capacity: usize,
+    /// Entries evicted from the ring so far; keeps a selection pointing at the same message.
+    evicted: u64,
+}
+
+impl SipLog {
+    pub fn new(capacity: usize) -> SipLog {
+        SipLog {
+            entries: VecDeque::new(),
+            capacity: capacity.max(1),
+            evicted: 0,
+        }
+    }
+
+    pub fn push(&mut self, entry: LogEntry) {
+        if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
+            self.evicted += 1;
+        }
+        self.entries.push_back(entry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&LogEntry> {
+        self.entries.get(index)
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &LogEntry> + ExactSizeIterator {
+        self.entries.iter()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// The dial field with its history (Up/Down recall, like a shell).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DialField {
+    pub text: String,
+    pub history: Vec<String>,
+    /// Index into `history` while recalling; `None` while editing fresh text.
+    pub recall: Option<usize>,
+}
+
+impl DialField {
+    pub fn remember(&mut self, target: &str) {
+        self.history.retain(|h| h != target);
+        self.history.push(target.to_string());
+        if self.history.len() > DIAL_HISTORY_LIMIT {
+            self.history.remove(0);
+        }
+        self.recall = None;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UiState {
+    /// When the UI started: log times are relative to it.
+    pub started: Instant,
+    /// The clock as of the last event, key or tick; render reads time only from here.
+    pub now: Instant,
+    pub listen: Option<String>,
+    pub accounts: Vec<AccountStatus>,
+    pub calls: Vec<CallView>,
+    /// Index into `calls` of the call that `h`, `x`, `m`, `t` act on.
+    pub selected_call: usize,
+    pub dial: DialField,
+    pub log: SipLog,
+    /// Selected log entry (index into the ring); `None` = follow mode (newest at the bottom).
+    pub log_selected: Option<usize>,
+    /// Log filter typed after `/` (case-insensitive substring of peer or first line).
+    pub log_filter: String,
+    /// True while `/` is collecting filter text.
+    pub searching: bool,
+    pub focus: Focus,
+    pub popup: Option<Popup>,
+    pub status: Option<String>,
+    /// SIP trace events the engine dropped because the UI was behind.
+    pub dropped_traces: u64,
+    /// Set once the user confirmed quitting; the run loop waits for the engine to finish.
+    pub quitting: bool,
+}
+
+impl UiState {
+    pub fn new(accounts: &[String], log_capacity: usize, now: Instant) -> UiState {
+        UiState {
+            started: now,
+            now,
+            listen: None,
+            accounts: accounts
+                .iter()
+                .map(|name| AccountStatus {
+                    name: name.clone(),
+                    state: "unregistered".into(),
+                    code: None,
+                    reason: None,
+                })
+                .collect(),
+            calls: Vec::new(),
+            selected_call: 0,
+            dial: DialField::default(),
+            log: SipLog::new(log_capacity),
+            log_selected: None,
+            log_filter: String::new(),
+            searching: false,
+            focus: Focus::Dial,
+            popup: None,
+            status: None,
+            dropped_traces: 0,
+            quitting: false,
+        }
+    }
+
+    /// A render tick: only the clock moves (the duration timers follow it).
+    pub fn tick(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// True while some call is up or ringing: the run loop redraws every second then.
+    pub fn needs_ticks(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    pub fn selected_call(&self) -> Option<&CallView> {
+        self.calls.get(self.selected_call)
+    }
+
+    pub fn call_mut(&mut self, id: u64) -> Option<&mut CallView> {
+        self.calls.iter_mut().find(|c| c.id == id)
+    }
+
+    /// The first call ringing in, for Enter on an empty field and `a`.
+    pub fn ringing_call(&self) -> Option<&CallView> {
+        self.calls.iter().find(|c| c.is_ringing_in())
+    }
+
+    /// Indices of log entries that pass the filter, oldest first.
+    pub fn visible_log(&self) -> Vec<usize> {
+        let needle = self.log_filter.to_lowercase();
+        self.log
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                needle.is_empty()
+                    || e.summary.to_lowercase().contains(&needle)
+                    || e.peer.to_lowercase().contains(&needle)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub fn set_status(&mut self, message: impl Into<String>) {
+        self.status = Some(message.into());
+    }
+
+    /// Applies one engine event.
+    pub fn apply_event(&mut self, event: Event, now: Instant) {
+        self.now = now;
+        match event {
+            Event::Ready { listen } => {
+                self.set_status(format!("listening on {listen}"));
+                self.listen = Some(listen);
+            }
+            Event::Registration {
+                account,
+                state,
+                code,
+                reason,
+                ..
+            } => {
+                if state == "failed" {
+                    let why = match (&code, &reason) {
+                        (Some(c), Some(r)) => format!(": {c} {r}"),
+                        (Some(c), None) => format!(": {c}"),
+                        (None, Some(r)) => format!(": {r}"),
+                        (None, None) => String::new(),
+                    };
+                    self.set_status(format!("{account}: registration failed{why}"));
+                }
+                let status = AccountStatus {
+                    name: account.clone(),
+                    state,
+                    code,
+                    reason,
+                };
+                match self.accounts.iter_mut().find(|a| a.name == account) {
+                    Some(existing) => *existing = status,
+                    None => self.accounts.push(status),
+                }
+            }
+            Event::Sip {
+                dir,
+                peer,
+                summary,
+                raw,
+            } => self.push_log(LogEntry {
+                at: now.saturating_duration_since(self.started),
+                dir,
+                peer,
+                summary,
+                raw,
+            }),
+            Event::Call {
+                call,
+                state,
+                remote,
+                code,
+                reason,
+            } => self.apply_call(&call, state, remote, code, reason, now),
+            Event::Media {
+                call,
+                codec,
+                sent,
+                received,
+                lost,
+                jitter_ms,
+                rtt_ms,
+                mos,
+                ..
+            } => {
+                if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
+                    view.codec = Some(codec);
+                    view.sent = sent;
+                    view.received = received;
+                    view.lost = lost;
+                    view.jitter_ms = jitter_ms;
+                    view.rtt_ms = rtt_ms;
+                    view.mos = Some(mos);
+                }
+            }
+            Event::Dtmf { call, digit } => {
+                self.set_status(format!("call {call}: DTMF {digit} received"));
+            }
+            Event::Error { message } => self.set_status(format!("error: {message}")),
+            Event::Warning { message } => self.set_status(format!("warning: {message}")),
+        }
+    }
+
+    fn push_log(&mut self, entry: LogEntry) {
+        let full = self.log.len() >= self.log.capacity();
+        self.log.push(entry);
+        // The oldest entry went: keep the selection on the same message (or the new oldest).
+        if full && let Some(selected) = self.log_selected.as_mut() {
+            *selected = selected.saturating_sub(1);
+        }
+    }
+
+    fn apply_call(
+        &mut self,
+        call: &str,
+        state: String,
+        remote: String,
+        code: Option<u16>,
+        reason: Option<String>,
+        now: Instant,
+    ) {
+        let Ok(id) = call.parse::<u64>() else {
+            self.set_status(format!("engine sent an unknown call id `{call}`"));
+            return;
+        };
+        if state == "terminated" {
+            let why = match (code, reason) {
+                (Some(c), Some(r)) => format!(" ({c} {r})"),
+                (Some(c), None) => format!(" ({c})"),
+                _ => String::new(),
+            };
+            self.set_status(format!("call {id} with {remote} ended{why}"));
+            self.calls.retain(|c| c.id != id);
+            if self.selected_call >= self.calls.len() {
+                self.selected_call = self.calls.len().saturating_sub(1);
+            }
+            if matches!(&self.popup, Some(Popup::Incoming { call, .. } | Popup::Transfer { call, .. }) if *call == id)
+            {
+                self.popup = None;
+            }
+            return;
+        }
+        if state == "incoming" && self.popup.is_none() && !self.calls.iter().any(|c| c.id == id) {
+            self.popup = Some(Popup::Incoming {
+                call: id,
+                remote: remote.clone(),
+            });
+        }
+        if state != "incoming"
+            && matches!(&self.popup, Some(Popup::Incoming { call, .. }) if *call == id)
+        {
+            self.popup = None;
+        }
+        let up = state == "confirmed" || state == "held";
+        match self.call_mut(id) {
+            Some(view) => {
+                view.held = state == "held";
+                if up && view.connected_at.is_none() {
+                    view.connected_at = Some(now);
+                }
+                view.state = state;
+                if !remote.is_empty() {
+                    view.remote = remote;
+                }
+            }
+            None => {
+                if self.calls.len() >= CALL_LIMIT {
+                    self.set_status(format!("too many calls; call {id} not shown"));
+                    return;
+                }
+                self.calls.push(CallView {
+                    id,
+                    remote,
+                    held: state == "held",
+                    connected_at: up.then_some(now),
+                    state,
+                    codec: None,
+                    sent: 0,
+                    received: 0,
+                    lost: 0,
+                    jitter_ms: 0.0,
+                    rtt_ms: None,
+                    mos: None,
+                    muted: false,
+                });
+                // A new call is what the user wants to act on next.
+                self.selected_call = self.calls.len() - 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_event(id: &str, state: &str) -> Event {
+        Event::Call {
+            call: id.into(),
+            state: state.into(),
+            remote: "sip:bob@biloxi.com".into(),
+            code: None,
+            reason: None,
+        }
+    }
+
+    fn sip(summary: &str) -> Event {
+        Event::Sip {
+            dir: Direction::In,
+            peer: "127.0.0.1:5060".into(),
+            summary: summary.into(),
+            raw: Arc::from(summary.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn duration_counts_from_confirmation_not_from_ringing() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&["alice".into()], 10, t0);
+        state.apply_event(call_event("1", "calling"), t0);
+        state.apply_event(call_event("1", "confirmed"), t0 + Duration::from_secs(5));
+        state.tick(t0 + Duration::from_secs(70));
+        let call = state.selected_call().cloned();
+        assert_eq!(
+            call.and_then(|c| c.duration(state.now)),
+            Some(Duration::from_secs(65))
+        );
+    }
+
+    #[test]
+    fn incoming_call_opens_the_popup_and_hangup_by_peer_closes_it() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 10, t0);
+        state.apply_event(call_event("7", "incoming"), t0);
+        assert!(matches!(state.popup, Some(Popup::Incoming { call: 7, .. })));
+        state.apply_event(
+            Event::Call {
+                call: "7".into(),
+                state: "terminated".into(),
+                remote: "sip:bob@biloxi.com".into(),
+                code: Some(487),
+                reason: Some("Request Terminated".into()),
+            },
+            t0,
+        );
+        assert_eq!(state.popup, None);
+        assert!(state.calls.is_empty());
+        assert!(
+            state
+                .status
+                .as_deref()
+                .is_some_and(|s| s.contains("487 Request Terminated"))
+        );
+    }
+
+    #[test]
+    fn the_log_ring_keeps_only_the_newest_entries() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 3, t0);
+        for n in 0..5 {
+            state.apply_event(sip(&format!("OPTIONS sip:{n}@x SIP/2.0")), t0);
+        }
+        let kept: Vec<&str> = state.log.iter().map(|e| e.summary.as_str()).collect();
+        assert_eq!(
+            kept,
+            [
+                "OPTIONS sip:2@x SIP/2.0",
+                "OPTIONS sip:3@x SIP/2.0",
+                "OPTIONS sip:4@x SIP/2.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_selected_log_entry_stays_on_its_message_when_old_ones_drop_out() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 3, t0);
+        for n in 0..3 {
+            state.apply_event(sip(&format!("MESSAGE {n}")), t0);
+        }
+        state.log_selected = Some(2);
+        state.apply_event(sip("MESSAGE 3"), t0);
+        let selected = state.log_selected.and_then(|i| state.log.get(i));
+        assert_eq!(selected.map(|e| e.summary.as_str()), Some("MESSAGE 2"));
+    }
+
+    #[test]
+    fn registration_failure_shows_in_the_status_line() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&["alice".into()], 3, t0);
+        state.apply_event(
+            Event::Registration {
+                account: "alice".into(),
+                state: "failed".into(),
+                code: Some(403),
+                reason: Some("Forbidden".into()),
+                expires: None,
+            },
+            t0,
+        );
+        assert_eq!(
+            state.accounts.first().map(|a| a.state.as_str()),
+            Some("failed")
+        );
+        assert_eq!(
+            state.status.as_deref(),
+            Some("alice: registration failed: 403 Forbidden")
+        );
+    }
+
+    #[test]
+    fn media_stats_land_on_their_call() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 3, t0);
+        state.apply_event(call_event("2", "confirmed"), t0);
+        state.apply_event(
+            Event::Media {
+                call: "2".into(),
+                codec: "opus/48000".into(),
+                sent: 100,
+                received: 98,
+                lost: 2,
+                jitter_ms: 3.5,
+                loss_pct: 2.0,
+                rtt_ms: Some(12.5),
+                mos: 4.1,
+                remote: None,
+            },
+            t0,
+        );
+        let call = state.selected_call();
+        assert_eq!(call.and_then(|c| c.codec.as_deref()), Some("opus/48000"));
+        assert_eq!(call.map(|c| c.lost), Some(2));
+    }
+
+    #[test]
+    fn filter_matches_first_line_or_peer_ignoring_case() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 10, t0);
+        state.apply_event(sip("INVITE sip:bob@biloxi.com SIP/2.0"), t0);
+        state.apply_event(sip("SIP/2.0 180 Ringing"), t0);
+        state.log_filter = "invite".into();
+        assert_eq!(state.visible_log(), vec![0]);
+        state.log_filter = "127.0.0.1".into();
+        assert_eq!(state.visible_log(), vec![0, 1]);
+    }
+}

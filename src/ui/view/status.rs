@@ -1,0 +1,82 @@
+//! The status bar (top: registration per account, listen address, dropped traces) and the
+//! bottom line (focus and the last message for the user).
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::printable;
+use crate::ui::state::{Focus, UiState};
+
+fn registration_style(state: &str) -> Style {
+    match state {
+        "registered" => Style::new().fg(Color::LightGreen),
+        "failed" => Style::new()
+            .fg(Color::LightRed)
+            .add_modifier(Modifier::BOLD),
+        "registering" | "unregistering" => Style::new().fg(Color::Yellow),
+        _ => Style::new().fg(Color::Gray),
+    }
+}
+
+pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
+    let bar = Style::new().bg(Color::Rgb(30, 30, 46)).fg(Color::White);
+    let separator = || Span::styled(" │ ", Style::new().fg(Color::DarkGray));
+    let mut spans = vec![Span::styled(
+        " sipterm",
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    for account in &state.accounts {
+        spans.push(separator());
+        spans.push(Span::raw(format!("{}: ", printable(&account.name))));
+        let text = match account.code {
+            Some(code) if account.state != "registered" => format!("{} ({code})", account.state),
+            _ => account.state.clone(),
+        };
+        spans.push(Span::styled(text, registration_style(&account.state)));
+    }
+    if let Some(listen) = &state.listen {
+        spans.push(separator());
+        spans.push(Span::styled(
+            printable(listen),
+            Style::new().fg(Color::Gray),
+        ));
+    }
+    if state.dropped_traces > 0 {
+        spans.push(separator());
+        spans.push(Span::styled(
+            format!("dropped {}", state.dropped_traces),
+            Style::new().fg(Color::LightRed),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+}
+
+pub fn render_bottom(state: &UiState, frame: &mut Frame, area: Rect) {
+    let mode = if state.searching {
+        "SEARCH"
+    } else {
+        match state.focus {
+            Focus::Dial => "DIAL",
+            Focus::Calls => "CALLS",
+            Focus::Log => "LOG",
+        }
+    };
+    let mut spans = vec![
+        Span::styled(
+            format!(" {mode} "),
+            Style::new().fg(Color::Black).bg(Color::Cyan),
+        ),
+        Span::raw(" "),
+    ];
+    match &state.status {
+        Some(message) => spans.push(Span::raw(printable(message))),
+        None => spans.push(Span::styled(
+            "Tab: next pane   ?: help",
+            Style::new().fg(Color::DarkGray),
+        )),
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}

@@ -1,0 +1,286 @@
+//! Snapshot tests of the TUI: fixed states rendered on ratatui's TestBackend and compared with
+//! the committed `tests/snapshots/*.snap`. Times are virtual (a base `Instant` plus offsets), so
+//! durations and log times are the same on every run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use sipterm::event::{Direction, Event};
+use sipterm::ui::action::{Action, update};
+use sipterm::ui::state::{Focus, UiState};
+use sipterm::ui::view;
+
+const INVITE: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@127.0.0.1:5062>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn at(t0: Instant, millis: u64) -> Instant {
+    t0 + Duration::from_millis(millis)
+}
+
+fn sip(dir: Direction, raw: &str) -> Event {
+    Event::Sip {
+        dir,
+        peer: "127.0.0.1:5060".into(),
+        summary: sipterm::event::first_line(raw.as_bytes()),
+        raw: Arc::from(raw.as_bytes()),
+    }
+}
+
+fn call(id: &str, state: &str, remote: &str) -> Event {
+    Event::Call {
+        call: id.into(),
+        state: state.into(),
+        remote: remote.into(),
+        code: None,
+        reason: None,
+    }
+}
+
+/// Alice, registered, listening on 127.0.0.1:5062, with her REGISTER exchange in the log.
+fn registered(t0: Instant) -> UiState {
+    let mut state = UiState::new(&["alice".into()], 5000, t0);
+    state.apply_event(
+        Event::Ready {
+            listen: "127.0.0.1:5062".into(),
+        },
+        t0,
+    );
+    state.apply_event(
+        sip(
+            Direction::Out,
+            "REGISTER sip:atlanta.com SIP/2.0\r\nCSeq: 1 REGISTER\r\n\r\n",
+        ),
+        at(t0, 12),
+    );
+    state.apply_event(
+        sip(Direction::In, "SIP/2.0 200 OK\r\nCSeq: 1 REGISTER\r\n\r\n"),
+        at(t0, 31),
+    );
+    state.apply_event(
+        Event::Registration {
+            account: "alice".into(),
+            state: "registered".into(),
+            code: Some(200),
+            reason: None,
+            expires: Some(600),
+        },
+        at(t0, 31),
+    );
+    state.status = None;
+    state
+}
+
+/// A call to Bob: INVITE / 100 / 180 / 200 / ACK, answered at 3.2 s, stats at 68 s.
+fn in_call(t0: Instant) -> UiState {
+    let mut state = registered(t0);
+    state.apply_event(call("1", "calling", "sip:bob@biloxi.com"), at(t0, 1000));
+    state.apply_event(sip(Direction::Out, INVITE), at(t0, 1002));
+    state.apply_event(
+        sip(Direction::In, "SIP/2.0 100 Trying\r\n\r\n"),
+        at(t0, 1010),
+    );
+    state.apply_event(
+        sip(Direction::In, "SIP/2.0 180 Ringing\r\n\r\n"),
+        at(t0, 1200),
+    );
+    state.apply_event(call("1", "ringing", "sip:bob@biloxi.com"), at(t0, 1200));
+    state.apply_event(
+        sip(
+            Direction::In,
+            "SIP/2.0 200 OK\r\nContent-Type: application/sdp\r\n\r\n",
+        ),
+        at(t0, 3200),
+    );
+    state.apply_event(
+        sip(
+            Direction::Out,
+            "ACK sip:bob@127.0.0.1:5070 SIP/2.0\r\nCSeq: 314159 ACK\r\n\r\n",
+        ),
+        at(t0, 3201),
+    );
+    state.apply_event(call("1", "confirmed", "sip:bob@biloxi.com"), at(t0, 3201));
+    state.apply_event(
+        Event::Media {
+            call: "1".into(),
+            codec: "opus/48000".into(),
+            sent: 3245,
+            received: 3238,
+            lost: 7,
+            jitter_ms: 2.4,
+            loss_pct: 0.22,
+            rtt_ms: Some(1.5),
+            mos: 4.21,
+            remote: None,
+        },
+        at(t0, 68_000),
+    );
+    state.status = None;
+    state.tick(at(t0, 68_300));
+    state
+}
+
+fn draw(state: &UiState, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = match Terminal::new(TestBackend::new(width, height)) {
+        Ok(terminal) => terminal,
+        Err(never) => match never {},
+    };
+    if let Err(never) = terminal.draw(|frame| view::render(state, frame)) {
+        match never {}
+    }
+    terminal
+}
+
+#[test]
+fn idle_registered_80x24() {
+    let t0 = Instant::now();
+    let state = registered(t0);
+    insta::assert_snapshot!(draw(&state, 80, 24).backend());
+}
+
+#[test]
+fn incoming_call_popup() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    state.apply_event(
+        call("2", "incoming", "\"Carol\" <sip:carol@chicago.com>"),
+        at(t0, 5000),
+    );
+    state.apply_event(
+        sip(
+            Direction::In,
+            "INVITE sip:alice@127.0.0.1:5062 SIP/2.0\r\n\r\n",
+        ),
+        at(t0, 4990),
+    );
+    insta::assert_snapshot!(draw(&state, 80, 24).backend());
+}
+
+#[test]
+fn confirmed_call_with_stats_and_sip_log() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.focus = Focus::Calls;
+    update(&mut state, Action::ToggleMute);
+    state.status = None;
+    let screen = draw(&state, 80, 24).backend().to_string();
+    // What a user must see: the duration since answer, the codec, the whole INVITE flow.
+    assert!(screen.contains("01:05"), "{screen}");
+    assert!(screen.contains("opus/48000"), "{screen}");
+    for line in [
+        "INVITE sip:bob@biloxi.com",
+        "100 Trying",
+        "180 Ringing",
+        "200 OK",
+        "ACK sip:bob",
+    ] {
+        assert!(screen.contains(line), "missing {line}:\n{screen}");
+    }
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn help_overlay() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    state.focus = Focus::Calls;
+    update(&mut state, Action::ShowHelp);
+    insta::assert_snapshot!(draw(&state, 80, 24).backend());
+}
+
+#[test]
+fn full_message_view() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.focus = Focus::Log;
+    // Up from follow mode selects the newest (ACK); four more reach the INVITE.
+    for _ in 0..5 {
+        update(&mut state, Action::Up);
+    }
+    update(&mut state, Action::Submit);
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(
+        screen.contains("Call-ID: a84b4c76e66710@pc33.atlanta.com"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn wide_120x40_with_two_calls_and_dropped_traces() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.apply_event(
+        call("2", "incoming", "sip:carol@chicago.com"),
+        at(t0, 68_500),
+    );
+    update(&mut state, Action::Cancel); // hide the popup: the call rings in the panel
+    state.focus = Focus::Log;
+    update(&mut state, Action::Up);
+    update(&mut state, Action::Up);
+    state.dropped_traces = 3;
+    state.set_status("warning: 3 SIP trace events dropped");
+    insta::assert_snapshot!(draw(&state, 120, 40).backend());
+}
+
+#[test]
+fn quit_confirmation() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    state.focus = Focus::Calls;
+    update(&mut state, Action::AskQuit);
+    insta::assert_snapshot!(draw(&state, 80, 24).backend());
+}
+
+#[test]
+fn hostile_text_is_drawn_inert() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    state.apply_event(
+        Event::Sip {
+            dir: Direction::In,
+            peer: "127.0.0.1:5060".into(),
+            summary: "OPTIONS sip:x\u{1b}]0;pwned\u{7} SIP/2.0".into(),
+            raw: Arc::from(&b"OPTIONS sip:x\x1b]0;pwned\x07 SIP/2.0\r\n\r\n"[..]),
+        },
+        at(t0, 100),
+    );
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(!screen.contains('\u{1b}'), "{screen}");
+    assert!(
+        screen.contains("OPTIONS sip:x\u{FFFD}]0;pwned\u{FFFD}"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn tiny_terminals_do_not_panic_in_any_popup() {
+    let t0 = Instant::now();
+    let base = in_call(t0);
+    let mut states = vec![base.clone()];
+    for action in [Action::ShowHelp, Action::AskQuit, Action::StartTransfer] {
+        let mut state = base.clone();
+        state.focus = Focus::Calls;
+        update(&mut state, action);
+        states.push(state);
+    }
+    let mut message = base.clone();
+    message.focus = Focus::Log;
+    update(&mut message, Action::Submit);
+    states.push(message);
+    for state in &states {
+        for (width, height) in [(1, 1), (10, 3), (26, 13), (40, 10), (79, 23)] {
+            let screen = draw(state, width, height);
+            assert_eq!(screen.backend().buffer().area.width, width);
+        }
+    }
+}
