@@ -63,6 +63,42 @@ pub(super) struct Call {
 }
 
 impl Call {
+    /// A call with nothing sent or negotiated yet.
+    fn new(
+        id: u64,
+        role: Role,
+        state: CallState,
+        remote: String,
+        local_tag: String,
+        media: LocalMedia,
+    ) -> Call {
+        Call {
+            id,
+            role,
+            state,
+            remote,
+            dialog: None,
+            invite: None,
+            invite_tsx: None,
+            invite_dest: None,
+            local_tag,
+            media,
+            params: None,
+            remote_offer: None,
+            ack: None,
+            pending_ok: None,
+            cancel_wanted: false,
+            cancelled: false,
+            redirects: 0,
+            auth_tries: 0,
+            no_answer_at: None,
+            reinvite_tsx: None,
+            glare_retry_at: None,
+            on_hold: false,
+            offered_in_ok: false,
+        }
+    }
+
     /// The media task's copy of `params`. While we hold the call it sends nothing: RFC 3264
     /// §8.4 `sendonly` would allow music on hold, but we have none, and sending the live
     /// microphone let the held party hear everything said on this side of a held call.
@@ -152,31 +188,14 @@ impl UserAgent {
         invite.headers.push("Supported", super::SUPPORTED);
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = sdp::build_offer(&media).into_bytes();
-        self.calls.push(Call {
+        self.calls.push(Call::new(
             id,
-            role: Role::Caller,
-            state: CallState::Calling,
-            remote: target.to_string(),
-            dialog: None,
-            invite: None,
-            invite_tsx: None,
-            invite_dest: None,
+            Role::Caller,
+            CallState::Calling,
+            target.to_string(),
             local_tag,
             media,
-            params: None,
-            remote_offer: None,
-            ack: None,
-            pending_ok: None,
-            cancel_wanted: false,
-            cancelled: false,
-            redirects: 0,
-            auth_tries: 0,
-            no_answer_at: None,
-            reinvite_tsx: None,
-            glare_retry_at: None,
-            on_hold: false,
-            offered_in_ok: false,
-        });
+        ));
         self.emit_call(id, None, None);
         self.send_invite(id, invite, now);
     }
@@ -762,30 +781,21 @@ impl UserAgent {
             r.headers.push("Contact", format!("<{}>", self.contact));
             r
         };
+        let media = self.media_template();
         self.calls.push(Call {
-            id,
-            role: Role::Callee,
-            state: CallState::Incoming,
-            remote,
             dialog: Some(dialog),
             invite: Some(request),
             invite_tsx: Some(tsx),
             invite_dest: Some(source),
-            local_tag,
-            media: self.media_template(),
-            params: None,
             remote_offer: offer,
-            ack: None,
-            pending_ok: None,
-            cancel_wanted: false,
-            cancelled: false,
-            redirects: 0,
-            auth_tries: 0,
-            no_answer_at: None,
-            reinvite_tsx: None,
-            glare_retry_at: None,
-            on_hold: false,
-            offered_in_ok: false,
+            ..Call::new(
+                id,
+                Role::Callee,
+                CallState::Incoming,
+                remote,
+                local_tag,
+                media,
+            )
         });
         self.owners.insert(tsx, Owner::Call(id, Method::Invite));
         self.tsx.send_response(tsx, ringing, now);
