@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """sipterm vs baresip, side by side (`make bench`). Python 3 standard library only.
 
-For each client: one Opus call of CALL_SECONDS to the same peer, a sipp UAS that answers with
+For each client: one Opus call of --seconds (30) to the same peer, a sipp UAS that answers with
 Opus (bench/uas_opus_echo.xml) and echoes the client's RTP back (-rtp_echo). Everything on
 127.0.0.1 with free ports.
 
@@ -13,10 +13,12 @@ Measured per client:
     by cross-correlation, and the median offset (recording time - input time) is reported.
     sipterm: --audio-in / --audio-out WAV files, both advanced by the same 20 ms media clock
     from the start of the media session, so an offset in the file is a delay in time.
-    baresip: aufile source; what the alsa player is given is recorded by an ALSA `file` PCM
-    (slave `null`) defined in a private ~/.asoundrc, so baresip's jitter buffer and playout
-    buffer are included. The dec.wav dump of the sndfile module is also kept for reference
-    (it starts with the first decoded packet, so it hides the initial delay).
+    baresip: aufile source, no audio player module (1.0's alsa player on `null` does not block
+    and spins a core; no other 1.0 player is paced without a sound card). The sndfile module
+    dumps frames as they are encoded (enc.wav) and packets as they are decoded after the jitter
+    buffer (dec.wav); latency = click offset between the two dumps + the wall-clock gap between
+    their first samples (polled every 1 ms). Source and playout buffers are left out: a lower
+    bound for baresip.
   The packetisation floor is 2 x ptime = 40 ms (one frame gathered before sending, one frame
   played out after receiving).
 
@@ -332,8 +334,9 @@ def run_sipterm(binary, workdir, input_wav, seconds):
     env = dict(os.environ, HOME=workdir, XDG_CONFIG_HOME=workdir, XDG_STATE_HOME=workdir)
     args = [binary, "--headless", "--listen", "127.0.0.1:0", "--audio-in", input_wav,
             "--audio-out", out_wav, "--config", config]
-    client = Process("sipterm", args, workdir, env=env)
+    client = None
     try:
+        client = Process("sipterm", args, workdir, env=env)
         client.expect("ready", lambda l: json_event(l, event="ready"), 10)
         client.send(f"dial sip:bench@127.0.0.1:{sipp_port}")
         client.expect("call confirmed", lambda l: json_event(l, event="call", state="confirmed"), 10)
@@ -344,7 +347,8 @@ def run_sipterm(binary, workdir, input_wav, seconds):
         client.send("quit")
         client.stop()
     finally:
-        client.stop(0.1)
+        if client is not None:
+            client.stop(0.1)
         sipp.stop(10)
     if sipp.proc.returncode != 0:
         raise RuntimeError(f"sipp failed ({sipp.proc.returncode}) with sipterm; see {workdir}")
@@ -419,9 +423,10 @@ def run_baresip(workdir, input_wav, seconds):
     with open(os.path.join(conf, "contacts"), "w") as f:
         f.write("")
     env = dict(os.environ, HOME=workdir)
-    client = Process("baresip", ["baresip", "-f", conf], workdir, env=env)
     watcher = FirstWrites(dumps)
+    client = None
     try:
+        client = Process("baresip", ["baresip", "-f", conf], workdir, env=env)
         wait_until("baresip to listen", lambda: udp_port_bound(port), 10, client.proc)
         watcher.start()
         client.send(f"/dial sip:bench@127.0.0.1:{sipp_port}")
@@ -434,7 +439,8 @@ def run_baresip(workdir, input_wav, seconds):
         client.stop()
     finally:
         watcher.done.set()
-        client.stop(0.1)
+        if client is not None:
+            client.stop(0.1)
         sipp.stop(10)
     if sipp.proc.returncode != 0:
         raise RuntimeError(f"sipp failed ({sipp.proc.returncode}) with baresip; see {workdir}")
@@ -476,6 +482,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results.md"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     opts = parser.parse_args()
+    opts.sipterm = os.path.abspath(opts.sipterm)
     for tool in ("sipp", "baresip"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (make test-deps installs it)")
@@ -500,7 +507,7 @@ def main():
     log(f"baresip: {opts.seconds:.0f} s Opus call to a sipp echo ...")
     b_dir = os.path.join(workdir, "baresip")
     os.makedirs(b_dir)
-    b_cpu, b_rss, b_offsets, b_dump_offsets = run_baresip(b_dir, baresip_in, opts.seconds)
+    b_cpu, b_rss, b_offsets, b_start_gap = run_baresip(b_dir, baresip_in, opts.seconds)
     load_after = os.getloadavg()
 
     s_lat, s_found, s_total = median_ms(s_offsets)
@@ -526,17 +533,24 @@ def main():
         "",
         f"Clicks found: sipterm {s_found}/{s_total}, baresip {b_found}/{b_total}.",
         "sipterm offsets ms: " + ", ".join(fmt(o, 1) for o in s_offsets),
-        "baresip offsets ms (ALSA player output): " + ", ".join(fmt(o, 1) for o in b_offsets),
+        "baresip offsets ms: " + ", ".join(fmt(o, 1) for o in b_offsets),
     ]
-    if b_dump_offsets is not None:
-        lines.append(
-            "baresip offsets ms in its sndfile dec.wav dump (starts at the first decoded packet, "
-            "so it hides the initial delay; for reference): "
-            + ", ".join(fmt(o, 1) for o in b_dump_offsets)
-        )
     lines += [
         "",
-        "sipterm " + subprocess.run([opts.sipterm, "--version"], capture_output=True, text=True).stdout.strip()
+        "How latency is measured: the input WAV has a 10 ms chirp every 2 s over a quiet 440 Hz tone;",
+        "each chirp is found by cross-correlation in what comes back, the median offset is shown.",
+        "sipterm: offset between --audio-in and --audio-out, both advanced by one 20 ms media tick",
+        "from the start of the media session, so it includes sending, the echo, sipterm's jitter",
+        "buffer and playout. baresip (no audio player module: 1.0's alsa `null` player does not",
+        "block and spins a core; no other 1.0 player is paced without a sound card): offset between",
+        "its sndfile enc.wav (written as frames are encoded) and dec.wav (written as packets are",
+        f"decoded, after its jitter buffer) plus the wall-clock gap between their first samples",
+        f"({b_start_gap:.1f} ms, polled every 1 ms). It leaves out baresip's source buffer and playout",
+        "buffer, so baresip's figure is a lower bound.",
+    ]
+    lines += [
+        "",
+        subprocess.run([opts.sipterm, "--version"], capture_output=True, text=True).stdout.strip()
         + "; baresip: Debian baresip-core "
         + subprocess.run(["dpkg-query", "-W", "-f=${Version}", "baresip-core"], capture_output=True, text=True).stdout,
     ]
