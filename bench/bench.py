@@ -566,4 +566,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as e:
+        sys.exit(f"bench failed: {e}\n(logs kept in the scratch dir named above)")
