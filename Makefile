@@ -45,5 +45,11 @@ test: test-deps sans-io
 fmt:
 	$(CARGO) fmt --all
 
+# sipterm vs baresip: a 30 s Opus call each to a sipp echo, CPU s, peak RSS, round-trip latency.
+# Not part of `make test` (about 2 minutes); writes bench/results.md. See README.md "Benchmark".
+bench: test-deps
+	$(CARGO) build --release
+	python3 bench/bench.py --sipterm target/release/sipterm --out bench/results.md
+
 clean:
 	$(CARGO) clean
