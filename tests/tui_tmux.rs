@@ -302,3 +302,83 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     }
     assert_eq!(tmux.pane("#{pane_dead_status}"), "0", "sipterm exits 0");
 }
+
+#[test]
+fn contact_names_dial_and_calls_land_in_the_history() {
+    let tmux = Tmux::new();
+    let config = tmux.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[contact]]\nname = \"Loopback\"\nuri = \"echo\"\n\n\
+         [[contact]]\nname = \"Bob\"\nuri = \"sip:bob@127.0.0.1:9\"\n",
+    )
+    .expect("writing the config");
+    tmux.start_sipterm(Some(&config));
+    tmux.wait_for("the dial field", |s| s.contains("listening on 127.0.0.1:"));
+
+    // A contact name (any case) dials the contact's URI: here the echo service.
+    tmux.type_text("loopback");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the contact's call confirmed", |s| {
+        s.contains("sip:echo@127.0.0.1:") && s.contains("confirmed")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+
+    // `c` lists the contacts, then the call just made; Down Down Enter redials it.
+    tmux.keys(&["c"]);
+    let screen = tmux.wait_for("the contacts popup with the call", |s| {
+        s.contains("Contacts and recent calls") && s.contains("→ sip:echo@127.0.0.1:")
+    });
+    assert!(screen.contains("▶ Loopback  echo"), "{screen}");
+    assert!(screen.contains("Bob  sip:bob@127.0.0.1:9"), "{screen}");
+    assert!(screen.contains("answered"), "{screen}");
+    shot("06-contacts", &screen);
+    tmux.keys(&["Down"]);
+    tmux.keys(&["Down"]);
+    tmux.wait_for("the history line selected", |s| s.contains("▶ → sip:echo@"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the redial confirmed", |s| {
+        !s.contains("Contacts and recent calls") && s.contains("confirmed")
+    });
+    tmux.keys(&["h"]);
+    tmux.wait_for("the redial ended", |s| s.contains("Calls (0)"));
+
+    // Both calls are in history.json in the XDG data dir (written off the render loop).
+    let path = tmux.home().join(".local/share/sipterm/history.json");
+    let deadline = Instant::now() + WAIT;
+    let calls = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let calls = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["calls"].as_array().cloned())
+            .unwrap_or_default();
+        if calls.len() >= 2 || Instant::now() > deadline {
+            break calls;
+        }
+        sleep(POLL);
+    };
+    assert_eq!(calls.len(), 2, "{}: {calls:?}", path.display());
+    for call in &calls {
+        assert_eq!(call["direction"], "out", "{call}");
+        assert_eq!(call["result"], "answered", "{call}");
+        assert!(
+            call["remote"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("sip:echo@")),
+            "{call}"
+        );
+    }
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
+    tmux.keys(&["y"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "sipterm did not quit");
+        sleep(POLL);
+    }
+    assert_eq!(tmux.pane("#{pane_dead_status}"), "0", "sipterm exits 0");
+}
