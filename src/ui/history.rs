@@ -103,7 +103,7 @@ mod tests {
     fn entry(i: u64) -> HistoryEntry {
         HistoryEntry {
             time: 1_700_000_000 + i,
-            direction: if i % 2 == 0 { "out" } else { "in" }.into(),
+            direction: if i.is_multiple_of(2) { "out" } else { "in" }.into(),
             remote: format!("sip:user{i}@example.com"),
             result: "answered".into(),
         }

@@ -23,13 +23,13 @@ pub const HELP: &[(&str, &str)] = &[
     ("m", "mute / unmute the microphone"),
     ("t", "transfer the call (asks for the target)"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
-    ("d", "back to the dial field"),
+    ("d / i", "back to the dial field"),
     ("Tab", "next pane: dial, calls, log"),
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
     ("c", "contacts and call history (Enter dials)"),
     ("? or F1", "this help"),
-    ("q, Ctrl-C", "quit (asks y to confirm)"),
+    ("q, Ctrl-C/Q", "quit (asks y to confirm)"),
     ("mouse", "click the dial pad buttons"),
 ];
 
