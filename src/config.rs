@@ -26,6 +26,7 @@ pub const SUPPORTED_CODECS: [&str; 3] = ["opus", "pcmu", "pcma"];
 /// Config files are small; anything larger is a mistake (a wrong path), not a config.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 const MAX_ACCOUNTS: usize = 100;
+const MAX_CONTACTS: usize = 1000;
 /// Bounds free text that ends up in SIP headers.
 const MAX_TEXT_LEN: usize = 256;
 
@@ -37,6 +38,8 @@ pub struct Config {
     /// Never empty: with no `[[account]]` in the file, the built-in local account.
     pub accounts: Vec<Account>,
     pub log: LogConfig,
+    /// `[[contact]]` entries: names the TUI dials by (typed in the dial field or picked with `c`).
+    pub contacts: Vec<Contact>,
     /// The file this was loaded from; `None` for the built-in configuration.
     pub source: Option<PathBuf>,
 }
@@ -304,6 +307,18 @@ impl Account {
     }
 }
 
+/// `[[contact]]`: a name for something dialable.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    /// Typed in the dial field (case-insensitive) instead of the URI; unique.
+    #[serde(deserialize_with = "header_text")]
+    pub name: String,
+    /// What is dialed: anything the dial field takes (`sip:` URI, user@host, number, `echo`).
+    #[serde(deserialize_with = "header_text")]
+    pub uri: String,
+}
+
 /// What can go wrong loading the config or resolving a password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -336,6 +351,7 @@ impl Default for Config {
             audio: AudioConfig::default(),
             accounts: vec![Account::local()],
             log: LogConfig::default(),
+            contacts: Vec::new(),
             source: None,
         }
     }
@@ -353,6 +369,8 @@ struct ConfigFile {
     log: LogConfig,
     #[serde(default)]
     account: Vec<Spanned<Account>>,
+    #[serde(default)]
+    contact: Vec<Spanned<Contact>>,
 }
 
 impl Config {
@@ -439,11 +457,31 @@ impl Config {
         if accounts.is_empty() {
             accounts.push(Account::local());
         }
+        if file.contact.len() > MAX_CONTACTS {
+            return Err(invalid(
+                None,
+                format!("too many contacts (at most {MAX_CONTACTS})"),
+            ));
+        }
+        let mut contact_names = HashSet::new();
+        let mut contacts = Vec::with_capacity(file.contact.len());
+        for spanned in file.contact {
+            let span = spanned.span();
+            let contact = spanned.into_inner();
+            if !contact_names.insert(contact.name.trim().to_lowercase()) {
+                return Err(invalid(
+                    Some(span),
+                    format!("contact `{}`: this name is used twice", contact.name),
+                ));
+            }
+            contacts.push(contact);
+        }
         Ok(Config {
             sip: file.sip,
             audio: file.audio,
             accounts,
             log: file.log,
+            contacts,
             source: Some(source.to_path_buf()),
         })
     }
@@ -818,6 +856,46 @@ uri = "sips:bob@biloxi.com"
             Err(error) => panic!("config.example.toml must load: {error}"),
         };
         assert!(config.accounts.iter().any(|a| a.registrar.is_some()));
+    }
+
+    #[test]
+    fn contacts_load_in_order_and_the_example_has_some() {
+        let config = parse_ok(
+            "[[contact]]\nname = \"Bob\"\nuri = \"sip:bob@biloxi.com\"\n\
+             [[contact]]\nname = \"Echo\"\nuri = \"echo\"\n",
+        );
+        assert_eq!(
+            config.contacts,
+            vec![
+                Contact {
+                    name: "Bob".into(),
+                    uri: "sip:bob@biloxi.com".into()
+                },
+                Contact {
+                    name: "Echo".into(),
+                    uri: "echo".into()
+                },
+            ]
+        );
+        assert!(parse_ok("").contacts.is_empty());
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let example = Config::load(Some(&path)).expect("example loads");
+        assert!(!example.contacts.is_empty());
+    }
+
+    #[test]
+    fn contact_mistakes_are_named() {
+        let error = error_text("[[contact]]\nname = \"Bob\"\nuri = \"sip:b@h\"\nphone = \"1\"\n");
+        assert!(error.contains("phone"), "{error}");
+        let error = error_text("[[contact]]\nname = \"Bob\"\n");
+        assert!(error.contains("uri"), "{error}");
+        let error = error_text("[[contact]]\nname = \"  \"\nuri = \"1\"\n");
+        assert!(error.contains("must not be empty"), "{error}");
+        let error = error_text(
+            "[[contact]]\nname = \"Bob\"\nuri = \"1\"\n[[contact]]\nname = \"bob\"\nuri = \"2\"\n",
+        );
+        assert!(error.contains("used twice"), "{error}");
+        assert!(error.starts_with("test.toml:4:"), "{error}");
     }
 
     #[test]

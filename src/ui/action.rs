@@ -31,6 +31,8 @@ pub enum Action {
     StartTransfer,
     StartSearch,
     ShowHelp,
+    /// `c`: the contacts and call history list.
+    ShowContacts,
     AskQuit,
     ConfirmQuit,
 }
@@ -155,6 +157,14 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
             state.popup = Some(Popup::Help);
             None
         }
+        Action::ShowContacts => {
+            if state.contacts.is_empty() && state.history.is_empty() {
+                state.set_status("no contacts ([[contact]] in the config) and no calls yet");
+            } else {
+                state.popup = Some(Popup::Contacts { selected: 0 });
+            }
+            None
+        }
         Action::AskQuit => {
             state.popup = Some(Popup::QuitConfirm);
             None
@@ -199,6 +209,24 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                 _ => scroll,
             };
             state.popup = Some(Popup::Message { entry, scroll });
+            None
+        }
+        Popup::Contacts { selected } => {
+            let choices = state.dial_choices();
+            let last = choices.len().saturating_sub(1);
+            let selected = match action {
+                Action::Up => selected.saturating_sub(1),
+                Action::Down => (selected + 1).min(last),
+                Action::Cancel | Action::ShowContacts => return None,
+                Action::Submit => {
+                    let (label, target) = choices.get(selected)?.clone();
+                    state.dial.remember(&target);
+                    state.set_status(format!("calling {label}"));
+                    return Some(Command::Dial(target));
+                }
+                _ => selected,
+            };
+            state.popup = Some(Popup::Contacts { selected });
             None
         }
         Popup::Transfer { call, mut target } => match action {
@@ -270,8 +298,14 @@ fn submit(state: &mut UiState) -> Option<Command> {
             }
             state.dial.remember(&target);
             state.dial.text.clear();
-            state.set_status(format!("calling {target}"));
-            Some(Command::Dial(target))
+            // A contact name dials the contact's URI (the engine only knows URIs and numbers).
+            let resolved = state.resolve_contact(&target);
+            if resolved == target {
+                state.set_status(format!("calling {target}"));
+            } else {
+                state.set_status(format!("calling {target} ({resolved})"));
+            }
+            Some(Command::Dial(resolved))
         }
         Focus::Calls => answer(state),
         Focus::Log => {
@@ -611,6 +645,101 @@ mod tests {
         update(&mut s, Action::StartSearch);
         update(&mut s, Action::Cancel);
         assert_eq!(s.log_filter, "");
+    }
+
+    fn with_contacts(state: &mut UiState) {
+        state.contacts = vec![
+            crate::config::Contact {
+                name: "Bob Smith".into(),
+                uri: "sip:bob@biloxi.com".into(),
+            },
+            crate::config::Contact {
+                name: "echo test".into(),
+                uri: "echo".into(),
+            },
+        ];
+    }
+
+    #[test]
+    fn a_contact_name_dials_its_uri_and_anything_else_is_dialed_as_typed() {
+        let mut s = state();
+        with_contacts(&mut s);
+        type_text(&mut s, "bob smith");
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("sip:bob@biloxi.com".into()))
+        );
+        type_text(&mut s, "  Echo Test ");
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("echo".into()))
+        );
+        type_text(&mut s, "bob");
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("bob".into())),
+            "a prefix of a name is not the name"
+        );
+    }
+
+    #[test]
+    fn the_contacts_popup_lists_contacts_then_newest_calls_and_enter_dials() {
+        let mut s = state();
+        assert_eq!(update(&mut s, Action::ShowContacts), None);
+        assert_eq!(s.popup, None, "nothing to list");
+        with_contacts(&mut s);
+        with_call(&mut s, "1", "calling");
+        let now = s.now;
+        s.apply_event(
+            Event::Call {
+                call: "1".into(),
+                state: "terminated".into(),
+                remote: "sip:carol@chicago.com".into(),
+                code: Some(486),
+                reason: Some("Busy Here".into()),
+            },
+            now,
+        );
+        assert!(s.history_dirty);
+        assert_eq!(s.history.len(), 1);
+        assert_eq!(s.history[0].result, "486 Busy Here");
+        assert_eq!(s.history[0].direction, "out");
+        update(&mut s, Action::ShowContacts);
+        assert_eq!(s.popup, Some(Popup::Contacts { selected: 0 }));
+        for _ in 0..5 {
+            update(&mut s, Action::Down);
+        }
+        assert_eq!(
+            s.popup,
+            Some(Popup::Contacts { selected: 2 }),
+            "stops at the end"
+        );
+        update(&mut s, Action::Up);
+        update(&mut s, Action::Down);
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("sip:carol@chicago.com".into()))
+        );
+        assert_eq!(s.popup, None);
+        update(&mut s, Action::ShowContacts);
+        assert_eq!(update(&mut s, Action::Cancel), None);
+        assert_eq!(s.popup, None);
+    }
+
+    #[test]
+    fn missed_and_answered_calls_are_recorded() {
+        let mut s = state();
+        with_call(&mut s, "7", "incoming");
+        with_call(&mut s, "7", "terminated");
+        with_call(&mut s, "8", "incoming");
+        with_call(&mut s, "8", "confirmed");
+        with_call(&mut s, "8", "terminated");
+        let results: Vec<(&str, &str)> = s
+            .history
+            .iter()
+            .map(|h| (h.direction.as_str(), h.result.as_str()))
+            .collect();
+        assert_eq!(results, vec![("in", "missed"), ("in", "answered")]);
     }
 
     #[test]

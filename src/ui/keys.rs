@@ -47,6 +47,15 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
             };
         }
         Some(Popup::Transfer { .. }) => return text_key(key.code),
+        Some(Popup::Contacts { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Char('q' | 'c') => Some(Action::Cancel),
+                KeyCode::Enter => Some(Action::Submit),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -70,6 +79,7 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('t') => Some(Action::StartTransfer),
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('?') => Some(Action::ShowHelp),
+        KeyCode::Char('c') => Some(Action::ShowContacts),
         KeyCode::Char('q') => Some(Action::AskQuit),
         KeyCode::Char('d' | 'i') => Some(Action::FocusDial),
         KeyCode::Tab => Some(Action::FocusNext),
@@ -168,6 +178,21 @@ mod tests {
             Some(Action::Digit('7'))
         );
         assert_eq!(key_action(&s, press(KeyCode::Tab)), Some(Action::FocusNext));
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('c'))),
+            Some(Action::ShowContacts)
+        );
+    }
+
+    #[test]
+    fn contacts_popup_keys() {
+        let mut s = state();
+        s.popup = Some(Popup::Contacts { selected: 0 });
+        assert_eq!(key_action(&s, press(KeyCode::Down)), Some(Action::Down));
+        assert_eq!(key_action(&s, press(KeyCode::Char('k'))), Some(Action::Up));
+        assert_eq!(key_action(&s, press(KeyCode::Enter)), Some(Action::Submit));
+        assert_eq!(key_action(&s, press(KeyCode::Esc)), Some(Action::Cancel));
+        assert_eq!(key_action(&s, press(KeyCode::Char('5'))), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! set-up and restore, and the event loop.
 
 pub mod action;
+pub mod history;
 pub mod keys;
 pub mod state;
 pub mod view;
@@ -55,12 +56,30 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         config.log.sip_trace_limit,
         Instant::now(),
     );
+    state.contacts = config.contacts.clone();
+    state.wall_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let history_path = history::default_path();
+    let mut history_warning = None;
+    if let Some(path) = history_path.clone() {
+        // Before the terminal is set up; the file is small and bounded (1 MiB).
+        let (calls, warning) = history::load(&path);
+        state.history = calls;
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+            history_warning = Some(warning);
+        }
+    }
     state.apply_event(
         Event::Ready {
             listen: handle.listen.to_string(),
         },
         Instant::now(),
     );
+    if let Some(warning) = history_warning {
+        state.set_status(format!("warning: {warning}"));
+    }
 
     let mut terminal = TerminalGuard::enter().context("cannot set up the terminal")?;
     let commands = handle.commands.clone();
@@ -122,6 +141,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     batch += 1;
                 }
                 dirty = true;
+                if state.history_dirty {
+                    state.history_dirty = false;
+                    save_history(history_path.clone(), state.history.clone());
+                }
             }
             _ = tick.tick(), if ticking => {
                 state.tick(Instant::now());
@@ -153,6 +176,16 @@ fn act(state: &mut UiState, action: action::Action, commands: &mpsc::Sender<Comm
         state.set_status(format!("engine busy, command dropped: {error}"));
     }
     true
+}
+
+/// Writes the call history on a blocking thread: file I/O never stalls the render loop.
+fn save_history(path: Option<std::path::PathBuf>, calls: Vec<history::HistoryEntry>) {
+    let Some(path) = path else { return };
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = history::save(&path, &calls) {
+            tracing::warn!(%error, path = %path.display(), "cannot save the call history");
+        }
+    });
 }
 
 /// Quits without asking (terminal closed, SIGTERM): the engine unregisters, then stops.

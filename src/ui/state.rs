@@ -6,7 +6,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::Contact;
 use crate::event::{Direction, Event};
+
+use super::history::{self, HistoryEntry};
 
 /// Dial history entries kept (oldest dropped first).
 pub const DIAL_HISTORY_LIMIT: usize = 50;
@@ -47,6 +50,10 @@ pub enum Popup {
         scroll: u16,
     },
     QuitConfirm,
+    /// Contacts, then the call history (newest first); Enter dials the `selected` line.
+    Contacts {
+        selected: usize,
+    },
     /// The transfer target prompt for `call`.
     Transfer {
         call: u64,
@@ -82,6 +89,8 @@ pub struct CallView {
     pub mos: Option<f64>,
     pub held: bool,
     pub muted: bool,
+    /// True when the call rang in (for the call history).
+    pub incoming: bool,
 }
 
 impl CallView {
@@ -203,6 +212,15 @@ pub struct UiState {
     pub dropped_traces: u64,
     /// Set once the user confirmed quitting; the run loop waits for the engine to finish.
     pub quitting: bool,
+    /// `[[contact]]` entries from the config.
+    pub contacts: Vec<Contact>,
+    /// Past calls, oldest first (at most `history::HISTORY_LIMIT`).
+    pub history: Vec<HistoryEntry>,
+    /// The history changed since the run loop last saved it.
+    pub history_dirty: bool,
+    /// Wall clock (Unix seconds) at `started`: history times are `wall_start` + elapsed.
+    /// Zero in tests, which keeps them free of clock reads.
+    pub wall_start: u64,
 }
 
 impl UiState {
@@ -232,6 +250,10 @@ impl UiState {
             status: None,
             dropped_traces: 0,
             quitting: false,
+            contacts: Vec::new(),
+            history: Vec::new(),
+            history_dirty: false,
+            wall_start: 0,
         }
     }
 
@@ -271,6 +293,31 @@ impl UiState {
             })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// What the contacts popup lists, in order: `(label, what to dial)`.
+    pub fn dial_choices(&self) -> Vec<(String, String)> {
+        let contacts = self
+            .contacts
+            .iter()
+            .map(|c| (format!("{}  {}", c.name, c.uri), c.uri.clone()));
+        let calls = self.history.iter().rev().map(|h| {
+            let arrow = if h.direction == "in" { "←" } else { "→" };
+            (
+                format!("{arrow} {}  {}", h.remote, h.result),
+                h.remote.clone(),
+            )
+        });
+        contacts.chain(calls).collect()
+    }
+
+    /// A contact's URI when `text` is a contact name (case-insensitive), else `text` itself.
+    pub fn resolve_contact(&self, text: &str) -> String {
+        let wanted = text.trim();
+        self.contacts
+            .iter()
+            .find(|c| c.name.trim().eq_ignore_ascii_case(wanted))
+            .map_or_else(|| wanted.to_string(), |c| c.uri.clone())
     }
 
     pub fn set_status(&mut self, message: impl Into<String>) {
@@ -389,6 +436,35 @@ impl UiState {
                 _ => String::new(),
             };
             self.set_status(format!("call {id} with {remote} ended{why}"));
+            if let Some(view) = self.calls.iter().find(|c| c.id == id) {
+                let result = if view.is_up() {
+                    "answered".to_string()
+                } else if view.incoming {
+                    "missed".to_string()
+                } else {
+                    why.trim()
+                        .trim_start_matches('(')
+                        .trim_end_matches(')')
+                        .to_string()
+                };
+                let elapsed = now.saturating_duration_since(self.started).as_secs();
+                let entry = HistoryEntry {
+                    time: self.wall_start + elapsed,
+                    direction: if view.incoming { "in" } else { "out" }.into(),
+                    remote: if remote.is_empty() {
+                        view.remote.clone()
+                    } else {
+                        remote.clone()
+                    },
+                    result: if result.is_empty() {
+                        "not answered".into()
+                    } else {
+                        result
+                    },
+                };
+                history::push(&mut self.history, entry);
+                self.history_dirty = true;
+            }
             self.calls.retain(|c| c.id != id);
             if self.selected_call >= self.calls.len() {
                 self.selected_call = self.calls.len().saturating_sub(1);
@@ -429,6 +505,7 @@ impl UiState {
                 }
                 self.calls.push(CallView {
                     id,
+                    incoming: state == "incoming",
                     remote,
                     held: state == "held",
                     connected_at: up.then_some(now),

@@ -23,12 +23,13 @@ pub const HELP: &[(&str, &str)] = &[
     ("m", "mute / unmute the microphone"),
     ("t", "transfer the call (asks for the target)"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
-    ("d", "back to the dial field"),
+    ("d / i", "back to the dial field"),
     ("Tab", "next pane: dial, calls, log"),
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
+    ("c", "contacts and call history (Enter dials)"),
     ("? or F1", "this help"),
-    ("q, Ctrl-C", "quit (asks y to confirm)"),
+    ("q, Ctrl-C/Q", "quit (asks y to confirm)"),
     ("mouse", "click the dial pad buttons"),
 ];
 
@@ -40,7 +41,49 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(Popup::Message { entry, scroll }) => message(frame, area, entry, *scroll),
         Some(Popup::QuitConfirm) => quit(frame, area),
         Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
+        Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
     }
+}
+
+fn contacts(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
+    let choices = state.dial_choices();
+    let height = u16::try_from(choices.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3)
+        .min(area.height.saturating_sub(2));
+    let rect = centered(area, area.width.saturating_sub(8).min(70), height);
+    let inner = frame_box(
+        frame,
+        rect,
+        " Contacts and recent calls ".into(),
+        Color::Green,
+    );
+    let rows = usize::from(inner.height.saturating_sub(1)).max(1);
+    // Scroll so the selected line stays visible.
+    let first = selected.saturating_sub(rows - 1);
+    let width = usize::from(inner.width.saturating_sub(3));
+    let mut lines: Vec<Line> = choices
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(rows)
+        .map(|(i, (label, _))| {
+            let text = truncate(&printable(label), width);
+            if i == selected {
+                Line::styled(
+                    format!("▶ {text}"),
+                    Style::new().add_modifier(Modifier::REVERSED),
+                )
+            } else {
+                Line::raw(format!("  {text}"))
+            }
+        })
+        .collect();
+    lines.push(Line::styled(
+        " Up/Down select  Enter dial  Esc close",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn frame_box(frame: &mut Frame, rect: Rect, title: String, color: Color) -> Rect {

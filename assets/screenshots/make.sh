@@ -1,0 +1,7 @@
+#!/bin/sh
+# Regenerates the text screenshots in this directory: runs the tmux end-to-end test
+# (tests/tui_tmux.rs), which saves the 80x24 screen of each main step here.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.."
+SIPTERM_SCREENSHOTS="$here" cargo test --test tui_tmux -- --nocapture

@@ -1,0 +1,384 @@
+//! The real TUI end to end: `sipterm` (no `--headless`) runs in a detached tmux session of a
+//! fixed 80x24 size on a private tmux socket, keys go in with `tmux send-keys`, and the screen
+//! comes back as text with `tmux capture-pane -p`.
+//!
+//! With `SIPTERM_SCREENSHOTS=DIR` the screens of the main steps are also written to
+//! `DIR/*.txt` (assets/screenshots/make.sh does that). `SIPTERM_IDLE_SECS` sets how long the
+//! idle CPU/memory figures are sampled (default 3 s).
+//!
+//! tmux is in the Makefile's TEST_DEPS: a missing tmux fails the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Every wait polls this often...
+const POLL: Duration = Duration::from_millis(100);
+/// ...for at most this long.
+const WAIT: Duration = Duration::from_secs(10);
+/// One tmux client command may take this long.
+const TMUX_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A tmux server of our own (`tmux -L <unique socket>`), killed on drop, so the test never
+/// touches the user's tmux server and never leaves a sipterm behind, even when it fails.
+struct Tmux {
+    socket: String,
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let dir = tempfile::Builder::new()
+            .prefix("sipterm-tmux-")
+            .tempdir()
+            .expect("temp dir");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let socket = format!("sipterm-test-{}-{nanos}", std::process::id());
+        // remain-on-exit: the pane stays after sipterm exits, so its exit status can be read.
+        // escape-time 0: Esc reaches sipterm at once instead of 500 ms later.
+        std::fs::write(
+            dir.path().join("tmux.conf"),
+            "set -g remain-on-exit on\nset -s escape-time 0\nset -g status off\n",
+        )
+        .expect("writing tmux.conf");
+        for sub in [".config", ".local/state", ".local/share", ".cache"] {
+            std::fs::create_dir_all(dir.path().join("home").join(sub)).expect("home dirs");
+        }
+        Tmux { socket, dir }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// Runs one tmux client command against our server (bounded).
+    fn run(&self, args: &[&str]) -> Output {
+        let conf = self.dir.path().join("tmux.conf");
+        let mut child = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg(&conf)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run tmux (the Makefile installs it): {e}"));
+        let deadline = Instant::now() + TMUX_TIMEOUT;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tmux {args:?} did not finish within {TMUX_TIMEOUT:?}");
+            }
+            sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().expect("tmux output")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts sipterm's TUI in a new 80x24 session with a private HOME and XDG dirs.
+    fn start_sipterm(&self, config: Option<&Path>) {
+        let home = self.home();
+        let env = |k: &str, v: &Path| format!("{k}={}", v.display());
+        let vars = [
+            env("HOME", &home),
+            env("XDG_CONFIG_HOME", &home.join(".config")),
+            env("XDG_STATE_HOME", &home.join(".local/state")),
+            env("XDG_DATA_HOME", &home.join(".local/share")),
+            env("XDG_CACHE_HOME", &home.join(".cache")),
+        ];
+        let mut args: Vec<String> = ["new-session", "-d", "-s", "t", "-x", "80", "-y", "24"]
+            .map(String::from)
+            .to_vec();
+        for var in &vars {
+            args.push("-e".into());
+            args.push(var.clone());
+        }
+        // More than one word after `--`: tmux execs sipterm itself (no shell), so the pane's
+        // pid is sipterm's.
+        args.push("--".into());
+        args.push(env!("CARGO_BIN_EXE_sipterm").into());
+        for a in [
+            "--listen",
+            "127.0.0.1:0",
+            "--audio-in",
+            "null",
+            "--audio-out",
+            "null",
+        ] {
+            args.push(a.into());
+        }
+        if let Some(config) = config {
+            args.push("--config".into());
+            args.push(config.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&args);
+    }
+
+    fn screen(&self) -> String {
+        self.ok(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// Polls the screen until `pred` holds; panics with the last screen after `WAIT`.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {WAIT:?} waiting for {what}; screen:\n{screen}");
+            }
+            sleep(POLL);
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.ok(&args);
+    }
+
+    fn type_text(&self, text: &str) {
+        self.ok(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    fn pane(&self, format: &str) -> String {
+        self.ok(&["display-message", "-p", "-t", "t", format])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Kills the session and with it sipterm (SIGHUP), also when the test failed.
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The bottom line shows the pane that has the keyboard: ` DIAL `, ` CALLS `, ...
+fn mode_is(screen: &str, mode: &str) -> bool {
+    screen
+        .lines()
+        .last()
+        .is_some_and(|l| l.starts_with(&format!(" {mode} ")))
+}
+
+fn log_has(screen: &str, needle: &str) -> bool {
+    screen.lines().any(|l| l.contains(needle))
+}
+
+/// Saves a screen for assets/screenshots when SIPTERM_SCREENSHOTS names a directory.
+fn shot(name: &str, screen: &str) {
+    if let Some(dir) = std::env::var_os("SIPTERM_SCREENSHOTS") {
+        let path = Path::new(&dir).join(format!("{name}.txt"));
+        std::fs::write(&path, screen).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Idle CPU and memory of the TUI, printed (never asserted: machines are noisy).
+fn measure_idle(pid: u32, label: &str) {
+    let secs: u64 = std::env::var("SIPTERM_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    sleep(Duration::from_secs(secs));
+    let ticks = cpu_ticks(pid) - before;
+    let elapsed = started.elapsed().as_secs_f64();
+    // Linux clock ticks are 100 per second on every common configuration.
+    let percent = ticks as f64 / 100.0 / elapsed * 100.0;
+    println!(
+        "{label}: {ticks} CPU ticks in {elapsed:.1} s idle ({percent:.2}% of a core), VmRSS {} KiB",
+        vm_rss_kib(pid)
+    );
+}
+
+#[test]
+fn dial_echo_hang_up_and_quit_in_tmux() {
+    let tmux = Tmux::new();
+    tmux.start_sipterm(None);
+
+    let screen = tmux.wait_for("the dial field", |s| {
+        s.contains("┌ Dial ") && mode_is(s, "DIAL") && s.contains("listening on 127.0.0.1:")
+    });
+    shot("01-start", &screen);
+    let pid: u32 = tmux.pane("#{pane_pid}").parse().expect("pane pid");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "sipterm", "the pane runs sipterm itself");
+    measure_idle(pid, "idle TUI, no call");
+
+    tmux.type_text("echo");
+    tmux.wait_for("`echo` typed in the dial field", |s| s.contains("│> echo"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the echo call confirmed", |s| {
+        s.contains("sip:echo@127.0.0.1:") && s.contains("confirmed")
+    });
+    let screen = if log_has(&screen, "→ ACK sip:echo@") {
+        screen
+    } else {
+        tmux.wait_for("the ACK in the log", |s| log_has(s, "→ ACK sip:echo@"))
+    };
+    assert!(
+        log_has(&screen, "→ INVITE sip:echo@127.0.0.1:"),
+        "INVITE sent:\n{screen}"
+    );
+    assert!(
+        log_has(&screen, "← SIP/2.0 200 OK"),
+        "200 OK received:\n{screen}"
+    );
+    // Media statistics follow (the echo service sends our RTP back).
+    let screen = tmux.wait_for("media statistics of the call", |s| s.contains("MOS"));
+    shot("02-in-call", &screen);
+    println!("in call:\n{screen}");
+    measure_idle(pid, "TUI in an echo call");
+
+    // Esc leaves the dial field (letters become commands), then `h` hangs up.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    let screen = tmux.wait_for("the call ended", |s| {
+        s.contains("Calls (0)") && s.contains("ended") && log_has(s, "→ BYE sip:echo@")
+    });
+    assert!(log_has(&screen, "← SIP/2.0 200 OK"), "{screen}");
+    shot("03-hung-up", &screen);
+
+    tmux.keys(&["?"]);
+    let screen = tmux.wait_for("the help popup", |s| s.contains("Help: keys"));
+    shot("04-help", &screen);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the help closed", |s| !s.contains("Help: keys"));
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
+    shot("05-quit", &screen);
+    tmux.keys(&["y"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "sipterm still running {WAIT:?} after `q` `y`:\n{}",
+            tmux.screen()
+        );
+        sleep(POLL);
+    }
+    assert_eq!(tmux.pane("#{pane_dead_status}"), "0", "sipterm exits 0");
+}
+
+#[test]
+fn contact_names_dial_and_calls_land_in_the_history() {
+    let tmux = Tmux::new();
+    let config = tmux.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[contact]]\nname = \"Loopback\"\nuri = \"echo\"\n\n\
+         [[contact]]\nname = \"Bob\"\nuri = \"sip:bob@127.0.0.1:9\"\n",
+    )
+    .expect("writing the config");
+    tmux.start_sipterm(Some(&config));
+    tmux.wait_for("the dial field", |s| s.contains("listening on 127.0.0.1:"));
+
+    // A contact name (any case) dials the contact's URI: here the echo service.
+    tmux.type_text("loopback");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the contact's call confirmed", |s| {
+        s.contains("sip:echo@127.0.0.1:") && s.contains("confirmed")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+
+    // `c` lists the contacts, then the call just made; Down Down Enter redials it.
+    tmux.keys(&["c"]);
+    let screen = tmux.wait_for("the contacts popup with the call", |s| {
+        s.contains("Contacts and recent calls") && s.contains("→ sip:echo@127.0.0.1:")
+    });
+    assert!(screen.contains("▶ Loopback  echo"), "{screen}");
+    assert!(screen.contains("Bob  sip:bob@127.0.0.1:9"), "{screen}");
+    assert!(screen.contains("answered"), "{screen}");
+    shot("06-contacts", &screen);
+    tmux.keys(&["Down"]);
+    tmux.keys(&["Down"]);
+    tmux.wait_for("the history line selected", |s| s.contains("▶ → sip:echo@"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the redial confirmed", |s| {
+        !s.contains("Contacts and recent calls") && s.contains("confirmed")
+    });
+    tmux.keys(&["h"]);
+    tmux.wait_for("the redial ended", |s| s.contains("Calls (0)"));
+
+    // Both calls are in history.json in the XDG data dir (written off the render loop).
+    let path = tmux.home().join(".local/share/sipterm/history.json");
+    let deadline = Instant::now() + WAIT;
+    let calls = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let calls = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["calls"].as_array().cloned())
+            .unwrap_or_default();
+        if calls.len() >= 2 || Instant::now() > deadline {
+            break calls;
+        }
+        sleep(POLL);
+    };
+    assert_eq!(calls.len(), 2, "{}: {calls:?}", path.display());
+    for call in &calls {
+        assert_eq!(call["direction"], "out", "{call}");
+        assert_eq!(call["result"], "answered", "{call}");
+        assert!(
+            call["remote"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("sip:echo@")),
+            "{call}"
+        );
+    }
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
+    tmux.keys(&["y"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "sipterm did not quit");
+        sleep(POLL);
+    }
+    assert_eq!(tmux.pane("#{pane_dead_status}"), "0", "sipterm exits 0");
+}
