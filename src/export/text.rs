@@ -67,7 +67,7 @@ mod tests {
             render(&[&r]),
             format!(
                 "1700000000.123 (+0.000s) 127.0.0.1:5062 <- from 127.0.0.1:5060\n\
-                 SIP/2.0 200 OK\nCSeq: 1 BYE\n{SEPARATOR}\n"
+                 SIP/2.0 200 OK\nCSeq: 1 BYE\n\n{SEPARATOR}\n"
             )
         );
     }

@@ -47,6 +47,17 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
             };
         }
         Some(Popup::Transfer { .. }) => return text_key(key.code),
+        Some(Popup::Ladder { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | 'l') => {
+                    Some(Action::ToggleLadder)
+                }
+                KeyCode::Char('e') => Some(Action::ExportCall),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -69,6 +80,8 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('m') => Some(Action::ToggleMute),
         KeyCode::Char('t') => Some(Action::StartTransfer),
         KeyCode::Char('/') => Some(Action::StartSearch),
+        KeyCode::Char('l') => Some(Action::ToggleLadder),
+        KeyCode::Char('e') => Some(Action::ExportCall),
         KeyCode::Char('?') => Some(Action::ShowHelp),
         KeyCode::Char('q') => Some(Action::AskQuit),
         KeyCode::Char('d' | 'i') => Some(Action::FocusDial),
@@ -168,6 +181,14 @@ mod tests {
             Some(Action::Digit('7'))
         );
         assert_eq!(key_action(&s, press(KeyCode::Tab)), Some(Action::FocusNext));
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('l'))),
+            Some(Action::ToggleLadder)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('e'))),
+            Some(Action::ExportCall)
+        );
     }
 
     #[test]

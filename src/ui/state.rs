@@ -52,6 +52,11 @@ pub enum Popup {
         call: u64,
         target: String,
     },
+    /// The ladder diagram of the SIP messages with this Call-ID, scrolled by `scroll` rows.
+    Ladder {
+        call_id: String,
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +208,11 @@ pub struct UiState {
     pub dropped_traces: u64,
     /// Set once the user confirmed quitting; the run loop waits for the engine to finish.
     pub quitting: bool,
+    /// SIP Call-ID of each call on screen, learnt from its initial INVITE in the trace (the
+    /// call events carry only our call number).
+    pub call_sip_ids: Vec<(u64, String)>,
+    /// A Call-ID the user asked to export (`e`); the run loop takes it and writes the file.
+    pub export_request: Option<String>,
 }
 
 impl UiState {
@@ -232,6 +242,8 @@ impl UiState {
             status: None,
             dropped_traces: 0,
             quitting: false,
+            call_sip_ids: Vec::new(),
+            export_request: None,
         }
     }
 
@@ -271,6 +283,57 @@ impl UiState {
             })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// The Call-ID the ladder and the export are about: the selected call's, else the newest
+    /// call in the trace (so a call that just ended can still be drawn).
+    pub fn ladder_call_id(&self) -> Option<String> {
+        let selected = self.selected_call().and_then(|call| {
+            self.call_sip_ids
+                .iter()
+                .find(|(id, _)| *id == call.id)
+                .map(|(_, sip)| sip.clone())
+        });
+        selected.or_else(|| {
+            self.log
+                .iter()
+                .rev()
+                .find(|e| is_initial_invite(e))
+                .and_then(|e| crate::export::call_id_of(&e.raw))
+        })
+    }
+
+    /// Log entries of one call (same Call-ID), oldest first.
+    pub fn call_log(&self, call_id: &str) -> Vec<&LogEntry> {
+        self.log
+            .iter()
+            .filter(|e| crate::export::call_id_of(&e.raw).as_deref() == Some(call_id))
+            .collect()
+    }
+
+    /// Pairs a call without a known Call-ID with an initial INVITE whose Call-ID is not taken:
+    /// the trace of an INVITE and the call's first event come close together, either first.
+    fn pair_call_ids(&mut self) {
+        let Some(call) = self
+            .calls
+            .iter()
+            .rev()
+            .map(|c| c.id)
+            .find(|id| !self.call_sip_ids.iter().any(|(known, _)| known == id))
+        else {
+            return;
+        };
+        let free = self
+            .log
+            .iter()
+            .rev()
+            .take(64)
+            .filter(|e| is_initial_invite(e))
+            .filter_map(|e| crate::export::call_id_of(&e.raw))
+            .find(|sip| !self.call_sip_ids.iter().any(|(_, known)| known == sip));
+        if let Some(sip) = free {
+            self.call_sip_ids.push((call, sip));
+        }
     }
 
     pub fn set_status(&mut self, message: impl Into<String>) {
@@ -317,13 +380,19 @@ impl UiState {
                 peer,
                 summary,
                 raw,
-            } => self.push_log(LogEntry {
-                at: now.saturating_duration_since(self.started),
-                dir,
-                peer,
-                summary,
-                raw,
-            }),
+            } => {
+                let invite = summary.starts_with("INVITE ");
+                self.push_log(LogEntry {
+                    at: now.saturating_duration_since(self.started),
+                    dir,
+                    peer,
+                    summary,
+                    raw,
+                });
+                if invite {
+                    self.pair_call_ids();
+                }
+            }
             Event::Call {
                 call,
                 state,
@@ -390,6 +459,7 @@ impl UiState {
             };
             self.set_status(format!("call {id} with {remote} ended{why}"));
             self.calls.retain(|c| c.id != id);
+            self.call_sip_ids.retain(|(known, _)| *known != id);
             if self.selected_call >= self.calls.len() {
                 self.selected_call = self.calls.len().saturating_sub(1);
             }
@@ -444,9 +514,15 @@ impl UiState {
                 });
                 // A new call is what the user wants to act on next.
                 self.selected_call = self.calls.len() - 1;
+                self.pair_call_ids();
             }
         }
     }
+}
+
+/// An INVITE that starts a call (no To tag), cheaply: the first line says INVITE first.
+fn is_initial_invite(entry: &LogEntry) -> bool {
+    entry.summary.starts_with("INVITE ") && crate::export::is_initial_invite(&entry.raw)
 }
 
 #[cfg(test)]

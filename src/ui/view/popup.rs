@@ -27,6 +27,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab", "next pane: dial, calls, log"),
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
+    ("l", "ladder diagram of the selected call"),
+    ("e", "export the call as PlantUML (data dir)"),
     ("? or F1", "this help"),
     ("q, Ctrl-C", "quit (asks y to confirm)"),
     ("mouse", "click the dial pad buttons"),
@@ -40,6 +42,9 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(Popup::Message { entry, scroll }) => message(frame, area, entry, *scroll),
         Some(Popup::QuitConfirm) => quit(frame, area),
         Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
+        Some(Popup::Ladder { call_id, scroll }) => {
+            super::ladder::render(state, frame, area, call_id, *scroll);
+        }
     }
 }
 
