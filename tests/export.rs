@@ -178,3 +178,136 @@ fn a_call_between_two_sipterms_exports_ladder_and_pcap() -> TestResult {
     }
     Ok(())
 }
+
+/// tshark's verdict on each packet's checksums and its timestamp: (ip, udp, epoch seconds).
+fn tshark_checks(pcap: &Path) -> Result<Vec<(String, String, f64)>, Box<dyn std::error::Error>> {
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "udp.checksum.status",
+        ])
+        .args(["-e", "frame.time_epoch"])
+        .output()
+        .map_err(|e| format!("cannot run tshark (the Makefile installs it): {e}"))?;
+    if !output.status.success() {
+        return Err(format!("tshark failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let field = |i: usize| fields.get(i).copied().unwrap_or_default().to_string();
+            (field(0), field(1), field(2).parse().unwrap_or(0.0))
+        })
+        .collect())
+}
+
+#[test]
+fn pcap_of_ipv4_and_ipv6_messages_decodes_with_good_checksums_and_times() -> TestResult {
+    use sipterm::event::Direction;
+    use sipterm::export::{Record, pcap};
+    use std::sync::Arc;
+    use std::time::UNIX_EPOCH;
+
+    let start = UNIX_EPOCH + Duration::from_micros(1_750_000_000_250_000);
+    let invite = |host: &str| {
+        format!(
+            "INVITE sip:bob@{host} SIP/2.0\r\nVia: SIP/2.0/UDP {host};branch=z9hG4bK1\r\n\
+             From: <sip:a@{host}>;tag=1\r\nTo: <sip:bob@{host}>\r\nCall-ID: x@{host}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 1\r\n\r\nx"
+        )
+    };
+    // Odd-length payload: the UDP checksum pads it.
+    let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+              From: <sip:a@h>;tag=1\r\nTo: <sip:bob@h>;tag=2\r\nCall-ID: x@h\r\n\
+              CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let record = |millis: u64,
+                  dir,
+                  local: &str,
+                  peer: &str,
+                  raw: String|
+     -> Result<Record, Box<dyn std::error::Error>> {
+        Ok(Record {
+            time: start + Duration::from_millis(millis),
+            dir,
+            local: local.parse()?,
+            peer: peer.parse()?,
+            raw: Arc::from(raw.into_bytes()),
+        })
+    };
+    let records = vec![
+        record(
+            0,
+            Direction::Out,
+            "127.0.0.1:5062",
+            "127.0.0.1:5060",
+            invite("127.0.0.1"),
+        )?,
+        record(
+            5,
+            Direction::In,
+            "127.0.0.1:5062",
+            "127.0.0.1:5060",
+            ok.to_string(),
+        )?,
+        record(
+            10,
+            Direction::Out,
+            "[::1]:5062",
+            "[::1]:5070",
+            invite("[::1]"),
+        )?,
+        record(
+            15,
+            Direction::In,
+            "[::1]:5062",
+            "[::1]:5070",
+            ok.to_string(),
+        )?,
+    ];
+    let all: Vec<&Record> = records.iter().collect();
+    let (bytes, written) = pcap::render(&all);
+    assert_eq!(written, 4);
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("both.pcap");
+    std::fs::write(&file, bytes)?;
+
+    let sip = tshark_sip(&file)?;
+    println!("tshark SIP fields: {sip:?}");
+    assert_eq!(
+        sip,
+        [("INVITE", ""), ("", "200"), ("INVITE", ""), ("", "200")]
+            .map(|(m, c)| (m.to_string(), c.to_string()))
+    );
+    let checks = tshark_checks(&file)?;
+    println!("tshark checksum status (ip, udp, time): {checks:?}");
+    assert_eq!(checks.len(), 4);
+    // Wireshark's checksum status: 1 = good (0 = bad, 2 = unverified). IPv6 has no IP checksum.
+    for (i, (ip, udp, _)) in checks.iter().enumerate() {
+        if i < 2 {
+            assert_eq!(ip, "1", "packet {i}: IPv4 header checksum");
+        }
+        assert_eq!(udp, "1", "packet {i}: UDP checksum");
+    }
+    let epoch = start.duration_since(UNIX_EPOCH)?.as_secs_f64();
+    for (i, (_, _, time)) in checks.iter().enumerate() {
+        let expected = epoch + 0.005 * i as f64;
+        assert!(
+            (time - expected).abs() < 1e-4,
+            "packet {i}: time {time} vs {expected}"
+        );
+    }
+    Ok(())
+}
