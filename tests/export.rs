@@ -15,6 +15,8 @@ use std::time::Duration;
 use common::headless::{Headless, HeadlessOptions};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+/// What tshark says of one packet: IP and UDP checksum status, time since the epoch.
+type Checks = Vec<(String, String, f64)>;
 
 /// Signalling waits: generous, a debug build on two shared cores.
 const SIGNALLING: Duration = Duration::from_secs(10);
@@ -180,7 +182,7 @@ fn a_call_between_two_sipterms_exports_ladder_and_pcap() -> TestResult {
 }
 
 /// tshark's verdict on each packet's checksums and its timestamp: (ip, udp, epoch seconds).
-fn tshark_checks(pcap: &Path) -> Result<Vec<(String, String, f64)>, Box<dyn std::error::Error>> {
+fn tshark_checks(pcap: &Path) -> Result<Checks, Box<dyn std::error::Error>> {
     let output = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -247,7 +249,7 @@ fn pcap_of_ipv4_and_ipv6_messages_decodes_with_good_checksums_and_times() -> Tes
             raw: Arc::from(raw.into_bytes()),
         })
     };
-    let records = vec![
+    let records = [
         record(
             0,
             Direction::Out,
