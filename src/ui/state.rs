@@ -528,6 +528,7 @@ fn is_initial_invite(entry: &LogEntry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::first_line;
 
     fn call_event(id: &str, state: &str) -> Event {
         Event::Call {
@@ -678,5 +679,39 @@ mod tests {
         assert_eq!(state.visible_log(), vec![0]);
         state.log_filter = "127.0.0.1".into();
         assert_eq!(state.visible_log(), vec![0, 1]);
+    }
+
+    fn invite(call_id: &str) -> Event {
+        let raw = format!(
+            "INVITE sip:bob@b SIP/2.0\r\nTo: <sip:bob@b>\r\nFrom: <sip:a@a>;tag=1\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        Event::Sip {
+            dir: Direction::Out,
+            peer: "127.0.0.1:5060".into(),
+            summary: first_line(raw.as_bytes()),
+            raw: Arc::from(raw.into_bytes()),
+        }
+    }
+
+    #[test]
+    fn each_call_learns_its_call_id_whichever_comes_first() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 100, t0);
+        // Outgoing: the call event, then the trace of its INVITE.
+        state.apply_event(call_event("1", "calling"), t0);
+        state.apply_event(invite("first@x"), t0);
+        // Incoming: the INVITE's trace, then the call event.
+        state.apply_event(invite("second@x"), t0);
+        state.apply_event(call_event("2", "incoming"), t0);
+        assert_eq!(
+            state.call_sip_ids,
+            vec![(1, "first@x".to_string()), (2, "second@x".to_string())]
+        );
+        state.selected_call = 0;
+        assert_eq!(state.ladder_call_id().as_deref(), Some("first@x"));
+        assert_eq!(state.call_log("first@x").len(), 1);
+        state.selected_call = 1;
+        assert_eq!(state.ladder_call_id().as_deref(), Some("second@x"));
     }
 }
