@@ -1,8 +1,10 @@
 //! The headless front end: one command per stdin line, one JSON event per stdout line.
 //! Same engine and events as the TUI; scripts and tests drive sipterm through it.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::io::AsyncBufReadExt;
@@ -13,6 +15,7 @@ use crate::config::Config;
 use crate::driver::command::{Command, parse_line};
 use crate::driver::sip_task::{self, SipSetup};
 use crate::event::Event;
+use crate::export::{RECORD_LIMIT, Record};
 
 /// How long `quit` may take (unregistering) before we leave anyway.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,19 +48,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     emit(&Event::Ready {
         listen: handle.listen.to_string(),
     });
-    for (flag, path) in [
-        ("--ladder-out", &cli.ladder_out),
-        ("--pcap-out", &cli.pcap_out),
-    ] {
-        if let Some(path) = path {
-            emit(&Event::Warning {
-                message: format!(
-                    "{flag} {} is not supported yet; nothing will be written",
-                    path.display()
-                ),
-            });
-        }
-    }
+    // Every SIP message of the session, for --ladder-out / --pcap-out at exit (bounded).
+    let mut recorder =
+        (cli.ladder_out.is_some() || cli.pcap_out.is_some()).then(|| Recorder::new(handle.listen));
 
     let (line_tx, mut line_rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {
@@ -92,6 +85,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     && state == "incoming"
                 {
                     pending_auto_answer = Some((call.parse::<u64>().ok(), tokio::time::Instant::now() + delay));
+                }
+                if let Some(recorder) = recorder.as_mut() {
+                    recorder.record(&event);
                 }
                 emit(&event);
             }
@@ -131,9 +127,83 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
     }
     while let Ok(event) = event_rx.try_recv() {
+        if let Some(recorder) = recorder.as_mut() {
+            recorder.record(&event);
+        }
         emit(&event);
     }
+    if let Some(recorder) = recorder {
+        recorder.write(&cli);
+    }
     Ok(())
+}
+
+/// The session's SIP messages as export records, oldest dropped past `RECORD_LIMIT`.
+struct Recorder {
+    local: SocketAddr,
+    records: VecDeque<Record>,
+    dropped: u64,
+}
+
+impl Recorder {
+    fn new(local: SocketAddr) -> Recorder {
+        Recorder {
+            local,
+            records: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    fn record(&mut self, event: &Event) {
+        let Event::Sip { dir, peer, raw, .. } = event else {
+            return;
+        };
+        let Ok(peer) = peer.parse::<SocketAddr>() else {
+            return;
+        };
+        if self.records.len() >= RECORD_LIMIT {
+            self.records.pop_front();
+            self.dropped += 1;
+        }
+        self.records.push_back(Record {
+            time: SystemTime::now(),
+            dir: *dir,
+            local: self.local,
+            peer,
+            raw: raw.clone(),
+        });
+    }
+
+    /// Writes the files asked for; failures become `error` events (the session is over anyway).
+    fn write(self, cli: &Cli) {
+        let records: Vec<Record> = self.records.into();
+        let all: Vec<&Record> = records.iter().collect();
+        if self.dropped > 0 {
+            emit(&Event::Warning {
+                message: format!(
+                    "only the last {} SIP messages are exported ({} older ones dropped)",
+                    records.len(),
+                    self.dropped
+                ),
+            });
+        }
+        if let Some(path) = &cli.ladder_out {
+            let text = crate::export::plantuml::render(&all, None);
+            if let Err(e) = std::fs::write(path, text) {
+                emit(&Event::Error {
+                    message: format!("cannot write {}: {e}", path.display()),
+                });
+            }
+        }
+        if let Some(path) = &cli.pcap_out {
+            let (bytes, _) = crate::export::pcap::render(&all);
+            if let Err(e) = std::fs::write(path, bytes) {
+                emit(&Event::Error {
+                    message: format!("cannot write {}: {e}", path.display()),
+                });
+            }
+        }
+    }
 }
 
 /// Builds the SIP engine's set-up from the config and the command line.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod event;
+pub mod export;
 pub mod headless;
 pub mod logging;
 pub mod media;

@@ -267,7 +267,12 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
     let t0 = Instant::now();
     let base = in_call(t0);
     let mut states = vec![base.clone()];
-    for action in [Action::ShowHelp, Action::AskQuit, Action::StartTransfer] {
+    for action in [
+        Action::ShowHelp,
+        Action::AskQuit,
+        Action::StartTransfer,
+        Action::ToggleLadder,
+    ] {
         let mut state = base.clone();
         state.focus = Focus::Calls;
         update(&mut state, action);
@@ -283,4 +288,139 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
             assert_eq!(screen.backend().buffer().area.width, width);
         }
     }
+}
+
+/// A whole SIP message of call `call_id` (the ladder groups by Call-ID).
+fn message(first_line: &str, call_id: &str, cseq: &str, to_tag: bool) -> String {
+    let tag = if to_tag { ";tag=b0b" } else { "" };
+    format!(
+        "{first_line}\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK{cseq}\r\n\
+         To: <sip:bob@127.0.0.1:5070>{tag}\r\nFrom: <sip:alice@127.0.0.1:5062>;tag=a1\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn sip_from(dir: Direction, peer: &str, raw: String) -> Event {
+    Event::Sip {
+        dir,
+        peer: peer.into(),
+        summary: sipterm::event::first_line(raw.as_bytes()),
+        raw: Arc::from(raw.into_bytes()),
+    }
+}
+
+#[test]
+fn ladder_of_the_selected_call() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    let bob = "127.0.0.1:5070";
+    let id = "c4ll-1@127.0.0.1";
+    state.apply_event(call("1", "calling", "sip:bob@127.0.0.1:5070"), at(t0, 1000));
+    let flow = [
+        (
+            Direction::Out,
+            "INVITE sip:bob@127.0.0.1:5070 SIP/2.0",
+            "1 INVITE",
+            false,
+            1002,
+        ),
+        (Direction::In, "SIP/2.0 100 Trying", "1 INVITE", false, 1010),
+        (Direction::In, "SIP/2.0 180 Ringing", "1 INVITE", true, 1200),
+        (Direction::In, "SIP/2.0 200 OK", "1 INVITE", true, 3200),
+        (
+            Direction::Out,
+            "ACK sip:bob@127.0.0.1:5070 SIP/2.0",
+            "1 ACK",
+            true,
+            3201,
+        ),
+    ];
+    for (dir, line, cseq, tag, millis) in flow {
+        state.apply_event(
+            sip_from(dir, bob, message(line, id, cseq, tag)),
+            at(t0, millis),
+        );
+    }
+    // Another dialog in between (a keep-alive from a proxy) is not part of this call.
+    state.apply_event(
+        sip_from(
+            Direction::In,
+            "127.0.0.1:5060",
+            message(
+                "OPTIONS sip:alice@127.0.0.1:5062 SIP/2.0",
+                "other@x",
+                "7 OPTIONS",
+                false,
+            ),
+        ),
+        at(t0, 2000),
+    );
+    state.apply_event(
+        call("1", "confirmed", "sip:bob@127.0.0.1:5070"),
+        at(t0, 3201),
+    );
+    state.apply_event(
+        sip_from(
+            Direction::In,
+            bob,
+            message("BYE sip:alice@127.0.0.1:5062 SIP/2.0", id, "2 BYE", true),
+        ),
+        at(t0, 9000),
+    );
+    state.apply_event(
+        sip_from(
+            Direction::Out,
+            bob,
+            message("SIP/2.0 200 OK", id, "2 BYE", true),
+        ),
+        at(t0, 9001),
+    );
+    state.apply_event(
+        Event::Call {
+            call: "1".into(),
+            state: "terminated".into(),
+            remote: "sip:bob@127.0.0.1:5070".into(),
+            code: None,
+            reason: None,
+        },
+        at(t0, 9001),
+    );
+    state.status = None;
+    state.focus = Focus::Calls;
+    // The call has ended: `l` still draws the newest call of the trace.
+    update(&mut state, Action::ToggleLadder);
+    let screen = draw(&state, 80, 24).backend().to_string();
+    for label in [
+        "INVITE sip:bob@127.0.0.1:5070",
+        "100 Trying",
+        "180 Ringing",
+        "200 OK",
+        "ACK sip:bob@127.0.0.1:5070",
+        "BYE sip:alice@127.0.0.1:5062",
+        "127.0.0.1:5062",
+        "127.0.0.1:5070",
+    ] {
+        assert!(screen.contains(label), "missing {label}:\n{screen}");
+    }
+    assert!(
+        !screen.contains("OPTIONS"),
+        "another call's message in the ladder:\n{screen}"
+    );
+    // Requests from us point right, answers come back left.
+    let invite = screen
+        .lines()
+        .find(|l| l.contains("INVITE"))
+        .unwrap_or_default();
+    assert!(invite.contains("▶│"), "{invite}");
+    let ringing = screen
+        .lines()
+        .find(|l| l.contains("180 Ringing"))
+        .unwrap_or_default();
+    assert!(ringing.contains("│◀"), "{ringing}");
+    insta::assert_snapshot!(screen);
+    // `e` asks the run loop to export this call; `l` closes the ladder.
+    update(&mut state, Action::ExportCall);
+    assert_eq!(state.export_request.as_deref(), Some(id));
+    update(&mut state, Action::ToggleLadder);
+    assert_eq!(state.popup, None);
 }

@@ -35,6 +35,10 @@ pub enum Action {
     ShowContacts,
     AskQuit,
     ConfirmQuit,
+    /// `l`: open / close the ladder diagram of the selected call.
+    ToggleLadder,
+    /// `e`: export the selected call's ladder as PlantUML (the run loop writes the file).
+    ExportCall,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -170,6 +174,20 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
             None
         }
         Action::ConfirmQuit => quit(state),
+        Action::ToggleLadder => {
+            match state.ladder_call_id() {
+                Some(call_id) => state.popup = Some(Popup::Ladder { call_id, scroll: 0 }),
+                None => state.set_status("no call in the SIP trace to draw"),
+            }
+            None
+        }
+        Action::ExportCall => {
+            match state.ladder_call_id() {
+                Some(call_id) => state.export_request = Some(call_id),
+                None => state.set_status("no call in the SIP trace to export"),
+            }
+            None
+        }
     }
 }
 
@@ -227,6 +245,25 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                 _ => selected,
             };
             state.popup = Some(Popup::Contacts { selected });
+            None
+        }
+        Popup::Ladder { call_id, scroll } => {
+            let scroll = match action {
+                Action::Up => scroll.saturating_sub(1),
+                Action::Down => {
+                    let rows = state.call_log(&call_id).len();
+                    scroll
+                        .saturating_add(1)
+                        .min(u16::try_from(rows).unwrap_or(u16::MAX))
+                }
+                Action::ExportCall => {
+                    state.export_request = Some(call_id.clone());
+                    scroll
+                }
+                Action::Cancel | Action::Submit | Action::ToggleLadder => return None,
+                _ => scroll,
+            };
+            state.popup = Some(Popup::Ladder { call_id, scroll });
             None
         }
         Popup::Transfer { call, mut target } => match action {

@@ -56,6 +56,17 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
+        Some(Popup::Ladder { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | 'l') => {
+                    Some(Action::ToggleLadder)
+                }
+                KeyCode::Char('e') => Some(Action::ExportCall),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -78,6 +89,8 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('m') => Some(Action::ToggleMute),
         KeyCode::Char('t') => Some(Action::StartTransfer),
         KeyCode::Char('/') => Some(Action::StartSearch),
+        KeyCode::Char('l') => Some(Action::ToggleLadder),
+        KeyCode::Char('e') => Some(Action::ExportCall),
         KeyCode::Char('?') => Some(Action::ShowHelp),
         KeyCode::Char('c') => Some(Action::ShowContacts),
         KeyCode::Char('q') => Some(Action::AskQuit),
@@ -181,6 +194,14 @@ mod tests {
         assert_eq!(
             key_action(&s, press(KeyCode::Char('c'))),
             Some(Action::ShowContacts)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('l'))),
+            Some(Action::ToggleLadder)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('e'))),
+            Some(Action::ExportCall)
         );
     }
 

@@ -92,8 +92,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let mut input_closed = false;
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // Exports run in blocking tasks; they report back here for the status line.
+    let (export_tx, mut export_rx) = mpsc::channel::<String>(8);
 
     loop {
+        if let Some(call_id) = state.export_request.take() {
+            start_export(&mut state, &call_id, export_tx.clone());
+        }
         if dirty {
             state.dropped_traces = handle.dropped_traces.load(Ordering::Relaxed);
             terminal
@@ -146,6 +151,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     save_history(history_path.clone(), state.history.clone());
                 }
             }
+            Some(message) = export_rx.recv() => {
+                state.set_status(message);
+                dirty = true;
+            }
             _ = tick.tick(), if ticking => {
                 state.tick(Instant::now());
                 dirty = true;
@@ -185,6 +194,74 @@ fn save_history(path: Option<std::path::PathBuf>, calls: Vec<history::HistoryEnt
         if let Err(error) = history::save(&path, &calls) {
             tracing::warn!(%error, path = %path.display(), "cannot save the call history");
         }
+    });
+}
+
+/// Writes the PlantUML ladder of one call to the XDG data dir in a blocking task (never in
+/// the render loop); the status line says where, and later whether it worked.
+fn start_export(state: &mut UiState, call_id: &str, done: mpsc::Sender<String>) {
+    let Some(local) = state
+        .listen
+        .as_deref()
+        .and_then(|l| l.parse::<std::net::SocketAddr>().ok())
+    else {
+        state.set_status("export: our SIP address is not known yet");
+        return;
+    };
+    // Log times are relative to `started`; turn them into wall-clock times.
+    let wall_start = std::time::SystemTime::now()
+        .checked_sub(Instant::now().saturating_duration_since(state.started))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let records: Vec<crate::export::Record> = state
+        .call_log(call_id)
+        .into_iter()
+        .filter_map(|e| {
+            Some(crate::export::Record {
+                time: wall_start + e.at,
+                dir: e.dir,
+                local,
+                peer: e.peer.parse().ok()?,
+                raw: e.raw.clone(),
+            })
+        })
+        .collect();
+    let Some(dir) =
+        directories::ProjectDirs::from("", "", "sipterm").map(|d| d.data_dir().to_path_buf())
+    else {
+        state.set_status("export: no home directory for the data dir");
+        return;
+    };
+    let name: String = call_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let path = dir.join(format!("call-{name}.puml"));
+    state.set_status(format!(
+        "exporting {} messages to {}",
+        records.len(),
+        path.display()
+    ));
+    let title = format!("Call-ID {call_id}");
+    tokio::task::spawn_blocking(move || {
+        let all: Vec<&crate::export::Record> = records.iter().collect();
+        let text = crate::export::plantuml::render(&all, Some(&title));
+        // The plain-text dump of the same messages goes next to it (call-….txt).
+        let dump = crate::export::text::render(&all);
+        let result = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .and_then(|()| std::fs::write(path.with_extension("txt"), dump));
+        let message = match result {
+            Ok(()) => format!("ladder written to {} (and .txt)", path.display()),
+            Err(error) => format!("export to {} failed: {error}", path.display()),
+        };
+        let _ = done.blocking_send(message);
     });
 }
 

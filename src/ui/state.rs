@@ -59,6 +59,11 @@ pub enum Popup {
         call: u64,
         target: String,
     },
+    /// The ladder diagram of the SIP messages with this Call-ID, scrolled by `scroll` rows.
+    Ladder {
+        call_id: String,
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +226,11 @@ pub struct UiState {
     /// Wall clock (Unix seconds) at `started`: history times are `wall_start` + elapsed.
     /// Zero in tests, which keeps them free of clock reads.
     pub wall_start: u64,
+    /// SIP Call-ID of each call on screen, learnt from its initial INVITE in the trace (the
+    /// call events carry only our call number).
+    pub call_sip_ids: Vec<(u64, String)>,
+    /// A Call-ID the user asked to export (`e`); the run loop takes it and writes the file.
+    pub export_request: Option<String>,
 }
 
 impl UiState {
@@ -254,6 +264,8 @@ impl UiState {
             history: Vec::new(),
             history_dirty: false,
             wall_start: 0,
+            call_sip_ids: Vec::new(),
+            export_request: None,
         }
     }
 
@@ -320,6 +332,57 @@ impl UiState {
             .map_or_else(|| wanted.to_string(), |c| c.uri.clone())
     }
 
+    /// The Call-ID the ladder and the export are about: the selected call's, else the newest
+    /// call in the trace (so a call that just ended can still be drawn).
+    pub fn ladder_call_id(&self) -> Option<String> {
+        let selected = self.selected_call().and_then(|call| {
+            self.call_sip_ids
+                .iter()
+                .find(|(id, _)| *id == call.id)
+                .map(|(_, sip)| sip.clone())
+        });
+        selected.or_else(|| {
+            self.log
+                .iter()
+                .rev()
+                .find(|e| is_initial_invite(e))
+                .and_then(|e| crate::export::call_id_of(&e.raw))
+        })
+    }
+
+    /// Log entries of one call (same Call-ID), oldest first.
+    pub fn call_log(&self, call_id: &str) -> Vec<&LogEntry> {
+        self.log
+            .iter()
+            .filter(|e| crate::export::call_id_of(&e.raw).as_deref() == Some(call_id))
+            .collect()
+    }
+
+    /// Pairs a call without a known Call-ID with an initial INVITE whose Call-ID is not taken:
+    /// the trace of an INVITE and the call's first event come close together, either first.
+    fn pair_call_ids(&mut self) {
+        let Some(call) = self
+            .calls
+            .iter()
+            .rev()
+            .map(|c| c.id)
+            .find(|id| !self.call_sip_ids.iter().any(|(known, _)| known == id))
+        else {
+            return;
+        };
+        let free = self
+            .log
+            .iter()
+            .rev()
+            .take(64)
+            .filter(|e| is_initial_invite(e))
+            .filter_map(|e| crate::export::call_id_of(&e.raw))
+            .find(|sip| !self.call_sip_ids.iter().any(|(_, known)| known == sip));
+        if let Some(sip) = free {
+            self.call_sip_ids.push((call, sip));
+        }
+    }
+
     pub fn set_status(&mut self, message: impl Into<String>) {
         self.status = Some(message.into());
     }
@@ -364,13 +427,19 @@ impl UiState {
                 peer,
                 summary,
                 raw,
-            } => self.push_log(LogEntry {
-                at: now.saturating_duration_since(self.started),
-                dir,
-                peer,
-                summary,
-                raw,
-            }),
+            } => {
+                let invite = summary.starts_with("INVITE ");
+                self.push_log(LogEntry {
+                    at: now.saturating_duration_since(self.started),
+                    dir,
+                    peer,
+                    summary,
+                    raw,
+                });
+                if invite {
+                    self.pair_call_ids();
+                }
+            }
             Event::Call {
                 call,
                 state,
@@ -466,6 +535,7 @@ impl UiState {
                 self.history_dirty = true;
             }
             self.calls.retain(|c| c.id != id);
+            self.call_sip_ids.retain(|(known, _)| *known != id);
             if self.selected_call >= self.calls.len() {
                 self.selected_call = self.calls.len().saturating_sub(1);
             }
@@ -521,14 +591,21 @@ impl UiState {
                 });
                 // A new call is what the user wants to act on next.
                 self.selected_call = self.calls.len() - 1;
+                self.pair_call_ids();
             }
         }
     }
 }
 
+/// An INVITE that starts a call (no To tag), cheaply: the first line says INVITE first.
+fn is_initial_invite(entry: &LogEntry) -> bool {
+    entry.summary.starts_with("INVITE ") && crate::export::is_initial_invite(&entry.raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::first_line;
 
     fn call_event(id: &str, state: &str) -> Event {
         Event::Call {
@@ -679,5 +756,39 @@ mod tests {
         assert_eq!(state.visible_log(), vec![0]);
         state.log_filter = "127.0.0.1".into();
         assert_eq!(state.visible_log(), vec![0, 1]);
+    }
+
+    fn invite(call_id: &str) -> Event {
+        let raw = format!(
+            "INVITE sip:bob@b SIP/2.0\r\nTo: <sip:bob@b>\r\nFrom: <sip:a@a>;tag=1\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        Event::Sip {
+            dir: Direction::Out,
+            peer: "127.0.0.1:5060".into(),
+            summary: first_line(raw.as_bytes()),
+            raw: Arc::from(raw.into_bytes()),
+        }
+    }
+
+    #[test]
+    fn each_call_learns_its_call_id_whichever_comes_first() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 100, t0);
+        // Outgoing: the call event, then the trace of its INVITE.
+        state.apply_event(call_event("1", "calling"), t0);
+        state.apply_event(invite("first@x"), t0);
+        // Incoming: the INVITE's trace, then the call event.
+        state.apply_event(invite("second@x"), t0);
+        state.apply_event(call_event("2", "incoming"), t0);
+        assert_eq!(
+            state.call_sip_ids,
+            vec![(1, "first@x".to_string()), (2, "second@x".to_string())]
+        );
+        state.selected_call = 0;
+        assert_eq!(state.ladder_call_id().as_deref(), Some("first@x"));
+        assert_eq!(state.call_log("first@x").len(), 1);
+        state.selected_call = 1;
+        assert_eq!(state.ladder_call_id().as_deref(), Some("second@x"));
     }
 }

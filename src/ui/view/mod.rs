@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod dialpad;
+pub mod ladder;
 pub mod log;
 pub mod popup;
 pub mod status;

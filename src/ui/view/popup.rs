@@ -28,6 +28,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
     ("c", "contacts and call history (Enter dials)"),
+    ("l", "ladder diagram of the selected call"),
+    ("e", "export the call as PlantUML (data dir)"),
     ("? or F1", "this help"),
     ("q, Ctrl-C/Q", "quit (asks y to confirm)"),
     ("mouse", "click the dial pad buttons"),
@@ -42,6 +44,9 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(Popup::QuitConfirm) => quit(frame, area),
         Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
         Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
+        Some(Popup::Ladder { call_id, scroll }) => {
+            super::ladder::render(state, frame, area, call_id, *scroll);
+        }
     }
 }
 
