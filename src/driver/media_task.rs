@@ -393,7 +393,7 @@ impl CallMedia {
             },
             Playout::Buffering => false,
         };
-        if !(ok && !pcm.is_empty()) {
+        if !ok || pcm.is_empty() {
             pcm.clear();
             pcm.resize(frame, 0);
         }

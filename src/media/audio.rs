@@ -386,6 +386,19 @@ fn failure_text(status: &SideStatus) -> String {
 
 impl Drop for AudioIo {
     fn drop(&mut self) {
+        for (side, status) in [
+            ("capture", self.capture_status()),
+            ("playback", self.playback_status()),
+        ] {
+            if let Some(s) = status {
+                tracing::info!(
+                    "sound {side}: {} samples dropped (overrun), {} underruns, {} backend errors",
+                    s.overruns.load(Ordering::Relaxed),
+                    s.underruns.load(Ordering::Relaxed),
+                    s.backend_errors.load(Ordering::Relaxed)
+                );
+            }
+        }
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
