@@ -181,6 +181,10 @@ fn pulseaudio_device_captures_and_plays_a_call() {
     println!("near warnings: {warnings:?}");
     far.quit(Duration::from_secs(5));
     near.quit(Duration::from_secs(5));
+    let log = std::fs::read_to_string(near.log_dir().join("sipterm.log")).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("sound ")) {
+        println!("near log: {line}");
+    }
     assert!(
         warnings.is_empty(),
         "the devices opened without warnings: {warnings:?}"
@@ -293,4 +297,70 @@ fn missing_device_warns_and_the_call_goes_on() {
     far.expect_call_state("terminated", SIGNALLING)
         .expect("far: terminated");
     near.quit(Duration::from_secs(5));
+}
+
+#[test]
+fn sound_server_dying_mid_call_warns_and_the_call_goes_on() {
+    let pulse = Pulse::start();
+    let server = pulse.server();
+    let cookie = pulse.cookie();
+    let env = [
+        ("PULSE_SERVER", OsStr::new(&server)),
+        ("PULSE_COOKIE", cookie.as_os_str()),
+    ];
+    let config =
+        "[audio]\ninput = \"pulseaudio:sipterm_in.monitor\"\noutput = \"pulseaudio:sipterm_out\"\n";
+    let mut near = Headless::spawn_with(
+        "near-dying",
+        &HeadlessOptions {
+            config_toml: Some(config.into()),
+            ..Default::default()
+        },
+        &env,
+        true,
+    )
+    .expect("near sipterm starts");
+    let mut far = Headless::spawn(
+        "far-dying",
+        &HeadlessOptions {
+            auto_answer_ms: Some(0),
+            ..Default::default()
+        },
+    )
+    .expect("far sipterm starts");
+    near.send(&format!("dial {}", far.uri("far"))).unwrap();
+    near.expect_call_state("confirmed", SIGNALLING)
+        .expect("call confirmed");
+    std::thread::sleep(Duration::from_secs(1));
+    drop(pulse); // pa-stop.sh: the sound server goes away mid-call
+    let warning = near
+        .expect_event(
+            "a warning that a sound device failed",
+            |e| {
+                e["event"] == "warning"
+                    && e["message"].as_str().is_some_and(|m| m.contains("failed"))
+            },
+            SIGNALLING,
+        )
+        .expect("device failure is reported");
+    println!("warning: {warning}");
+    // The call survives: media reports keep coming and hangup works.
+    let before = near.events_of("media").len();
+    near.expect_event(
+        "a media report after the failure",
+        |e| e["event"] == "media" && e["sent"].as_u64().unwrap_or(0) > 0,
+        SIGNALLING,
+    )
+    .expect("media keeps flowing");
+    println!("media reports before the check: {before}");
+    near.send("hangup").unwrap();
+    near.expect_call_state("terminated", SIGNALLING)
+        .expect("near: terminated");
+    far.expect_call_state("terminated", SIGNALLING)
+        .expect("far: terminated");
+    let status = near.quit(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sipterm exits cleanly after losing its sound server: {status:?}"
+    );
 }
