@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     }
 
     if cli.list_devices {
-        println!("--list-devices is not yet supported");
+        print!("{}", sipterm::media::audio::list_devices());
         return ExitCode::SUCCESS;
     }
 

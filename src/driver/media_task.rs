@@ -19,6 +19,7 @@ use crate::media::jitter::{JitterBuffer, Playout};
 
 /// Playout delay of the (fixed, for now) jitter buffer, in frames.
 const JITTER_FRAMES: u32 = 3;
+use crate::media::audio::{AudioDevice, AudioIo};
 use crate::media::quality;
 use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
@@ -39,8 +40,8 @@ const RTP_PORTS: std::ops::Range<u16> = 16384..32768;
 pub enum AudioEndpoint {
     Null,
     Wav(PathBuf),
-    /// A sound card by name ("default"); the cpal path is a later issue, so for now this
-    /// falls back to `Null` with a warning.
+    /// A sound card by name ("default", a cpal device id); see `media::audio`. A device that
+    /// cannot be opened falls back to `Null` with a warning.
     Device(String),
 }
 
@@ -168,6 +169,8 @@ struct CallMedia {
     rtcp: RtcpSession,
     /// Where RTP really comes from (symmetric RTP: we answer there once it speaks).
     latched: Option<SocketAddr>,
+    /// Sound devices, when an endpoint is `Device`; they take over from `source`/`sink`.
+    device: Option<AudioIo>,
 }
 
 impl CallMedia {
@@ -192,11 +195,10 @@ impl CallMedia {
                 }
             },
             AudioEndpoint::Null => FrameSource::null(rate),
-            AudioEndpoint::Device(name) => {
-                warn(&events, format!("sound device `{name}` is not supported in this build; sending silence (use --audio-in FILE.wav)")).await;
-                FrameSource::null(rate)
-            }
+            // Captured by `device` below; this silent source only keeps the frame clock.
+            AudioEndpoint::Device(_) => FrameSource::null(rate),
         };
+        let device = open_devices(io, rate, &events).await;
         let sink = match &io.output {
             AudioEndpoint::Wav(path) => match WavSink::create(path, rate) {
                 Ok(s) => FrameSink::Wav(Box::new(s)),
@@ -248,6 +250,7 @@ impl CallMedia {
             muted: false,
             events,
             latched: None,
+            device,
             params,
         })
     }
@@ -271,6 +274,9 @@ impl CallMedia {
             tokio::select! {
                 _ = tick.tick() => {
                     frames += 1;
+                    if let Some(warning) = self.device.as_mut().and_then(AudioIo::poll_warning) {
+                        warn(&self.events, warning.0).await;
+                    }
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     self.play_frame(&mut pcm);
                     let now = started.elapsed();
@@ -341,6 +347,9 @@ impl CallMedia {
         pcm.clear();
         // The source advances in real time whether or not we send (hold keeps the file's clock).
         let _ = self.source.next_frame(pcm);
+        if let Some(device) = &mut self.device {
+            device.read_frame(pcm);
+        }
         packet.clear();
         let dtmf = match self.params.telephone_event_pt {
             Some(pt) => self
@@ -384,10 +393,13 @@ impl CallMedia {
             },
             Playout::Buffering => false,
         };
-        if ok && !pcm.is_empty() {
-            let _ = self.sink.write_frame(pcm);
-        } else {
-            let _ = self.sink.write_silence(frame);
+        if !ok || pcm.is_empty() {
+            pcm.clear();
+            pcm.resize(frame, 0);
+        }
+        let _ = self.sink.write_frame(pcm);
+        if let Some(device) = &mut self.device {
+            device.write_frame(pcm);
         }
     }
 
@@ -440,6 +452,11 @@ impl CallMedia {
             let kind = kind_of(params.codec);
             if let (Ok(enc), Ok(dec)) = (codec::encoder(kind), codec::decoder(kind)) {
                 self.kind = kind;
+                if let Some(device) = &mut self.device
+                    && device.set_codec_rate(kind.sample_rate()).is_err()
+                {
+                    self.device = None;
+                }
                 self.encoder = enc;
                 self.decoder = dec;
                 self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
@@ -508,6 +525,43 @@ impl CallMedia {
             })
             .await;
     }
+}
+
+/// Opens the sound devices of `Device` endpoints (on a blocking thread: backends take time);
+/// failures become warnings and that direction stays silent.
+async fn open_devices(io: &MediaIo, rate: u32, events: &mpsc::Sender<Event>) -> Option<AudioIo> {
+    let name = |e: &AudioEndpoint| match e {
+        AudioEndpoint::Device(name) => Some(name.clone()),
+        _ => None,
+    };
+    let (input, output) = (name(&io.input), name(&io.output));
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let (input, output) = (
+        input.unwrap_or_else(|| "null".into()),
+        output.unwrap_or_else(|| "null".into()),
+    );
+    let opened = tokio::task::spawn_blocking(move || AudioDevice::open(&input, &output)).await;
+    let (mut device, warnings) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => {
+            warn(events, format!("sound devices: {e}; using silence")).await;
+            return None;
+        }
+        Err(e) => {
+            warn(events, format!("sound devices: {e}; using silence")).await;
+            return None;
+        }
+    };
+    for warning in warnings {
+        warn(events, warning.0).await;
+    }
+    if let Err(e) = device.set_codec_rate(rate) {
+        warn(events, format!("sound devices: {e}; using silence")).await;
+        return None;
+    }
+    (device.has_capture() || device.has_playback()).then_some(device)
 }
 
 async fn warn(events: &mpsc::Sender<Event>, message: String) {

@@ -11,6 +11,7 @@
 //! tick --> JitterBuffer::pop_frame --Decoder (None = conceal)--> Resampler --> playback frame
 //! ```
 
+pub mod audio;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;

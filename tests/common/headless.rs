@@ -45,6 +45,17 @@ pub struct Headless {
 impl Headless {
     /// Starts `sipterm --headless --listen 127.0.0.1:0` with `options` and waits for `ready`.
     pub fn spawn(name: &str, options: &HeadlessOptions) -> Result<Headless, HarnessError> {
+        Self::spawn_with(name, options, &[], false)
+    }
+
+    /// Like `spawn`, with extra environment variables for the child; with `device_audio`, no
+    /// `--audio-in`/`--audio-out` flags are passed, so the config's `[audio]` devices apply.
+    pub fn spawn_with(
+        name: &str,
+        options: &HeadlessOptions,
+        env: &[(&str, &std::ffi::OsStr)],
+        device_audio: bool,
+    ) -> Result<Headless, HarnessError> {
         let home = tempfile::Builder::new()
             .prefix(&format!("sipterm-{name}-home-"))
             .tempdir()
@@ -68,10 +79,16 @@ impl Headless {
             .env("XDG_DATA_HOME", root.join("data"))
             .env("XDG_CACHE_HOME", root.join("cache"))
             .args(["--headless", "--listen", "127.0.0.1:0"])
-            .args(["--audio-in", &audio(&options.audio_in)])
-            .args(["--audio-out", &audio(&options.audio_out)])
             .arg("--log-file")
             .arg(root.join("logs").join("sipterm.log"));
+        if !device_audio {
+            command
+                .args(["--audio-in", &audio(&options.audio_in)])
+                .args(["--audio-out", &audio(&options.audio_out)]);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
         if let Some(ms) = options.auto_answer_ms {
             command.arg(format!("--auto-answer={ms}"));
         }

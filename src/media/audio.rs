@@ -1,0 +1,717 @@
+//! Sound devices through cpal: the only cpal code in sipterm.
+//!
+//! A dedicated thread owns the cpal streams (they are not `Send` on every host) and keeps them
+//! alive until the `AudioIo` is dropped. The realtime callbacks only convert samples and move
+//! them through lock-free `rtrb` rings: capture turns any device format (rate, channels, sample
+//! type) into mono `f32` at the device rate; playback pops mono samples, copies them to every
+//! channel and plays silence on underrun. Callbacks never lock, allocate, log or print; they
+//! count overruns, underruns and errors in atomics.
+//!
+//! The media task side (`AudioIo`) reads and writes 20 ms frames at the codec rate, resampling
+//! with [`Resampler`] outside the callbacks. A device that fails (cannot open, goes away
+//! mid-call) turns into a [`Warning`] and that direction continues as the null device.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{BufferSize, ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use super::resample::Resampler;
+use super::{MediaError, samples_per_frame};
+
+/// Ring capacity: half a second of mono samples at the device rate.
+const RING_MS: u32 = 500;
+/// Device buffer asked for: 10 ms (PulseAudio's default is 2 s buffers, see tests/data/pulse).
+const BUFFER_MS: u32 = 10;
+/// Capture: start reading once this much is buffered; drop the oldest beyond `MAX_MS`.
+const PRIME_MS: u32 = 40;
+const MAX_MS: u32 = 120;
+/// How long a backend may take to set up a stream.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Backend error warnings at most once per this many `poll_warning` calls (20 ms each: 10 s).
+const BACKEND_WARN_EVERY: u64 = 500;
+
+/// Something the user should read: a device could not be used or misbehaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub String);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("cannot start the audio thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("the audio thread ended before opening the devices")]
+    ThreadGone,
+}
+
+/// Counters the callbacks update (one set per direction).
+#[derive(Debug, Default)]
+pub struct SideStatus {
+    /// Samples dropped because a ring was full (capture) or ignored (playback backlog).
+    pub overruns: AtomicU64,
+    /// Callbacks that found too little audio and played silence.
+    pub underruns: AtomicU64,
+    /// `BackendError`s: noisy but not fatal (the ALSA `pulse` plugin fires hundreds a second).
+    pub backend_errors: AtomicU64,
+    /// Set once by a fatal stream error; the message is in `failure`.
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl SideStatus {
+    fn on_error(&self, error: cpal::Error) {
+        match error.kind() {
+            ErrorKind::BackendError | ErrorKind::Xrun => {
+                self.backend_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                if !self.failed.swap(true, Ordering::AcqRel)
+                    && let Ok(mut slot) = self.failure.lock()
+                {
+                    *slot = Some(error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Audio captured from a device: mono samples at the device rate.
+pub struct CaptureReader {
+    consumer: Consumer<f32>,
+    rate: u32,
+    primed: bool,
+    name: String,
+    status: Arc<SideStatus>,
+}
+
+/// Audio for a device: mono samples at the device rate.
+pub struct PlaybackWriter {
+    producer: Producer<f32>,
+    rate: u32,
+    name: String,
+    status: Arc<SideStatus>,
+}
+
+impl CaptureReader {
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Replaces `out` with one 20 ms frame at the device rate; silence (and `false`) while the
+    /// device has not delivered enough yet.
+    pub fn read_frame(&mut self, out: &mut Vec<i16>) -> bool {
+        let frame = samples_per_frame(self.rate);
+        out.clear();
+        let mut available = self.consumer.slots();
+        // The device clock runs a little faster than ours: keep the backlog (latency) bounded.
+        let max = samples_per_frame(self.rate) * (MAX_MS / 20) as usize;
+        if available > max {
+            let skip = available - samples_per_frame(self.rate) * (PRIME_MS / 20) as usize;
+            if let Ok(chunk) = self.consumer.read_chunk(skip) {
+                chunk.commit_all();
+            }
+            self.status
+                .overruns
+                .fetch_add(skip as u64, Ordering::Relaxed);
+            available = self.consumer.slots();
+        }
+        if !self.primed && available >= frame * (PRIME_MS / 20) as usize {
+            self.primed = true;
+        }
+        if !self.primed || available < frame {
+            self.primed = false;
+            out.resize(frame, 0);
+            return false;
+        }
+        if let Ok(chunk) = self.consumer.read_chunk(frame) {
+            out.extend(chunk.into_iter().map(to_i16));
+        }
+        out.resize(frame, 0);
+        true
+    }
+}
+
+impl PlaybackWriter {
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Queues one frame (device rate) for playback; drops it when the device is far behind.
+    pub fn write_frame(&mut self, samples: &[i16]) {
+        let backlog = self.producer.buffer().capacity() - self.producer.slots();
+        let max = samples_per_frame(self.rate) * (MAX_MS / 20) as usize;
+        if backlog > max || self.producer.slots() < samples.len() {
+            self.status
+                .overruns
+                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut chunk) = self.producer.write_chunk_uninit(samples.len()) {
+            let (a, b) = chunk.as_mut_slices();
+            for (slot, &s) in a.iter_mut().chain(b.iter_mut()).zip(samples) {
+                slot.write(f32::from(s) / 32768.0);
+            }
+            // SAFETY: every slot of the chunk was written just above (samples.len() of them).
+            unsafe { chunk.commit_all() };
+        }
+    }
+}
+
+fn to_i16(s: f32) -> i16 {
+    (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+}
+
+/// The device ends of one call. Dropping it stops the streams.
+pub struct AudioIo {
+    capture: Option<CaptureReader>,
+    playback: Option<PlaybackWriter>,
+    codec_rate: u32,
+    up: Option<Resampler>,
+    down: Option<Resampler>,
+    scratch: Vec<i16>,
+    polls: u64,
+    backend_reported: u64,
+    backend_warned_at: Option<u64>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for AudioIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AudioIo")
+            .field("capture", &self.capture.as_ref().map(|c| (&c.name, c.rate)))
+            .field(
+                "playback",
+                &self.playback.as_ref().map(|p| (&p.name, p.rate)),
+            )
+            .field("codec_rate", &self.codec_rate)
+            .finish()
+    }
+}
+
+/// Opens sound devices by name.
+pub struct AudioDevice;
+
+impl AudioDevice {
+    /// Opens `input` for capture and `output` for playback: `"default"` (the default host's
+    /// default device), `"null"` (nothing), a cpal device id (`pulseaudio:sipterm_out`,
+    /// `alsa:default`, as `sipterm --list-devices` prints) or a device's description. A device
+    /// that cannot be opened becomes a warning and that direction stays null. Blocks for up to
+    /// a few seconds (backends are slow to start): call it from a blocking context.
+    pub fn open(input: &str, output: &str) -> Result<(AudioIo, Vec<Warning>), AudioError> {
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (input, output) = (input.to_owned(), output.to_owned());
+        let thread = std::thread::Builder::new()
+            .name("sipterm-audio".into())
+            .spawn(move || {
+                let mut warnings = Vec::new();
+                let mut streams = Vec::new();
+                let capture = match open_capture(&input) {
+                    Ok(Some((stream, reader))) => {
+                        streams.push(stream);
+                        Some(reader)
+                    }
+                    Ok(None) => None,
+                    Err(message) => {
+                        warnings.push(Warning(format!(
+                            "sound input `{input}`: {message}; sending silence"
+                        )));
+                        None
+                    }
+                };
+                let playback = match open_playback(&output) {
+                    Ok(Some((stream, writer))) => {
+                        streams.push(stream);
+                        Some(writer)
+                    }
+                    Ok(None) => None,
+                    Err(message) => {
+                        warnings.push(Warning(format!(
+                            "sound output `{output}`: {message}; received audio is discarded"
+                        )));
+                        None
+                    }
+                };
+                let _ = ready_tx.send((capture, playback, warnings));
+                // Keep the streams alive until the AudioIo drops its sender.
+                let _ = stop_rx.recv();
+                drop(streams);
+            })?;
+        let (capture, playback, warnings) = ready_rx.recv().map_err(|_| AudioError::ThreadGone)?;
+        Ok((
+            AudioIo {
+                capture,
+                playback,
+                codec_rate: 0,
+                up: None,
+                down: None,
+                scratch: Vec::with_capacity(960),
+                polls: 0,
+                backend_reported: 0,
+                backend_warned_at: None,
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            warnings,
+        ))
+    }
+}
+
+impl AudioIo {
+    pub fn has_capture(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    pub fn has_playback(&self) -> bool {
+        self.playback.is_some()
+    }
+
+    /// The capture and playback counters, when that direction is open.
+    pub fn capture_status(&self) -> Option<&SideStatus> {
+        self.capture.as_ref().map(|c| &*c.status)
+    }
+
+    pub fn playback_status(&self) -> Option<&SideStatus> {
+        self.playback.as_ref().map(|p| &*p.status)
+    }
+
+    /// Sets the codec's rate; frames are resampled between it and the device rates.
+    pub fn set_codec_rate(&mut self, rate: u32) -> Result<(), MediaError> {
+        if rate == self.codec_rate {
+            return Ok(());
+        }
+        self.up = match &self.capture {
+            Some(c) => Some(Resampler::new(c.rate, rate)?),
+            None => None,
+        };
+        self.down = match &self.playback {
+            Some(p) => Some(Resampler::new(rate, p.rate)?),
+            None => None,
+        };
+        self.codec_rate = rate;
+        Ok(())
+    }
+
+    /// Replaces `out` with one captured 20 ms frame at the codec rate. Returns false (and
+    /// leaves `out` alone) when there is no capture device.
+    pub fn read_frame(&mut self, out: &mut Vec<i16>) -> bool {
+        let (Some(capture), Some(up)) = (&mut self.capture, &mut self.up) else {
+            return false;
+        };
+        capture.read_frame(&mut self.scratch);
+        out.clear();
+        if up.process(&self.scratch, out).is_err() {
+            out.clear();
+            out.resize(samples_per_frame(self.codec_rate), 0);
+        }
+        true
+    }
+
+    /// Plays one 20 ms frame at the codec rate (nothing without a playback device).
+    pub fn write_frame(&mut self, samples: &[i16]) {
+        let (Some(playback), Some(down)) = (&mut self.playback, &mut self.down) else {
+            return;
+        };
+        self.scratch.clear();
+        if down.process(samples, &mut self.scratch).is_ok() {
+            playback.write_frame(&self.scratch);
+        }
+    }
+
+    /// Call once per 20 ms frame: a device that failed is closed (that direction goes on as
+    /// null) with a warning; backend error storms give at most one warning per 10 s.
+    pub fn poll_warning(&mut self) -> Option<Warning> {
+        self.polls += 1;
+        if let Some(c) = &self.capture
+            && c.status.failed.load(Ordering::Acquire)
+        {
+            let why = failure_text(&c.status);
+            let name = c.name.clone();
+            self.capture = None;
+            self.up = None;
+            return Some(Warning(format!(
+                "sound input `{name}` failed: {why}; sending silence"
+            )));
+        }
+        if let Some(p) = &self.playback
+            && p.status.failed.load(Ordering::Acquire)
+        {
+            let why = failure_text(&p.status);
+            let name = p.name.clone();
+            self.playback = None;
+            self.down = None;
+            return Some(Warning(format!(
+                "sound output `{name}` failed: {why}; received audio is discarded"
+            )));
+        }
+        let backend: u64 = [self.capture_status(), self.playback_status()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.backend_errors.load(Ordering::Relaxed))
+            .sum();
+        let due = self
+            .backend_warned_at
+            .is_none_or(|at| self.polls - at >= BACKEND_WARN_EVERY);
+        if backend > self.backend_reported && due {
+            let new = backend - self.backend_reported;
+            self.backend_reported = backend;
+            self.backend_warned_at = Some(self.polls);
+            return Some(Warning(format!(
+                "sound device reported {new} backend error(s) (audio continues)"
+            )));
+        }
+        None
+    }
+}
+
+fn failure_text(status: &SideStatus) -> String {
+    status
+        .failure
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .unwrap_or_else(|| "stream error".into())
+}
+
+impl Drop for AudioIo {
+    fn drop(&mut self) {
+        for (side, status) in [
+            ("capture", self.capture_status()),
+            ("playback", self.playback_status()),
+        ] {
+            if let Some(s) = status {
+                tracing::info!(
+                    "sound {side}: {} samples dropped (overrun), {} underruns, {} backend errors",
+                    s.overruns.load(Ordering::Relaxed),
+                    s.underruns.load(Ordering::Relaxed),
+                    s.backend_errors.load(Ordering::Relaxed)
+                );
+            }
+        }
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn find_device(name: &str, input: bool) -> Result<cpal::Device, String> {
+    let dir = if input { "input" } else { "output" };
+    if name.eq_ignore_ascii_case("default") {
+        let host = cpal::default_host();
+        let device = if input {
+            host.default_input_device()
+        } else {
+            host.default_output_device()
+        };
+        return device.ok_or_else(|| format!("no default {dir} device ({} host)", host.id()));
+    }
+    if let Ok(id) = name.parse::<cpal::DeviceId>() {
+        let host = cpal::host_from_id(id.host()).map_err(|e| format!("{}: {e}", id.host()))?;
+        if let Some(device) = host.device_by_id(&id) {
+            return Ok(device);
+        }
+    }
+    for host_id in cpal::available_hosts() {
+        let Ok(host) = cpal::host_from_id(host_id) else {
+            continue;
+        };
+        let devices = match (input, host.input_devices(), host.output_devices()) {
+            (true, Ok(d), _) => d.collect::<Vec<_>>(),
+            (false, _, Ok(d)) => d.collect(),
+            _ => continue,
+        };
+        for device in devices {
+            let id_matches = device
+                .id()
+                .is_ok_and(|id| id.to_string() == name || id.id() == name);
+            let description_matches = device.description().is_ok_and(|d| d.name() == name);
+            if id_matches || description_matches {
+                return Ok(device);
+            }
+        }
+    }
+    Err(format!(
+        "no {dir} device named `{name}` (sipterm --list-devices shows them)"
+    ))
+}
+
+/// The device's config, with a rate the 20 ms framing can use and a 10 ms fixed buffer.
+fn choose_config(
+    device: &cpal::Device,
+    input: bool,
+) -> Result<(StreamConfig, SampleFormat), String> {
+    let default = if input {
+        device.default_input_config()
+    } else {
+        device.default_output_config()
+    }
+    .map_err(|e| e.to_string())?;
+    let mut supported = default;
+    if !supported.sample_rate().is_multiple_of(50) {
+        let configs: Vec<_> = if input {
+            device.supported_input_configs().map(|c| c.collect())
+        } else {
+            device.supported_output_configs().map(|c| c.collect())
+        }
+        .unwrap_or_default();
+        supported = configs
+            .into_iter()
+            .find_map(|c| c.try_with_sample_rate(48_000))
+            .ok_or_else(|| format!("sample rate {} Hz is unusable", supported.sample_rate()))?;
+    }
+    let rate = supported.sample_rate();
+    let mut frames = rate * BUFFER_MS / 1000;
+    if let cpal::SupportedBufferSize::Range { min, max } = *supported.buffer_size() {
+        frames = frames.clamp(min, max.max(min));
+    }
+    let config = StreamConfig {
+        channels: supported.channels(),
+        sample_rate: rate,
+        buffer_size: BufferSize::Fixed(frames),
+    };
+    Ok((config, supported.sample_format()))
+}
+
+fn device_label(device: &cpal::Device) -> String {
+    device
+        .id()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| device.to_string())
+}
+
+type Opened<T> = Result<Option<(cpal::Stream, T)>, String>;
+
+fn open_capture(name: &str) -> Opened<CaptureReader> {
+    if name.eq_ignore_ascii_case("null") {
+        return Ok(None);
+    }
+    let device = find_device(name, true)?;
+    let (config, format) = choose_config(&device, true)?;
+    let rate = config.sample_rate;
+    let (producer, consumer) = RingBuffer::new(samples_per_frame(rate) * (RING_MS / 20) as usize);
+    let status = Arc::new(SideStatus::default());
+    let stream = match format {
+        SampleFormat::F32 => build_capture::<f32>(&device, config, producer, &status),
+        SampleFormat::I16 => build_capture::<i16>(&device, config, producer, &status),
+        SampleFormat::I32 => build_capture::<i32>(&device, config, producer, &status),
+        SampleFormat::U16 => build_capture::<u16>(&device, config, producer, &status),
+        SampleFormat::U8 => build_capture::<u8>(&device, config, producer, &status),
+        SampleFormat::I8 => build_capture::<i8>(&device, config, producer, &status),
+        SampleFormat::F64 => build_capture::<f64>(&device, config, producer, &status),
+        other => return Err(format!("sample format {other} is not supported")),
+    }
+    .map_err(|e| e.to_string())?;
+    stream.play().map_err(|e| e.to_string())?;
+    Ok(Some((
+        stream,
+        CaptureReader {
+            consumer,
+            rate,
+            primed: false,
+            name: device_label(&device),
+            status,
+        },
+    )))
+}
+
+fn open_playback(name: &str) -> Opened<PlaybackWriter> {
+    if name.eq_ignore_ascii_case("null") {
+        return Ok(None);
+    }
+    let device = find_device(name, false)?;
+    let (config, format) = choose_config(&device, false)?;
+    let rate = config.sample_rate;
+    let (producer, consumer) = RingBuffer::new(samples_per_frame(rate) * (RING_MS / 20) as usize);
+    let status = Arc::new(SideStatus::default());
+    let prime = samples_per_frame(rate) * (PRIME_MS / 20) as usize;
+    let stream = match format {
+        SampleFormat::F32 => build_playback::<f32>(&device, config, consumer, prime, &status),
+        SampleFormat::I16 => build_playback::<i16>(&device, config, consumer, prime, &status),
+        SampleFormat::I32 => build_playback::<i32>(&device, config, consumer, prime, &status),
+        SampleFormat::U16 => build_playback::<u16>(&device, config, consumer, prime, &status),
+        SampleFormat::U8 => build_playback::<u8>(&device, config, consumer, prime, &status),
+        SampleFormat::I8 => build_playback::<i8>(&device, config, consumer, prime, &status),
+        SampleFormat::F64 => build_playback::<f64>(&device, config, consumer, prime, &status),
+        other => return Err(format!("sample format {other} is not supported")),
+    }
+    .map_err(|e| e.to_string())?;
+    stream.play().map_err(|e| e.to_string())?;
+    Ok(Some((
+        stream,
+        PlaybackWriter {
+            producer,
+            rate,
+            name: device_label(&device),
+            status,
+        },
+    )))
+}
+
+fn build_capture<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut producer: Producer<f32>,
+    status: &Arc<SideStatus>,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+{
+    let channels = usize::from(config.channels.max(1));
+    let scale = 1.0 / channels as f32;
+    let data_status = Arc::clone(status);
+    let error_status = Arc::clone(status);
+    device.build_input_stream::<T, _, _>(
+        config,
+        move |data: &[T], _| {
+            // Realtime: no allocation, lock or I/O here.
+            let frames = data.len() / channels;
+            let n = frames.min(producer.slots());
+            if n < frames {
+                data_status
+                    .overruns
+                    .fetch_add((frames - n) as u64, Ordering::Relaxed);
+            }
+            if let Ok(mut chunk) = producer.write_chunk_uninit(n) {
+                let (a, b) = chunk.as_mut_slices();
+                for (slot, frame) in a
+                    .iter_mut()
+                    .chain(b.iter_mut())
+                    .zip(data.chunks_exact(channels))
+                {
+                    let sum: f32 = frame.iter().map(|s| s.to_sample::<f32>()).sum();
+                    slot.write(sum * scale);
+                }
+                // SAFETY: the zip covers all n slots: data has at least n whole frames.
+                unsafe { chunk.commit_all() };
+            }
+        },
+        move |error| error_status.on_error(error),
+        Some(BUILD_TIMEOUT),
+    )
+}
+
+fn build_playback<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut consumer: Consumer<f32>,
+    prime: usize,
+    status: &Arc<SideStatus>,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    let channels = usize::from(config.channels.max(1));
+    let data_status = Arc::clone(status);
+    let error_status = Arc::clone(status);
+    let mut primed = false;
+    device.build_output_stream::<T, _, _>(
+        config,
+        move |data: &mut [T], _| {
+            // Realtime: no allocation, lock or I/O here.
+            let frames = data.len() / channels;
+            if !primed && consumer.slots() >= prime {
+                primed = true;
+            }
+            let n = if primed {
+                frames.min(consumer.slots())
+            } else {
+                0
+            };
+            if primed && n < frames {
+                data_status.underruns.fetch_add(1, Ordering::Relaxed);
+                primed = false;
+            }
+            let silence = T::EQUILIBRIUM;
+            let mut out = data.chunks_exact_mut(channels);
+            if let Ok(chunk) = consumer.read_chunk(n) {
+                let (a, b) = chunk.as_slices();
+                for (&v, frame) in a.iter().chain(b.iter()).zip(out.by_ref()) {
+                    frame.fill(T::from_sample(v));
+                }
+                chunk.commit_all();
+            }
+            for frame in out {
+                frame.fill(silence);
+            }
+        },
+        move |error| error_status.on_error(error),
+        Some(BUILD_TIMEOUT),
+    )
+}
+
+/// Every host's input and output devices, defaults marked with `*`, for `--list-devices`.
+pub fn list_devices() -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let default_host = cpal::default_host().id();
+    for host_id in cpal::available_hosts() {
+        let mark = if host_id == default_host {
+            " (default host)"
+        } else {
+            ""
+        };
+        let _ = writeln!(text, "{}{mark}:", host_id.name());
+        let host = match cpal::host_from_id(host_id) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = writeln!(text, "  unavailable: {e}");
+                continue;
+            }
+        };
+        let id_of = |d: Option<cpal::Device>| d.and_then(|d| d.id().ok()).map(|i| i.to_string());
+        let default_in = id_of(host.default_input_device());
+        let default_out = id_of(host.default_output_device());
+        for (title, devices, default) in [
+            (
+                "input",
+                host.input_devices().map(|d| d.collect::<Vec<_>>()),
+                &default_in,
+            ),
+            (
+                "output",
+                host.output_devices().map(|d| d.collect::<Vec<_>>()),
+                &default_out,
+            ),
+        ] {
+            let _ = writeln!(text, "  {title} devices:");
+            match devices {
+                Ok(devices) if !devices.is_empty() => {
+                    for device in devices {
+                        let id = device_label(&device);
+                        let star = if Some(&id) == default.as_ref() {
+                            "*"
+                        } else {
+                            " "
+                        };
+                        let description = device
+                            .description()
+                            .map(|d| format!("  ({})", d.name()))
+                            .unwrap_or_default();
+                        let _ = writeln!(text, "   {star} {id}{description}");
+                    }
+                }
+                Ok(_) => {
+                    let _ = writeln!(text, "    (none)");
+                }
+                Err(e) => {
+                    let _ = writeln!(text, "    cannot list: {e}");
+                }
+            }
+        }
+    }
+    text.push_str("Use an id (or description) as [audio] input/output, or `default`/`null`.\n");
+    text
+}
