@@ -519,6 +519,14 @@ fn flood_during_a_call() -> TestResult {
 
 // -------------------------------------------------------------------------------- garbage
 
+/// (label, bytes, Call-ID to match the answer by ("" = none expected), the final codes allowed).
+type GarbageCase = (
+    &'static str,
+    Vec<u8>,
+    String,
+    Option<std::ops::RangeInclusive<u16>>,
+);
+
 /// Malformed SIP at a live sipterm: each gets a 4xx where a response is possible, and nothing
 /// crashes it; between the cases a well-formed OPTIONS still gets 200.
 #[test]
@@ -551,7 +559,7 @@ fn garbage_sip_gets_400_or_nothing() -> TestResult {
     // (label, bytes, expected: Some(range) a response in it, None: no response needed)
     let id = call_id(&mut rng);
     let good = options(target, local, &id, 1);
-    let mut cases: Vec<(&str, Vec<u8>, String, Option<std::ops::RangeInclusive<u16>>)> = Vec::new();
+    let mut cases: Vec<GarbageCase> = Vec::new();
     {
         // Truncated in the header section (after CSeq): no blank line.
         let cut = good.find("Content-Length").expect("CL");
