@@ -18,6 +18,9 @@ const MAX_REDIRECTS: u8 = 1;
 /// At most this many calls at once: past it an INVITE gets 486 at once. Without a bound a flood
 /// of INVITEs with fresh Call-IDs kept one ringing call (and its INVITE) per request forever.
 pub const MAX_CALLS: usize = 16;
+/// An incoming call nobody answers or cancels ends with 480 after this. Longer than
+/// NO_ANSWER_TIMEOUT, so a caller that gives up itself (sipterm does at 120 s) CANCELs first.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -785,9 +788,9 @@ impl UserAgent {
             cancelled: false,
             redirects: 0,
             auth_tries: 0,
-            // An unanswered incoming call ends with 480 after this (see call_timeouts); before,
+            // An unanswered incoming call ends with 480 then (see call_timeouts); before,
             // one nobody answered or cancelled rang, and held its state, forever.
-            no_answer_at: Some(now + NO_ANSWER_TIMEOUT),
+            no_answer_at: Some(now + RING_TIMEOUT),
             reinvite_tsx: None,
             glare_retry_at: None,
             on_hold: false,
