@@ -950,7 +950,7 @@ fn junk_rtp_and_rtcp_during_a_call() -> TestResult {
 
 /// The same bound in virtual time (sans-IO UA): of 40 INVITEs with fresh Call-IDs that nobody
 /// answers or cancels, at most MAX_CALLS ring (the rest get 486), and each ringing call ends
-/// with 480 after the ring timeout, so the phone takes calls again afterwards.
+/// with 480 after the ring timeout (180 s), so the phone takes calls again afterwards.
 #[test]
 fn unanswered_incoming_calls_are_bounded_and_time_out() {
     use common::pair::{B_ADDR, Pair, Side};
@@ -984,8 +984,8 @@ fn unanswered_incoming_calls_are_bounded_and_time_out() {
     println!("40 INVITEs: {ringing} ring, {} got 486", codes(&pair, 486));
     assert_eq!(ringing, MAX_CALLS, "ringing calls");
     assert_eq!(codes(&pair, 486), 40 - MAX_CALLS, "486 Busy Here");
-    // Two minutes later nobody answered: every ringing call ended with 480.
-    pair.run_secs(121.0);
+    // Three minutes later (RING_TIMEOUT) nobody answered: every ringing call ended with 480.
+    pair.run_secs(181.0);
     let ended = pair
         .b
         .call_codes()
@@ -993,7 +993,7 @@ fn unanswered_incoming_calls_are_bounded_and_time_out() {
         .filter(|(s, c)| *s == CallState::Terminated && *c == Some(480))
         .count();
     println!(
-        "after 121 s: {ended} ended with 480, {} 480s sent",
+        "after 181 s: {ended} ended with 480, {} 480s sent",
         codes(&pair, 480)
     );
     assert_eq!(ended, MAX_CALLS, "calls ended by the ring timeout");
@@ -1002,7 +1002,7 @@ fn unanswered_incoming_calls_are_bounded_and_time_out() {
     pair.dial(Side::A, pair.b.uri(), 40_000);
     pair.run_secs(1.0);
     pair.answer(Side::B, 40_002);
-    pair.run_secs(130.0);
+    pair.run_secs(190.0);
     assert_eq!(pair.a.last_state(), Some(CallState::Confirmed), "{pair:?}");
     assert_eq!(pair.b.last_state(), Some(CallState::Confirmed), "{pair:?}");
 }
