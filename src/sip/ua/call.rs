@@ -15,6 +15,12 @@ use crate::sip::uri::Uri;
 pub const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most 3xx redirects and auth retries one INVITE may take.
 const MAX_REDIRECTS: u8 = 1;
+/// At most this many calls at once: past it an INVITE gets 486 at once. Without a bound a flood
+/// of INVITEs with fresh Call-IDs kept one ringing call (and its INVITE) per request forever.
+pub const MAX_CALLS: usize = 16;
+/// An incoming call nobody answers or cancels ends with 480 after this. Longer than
+/// NO_ANSWER_TIMEOUT, so a caller that gives up itself (sipterm does at 120 s) CANCELs first.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -730,8 +736,9 @@ impl UserAgent {
 
     fn incoming_invite(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) {
         let local_tag = self.ids.tag();
-        if self.config.busy_when_in_call
-            && self.calls.iter().any(|c| c.state != CallState::Terminated)
+        if (self.config.busy_when_in_call
+            && self.calls.iter().any(|c| c.state != CallState::Terminated))
+            || self.calls.len() >= MAX_CALLS
         {
             let r = self.make_response(&request, 486, Some(&local_tag));
             self.tsx.send_response(tsx, r, now);
@@ -788,6 +795,9 @@ impl UserAgent {
             invite_tsx: Some(tsx),
             invite_dest: Some(source),
             remote_offer: offer,
+            // An unanswered incoming call ends with 480 then (see call_timeouts); before,
+            // one nobody answered or cancelled rang, and held its state, forever.
+            no_answer_at: Some(now + RING_TIMEOUT),
             ..Call::new(
                 id,
                 Role::Callee,
@@ -860,6 +870,8 @@ impl UserAgent {
             give_up: now + t1 * 64,
         });
         call.state = CallState::Confirmed;
+        // Answered: the ring timeout is over (a stale deadline would keep poll_timeout in the past).
+        call.no_answer_at = None;
         if let Some(params) = params {
             call.params = Some(params.clone());
             self.events.push_back(UaEvent::MediaStart {
@@ -1172,6 +1184,15 @@ impl UserAgent {
             {
                 call.no_answer_at = None;
                 self.cancel(id, now);
+                continue;
+            }
+            if let Some(at) = call.no_answer_at
+                && now >= at
+                && call.role == Role::Callee
+                && call.state == CallState::Incoming
+            {
+                call.no_answer_at = None;
+                self.reject(id, 480, now);
                 continue;
             }
             let Some(call) = self.call_mut(id) else {
