@@ -686,6 +686,46 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_burst_is_late_without_resynchronizing_but_a_clock_step_resyncs() {
+        // Adaptive mode: 1 packet per tick, arrival = timestamp (no jitter) at first.
+        let mut buffer = JitterBuffer::new(FRAME, 1);
+        let mut index = 0u32;
+        for _ in 0..20 {
+            buffer.insert_at(index * FRAME, &payload(index), index * FRAME);
+            buffer.pop_frame();
+            index += 1;
+        }
+        // The link stalls for 8 ticks; then the 8 packets arrive at once, mostly late.
+        for _ in 0..8 {
+            buffer.pop_frame();
+        }
+        let released = index * FRAME + 8 * FRAME;
+        let outcomes: Vec<_> = (index..index + 8)
+            .map(|i| buffer.insert_at(i * FRAME, &payload(i), released))
+            .collect();
+        assert!(
+            outcomes
+                .iter()
+                .filter(|o| **o == InsertOutcome::Late)
+                .count()
+                >= 5
+        );
+        assert_eq!(buffer.stats().resyncs, 0, "a burst is not a clock step");
+        // The sender's clock steps back 10 frames and packets keep coming one per tick: a
+        // run of late packets spread over time does resynchronize.
+        let mut outcome = InsertOutcome::Queued;
+        for k in 0..8 {
+            buffer.pop_frame();
+            let i = index + 8 + k - 10;
+            outcome = buffer.insert_at(i * FRAME, &payload(i), released + k * FRAME);
+            if outcome == InsertOutcome::Resynchronized {
+                break;
+            }
+        }
+        assert_eq!(outcome, InsertOutcome::Resynchronized);
+    }
+
+    #[test]
     fn memory_is_bounded() {
         let mut buffer = JitterBuffer::new(FRAME, 2);
         for index in 0..(MAX_PACKETS as u32 + 30).min(RESYNC_FRAMES as u32) {
