@@ -17,7 +17,7 @@ use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::jitter::{JitterBuffer, Playout};
 
-/// Playout delay of the (fixed, for now) jitter buffer, in frames.
+/// Initial playout delay of the jitter buffer, in frames (it adapts to the measured jitter).
 const JITTER_FRAMES: u32 = 3;
 use crate::media::audio::{AudioDevice, AudioIo};
 use crate::media::quality;
@@ -441,7 +441,8 @@ impl CallMedia {
                 if restarted {
                     self.jitter.reset();
                 }
-                self.jitter.insert(packet.timestamp(), packet.payload());
+                self.jitter
+                    .insert_at(packet.timestamp(), packet.payload(), arrival_units);
             }
             ReceiveOutcome::Duplicate | ReceiveOutcome::Discarded => {}
         }
@@ -498,7 +499,8 @@ impl CallMedia {
             0.0
         };
         // One-way delay estimate: half the RTT when known, plus our playout buffer.
-        let delay_ms = rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(JITTER_FRAMES * 20);
+        let delay_ms =
+            rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(self.jitter.target_delay() * 20);
         let mos = quality::mos(
             self.kind,
             delay_ms as f32,

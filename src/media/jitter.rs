@@ -1,12 +1,22 @@
 //! Playout buffer: packets go in as they arrive (any order), one frame comes out per 20 ms tick.
 //!
-//! Packets are keyed by their RTP timestamp, unwrapped to 64 bits. Playout starts a fixed number
-//! of ticks after the first packet (the target delay) and then advances one frame per tick;
+//! Packets are keyed by their RTP timestamp, unwrapped to 64 bits. Playout starts a number of
+//! ticks after the first packet (the target delay) and then advances one frame per tick;
 //! a frame whose packet is not there is reported [`Playout::Missing`] so the decoder conceals
-//! it. The target delay is a field, so an adaptive policy can later move it from the outside
-//! (see [`JitterBuffer::set_target_delay`]) without changing the data path.
+//! it.
+//!
+//! Adaptive delay: packets given with their arrival time ([`JitterBuffer::insert_at`]) feed an
+//! estimate of the network jitter, the 95th percentile of each packet's transit (arrival minus
+//! timestamp) above the smallest recent transit. The target delay follows it (whole frames,
+//! [`MIN_TARGET_FRAMES`]..=[`MAX_TARGET_FRAMES`]): it grows at once, and shrinks one frame at a
+//! time after it has been too large for a while. The buffer level (how far ahead of the playout
+//! point a packet with the smallest transit lands) is steered to the target by playing one
+//! extra concealment frame without advancing (too little buffered: late packets, a sender
+//! clock slower than ours) or skipping one queued frame (too much: jitter went down, a sender
+//! clock faster than ours). Packets given by [`JitterBuffer::insert`] carry no arrival time,
+//! and a buffer fed only by it keeps the fixed delay it was built with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Playout position further than this from an arriving packet (either way) means the stream
 /// jumped (sender restarted its clock, long hold): start over rather than wait or drop.
@@ -17,7 +27,27 @@ const LATE_PACKETS_BEFORE_RESYNC: u32 = 5;
 /// Frames buffered beyond the target before the oldest are dropped to bring latency back.
 const EXCESS_FRAMES_BEFORE_TRIM: usize = 5;
 /// Hard bound on stored packets, whatever the network sends.
-const MAX_PACKETS: usize = 100;
+pub const MAX_PACKETS: usize = 100;
+/// Bounds of the adaptive target delay, in frames (20-240 ms at 20 ms frames).
+pub const MIN_TARGET_FRAMES: u32 = 1;
+pub const MAX_TARGET_FRAMES: u32 = 12;
+/// Transit samples kept for the baseline (smallest transit): 5 s at 20 ms frames. Short
+/// enough that a drifting sender clock moves the baseline by only a few milliseconds.
+const BASELINE_WINDOW: usize = 250;
+/// The most recent samples whose spread above the baseline sets the target: 2 s.
+const JITTER_WINDOW: usize = 100;
+/// Samples needed before the estimate replaces the configured delay.
+const MIN_SAMPLES: usize = 10;
+/// Fraction of packets the target delay should have arrived in time for.
+const JITTER_PERCENTILE: f64 = 0.95;
+/// Ticks between one-frame decreases of the target (shrinks slowly, 2 s a frame).
+const SHRINK_HOLD_TICKS: u32 = 100;
+/// Ticks the level must stay above the target band before a frame is skipped, and the least
+/// time between two skips.
+const ABOVE_TICKS_BEFORE_SKIP: u32 = 25;
+const TICKS_BETWEEN_SKIPS: u32 = 50;
+/// Smoothing of the level estimate (per packet).
+const LEVEL_GAIN: f64 = 1.0 / 16.0;
 
 /// What to play this tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +84,10 @@ pub struct JitterStats {
     /// Packets dropped to bound memory or latency.
     pub dropped: u64,
     pub resyncs: u64,
+    /// Concealment frames played to grow the delay (counted in `concealed` too).
+    pub stretched: u64,
+    /// Queued frames skipped to shrink the delay (counted in `dropped` too).
+    pub shrunk: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +108,25 @@ pub struct JitterBuffer {
     /// Newest unwrapped timestamp, the reference for unwrapping the next one.
     newest: Option<u64>,
     consecutive_late: u32,
+    /// Arrival time of the first of the current run of late packets (adaptive mode).
+    first_late_arrival: Option<u32>,
     stats: JitterStats,
+    /// Whether any packet came with an arrival time (adaptive delay on).
+    adaptive: bool,
+    /// Transit (arrival - timestamp) of recent packets relative to `transit_reference`, in
+    /// clock units, oldest first.
+    transits: VecDeque<i64>,
+    /// Arrival - timestamp of the first sampled packet (wrapping), so that transits are small.
+    transit_reference: Option<u32>,
+    /// Target the jitter estimate asks for, in frames.
+    wanted_frames: u32,
+    /// Smoothed lead (frames) of a packet with the baseline transit over the playout point.
+    level: Option<f64>,
+    ticks_since_target_change: u32,
+    ticks_above: u32,
+    ticks_since_skip: u32,
+    /// The last tick was a stretch: the next packet's FEC would rebuild a frame already played.
+    stretched: bool,
 }
 
 impl JitterBuffer {
@@ -88,7 +140,17 @@ impl JitterBuffer {
             state: State::Empty,
             newest: None,
             consecutive_late: 0,
+            first_late_arrival: None,
             stats: JitterStats::default(),
+            adaptive: false,
+            transits: VecDeque::with_capacity(BASELINE_WINDOW),
+            transit_reference: None,
+            wanted_frames: target_delay_frames,
+            level: None,
+            ticks_since_target_change: 0,
+            ticks_above: 0,
+            ticks_since_skip: 0,
+            stretched: false,
         }
     }
 
@@ -96,9 +158,17 @@ impl JitterBuffer {
         self.target_delay_frames
     }
 
-    /// Changes the target delay; takes effect at the next (re)start of playout.
+    /// Changes the target delay; takes effect at the next (re)start of playout (and is
+    /// overridden by the jitter estimate once packets come with arrival times).
     pub fn set_target_delay(&mut self, frames: u32) {
         self.target_delay_frames = frames;
+        self.wanted_frames = frames;
+    }
+
+    /// Current network jitter estimate (95th percentile of transit above the baseline), in
+    /// clock units; `None` until enough packets came through [`Self::insert_at`].
+    pub fn jitter_estimate(&self) -> Option<u32> {
+        self.jitter_percentile().map(|units| units as u32)
     }
 
     pub fn stats(&self) -> JitterStats {
@@ -120,6 +190,17 @@ impl JitterBuffer {
         self.state = State::Empty;
         self.newest = None;
         self.consecutive_late = 0;
+        self.first_late_arrival = None;
+        self.forget_timing();
+    }
+
+    /// Transit and level history belong to one stream timeline; the learned target stays.
+    fn forget_timing(&mut self) {
+        self.transits.clear();
+        self.transit_reference = None;
+        self.level = None;
+        self.ticks_above = 0;
+        self.stretched = false;
     }
 
     /// Unwraps a 32-bit timestamp to the 64-bit value nearest the newest one seen.
@@ -138,8 +219,71 @@ impl JitterBuffer {
         a.abs_diff(b) / u64::from(self.frame_duration)
     }
 
+    /// Like [`Self::insert`], with the packet's arrival time in RTP clock units (any origin,
+    /// wrapping like timestamps, e.g. `session::clock_units`): the delay then adapts to the
+    /// measured jitter.
+    pub fn insert_at(&mut self, timestamp: u32, payload: &[u8], arrival: u32) -> InsertOutcome {
+        self.adaptive = true;
+        let outcome = self.insert_inner(timestamp, payload, Some(arrival));
+        if outcome == InsertOutcome::Duplicate {
+            // A copy says nothing about the path the original took.
+            return outcome;
+        }
+        let raw = arrival.wrapping_sub(timestamp);
+        let reference = *self.transit_reference.get_or_insert(raw);
+        let transit = i64::from(raw.wrapping_sub(reference) as i32);
+        if self.transits.len() == BASELINE_WINDOW {
+            self.transits.pop_front();
+        }
+        self.transits.push_back(transit);
+        if let Some(units) = self.jitter_percentile() {
+            let frames = (units.max(0) as u64).div_ceil(u64::from(self.frame_duration));
+            self.wanted_frames = (frames.min(u64::from(MAX_TARGET_FRAMES)) as u32)
+                .clamp(MIN_TARGET_FRAMES, MAX_TARGET_FRAMES);
+        }
+        // Lead of this packet over the playout point plus its extra transit: the lead a
+        // packet with the baseline transit would have had.
+        if let (State::Playing { next }, Some(&baseline)) = (self.state, self.transits.iter().min())
+        {
+            let unwrapped = self.unwrap_timestamp(timestamp);
+            let lead = unwrapped as i64 - next as i64 + (transit - baseline);
+            let sample = lead as f64 / f64::from(self.frame_duration);
+            let level = self.level.get_or_insert(sample);
+            *level += (sample - *level) * LEVEL_GAIN;
+        }
+        outcome
+    }
+
+    /// 95th percentile of the recent transits above the baseline, in clock units.
+    fn jitter_percentile(&self) -> Option<i64> {
+        if self.transits.len() < MIN_SAMPLES {
+            return None;
+        }
+        let baseline = self.transits.iter().min().copied()?;
+        let skip = self.transits.len().saturating_sub(JITTER_WINDOW);
+        let mut recent: Vec<i64> = self
+            .transits
+            .iter()
+            .skip(skip)
+            .map(|t| t - baseline)
+            .collect();
+        recent.sort_unstable();
+        let index =
+            ((recent.len() as f64 * JITTER_PERCENTILE).ceil() as usize).clamp(1, recent.len());
+        recent.get(index - 1).copied()
+    }
+
     /// Stores the payload of the packet with RTP timestamp `timestamp`.
     pub fn insert(&mut self, timestamp: u32, payload: &[u8]) -> InsertOutcome {
+        self.insert_inner(timestamp, payload, None)
+    }
+
+    fn insert_inner(
+        &mut self,
+        timestamp: u32,
+        payload: &[u8],
+        arrival: Option<u32>,
+    ) -> InsertOutcome {
         let unwrapped = self.unwrap_timestamp(timestamp);
         let reference = match self.state {
             State::Empty => None,
@@ -158,7 +302,15 @@ impl JitterBuffer {
         {
             self.stats.late += 1;
             self.consecutive_late += 1;
-            if self.consecutive_late >= LATE_PACKETS_BEFORE_RESYNC {
+            // With arrival times, the late run must also last as long as that many packets
+            // take to come: the burst released by a stalled link arrives all at once and is
+            // late without the sender's clock having moved.
+            let first_late = *self.first_late_arrival.get_or_insert(arrival.unwrap_or(0));
+            let lasted = arrival.is_none_or(|arrival| {
+                arrival.wrapping_sub(first_late)
+                    >= LATE_PACKETS_BEFORE_RESYNC.saturating_sub(1) * self.frame_duration
+            });
+            if self.consecutive_late >= LATE_PACKETS_BEFORE_RESYNC && lasted {
                 self.start_over();
                 self.store(unwrapped, payload);
                 return InsertOutcome::Resynchronized;
@@ -166,6 +318,7 @@ impl JitterBuffer {
             return InsertOutcome::Late;
         }
         self.consecutive_late = 0;
+        self.first_late_arrival = None;
         if self.packets.contains_key(&unwrapped) {
             self.stats.duplicates += 1;
             return InsertOutcome::Duplicate;
@@ -185,8 +338,10 @@ impl JitterBuffer {
         self.packets.clear();
         self.newest = None;
         self.consecutive_late = 0;
+        self.first_late_arrival = None;
         self.state = State::Buffering { ticks: 0 };
         self.stats.resyncs += 1;
+        self.forget_timing();
     }
 
     fn store(&mut self, unwrapped: u64, payload: &[u8]) {
@@ -215,6 +370,17 @@ impl JitterBuffer {
             }
             State::Playing { next } => next,
         };
+        self.stretched = false;
+        if self.adaptive
+            && let Some(playout) = self.adapt(next)
+        {
+            return playout;
+        }
+        // A skip moved the playout point.
+        let next = match self.state {
+            State::Playing { next: skipped_to } => skipped_to,
+            _ => next,
+        };
         let next = self.trim_excess(next);
         // Anything older than the frame due now can no longer be played.
         while let Some(entry) = self.packets.first_entry() {
@@ -239,6 +405,57 @@ impl JitterBuffer {
         }
     }
 
+    /// Moves the target toward the jitter estimate and the level toward the target, by
+    /// stretching (returns the concealment frame to play) or skipping one frame.
+    fn adapt(&mut self, next: u64) -> Option<Playout> {
+        self.ticks_since_target_change = self.ticks_since_target_change.saturating_add(1);
+        self.ticks_since_skip = self.ticks_since_skip.saturating_add(1);
+        if self.wanted_frames > self.target_delay_frames {
+            self.target_delay_frames = self.wanted_frames;
+            self.ticks_since_target_change = 0;
+        } else if self.wanted_frames < self.target_delay_frames
+            && self.ticks_since_target_change >= SHRINK_HOLD_TICKS
+        {
+            self.target_delay_frames -= 1;
+            self.ticks_since_target_change = 0;
+        }
+        let target = f64::from(self.target_delay_frames);
+        let level = self.level?;
+        if !matches!(self.state, State::Playing { .. }) {
+            return None;
+        }
+        if level < target - 0.75 {
+            // Too little buffered: play a concealment frame and keep `next` due.
+            self.level = Some(level + 1.0);
+            self.ticks_above = 0;
+            self.stats.concealed += 1;
+            self.stats.stretched += 1;
+            self.stretched = true;
+            return Some(Playout::Missing);
+        }
+        if level > target + 0.5 {
+            self.ticks_above += 1;
+        } else {
+            self.ticks_above = 0;
+        }
+        if self.ticks_above >= ABOVE_TICKS_BEFORE_SKIP
+            && self.ticks_since_skip >= TICKS_BETWEEN_SKIPS
+        {
+            // Too much buffered for a while: skip the frame due now (a lost one costs nothing).
+            if self.packets.remove(&next).is_some() {
+                self.stats.dropped += 1;
+            }
+            self.stats.shrunk += 1;
+            self.state = State::Playing {
+                next: next + u64::from(self.frame_duration),
+            };
+            self.level = Some(level - 1.0);
+            self.ticks_above = 0;
+            self.ticks_since_skip = 0;
+        }
+        None
+    }
+
     /// With far more buffered than the target (a burst after a stall), skips ahead so that
     /// latency returns to the target.
     fn trim_excess(&mut self, next: u64) -> u64 {
@@ -251,16 +468,25 @@ impl JitterBuffer {
             self.packets.pop_first();
             self.stats.dropped += 1;
         }
-        self.packets
+        let resumed = self
+            .packets
             .keys()
             .next()
             .copied()
-            .map_or(next, |oldest| oldest.max(next))
+            .map_or(next, |oldest| oldest.max(next));
+        if let Some(level) = self.level.as_mut() {
+            *level -= ((resumed - next) / u64::from(self.frame_duration)) as f64;
+        }
+        resumed
     }
 
     /// The payload the next [`Self::pop_frame`] would return, if it is here: after a
     /// [`Playout::Missing`], Opus can rebuild the lost frame from it (in-band FEC).
     pub fn peek_next(&self) -> Option<&[u8]> {
+        if self.stretched {
+            // The frame before `next` was played already: plain concealment, not FEC.
+            return None;
+        }
         match self.state {
             State::Playing { next } => self.packets.get(&next).map(Vec::as_slice),
             _ => None,
@@ -457,6 +683,46 @@ mod tests {
         assert_eq!(frame_index(&buffer.pop_frame()), Some(0));
         assert_eq!(buffer.pop_frame(), Playout::Missing);
         assert_eq!(buffer.peek_next(), Some(&payload(2)[..]));
+    }
+
+    #[test]
+    fn a_stall_burst_is_late_without_resynchronizing_but_a_clock_step_resyncs() {
+        // Adaptive mode: 1 packet per tick, arrival = timestamp (no jitter) at first.
+        let mut buffer = JitterBuffer::new(FRAME, 1);
+        let mut index = 0u32;
+        for _ in 0..20 {
+            buffer.insert_at(index * FRAME, &payload(index), index * FRAME);
+            buffer.pop_frame();
+            index += 1;
+        }
+        // The link stalls for 8 ticks; then the 8 packets arrive at once, mostly late.
+        for _ in 0..8 {
+            buffer.pop_frame();
+        }
+        let released = index * FRAME + 8 * FRAME;
+        let outcomes: Vec<_> = (index..index + 8)
+            .map(|i| buffer.insert_at(i * FRAME, &payload(i), released))
+            .collect();
+        assert!(
+            outcomes
+                .iter()
+                .filter(|o| **o == InsertOutcome::Late)
+                .count()
+                >= 5
+        );
+        assert_eq!(buffer.stats().resyncs, 0, "a burst is not a clock step");
+        // The sender's clock steps back 10 frames and packets keep coming one per tick: a
+        // run of late packets spread over time does resynchronize.
+        let mut outcome = InsertOutcome::Queued;
+        for k in 0..8 {
+            buffer.pop_frame();
+            let i = index + 8 + k - 10;
+            outcome = buffer.insert_at(i * FRAME, &payload(i), released + k * FRAME);
+            if outcome == InsertOutcome::Resynchronized {
+                break;
+            }
+        }
+        assert_eq!(outcome, InsertOutcome::Resynchronized);
     }
 
     #[test]
