@@ -8,6 +8,7 @@ pub mod action;
 pub mod history;
 pub mod keys;
 pub mod state;
+mod stderr;
 pub mod view;
 
 use std::io::{self, Stdout};
@@ -81,6 +82,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         state.set_status(format!("warning: {warning}"));
     }
 
+    // C libraries (alsa-lib) write to fd 2; keep that off the screen for as long as we own it.
+    let _stderr = crate::logging::log_file_path(config.log.file.as_deref())
+        .map(|log| log.with_extension("stderr.log"))
+        .and_then(|path| stderr::StderrRedirect::to_file(&path).ok());
     let mut terminal = TerminalGuard::enter().context("cannot set up the terminal")?;
     let commands = handle.commands.clone();
     let mut task = handle.task;
@@ -314,6 +319,7 @@ impl Drop for TerminalGuard {
 }
 
 fn restore_terminal() {
+    stderr::restore();
     let _ = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen);
     let _ = disable_raw_mode();
 }
