@@ -107,9 +107,16 @@ impl Tmux {
             args.push("-e".into());
             args.push(var.clone());
         }
-        // More than one word after `--`: tmux execs sipterm itself (no shell), so the pane's
-        // pid is sipterm's.
+        // A small shell runs sipterm and writes its exit status to a file: tmux's own
+        // pane_dead_status was not always filled in (seen empty in about half the runs here).
+        let status_file = self.dir.path().join("exit-status");
         args.push("--".into());
+        args.push("sh".into());
+        args.push("-c".into());
+        args.push(format!(
+            "\"$0\" \"$@\"; echo $? > '{}'",
+            status_file.display()
+        ));
         args.push(env!("CARGO_BIN_EXE_sipterm").into());
         for a in [
             "--listen",
@@ -156,6 +163,45 @@ impl Tmux {
 
     fn type_text(&self, text: &str) {
         self.ok(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    /// sipterm's exit status, written by the wrapper shell (bounded wait).
+    fn exit_status(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        let path = self.dir.path().join("exit-status");
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.trim().is_empty()
+            {
+                return text.trim().to_string();
+            }
+            if Instant::now() >= deadline {
+                return "unknown".to_string();
+            }
+            sleep(POLL);
+        }
+    }
+
+    /// sipterm's pid: the child of the pane's wrapper shell.
+    fn sipterm_pid(&self) -> u32 {
+        let shell: u32 = self.pane("#{pane_pid}").parse().expect("pane pid");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+                .unwrap_or_default();
+            if let Some(pid) = children
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+            {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipterm did not start under the pane's shell"
+            );
+            sleep(POLL);
+        }
     }
 
     fn pane(&self, format: &str) -> String {
@@ -241,7 +287,7 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
         s.contains("┌ Dial ") && mode_is(s, "DIAL") && s.contains("listening on 127.0.0.1:")
     });
     shot("01-start", &screen);
-    let pid: u32 = tmux.pane("#{pane_pid}").parse().expect("pane pid");
+    let pid: u32 = tmux.sipterm_pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     assert_eq!(comm.trim(), "sipterm", "the pane runs sipterm itself");
     measure_idle(pid, "idle TUI, no call");
@@ -300,7 +346,7 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
         );
         sleep(POLL);
     }
-    assert_eq!(tmux.pane("#{pane_dead_status}"), "0", "sipterm exits 0");
+    assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
 }
 
 #[test]
@@ -380,5 +426,5 @@ fn contact_names_dial_and_calls_land_in_the_history() {
         assert!(Instant::now() < deadline, "sipterm did not quit");
         sleep(POLL);
     }
-    assert_eq!(tmux.pane("#{pane_dead_status}"), "0", "sipterm exits 0");
+    assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
 }
