@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::driver::command::{Command, parse_line};
-use crate::driver::sip_task::{self, SipSetup};
+use crate::driver::sip_task;
 use crate::event::Event;
 use crate::export::{RECORD_LIMIT, Record};
 
@@ -32,7 +32,7 @@ pub fn emit(event: &Event) {
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setup = setup_from(&cli, &config)?;
+    let setup = crate::app::sip_setup(&cli, &config)?;
     let account_name = setup.account.name.clone();
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
     let handle = match sip_task::start(setup, event_tx.clone()).await {
@@ -204,9 +204,4 @@ impl Recorder {
             }
         }
     }
-}
-
-/// Builds the SIP engine's set-up from the config and the command line.
-fn setup_from(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
-    crate::app::sip_setup(cli, config)
 }

@@ -849,6 +849,32 @@ fn transport_error_ends_the_transaction_with_an_event() {
 }
 
 #[test]
+fn a_dead_destination_fails_only_the_transactions_sending_there() {
+    let base = Instant::now();
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    let dead = tcp();
+    let elsewhere = Destination {
+        addr: "127.0.0.1:6000".parse().expect("address"),
+        transport: TransportKind::Tcp,
+    };
+    let doomed = layer.send_request(request(Method::Options, "z9hG4bKd1"), dead, base);
+    let fine = layer.send_request(request(Method::Options, "z9hG4bKd2"), elsewhere, base);
+    transmits(&mut layer);
+    layer.handle_destination_error(dead, base + ms(5));
+    assert_eq!(
+        events(&mut layer),
+        [
+            TsxEvent::TransportError { tsx: doomed },
+            TsxEvent::Terminated { tsx: doomed }
+        ]
+    );
+    assert!(
+        layer.request_of(fine).is_some(),
+        "the other transaction lives on"
+    );
+}
+
+#[test]
 fn flood_of_new_requests_is_refused_past_the_bound() {
     let base = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());

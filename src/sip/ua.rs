@@ -444,12 +444,7 @@ impl UserAgent {
 
     /// A message could not be sent to `dest` (connection refused, unreachable).
     pub fn handle_transport_error(&mut self, dest: Destination, now: Instant) {
-        let owned: Vec<TsxId> = self.owners.keys().copied().collect();
-        for id in owned {
-            if self.tsx_destination(id) == Some(dest) {
-                self.tsx.handle_transport_error(id, now);
-            }
-        }
+        self.tsx.handle_destination_error(dest, now);
         self.drain_tsx(now);
     }
 
@@ -478,10 +473,6 @@ impl UserAgent {
     }
 
     // ---- internals ----
-
-    fn tsx_destination(&self, _id: TsxId) -> Option<Destination> {
-        self.config.next_hop
-    }
 
     fn apply_registration(&mut self, out: Vec<RegistrationOutput>, now: Instant) {
         for item in out {

@@ -471,6 +471,20 @@ impl TransactionLayer {
             .min()
     }
 
+    /// A destination became unreachable (connection refused or closed): every transaction
+    /// sending there, client or server, hears of it.
+    pub fn handle_destination_error(&mut self, dest: Destination, now: Instant) {
+        let hit: Vec<TsxId> = self
+            .transactions
+            .iter()
+            .filter(|(_, entry)| entry.dest == dest)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in hit {
+            self.handle_transport_error(id, now);
+        }
+    }
+
     /// The request of a transaction (for building CANCEL or an authenticated retry).
     pub fn request_of(&self, tsx: TsxId) -> Option<&Request> {
         self.transactions
