@@ -63,6 +63,15 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         remote: Option<String>,
     },
+    /// Audio levels of a call for VU meters, about ten times a second while audio flows.
+    /// dBFS of the last 100 ms (RMS): `mic_db` what we capture and send, `speaker_db` what we
+    /// play. -96 means silence (or muted). The headless front end leaves these out unless
+    /// asked (they would drown the other lines).
+    Levels {
+        call: String,
+        mic_db: f32,
+        speaker_db: f32,
+    },
     Dtmf {
         call: String,
         digit: String,

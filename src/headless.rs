@@ -89,6 +89,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 if let Some(recorder) = recorder.as_mut() {
                     recorder.record(&event);
                 }
+                // Ten lines a second per call would drown the events scripts wait for.
+                if matches!(event, Event::Levels { .. }) {
+                    continue;
+                }
                 emit(&event);
             }
             _ = async { match pending_auto_answer { Some((_, at)) => tokio::time::sleep_until(at).await, None => std::future::pending::<()>().await } } => {

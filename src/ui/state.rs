@@ -468,6 +468,8 @@ impl UiState {
                     view.mos = Some(mos);
                 }
             }
+            // VU meters: the calls panel draws these (issue 5).
+            Event::Levels { .. } => {}
             Event::Dtmf { call, digit } => {
                 self.set_status(format!("call {call}: DTMF {digit} received"));
             }
