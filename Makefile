@@ -51,5 +51,12 @@ bench: test-deps
 	$(CARGO) build --release
 	python3 bench/bench.py --sipterm target/release/sipterm --out bench/results.md
 
+# cargo-fuzz targets for SIP, SDP, RTP/RTCP/jitter buffer (and STUN): FUZZ_SECONDS each (default
+# 60), results in fuzz/results.md. Not part of `make test`. Needs C++ (build-essential) for libFuzzer.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
 clean:
 	$(CARGO) clean
