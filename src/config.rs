@@ -56,6 +56,12 @@ pub struct SipConfig {
     /// RFC 3261 T1 (round-trip estimate) in milliseconds; retransmit timers derive from it.
     #[serde(deserialize_with = "t1_ms")]
     pub t1_ms: u64,
+    /// STUN server `host:port` (port 3478 when absent) for every account that names none.
+    #[serde(deserialize_with = "optional_non_empty_text")]
+    pub stun_server: Option<String>,
+    /// Send RTP to where the peer's RTP comes from even when its SDP address is public (it is
+    /// always done when the SDP address is private).
+    pub rtp_latching: bool,
 }
 
 impl Default for SipConfig {
@@ -64,6 +70,8 @@ impl Default for SipConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             user_agent: format!("sipterm/{}", env!("CARGO_PKG_VERSION")),
             t1_ms: 500,
+            stun_server: None,
+            rtp_latching: false,
         }
     }
 }
@@ -224,6 +232,13 @@ pub struct Account {
     /// Answer incoming calls after this many milliseconds; `None`: ring until the user answers.
     #[serde(default)]
     pub auto_answer: Option<u64>,
+    /// STUN server `host:port` to learn the public address from (overrides `[sip]`).
+    #[serde(default, deserialize_with = "optional_non_empty_text")]
+    pub stun_server: Option<String>,
+    /// UDP keep-alive (CRLFCRLF to the registrar/proxy) interval while registered; 0 = off.
+    /// `None`: 29 s when a STUN server is set (we are behind NAT), else off.
+    #[serde(default)]
+    pub keepalive_secs: Option<u32>,
 }
 
 fn default_expires() -> u32 {
@@ -250,6 +265,8 @@ impl Account {
             expires: default_expires(),
             codecs: default_codecs(),
             auto_answer: None,
+            stun_server: None,
+            keepalive_secs: None,
         }
     }
 
