@@ -223,15 +223,18 @@ impl Engine {
         mut commands: mpsc::Receiver<Command>,
         register_at_start: bool,
     ) {
+        // Behind NAT, learn the SIP socket's public address first (STUN maps the UDP socket
+        // only); the first REGISTER waits for it (bounded by its schedule) so that its Contact
+        // is the public address.
+        let now = std::time::Instant::now();
+        let binding =
+            self.ua.config().account.transport == TransportKind::Udp && self.nat.start_binding(now);
+        if binding {
+            self.nat_timeout(now).await;
+        }
         if register_at_start && self.ua.config().account.registrar.is_some() {
-            let now = std::time::Instant::now();
-            // Behind NAT the first REGISTER waits for the STUN answer (bounded by its schedule)
-            // so that its Contact is the public address. STUN maps the UDP socket only.
-            if self.ua.config().account.transport == TransportKind::Udp
-                && self.nat.start_binding(now)
-            {
+            if binding {
                 self.nat.register_when_bound = true;
-                self.nat_timeout(now).await;
             } else {
                 self.ua.handle_command(ua::Command::Register, now);
             }
