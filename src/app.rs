@@ -127,3 +127,29 @@ fn nat_setup(account: &config::Account, config: &Config) -> NatSetup {
         keepalive,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_defaults_to_29_s_behind_nat_and_0_turns_it_off() {
+        let mut config = Config::default();
+        let mut account = config::Account::new("a", "sip:a@example.com");
+        assert_eq!(nat_setup(&account, &config), NatSetup::default());
+        config.sip.stun_server = Some("127.0.0.1:3478".into());
+        let nat = nat_setup(&account, &config);
+        assert_eq!(nat.stun_server.as_deref(), Some("127.0.0.1:3478"));
+        assert_eq!(nat.keepalive, Some(DEFAULT_KEEPALIVE));
+        account.stun_server = Some("10.0.0.1".into());
+        account.keepalive_secs = Some(0);
+        let nat = nat_setup(&account, &config);
+        assert_eq!(nat.stun_server.as_deref(), Some("10.0.0.1"));
+        assert_eq!(nat.keepalive, None);
+        account.keepalive_secs = Some(5);
+        assert_eq!(
+            nat_setup(&account, &config).keepalive,
+            Some(Duration::from_secs(5))
+        );
+    }
+}

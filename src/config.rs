@@ -866,6 +866,28 @@ uri = "sips:bob@biloxi.com"
     }
 
     #[test]
+    fn nat_keys_parse_and_default_off() {
+        let config = parse_ok(
+            "[sip]\nstun_server = \"stun.example.net:3478\"\nrtp_latching = true\n\
+             [[account]]\nname = \"a\"\nuri = \"sip:a@example.com\"\n\
+             stun_server = \"127.0.0.1\"\nkeepalive_secs = 15\n",
+        );
+        assert_eq!(
+            config.sip.stun_server.as_deref(),
+            Some("stun.example.net:3478")
+        );
+        assert!(config.sip.rtp_latching);
+        let account = config.account(None).unwrap();
+        assert_eq!(account.stun_server.as_deref(), Some("127.0.0.1"));
+        assert_eq!(account.keepalive_secs, Some(15));
+        let plain = parse_ok("");
+        assert_eq!(plain.sip.stun_server, None);
+        assert!(!plain.sip.rtp_latching);
+        assert_eq!(plain.account(None).unwrap().keepalive_secs, None);
+        assert!(parse("[sip]\nstun_server = \"\"\n").is_err());
+    }
+
+    #[test]
     fn example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let config = match Config::load(Some(&path)) {
