@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use crate::cli::{AudioFile, Cli};
 use crate::config::{self, Config};
 use crate::driver::media_task::{AudioEndpoint, MediaIo};
+use crate::driver::nat::{DEFAULT_KEEPALIVE, NatSetup};
 use crate::driver::sip_task::SipSetup;
 use crate::sdp::Codec;
 use crate::sip::auth::Password;
@@ -84,7 +85,9 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
         media: MediaIo {
             input: endpoint(cli.audio_in.as_ref(), &config.audio.input),
             output: endpoint(cli.audio_out.as_ref(), &config.audio.output),
+            rtp_latching: config.sip.rtp_latching,
         },
+        nat: nat_setup(account, config),
     })
 }
 
@@ -103,5 +106,50 @@ fn endpoint(cli: Option<&AudioFile>, device: &str) -> AudioEndpoint {
         Some(AudioFile::Wav(path)) => AudioEndpoint::Wav(PathBuf::from(path)),
         None if device.eq_ignore_ascii_case("null") => AudioEndpoint::Null,
         None => AudioEndpoint::Device(device.to_string()),
+    }
+}
+
+/// STUN and keep-alives: the account's `stun_server` else `[sip]`'s; keep-alives every
+/// `keepalive_secs` (0 = off), by default 29 s when behind NAT (a STUN server is set).
+fn nat_setup(account: &config::Account, config: &Config) -> NatSetup {
+    let stun_server = account
+        .stun_server
+        .clone()
+        .or_else(|| config.sip.stun_server.clone());
+    let keepalive = match account.keepalive_secs {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(u64::from(secs))),
+        None if stun_server.is_some() => Some(DEFAULT_KEEPALIVE),
+        None => None,
+    };
+    NatSetup {
+        stun_server,
+        keepalive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_defaults_to_29_s_behind_nat_and_0_turns_it_off() {
+        let mut config = Config::default();
+        let mut account = config::Account::new("a", "sip:a@example.com");
+        assert_eq!(nat_setup(&account, &config), NatSetup::default());
+        config.sip.stun_server = Some("127.0.0.1:3478".into());
+        let nat = nat_setup(&account, &config);
+        assert_eq!(nat.stun_server.as_deref(), Some("127.0.0.1:3478"));
+        assert_eq!(nat.keepalive, Some(DEFAULT_KEEPALIVE));
+        account.stun_server = Some("10.0.0.1".into());
+        account.keepalive_secs = Some(0);
+        let nat = nat_setup(&account, &config);
+        assert_eq!(nat.stun_server.as_deref(), Some("10.0.0.1"));
+        assert_eq!(nat.keepalive, None);
+        account.keepalive_secs = Some(5);
+        assert_eq!(
+            nat_setup(&account, &config).keepalive,
+            Some(Duration::from_secs(5))
+        );
     }
 }

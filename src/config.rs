@@ -56,6 +56,12 @@ pub struct SipConfig {
     /// RFC 3261 T1 (round-trip estimate) in milliseconds; retransmit timers derive from it.
     #[serde(deserialize_with = "t1_ms")]
     pub t1_ms: u64,
+    /// STUN server `host:port` (port 3478 when absent) for every account that names none.
+    #[serde(deserialize_with = "optional_non_empty_text")]
+    pub stun_server: Option<String>,
+    /// Send RTP to where the peer's RTP comes from even when its SDP address is public (it is
+    /// always done when the SDP address is private).
+    pub rtp_latching: bool,
 }
 
 impl Default for SipConfig {
@@ -64,6 +70,8 @@ impl Default for SipConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             user_agent: format!("sipterm/{}", env!("CARGO_PKG_VERSION")),
             t1_ms: 500,
+            stun_server: None,
+            rtp_latching: false,
         }
     }
 }
@@ -224,6 +232,13 @@ pub struct Account {
     /// Answer incoming calls after this many milliseconds; `None`: ring until the user answers.
     #[serde(default)]
     pub auto_answer: Option<u64>,
+    /// STUN server `host:port` to learn the public address from (overrides `[sip]`).
+    #[serde(default, deserialize_with = "optional_non_empty_text")]
+    pub stun_server: Option<String>,
+    /// UDP keep-alive (CRLFCRLF to the registrar/proxy) interval while registered; 0 = off.
+    /// `None`: 29 s when a STUN server is set (we are behind NAT), else off.
+    #[serde(default)]
+    pub keepalive_secs: Option<u32>,
 }
 
 fn default_expires() -> u32 {
@@ -250,6 +265,8 @@ impl Account {
             expires: default_expires(),
             codecs: default_codecs(),
             auto_answer: None,
+            stun_server: None,
+            keepalive_secs: None,
         }
     }
 
@@ -846,6 +863,28 @@ uri = "sips:bob@biloxi.com"
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(config.source.as_deref(), Some(path.as_path()));
         assert_eq!(config.account(Some("bob")).unwrap().name, "bob");
+    }
+
+    #[test]
+    fn nat_keys_parse_and_default_off() {
+        let config = parse_ok(
+            "[sip]\nstun_server = \"stun.example.net:3478\"\nrtp_latching = true\n\
+             [[account]]\nname = \"a\"\nuri = \"sip:a@example.com\"\n\
+             stun_server = \"127.0.0.1\"\nkeepalive_secs = 15\n",
+        );
+        assert_eq!(
+            config.sip.stun_server.as_deref(),
+            Some("stun.example.net:3478")
+        );
+        assert!(config.sip.rtp_latching);
+        let account = config.account(None).unwrap();
+        assert_eq!(account.stun_server.as_deref(), Some("127.0.0.1"));
+        assert_eq!(account.keepalive_secs, Some(15));
+        let plain = parse_ok("");
+        assert_eq!(plain.sip.stun_server, None);
+        assert!(!plain.sip.rtp_latching);
+        assert_eq!(plain.account(None).unwrap().keepalive_secs, None);
+        assert!(parse("[sip]\nstun_server = \"\"\n").is_err());
     }
 
     #[test]

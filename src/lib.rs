@@ -13,6 +13,7 @@ pub mod export;
 pub mod headless;
 pub mod logging;
 pub mod media;
+pub mod nat;
 pub mod sdp;
 pub mod sip;
 pub mod ui;

@@ -25,6 +25,8 @@ use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
+use crate::nat::latch::Latch;
+use crate::nat::stun::is_stun;
 use crate::sdp::{Codec, MediaParams};
 
 /// Frame duration: every codec here runs at 20 ms packets.
@@ -50,6 +52,8 @@ pub enum AudioEndpoint {
 pub struct MediaIo {
     pub input: AudioEndpoint,
     pub output: AudioEndpoint,
+    /// Latch onto the peer's RTP source even when its SDP address is public (`nat::latch`).
+    pub rtp_latching: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -167,8 +171,10 @@ struct CallMedia {
     muted: bool,
     events: mpsc::Sender<Event>,
     rtcp: RtcpSession,
-    /// Where RTP really comes from (symmetric RTP: we answer there once it speaks).
-    latched: Option<SocketAddr>,
+    /// Where RTP really comes from (symmetric RTP: we answer there once it speaks, when the
+    /// SDP address is private or `rtp_latching` is set; see `nat::latch`).
+    latch: Latch,
+    rtp_latching: bool,
     /// Sound devices, when an endpoint is `Device`; they take over from `source`/`sink`.
     device: Option<AudioIo>,
 }
@@ -249,7 +255,8 @@ impl CallMedia {
             dtmf_in: DtmfReceiver::new(),
             muted: false,
             events,
-            latched: None,
+            latch: Latch::new(params.remote, io.rtp_latching),
+            rtp_latching: io.rtp_latching,
             device,
             params,
         })
@@ -294,8 +301,10 @@ impl CallMedia {
                     if let Ok((n, from)) = received {
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
-                        // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated.
-                        if is_rtcp(bytes) {
+                        // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
+                        // STUN answer (our Binding before the call) is neither.
+                        if is_stun(bytes) {
+                        } else if is_rtcp(bytes) {
                             let _ = self.rtcp.handle_packet(bytes, arrival);
                         } else {
                             self.receive(bytes, from, arrival).await;
@@ -334,7 +343,7 @@ impl CallMedia {
     }
 
     fn destination(&self) -> SocketAddr {
-        self.latched.unwrap_or(self.params.remote)
+        self.latch.destination()
     }
 
     async fn send_frame(
@@ -407,15 +416,14 @@ impl CallMedia {
         let Ok(packet) = RtpPacket::parse(bytes) else {
             return;
         };
-        // Symmetric RTP (RFC 4961): media from the peer's SDP address, or the first source
-        // that speaks on our port when the SDP address was not reachable (NAT).
-        if from != self.params.remote
-            && self.latched.is_none()
-            && self.receiver.stats().received == 0
-        {
-            self.latched = Some(from);
-        }
         let pt = packet.payload_type();
+        // Symmetric RTP (RFC 4961): the first packet of a negotiated payload type decides,
+        // once, whether we send to its source instead of the SDP address (NAT).
+        let negotiated =
+            pt == self.params.payload_type || Some(pt) == self.params.telephone_event_pt;
+        if let Some(to) = self.latch.on_packet(from, negotiated) {
+            tracing::debug!(call = self.call, sdp = %self.params.remote, %to, "RTP latched: sending to where the peer's RTP comes from");
+        }
         let arrival_units = clock_units(arrival, self.kind.clock_rate());
         let outcome = self.receiver.handle_packet(&packet, arrival_units);
         if Some(pt) == self.params.telephone_event_pt {
@@ -469,7 +477,7 @@ impl CallMedia {
             }
         }
         if params.remote != self.params.remote {
-            self.latched = None;
+            self.latch = Latch::new(params.remote, self.rtp_latching);
         }
         self.params = params;
     }

@@ -2,5 +2,6 @@
 
 pub mod command;
 pub mod media_task;
+pub mod nat;
 pub mod sip_task;
 pub mod transport;

@@ -13,9 +13,12 @@ use std::collections::HashMap;
 
 use super::command::Command;
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
+use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
 use super::transport::{Inbound, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
+use crate::nat::stun::is_stun;
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
+use crate::sip::registration::RegistrationState;
 use crate::sip::transaction::{Destination, TimerConfig, TransportKind};
 use crate::sip::ua::{
     self, AccountParams, CallState, UaConfig, UaEvent, UserAgent, uri_destination,
@@ -38,6 +41,8 @@ pub struct SipSetup {
     pub busy_when_in_call: bool,
     /// Where call audio comes from and goes to.
     pub media: MediaIo,
+    /// STUN and keep-alives.
+    pub nat: NatSetup,
 }
 
 pub struct SipHandle {
@@ -76,6 +81,23 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         None => None,
     };
     let local = SocketAddr::new(local_ip(listen, next_hop.map(|d| d.addr)), listen.port());
+    let stun_server = match setup.nat.stun_server.as_deref() {
+        Some(server) => match super::nat::resolve_stun(server, local).await {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                let message = format!("stun_server: {e}; using the local address");
+                tracing::warn!("{message}");
+                let _ = events.send(Event::Warning { message }).await;
+                None
+            }
+        },
+        None => None,
+    };
+    // Keep-alives go to the UDP next hop (outbound proxy, else registrar).
+    let keepalive_to = next_hop
+        .filter(|d| d.transport == TransportKind::Udp)
+        .map(|d| d.addr);
+    let nat = SipNat::new(stun_server, setup.nat.keepalive, keepalive_to, seed());
     let config = UaConfig {
         account: setup.account,
         local,
@@ -100,6 +122,8 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         done: false,
         echo_mode: false,
         echo_service: start_echo_service(local.ip()).await,
+        nat,
+        bind_ip: local.ip(),
     };
     let task = tokio::spawn(engine.run(inbound, command_rx, setup.register_at_start));
     Ok(SipHandle {
@@ -153,6 +177,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         media_io: MediaIo {
             input: media_task::AudioEndpoint::Null,
             output: media_task::AudioEndpoint::Null,
+            rtp_latching: false,
         },
         sockets: HashMap::new(),
         media: HashMap::new(),
@@ -160,6 +185,8 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         done: false,
         echo_mode: true,
         echo_service: None,
+        nat: SipNat::new(None, None, None, 0),
+        bind_ip: listen.ip(),
     };
     // The command sender is dropped: the echo engine lives as long as the runtime.
     tokio::spawn(engine.run(inbound, command_rx, false));
@@ -183,6 +210,10 @@ struct Engine {
     echo_mode: bool,
     /// Where `dial echo` goes: the echo service's SIP address.
     echo_service: Option<SocketAddr>,
+    /// STUN on the SIP socket and UDP keep-alives.
+    nat: SipNat,
+    /// The IP our sockets bind to (`ua.config().local` may be the public address from STUN).
+    bind_ip: IpAddr,
 }
 
 impl Engine {
@@ -192,9 +223,21 @@ impl Engine {
         mut commands: mpsc::Receiver<Command>,
         register_at_start: bool,
     ) {
+        // Behind NAT, learn the SIP socket's public address first (STUN maps the UDP socket
+        // only); the first REGISTER waits for it (bounded by its schedule) so that its Contact
+        // is the public address.
+        let now = std::time::Instant::now();
+        let binding =
+            self.ua.config().account.transport == TransportKind::Udp && self.nat.start_binding(now);
+        if binding {
+            self.nat_timeout(now).await;
+        }
         if register_at_start && self.ua.config().account.registrar.is_some() {
-            self.ua
-                .handle_command(ua::Command::Register, std::time::Instant::now());
+            if binding {
+                self.nat.register_when_bound = true;
+            } else {
+                self.ua.handle_command(ua::Command::Register, now);
+            }
         }
         let mut commands_open = true;
         loop {
@@ -206,7 +249,10 @@ impl Engine {
                 }
                 return;
             }
-            let deadline = self.ua.poll_timeout();
+            let deadline = [self.ua.poll_timeout(), self.nat.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep_for =
                 deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             tokio::select! {
@@ -214,6 +260,14 @@ impl Engine {
                     let Some(msg) = msg else { return };
                     let now = std::time::Instant::now();
                     match msg {
+                        // STUN shares the SIP UDP socket: it never reaches the SIP parser.
+                        Inbound::Message { source, bytes }
+                            if source.transport == TransportKind::Udp && is_stun(&bytes) =>
+                        {
+                            let mut out = Vec::new();
+                            self.nat.handle_input(source.addr, &bytes, &mut out);
+                            self.nat_outputs(out).await;
+                        }
                         Inbound::Message { source, bytes } => {
                             trace(&self.events, &self.dropped, Direction::In, source.addr, &bytes);
                             self.ua.handle_datagram(source, &bytes, now);
@@ -242,7 +296,9 @@ impl Engine {
                     }
                 }
                 _ = tokio::time::sleep(sleep_for.unwrap_or(Duration::from_secs(3600))), if sleep_for.is_some() => {
-                    self.ua.handle_timeout(std::time::Instant::now());
+                    let now = std::time::Instant::now();
+                    self.ua.handle_timeout(now);
+                    self.nat_timeout(now).await;
                 }
             }
         }
@@ -310,15 +366,17 @@ impl Engine {
         let _ = self.events.send(Event::Error { message }).await;
     }
 
-    /// Binds an RTP/RTCP pair for a new call and describes it for the SDP.
+    /// Binds an RTP/RTCP pair for a new call and describes it for the SDP (with the address
+    /// the STUN server sees it at, when one is configured). Sockets are kept by the SDP port.
     async fn local_media(&mut self) -> Option<LocalMedia> {
-        let ip = self.ua.config().local.ip();
+        let ip = self.bind_ip;
         match media_task::bind_rtp_pair(ip).await {
             Ok((rtp, rtcp)) => {
                 let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+                let (address, port) = self.public_rtp(&rtp, SocketAddr::new(ip, port)).await;
                 self.sockets.insert(port, (rtp, rtcp));
                 Some(LocalMedia {
-                    address: ip,
+                    address,
                     rtp_port: port,
                     codecs: self.ua.config().codecs.clone(),
                     direction: MediaDirection::SendRecv,
@@ -329,6 +387,80 @@ impl Engine {
             Err(e) => {
                 self.error(format!("cannot open an RTP port: {e}")).await;
                 None
+            }
+        }
+    }
+
+    /// The RTP socket's public address from a short STUN Binding; `local` with a warning when
+    /// there is no answer. No STUN server: `local`.
+    async fn public_rtp(
+        &mut self,
+        rtp: &tokio::net::UdpSocket,
+        local: SocketAddr,
+    ) -> (IpAddr, u16) {
+        let Some(server) = self.nat.stun_server() else {
+            return (local.ip(), local.port());
+        };
+        let id = self.nat.next_transaction();
+        match super::nat::binding_on_socket(rtp, server, id, MEDIA_SCHEDULE).await {
+            Ok(public) => {
+                tracing::info!(%local, %public, "STUN: public address of the RTP socket");
+                (public.ip(), public.port())
+            }
+            Err(e) => {
+                let message = format!(
+                    "STUN for RTP ({server}): {e}; the SDP carries the local address {local}"
+                );
+                tracing::warn!("{message}");
+                let _ = self.events.send(Event::Warning { message }).await;
+                (local.ip(), local.port())
+            }
+        }
+    }
+
+    async fn nat_timeout(&mut self, now: std::time::Instant) {
+        let mut out = Vec::new();
+        self.nat.handle_timeout(now, &mut out);
+        self.nat_outputs(out).await;
+    }
+
+    /// Sends STUN requests and keep-alives; applies what a Binding learned.
+    async fn nat_outputs(&mut self, out: Vec<NatOutput>) {
+        for output in out {
+            let bound = match output {
+                NatOutput::Transmit(addr, bytes) => {
+                    let dest = Destination {
+                        addr,
+                        transport: TransportKind::Udp,
+                    };
+                    if let Err(error) = self.transport.send(dest, bytes).await {
+                        tracing::debug!(%error, "STUN/keep-alive send failed");
+                    }
+                    false
+                }
+                NatOutput::Learned(public) => {
+                    let changed = self.ua.set_public_address(public);
+                    tracing::info!(%public, changed, "STUN: public address of the SIP socket");
+                    // A new mapping while registered: bind the new Contact now.
+                    if changed
+                        && !self.nat.register_when_bound
+                        && self.ua.registration_state() == Some(RegistrationState::Registered)
+                    {
+                        self.ua
+                            .handle_command(ua::Command::Register, std::time::Instant::now());
+                    }
+                    true
+                }
+                NatOutput::Failed(message) => {
+                    tracing::warn!("{message}");
+                    let _ = self.events.send(Event::Warning { message }).await;
+                    true
+                }
+            };
+            if bound && self.nat.register_when_bound {
+                self.nat.register_when_bound = false;
+                self.ua
+                    .handle_command(ua::Command::Register, std::time::Instant::now());
             }
         }
     }
@@ -406,13 +538,22 @@ impl Engine {
                 code,
                 reason,
                 expires,
-            } => Event::Registration {
-                account,
-                state: state.as_str().to_string(),
-                code,
-                reason,
-                expires,
-            },
+            } => {
+                // Keep-alives while registered; a new STUN Binding before each refresh.
+                let udp = self.ua.config().account.transport == TransportKind::Udp;
+                self.nat.registration(
+                    state == RegistrationState::Registered,
+                    expires.filter(|_| udp),
+                    std::time::Instant::now(),
+                );
+                Event::Registration {
+                    account,
+                    state: state.as_str().to_string(),
+                    code,
+                    reason,
+                    expires,
+                }
+            }
             UaEvent::Error { message } => Event::Error { message },
             UaEvent::ShutdownComplete => {
                 self.done = true;

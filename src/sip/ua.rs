@@ -253,6 +253,21 @@ impl UserAgent {
         &self.config
     }
 
+    /// The driver learned our public address (STUN): Via sent-by, Contact (also the
+    /// registration's, for its next REGISTER) and new SDP use it from now on. True when it
+    /// changed.
+    pub fn set_public_address(&mut self, addr: SocketAddr) -> bool {
+        if self.config.local == addr {
+            return false;
+        }
+        self.config.local = addr;
+        self.contact = contact_uri(&self.config);
+        if let Some(reg) = self.registration.as_mut() {
+            reg.set_contact(self.contact.clone());
+        }
+        true
+    }
+
     pub fn registration_state(&self) -> Option<RegistrationState> {
         self.registration.as_ref().map(Registration::state)
     }

@@ -1,0 +1,350 @@
+//! NAT glue for the SIP task: the STUN Binding on the SIP socket (at start and before each
+//! registration refresh), UDP keep-alives to the next hop while registered, and a one-shot
+//! Binding on a call's RTP socket before its SDP is written. The protocol logic is the sans-IO
+//! `nat::stun::BindingClient`; this file only adds clocks and sockets.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+use crate::nat::stun::{self, BindingClient, BindingFailure, Schedule};
+use crate::sip::registration::refresh_delay;
+
+/// What the RFC 5626 §4.4.1 keep-alive on UDP is: a double CRLF, which registrars and proxies
+/// ignore (ours does too).
+pub const KEEPALIVE: &[u8] = b"\r\n\r\n";
+/// baresip's and RFC 5626's usual interval, under the 30 s many NATs keep a UDP binding.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(29);
+/// The STUN port when `stun_server` names none (RFC 5389 §9).
+pub const STUN_PORT: u16 = 3478;
+/// The Binding on an RTP socket holds up the offer or answer: 3 tries, 200/400 ms apart, 1 s in
+/// all.
+pub const MEDIA_SCHEDULE: Schedule = Schedule {
+    rto: Duration::from_millis(200),
+    requests: 3,
+    last_wait_factor: 2,
+};
+/// The SIP socket's Binding at start holds up the first REGISTER; it gets a little longer.
+pub const SIP_SCHEDULE: Schedule = Schedule {
+    rto: Duration::from_millis(250),
+    requests: 4,
+    last_wait_factor: 4,
+};
+
+/// NAT settings from the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatSetup {
+    /// `host:port` (port defaults to 3478) of a STUN server; `None`: no STUN.
+    pub stun_server: Option<String>,
+    /// UDP keep-alive interval while registered; `None`: none.
+    pub keepalive: Option<Duration>,
+}
+
+/// What the SIP task should do for NAT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatOutput {
+    /// Send these bytes over the SIP UDP socket.
+    Transmit(SocketAddr, Vec<u8>),
+    /// The STUN server sees the SIP socket at this address.
+    Learned(SocketAddr),
+    /// The Binding failed: carry on with the local address (the text is for a warning).
+    Failed(String),
+}
+
+/// NAT state of the SIP socket.
+#[derive(Debug)]
+pub struct SipNat {
+    server: Option<SocketAddr>,
+    client: Option<BindingClient>,
+    seed: u64,
+    counter: u32,
+    keepalive: Option<Duration>,
+    keepalive_to: Option<SocketAddr>,
+    next_keepalive: Option<Instant>,
+    next_rebind: Option<Instant>,
+    /// The first REGISTER waits for the first Binding to end (learned or failed).
+    pub register_when_bound: bool,
+    /// Keep-alives sent so far (for logs).
+    pub keepalives_sent: u64,
+}
+
+impl SipNat {
+    /// `keepalive_to`: the UDP next hop (registrar or outbound proxy), when there is one.
+    pub fn new(
+        server: Option<SocketAddr>,
+        keepalive: Option<Duration>,
+        keepalive_to: Option<SocketAddr>,
+        seed: u64,
+    ) -> SipNat {
+        SipNat {
+            server,
+            client: None,
+            seed,
+            counter: 0,
+            keepalive: keepalive.filter(|d| !d.is_zero()),
+            keepalive_to,
+            next_keepalive: None,
+            next_rebind: None,
+            register_when_bound: false,
+            keepalives_sent: 0,
+        }
+    }
+
+    pub fn stun_server(&self) -> Option<SocketAddr> {
+        self.server
+    }
+
+    /// A fresh transaction id for a Binding (also used for RTP sockets).
+    pub fn next_transaction(&mut self) -> stun::TransactionId {
+        self.counter = self.counter.wrapping_add(1);
+        stun::transaction_id(self.seed, self.counter)
+    }
+
+    /// Starts a Binding on the SIP socket; false when no STUN server is configured.
+    pub fn start_binding(&mut self, now: Instant) -> bool {
+        let Some(server) = self.server else {
+            return false;
+        };
+        let id = self.next_transaction();
+        self.client = Some(BindingClient::new(server, id, SIP_SCHEDULE, now));
+        true
+    }
+
+    /// A STUN datagram from `from` on the SIP socket. Anything that is not our answer is
+    /// dropped (never handed to the SIP parser).
+    pub fn handle_input(&mut self, from: SocketAddr, bytes: &[u8], out: &mut Vec<NatOutput>) {
+        let Some(client) = self.client.as_mut() else {
+            tracing::debug!(%from, "stray STUN datagram on the SIP socket dropped");
+            return;
+        };
+        if !client.handle_input(from, bytes) {
+            tracing::debug!(%from, "STUN datagram for no transaction of ours dropped");
+        }
+        self.finish(out);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<NatOutput>) {
+        if let Some(client) = self.client.as_mut() {
+            client.handle_timeout(now);
+            while let Some((dest, bytes)) = client.poll_transmit(now) {
+                out.push(NatOutput::Transmit(dest, bytes));
+            }
+        }
+        self.finish(out);
+        if self.next_rebind.is_some_and(|at| now >= at) {
+            self.next_rebind = None;
+            if self.start_binding(now) {
+                self.handle_timeout(now, out);
+            }
+        }
+        if let (Some(at), Some(every), Some(to)) =
+            (self.next_keepalive, self.keepalive, self.keepalive_to)
+            && now >= at
+        {
+            out.push(NatOutput::Transmit(to, KEEPALIVE.to_vec()));
+            self.keepalives_sent += 1;
+            self.next_keepalive = Some(now + every);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<NatOutput>) {
+        let Some(outcome) = self.client.as_ref().and_then(|c| c.outcome().cloned()) else {
+            return;
+        };
+        let server = self.client.take().map(|c| c.server());
+        out.push(match outcome {
+            Ok(addr) => NatOutput::Learned(addr),
+            Err(e) => NatOutput::Failed(format!(
+                "STUN server {}: {e}; using the local address",
+                server.map(|s| s.to_string()).unwrap_or_default()
+            )),
+        });
+    }
+
+    /// The registration changed: keep-alives run while registered, and a new Binding is
+    /// due shortly before the refresh of a binding of `expires` seconds.
+    pub fn registration(&mut self, registered: bool, expires: Option<u32>, now: Instant) {
+        if !registered {
+            self.next_keepalive = None;
+            self.next_rebind = None;
+            return;
+        }
+        if let Some(every) = self.keepalive
+            && self.next_keepalive.is_none()
+        {
+            self.next_keepalive = Some(now + every);
+        }
+        if self.server.is_some()
+            && let Some(expires) = expires
+        {
+            let refresh = refresh_delay(expires);
+            let early = SIP_SCHEDULE.give_up_after() + Duration::from_secs(1);
+            self.next_rebind =
+                Some(now + refresh.saturating_sub(early).max(Duration::from_secs(1)));
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.client.as_ref().and_then(BindingClient::poll_timeout),
+            self.next_rebind,
+            self.next_keepalive.filter(|_| self.keepalive_to.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// Resolves `host:port` / `host` / `[v6]:port` (port 3478 when absent), preferring the family
+/// of `like` (the SIP socket's address).
+pub async fn resolve_stun(server: &str, like: SocketAddr) -> Result<SocketAddr, String> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port.parse::<u16>()
+                .map_err(|_| format!("bad port in stun_server `{server}`"))?,
+        ),
+        _ => (
+            server.trim_start_matches('[').trim_end_matches(']'),
+            STUN_PORT,
+        ),
+    };
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((host.to_string(), port)),
+    )
+    .await
+    .map_err(|_| format!("cannot resolve {host}: timed out"))?
+    .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let addrs: Vec<SocketAddr> = lookup.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == like.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("cannot resolve {host}: no address"))
+}
+
+/// One Binding on a socket nobody else reads yet (a call's RTP socket before media starts).
+/// Datagrams that are not the answer are dropped.
+pub async fn binding_on_socket(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    transaction: stun::TransactionId,
+    schedule: Schedule,
+) -> Result<SocketAddr, BindingFailure> {
+    let mut client = BindingClient::new(server, transaction, schedule, Instant::now());
+    let mut buf = vec![0u8; stun::MAX_MESSAGE];
+    loop {
+        let now = Instant::now();
+        client.handle_timeout(now);
+        while let Some((dest, bytes)) = client.poll_transmit(now) {
+            if let Err(e) = socket.send_to(&bytes, dest).await {
+                tracing::debug!(%dest, error = %e, "STUN send failed");
+            }
+        }
+        if let Some(outcome) = client.outcome() {
+            return outcome.clone();
+        }
+        let Some(deadline) = client.poll_timeout() else {
+            return Err(BindingFailure::Timeout(schedule.requests));
+        };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Ok((n, from))) = tokio::time::timeout(wait, socket.recv_from(&mut buf)).await
+            && let Some(bytes) = buf.get(..n)
+        {
+            client.handle_input(from, bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn keepalives_run_only_while_registered() {
+        let t0 = Instant::now();
+        let mut nat = SipNat::new(
+            None,
+            Some(Duration::from_secs(1)),
+            Some(a("127.0.0.1:5060")),
+            1,
+        );
+        assert_eq!(nat.poll_timeout(), None);
+        nat.registration(true, Some(600), t0);
+        assert_eq!(nat.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        let mut out = Vec::new();
+        nat.handle_timeout(t0 + Duration::from_secs(1), &mut out);
+        assert_eq!(
+            out,
+            vec![NatOutput::Transmit(a("127.0.0.1:5060"), KEEPALIVE.to_vec())]
+        );
+        nat.registration(false, None, t0);
+        assert_eq!(nat.poll_timeout(), None);
+    }
+
+    #[test]
+    fn zero_interval_means_off() {
+        let mut nat = SipNat::new(None, Some(Duration::ZERO), Some(a("127.0.0.1:5060")), 1);
+        nat.registration(true, Some(600), Instant::now());
+        assert_eq!(nat.poll_timeout(), None);
+    }
+
+    #[test]
+    fn binding_learns_then_rebinds_before_the_refresh() {
+        let t0 = Instant::now();
+        let server = a("127.0.0.1:3478");
+        let mut nat = SipNat::new(Some(server), None, None, 7);
+        assert!(nat.start_binding(t0));
+        let mut out = Vec::new();
+        nat.handle_timeout(t0, &mut out);
+        let Some(NatOutput::Transmit(dest, req)) = out.pop() else {
+            panic!("a request")
+        };
+        assert_eq!(dest, server);
+        let msg = stun::parse(&req).unwrap();
+        let answer = stun::binding_success(&msg.transaction, a("192.0.2.1:40000"));
+        nat.handle_input(server, &answer, &mut out);
+        assert_eq!(out, vec![NatOutput::Learned(a("192.0.2.1:40000"))]);
+        out.clear();
+        // Registered for 600 s: the refresh is at 540 s; the new Binding comes before it.
+        nat.registration(true, Some(600), t0);
+        let rebind = nat.poll_timeout().unwrap();
+        assert!(rebind > t0 + Duration::from_secs(500) && rebind < t0 + Duration::from_secs(540));
+        nat.handle_timeout(rebind, &mut out);
+        assert!(matches!(out.first(), Some(NatOutput::Transmit(d, _)) if *d == server));
+    }
+
+    #[test]
+    fn a_silent_server_fails_in_bounded_time() {
+        let t0 = Instant::now();
+        let mut nat = SipNat::new(Some(a("127.0.0.1:3478")), None, None, 7);
+        nat.start_binding(t0);
+        let mut out = Vec::new();
+        let mut now = t0;
+        for _ in 0..20 {
+            nat.handle_timeout(now, &mut out);
+            match nat.poll_timeout() {
+                Some(next) => now = next,
+                None => break,
+            }
+        }
+        assert!(matches!(out.last(), Some(NatOutput::Failed(_))), "{out:?}");
+        assert_eq!(now - t0, SIP_SCHEDULE.give_up_after());
+        let sent = out
+            .iter()
+            .filter(|o| matches!(o, NatOutput::Transmit(..)))
+            .count();
+        assert_eq!(sent, SIP_SCHEDULE.requests as usize);
+    }
+}
