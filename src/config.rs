@@ -76,6 +76,11 @@ pub struct AudioConfig {
     pub input: String,
     #[serde(deserialize_with = "non_empty_text")]
     pub output: String,
+    /// Played while a call is incoming: a WAV file's path, "builtin" or "off".
+    #[serde(deserialize_with = "non_empty_text")]
+    pub ringtone: String,
+    /// Ringback and busy tones: "eu" (425 Hz) or "us" (440+480 / 480+620 Hz).
+    pub tone_region: ToneRegion,
 }
 
 impl Default for AudioConfig {
@@ -83,8 +88,19 @@ impl Default for AudioConfig {
         AudioConfig {
             input: "default".to_string(),
             output: "default".to_string(),
+            ringtone: "builtin".to_string(),
+            tone_region: ToneRegion::Eu,
         }
     }
+}
+
+/// `[audio] tone_region`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToneRegion {
+    #[default]
+    Eu,
+    Us,
 }
 
 /// `[log]`
