@@ -79,7 +79,10 @@ fn caller_hears_ringback_then_the_call() -> TestResult {
     println!("caller's output, {rate} Hz, on/off runs (ms): {runs:?}");
     assert!(runs.len() >= 3, "{runs:?}");
     let (on, on_ms) = runs[0];
-    assert!(on && (900..=1100).contains(&on_ms), "ringback burst: {runs:?}");
+    assert!(
+        on && (900..=1100).contains(&on_ms),
+        "ringback burst: {runs:?}"
+    );
     let (off, off_ms) = runs[1];
     assert!(!off && off_ms >= 500, "ringback pause: {runs:?}");
     let burst = &samples[ms_to_samples(rate, 100)..ms_to_samples(rate, 900)];
@@ -126,7 +129,10 @@ fn rejected_caller_hears_the_us_busy_tone() -> TestResult {
     assert_eq!(ended["code"], 486, "{ended}");
     let (rate, samples) = wait_wav(&caller_out, 2.9, Duration::from_secs(8))?;
     let runs = cadence(&samples, rate, 50, 300.0);
-    println!("busy tone at {rate} Hz: {:.2} s, runs {runs:?}", samples.len() as f32 / rate as f32);
+    println!(
+        "busy tone at {rate} Hz: {:.2} s, runs {runs:?}",
+        samples.len() as f32 / rate as f32
+    );
     // The ringback may come first (the 180 before the reject); the busy tone is the tail.
     let seconds = samples.len() as f32 / rate as f32;
     let tail = &runs[runs.len().saturating_sub(6)..];
@@ -145,7 +151,10 @@ fn rejected_caller_hears_the_us_busy_tone() -> TestResult {
     println!("{seconds:.2} s; power at 480 {a:.4}, 620 {b:.4}, 425 {eu:.6}");
     assert!(a > 0.001 && b > 0.001, "{a} {b}");
     assert!(a > 20.0 * eu, "{a} {eu}");
-    assert!(seconds < 6.0, "the busy tone must stop after ~3 s, file has {seconds} s");
+    assert!(
+        seconds < 6.0,
+        "the busy tone must stop after ~3 s, file has {seconds} s"
+    );
     caller.quit(Duration::from_secs(5));
     callee.quit(Duration::from_secs(5));
     Ok(())
@@ -188,8 +197,14 @@ fn incoming_call_rings_with_the_builtin_ringtone() -> TestResult {
         goertzel_power(trill, rate, 700.0),
     );
     println!("ringtone: {seconds:.2} s recorded; C6 {c6:.4} E6 {e6:.4} 700 Hz {off:.6}");
-    assert!(c6 > 0.005 && e6 > 0.005 && c6 > 50.0 * off, "{c6} {e6} {off}");
-    assert!((1.0..4.0).contains(&seconds), "rang {seconds} s for a ~1.5 s ring");
+    assert!(
+        c6 > 0.005 && e6 > 0.005 && c6 > 50.0 * off,
+        "{c6} {e6} {off}"
+    );
+    assert!(
+        (1.0..4.0).contains(&seconds),
+        "rang {seconds} s for a ~1.5 s ring"
+    );
     Ok(())
 }
 
@@ -201,16 +216,26 @@ fn ringtone_from_a_file_or_off() -> TestResult {
     let tone = dir.path().join("my ring.wav");
     write_wav(&tone, 44_100, &sine(700.0, 44_100, 0.5, 10_000.0))?;
     let out = dir.path().join("file_out.wav");
-    ring_callee(&out, &format!("ringtone = {:?}", tone.display().to_string()))?;
+    ring_callee(
+        &out,
+        &format!("ringtone = {:?}", tone.display().to_string()),
+    )?;
     let (rate, samples) = wait_wav(&out, 1.0, Duration::from_secs(5))?;
     let first = &samples[..ms_to_samples(rate, 400)];
     let frequency = dominant_frequency(first, rate);
-    println!("ringtone from a file: {frequency:.1} Hz, rms {:.0}", rms(first));
+    println!(
+        "ringtone from a file: {frequency:.1} Hz, rms {:.0}",
+        rms(first)
+    );
     assert!((frequency - 700.0).abs() < 3.0, "{frequency}");
 
     let silent = dir.path().join("off_out.wav");
     ring_callee(&silent, "ringtone = \"off\"")?;
-    assert!(!silent.exists(), "ringtone = off still wrote {}", silent.display());
+    assert!(
+        !silent.exists(),
+        "ringtone = off still wrote {}",
+        silent.display()
+    );
     Ok(())
 }
 
@@ -249,7 +274,10 @@ fn muted_caller_sends_silence() -> TestResult {
     let window = ms_to_samples(rate, 50);
     let levels: Vec<f32> = samples.chunks_exact(window).map(rms).collect();
     // The longest quiet stretch (RMS < 100 of 32768, -50 dBFS) after the call audio started.
-    let first_loud = levels.iter().position(|&l| l > 3000.0).ok_or("no call audio")?;
+    let first_loud = levels
+        .iter()
+        .position(|&l| l > 3000.0)
+        .ok_or("no call audio")?;
     let (mut best, mut run, mut best_end) = (0usize, 0usize, 0usize);
     for (i, &level) in levels.iter().enumerate().skip(first_loud) {
         if level < 100.0 {
@@ -274,10 +302,24 @@ fn muted_caller_sends_silence() -> TestResult {
         (best_end - best - first_loud) * 50,
         loud_after * 50
     );
-    assert!(best * 50 >= 1000, "mute for 1.5 s gave only {} ms of silence", best * 50);
-    assert!(best * 50 <= 2000, "silence ({} ms) longer than the mute", best * 50);
-    assert!(best_end - best - first_loud >= 10, "too little audio before the mute");
-    assert!(loud_after >= 10, "the caller's tone did not come back after unmute");
+    assert!(
+        best * 50 >= 1000,
+        "mute for 1.5 s gave only {} ms of silence",
+        best * 50
+    );
+    assert!(
+        best * 50 <= 2000,
+        "silence ({} ms) longer than the mute",
+        best * 50
+    );
+    assert!(
+        best_end - best - first_loud >= 10,
+        "too little audio before the mute"
+    );
+    assert!(
+        loud_after >= 10,
+        "the caller's tone did not come back after unmute"
+    );
     caller.quit(Duration::from_secs(5));
     callee.quit(Duration::from_secs(5));
     Ok(())
@@ -323,12 +365,22 @@ fn levels_follow_the_microphone_and_the_echo() -> TestResult {
         .collect();
     let elapsed = window.elapsed().as_secs_f64();
     println!("{} levels events in {elapsed:.2} s", recent.len());
-    assert!(recent.len() >= 8, "{} levels in {elapsed:.1} s", recent.len());
+    assert!(
+        recent.len() >= 8,
+        "{} levels in {elapsed:.1} s",
+        recent.len()
+    );
     for e in &recent {
         let mic = level(e, "mic_db");
-        assert!((mic + 9.03).abs() < 1.0, "mic level {mic} for a -9 dBFS input: {e}");
+        assert!(
+            (mic + 9.03).abs() < 1.0,
+            "mic level {mic} for a -9 dBFS input: {e}"
+        );
         let speaker = level(e, "speaker_db");
-        assert!(speaker > -20.0 && speaker <= 0.0, "speaker level {speaker}: {e}");
+        assert!(
+            speaker > -20.0 && speaker <= 0.0,
+            "speaker level {speaker}: {e}"
+        );
     }
     phone.send("mute")?;
     let muted = phone.expect_event(
@@ -354,6 +406,64 @@ fn headless_hides_levels_by_default() -> TestResult {
     phone.expect_call_state("terminated", CALL)?;
     phone.quit(Duration::from_secs(5));
     assert!(phone.events_of("levels").is_empty());
-    assert!(!phone.events_of("media").is_empty(), "media events still show");
+    assert!(
+        !phone.events_of("media").is_empty(),
+        "media events still show"
+    );
+    Ok(())
+}
+
+/// A sound output that cannot be opened: the ringtone gives one warning (not one per ring),
+/// sipterm keeps running and the next call rings (silently) again.
+#[test]
+fn missing_output_device_warns_once_for_tones() -> TestResult {
+    let config = "[audio]\ninput = \"null\"\noutput = \"no such speaker\"\n\n\
+                  [[account]]\nname = \"t\"\nuri = \"sip:t@127.0.0.1\"\n";
+    let mut callee = Headless::spawn_with(
+        "nodevice",
+        &HeadlessOptions {
+            config_toml: Some(config.into()),
+            ..HeadlessOptions::default()
+        },
+        &[],
+        true,
+    )?;
+    let mut caller = Headless::spawn("caller", &HeadlessOptions::default())?;
+    for round in 0..2 {
+        caller.send(&format!("dial {}", callee.uri("callee")))?;
+        callee.expect_call_state("incoming", CALL)?;
+        if round == 0 {
+            let warning = callee.expect_event(
+                "a warning that tones are silent",
+                |e| {
+                    e["event"] == "warning"
+                        && e["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("tones are silent"))
+                },
+                CALL,
+            )?;
+            println!("tone warning: {warning}");
+        } else {
+            // Give a second warning time to show up if there were one.
+            let _ = callee.expect_event("nothing", |_| false, Duration::from_millis(1500));
+        }
+        caller.send("hangup")?;
+        callee.expect_call_state("terminated", CALL)?;
+        caller.expect_call_state("terminated", CALL)?;
+    }
+    let warnings: Vec<String> = callee
+        .events_of("warning")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
+    println!("warnings: {warnings:?}");
+    let tone_warnings = warnings
+        .iter()
+        .filter(|m| m.contains("tones are silent"))
+        .count();
+    assert_eq!(tone_warnings, 1, "{warnings:?}");
+    callee.quit(Duration::from_secs(5));
+    caller.quit(Duration::from_secs(5));
     Ok(())
 }

@@ -21,10 +21,10 @@ use crate::media::jitter::{JitterBuffer, Playout};
 const JITTER_FRAMES: u32 = 3;
 use crate::media::audio::{AudioDevice, AudioIo};
 use crate::media::quality;
-use crate::media::tones::LevelMeter;
 use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
+use crate::media::tones::LevelMeter;
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
 use crate::sdp::{Codec, MediaParams};
 

@@ -483,14 +483,8 @@ impl Engine {
                         self.stop_tone(Some(call)).await;
                         let mut io = self.media_io.clone();
                         io.append_output = self.tones.recorded.take() == Some(call);
-                        let handle = media_task::spawn(
-                            call,
-                            rtp,
-                            rtcp,
-                            params,
-                            io,
-                            self.events.clone(),
-                        );
+                        let handle =
+                            media_task::spawn(call, rtp, rtcp, params, io, self.events.clone());
                         self.media.insert(call, handle);
                     }
                     None => {
@@ -605,7 +599,12 @@ impl Engine {
         let Some(kind) = wanted else { return };
         // Another call's tone or media owns the output: this one stays silent.
         if !self.media.is_empty()
-            || (kind != ToneKind::Busy && self.tones.playing.as_ref().is_some_and(|(c, h)| *c != call && h.kind != ToneKind::Busy))
+            || (kind != ToneKind::Busy
+                && self
+                    .tones
+                    .playing
+                    .as_ref()
+                    .is_some_and(|(c, h)| *c != call && h.kind != ToneKind::Busy))
         {
             return;
         }

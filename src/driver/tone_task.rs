@@ -119,11 +119,8 @@ pub fn ringtone_clip(source: WavSource, rate: u32) -> Result<LoopedClip, String>
 }
 
 fn builtin_ringtone(rate: u32) -> Result<LoopedClip, String> {
-    let source = WavSource::from_reader(
-        Box::new(std::io::Cursor::new(BUILTIN_RINGTONE)),
-        rate,
-    )
-    .map_err(|e| e.to_string())?;
+    let source = WavSource::from_reader(Box::new(std::io::Cursor::new(BUILTIN_RINGTONE)), rate)
+        .map_err(|e| e.to_string())?;
     ringtone_clip(source, rate)
 }
 
@@ -144,9 +141,10 @@ pub fn spawn(
     let (stop, stop_rx) = oneshot::channel();
     let settings = settings.clone();
     let output = output.clone();
-    let task = tokio::spawn(async move {
-        play(kind, settings, output, device_warned, events, stop_rx).await
-    });
+    let task =
+        tokio::spawn(
+            async move { play(kind, settings, output, device_warned, events, stop_rx).await },
+        );
     Some(ToneHandle {
         kind,
         stop: Some(stop),
@@ -175,10 +173,7 @@ async fn play(
                     Err(e) => {
                         warn(
                             &events,
-                            format!(
-                                "ringtone {}: {e}; playing the built-in one",
-                                path.display()
-                            ),
+                            format!("ringtone {}: {e}; playing the built-in one", path.display()),
                         )
                         .await;
                         builtin_ringtone(TONE_RATE)
@@ -234,7 +229,11 @@ async fn play(
                     } else {
                         problems.join("; ")
                     };
-                    warn(&events, format!("{text}; ringing and call tones are silent")).await;
+                    warn(
+                        &events,
+                        format!("ringing and call tones are silent: {text}"),
+                    )
+                    .await;
                 }
                 return false;
             }

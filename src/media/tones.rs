@@ -161,7 +161,7 @@ pub const SILENCE_DBFS: f32 = -96.0;
 /// Level of an RMS value (16-bit units) in dBFS: 20·log10(rms / 32768), so a full-scale
 /// square wave is 0 dBFS and a full-scale sine about -3. Never below [`SILENCE_DBFS`].
 pub fn dbfs_of_rms(rms: f32) -> f32 {
-    if !(rms > 0.0) {
+    if rms.is_nan() || rms <= 0.0 {
         return SILENCE_DBFS;
     }
     (20.0 * (rms / 32768.0).log10()).clamp(SILENCE_DBFS, 0.0)
@@ -208,7 +208,12 @@ impl LevelMeter {
 
 /// The on/off pattern of a tone: RMS per `window_ms` window compared with `threshold`,
 /// merged into runs of (on, milliseconds). For checking cadences in tests.
-pub fn cadence(samples: &[i16], sample_rate: u32, window_ms: u32, threshold: f32) -> Vec<(bool, u32)> {
+pub fn cadence(
+    samples: &[i16],
+    sample_rate: u32,
+    window_ms: u32,
+    threshold: f32,
+) -> Vec<(bool, u32)> {
     let window = (sample_rate as usize * window_ms as usize / 1000).max(1);
     let mut runs: Vec<(bool, u32)> = Vec::new();
     for chunk in samples.chunks_exact(window) {
@@ -377,7 +382,9 @@ mod tests {
         assert_eq!(dbfs(&[]), SILENCE_DBFS);
         assert_eq!(dbfs(&[0; 160]), SILENCE_DBFS);
         // Full-scale square: 0 dBFS; full-scale sine: -3.01; half amplitude: 6.02 lower.
-        let square: Vec<i16> = (0..160).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect();
+        let square: Vec<i16> = (0..160)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
         assert!(dbfs(&square).abs() < 0.01, "{}", dbfs(&square));
         let mut sine = Vec::new();
         SineGenerator::new(1000.0, 8000, 32767.0).fill(&mut sine, 800);
@@ -418,29 +425,39 @@ mod tests {
             assert!(runs[0].0 && !runs[1].0);
             let on = &samples[..4000];
             let power = goertzel_power(on, 8000, frequency);
-            assert!(power > 100.0 * goertzel_power(on, 8000, 1000.0), "{region:?}");
+            assert!(
+                power > 100.0 * goertzel_power(on, 8000, 1000.0),
+                "{region:?}"
+            );
         }
         let mut us = Vec::new();
         ToneRegion::Us.busy(8000).fill(&mut us, 4000);
-        let (a, b) = (goertzel_power(&us, 8000, 480.0), goertzel_power(&us, 8000, 620.0));
+        let (a, b) = (
+            goertzel_power(&us, 8000, 480.0),
+            goertzel_power(&us, 8000, 620.0),
+        );
         assert!((a / b - 1.0).abs() < 0.1, "{a} {b}");
     }
 
     #[test]
     fn ringback_cadences_by_region() {
-        for (region, on_ms, off_ms, frequency) in
-            [(ToneRegion::Eu, 1000, 4000, 425.0), (ToneRegion::Us, 2000, 4000, 440.0)]
-        {
+        for (region, on_ms, off_ms, frequency) in [
+            (ToneRegion::Eu, 1000, 4000, 425.0),
+            (ToneRegion::Us, 2000, 4000, 440.0),
+        ] {
             let mut samples = Vec::new();
             region.ringback(16_000).fill(&mut samples, 16_000 * 12);
             let runs = cadence(&samples, 16_000, 50, 1000.0);
             assert_eq!(runs[0], (true, on_ms), "{region:?}: {runs:?}");
             assert_eq!(runs[1], (false, off_ms), "{region:?}: {runs:?}");
-            assert_eq!(runs[2].0, true);
+            assert!(runs[2].0);
             let on = &samples[..16 * on_ms as usize];
             let found = dominant_frequency(on, 16_000);
             // US: two tones; the scan lands on one of 440/480.
-            assert!((found - frequency).abs() < 1.0 || (found - 480.0).abs() < 1.0, "{found}");
+            assert!(
+                (found - frequency).abs() < 1.0 || (found - 480.0).abs() < 1.0,
+                "{found}"
+            );
         }
     }
 
