@@ -900,6 +900,23 @@ uri = "sips:bob@biloxi.com"
     }
 
     #[test]
+    fn ringtone_and_tone_region() {
+        let config = parse_ok("");
+        assert_eq!(config.audio.ringtone, "builtin");
+        assert_eq!(config.audio.tone_region, ToneRegion::Eu);
+        let config = parse_ok("[audio]\nringtone = \"/tmp/ring.wav\"\ntone_region = \"us\"\n");
+        assert_eq!(config.audio.ringtone, "/tmp/ring.wav");
+        assert_eq!(config.audio.tone_region, ToneRegion::Us);
+        let error = error_text("[audio]\ntone_region = \"uk\"\n");
+        assert!(
+            error.contains("tone_region") || error.contains("uk"),
+            "{error}"
+        );
+        let error = error_text("[audio]\nringtone = \"\"\n");
+        assert!(error.contains("must not be empty"), "{error}");
+    }
+
+    #[test]
     fn contact_mistakes_are_named() {
         let error = error_text("[[contact]]\nname = \"Bob\"\nuri = \"sip:b@h\"\nphone = \"1\"\n");
         assert!(error.contains("phone"), "{error}");
