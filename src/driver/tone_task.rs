@@ -207,8 +207,14 @@ async fn play(
         },
         AudioEndpoint::Device(name) => {
             let name = name.clone();
-            let opened =
-                tokio::task::spawn_blocking(move || AudioDevice::open("null", &name)).await;
+            let opening = tokio::task::spawn_blocking(move || AudioDevice::open("null", &name));
+            // Backends can take seconds to open: a stop meanwhile must not wait for them (the
+            // SIP task waits for this player before the call's media opens the device). What
+            // opens late is dropped, and so closed, by the blocking task itself.
+            let opened = tokio::select! {
+                opened = opening => opened,
+                _ = &mut stop => return false,
+            };
             let mut problems = Vec::new();
             match opened {
                 Ok(Ok((mut io, warnings))) => {
