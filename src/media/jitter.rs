@@ -245,12 +245,12 @@ impl JitterBuffer {
             let frames = (frames.min(u64::from(MAX_TARGET_FRAMES)) as u32)
                 .clamp(MIN_TARGET_FRAMES, MAX_TARGET_FRAMES);
             // Hysteresis: grow as soon as the estimate needs it, but ask for less only when
-            // it fits one frame lower with half a frame to spare. An estimate near a frame
+            // it fits one frame lower with a quarter of a frame to spare. An estimate near a frame
             // boundary (jitter range ≈ whole frames, drift moving the baseline) otherwise
             // flips the target up and down, and every flip costs a stretch and a skip.
             let current = self.target_delay_frames;
             self.wanted_frames = if frames >= current
-                || units <= i64::from(current.saturating_sub(1)) * fd - fd / 2
+                || units <= i64::from(current.saturating_sub(1)) * fd - fd / 4
             {
                 frames
             } else {
