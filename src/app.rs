@@ -10,6 +10,8 @@ use crate::config::{self, Config};
 use crate::driver::media_task::{AudioEndpoint, MediaIo};
 use crate::driver::nat::{DEFAULT_KEEPALIVE, NatSetup};
 use crate::driver::sip_task::SipSetup;
+use crate::driver::tone_task::{Ringtone, ToneSettings};
+use crate::media::tones::ToneRegion;
 use crate::sdp::Codec;
 use crate::sip::auth::Password;
 use crate::sip::transaction::{TimerConfig, TransportKind};
@@ -86,9 +88,24 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             input: endpoint(cli.audio_in.as_ref(), &config.audio.input),
             output: endpoint(cli.audio_out.as_ref(), &config.audio.output),
             rtp_latching: config.sip.rtp_latching,
+            append_output: false,
         },
         nat: nat_setup(account, config),
+        tones: tone_settings(config),
     })
+}
+
+fn tone_settings(config: &Config) -> ToneSettings {
+    let ringtone = match config.audio.ringtone.trim() {
+        text if text.eq_ignore_ascii_case("off") => Ringtone::Off,
+        text if text.eq_ignore_ascii_case("builtin") => Ringtone::Builtin,
+        path => Ringtone::File(PathBuf::from(path)),
+    };
+    let region = match config.audio.tone_region {
+        config::ToneRegion::Eu => ToneRegion::Eu,
+        config::ToneRegion::Us => ToneRegion::Us,
+    };
+    ToneSettings { ringtone, region }
 }
 
 fn codec_by_name(name: &str) -> Option<Codec> {

@@ -51,6 +51,10 @@ pub struct Cli {
     )]
     pub auto_answer: Option<u64>,
 
+    /// Headless: also print `levels` events (VU levels, about ten a second per call).
+    #[arg(long)]
+    pub levels: bool,
+
     /// Write the SIP message ladder of the session as PlantUML to FILE.
     #[arg(long, value_name = "FILE.puml")]
     pub ladder_out: Option<PathBuf>,

@@ -84,6 +84,11 @@ pub struct AudioConfig {
     pub input: String,
     #[serde(deserialize_with = "non_empty_text")]
     pub output: String,
+    /// Played while a call is incoming: a WAV file's path, "builtin" or "off".
+    #[serde(deserialize_with = "non_empty_text")]
+    pub ringtone: String,
+    /// Ringback and busy tones: "eu" (425 Hz) or "us" (440+480 / 480+620 Hz).
+    pub tone_region: ToneRegion,
 }
 
 impl Default for AudioConfig {
@@ -91,8 +96,19 @@ impl Default for AudioConfig {
         AudioConfig {
             input: "default".to_string(),
             output: "default".to_string(),
+            ringtone: "builtin".to_string(),
+            tone_region: ToneRegion::Eu,
         }
     }
+}
+
+/// `[audio] tone_region`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToneRegion {
+    #[default]
+    Eu,
+    Us,
 }
 
 /// `[log]`
@@ -920,6 +936,23 @@ uri = "sips:bob@biloxi.com"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let example = Config::load(Some(&path)).expect("example loads");
         assert!(!example.contacts.is_empty());
+    }
+
+    #[test]
+    fn ringtone_and_tone_region() {
+        let config = parse_ok("");
+        assert_eq!(config.audio.ringtone, "builtin");
+        assert_eq!(config.audio.tone_region, ToneRegion::Eu);
+        let config = parse_ok("[audio]\nringtone = \"/tmp/ring.wav\"\ntone_region = \"us\"\n");
+        assert_eq!(config.audio.ringtone, "/tmp/ring.wav");
+        assert_eq!(config.audio.tone_region, ToneRegion::Us);
+        let error = error_text("[audio]\ntone_region = \"uk\"\n");
+        assert!(
+            error.contains("tone_region") || error.contains("uk"),
+            "{error}"
+        );
+        let error = error_text("[audio]\nringtone = \"\"\n");
+        assert!(error.contains("must not be empty"), "{error}");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     recorder.record(&event);
                 }
                 // Ten lines a second per call would drown the events scripts wait for.
-                if matches!(event, Event::Levels { .. }) {
+                if !cli.levels && matches!(event, Event::Levels { .. }) {
                     continue;
                 }
                 emit(&event);

@@ -430,6 +430,16 @@ fn jitter_buffer_results() {
     s.drift = -0.001;
     s.jitter = vec![(0.0, uniform40)];
     scenarios.push(s);
+    // Drift with moderate jitter: the buffer must not hunt (stretch/skip over and over).
+    for (name, drift) in [
+        ("drift +0.1% + ±20 ms", 0.001),
+        ("drift -0.1% + ±20 ms", -0.001),
+    ] {
+        let mut s = Scenario::new(name, 600.0);
+        s.drift = drift;
+        s.jitter = vec![(0.0, Jitter::Uniform(20.0))];
+        scenarios.push(s);
+    }
     let mut s = Scenario::new("timestamp jump mid-call", 60.0);
     s.jump = 80_000 * 7;
     scenarios.push(s);
@@ -530,6 +540,16 @@ fn jitter_buffer_results() {
                     expected_packets(scenario)
                 )
             );
+            // Drift needs one stretch (sender slower) or skip (faster) per frame of clock
+            // difference; more than that is the buffer hunting around its target.
+            let needed = scenario.drift.abs() * scenario.seconds * 1000.0 / TICK_MS;
+            let adjustments = (run.stretched + run.shrunk) as f64;
+            if adjustments > needed * 1.5 + 5.0 {
+                failures.push(format!(
+                    "{}: {} stretches + {} skips where the drift needs {needed:.0}",
+                    scenario.name, run.stretched, run.shrunk
+                ));
+            }
             if (late.mean_delay_ms - early.mean_delay_ms).abs() > 30.0 {
                 failures.push(format!(
                     "{}: delay moved from {:.1} to {:.1} ms over the call",

@@ -24,6 +24,7 @@ use crate::media::quality;
 use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
+use crate::media::tones::LevelMeter;
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
 use crate::nat::latch::Latch;
 use crate::nat::stun::is_stun;
@@ -33,6 +34,8 @@ use crate::sdp::{Codec, MediaParams};
 const FRAME: Duration = Duration::from_millis(20);
 /// How often a running call reports its statistics.
 const STATS_EVERY: u32 = 100; // frames: 2 s
+/// How often a running call reports its audio levels (VU meters).
+const LEVELS_EVERY: u32 = 5; // frames: 100 ms
 /// Largest RTP datagram we read; bigger ones are truncated garbage.
 const MAX_RTP: usize = 1500;
 /// RTP port range for calls (even ports; RTCP on the next odd one).
@@ -54,6 +57,9 @@ pub struct MediaIo {
     pub output: AudioEndpoint,
     /// Latch onto the peer's RTP source even when its SDP address is public (`nat::latch`).
     pub rtp_latching: bool,
+    /// A WAV output keeps what it holds (the tone the tone player recorded for this call just
+    /// before) and the call's audio follows it; otherwise each call starts the file afresh.
+    pub append_output: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +183,9 @@ struct CallMedia {
     rtp_latching: bool,
     /// Sound devices, when an endpoint is `Device`; they take over from `source`/`sink`.
     device: Option<AudioIo>,
+    /// What we captured (silence while muted) and played since the last `levels` event.
+    mic_level: LevelMeter,
+    speaker_level: LevelMeter,
 }
 
 impl CallMedia {
@@ -206,7 +215,7 @@ impl CallMedia {
         };
         let device = open_devices(io, rate, &events).await;
         let sink = match &io.output {
-            AudioEndpoint::Wav(path) => match WavSink::create(path, rate) {
+            AudioEndpoint::Wav(path) => match create_sink(path, rate, io.append_output) {
                 Ok(s) => FrameSink::Wav(Box::new(s)),
                 Err(e) => {
                     warn(
@@ -259,6 +268,8 @@ impl CallMedia {
             rtp_latching: io.rtp_latching,
             device,
             params,
+            mic_level: LevelMeter::default(),
+            speaker_level: LevelMeter::default(),
         })
     }
 
@@ -292,6 +303,9 @@ impl CallMedia {
                         if let Some(report) = report {
                             self.send_rtcp(&rtp, &rtcp, &report).await;
                         }
+                    }
+                    if frames.is_multiple_of(LEVELS_EVERY) {
+                        self.report_levels();
                     }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
@@ -359,6 +373,11 @@ impl CallMedia {
         if let Some(device) = &mut self.device {
             device.read_frame(pcm);
         }
+        if self.muted {
+            self.mic_level.add_silence(pcm.len());
+        } else {
+            self.mic_level.add(pcm);
+        }
         packet.clear();
         let dtmf = match self.params.telephone_event_pt {
             Some(pt) => self
@@ -406,10 +425,21 @@ impl CallMedia {
             pcm.clear();
             pcm.resize(frame, 0);
         }
+        self.speaker_level.add(pcm);
         let _ = self.sink.write_frame(pcm);
         if let Some(device) = &mut self.device {
             device.write_frame(pcm);
         }
+    }
+
+    /// VU levels of the last 100 ms. Dropped rather than waited for when the front end lags
+    /// (the next ones follow 100 ms later).
+    fn report_levels(&mut self) {
+        let _ = self.events.try_send(Event::Levels {
+            call: self.call.to_string(),
+            mic_db: round_db(self.mic_level.take_dbfs()),
+            speaker_db: round_db(self.speaker_level.take_dbfs()),
+        });
     }
 
     async fn receive(&mut self, bytes: &[u8], from: SocketAddr, arrival: Duration) {
@@ -537,6 +567,31 @@ impl CallMedia {
     }
 }
 
+/// Creates the call's WAV output; with `keep`, what the file held (a tone recorded just
+/// before, at any rate) is resampled to `rate` and written first.
+fn create_sink(
+    path: &std::path::Path,
+    rate: u32,
+    keep: bool,
+) -> Result<WavSink, crate::media::MediaError> {
+    let mut before = Vec::new();
+    if keep && let Ok(mut previous) = WavSource::open(path, rate) {
+        // A tone lasts minutes at most; bound it anyway (10 min).
+        let limit = rate as usize * 600;
+        while before.len() < limit {
+            match previous.next_frame(&mut before) {
+                Ok(crate::media::wav::SourceStatus::Playing) => {}
+                _ => break,
+            }
+        }
+    }
+    let mut sink = WavSink::create(path, rate)?;
+    if !before.is_empty() {
+        sink.write_frame(&before)?;
+    }
+    Ok(sink)
+}
+
 /// Opens the sound devices of `Device` endpoints (on a blocking thread: backends take time);
 /// failures become warnings and that direction stays silent.
 async fn open_devices(io: &MediaIo, rate: u32, events: &mpsc::Sender<Event>) -> Option<AudioIo> {
@@ -572,6 +627,10 @@ async fn open_devices(io: &MediaIo, rate: u32, events: &mpsc::Sender<Event>) -> 
         return None;
     }
     (device.has_capture() || device.has_playback()).then_some(device)
+}
+
+fn round_db(db: f32) -> f32 {
+    (db * 10.0).round() / 10.0
 }
 
 async fn warn(events: &mpsc::Sender<Event>, message: String) {

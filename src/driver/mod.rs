@@ -4,4 +4,5 @@ pub mod command;
 pub mod media_task;
 pub mod nat;
 pub mod sip_task;
+pub mod tone_task;
 pub mod transport;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use super::command::Command;
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
 use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
+use super::tone_task::{self, ToneHandle, ToneKind, ToneSettings};
 use super::transport::{Inbound, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
 use crate::nat::stun::is_stun;
@@ -43,6 +44,8 @@ pub struct SipSetup {
     pub media: MediaIo,
     /// STUN and keep-alives.
     pub nat: NatSetup,
+    /// Ringtone and call-progress tones (played on `media.output`).
+    pub tones: ToneSettings,
 }
 
 pub struct SipHandle {
@@ -116,6 +119,10 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         events,
         dropped: dropped_traces.clone(),
         media_io: setup.media,
+        tones: Tones {
+            settings: setup.tones,
+            ..Tones::default()
+        },
         sockets: HashMap::new(),
         media: HashMap::new(),
         transfers: HashMap::new(),
@@ -178,7 +185,9 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             input: media_task::AudioEndpoint::Null,
             output: media_task::AudioEndpoint::Null,
             rtp_latching: false,
+            append_output: false,
         },
+        tones: Tones::default(),
         sockets: HashMap::new(),
         media: HashMap::new(),
         transfers: HashMap::new(),
@@ -193,6 +202,19 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
     Some(listen)
 }
 
+/// The tone player's state: at most one tone plays, for one call, while no call has media.
+#[derive(Default)]
+struct Tones {
+    settings: ToneSettings,
+    playing: Option<(u64, ToneHandle)>,
+    /// Calls we placed (a busy answer to those plays the busy tone).
+    outgoing: std::collections::HashSet<u64>,
+    /// The call whose tone the WAV output holds (its media keeps it at the file's head).
+    recorded: Option<u64>,
+    /// A failing sound device warns once, not at every ring.
+    device_warned: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// The SIP task's state: the UA, the sockets, and the media of each call.
 struct Engine {
     ua: UserAgent,
@@ -200,6 +222,7 @@ struct Engine {
     events: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
     media_io: MediaIo,
+    tones: Tones,
     /// RTP/RTCP sockets bound for calls whose media has not started yet, by RTP port.
     sockets: HashMap<u16, (tokio::net::UdpSocket, tokio::net::UdpSocket)>,
     media: HashMap<u64, MediaHandle>,
@@ -243,6 +266,7 @@ impl Engine {
         loop {
             self.flush().await;
             if self.done {
+                self.stop_tone(None).await;
                 for (_, media) in self.media.drain() {
                     let _ = media.control.send(MediaControl::Stop);
                     let _ = media.task.await;
@@ -570,6 +594,7 @@ impl Engine {
                     self.command(Command::Answer(Some(call))).await;
                 }
                 self.transfer_progress(call, state, code);
+                self.call_tone(call, state, code).await;
                 if state == CallState::Terminated {
                     self.stop_media(call).await;
                     let live = self.ua.media_ports();
@@ -594,14 +619,13 @@ impl Engine {
                         self.media.insert(call, handle);
                     }
                     Some((rtp, rtcp)) => {
-                        let handle = media_task::spawn(
-                            call,
-                            rtp,
-                            rtcp,
-                            params,
-                            self.media_io.clone(),
-                            self.events.clone(),
-                        );
+                        // The tone player releases the output before the call opens it; a
+                        // WAV output keeps the tone recorded for this call.
+                        self.stop_tone(Some(call)).await;
+                        let mut io = self.media_io.clone();
+                        io.append_output = self.tones.recorded.take() == Some(call);
+                        let handle =
+                            media_task::spawn(call, rtp, rtcp, params, io, self.events.clone());
                         self.media.insert(call, handle);
                     }
                     None => {
@@ -674,6 +698,81 @@ impl Engine {
                     now,
                 );
             }
+        }
+    }
+
+    /// Starts or stops the tone a call state asks for: the ringtone while incoming, ringback
+    /// while an outgoing call rings without early media, a busy tone after 486/600. Tones
+    /// play only while no call has media (the output device is the call's then).
+    async fn call_tone(&mut self, call: u64, state: CallState, code: Option<u16>) {
+        if self.echo_mode {
+            return;
+        }
+        let wanted = match state {
+            CallState::Calling => {
+                self.tones.outgoing.insert(call);
+                None
+            }
+            CallState::Incoming => Some(ToneKind::Ringtone),
+            CallState::Ringing | CallState::Early
+                if self.tones.outgoing.contains(&call) && !self.media.contains_key(&call) =>
+            {
+                Some(ToneKind::Ringback)
+            }
+            CallState::Terminated => {
+                let ours = self.tones.outgoing.remove(&call);
+                (ours && matches!(code, Some(486 | 600))).then_some(ToneKind::Busy)
+            }
+            _ => None,
+        };
+        let current = self
+            .tones
+            .playing
+            .as_ref()
+            .filter(|(c, _)| *c == call)
+            .map(|(_, h)| h.kind);
+        if wanted.is_some() && wanted == current {
+            return;
+        }
+        if current.is_some() {
+            self.stop_tone(Some(call)).await;
+        }
+        let Some(kind) = wanted else { return };
+        // Another call's tone or media owns the output: this one stays silent.
+        if !self.media.is_empty()
+            || (kind != ToneKind::Busy
+                && self
+                    .tones
+                    .playing
+                    .as_ref()
+                    .is_some_and(|(c, h)| *c != call && h.kind != ToneKind::Busy))
+        {
+            return;
+        }
+        // A finished (or finishing) busy tone of another call gives way.
+        self.stop_tone(None).await;
+        if let Some(handle) = tone_task::spawn(
+            kind,
+            &self.tones.settings,
+            &self.media_io.output,
+            self.tones.device_warned.clone(),
+            self.events.clone(),
+        ) {
+            self.tones.recorded = None;
+            self.tones.playing = Some((call, handle));
+        }
+    }
+
+    /// Stops the tone of `call` (any tone with `None`) and waits until the output is free.
+    /// A tone recorded into the WAV output is remembered in `tones.recorded`.
+    async fn stop_tone(&mut self, call: Option<u64>) {
+        match self.tones.playing.take() {
+            Some((c, handle)) if call.is_none_or(|call| call == c) => {
+                if handle.stop().await {
+                    self.tones.recorded = Some(c);
+                }
+            }
+            other => self.tones.playing = other,
         }
     }
 

@@ -123,6 +123,8 @@ pub struct JitterBuffer {
     /// Smoothed lead (frames) of a packet with the baseline transit over the playout point.
     level: Option<f64>,
     ticks_since_target_change: u32,
+    /// Consecutive ticks the estimate has asked for less than the target.
+    ticks_wanted_lower: u32,
     ticks_above: u32,
     ticks_since_skip: u32,
     /// The last tick was a stretch: the next packet's FEC would rebuild a frame already played.
@@ -148,6 +150,7 @@ impl JitterBuffer {
             wanted_frames: target_delay_frames,
             level: None,
             ticks_since_target_change: 0,
+            ticks_wanted_lower: 0,
             ticks_above: 0,
             ticks_since_skip: 0,
             stretched: false,
@@ -237,9 +240,22 @@ impl JitterBuffer {
         }
         self.transits.push_back(transit);
         if let Some(units) = self.jitter_percentile() {
-            let frames = (units.max(0) as u64).div_ceil(u64::from(self.frame_duration));
-            self.wanted_frames = (frames.min(u64::from(MAX_TARGET_FRAMES)) as u32)
+            let fd = i64::from(self.frame_duration);
+            let frames = (units.max(0) as u64).div_ceil(fd as u64);
+            let frames = (frames.min(u64::from(MAX_TARGET_FRAMES)) as u32)
                 .clamp(MIN_TARGET_FRAMES, MAX_TARGET_FRAMES);
+            // Hysteresis: grow as soon as the estimate needs it, but ask for less only when
+            // it fits one frame lower with a quarter of a frame to spare. An estimate near a frame
+            // boundary (jitter range ≈ whole frames, drift moving the baseline) otherwise
+            // flips the target up and down, and every flip costs a stretch and a skip.
+            let current = self.target_delay_frames;
+            self.wanted_frames = if frames >= current
+                || units <= i64::from(current.saturating_sub(1)) * fd - fd / 4
+            {
+                frames
+            } else {
+                current
+            };
         }
         // Lead of this packet over the playout point plus its extra transit: the lead a
         // packet with the baseline transit would have had.
@@ -413,9 +429,20 @@ impl JitterBuffer {
         if self.wanted_frames > self.target_delay_frames {
             self.target_delay_frames = self.wanted_frames;
             self.ticks_since_target_change = 0;
-        } else if self.wanted_frames < self.target_delay_frames
+            self.ticks_wanted_lower = 0;
+        } else if self.wanted_frames < self.target_delay_frames {
+            // Shrink only after the estimate has stayed low for the whole hold time.
+            if self.ticks_wanted_lower < SHRINK_HOLD_TICKS {
+                self.ticks_wanted_lower += 1;
+            }
+        } else {
+            self.ticks_wanted_lower = 0;
+        }
+        if self.wanted_frames < self.target_delay_frames
+            && self.ticks_wanted_lower >= SHRINK_HOLD_TICKS
             && self.ticks_since_target_change >= SHRINK_HOLD_TICKS
         {
+            self.ticks_wanted_lower = 0;
             self.target_delay_frames -= 1;
             self.ticks_since_target_change = 0;
         }

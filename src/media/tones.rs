@@ -97,6 +97,135 @@ impl ToneGenerator {
     }
 }
 
+/// Which country's call-progress tones to play (ITU-T E.180 / ETSI TR 101 041).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToneRegion {
+    /// Europe (CEPT): ringback 425 Hz 1 s on / 4 s off; busy 425 Hz 0.5 s / 0.5 s.
+    #[default]
+    Eu,
+    /// North America: ringback 440+480 Hz 2 s / 4 s; busy 480+620 Hz 0.5 s / 0.5 s.
+    Us,
+}
+
+impl ToneRegion {
+    pub fn ringback(self, sample_rate: u32) -> ToneGenerator {
+        match self {
+            ToneRegion::Eu => ToneGenerator::ringback_europe(sample_rate),
+            ToneRegion::Us => ToneGenerator::ringback_north_america(sample_rate),
+        }
+    }
+
+    pub fn busy(self, sample_rate: u32) -> ToneGenerator {
+        let frequencies: &[f32] = match self {
+            ToneRegion::Eu => &[425.0],
+            ToneRegion::Us => &[480.0, 620.0],
+        };
+        ToneGenerator::new(frequencies, sample_rate, 8000.0).with_cadence(sample_rate, 500, 500)
+    }
+}
+
+/// A recorded clip (a ringtone) played over and over with `gap` samples of silence between.
+#[derive(Debug, Clone)]
+pub struct LoopedClip {
+    samples: Vec<i16>,
+    gap: usize,
+    position: usize,
+}
+
+impl LoopedClip {
+    pub fn new(samples: Vec<i16>, gap: usize) -> Self {
+        Self {
+            samples,
+            gap,
+            position: 0,
+        }
+    }
+
+    /// Appends `count` samples to `out`.
+    pub fn fill(&mut self, out: &mut Vec<i16>, count: usize) {
+        let period = self.samples.len() + self.gap;
+        if period == 0 {
+            out.extend(std::iter::repeat_n(0, count));
+            return;
+        }
+        for _ in 0..count {
+            out.push(self.samples.get(self.position).copied().unwrap_or(0));
+            self.position = (self.position + 1) % period;
+        }
+    }
+}
+
+/// dBFS reported for digital silence (and for a muted microphone): the 16-bit noise floor.
+pub const SILENCE_DBFS: f32 = -96.0;
+
+/// Level of an RMS value (16-bit units) in dBFS: 20·log10(rms / 32768), so a full-scale
+/// square wave is 0 dBFS and a full-scale sine about -3. Never below [`SILENCE_DBFS`].
+pub fn dbfs_of_rms(rms: f32) -> f32 {
+    if rms.is_nan() || rms <= 0.0 {
+        return SILENCE_DBFS;
+    }
+    (20.0 * (rms / 32768.0).log10()).clamp(SILENCE_DBFS, 0.0)
+}
+
+/// RMS level of `samples` in dBFS (see [`dbfs_of_rms`]).
+pub fn dbfs(samples: &[i16]) -> f32 {
+    dbfs_of_rms(rms(samples))
+}
+
+/// Accumulates the energy of frames until [`LevelMeter::take_dbfs`] reads and resets it: the
+/// media task feeds every 20 ms frame and reads every 100 ms (VU meters).
+#[derive(Debug, Clone, Default)]
+pub struct LevelMeter {
+    energy: f64,
+    count: u64,
+}
+
+impl LevelMeter {
+    pub fn add(&mut self, samples: &[i16]) {
+        self.energy += samples
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum::<f64>();
+        self.count += samples.len() as u64;
+    }
+
+    /// Silence of `count` samples (a muted microphone, nothing to play).
+    pub fn add_silence(&mut self, count: usize) {
+        self.count += count as u64;
+    }
+
+    /// dBFS of everything added since the last call; silence when nothing was.
+    pub fn take_dbfs(&mut self) -> f32 {
+        let level = if self.count == 0 {
+            SILENCE_DBFS
+        } else {
+            dbfs_of_rms((self.energy / self.count as f64).sqrt() as f32)
+        };
+        *self = LevelMeter::default();
+        level
+    }
+}
+
+/// The on/off pattern of a tone: RMS per `window_ms` window compared with `threshold`,
+/// merged into runs of (on, milliseconds). For checking cadences in tests.
+pub fn cadence(
+    samples: &[i16],
+    sample_rate: u32,
+    window_ms: u32,
+    threshold: f32,
+) -> Vec<(bool, u32)> {
+    let window = (sample_rate as usize * window_ms as usize / 1000).max(1);
+    let mut runs: Vec<(bool, u32)> = Vec::new();
+    for chunk in samples.chunks_exact(window) {
+        let on = rms(chunk) >= threshold;
+        match runs.last_mut() {
+            Some((last, ms)) if *last == on => *ms += window_ms,
+            _ => runs.push((on, window_ms)),
+        }
+    }
+    runs
+}
+
 /// Root mean square level in 16-bit units (0 for an empty slice).
 pub fn rms(samples: &[i16]) -> f32 {
     if samples.is_empty() {
@@ -246,6 +375,103 @@ mod tests {
         assert!(peak > 0.99, "{peak}");
         let (_, unrelated) = cross_correlation_lag(&reference, &vec![0; 3000], 10);
         assert_eq!(unrelated, 0.0);
+    }
+
+    #[test]
+    fn dbfs_of_known_signals() {
+        assert_eq!(dbfs(&[]), SILENCE_DBFS);
+        assert_eq!(dbfs(&[0; 160]), SILENCE_DBFS);
+        // Full-scale square: 0 dBFS; full-scale sine: -3.01; half amplitude: 6.02 lower.
+        let square: Vec<i16> = (0..160)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
+        assert!(dbfs(&square).abs() < 0.01, "{}", dbfs(&square));
+        let mut sine = Vec::new();
+        SineGenerator::new(1000.0, 8000, 32767.0).fill(&mut sine, 800);
+        assert!((dbfs(&sine) + 3.01).abs() < 0.05, "{}", dbfs(&sine));
+        let half: Vec<i16> = sine.iter().map(|s| s / 2).collect();
+        assert!((dbfs(&sine) - dbfs(&half) - 6.02).abs() < 0.05);
+        // One LSB of noise is far above the floor; the floor clamps.
+        assert!(dbfs(&[1; 100]) > -91.0 && dbfs(&[1; 100]) < -90.0);
+        assert_eq!(dbfs_of_rms(1e-9), SILENCE_DBFS);
+        assert_eq!(dbfs_of_rms(f32::NAN), SILENCE_DBFS);
+    }
+
+    #[test]
+    fn level_meter_averages_energy_and_resets() {
+        let mut meter = LevelMeter::default();
+        assert_eq!(meter.take_dbfs(), SILENCE_DBFS);
+        let mut sine = Vec::new();
+        SineGenerator::new(440.0, 8000, 16384.0).fill(&mut sine, 800);
+        meter.add(&sine);
+        let loud = meter.take_dbfs();
+        assert!((loud - dbfs(&sine)).abs() < 0.01);
+        // Half the window silent: energy halves, -3 dB.
+        meter.add(&sine);
+        meter.add_silence(800);
+        assert!((meter.take_dbfs() - (loud - 3.01)).abs() < 0.05);
+        meter.add_silence(160);
+        assert_eq!(meter.take_dbfs(), SILENCE_DBFS);
+    }
+
+    #[test]
+    fn busy_tones_by_region() {
+        for (region, frequency) in [(ToneRegion::Eu, 425.0), (ToneRegion::Us, 480.0)] {
+            let mut samples = Vec::new();
+            region.busy(8000).fill(&mut samples, 8000 * 3);
+            let runs = cadence(&samples, 8000, 50, 1000.0);
+            assert_eq!(runs.len(), 6, "{region:?}: {runs:?}");
+            assert!(runs.iter().all(|&(_, ms)| ms == 500), "{runs:?}");
+            assert!(runs[0].0 && !runs[1].0);
+            let on = &samples[..4000];
+            let power = goertzel_power(on, 8000, frequency);
+            assert!(
+                power > 100.0 * goertzel_power(on, 8000, 1000.0),
+                "{region:?}"
+            );
+        }
+        let mut us = Vec::new();
+        ToneRegion::Us.busy(8000).fill(&mut us, 4000);
+        let (a, b) = (
+            goertzel_power(&us, 8000, 480.0),
+            goertzel_power(&us, 8000, 620.0),
+        );
+        assert!((a / b - 1.0).abs() < 0.1, "{a} {b}");
+    }
+
+    #[test]
+    fn ringback_cadences_by_region() {
+        for (region, on_ms, off_ms, frequency) in [
+            (ToneRegion::Eu, 1000, 4000, 425.0),
+            (ToneRegion::Us, 2000, 4000, 440.0),
+        ] {
+            let mut samples = Vec::new();
+            region.ringback(16_000).fill(&mut samples, 16_000 * 12);
+            let runs = cadence(&samples, 16_000, 50, 1000.0);
+            assert_eq!(runs[0], (true, on_ms), "{region:?}: {runs:?}");
+            assert_eq!(runs[1], (false, off_ms), "{region:?}: {runs:?}");
+            assert!(runs[2].0);
+            let on = &samples[..16 * on_ms as usize];
+            let found = dominant_frequency(on, 16_000);
+            // US: two tones; the scan lands on one of 440/480.
+            assert!(
+                (found - frequency).abs() < 1.0 || (found - 480.0).abs() < 1.0,
+                "{found}"
+            );
+        }
+    }
+
+    #[test]
+    fn looped_clip_repeats_with_a_gap() {
+        let mut clip = LoopedClip::new(vec![5, 6, 7], 2);
+        let mut out = Vec::new();
+        clip.fill(&mut out, 4);
+        clip.fill(&mut out, 8);
+        assert_eq!(out, vec![5, 6, 7, 0, 0, 5, 6, 7, 0, 0, 5, 6]);
+        let mut empty = LoopedClip::new(Vec::new(), 0);
+        let mut out = Vec::new();
+        empty.fill(&mut out, 3);
+        assert_eq!(out, vec![0, 0, 0]);
     }
 
     #[test]
