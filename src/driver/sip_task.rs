@@ -424,6 +424,7 @@ impl Engine {
                 remote,
                 code,
                 reason,
+                sip_call_id,
             } => {
                 if self.echo_mode && state == CallState::Incoming {
                     self.command(Command::Answer(Some(call))).await;
@@ -440,6 +441,7 @@ impl Engine {
                     remote,
                     code,
                     reason,
+                    sip_call_id,
                 }
             }
             UaEvent::MediaStart {

@@ -116,6 +116,15 @@ impl Call {
         params
     }
 
+    /// The SIP Call-ID: the dialog's once there is one, else the INVITE's (the same value;
+    /// a call always has one of the two from its first event on).
+    pub fn sip_call_id(&self) -> Option<&str> {
+        self.dialog
+            .as_ref()
+            .map(|d| d.call_id.as_str())
+            .or_else(|| self.invite.as_ref()?.headers.call_id().ok())
+    }
+
     fn media_direction(&self) -> Direction {
         if self.on_hold {
             Direction::SendOnly
@@ -145,6 +154,7 @@ impl UserAgent {
                 remote: call.remote.clone(),
                 code,
                 reason,
+                sip_call_id: call.sip_call_id().map(str::to_string),
             });
         }
     }
