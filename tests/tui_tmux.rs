@@ -290,7 +290,7 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     });
     // First run (no config file in the private XDG dirs): the banner says where it goes.
     assert!(
-        screen.contains("No config file yet") && screen.contains("/.config/sipterm/config.tom"),
+        screen.contains("No config file yet") && screen.contains("~/.config/sipterm/config.toml"),
         "first-run banner:\n{screen}"
     );
     assert!(screen.contains("type echo and press Enter"), "{screen}");

@@ -63,7 +63,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if cli.config.is_none()
         && let Some(path) = Config::default_path().filter(|p| !p.exists())
     {
-        state.first_run = Some(path.display().to_string());
+        // `~/…` when under the home dir: shorter, and what the user would type.
+        let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
+        let shown = match home.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
+            Some(rest) => format!("~/{}", rest.display()),
+            None => path.display().to_string(),
+        };
+        state.first_run = Some(shown);
     }
     state.wall_start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -115,6 +115,17 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// Cuts `text` to `width` characters from the left (`…/sipterm/config.toml`): the end of a
+/// path is what names it.
+fn keep_tail(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_string();
+    }
+    let tail: String = text.chars().skip(count + 1 - width.max(1)).collect();
+    format!("…{tail}")
+}
+
 /// The first-run banner (no config file): where the config goes and how to try a call. It
 /// shows while the log is empty, i.e. until the first SIP message.
 fn welcome(path: &str, width: usize) -> Vec<Line<'static>> {
@@ -126,7 +137,7 @@ fn welcome(path: &str, width: usize) -> Vec<Line<'static>> {
             Style::new().add_modifier(Modifier::BOLD),
         ),
         Line::styled(
-            format!("  {}", truncate(&printable(path), width.saturating_sub(2))),
+            format!("  {}", keep_tail(&printable(path), width.saturating_sub(2))),
             Style::new().fg(Color::Cyan),
         ),
         Line::styled("(config.example.toml shows accounts and codecs).", dim),
@@ -175,6 +186,15 @@ fn row(entry: &LogEntry, selected: bool, width: usize, peer_width: usize) -> Lin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_paths_keep_their_end() {
+        assert_eq!(keep_tail("/a/b/config.toml", 40), "/a/b/config.toml");
+        assert_eq!(
+            keep_tail("/tmp/x/home/.config/sipterm/config.toml", 13),
+            "…/config.toml"
+        );
+    }
 
     #[test]
     fn responses_colour_by_class_and_requests_by_method() {
