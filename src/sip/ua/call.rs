@@ -204,14 +204,19 @@ impl UserAgent {
         invite.headers.push("Supported", super::SUPPORTED);
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = sdp::build_offer(&media).into_bytes();
-        self.calls.push(Call::new(
-            id,
-            Role::Caller,
-            CallState::Calling,
-            target.to_string(),
-            local_tag,
-            media,
-        ));
+        self.calls.push(Call {
+            // So that the first call event (`calling`, emitted before the INVITE goes out)
+            // names the Call-ID; send_invite replaces it with the INVITE as sent.
+            invite: Some(invite.clone()),
+            ..Call::new(
+                id,
+                Role::Caller,
+                CallState::Calling,
+                target.to_string(),
+                local_tag,
+                media,
+            )
+        });
         self.emit_call(id, None, None);
         self.send_invite(id, invite, now);
     }
