@@ -44,6 +44,10 @@ pub enum Event {
         code: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The SIP Call-ID of the call's dialog (so a front end can find the call's messages
+        /// in the trace); absent before the UA has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sip_call_id: Option<String>,
     },
     /// Media statistics of a call, sent every few seconds and when the call ends.
     Media {
@@ -124,6 +128,31 @@ mod tests {
             serde_json::to_string(&s).ok().as_deref(),
             Some(
                 r#"{"event":"sip","dir":"in","peer":"127.0.0.1:5060","summary":"OPTIONS sip:a@b SIP/2.0"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn call_events_carry_the_sip_call_id_only_when_known() {
+        let mut e = Event::Call {
+            call: "1".into(),
+            state: "calling".into(),
+            remote: "sip:bob@b".into(),
+            code: None,
+            reason: None,
+            sip_call_id: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(r#"{"event":"call","call":"1","state":"calling","remote":"sip:bob@b"}"#)
+        );
+        if let Event::Call { sip_call_id, .. } = &mut e {
+            *sip_call_id = Some("abc@h".into());
+        }
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(
+                r#"{"event":"call","call":"1","state":"calling","remote":"sip:bob@b","sip_call_id":"abc@h"}"#
             )
         );
     }

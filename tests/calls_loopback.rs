@@ -103,12 +103,30 @@ fn start_pair(options: PairOptions<'_>) -> Result<Pair, Box<dyn std::error::Erro
 fn connect(pair: &mut Pair) -> TestResult {
     let target = pair.callee.sipterm.uri("callee");
     pair.caller.sipterm.send(&format!("dial {target}"))?;
-    pair.caller
+    let caller = pair
+        .caller
         .sipterm
         .expect_call_state("confirmed", SIGNALLING)?;
-    pair.callee
+    let callee = pair
+        .callee
         .sipterm
         .expect_call_state("confirmed", SIGNALLING)?;
+    // Both ends name the same SIP Call-ID, on every call event from the first one on (the
+    // TUI pairs calls with their messages by it).
+    let id = caller["sip_call_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !id.is_empty(),
+        "caller's call event has no sip_call_id: {caller}"
+    );
+    assert_eq!(callee["sip_call_id"], caller["sip_call_id"], "{callee}");
+    for side in [&pair.caller.sipterm, &pair.callee.sipterm] {
+        for event in side.events_of("call") {
+            assert_eq!(event["sip_call_id"].as_str(), Some(id.as_str()), "{event}");
+        }
+    }
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 //!
 //! tmux is in the Makefile's TEST_DEPS: a missing tmux fails the test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
@@ -286,6 +288,12 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     let screen = tmux.wait_for("the dial field", |s| {
         s.contains("┌ Dial ") && mode_is(s, "DIAL") && s.contains("listening on 127.0.0.1:")
     });
+    // First run (no config file in the private XDG dirs): the banner says where it goes.
+    assert!(
+        screen.contains("No config file yet") && screen.contains("~/.config/sipterm/config.toml"),
+        "first-run banner:\n{screen}"
+    );
+    assert!(screen.contains("type echo and press Enter"), "{screen}");
     shot("01-start", &screen);
     let pid: u32 = tmux.sipterm_pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -427,4 +435,181 @@ fn contact_names_dial_and_calls_land_in_the_history() {
         sleep(POLL);
     }
     assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+}
+
+/// `RcvbufErrors` of /proc/net/snmp: datagrams the kernel dropped because a socket's
+/// receive buffer was full (host-wide; the flood is most of it while it runs).
+fn udp_receive_buffer_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The number after `prefix` on the screen (`SIP log (123 msgs`, `dropped 45`).
+fn number_after(screen: &str, prefix: &str) -> Option<u64> {
+    let rest = &screen[screen.find(prefix)? + prefix.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A sipp flood of OPTIONS (2,000/s for 10 s) at the TUI: it stays alive, a key typed during
+/// the flood shows, memory stays bounded and so does the log ring. Figures (RSS, key latency,
+/// drops, sipp's own counts) are printed, never asserted.
+#[test]
+fn an_options_flood_leaves_the_tui_responsive_and_bounded() {
+    const RATE: &str = "2000";
+    // SIPTERM_FLOOD_COUNT makes longer manual runs (does memory keep growing?).
+    let count = std::env::var("SIPTERM_FLOOD_COUNT").unwrap_or_else(|_| "20000".into());
+    /// Far above what the TUI needs (about 10 MB idle), far below a leak of 20,000 messages
+    /// that each kept their call state.
+    const RSS_LIMIT_KIB: u64 = 200 * 1024;
+    /// The default `[log] sip_trace_limit`.
+    const LOG_RING: u64 = 5000;
+
+    let tmux = Tmux::new();
+    tmux.start_sipterm(None);
+    let screen = tmux.wait_for("the TUI up", |s| s.contains("listening on 127.0.0.1:"));
+    let port = number_after(&screen, "listening on 127.0.0.1:").expect("listen port on screen");
+    let pid = tmux.sipterm_pid();
+    let rss_before = vm_rss_kib(pid);
+
+    let sipp_port = common::ports::free_udp_port().expect("a free port for sipp");
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sipp/uac_options_flood.xml");
+    let mut command = Command::new("sipp");
+    command
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
+        .args(["-r", RATE, "-m", &count, "-nr", "-nostdin"])
+        .arg("-trace_err")
+        // Ends by itself even if sipterm stops answering.
+        .args(["-timeout", "40s"])
+        .arg(format!("127.0.0.1:{port}"));
+    let mut sipp = common::process::ChildGuard::spawn(
+        "sipp-flood",
+        command,
+        common::process::Stdout::File,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("cannot start sipp (the Makefile installs it): {e}"));
+    let flood_start = Instant::now();
+    let ticks_before = cpu_ticks(pid);
+    let udp_drops_before = udp_receive_buffer_errors();
+
+    // Two seconds into the flood, type a key into the dial field and wait for it on screen.
+    let mut rss_peak = rss_before;
+    while flood_start.elapsed() < Duration::from_secs(2) {
+        rss_peak = rss_peak.max(vm_rss_kib(pid));
+        sleep(POLL);
+    }
+    let rss_during = vm_rss_kib(pid);
+    tmux.type_text("z");
+    let typed = Instant::now();
+    let deadline = typed + Duration::from_secs(30);
+    let key_latency = loop {
+        let screen = tmux.screen();
+        if screen.contains("│> z") {
+            break typed.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key typed during the flood never showed; screen:\n{screen}"
+        );
+        rss_peak = rss_peak.max(vm_rss_kib(pid));
+        sleep(Duration::from_millis(20));
+    };
+    let during = tmux.screen();
+
+    // Let the flood finish (sipp's own -timeout bounds it; 60 s is the test's bound).
+    let status = loop {
+        rss_peak = rss_peak.max(vm_rss_kib(pid));
+        if let Some(status) = sipp.try_exit_status() {
+            break status;
+        }
+        assert!(
+            flood_start.elapsed() < Duration::from_secs(60),
+            "sipp still flooding after 60 s"
+        );
+        sleep(Duration::from_millis(200));
+    };
+    let flood_secs = flood_start.elapsed().as_secs_f64();
+    let cpu_secs = (cpu_ticks(pid) - ticks_before) as f64 / 100.0;
+    let udp_drops = udp_receive_buffer_errors().saturating_sub(udp_drops_before);
+    sleep(Duration::from_secs(2));
+    let rss_after = vm_rss_kib(pid);
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists() && tmux.pane("#{pane_dead}") != "1",
+        "sipterm died in the flood:\n{}",
+        tmux.screen()
+    );
+    // Still responsive: Backspace takes the key back out.
+    tmux.keys(&["BSpace"]);
+    let after = tmux.wait_for("Backspace after the flood", |s| !s.contains("│> z"));
+
+    let logged = number_after(&after, "SIP log (").unwrap_or(0);
+    let dropped = number_after(&after, "dropped ").unwrap_or(0);
+    let sipp_out = std::fs::read_to_string(sipp.log_dir().join("stdout.log")).unwrap_or_default();
+    let sipp_counts: Vec<&str> = sipp_out
+        .lines()
+        .filter(|l| {
+            l.contains("Successful call") || l.contains("Failed call") || l.contains("Call Rate")
+        })
+        .collect();
+    // sipp names its error file after the scenario, in its working directory (ours).
+    let errors = std::fs::read_dir(".")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("uac_options_flood_") && n.ends_with("_errors.log"))
+        })
+        .collect::<Vec<_>>();
+    for path in &errors {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // "Dead call ... received 'SIP/2.0 200 OK'": the answer came after sipp's 2 s.
+        let late = text.lines().filter(|l| l.contains("Dead call")).count();
+        let timeouts = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().contains("timeout"))
+            .count();
+        println!("flood: sipp saw {late} answers after its 2 s timeout, {timeouts} timeout lines");
+        let _ = std::fs::remove_file(path);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "flood: load average {}; sipterm used {cpu_secs:.1} s CPU in {flood_secs:.1} s; \
+         kernel UDP receive-buffer drops (whole host) {udp_drops}",
+        load.trim()
+    );
+    println!(
+        "flood: sipp -r {RATE} -m {count} took {flood_secs:.1} s, exit {status}; \
+         sipp counts (periodic | cumulative):\n{}",
+        sipp_counts.join("\n")
+    );
+    println!(
+        "flood: VmRSS before {rss_before} KiB, 2 s in {rss_during} KiB, peak {rss_peak} KiB, \
+         2 s after {rss_after} KiB"
+    );
+    println!("flood: key typed 2 s in showed after {key_latency:?}");
+    println!("flood: log pane holds {logged} messages (ring {LOG_RING}), dropped {dropped}");
+    println!("screen during the flood:\n{during}\nscreen after:\n{after}");
+
+    assert!(rss_peak < RSS_LIMIT_KIB, "VmRSS peaked at {rss_peak} KiB");
+    assert!(logged > 0, "the flood reached the log:\n{after}");
+    assert!(
+        logged <= LOG_RING,
+        "the log ring grew past its limit:\n{after}"
+    );
 }

@@ -43,6 +43,7 @@ fn call(id: &str, state: &str, remote: &str) -> Event {
         remote: remote.into(),
         code: None,
         reason: None,
+        sip_call_id: None,
     }
 }
 
@@ -382,6 +383,7 @@ fn ladder_of_the_selected_call() {
             remote: "sip:bob@127.0.0.1:5070".into(),
             code: None,
             reason: None,
+            sip_call_id: None,
         },
         at(t0, 9001),
     );
@@ -423,4 +425,237 @@ fn ladder_of_the_selected_call() {
     assert_eq!(state.export_request.as_deref(), Some(id));
     update(&mut state, Action::ToggleLadder);
     assert_eq!(state.popup, None);
+}
+
+fn levels(id: &str, mic_db: f32, speaker_db: f32) -> Event {
+    Event::Levels {
+        call: id.into(),
+        mic_db,
+        speaker_db,
+    }
+}
+
+#[test]
+fn vu_meters_for_mic_and_speaker_and_a_muted_call() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.apply_event(
+        call("2", "confirmed", "sip:carol@chicago.com"),
+        at(t0, 60_000),
+    );
+    // Synthetic levels as the media task sends them (10 a second); the last one counts.
+    for (n, (mic, speaker)) in [(-50.0, -70.0), (-12.0, -30.0)].into_iter().enumerate() {
+        state.apply_event(levels("1", mic, speaker), at(t0, 68_000 + 100 * n as u64));
+    }
+    state.apply_event(levels("2", -96.0, -3.0), at(t0, 68_200));
+    state.focus = Focus::Calls;
+    update(&mut state, Action::ToggleMute); // call 2 (selected, the newest) muted
+    state.status = None;
+    let screen = draw(&state, 80, 24).backend().to_string();
+    let meters: Vec<&str> = screen.lines().filter(|l| l.contains("mic ▕")).collect();
+    assert_eq!(meters.len(), 2, "{screen}");
+    // Call 1: mic at -12 dBFS is 4/5 of the bar, the speaker at -30 half of it.
+    assert!(
+        meters[0].contains(" -12") && meters[0].contains(" -30"),
+        "{screen}"
+    );
+    let bar = |line: &str, label: &str| -> String {
+        line.split(label)
+            .nth(1)
+            .and_then(|rest| rest.split('▏').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mic = bar(meters[0], "mic ▕");
+    let full = mic.chars().filter(|c| *c == '█').count();
+    let cells = mic.chars().count() as f32;
+    assert_eq!(full, (cells * 0.8).round() as usize, "mic bar {mic:?}");
+    let spk = bar(meters[0], "spk ▕");
+    assert_eq!(
+        spk.chars().filter(|c| *c == '█').count() * 2,
+        spk.chars().count(),
+        "speaker bar {spk:?}"
+    );
+    // Call 2: muted says so instead of a level.
+    assert!(meters[1].contains("MUTED"), "{screen}");
+    assert!(meters[1].contains("  -3"), "{screen}");
+    insta::assert_snapshot!(screen);
+
+    // Levels stop (media ended): after 1.5 s the meters go blank.
+    state.tick(at(t0, 70_000));
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(!screen.contains(" -12"), "{screen}");
+    assert!(screen.contains("▏  --"), "{screen}");
+}
+
+const INVITE_SDP: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK776asdhds;rport\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 192\r\n\
+\r\n\
+v=0\r\n\
+o=- 53655765 2353687637 IN IP4 127.0.0.1\r\n\
+s=sipterm\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=audio 40000 RTP/AVP 111 0 101\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=sendrecv\r\n";
+
+/// A line as `text` runs tagged with their style, for a snapshot of colours.
+fn styled(line: &ratatui::text::Line) -> String {
+    line.spans
+        .iter()
+        .map(|span| {
+            let s = span.style;
+            let mut tag = s.fg.map_or(String::new(), |c| format!("{c}"));
+            if s.add_modifier.contains(ratatui::style::Modifier::BOLD) {
+                tag.push_str("+bold");
+            }
+            if tag.is_empty() {
+                span.content.to_string()
+            } else {
+                format!("[{tag}]{}[/]", span.content)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn highlighted_message_styles() {
+    let lines = view::highlight::highlight(INVITE_SDP.as_bytes());
+    let dump: Vec<String> = lines.iter().map(styled).collect();
+    let dump = dump.join("\n");
+    assert!(
+        dump.starts_with("[LightGreen+bold]INVITE[/] [Cyan]sip:bob@biloxi.com[/]"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("[LightBlue+bold]Call-ID[/][DarkGray]:[/] a84b4c76e66710"),
+        "{dump}"
+    );
+    assert!(dump.contains("[LightGreen+bold]m[/]"), "{dump}");
+    insta::assert_snapshot!(dump);
+}
+
+#[test]
+fn full_message_view_with_sdp_body() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    state.apply_event(sip(Direction::Out, INVITE_SDP), at(t0, 1000));
+    state.focus = Focus::Log;
+    update(&mut state, Action::Submit);
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(screen.contains("──── SDP, 192 bytes ────"), "{screen}");
+    assert!(
+        screen.contains("m=audio 40000 RTP/AVP 111 0 101"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+fn call_with_sip_id(id: &str, state: &str, remote: &str, sip_call_id: &str) -> Event {
+    Event::Call {
+        call: id.into(),
+        state: state.into(),
+        remote: remote.into(),
+        code: None,
+        reason: None,
+        sip_call_id: Some(sip_call_id.into()),
+    }
+}
+
+#[test]
+fn log_filtered_by_call_and_method() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    let bob = "127.0.0.1:5070";
+    state.apply_event(
+        call_with_sip_id("1", "calling", "sip:bob@127.0.0.1:5070", "bob-call@x"),
+        at(t0, 1000),
+    );
+    let flow = [
+        (
+            "INVITE sip:bob@127.0.0.1:5070 SIP/2.0",
+            "bob-call@x",
+            "1 INVITE",
+            1002,
+        ),
+        (
+            "OPTIONS sip:alice@127.0.0.1:5062 SIP/2.0",
+            "ka@x",
+            "7 OPTIONS",
+            1100,
+        ),
+        ("SIP/2.0 180 Ringing", "bob-call@x", "1 INVITE", 1200),
+        ("SIP/2.0 200 OK", "ka@x", "7 OPTIONS", 1201),
+        ("SIP/2.0 200 OK", "bob-call@x", "1 INVITE", 3200),
+        (
+            "ACK sip:bob@127.0.0.1:5070 SIP/2.0",
+            "bob-call@x",
+            "1 ACK",
+            3201,
+        ),
+    ];
+    for (line, id, cseq, millis) in flow {
+        state.apply_event(
+            sip_from(Direction::In, bob, message(line, id, cseq, false)),
+            at(t0, millis),
+        );
+    }
+    state.apply_event(
+        call_with_sip_id("1", "confirmed", "sip:bob@127.0.0.1:5070", "bob-call@x"),
+        at(t0, 3201),
+    );
+    state.focus = Focus::Log;
+    update(&mut state, Action::CycleCallFilter);
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(
+        screen.contains("SIP log (4 msgs, follow) [call bob-call@x]"),
+        "{screen}"
+    );
+    assert!(!screen.contains("OPTIONS"), "{screen}");
+    // F: ACK first (methods sorted), then INVITE: the INVITE and its responses.
+    update(&mut state, Action::CycleMethodFilter);
+    update(&mut state, Action::CycleMethodFilter);
+    state.status = None;
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(
+        screen.contains("SIP log (3 msgs, follow) [call bob-call@x] [INVITE]"),
+        "{screen}"
+    );
+    assert!(!screen.contains("ACK sip:"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn first_run_banner_says_where_the_config_goes_and_how_to_start() {
+    let t0 = Instant::now();
+    let mut state = UiState::new(&["local".into()], 5000, t0);
+    state.first_run = Some("/home/alice/.config/sipterm/config.toml".into());
+    state.apply_event(
+        Event::Ready {
+            listen: "127.0.0.1:5062".into(),
+        },
+        t0,
+    );
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(
+        screen.contains("/home/alice/.config/sipterm/config.toml"),
+        "{screen}"
+    );
+    assert!(screen.contains("type echo and press Enter"), "{screen}");
+    insta::assert_snapshot!(screen);
+    // The first SIP message replaces it with the log.
+    state.apply_event(
+        sip(Direction::Out, "INVITE sip:echo@127.0.0.1 SIP/2.0\r\n\r\n"),
+        at(t0, 500),
+    );
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(!screen.contains("Welcome"), "{screen}");
 }

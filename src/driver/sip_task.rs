@@ -589,6 +589,7 @@ impl Engine {
                 remote,
                 code,
                 reason,
+                sip_call_id,
             } => {
                 if self.echo_mode && state == CallState::Incoming {
                     self.command(Command::Answer(Some(call))).await;
@@ -606,6 +607,7 @@ impl Engine {
                     remote,
                     code,
                     reason,
+                    sip_call_id,
                 }
             }
             UaEvent::MediaStart {

@@ -153,6 +153,8 @@ pub enum UaEvent {
         remote: String,
         code: Option<u16>,
         reason: Option<String>,
+        /// The SIP Call-ID of the call (its dialog's, or its INVITE's before the dialog).
+        sip_call_id: Option<String>,
     },
     /// Media can flow: start sending to `params.remote` from `local.rtp_port`.
     MediaStart {

@@ -39,6 +39,10 @@ pub enum Action {
     ToggleLadder,
     /// `e`: export the selected call's ladder as PlantUML (the run loop writes the file).
     ExportCall,
+    /// `f`: the log shows only the selected call's messages / all again.
+    CycleCallFilter,
+    /// `F`: the log shows only one method (next method in the log each time, then all).
+    CycleMethodFilter,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -72,6 +76,8 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
                 Focus::Log => {
                     state.log_selected = None;
                     state.log_filter.clear();
+                    state.log_call_filter = None;
+                    state.log_method_filter = None;
                 }
                 Focus::Calls => {}
             }
@@ -186,6 +192,40 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
                 Some(call_id) => state.export_request = Some(call_id),
                 None => state.set_status("no call in the SIP trace to export"),
             }
+            None
+        }
+        Action::CycleCallFilter => {
+            if state.log_call_filter.take().is_some() {
+                state.set_status("log: all calls");
+            } else {
+                match state.selected_sip_call_id() {
+                    Some(call_id) => {
+                        state.set_status(format!("log: only Call-ID {call_id} (f: all)"));
+                        state.log_call_filter = Some(call_id);
+                    }
+                    None => state.set_status("log filter: no call selected (or no Call-ID yet)"),
+                }
+            }
+            state.log_selected = None;
+            None
+        }
+        Action::CycleMethodFilter => {
+            let methods = state.log_methods();
+            let next = match &state.log_method_filter {
+                None => methods.first().cloned(),
+                Some(current) => methods
+                    .iter()
+                    .position(|m| m == current)
+                    .and_then(|i| methods.get(i + 1))
+                    .cloned(),
+            };
+            match &next {
+                Some(method) => state.set_status(format!("log: only {method} (F: next method)")),
+                None if methods.is_empty() => state.set_status("log filter: no SIP messages yet"),
+                None => state.set_status("log: all methods"),
+            }
+            state.log_method_filter = next;
+            state.log_selected = None;
             None
         }
     }
@@ -462,6 +502,7 @@ mod tests {
                 remote: "sip:bob@biloxi.com".into(),
                 code: None,
                 reason: None,
+                sip_call_id: None,
             },
             now,
         );
@@ -734,6 +775,7 @@ mod tests {
                 remote: "sip:carol@chicago.com".into(),
                 code: Some(486),
                 reason: Some("Busy Here".into()),
+                sip_call_id: None,
             },
             now,
         );
@@ -786,5 +828,66 @@ mod tests {
             update(&mut s, Action::Type('1'));
         }
         assert_eq!(s.dial.text.len(), FIELD_LIMIT);
+    }
+
+    fn sip_in(state: &mut UiState, first: &str, call_id: &str, cseq: &str) {
+        let raw = format!("{first}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n\r\n");
+        let now = state.now;
+        state.apply_event(
+            Event::Sip {
+                dir: Direction::In,
+                peer: "127.0.0.1:5060".into(),
+                summary: first.into(),
+                raw: Arc::from(raw.into_bytes()),
+            },
+            now,
+        );
+    }
+
+    #[test]
+    fn f_filters_the_log_to_the_selected_call_and_capital_f_cycles_methods() {
+        let mut s = state();
+        s.focus = Focus::Log;
+        assert_eq!(update(&mut s, Action::CycleCallFilter), None);
+        assert_eq!(s.log_call_filter, None, "no call selected");
+        let now = s.now;
+        s.apply_event(
+            Event::Call {
+                call: "1".into(),
+                state: "calling".into(),
+                remote: "sip:bob@b".into(),
+                code: None,
+                reason: None,
+                sip_call_id: Some("c1@x".into()),
+            },
+            now,
+        );
+        sip_in(&mut s, "INVITE sip:bob@b SIP/2.0", "c1@x", "1 INVITE");
+        sip_in(&mut s, "OPTIONS sip:a@b SIP/2.0", "other@x", "1 OPTIONS");
+        sip_in(&mut s, "SIP/2.0 180 Ringing", "c1@x", "1 INVITE");
+        sip_in(&mut s, "BYE sip:a@b SIP/2.0", "c1@x", "2 BYE");
+        update(&mut s, Action::CycleCallFilter);
+        assert_eq!(s.log_call_filter.as_deref(), Some("c1@x"));
+        assert_eq!(s.visible_log(), vec![0, 2, 3]);
+        // F: BYE, INVITE, OPTIONS (sorted), then all again; combined with the call filter.
+        update(&mut s, Action::CycleMethodFilter);
+        assert_eq!(s.log_method_filter.as_deref(), Some("BYE"));
+        assert_eq!(s.visible_log(), vec![3]);
+        update(&mut s, Action::CycleMethodFilter);
+        assert_eq!(s.log_method_filter.as_deref(), Some("INVITE"));
+        assert_eq!(s.visible_log(), vec![0, 2]);
+        update(&mut s, Action::CycleMethodFilter);
+        assert_eq!(s.log_method_filter.as_deref(), Some("OPTIONS"));
+        assert!(s.visible_log().is_empty());
+        update(&mut s, Action::CycleMethodFilter);
+        assert_eq!(s.log_method_filter, None);
+        update(&mut s, Action::CycleCallFilter);
+        assert_eq!(s.log_call_filter, None);
+        assert_eq!(s.visible_log().len(), 4);
+        // Esc in the log clears every filter.
+        update(&mut s, Action::CycleCallFilter);
+        update(&mut s, Action::CycleMethodFilter);
+        update(&mut s, Action::Cancel);
+        assert!(!s.log_filtered());
     }
 }

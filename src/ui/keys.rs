@@ -91,6 +91,8 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
         KeyCode::Char('e') => Some(Action::ExportCall),
+        KeyCode::Char('f') => Some(Action::CycleCallFilter),
+        KeyCode::Char('F') => Some(Action::CycleMethodFilter),
         KeyCode::Char('?') => Some(Action::ShowHelp),
         KeyCode::Char('c') => Some(Action::ShowContacts),
         KeyCode::Char('q') => Some(Action::AskQuit),
@@ -202,6 +204,20 @@ mod tests {
         assert_eq!(
             key_action(&s, press(KeyCode::Char('e'))),
             Some(Action::ExportCall)
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('f'))),
+            Some(Action::CycleCallFilter)
+        );
+        assert_eq!(
+            key_action(&s, KeyEvent::new(KeyCode::Char('F'), KeyModifiers::SHIFT)),
+            Some(Action::CycleMethodFilter)
+        );
+        // In the dial field they are letters (`f` in `sip:fred@...`).
+        s.focus = Focus::Dial;
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('f'))),
+            Some(Action::Type('f'))
         );
     }
 

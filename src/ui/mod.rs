@@ -58,6 +58,19 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Instant::now(),
     );
     state.contacts = config.contacts.clone();
+    // No --config and nothing at the default path: the built-in local account runs, and the
+    // log pane says where the config file goes and how to try a call.
+    if cli.config.is_none()
+        && let Some(path) = Config::default_path().filter(|p| !p.exists())
+    {
+        // `~/…` when under the home dir: shorter, and what the user would type.
+        let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
+        let shown = match home.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
+            Some(rest) => format!("~/{}", rest.display()),
+            None => path.display().to_string(),
+        };
+        state.first_run = Some(shown);
+    }
     state.wall_start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -96,6 +96,10 @@ pub struct CallView {
     pub muted: bool,
     /// True when the call rang in (for the call history).
     pub incoming: bool,
+    /// Last audio levels (dBFS) for the VU meters, and when they came.
+    pub mic_db: Option<f32>,
+    pub speaker_db: Option<f32>,
+    pub levels_at: Option<Instant>,
 }
 
 impl CallView {
@@ -112,7 +116,20 @@ impl CallView {
     pub fn is_up(&self) -> bool {
         self.connected_at.is_some()
     }
+
+    /// The levels to draw at `now`: `None` when none came yet or they are stale (media
+    /// stopped: the engine sends ten a second while audio flows).
+    pub fn levels(&self, now: Instant) -> Option<(f32, f32)> {
+        let at = self.levels_at?;
+        if now.saturating_duration_since(at) > LEVELS_STALE {
+            return None;
+        }
+        Some((self.mic_db?, self.speaker_db?))
+    }
 }
+
+/// VU levels older than this are not drawn.
+pub const LEVELS_STALE: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
@@ -122,6 +139,92 @@ pub struct LogEntry {
     pub peer: String,
     pub summary: String,
     pub raw: Arc<[u8]>,
+    /// The Call-ID header, read once when the message arrives (the filters and the ladder
+    /// look at every entry on every frame).
+    pub call_id: Option<String>,
+    /// The method: a request's own, a response's from its CSeq.
+    pub method: Option<String>,
+}
+
+impl LogEntry {
+    pub fn new(
+        at: Duration,
+        dir: Direction,
+        peer: String,
+        summary: String,
+        raw: Arc<[u8]>,
+    ) -> Self {
+        let (call_id, cseq_method) = scan_headers(&raw);
+        let method = if summary.starts_with("SIP/") {
+            cseq_method
+        } else {
+            summary
+                .split(' ')
+                .next()
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+        };
+        LogEntry {
+            at,
+            dir,
+            peer,
+            summary,
+            raw,
+            call_id,
+            method,
+        }
+    }
+}
+
+/// The Call-ID (also compact `i`) and the CSeq method of a raw message, by a cheap scan of its
+/// header lines (no full parse: this runs for every message, also in a flood).
+pub fn scan_headers(raw: &[u8]) -> (Option<String>, Option<String>) {
+    let mut call_id = None;
+    let mut cseq = None;
+    for line in raw.split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon]);
+        let value = String::from_utf8_lossy(&line[colon + 1..])
+            .trim()
+            .to_string();
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i") {
+            call_id.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("cseq") {
+            cseq.get_or_insert_with(|| {
+                value
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_ascii_uppercase()
+            });
+        }
+        if call_id.is_some() && cseq.is_some() {
+            break;
+        }
+    }
+    (call_id, cseq.filter(|m| !m.is_empty()))
+}
+
+/// The log filter test: the typed text (lowercase; substring of the peer or the first line,
+/// any case), the Call-ID and the method; each one that is set must match.
+pub fn log_entry_matches(
+    entry: &LogEntry,
+    needle_lower: &str,
+    call_id: Option<&str>,
+    method: Option<&str>,
+) -> bool {
+    (needle_lower.is_empty()
+        || entry.summary.to_lowercase().contains(needle_lower)
+        || entry.peer.to_lowercase().contains(needle_lower))
+        && call_id.is_none_or(|id| entry.call_id.as_deref() == Some(id))
+        && method.is_none_or(|m| entry.method.as_deref() == Some(m))
 }
 
 /// The SIP trace ring: newest last, oldest dropped past `capacity`.
@@ -210,6 +313,12 @@ pub struct UiState {
     pub log_filter: String,
     /// True while `/` is collecting filter text.
     pub searching: bool,
+    /// `f`: only the messages with this Call-ID (the selected call's).
+    pub log_call_filter: Option<String>,
+    /// `F`: only the messages of this method (responses by their CSeq method).
+    pub log_method_filter: Option<String>,
+    /// Set when there is no config file: where it goes (the log pane shows a welcome).
+    pub first_run: Option<String>,
     pub focus: Focus,
     pub popup: Option<Popup>,
     pub status: Option<String>,
@@ -255,6 +364,9 @@ impl UiState {
             log_selected: None,
             log_filter: String::new(),
             searching: false,
+            log_call_filter: None,
+            log_method_filter: None,
+            first_run: None,
             focus: Focus::Dial,
             popup: None,
             status: None,
@@ -295,16 +407,44 @@ impl UiState {
     /// Indices of log entries that pass the filter, oldest first.
     pub fn visible_log(&self) -> Vec<usize> {
         let needle = self.log_filter.to_lowercase();
+        let call_id = self.log_call_filter.as_deref();
+        let method = self.log_method_filter.as_deref();
         self.log
             .iter()
             .enumerate()
-            .filter(|(_, e)| {
-                needle.is_empty()
-                    || e.summary.to_lowercase().contains(&needle)
-                    || e.peer.to_lowercase().contains(&needle)
-            })
+            .filter(|(_, e)| log_entry_matches(e, &needle, call_id, method))
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// True when any log filter is on (search text, call, method).
+    pub fn log_filtered(&self) -> bool {
+        !self.log_filter.is_empty()
+            || self.log_call_filter.is_some()
+            || self.log_method_filter.is_some()
+    }
+
+    /// The methods in the log, sorted (what `F` cycles through).
+    pub fn log_methods(&self) -> Vec<String> {
+        let mut methods: Vec<String> = Vec::new();
+        for entry in self.log.iter() {
+            if let Some(m) = &entry.method
+                && !methods.contains(m)
+            {
+                methods.push(m.clone());
+            }
+        }
+        methods.sort();
+        methods
+    }
+
+    /// The SIP Call-ID of the selected call, when the engine told it.
+    pub fn selected_sip_call_id(&self) -> Option<String> {
+        let call = self.selected_call()?;
+        self.call_sip_ids
+            .iter()
+            .find(|(id, _)| *id == call.id)
+            .map(|(_, sip)| sip.clone())
     }
 
     /// What the contacts popup lists, in order: `(label, what to dial)`.
@@ -335,18 +475,12 @@ impl UiState {
     /// The Call-ID the ladder and the export are about: the selected call's, else the newest
     /// call in the trace (so a call that just ended can still be drawn).
     pub fn ladder_call_id(&self) -> Option<String> {
-        let selected = self.selected_call().and_then(|call| {
-            self.call_sip_ids
-                .iter()
-                .find(|(id, _)| *id == call.id)
-                .map(|(_, sip)| sip.clone())
-        });
-        selected.or_else(|| {
+        self.selected_sip_call_id().or_else(|| {
             self.log
                 .iter()
                 .rev()
                 .find(|e| is_initial_invite(e))
-                .and_then(|e| crate::export::call_id_of(&e.raw))
+                .and_then(|e| e.call_id.clone())
         })
     }
 
@@ -354,33 +488,8 @@ impl UiState {
     pub fn call_log(&self, call_id: &str) -> Vec<&LogEntry> {
         self.log
             .iter()
-            .filter(|e| crate::export::call_id_of(&e.raw).as_deref() == Some(call_id))
+            .filter(|e| e.call_id.as_deref() == Some(call_id))
             .collect()
-    }
-
-    /// Pairs a call without a known Call-ID with an initial INVITE whose Call-ID is not taken:
-    /// the trace of an INVITE and the call's first event come close together, either first.
-    fn pair_call_ids(&mut self) {
-        let Some(call) = self
-            .calls
-            .iter()
-            .rev()
-            .map(|c| c.id)
-            .find(|id| !self.call_sip_ids.iter().any(|(known, _)| known == id))
-        else {
-            return;
-        };
-        let free = self
-            .log
-            .iter()
-            .rev()
-            .take(64)
-            .filter(|e| is_initial_invite(e))
-            .filter_map(|e| crate::export::call_id_of(&e.raw))
-            .find(|sip| !self.call_sip_ids.iter().any(|(_, known)| known == sip));
-        if let Some(sip) = free {
-            self.call_sip_ids.push((call, sip));
-        }
     }
 
     pub fn set_status(&mut self, message: impl Into<String>) {
@@ -428,17 +537,13 @@ impl UiState {
                 summary,
                 raw,
             } => {
-                let invite = summary.starts_with("INVITE ");
-                self.push_log(LogEntry {
-                    at: now.saturating_duration_since(self.started),
+                self.push_log(LogEntry::new(
+                    now.saturating_duration_since(self.started),
                     dir,
                     peer,
                     summary,
                     raw,
-                });
-                if invite {
-                    self.pair_call_ids();
-                }
+                ));
             }
             Event::Call {
                 call,
@@ -446,7 +551,17 @@ impl UiState {
                 remote,
                 code,
                 reason,
-            } => self.apply_call(&call, state, remote, code, reason, now),
+                sip_call_id,
+            } => {
+                // The Call-ID pairs the call with its messages in the trace (ladder, `f`).
+                if let (Ok(id), Some(sip)) = (call.parse::<u64>(), sip_call_id)
+                    && state != "terminated"
+                    && !self.call_sip_ids.iter().any(|(known, _)| *known == id)
+                {
+                    self.call_sip_ids.push((id, sip));
+                }
+                self.apply_call(&call, state, remote, code, reason, now);
+            }
             Event::Media {
                 call,
                 codec,
@@ -468,8 +583,17 @@ impl UiState {
                     view.mos = Some(mos);
                 }
             }
-            // VU meters: the calls panel draws these (issue 5).
-            Event::Levels { .. } => {}
+            Event::Levels {
+                call,
+                mic_db,
+                speaker_db,
+            } => {
+                if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
+                    view.mic_db = Some(mic_db);
+                    view.speaker_db = Some(speaker_db);
+                    view.levels_at = Some(now);
+                }
+            }
             Event::Dtmf { call, digit } => {
                 self.set_status(format!("call {call}: DTMF {digit} received"));
             }
@@ -590,10 +714,12 @@ impl UiState {
                     rtt_ms: None,
                     mos: None,
                     muted: false,
+                    mic_db: None,
+                    speaker_db: None,
+                    levels_at: None,
                 });
                 // A new call is what the user wants to act on next.
                 self.selected_call = self.calls.len() - 1;
-                self.pair_call_ids();
             }
         }
     }
@@ -616,6 +742,7 @@ mod tests {
             remote: "sip:bob@biloxi.com".into(),
             code: None,
             reason: None,
+            sip_call_id: None,
         }
     }
 
@@ -655,6 +782,7 @@ mod tests {
                 remote: "sip:bob@biloxi.com".into(),
                 code: Some(487),
                 reason: Some("Request Terminated".into()),
+                sip_call_id: None,
             },
             t0,
         );
@@ -773,16 +901,29 @@ mod tests {
         }
     }
 
+    fn call_with_id(id: &str, state: &str, sip_call_id: &str) -> Event {
+        Event::Call {
+            call: id.into(),
+            state: state.into(),
+            remote: "sip:bob@biloxi.com".into(),
+            code: None,
+            reason: None,
+            sip_call_id: Some(sip_call_id.into()),
+        }
+    }
+
     #[test]
-    fn each_call_learns_its_call_id_whichever_comes_first() {
+    fn each_call_takes_its_call_id_from_the_call_event() {
         let t0 = Instant::now();
         let mut state = UiState::new(&[], 100, t0);
         // Outgoing: the call event, then the trace of its INVITE.
-        state.apply_event(call_event("1", "calling"), t0);
+        state.apply_event(call_with_id("1", "calling", "first@x"), t0);
         state.apply_event(invite("first@x"), t0);
-        // Incoming: the INVITE's trace, then the call event.
+        // Incoming: the INVITE's trace, then the call event; an unrelated INVITE in between
+        // (which the old heuristic pairing could have taken) changes nothing.
         state.apply_event(invite("second@x"), t0);
-        state.apply_event(call_event("2", "incoming"), t0);
+        state.apply_event(invite("stray@x"), t0);
+        state.apply_event(call_with_id("2", "incoming", "second@x"), t0);
         assert_eq!(
             state.call_sip_ids,
             vec![(1, "first@x".to_string()), (2, "second@x".to_string())]
@@ -792,5 +933,108 @@ mod tests {
         assert_eq!(state.call_log("first@x").len(), 1);
         state.selected_call = 1;
         assert_eq!(state.ladder_call_id().as_deref(), Some("second@x"));
+        state.apply_event(call_with_id("2", "terminated", "second@x"), t0);
+        assert_eq!(state.call_sip_ids, vec![(1, "first@x".to_string())]);
+    }
+
+    fn entry(summary: &str, raw: &str, peer: &str) -> LogEntry {
+        LogEntry::new(
+            Duration::ZERO,
+            Direction::In,
+            peer.into(),
+            summary.into(),
+            Arc::from(raw.as_bytes()),
+        )
+    }
+
+    #[test]
+    fn headers_scan_finds_call_id_in_any_form_and_the_cseq_method() {
+        let (id, method) =
+            scan_headers(b"SIP/2.0 200 OK\r\ncseq: 2 invite\r\ni:  abc@h \r\n\r\nCall-ID: body");
+        assert_eq!(id.as_deref(), Some("abc@h"));
+        assert_eq!(method.as_deref(), Some("INVITE"));
+        // Headers stop at the blank line: a Call-ID in the body is not the message's.
+        assert_eq!(
+            scan_headers(b"MESSAGE x SIP/2.0\r\n\r\nCall-ID: no\r\n"),
+            (None, None)
+        );
+        let request = entry(
+            "BYE sip:a@b SIP/2.0",
+            "BYE sip:a@b SIP/2.0\r\nCSeq: 9 BYE\r\n\r\n",
+            "p",
+        );
+        assert_eq!(request.method.as_deref(), Some("BYE"));
+    }
+
+    #[test]
+    fn log_filter_combines_text_call_and_method() {
+        let invite = entry(
+            "INVITE sip:bob@b SIP/2.0",
+            "INVITE sip:bob@b SIP/2.0\r\nCall-ID: one\r\nCSeq: 1 INVITE\r\n\r\n",
+            "127.0.0.1:5070",
+        );
+        let ok = entry(
+            "SIP/2.0 200 OK",
+            "SIP/2.0 200 OK\r\nCall-ID: one\r\nCSeq: 1 INVITE\r\n\r\n",
+            "127.0.0.1:5070",
+        );
+        let options = entry(
+            "OPTIONS sip:a@b SIP/2.0",
+            "OPTIONS sip:a@b SIP/2.0\r\nCall-ID: two\r\nCSeq: 5 OPTIONS\r\n\r\n",
+            "127.0.0.1:5060",
+        );
+        let all = [&invite, &ok, &options];
+        let pass = |text: &str, call: Option<&str>, method: Option<&str>| -> Vec<&str> {
+            all.iter()
+                .filter(|e| log_entry_matches(e, text, call, method))
+                .map(|e| e.summary.as_str())
+                .collect()
+        };
+        assert_eq!(pass("", None, None).len(), 3);
+        assert_eq!(
+            pass("", Some("one"), None),
+            ["INVITE sip:bob@b SIP/2.0", "SIP/2.0 200 OK"]
+        );
+        // A response counts as its request's method (CSeq).
+        assert_eq!(
+            pass("", None, Some("INVITE")),
+            ["INVITE sip:bob@b SIP/2.0", "SIP/2.0 200 OK"]
+        );
+        assert_eq!(pass("", None, Some("OPTIONS")), ["OPTIONS sip:a@b SIP/2.0"]);
+        assert_eq!(pass("200", Some("one"), Some("INVITE")), ["SIP/2.0 200 OK"]);
+        assert!(pass("", Some("two"), Some("INVITE")).is_empty());
+        assert_eq!(pass("5060", None, None), ["OPTIONS sip:a@b SIP/2.0"]);
+    }
+
+    #[test]
+    fn levels_land_on_their_call_and_go_stale() {
+        let t0 = Instant::now();
+        let mut state = UiState::new(&[], 3, t0);
+        state.apply_event(call_event("4", "confirmed"), t0);
+        state.apply_event(
+            Event::Levels {
+                call: "4".into(),
+                mic_db: -20.0,
+                speaker_db: -35.5,
+            },
+            t0,
+        );
+        let call = state.selected_call().cloned();
+        assert_eq!(
+            call.as_ref().and_then(|c| c.levels(t0)),
+            Some((-20.0, -35.5))
+        );
+        let later = t0 + LEVELS_STALE + Duration::from_millis(1);
+        assert_eq!(call.and_then(|c| c.levels(later)), None);
+        // Levels of an unknown call are ignored.
+        state.apply_event(
+            Event::Levels {
+                call: "9".into(),
+                mic_db: 0.0,
+                speaker_db: 0.0,
+            },
+            t0,
+        );
+        assert_eq!(state.calls.len(), 1);
     }
 }

@@ -116,6 +116,15 @@ impl Call {
         params
     }
 
+    /// The SIP Call-ID: the dialog's once there is one, else the INVITE's (the same value;
+    /// a call always has one of the two from its first event on).
+    pub fn sip_call_id(&self) -> Option<&str> {
+        self.dialog
+            .as_ref()
+            .map(|d| d.call_id.as_str())
+            .or_else(|| self.invite.as_ref()?.headers.call_id().ok())
+    }
+
     fn media_direction(&self) -> Direction {
         if self.on_hold {
             Direction::SendOnly
@@ -145,6 +154,7 @@ impl UserAgent {
                 remote: call.remote.clone(),
                 code,
                 reason,
+                sip_call_id: call.sip_call_id().map(str::to_string),
             });
         }
     }
@@ -194,14 +204,19 @@ impl UserAgent {
         invite.headers.push("Supported", super::SUPPORTED);
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = sdp::build_offer(&media).into_bytes();
-        self.calls.push(Call::new(
-            id,
-            Role::Caller,
-            CallState::Calling,
-            target.to_string(),
-            local_tag,
-            media,
-        ));
+        self.calls.push(Call {
+            // So that the first call event (`calling`, emitted before the INVITE goes out)
+            // names the Call-ID; send_invite replaces it with the INVITE as sent.
+            invite: Some(invite.clone()),
+            ..Call::new(
+                id,
+                Role::Caller,
+                CallState::Calling,
+                target.to_string(),
+                local_tag,
+                media,
+            )
+        });
         self.emit_call(id, None, None);
         self.send_invite(id, invite, now);
     }

@@ -1,4 +1,5 @@
-//! The calls panel: two lines per call: who, state and duration; then codec and media stats.
+//! The calls panel: three lines per call: who, state and duration; codec and media stats;
+//! VU meters of the microphone and the speaker.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -8,6 +9,16 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::{border_style, clock, printable, truncate};
 use crate::ui::state::{CallView, Focus, UiState};
+
+/// Screen lines per call.
+pub const CALL_ROWS: u16 = 3;
+/// The meters span -60..0 dBFS: quieter is an empty bar.
+pub const VU_FLOOR_DB: f32 = -60.0;
+/// Above this the bar turns yellow, above `VU_HOT_DB` red (clipping is near).
+pub const VU_LOUD_DB: f32 = -18.0;
+pub const VU_HOT_DB: f32 = -6.0;
+/// Bar cells at most (wide terminals).
+const VU_MAX_WIDTH: usize = 24;
 
 pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     let focused = state.focus == Focus::Calls && state.popup.is_none() && !state.searching;
@@ -22,7 +33,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         )]
     } else {
         // Keep the selected call on screen when there are more calls than rows.
-        let rows = usize::from(block.inner(area).height / 2).max(1);
+        let rows = usize::from(block.inner(area).height / CALL_ROWS).max(1);
         let first = (state.selected_call + 1).saturating_sub(rows);
         state
             .calls
@@ -41,7 +52,7 @@ fn call_lines(
     call: &CallView,
     selected: bool,
     width: usize,
-) -> [Line<'static>; 2] {
+) -> [Line<'static>; 3] {
     let state_style = match call.state.as_str() {
         "confirmed" => Style::new().fg(Color::Green),
         "held" => Style::new().fg(Color::Blue),
@@ -109,5 +120,113 @@ fn call_lines(
             Style::new().fg(Color::DarkGray),
         )),
     }
-    [first, Line::from(stats)]
+    [first, Line::from(stats), meters(state, call, width)]
+}
+
+/// `  mic ▕████····▏ -18  spk ▕██······▏ -42`: a bar per direction, sized to the pane.
+fn meters(state: &UiState, call: &CallView, width: usize) -> Line<'static> {
+    let dim = Style::new().fg(Color::DarkGray);
+    // "  mic ▕" + "▏ -18" + "  spk ▕" + "▏ -42" around the two bars.
+    let bar = (width.saturating_sub(24) / 2).clamp(2, VU_MAX_WIDTH);
+    let levels = call.levels(state.now);
+    let mut spans = vec![Span::styled("  mic ", dim), Span::styled("▕", dim)];
+    if call.muted {
+        spans.push(Span::styled(
+            format!("{:^bar$}", "MUTED"),
+            Style::new()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::styled("▏    ", dim));
+    } else {
+        let mic = levels.map(|(mic, _)| mic);
+        spans.extend(vu_bar(mic, bar));
+        spans.push(Span::styled("▏", dim));
+        spans.push(Span::styled(db_label(mic), dim));
+    }
+    let speaker = levels.map(|(_, speaker)| speaker);
+    spans.push(Span::styled("  spk ", dim));
+    spans.push(Span::styled("▕", dim));
+    spans.extend(vu_bar(speaker, bar));
+    spans.push(Span::styled("▏", dim));
+    spans.push(Span::styled(db_label(speaker), dim));
+    Line::from(spans)
+}
+
+/// ` -18`, or `  --` with no level.
+fn db_label(db: Option<f32>) -> String {
+    match db {
+        Some(db) => format!(" {:>3.0}", db.clamp(-99.0, 0.0)),
+        None => "  --".into(),
+    }
+}
+
+/// A `width`-cell bar for `db` (-60..0 dBFS): filled cells green, yellow past -18 dBFS, red
+/// past -6; the rest `·`. `None` (no level yet, or stale) is all dots.
+pub fn vu_bar(db: Option<f32>, width: usize) -> Vec<Span<'static>> {
+    let fraction = db.map_or(0.0, |db| {
+        ((db - VU_FLOOR_DB) / -VU_FLOOR_DB).clamp(0.0, 1.0)
+    });
+    let filled = (fraction * width as f32).round() as usize;
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut push = |text: char, style: Style| match spans.last_mut() {
+        Some(last) if last.style == style => last.content.to_mut().push(text),
+        _ => spans.push(Span::styled(text.to_string(), style)),
+    };
+    for cell in 0..width {
+        if cell < filled {
+            // The dB the cell stands for: its upper edge.
+            let cell_db = VU_FLOOR_DB - VU_FLOOR_DB * (cell + 1) as f32 / width as f32;
+            let color = if cell_db > VU_HOT_DB {
+                Color::Red
+            } else if cell_db > VU_LOUD_DB {
+                Color::Yellow
+            } else {
+                Color::Green
+            };
+            push('█', Style::new().fg(color));
+        } else {
+            push('·', Style::new().fg(Color::DarkGray));
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(spans: &[Span]) -> String {
+        spans.iter().map(|s| s.content.as_ref()).collect()
+    }
+
+    #[test]
+    fn the_bar_fills_with_the_level_from_minus_60_to_0_dbfs() {
+        assert_eq!(text(&vu_bar(Some(-60.0), 10)), "··········");
+        assert_eq!(text(&vu_bar(Some(-96.0), 10)), "··········");
+        assert_eq!(text(&vu_bar(Some(-30.0), 10)), "█████·····");
+        assert_eq!(text(&vu_bar(Some(0.0), 10)), "██████████");
+        assert_eq!(text(&vu_bar(Some(3.0), 10)), "██████████");
+        assert_eq!(text(&vu_bar(None, 4)), "····");
+    }
+
+    #[test]
+    fn loud_cells_turn_yellow_then_red() {
+        let full = vu_bar(Some(0.0), 10);
+        let colors: Vec<(String, Option<Color>)> = full
+            .iter()
+            .map(|s| (s.content.to_string(), s.style.fg))
+            .collect();
+        // Cells of 6 dB: up to -18 green (7 cells), -12 and -6 yellow, 0 red.
+        assert_eq!(
+            colors,
+            vec![
+                ("███████".to_string(), Some(Color::Green)),
+                ("██".to_string(), Some(Color::Yellow)),
+                ("█".to_string(), Some(Color::Red)),
+            ]
+        );
+        let quiet = vu_bar(Some(-40.0), 10);
+        assert!(quiet.iter().all(|s| s.style.fg != Some(Color::Red)));
+    }
 }

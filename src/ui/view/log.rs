@@ -51,12 +51,17 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(p) => format!("{}/{}", p + 1, visible.len()),
         None => format!("{} msgs, follow", visible.len()),
     };
-    let filter = if state.searching || !state.log_filter.is_empty() {
+    let mut filter = String::new();
+    if let Some(call_id) = &state.log_call_filter {
+        filter.push_str(&format!(" [call {}]", truncate(&printable(call_id), 12)));
+    }
+    if let Some(method) = &state.log_method_filter {
+        filter.push_str(&format!(" [{}]", truncate(&printable(method), 12)));
+    }
+    if state.searching || !state.log_filter.is_empty() {
         let cursor = if state.searching { "█" } else { "" };
-        format!(" /{}{cursor}", printable(&state.log_filter))
-    } else {
-        String::new()
-    };
+        filter.push_str(&format!(" /{}{cursor}", printable(&state.log_filter)));
+    }
     let block = Block::bordered()
         .title(format!(" SIP log ({mode}){filter} "))
         .border_style(border_style(focused || state.searching));
@@ -92,19 +97,61 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             row(entry, selected, width, peer_width)
         })
         .collect();
-    let lines = if lines.is_empty() {
+    let lines = if !lines.is_empty() {
+        lines
+    } else if state.log_filtered() {
         vec![Line::styled(
-            if state.log_filter.is_empty() {
-                "no SIP messages yet"
-            } else {
-                "no message matches the search"
-            },
+            "no message matches the filter (Esc clears it)",
             Style::new().fg(Color::DarkGray),
         )]
+    } else if let Some(path) = &state.first_run {
+        welcome(path, width)
     } else {
-        lines
+        vec![Line::styled(
+            "no SIP messages yet",
+            Style::new().fg(Color::DarkGray),
+        )]
     };
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// Cuts `text` to `width` characters from the left (`…/sipterm/config.toml`): the end of a
+/// path is what names it.
+fn keep_tail(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_string();
+    }
+    let tail: String = text.chars().skip(count + 1 - width.max(1)).collect();
+    format!("…{tail}")
+}
+
+/// The first-run banner (no config file): where the config goes and how to try a call. It
+/// shows while the log is empty, i.e. until the first SIP message.
+fn welcome(path: &str, width: usize) -> Vec<Line<'static>> {
+    let dim = Style::new().fg(Color::DarkGray);
+    let key = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
+    vec![
+        Line::styled(
+            "Welcome to sipterm! No config file yet; it goes in",
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Line::styled(
+            format!("  {}", keep_tail(&printable(path), width.saturating_sub(2))),
+            Style::new().fg(Color::Cyan),
+        ),
+        Line::styled("(config.example.toml shows accounts and codecs).", dim),
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw("To start: type "),
+            Span::styled("echo", key),
+            Span::raw(" and press "),
+            Span::styled("Enter", key),
+            Span::raw(" for a test"),
+        ]),
+        Line::raw("call to the built-in echo service (you hear"),
+        Line::raw("yourself), or dial sip:user@host directly."),
+    ]
 }
 
 fn row(entry: &LogEntry, selected: bool, width: usize, peer_width: usize) -> Line<'static> {
@@ -139,6 +186,15 @@ fn row(entry: &LogEntry, selected: bool, width: usize, peer_width: usize) -> Lin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_paths_keep_their_end() {
+        assert_eq!(keep_tail("/a/b/config.toml", 40), "/a/b/config.toml");
+        assert_eq!(
+            keep_tail("/tmp/x/home/.config/sipterm/config.toml", 13),
+            "…/config.toml"
+        );
+    }
 
     #[test]
     fn responses_colour_by_class_and_requests_by_method() {

@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod dialpad;
+pub mod highlight;
 pub mod ladder;
 pub mod log;
 pub mod popup;
@@ -41,10 +42,14 @@ pub fn layout(state: &UiState, area: Rect) -> ScreenLayout {
         Layout::horizontal([Constraint::Length(LEFT_WIDTH), Constraint::Min(0)]).areas(body);
     let [dialpad, hints] =
         Layout::vertical([Constraint::Length(dialpad::HEIGHT), Constraint::Min(0)]).areas(left);
-    // Two lines per call plus the border, at most half the height: the log needs room too.
-    let call_rows = u16::try_from(state.calls.len().max(1))
-        .unwrap_or(u16::MAX)
-        .saturating_mul(2);
+    // Three lines per call (two with none) plus the border, at most half the height: the log
+    // needs room too.
+    let call_rows = match state.calls.len() {
+        0 => 2,
+        n => u16::try_from(n)
+            .unwrap_or(u16::MAX)
+            .saturating_mul(calls::CALL_ROWS),
+    };
     let calls_height = call_rows.saturating_add(2).min(body.height / 2).max(3);
     let [calls, log] =
         Layout::vertical([Constraint::Length(calls_height), Constraint::Min(0)]).areas(right);

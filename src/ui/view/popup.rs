@@ -30,6 +30,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("c", "contacts and call history (Enter dials)"),
     ("l", "ladder diagram of the selected call"),
     ("e", "export the call as PlantUML (data dir)"),
+    ("f / F", "log: this call only / cycle methods"),
     ("? or F1", "this help"),
     ("q, Ctrl-C/Q", "quit (asks y to confirm)"),
     ("mouse", "click the dial pad buttons"),
@@ -177,17 +178,7 @@ fn message(frame: &mut Frame, area: Rect, entry: &LogEntry, scroll: u16) {
         clock_millis(entry.at)
     );
     let inner = frame_box(frame, rect, title, Color::LightBlue);
-    let text = String::from_utf8_lossy(&entry.raw);
-    let mut lines: Vec<Line> = text
-        .lines()
-        .map(|line| Line::raw(printable(line)))
-        .collect();
-    // The first line of a message is its headline.
-    if let Some(first) = lines.first_mut() {
-        *first = first
-            .clone()
-            .style(super::log::summary_style(&entry.summary).add_modifier(Modifier::BOLD));
-    }
+    let lines = super::highlight::highlight(&entry.raw);
     let total = u16::try_from(lines.len()).unwrap_or(u16::MAX);
     let scroll = scroll.min(total.saturating_sub(inner.height));
     let hint = Line::styled(
