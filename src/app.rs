@@ -85,6 +85,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             input: endpoint(cli.audio_in.as_ref(), &config.audio.input),
             output: endpoint(cli.audio_out.as_ref(), &config.audio.output),
         },
+        accept_from: match account.accept_from() {
+            config::AcceptFrom::Proxy => crate::sip::ua::AcceptFrom::Proxy,
+            config::AcceptFrom::Any => crate::sip::ua::AcceptFrom::Any,
+        },
+        warnings: config.permission_warning().into_iter().collect(),
     })
 }
 
