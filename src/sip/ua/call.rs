@@ -141,12 +141,14 @@ impl UserAgent {
         if id.is_some() {
             return self.find_call(id, |_| true);
         }
+        // A call we are already cancelling comes last: a second `hangup` means the next call.
         let rank = |c: &Call| match (c.state, c.role) {
             (CallState::Confirmed | CallState::Held, _) => 0,
-            (_, Role::Caller) => 1,
-            _ => 2,
+            (_, Role::Caller) if !c.cancel_wanted => 1,
+            (CallState::Incoming, Role::Callee) => 2,
+            _ => 3,
         };
-        (0..=2).find_map(|r| self.find_call(None, |c| rank(c) == r))
+        (0..=3).find_map(|r| self.find_call(None, |c| rank(c) == r))
     }
 
     fn call_mut(&mut self, id: u64) -> Option<&mut Call> {

@@ -203,7 +203,10 @@ mod tests {
             g.allow_response(scanner, t0);
         }
         let w = g.take_warning(t0).expect("a warning");
-        assert!(w.contains("dropped 10 ") && w.contains("203.0.113.7"), "{w}");
+        assert!(
+            w.contains("dropped 10 ") && w.contains("203.0.113.7"),
+            "{w}"
+        );
         for _ in 0..25 {
             g.allow_response(scanner, t0 + Duration::from_secs(1));
         }
