@@ -227,8 +227,9 @@ fn accept_from_any_takes_calls_from_anyone() {
 }
 
 /// A call that came through the proxy; its peer (Contact 198.51.100.5) then talks to us
-/// directly (no Record-Route): in-dialog requests from it pass, the same BYE from a scanner
-/// that somehow learnt the tags gets 403 and the call stays up.
+/// directly (no Record-Route): in-dialog requests that match the dialog pass, from the peer's
+/// Contact address or from another one (a peer behind NAT sends from its public address);
+/// a BYE with guessed tags from a scanner gets 403 and the call stays up.
 #[test]
 fn in_dialog_requests_from_the_peer_pass() {
     let mut ua = ua(Some(AcceptFrom::Proxy));
@@ -276,13 +277,47 @@ fn in_dialog_requests_from_the_peer_pass() {
             cseq,
         )
     };
-    let (out, evs) = feed(&mut ua, SCANNER, &bye(SCANNER, 2), now);
+    let guessed = request_with(
+        "BYE",
+        SCANNER,
+        SCANNER,
+        "call-1",
+        11,
+        Some("guess"),
+        "peer",
+        2,
+    );
+    let (out, evs) = feed(&mut ua, SCANNER, &guessed, now);
     assert_eq!(responses(&out), vec![(udp(SCANNER).addr, 403)]);
     assert!(
         terminated(&evs).is_empty(),
         "a scanner's BYE ended the call"
     );
-    let (out, evs) = feed(&mut ua, PHONE, &bye(PHONE, 3), now);
+    // An INFO from the peer's NATed public address (not its Contact): matches, passes.
+    let nat = "198.51.100.200:40000";
+    let mut info = String::from_utf8(request_with(
+        "INFO",
+        nat,
+        PHONE,
+        "call-1",
+        12,
+        Some(&our_tag),
+        "peer",
+        3,
+    ))
+    .expect("utf8");
+    let body = "Signal=5\r\nDuration=160\r\n";
+    info = info.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let (out, evs) = feed(&mut ua, nat, info.as_bytes(), now);
+    assert_eq!(responses(&out), vec![(udp(nat).addr, 200)], "{evs:?}");
+    assert!(evs.contains(&UaEvent::Dtmf { call, digit: '5' }), "{evs:?}");
+    let (out, evs) = feed(&mut ua, PHONE, &bye(PHONE, 4), now);
     assert_eq!(responses(&out), vec![(udp(PHONE).addr, 200)]);
     assert_eq!(terminated(&evs).len(), 1, "{evs:?}");
 }

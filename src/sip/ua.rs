@@ -526,7 +526,10 @@ impl UserAgent {
     }
 
     /// accept_from: a request from a source that is not the proxy gets 403 unless it belongs to
-    /// one of our dialogs and comes from that dialog's peer. None: go on.
+    /// one of our dialogs. The dialog match (Call-ID and both tags, ours random) is what a
+    /// scanner cannot guess; the source address is not checked against the dialog's remote
+    /// target, because a peer behind NAT sends its BYE from its public address while its
+    /// Contact names a private one (a 403 there would leave the call hanging). None: go on.
     fn source_check(&self, request: &Request, source: Destination) -> Option<Response> {
         let ip = source.addr.ip();
         if request.method == Method::Ack || self.guard.accepts(ip) {
@@ -539,15 +542,9 @@ impl UserAgent {
             .is_some_and(|to| to.tag().is_some());
         let from_peer = in_dialog
             && self.calls.iter().any(|c| {
-                c.dialog.as_ref().is_some_and(|d| {
-                    d.matches_request(request)
-                        && match d.remote_target.host_unbracketed().parse::<std::net::IpAddr>() {
-                            Ok(target) => guard::canonical(target) == guard::canonical(ip),
-                            // A host name we cannot resolve here: the dialog match (Call-ID
-                            // and both tags, which a scanner cannot guess) has to do.
-                            Err(_) => true,
-                        }
-                })
+                c.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.matches_request(request))
             });
         if from_peer {
             return None;
