@@ -1156,11 +1156,17 @@ uri = "sips:bob@biloxi.com"
         assert_eq!(config.accounts[0].accept_from, Some(AcceptFrom::Any));
         let error =
             error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\naccept_from = \"proxy\"\n");
-        assert!(error.contains("accept_from") && error.contains("registrar"), "{error}");
+        assert!(
+            error.contains("accept_from") && error.contains("registrar"),
+            "{error}"
+        );
         let error = error_text(
             "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nregistrar = \"sip:b\"\naccept_from = \"friends\"\n",
         );
-        assert!(error.contains("accept_from") || error.contains("friends"), "{error}");
+        assert!(
+            error.contains("accept_from") || error.contains("friends"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1183,12 +1189,23 @@ uri = "sips:bob@biloxi.com"
         assert!(warning.contains("644"), "{warning}");
         assert!(!warning.contains("pw\""), "{warning}");
         set_mode(0o600);
-        assert_eq!(Config::load(Some(&path)).unwrap().permission_warning(), None);
+        assert_eq!(
+            Config::load(Some(&path)).unwrap().permission_warning(),
+            None
+        );
         set_mode(0o640);
-        assert!(Config::load(Some(&path)).unwrap().permission_warning().is_some());
+        assert!(
+            Config::load(Some(&path))
+                .unwrap()
+                .permission_warning()
+                .is_some()
+        );
         std::fs::write(&path, with_command).unwrap();
         set_mode(0o644);
-        assert_eq!(Config::load(Some(&path)).unwrap().permission_warning(), None);
+        assert_eq!(
+            Config::load(Some(&path)).unwrap().permission_warning(),
+            None
+        );
         // No file at all (built-in config): nothing to warn about.
         assert_eq!(Config::default().permission_warning(), None);
     }

@@ -515,7 +515,9 @@ impl UserAgent {
         self.guard.is_trusted(ip)
             || self.calls.iter().any(|c| {
                 matches!(c.state, CallState::Confirmed | CallState::Held)
-                    && (c.invite_dest.is_some_and(|d| guard::canonical(d.addr.ip()) == ip)
+                    && (c
+                        .invite_dest
+                        .is_some_and(|d| guard::canonical(d.addr.ip()) == ip)
                         || c.dialog.as_ref().is_some_and(|d| {
                             d.remote_target
                                 .host_unbracketed()
