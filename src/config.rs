@@ -170,9 +170,28 @@ pub enum AcceptFrom {
 }
 
 /// A password. Debug and Display print `***` so it never lands in a log or an error message.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// Only a string; anything else is refused without echoing the value (serde's own message,
+    /// "invalid type: integer `123456`", put an unquoted numeric password on stderr).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string in quotes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+        }
+        d.deserialize_any(Visitor).map_err(|_: D::Error| {
+            serde::de::Error::custom("the password must be a string in quotes (value not shown)")
+        })
+    }
+}
 
 impl Secret {
     pub fn new(text: impl Into<String>) -> Secret {
@@ -1136,6 +1155,23 @@ uri = "sips:bob@biloxi.com"
         account.password_command = Some("echo Cmd-Secret-987 >&2; exit 1".to_string());
         let error = account.resolve_password().unwrap_err().to_string();
         assert!(!error.contains("Cmd-Secret"), "{error}");
+    }
+
+    #[test]
+    fn a_password_of_the_wrong_type_is_not_echoed() {
+        for value in ["987654321", "98765.4321", "[\"Secret-in-array\"]", "true"] {
+            let error = error_text(&format!(
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\npassword = {value}\n"
+            ));
+            assert!(
+                error.contains("password") && error.contains("string"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("98765") && !error.contains("Secret-in"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
