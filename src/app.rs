@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 use crate::cli::{AudioFile, Cli};
 use crate::config::{self, Config};
@@ -40,8 +40,8 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
         .map(|r| parse("outbound_proxy", r))
         .transpose()?;
     let password = account
-        .resolve_password()
-        .with_context(|| format!("account `{}`", account.name))?
+        // The error names the account already (it said "account `a`: account `a`: ..." twice).
+        .resolve_password()?
         .map(|s| Password::new(s.expose()));
     let transport = match account.transport {
         config::Transport::Udp => TransportKind::Udp,
@@ -92,6 +92,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
         },
         nat: nat_setup(account, config),
         tones: tone_settings(config),
+        accept_from: match account.accept_from() {
+            config::AcceptFrom::Proxy => crate::sip::ua::AcceptFrom::Proxy,
+            config::AcceptFrom::Any => crate::sip::ua::AcceptFrom::Any,
+        },
+        warnings: config.permission_warning().into_iter().collect(),
     })
 }
 

@@ -183,10 +183,39 @@ impl fmt::Display for Transport {
     }
 }
 
+/// `accept_from`: who may send an account requests outside a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptFrom {
+    /// Only the registrar / outbound proxy (by its resolved addresses); others get 403.
+    Proxy,
+    /// Anyone.
+    Any,
+}
+
 /// A password. Debug and Display print `***` so it never lands in a log or an error message.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// Only a string; anything else is refused without echoing the value (serde's own message,
+    /// "invalid type: integer `123456`", put an unquoted numeric password on stderr).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string in quotes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+        }
+        d.deserialize_any(Visitor).map_err(|_: D::Error| {
+            serde::de::Error::custom("the password must be a string in quotes (value not shown)")
+        })
+    }
+}
 
 impl Secret {
     pub fn new(text: impl Into<String>) -> Secret {
@@ -255,6 +284,10 @@ pub struct Account {
     /// `None`: 29 s when a STUN server is set (we are behind NAT), else off.
     #[serde(default)]
     pub keepalive_secs: Option<u32>,
+    /// Who may call or message us; `None`: `proxy` when a registrar or outbound proxy is set,
+    /// else `any` (see [`Account::accept_from`]).
+    #[serde(default)]
+    pub accept_from: Option<AcceptFrom>,
 }
 
 fn default_expires() -> u32 {
@@ -283,7 +316,21 @@ impl Account {
             auto_answer: None,
             stun_server: None,
             keepalive_secs: None,
+            accept_from: None,
         }
+    }
+
+    /// `accept_from`, or its default: `proxy` for an account with a registrar or outbound
+    /// proxy (calls come through it; anything else is a scanner), `any` without (people call
+    /// our address directly, e.g. the built-in local account).
+    pub fn accept_from(&self) -> AcceptFrom {
+        self.accept_from.unwrap_or(
+            if self.registrar.is_some() || self.outbound_proxy.is_some() {
+                AcceptFrom::Proxy
+            } else {
+                AcceptFrom::Any
+            },
+        )
     }
 
     /// The account used when there is no config file: calls work, nothing registers.
@@ -319,14 +366,13 @@ impl Account {
             .output()
             .map_err(|error| failure(format!("could not be started: {error}")))?;
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let first_line = stderr.lines().next().unwrap_or("").trim();
-            let mut reason = format!("failed ({})", output.status);
-            if !first_line.is_empty() {
-                reason.push_str(": ");
-                reason.extend(first_line.chars().take(200));
-            }
-            return Err(failure(reason));
+            // Its output is not shown: a password manager that fails may well have printed the
+            // secret (or part of it) on stderr or stdout. Run the command by hand to see why.
+            return Err(failure(format!(
+                "failed ({}); its output is not shown, as it may hold the password: run the \
+                 command in a shell to see why",
+                output.status
+            )));
         }
         let stdout = String::from_utf8(output.stdout)
             .map_err(|_| failure("printed something that is not UTF-8".to_string()))?;
@@ -485,6 +531,19 @@ impl Config {
                     ),
                 ));
             }
+            if account.accept_from == Some(AcceptFrom::Proxy)
+                && account.registrar.is_none()
+                && account.outbound_proxy.is_none()
+            {
+                return Err(invalid(
+                    Some(span),
+                    format!(
+                        "account `{}`: accept_from = \"proxy\" needs a `registrar` or \
+                         `outbound_proxy` (without one nobody could call)",
+                        account.name
+                    ),
+                ));
+            }
             accounts.push(account);
         }
         if accounts.is_empty() {
@@ -516,6 +575,26 @@ impl Config {
             log: file.log,
             contacts,
             source: Some(source.to_path_buf()),
+        })
+    }
+
+    /// A warning when the file this config came from holds a `password` and other users may
+    /// read or change it (mode & 0o077): they could read the password. `password_command`
+    /// keeps no secret in the file, so it does not count.
+    pub fn permission_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.source.as_ref()?;
+        if !self.accounts.iter().any(|a| a.password.is_some()) {
+            return None;
+        }
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} holds a password and other users can access it (mode {:03o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            )
         })
     }
 
@@ -1142,8 +1221,101 @@ uri = "sips:bob@biloxi.com"
         let error = account.resolve_password().unwrap_err().to_string();
         assert!(error.contains("alice"), "{error}");
         assert!(error.contains('3'), "{error}");
-        assert!(error.contains("no-such-entry"), "{error}");
+        // Its output is never echoed: a failing password manager may print the secret.
+        assert!(!error.contains("no-such-entry"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+        account.password_command = Some("echo Cmd-Secret-987 >&2; exit 1".to_string());
+        let error = account.resolve_password().unwrap_err().to_string();
+        assert!(!error.contains("Cmd-Secret"), "{error}");
+    }
+
+    #[test]
+    fn a_password_of_the_wrong_type_is_not_echoed() {
+        for value in ["987654321", "98765.4321", "[\"Secret-in-array\"]", "true"] {
+            let error = error_text(&format!(
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\npassword = {value}\n"
+            ));
+            assert!(
+                error.contains("password") && error.contains("string"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("98765") && !error.contains("Secret-in"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn accept_from_defaults_to_proxy_with_a_registrar_or_proxy() {
+        let mut account = Account::new("a", "sip:a@b");
+        assert_eq!(account.accept_from(), AcceptFrom::Any);
+        assert_eq!(Account::local().accept_from(), AcceptFrom::Any);
+        account.registrar = Some("sip:b".into());
+        assert_eq!(account.accept_from(), AcceptFrom::Proxy);
+        account.registrar = None;
+        account.outbound_proxy = Some("sip:127.0.0.1".into());
+        assert_eq!(account.accept_from(), AcceptFrom::Proxy);
+        account.accept_from = Some(AcceptFrom::Any);
+        assert_eq!(account.accept_from(), AcceptFrom::Any);
+        let config = parse_ok(
+            "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nregistrar = \"sip:b\"\naccept_from = \"any\"\n",
+        );
+        assert_eq!(config.accounts[0].accept_from, Some(AcceptFrom::Any));
+        let error =
+            error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\naccept_from = \"proxy\"\n");
+        assert!(
+            error.contains("accept_from") && error.contains("registrar"),
+            "{error}"
+        );
+        let error = error_text(
+            "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nregistrar = \"sip:b\"\naccept_from = \"friends\"\n",
+        );
+        assert!(
+            error.contains("accept_from") || error.contains("friends"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn permission_warning_only_for_a_readable_file_with_a_password() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let with_password = "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\npassword = \"pw\"\n";
+        let with_command =
+            "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\npassword_command = \"echo pw\"\n";
+        let set_mode = |mode: u32| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        std::fs::write(&path, with_password).unwrap();
+        set_mode(0o644);
+        let warning = Config::load(Some(&path)).unwrap().permission_warning();
+        let warning = warning.expect("a warning for mode 644");
+        assert!(warning.contains(&path.display().to_string()), "{warning}");
+        assert!(warning.contains("chmod 600"), "{warning}");
+        assert!(warning.contains("644"), "{warning}");
+        assert!(!warning.contains("pw\""), "{warning}");
+        set_mode(0o600);
+        assert_eq!(
+            Config::load(Some(&path)).unwrap().permission_warning(),
+            None
+        );
+        set_mode(0o640);
+        assert!(
+            Config::load(Some(&path))
+                .unwrap()
+                .permission_warning()
+                .is_some()
+        );
+        std::fs::write(&path, with_command).unwrap();
+        set_mode(0o644);
+        assert_eq!(
+            Config::load(Some(&path)).unwrap().permission_warning(),
+            None
+        );
+        // No file at all (built-in config): nothing to warn about.
+        assert_eq!(Config::default().permission_warning(), None);
     }
 
     #[test]

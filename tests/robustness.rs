@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::headless::{Headless, HeadlessOptions, sine, write_wav};
 
-/// sipterm's cap on simultaneous calls (src/sip/ua/call.rs `MAX_CALLS`).
-const MAX_CALLS: usize = 16;
+use sipterm::sip::ua::MAX_RINGING_PER_SOURCE;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -500,20 +499,51 @@ fn flood_during_a_call() -> TestResult {
     assert_eq!(answer.map(|a| a.0), Some(200), "OPTIONS after the flood");
     assert!(!terminated, "the call ended during the flood");
     assert!(rss_peak < 200 * 1024, "VmRSS peak {rss_peak} KiB");
-    // Every INVITE of the flood had a fresh Call-ID; a phone must not ring for all of them.
+    // Every INVITE of the flood had a fresh Call-ID, all from one address: at most
+    // MAX_RINGING_PER_SOURCE of them ring (phantom calls that would ring for 180 s).
     assert!(
-        incoming <= MAX_CALLS,
-        "{incoming} flooded INVITEs became ringing calls (unbounded call state)"
+        incoming <= MAX_RINGING_PER_SOURCE,
+        "{incoming} flooded INVITEs became ringing calls"
     );
 
-    // By id: `hangup` alone may pick one of the (bounded) ringing flood calls.
-    alice.send(&format!("hangup {}", call.as_str().unwrap_or_default()))?;
+    // A real call from another address still rings after the flood (before, up to 15 phantom
+    // calls filled the call table and a real caller got 486 for three minutes).
+    bob.send(&format!("dial {}", alice.uri("alice")))?;
+    let second = alice.expect_event(
+        "bob's second call ringing at alice",
+        |e| {
+            e["event"] == "call"
+                && e["state"] == "incoming"
+                && e["remote"].as_str().is_some_and(|r| r.contains("bob"))
+        },
+        SIGNALLING,
+    )?["call"]
+        .clone();
+    println!(
+        "after the flood: bob's new call {second} rings at alice ({incoming} phantom calls ringing)"
+    );
+
+    // A plain `hangup` ends the conversation, not one of the ringing calls (phantom or bob's).
+    alice.send("hangup")?;
     alice.expect_event(
-        "the call terminated",
+        "the confirmed call terminated",
         |e| e["event"] == "call" && e["call"] == call && e["state"] == "terminated",
         SIGNALLING,
     )?;
-    bob.expect_call_state("terminated", SIGNALLING)?;
+    let wrong = alice
+        .history()
+        .iter()
+        .any(|e| e["event"] == "call" && e["state"] == "terminated" && e["call"] != call);
+    assert!(
+        !wrong,
+        "`hangup` also ended a ringing call: {:?}",
+        alice.events_of("call")
+    );
+    bob.expect_event(
+        "bob's first call terminated",
+        |e| e["event"] == "call" && e["state"] == "terminated",
+        SIGNALLING,
+    )?;
     Ok(())
 }
 
@@ -949,7 +979,8 @@ fn junk_rtp_and_rtcp_during_a_call() -> TestResult {
 }
 
 /// The same bound in virtual time (sans-IO UA): of 40 INVITEs with fresh Call-IDs that nobody
-/// answers or cancels, at most MAX_CALLS ring (the rest get 486), and each ringing call ends
+/// answers or cancels, all from one address, at most MAX_RINGING_PER_SOURCE ring (the rest get
+/// 486), and each ringing call ends
 /// with 480 after the ring timeout (180 s), so the phone takes calls again afterwards.
 #[test]
 fn unanswered_incoming_calls_are_bounded_and_time_out() {
@@ -982,8 +1013,12 @@ fn unanswered_incoming_calls_are_bounded_and_time_out() {
         .filter(|s| **s == CallState::Incoming)
         .count();
     println!("40 INVITEs: {ringing} ring, {} got 486", codes(&pair, 486));
-    assert_eq!(ringing, MAX_CALLS, "ringing calls");
-    assert_eq!(codes(&pair, 486), 40 - MAX_CALLS, "486 Busy Here");
+    assert_eq!(ringing, MAX_RINGING_PER_SOURCE, "ringing calls");
+    assert_eq!(
+        codes(&pair, 486),
+        40 - MAX_RINGING_PER_SOURCE,
+        "486 Busy Here"
+    );
     // Three minutes later (RING_TIMEOUT) nobody answered: every ringing call ended with 480.
     pair.run_secs(181.0);
     let ended = pair
@@ -996,8 +1031,15 @@ fn unanswered_incoming_calls_are_bounded_and_time_out() {
         "after 181 s: {ended} ended with 480, {} 480s sent",
         codes(&pair, 480)
     );
-    assert_eq!(ended, MAX_CALLS, "calls ended by the ring timeout");
-    assert_eq!(codes(&pair, 480), MAX_CALLS, "calls answered 480");
+    assert_eq!(
+        ended, MAX_RINGING_PER_SOURCE,
+        "calls ended by the ring timeout"
+    );
+    assert_eq!(
+        codes(&pair, 480),
+        MAX_RINGING_PER_SOURCE,
+        "calls answered 480"
+    );
     // And bob takes a real call again, answered and kept past the ring timeout.
     pair.dial(Side::A, pair.b.uri(), 40_000);
     pair.run_secs(1.0);

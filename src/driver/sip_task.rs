@@ -46,6 +46,11 @@ pub struct SipSetup {
     pub nat: NatSetup,
     /// Ringtone and call-progress tones (played on `media.output`).
     pub tones: ToneSettings,
+    /// Who may send requests outside a call (scanner protection); `Proxy` trusts the resolved
+    /// addresses of the outbound proxy and the registrar.
+    pub accept_from: ua::AcceptFrom,
+    /// Sent as `warning` events once the engine runs (e.g. a config file others can read).
+    pub warnings: Vec<String>,
 }
 
 pub struct SipHandle {
@@ -101,6 +106,16 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         .filter(|d| d.transport == TransportKind::Udp)
         .map(|d| d.addr);
     let nat = SipNat::new(stun_server, setup.nat.keepalive, keepalive_to, seed());
+    let trusted = trusted_addresses(&setup.account, next_hop).await;
+    let mut warnings = setup.warnings;
+    if setup.accept_from == ua::AcceptFrom::Proxy && trusted.is_empty() {
+        warnings.push(format!(
+            "account {}: accept_from = \"proxy\" but no proxy address is known; every incoming \
+             call will be refused",
+            setup.account.name
+        ));
+    }
+    tracing::debug!(accept_from = ?setup.accept_from, ?trusted, "source policy");
     let config = UaConfig {
         account: setup.account,
         local,
@@ -113,8 +128,14 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     };
     let (commands, command_rx) = mpsc::channel(64);
     let dropped_traces = Arc::new(AtomicU64::new(0));
+    let mut ua = UserAgent::new(config);
+    ua.set_source_policy(setup.accept_from, trusted);
+    for message in warnings {
+        tracing::warn!("{message}");
+        let _ = events.send(Event::Warning { message }).await;
+    }
     let engine = Engine {
-        ua: UserAgent::new(config),
+        ua,
         transport,
         events,
         dropped: dropped_traces.clone(),
@@ -579,6 +600,7 @@ impl Engine {
                 }
             }
             UaEvent::Error { message } => Event::Error { message },
+            UaEvent::Warning { message } => Event::Warning { message },
             UaEvent::ShutdownComplete => {
                 self.done = true;
                 return;
@@ -856,6 +878,33 @@ async fn resolve(uri: &Uri, transport: TransportKind) -> Result<Destination, Sta
         addr,
         transport: dest_transport,
     })
+}
+
+/// The addresses requests from the outbound proxy and the registrar come from: the next hop and
+/// every A/AAAA address of both hosts. A lookup that fails only narrows the set (the next hop,
+/// resolved already, is always in it).
+async fn trusted_addresses(account: &AccountParams, next_hop: Option<Destination>) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = next_hop.map(|d| d.addr.ip()).into_iter().collect();
+    for uri in [&account.outbound_proxy, &account.registrar]
+        .into_iter()
+        .flatten()
+    {
+        let host = uri.host_unbracketed().to_string();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            ips.push(ip);
+            continue;
+        }
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.clone(), 5060)))
+            .await
+        {
+            Ok(Ok(addrs)) => ips.extend(addrs.map(|a| a.ip())),
+            Ok(Err(error)) => tracing::warn!(%host, %error, "cannot resolve for accept_from"),
+            Err(_) => tracing::warn!(%host, "resolving for accept_from timed out"),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    ips
 }
 
 /// The IP to put in Via and Contact: the bound one, or when bound to a wildcard the one the

@@ -22,7 +22,12 @@ use super::uri::{Scheme, Uri};
 use crate::sdp::{Codec, LocalMedia, MediaParams};
 
 mod call;
+mod guard;
 pub use call::{NO_ANSWER_TIMEOUT, Role, is_dtmf};
+pub use guard::{
+    AcceptFrom, DROP_WARNING_INTERVAL, MAX_RINGING, MAX_RINGING_PER_SOURCE, MAX_TRACKED_SOURCES,
+    RESPONSE_BURST, RESPONSE_RATE,
+};
 
 /// Methods we answer; advertised in Allow.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
@@ -145,6 +150,10 @@ pub enum UaEvent {
     Error {
         message: String,
     },
+    /// Something worth knowing that changes nothing (e.g. responses dropped by the rate limit).
+    Warning {
+        message: String,
+    },
     /// `Command::Shutdown` finished: the binding is gone (or the grace period ran out).
     ShutdownComplete,
     Call {
@@ -210,6 +219,10 @@ pub struct UserAgent {
     next_call: u64,
     /// Digest state for INVITE challenges (separate from the registration's).
     call_auth: Option<super::auth::Authenticator>,
+    /// accept_from and the response rate limit (scanner protection).
+    guard: guard::Guard,
+    /// The time of the latest input: `poll_transmit` rate-limits on it.
+    clock: Option<Instant>,
 }
 
 impl UserAgent {
@@ -248,7 +261,25 @@ impl UserAgent {
             calls: Vec::new(),
             next_call: 0,
             call_auth: None,
+            guard: guard::Guard::default(),
+            clock: None,
         }
+    }
+
+    /// Who may send requests outside a dialog: `trusted` are the registrar's and outbound
+    /// proxy's addresses as the driver resolved them. Until this is called, anyone may
+    /// (`AcceptFrom::Any`).
+    pub fn set_source_policy(
+        &mut self,
+        accept: AcceptFrom,
+        trusted: impl IntoIterator<Item = std::net::IpAddr>,
+    ) {
+        self.guard.set_policy(accept, trusted);
+    }
+
+    /// Responses the rate limit dropped so far.
+    pub fn dropped_responses(&self) -> u64 {
+        self.guard.dropped_total()
     }
 
     pub fn config(&self) -> &UaConfig {
@@ -277,6 +308,7 @@ impl UserAgent {
     // ---- inputs ----
 
     pub fn handle_command(&mut self, command: Command, now: Instant) {
+        self.clock = Some(now);
         match command {
             Command::Register => {
                 let mut out = Vec::new();
@@ -328,7 +360,7 @@ impl UserAgent {
                     None => self.no_such_call("reject"),
                 }
             }
-            Command::Hangup { call } => match self.find_call(call, |_| true) {
+            Command::Hangup { call } => match self.call_to_hang_up(call) {
                 Some(id) => self.hangup(id, now),
                 None => self.no_such_call("hang up"),
             },
@@ -381,6 +413,7 @@ impl UserAgent {
 
     /// Bytes that arrived from `source`.
     pub fn handle_datagram(&mut self, source: Destination, bytes: &[u8], now: Instant) {
+        self.clock = Some(now);
         match parse_datagram(bytes) {
             Ok(Message::Request(request))
                 if request.method != Method::Ack && validate_request(&request).is_err() =>
@@ -443,6 +476,10 @@ impl UserAgent {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = Some(now);
+        if let Some(message) = self.guard.take_warning(now) {
+            self.events.push_back(UaEvent::Warning { message });
+        }
         self.tsx.handle_timeout(now);
         self.call_timeouts(now);
         let mut out = Vec::new();
@@ -461,6 +498,7 @@ impl UserAgent {
 
     /// A message could not be sent to `dest` (connection refused, unreachable).
     pub fn handle_transport_error(&mut self, dest: Destination, now: Instant) {
+        self.clock = Some(now);
         self.tsx.handle_destination_error(dest, now);
         self.drain_tsx(now);
     }
@@ -468,7 +506,73 @@ impl UserAgent {
     // ---- outputs ----
 
     pub fn poll_transmit(&mut self) -> Option<OutDatagram> {
-        self.transmits.pop_front()
+        while let Some(out) = self.transmits.pop_front() {
+            // Responses to sources that are neither the proxy nor the peer of a live call pass
+            // a token bucket per source IP; past it they are dropped (a scanner flooding us
+            // must not turn us into a reflector, nor hog the uplink).
+            if let Some(now) = self.clock
+                && out.bytes.starts_with(b"SIP/2.0 ")
+                && !self.known_peer(out.dest.addr.ip())
+                && !self.guard.allow_response(out.dest.addr.ip(), now)
+            {
+                if let Some(message) = self.guard.take_warning(now) {
+                    tracing::warn!("{message}");
+                    self.events.push_back(UaEvent::Warning { message });
+                }
+                continue;
+            }
+            return Some(out);
+        }
+        None
+    }
+
+    /// The proxy/registrar, or the peer of a confirmed (or held) call: never rate-limited.
+    fn known_peer(&self, ip: std::net::IpAddr) -> bool {
+        let ip = guard::canonical(ip);
+        self.guard.is_trusted(ip)
+            || self.calls.iter().any(|c| {
+                matches!(c.state, CallState::Confirmed | CallState::Held)
+                    && (c
+                        .invite_dest
+                        .is_some_and(|d| guard::canonical(d.addr.ip()) == ip)
+                        || c.dialog.as_ref().is_some_and(|d| {
+                            d.remote_target
+                                .host_unbracketed()
+                                .parse::<std::net::IpAddr>()
+                                .is_ok_and(|t| guard::canonical(t) == ip)
+                        }))
+            })
+    }
+
+    /// accept_from: a request from a source that is not the proxy gets 403 unless it belongs to
+    /// one of our dialogs. The dialog match (Call-ID and both tags, ours random) is what a
+    /// scanner cannot guess; the source address is not checked against the dialog's remote
+    /// target, because a peer behind NAT sends its BYE from its public address while its
+    /// Contact names a private one (a 403 there would leave the call hanging). None: go on.
+    fn source_check(&self, request: &Request, source: Destination) -> Option<Response> {
+        let ip = source.addr.ip();
+        if request.method == Method::Ack || self.guard.accepts(ip) {
+            return None;
+        }
+        let in_dialog = request
+            .headers
+            .to()
+            .ok()
+            .is_some_and(|to| to.tag().is_some());
+        let from_peer = in_dialog
+            && self.calls.iter().any(|c| {
+                c.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.matches_request(request))
+            });
+        if from_peer {
+            return None;
+        }
+        tracing::debug!(peer = %source.addr, method = %request.method.as_str(), "request from a source that is not the proxy: 403");
+        let mut r = self.make_response(request, 403, None);
+        // Tell a scanner as little as possible.
+        r.headers.remove("Server");
+        Some(r)
     }
 
     pub fn poll_event(&mut self) -> Option<UaEvent> {
@@ -483,6 +587,7 @@ impl UserAgent {
                 .and_then(Registration::poll_timeout),
             self.shutdown_deadline,
             self.call_poll_timeout(),
+            self.guard.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -699,7 +804,10 @@ impl UserAgent {
                 request,
                 source,
             } => {
-                if let Some(response) = self.precheck(&request) {
+                if let Some(response) = self
+                    .source_check(&request, source)
+                    .or_else(|| self.precheck(&request))
+                {
                     self.tsx.send_response(tsx, response, now);
                 } else if !self.call_request(tsx, request.clone(), source, now) {
                     self.handle_request(tsx, request, now);

@@ -142,6 +142,24 @@ impl UserAgent {
         }
     }
 
+    /// The call a `hangup` without an id means: a confirmed (or held) call first, then one we
+    /// are placing, then a ringing incoming one; the most recent of each kind. Before, it was
+    /// simply the newest call, so after a scanner's INVITE flood `hangup` rejected one of the
+    /// phantom ringing calls and left the real conversation up.
+    pub(super) fn call_to_hang_up(&self, id: Option<u64>) -> Option<u64> {
+        if id.is_some() {
+            return self.find_call(id, |_| true);
+        }
+        // A call we are already cancelling comes last: a second `hangup` means the next call.
+        let rank = |c: &Call| match (c.state, c.role) {
+            (CallState::Confirmed | CallState::Held, _) => 0,
+            (_, Role::Caller) if !c.cancel_wanted => 1,
+            (CallState::Incoming, Role::Callee) => 2,
+            _ => 3,
+        };
+        (0..=3).find_map(|r| self.find_call(None, |c| rank(c) == r))
+    }
+
     fn call_mut(&mut self, id: u64) -> Option<&mut Call> {
         self.calls.iter_mut().find(|c| c.id == id)
     }
@@ -751,9 +769,25 @@ impl UserAgent {
 
     fn incoming_invite(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) {
         let local_tag = self.ids.tag();
+        // Unanswered incoming calls are bounded per source address and overall, so a scanner's
+        // INVITE flood leaves at most a couple of phantom calls ringing (for RING_TIMEOUT) and a
+        // real call from elsewhere still rings. The proxy is exempt from the per-source bound
+        // (every call comes from it), not from the overall one.
+        let ringing = |c: &&Call| c.role == Role::Callee && c.state == CallState::Incoming;
+        let ringing_total = self.calls.iter().filter(ringing).count();
+        let ringing_from_source = self
+            .calls
+            .iter()
+            .filter(ringing)
+            .filter(|c| c.invite_dest.is_some_and(|d| d.addr == source.addr))
+            .count();
+        let flooding = ringing_total >= super::MAX_RINGING
+            || (ringing_from_source >= super::MAX_RINGING_PER_SOURCE
+                && !self.guard.is_trusted(source.addr.ip()));
         if (self.config.busy_when_in_call
             && self.calls.iter().any(|c| c.state != CallState::Terminated))
             || self.calls.len() >= MAX_CALLS
+            || flooding
         {
             let r = self.make_response(&request, 486, Some(&local_tag));
             self.tsx.send_response(tsx, r, now);
