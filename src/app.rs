@@ -9,11 +9,15 @@ use crate::cli::{AudioFile, Cli};
 use crate::config::{self, Config};
 use crate::driver::media_task::{AudioEndpoint, MediaIo};
 use crate::driver::sip_task::SipSetup;
+use crate::driver::tls::TlsOptions;
 use crate::sdp::Codec;
 use crate::sip::auth::Password;
 use crate::sip::transaction::{TimerConfig, TransportKind};
 use crate::sip::ua::AccountParams;
 use crate::sip::uri::Uri;
+
+/// CRLFCRLF ping interval on TCP/TLS connections when the account does not set one.
+const DEFAULT_STREAM_KEEPALIVE_SECS: u32 = 30;
 
 pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
     let account = config.account(cli.account.as_deref())?;
@@ -85,6 +89,17 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             input: endpoint(cli.audio_in.as_ref(), &config.audio.input),
             output: endpoint(cli.audio_out.as_ref(), &config.audio.output),
         },
+        tls: TlsOptions {
+            ca_file: config.sip.tls_ca_file.clone(),
+            insecure: config.sip.tls_insecure,
+            listen: config.sip.tls_listen,
+            cert_file: config.sip.tls_cert.clone(),
+            key_file: config.sip.tls_key.clone(),
+        },
+        stream_keepalive: Some(Duration::from_secs(u64::from(
+            account.keepalive_secs.unwrap_or(DEFAULT_STREAM_KEEPALIVE_SECS),
+        )))
+        .filter(|d| !d.is_zero()),
     })
 }
 

@@ -56,6 +56,16 @@ pub struct SipConfig {
     /// RFC 3261 T1 (round-trip estimate) in milliseconds; retransmit timers derive from it.
     #[serde(deserialize_with = "t1_ms")]
     pub t1_ms: u64,
+    /// Accept SIP over TLS here (needs `tls_cert` and `tls_key`); unset: no TLS listener.
+    pub tls_listen: Option<SocketAddr>,
+    /// Our certificate chain (PEM, leaf first) for `tls_listen`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A CA certificate (PEM) trusted for TLS servers, on top of the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Do not verify TLS server certificates at all (testing only; warns at start).
+    pub tls_insecure: bool,
 }
 
 impl Default for SipConfig {
@@ -64,6 +74,11 @@ impl Default for SipConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             user_agent: format!("sipterm/{}", env!("CARGO_PKG_VERSION")),
             t1_ms: 500,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_file: None,
+            tls_insecure: false,
         }
     }
 }
@@ -224,6 +239,10 @@ pub struct Account {
     /// Answer incoming calls after this many milliseconds; `None`: ring until the user answers.
     #[serde(default)]
     pub auto_answer: Option<u64>,
+    /// CRLFCRLF keep-alive ping interval on TCP/TLS connections we open (RFC 5626 §3.5.1);
+    /// unset: 30 s, 0: off.
+    #[serde(default)]
+    pub keepalive_secs: Option<u32>,
 }
 
 fn default_expires() -> u32 {
@@ -250,6 +269,7 @@ impl Account {
             expires: default_expires(),
             codecs: default_codecs(),
             auto_answer: None,
+            keepalive_secs: None,
         }
     }
 

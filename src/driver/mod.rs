@@ -3,4 +3,5 @@
 pub mod command;
 pub mod media_task;
 pub mod sip_task;
+pub mod tls;
 pub mod transport;

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use super::command::Command;
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
+use super::tls::{self, TlsOptions};
 use super::transport::{Inbound, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
@@ -38,12 +39,18 @@ pub struct SipSetup {
     pub busy_when_in_call: bool,
     /// Where call audio comes from and goes to.
     pub media: MediaIo,
+    /// `[sip]` TLS keys: CA file, insecure mode, listener certificate.
+    pub tls: TlsOptions,
+    /// CRLFCRLF ping interval on TCP/TLS connections we open; None: off.
+    pub stream_keepalive: Option<Duration>,
 }
 
 pub struct SipHandle {
     pub commands: mpsc::Sender<Command>,
     /// The address really bound (port 0 resolved).
     pub listen: SocketAddr,
+    /// The TLS listener's address, when `tls_listen` is set and it could start.
+    pub tls_listen: Option<SocketAddr>,
     /// Ends after `Command::Shutdown` has been carried out.
     pub task: JoinHandle<()>,
     /// SIP trace events dropped because the front end was not reading fast enough.
@@ -61,18 +68,27 @@ pub enum StartError {
 
 /// Binds the sockets, resolves the next hop, and spawns the SIP task.
 pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHandle, StartError> {
-    if setup.account.transport == TransportKind::Tls {
-        return Err(TransportError::TlsUnsupported.into());
-    }
-    let (transport, inbound) = Transport::bind(setup.listen).await?;
+    let (mut transport, inbound) = Transport::bind(setup.listen).await?;
     let listen = transport.local_addr();
+    let tls_listen = setup_tls(&mut transport, &setup, &events).await;
     let hop_uri = setup
         .account
         .outbound_proxy
         .clone()
         .or_else(|| setup.account.registrar.clone());
     let next_hop = match hop_uri {
-        Some(uri) => Some(resolve(&uri, setup.account.transport).await?),
+        Some(uri) => {
+            let hop = resolve(&uri, setup.account.transport).await?;
+            if hop.transport == TransportKind::Tls {
+                // SNI and verification against the proxy/registrar's host name (IP SAN for
+                // an IP literal).
+                transport.set_server_name(
+                    hop.addr,
+                    tls::server_name(Some(uri.host_unbracketed()), hop.addr.ip()),
+                );
+            }
+            Some(hop)
+        }
         None => None,
     };
     let local = SocketAddr::new(local_ip(listen, next_hop.map(|d| d.addr)), listen.port());
@@ -88,8 +104,12 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     };
     let (commands, command_rx) = mpsc::channel(64);
     let dropped_traces = Arc::new(AtomicU64::new(0));
+    let mut ua = UserAgent::new(config);
+    if let Some(tls_addr) = tls_listen {
+        ua.set_tls_listener(SocketAddr::new(local.ip(), tls_addr.port()));
+    }
     let engine = Engine {
-        ua: UserAgent::new(config),
+        ua,
         transport,
         events,
         dropped: dropped_traces.clone(),
@@ -105,9 +125,50 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     Ok(SipHandle {
         commands,
         listen,
+        tls_listen,
         task,
         dropped_traces,
     })
+}
+
+/// Sets up TLS on `transport` from the `[sip]` keys: the client configuration (when TLS may be
+/// used), the listener, the keep-alive interval. Problems (missing files, a port in use) are
+/// `error` events and leave TLS (or its listener) off; sipterm keeps running.
+async fn setup_tls(
+    transport: &mut Transport,
+    setup: &SipSetup,
+    events: &mpsc::Sender<Event>,
+) -> Option<SocketAddr> {
+    transport.set_keepalive(setup.stream_keepalive);
+    let options = &setup.tls;
+    let mut notes = tls::Notes::default();
+    if setup.account.transport == TransportKind::Tls
+        || options.ca_file.is_some()
+        || options.insecure
+    {
+        if let Some(config) = tls::client_config(options, &mut notes) {
+            transport.set_tls_client(config);
+        }
+    }
+    let mut bound = None;
+    if let Some(addr) = options.listen {
+        match tls::server_config(options) {
+            Ok(config) => match transport.listen_tls(addr, config).await {
+                Ok(addr) => bound = Some(addr),
+                Err(e) => notes.errors.push(format!("TLS: {e}")),
+            },
+            Err(e) => notes.errors.push(e),
+        }
+    }
+    for message in notes.warnings {
+        tracing::warn!("{message}");
+        let _ = events.send(Event::Warning { message }).await;
+    }
+    for message in notes.errors {
+        tracing::error!("{message}");
+        let _ = events.send(Event::Error { message }).await;
+    }
+    bound
 }
 
 /// Starts the built-in echo service: a second user agent on the loopback address that answers
@@ -216,11 +277,18 @@ impl Engine {
                     match msg {
                         Inbound::Message { source, bytes } => {
                             trace(&self.events, &self.dropped, Direction::In, source.addr, &bytes);
+                            self.transport.learn_alias(source, &bytes);
                             self.ua.handle_datagram(source, &bytes, now);
                         }
                         Inbound::Connected { peer, writer } => self.transport.connected(peer, writer),
+                        Inbound::ConnectFailed { peer, error } => {
+                            self.transport.closed(peer);
+                            tracing::warn!(peer = %peer.addr, %error, "connection failed");
+                            let _ = self.events.send(Event::Error { message: error }).await;
+                            self.ua.handle_transport_error(peer, now);
+                        }
                         Inbound::Closed { peer, error } => {
-                            self.transport.closed(peer.addr);
+                            self.transport.closed(peer);
                             if let Some(error) = error {
                                 tracing::info!(peer = %peer.addr, %error, "connection closed");
                             }
