@@ -324,7 +324,18 @@ impl Engine {
             Command::Quit => ua::Command::Shutdown,
             Command::Dial(target) if target.eq_ignore_ascii_case("echo") => {
                 match (self.echo_service, self.local_media().await) {
-                    (Some(echo), Some(media)) => match format!("sip:echo@{echo}").parse::<Uri>() {
+                    // The echo service speaks UDP (and TCP), never TLS: a TLS account must
+                    // not default to TLS towards it.
+                    (Some(echo), Some(media)) => match format!(
+                        "sip:echo@{echo}{}",
+                        if self.ua.config().account.transport == TransportKind::Tls {
+                            ";transport=udp"
+                        } else {
+                            ""
+                        }
+                    )
+                    .parse::<Uri>()
+                    {
                         Ok(target) => ua::Command::Dial { target, media },
                         Err(e) => return self.error(format!("echo service: {e}")).await,
                     },
@@ -437,11 +448,13 @@ impl Engine {
             let mut progressed = false;
             while let Some(out) = self.ua.poll_transmit() {
                 progressed = true;
+                // The peer really sent to: a TLS alias goes over the peer's own connection.
+                let peer = self.transport.connection_for(out.dest).addr;
                 trace(
                     &self.events,
                     &self.dropped,
                     Direction::Out,
-                    out.dest.addr,
+                    peer,
                     &out.bytes,
                 );
                 if let Err(error) = self.transport.send(out.dest, out.bytes).await {

@@ -227,7 +227,7 @@ impl Transport {
 
     /// The open connection a message to `dest` goes over: `dest`'s own, or for TLS the one
     /// its owner opened to us (alias).
-    fn connection_for(&self, dest: Destination) -> Destination {
+    pub fn connection_for(&self, dest: Destination) -> Destination {
         if dest.transport != TransportKind::Tls || self.connections.contains_key(&dest) {
             return dest;
         }
