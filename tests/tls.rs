@@ -162,7 +162,9 @@ fn heard(path: &Path) -> Result<(f32, f32, f32), Box<dyn std::error::Error>> {
 
 fn assert_hears(path: &Path, who: &str, tone: f32) -> TestResult {
     let (frequency, level, seconds) = heard(path)?;
-    println!("{who} heard {frequency:.1} Hz at RMS {level:.0} for {seconds:.2} s (expected {tone} Hz)");
+    println!(
+        "{who} heard {frequency:.1} Hz at RMS {level:.0} for {seconds:.2} s (expected {tone} Hz)"
+    );
     assert!(
         (frequency - tone).abs() < tone * 0.02,
         "{who} heard {frequency} Hz, expected {tone} Hz"
@@ -191,8 +193,16 @@ fn tls_call_with_test_ca_two_way_audio() -> TestResult {
     let files = certs.dir.path();
     let caller_in = files.join("caller-in.wav");
     let callee_in = files.join("callee-in.wav");
-    write_wav(&caller_in, FILE_RATE, &sine(CALLER_TONE, FILE_RATE, 6.0, 8000.0))?;
-    write_wav(&callee_in, FILE_RATE, &sine(CALLEE_TONE, FILE_RATE, 6.0, 8000.0))?;
+    write_wav(
+        &caller_in,
+        FILE_RATE,
+        &sine(CALLER_TONE, FILE_RATE, 6.0, 8000.0),
+    )?;
+    write_wav(
+        &callee_in,
+        FILE_RATE,
+        &sine(CALLEE_TONE, FILE_RATE, 6.0, 8000.0),
+    )?;
     let caller_out = files.join("caller-out.wav");
     let callee_out = files.join("callee-out.wav");
     let callee_pcap = files.join("callee.pcap");
@@ -244,7 +254,10 @@ fn tls_call_with_test_ca_two_way_audio() -> TestResult {
     // The callee saw one peer: the caller's side of that connection (not its UDP port).
     let callee_peers: std::collections::HashSet<String> =
         callee.events_of("sip").iter().map(peer_of).collect();
-    println!("callee's peers: {callee_peers:?}; caller listens on {}", caller.listen);
+    println!(
+        "callee's peers: {callee_peers:?}; caller listens on {}",
+        caller.listen
+    );
     assert_eq!(callee_peers.len(), 1, "{callee_peers:?}");
     assert!(!callee_peers.contains(&caller.listen.to_string()));
 
@@ -266,7 +279,11 @@ fn tls_call_with_test_ca_two_way_audio() -> TestResult {
             "{}: a UDP Via",
             pcap.display()
         );
-        assert!(text.contains("Contact: <sips:"), "{}: no sips Contact", pcap.display());
+        assert!(
+            text.contains("Contact: <sips:"),
+            "{}: no sips Contact",
+            pcap.display()
+        );
     }
     assert_hears(&caller_out, "caller", CALLEE_TONE)?;
     assert_hears(&callee_out, "callee", CALLER_TONE)?;
@@ -302,10 +319,7 @@ fn tls_unknown_issuer_fails_with_clear_error() -> TestResult {
             SIGNALLING,
         )?;
         let message = error["message"].as_str().unwrap_or_default();
-        println!(
-            "attempt {attempt}: {message} after {:?}",
-            started.elapsed()
-        );
+        println!("attempt {attempt}: {message} after {:?}", started.elapsed());
         assert!(message.starts_with("TLS"), "{message}");
         assert!(
             message.contains("invalid peer certificate") && message.contains("UnknownIssuer"),
@@ -358,7 +372,11 @@ fn tls_insecure_connects_and_warns() -> TestResult {
     caller.send("hangup")?;
     caller.expect_call_state("terminated", SIGNALLING)?;
     callee.expect_call_state("terminated", SIGNALLING)?;
-    assert!(caller.events_of("error").is_empty(), "{:?}", caller.events_of("error"));
+    assert!(
+        caller.events_of("error").is_empty(),
+        "{:?}",
+        caller.events_of("error")
+    );
     Ok(())
 }
 
@@ -496,14 +514,20 @@ fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
         (2..=6).contains(&pings.len()),
         "expected a ping about every second, got {pings:?}"
     );
-    assert!(caller.events_of("error").is_empty(), "{:?}", caller.events_of("error"));
+    assert!(
+        caller.events_of("error").is_empty(),
+        "{:?}",
+        caller.events_of("error")
+    );
     caller.send("hangup")?;
     no_panic(&caller);
     Ok(())
 }
 
 /// Registration to Kamailio over TLS with digest auth: sipterm trusts the test CA, the
-/// registrar is `sip:127.0.0.1:PORT;transport=tls` (IP SAN check).
+/// registrar is `sip:127.0.0.1:PORT;transport=tls` (IP SAN check). Then bob, registered over
+/// UDP, calls alice: Kamailio relays the INVITE over alice's TLS connection (Contact from
+/// `received`/`rport`), alice answers, bob hangs up; finally alice unregisters.
 #[test]
 fn kamailio_register_over_tls() -> TestResult {
     let certs = make_certs()?;
@@ -515,7 +539,7 @@ fn kamailio_register_over_tls() -> TestResult {
         }
     };
     let kamailio = Kamailio::start_tls(
-        &[("alice", "alicepw")],
+        &[("alice", "alicepw"), ("bob", "bobpw")],
         port,
         &KamailioTls {
             port: tls_port,
@@ -534,7 +558,7 @@ fn kamailio_register_over_tls() -> TestResult {
                 ),
             ),
         None,
-        None,
+        Some(0),
         Vec::new(),
     )?;
     let registered = alice
@@ -545,7 +569,12 @@ fn kamailio_register_over_tls() -> TestResult {
         )
         .map_err(|e| format!("{e}\nkamailio:\n{}", kamailio.log()))?;
     println!("{registered}");
-    assert_eq!(registered["state"], "registered", "{registered}\n{}", kamailio.log());
+    assert_eq!(
+        registered["state"],
+        "registered",
+        "{registered}\n{}",
+        kamailio.log()
+    );
     let tls_peer = format!("127.0.0.1:{tls_port}");
     let sip = alice.events_of("sip");
     let summaries: Vec<String> = sip
@@ -554,10 +583,61 @@ fn kamailio_register_over_tls() -> TestResult {
         .collect();
     println!("{}", summaries.join("\n"));
     assert!(sip.iter().all(|e| e["peer"] == tls_peer.as_str()));
+    let sip_count = sip.len();
     assert!(
         sip.iter()
             .any(|e| e["dir"] == "in" && e["summary"] == "SIP/2.0 401 Unauthorized"),
         "digest challenge over TLS"
+    );
+    // bob over UDP calls alice, who is reachable only over her TLS connection.
+    let mut bob = spawn(
+        "bob",
+        account(
+            "bob",
+            &format!("password = \"bobpw\"\nregistrar = \"sip:127.0.0.1:{port}\"\n"),
+        ),
+        None,
+        None,
+        Vec::new(),
+    )?;
+    bob.expect_event(
+        "bob registered",
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        SIGNALLING,
+    )?;
+    // alice's Contact refresh (rport) must be through before she is called.
+    let settle = Instant::now() + SIGNALLING;
+    while alice.events_of("registration").len() < 2 && Instant::now() < settle {
+        let _ = alice.expect_event(
+            "the Contact refresh",
+            |e| e["event"] == "registration",
+            Duration::from_millis(500),
+        );
+    }
+    bob.send(&format!("dial sip:alice@127.0.0.1:{port}"))?;
+    bob.expect_call_state("confirmed", SIGNALLING)
+        .map_err(|e| {
+            format!(
+                "{e}
+kamailio:
+{}",
+                kamailio.log()
+            )
+        })?;
+    alice.expect_call_state("confirmed", SIGNALLING)?;
+    bob.send("hangup")?;
+    bob.expect_call_state("terminated", SIGNALLING)?;
+    alice.expect_call_state("terminated", SIGNALLING)?;
+    let alice_invites: Vec<String> = alice
+        .events_of("sip")
+        .iter()
+        .filter(|e| e["dir"] == "in" && e["summary"].as_str().unwrap_or("").starts_with("INVITE"))
+        .map(|e| e["peer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        alice_invites,
+        vec![tls_peer.clone()],
+        "INVITE over TLS from Kamailio"
     );
     alice.send("unregister")?;
     let unregistered = alice.expect_event(
@@ -566,7 +646,47 @@ fn kamailio_register_over_tls() -> TestResult {
         SIGNALLING,
     )?;
     println!("{unregistered}");
+    assert!(
+        alice
+            .events_of("sip")
+            .iter()
+            .skip(sip_count)
+            .all(|e| e["peer"] == tls_peer.as_str()),
+        "everything of alice's went over TLS"
+    );
     no_panic(&alice);
+    no_panic(&bob);
+    Ok(())
+}
+
+/// A TLS listener whose certificate file is missing: an `error` event naming the file, no
+/// `tls_listen` in `ready`, and sipterm goes on working (UDP calls to the echo service).
+#[test]
+fn missing_certificate_file_is_an_error_not_a_crash() -> TestResult {
+    let certs = make_certs()?;
+    let missing = certs.dir.path().join("no-such-cert.pem");
+    let mut sipterm = spawn(
+        "server",
+        format!(
+            "[sip]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = {}\ntls_key = {}\n",
+            toml_path(&missing),
+            toml_path(&certs.key_pem)
+        ) + &account("server", ""),
+        None,
+        None,
+        Vec::new(),
+    )?;
+    let error = sipterm.expect_event("an error event", |e| e["event"] == "error", SIGNALLING)?;
+    let message = error["message"].as_str().unwrap_or_default();
+    println!("{message}");
+    assert!(message.starts_with("TLS: tls_cert"), "{message}");
+    assert!(message.contains("no-such-cert.pem"), "{message}");
+    assert!(sipterm.events_of("ready")[0].get("tls_listen").is_none());
+    sipterm.send("dial echo")?;
+    sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    sipterm.send("hangup")?;
+    sipterm.expect_call_state("terminated", SIGNALLING)?;
+    no_panic(&sipterm);
     Ok(())
 }
 
@@ -600,6 +720,13 @@ fn unregister_while_register_in_flight_still_unregisters() {
             states.push(state);
         }
     }
-    assert_eq!(states.last(), Some(&RegistrationState::Unregistered), "{states:?}");
-    assert!(!states.contains(&RegistrationState::Registered), "{states:?}");
+    assert_eq!(
+        states.last(),
+        Some(&RegistrationState::Unregistered),
+        "{states:?}"
+    );
+    assert!(
+        !states.contains(&RegistrationState::Registered),
+        "{states:?}"
+    );
 }

@@ -64,9 +64,13 @@ pub fn client_config(options: &TlsOptions, notes: &mut Notes) -> Option<Arc<Clie
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, errors = native.errors.len(), "system TLS roots loaded");
+    tracing::debug!(
+        added,
+        errors = native.errors.len(),
+        "system TLS roots loaded"
+    );
     if let Some(path) = &options.ca_file {
-        match read_certs(path) {
+        match read_certs("tls_ca_file", path) {
             Ok(certs) if certs.is_empty() => notes.errors.push(format!(
                 "TLS: tls_ca_file {}: no certificate in it",
                 path.display()
@@ -93,7 +97,7 @@ pub fn server_config(options: &TlsOptions) -> Result<Arc<ServerConfig>, String> 
     let (Some(cert), Some(key)) = (&options.cert_file, &options.key_file) else {
         return Err("TLS: tls_listen needs tls_cert and tls_key".to_string());
     };
-    let certs = read_certs(cert)?;
+    let certs = read_certs("tls_cert", cert)?;
     if certs.is_empty() {
         return Err(format!(
             "TLS: tls_cert {}: no certificate in it",
@@ -109,8 +113,10 @@ pub fn server_config(options: &TlsOptions) -> Result<Arc<ServerConfig>, String> 
         .map_err(|e| format!("TLS: certificate/key: {e}"))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let what = |e: rustls_pki_types::pem::Error| format!("TLS: {}: {}", path.display(), pem_error(e));
+fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let what = |e: rustls_pki_types::pem::Error| {
+        format!("TLS: {key} {}: {}", path.display(), pem_error(e))
+    };
     CertificateDer::pem_file_iter(path)
         .map_err(what)?
         .collect::<Result<Vec<_>, _>>()
@@ -225,7 +231,10 @@ mod tests {
         };
         assert!(client_config(&options, &mut notes).is_some());
         assert!(
-            notes.errors.iter().any(|e| e.contains("/nonexistent/ca.pem")),
+            notes
+                .errors
+                .iter()
+                .any(|e| e.contains("/nonexistent/ca.pem")),
             "{notes:?}"
         );
         let options = TlsOptions {

@@ -269,20 +269,22 @@ impl Transport {
                 .unwrap_or_else(|| tls::server_name(None, peer.ip()));
             tokio::spawn(async move {
                 let failed = |error: String| Inbound::ConnectFailed { peer: dest, error };
-                let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await
-                {
-                    Ok(Ok(tcp)) => tcp,
-                    Ok(Err(e)) => {
-                        let _ = inbound.send(failed(format!("TLS: connect to {peer}: {e}"))).await;
-                        return;
-                    }
-                    Err(_) => {
-                        let _ = inbound
-                            .send(failed(format!("TLS: connect to {peer} timed out")))
-                            .await;
-                        return;
-                    }
-                };
+                let tcp =
+                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
+                        Ok(Ok(tcp)) => tcp,
+                        Ok(Err(e)) => {
+                            let _ = inbound
+                                .send(failed(format!("TLS: connect to {peer}: {e}")))
+                                .await;
+                            return;
+                        }
+                        Err(_) => {
+                            let _ = inbound
+                                .send(failed(format!("TLS: connect to {peer} timed out")))
+                                .await;
+                            return;
+                        }
+                    };
                 match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
                     Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, keepalive).await,
                     Ok(Err(e)) => {
@@ -404,7 +406,11 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
 }
 
 /// Accepts TLS connections; each handshake runs in its own task (bounded in time and number).
-async fn tls_acceptor(listener: TcpListener, acceptor: TlsAcceptor, inbound: mpsc::Sender<Inbound>) {
+async fn tls_acceptor(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    inbound: mpsc::Sender<Inbound>,
+) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         match listener.accept().await {
@@ -568,12 +574,16 @@ mod tests {
             Some("127.0.0.1:40000".parse().unwrap())
         );
         let no_port = b"BYE sips:a@b SIP/2.0\r\nv: SIP/2.0/TLS [::1];branch=z9hG4bK2\r\n\r\n";
-        assert_eq!(tls_via_sent_by(no_port), Some("[::1]:5061".parse().unwrap()));
+        assert_eq!(
+            tls_via_sent_by(no_port),
+            Some("[::1]:5061".parse().unwrap())
+        );
         let udp = b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK3\r\n\r\n";
         assert_eq!(tls_via_sent_by(udp), None);
         let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK4\r\n\r\n";
         assert_eq!(tls_via_sent_by(response), None);
-        let name = b"BYE sips:a@b SIP/2.0\r\nVia: SIP/2.0/TLS host.example:5061;branch=z9hG4bK5\r\n\r\n";
+        let name =
+            b"BYE sips:a@b SIP/2.0\r\nVia: SIP/2.0/TLS host.example:5061;branch=z9hG4bK5\r\n\r\n";
         assert_eq!(tls_via_sent_by(name), None);
     }
 }
