@@ -97,7 +97,9 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             key_file: config.sip.tls_key.clone(),
         },
         stream_keepalive: Some(Duration::from_secs(u64::from(
-            account.keepalive_secs.unwrap_or(DEFAULT_STREAM_KEEPALIVE_SECS),
+            account
+                .keepalive_secs
+                .unwrap_or(DEFAULT_STREAM_KEEPALIVE_SECS),
         )))
         .filter(|d| !d.is_zero()),
     })

@@ -634,6 +634,13 @@ kamailio:
         .filter(|e| e["dir"] == "in" && e["summary"].as_str().unwrap_or("").starts_with("INVITE"))
         .map(|e| e["peer"].as_str().unwrap_or_default().to_string())
         .collect();
+    println!(
+        "alice got INVITEs from {alice_invites:?}; bob's trace: {:?}",
+        bob.events_of("sip")
+            .iter()
+            .map(|e| format!("{} {}", e["dir"], e["summary"]))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         alice_invites,
         vec![tls_peer.clone()],

@@ -142,13 +142,11 @@ async fn setup_tls(
     transport.set_keepalive(setup.stream_keepalive);
     let options = &setup.tls;
     let mut notes = tls::Notes::default();
-    if setup.account.transport == TransportKind::Tls
+    let wants_tls = setup.account.transport == TransportKind::Tls
         || options.ca_file.is_some()
-        || options.insecure
-    {
-        if let Some(config) = tls::client_config(options, &mut notes) {
-            transport.set_tls_client(config);
-        }
+        || options.insecure;
+    if wants_tls && let Some(config) = tls::client_config(options, &mut notes) {
+        transport.set_tls_client(config);
     }
     let mut bound = None;
     if let Some(addr) = options.listen {

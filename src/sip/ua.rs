@@ -270,8 +270,9 @@ impl UserAgent {
     /// requests come back over TLS to a port that speaks it.
     pub(crate) fn contact_for(&self, transport: TransportKind) -> Uri {
         match self.tls_local {
-            Some(tls) if transport == TransportKind::Tls
-                && self.config.account.transport != TransportKind::Tls =>
+            Some(tls)
+                if transport == TransportKind::Tls
+                    && self.config.account.transport != TransportKind::Tls =>
             {
                 Uri {
                     scheme: Scheme::Sips,
