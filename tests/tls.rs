@@ -446,30 +446,24 @@ fn crlf_ping_gets_pong_over_tls_and_tcp() -> TestResult {
     Ok(())
 }
 
-/// sipterm's own TLS connection pings every `keepalive_secs`: a TLS server run here accepts
-/// the INVITE's connection, then counts CRLFCRLF pings and answers each with CRLF.
-#[test]
-fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
-    let certs = make_certs()?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![certs.cert_der.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certs.key_der.clone())),
-        )?;
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let server = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    let mut caller = spawn(
-        "caller",
-        format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account("caller", "transport = \"tls\"\nkeepalive_secs = 1\n"),
-        None,
-        None,
-        Vec::new(),
-    )?;
-    caller.send(&format!("dial sips:nobody@{server}"))?;
+/// A rustls server config presenting the test certificate.
+fn server_config(certs: &Certs) -> Result<Arc<rustls::ServerConfig>, Box<dyn std::error::Error>> {
+    Ok(Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certs.cert_der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certs.key_der.clone())),
+            )?,
+    ))
+}
+
+/// Waits (bounded) for sipterm to connect to `listener` (non-blocking) and wraps the socket.
+fn accept_tls(
+    listener: &TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<rustls::StreamOwned<rustls::ServerConnection, TcpStream>, Box<dyn std::error::Error>> {
     let deadline = Instant::now() + SIGNALLING;
     let sock = loop {
         match listener.accept() {
@@ -482,7 +476,83 @@ fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
     };
     sock.set_nonblocking(false)?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(Arc::new(config))?, sock);
+    Ok(rustls::StreamOwned::new(
+        rustls::ServerConnection::new(config)?,
+        sock,
+    ))
+}
+
+/// The TLS name is the registrar's host name, sent as SNI and verified against the
+/// certificate's DNS entry: `sips:localhost:PORT` reaches a server run here that sees
+/// SNI "localhost" and a REGISTER over TLS.
+#[test]
+fn sni_is_the_registrar_host_name() -> TestResult {
+    let certs = make_certs()?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    let alice = spawn(
+        "alice",
+        format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
+            + &account(
+                "alice",
+                &format!("registrar = \"sips:localhost:{port}\"\ntransport = \"tls\"\n"),
+            ),
+        None,
+        None,
+        Vec::new(),
+    )?;
+    let mut tls = accept_tls(&listener, server_config(&certs)?)?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + SIGNALLING;
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    println!(
+        "SNI {:?}; {}",
+        tls.conn.server_name(),
+        text.lines().next().unwrap_or("")
+    );
+    assert_eq!(tls.conn.server_name(), Some("localhost"));
+    assert!(text.starts_with("REGISTER sips:localhost:"), "{text}");
+    assert!(text.contains("Via: SIP/2.0/TLS"), "{text}");
+    assert!(
+        alice.events_of("error").is_empty(),
+        "{:?}",
+        alice.events_of("error")
+    );
+    no_panic(&alice);
+    Ok(())
+}
+
+/// sipterm's own TLS connection pings every `keepalive_secs`: a TLS server run here accepts
+/// the INVITE's connection, then counts CRLFCRLF pings and answers each with CRLF.
+#[test]
+fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
+    let certs = make_certs()?;
+    let config = server_config(&certs)?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let server = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let mut caller = spawn(
+        "caller",
+        format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
+            + &account("caller", "transport = \"tls\"\nkeepalive_secs = 1\n"),
+        None,
+        None,
+        Vec::new(),
+    )?;
+    caller.send(&format!("dial sips:nobody@{server}"))?;
+    let mut tls = accept_tls(&listener, config)?;
     let mut invite = Vec::new();
     let mut pings = Vec::new();
     let started = Instant::now();
@@ -508,6 +578,7 @@ fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
     }
     let text = String::from_utf8_lossy(&invite);
     assert!(text.starts_with("INVITE sips:nobody@"), "{text}");
+    assert_eq!(tls.conn.server_name(), None, "no SNI for an IP literal");
     assert!(text.contains("Via: SIP/2.0/TLS"), "{text}");
     println!("pings at {pings:?}");
     assert!(
