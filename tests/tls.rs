@@ -482,27 +482,10 @@ fn accept_tls(
     ))
 }
 
-/// The TLS name is the registrar's host name, sent as SNI and verified against the
-/// certificate's DNS entry: `sips:localhost:PORT` reaches a server run here that sees
-/// SNI "localhost" and a REGISTER over TLS.
-#[test]
-fn sni_is_the_registrar_host_name() -> TestResult {
-    let certs = make_certs()?;
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    listener.set_nonblocking(true)?;
-    let alice = spawn(
-        "alice",
-        format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account(
-                "alice",
-                &format!("registrar = \"sips:localhost:{port}\"\ntransport = \"tls\"\n"),
-            ),
-        None,
-        None,
-        Vec::new(),
-    )?;
-    let mut tls = accept_tls(&listener, server_config(&certs)?)?;
+/// Reads from a test server's TLS stream until a blank line (a message head), bounded.
+fn read_head(
+    tls: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+) -> Result<String, Box<dyn std::error::Error>> {
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + SIGNALLING;
@@ -516,7 +499,33 @@ fn sni_is_the_registrar_host_name() -> TestResult {
             Err(e) => return Err(e.into()),
         }
     }
-    let text = String::from_utf8_lossy(&got);
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// The TLS name is the registrar's host name, sent as SNI and verified against the
+/// certificate's DNS entry: `sips:localhost:PORT` reaches a server run here that sees
+/// SNI "localhost" and a REGISTER over TLS. When that connection drops, the REGISTER fails
+/// (a `registration` event says so) and the next one opens a new connection.
+#[test]
+fn sni_is_the_registrar_host_name() -> TestResult {
+    let certs = make_certs()?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    let mut alice = spawn(
+        "alice",
+        format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
+            + &account(
+                "alice",
+                &format!("registrar = \"sips:localhost:{port}\"\ntransport = \"tls\"\n"),
+            ),
+        None,
+        None,
+        Vec::new(),
+    )?;
+    let config = server_config(&certs)?;
+    let mut tls = accept_tls(&listener, config.clone())?;
+    let text = read_head(&mut tls)?;
     println!(
         "SNI {:?}; {}",
         tls.conn.server_name(),
@@ -525,6 +534,23 @@ fn sni_is_the_registrar_host_name() -> TestResult {
     assert_eq!(tls.conn.server_name(), Some("localhost"));
     assert!(text.starts_with("REGISTER sips:localhost:"), "{text}");
     assert!(text.contains("Via: SIP/2.0/TLS"), "{text}");
+
+    // The server goes away mid-transaction: the REGISTER fails, sipterm carries on.
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    drop(tls);
+    let failed = alice.expect_event(
+        "registration failed",
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        SIGNALLING,
+    )?;
+    println!("after the drop: {failed}");
+    // The next REGISTER opens a new connection (SNI again).
+    alice.send("register")?;
+    let mut again = accept_tls(&listener, config)?;
+    let text = read_head(&mut again)?;
+    assert!(text.starts_with("REGISTER sips:localhost:"), "{text}");
+    assert_eq!(again.conn.server_name(), Some("localhost"));
     assert!(
         alice.events_of("error").is_empty(),
         "{:?}",
