@@ -161,7 +161,9 @@ impl Transport {
         let Some(sent_by) = tls_via_sent_by(bytes) else {
             return;
         };
-        if sent_by == source.addr {
+        // Only another port of the connection's own IP: a peer must not be able to draw our
+        // requests for some other host onto its connection.
+        if sent_by == source.addr || sent_by.ip() != source.addr.ip() {
             return;
         }
         if self.aliases.len() >= MAX_ALIASES && !self.aliases.contains_key(&sent_by) {
