@@ -10,6 +10,7 @@ use crate::config::{self, Config};
 use crate::driver::media_task::{AudioEndpoint, MediaIo};
 use crate::driver::nat::{DEFAULT_KEEPALIVE, NatSetup};
 use crate::driver::sip_task::SipSetup;
+use crate::driver::tls::TlsOptions;
 use crate::driver::tone_task::{Ringtone, ToneSettings};
 use crate::media::tones::ToneRegion;
 use crate::sdp::Codec;
@@ -17,6 +18,9 @@ use crate::sip::auth::Password;
 use crate::sip::transaction::{TimerConfig, TransportKind};
 use crate::sip::ua::AccountParams;
 use crate::sip::uri::Uri;
+
+/// CRLFCRLF ping interval on TCP/TLS connections when the account does not set one.
+const DEFAULT_STREAM_KEEPALIVE_SECS: u32 = 30;
 
 pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
     let account = config.account(cli.account.as_deref())?;
@@ -97,6 +101,19 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             config::AcceptFrom::Any => crate::sip::ua::AcceptFrom::Any,
         },
         warnings: config.permission_warning().into_iter().collect(),
+        tls: TlsOptions {
+            ca_file: config.sip.tls_ca_file.clone(),
+            insecure: config.sip.tls_insecure,
+            listen: config.sip.tls_listen,
+            cert_file: config.sip.tls_cert.clone(),
+            key_file: config.sip.tls_key.clone(),
+        },
+        stream_keepalive: Some(Duration::from_secs(u64::from(
+            account
+                .keepalive_secs
+                .unwrap_or(DEFAULT_STREAM_KEEPALIVE_SECS),
+        )))
+        .filter(|d| !d.is_zero()),
     })
 }
 

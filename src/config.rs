@@ -62,6 +62,16 @@ pub struct SipConfig {
     /// Send RTP to where the peer's RTP comes from even when its SDP address is public (it is
     /// always done when the SDP address is private).
     pub rtp_latching: bool,
+    /// Accept SIP over TLS here (needs `tls_cert` and `tls_key`); unset: no TLS listener.
+    pub tls_listen: Option<SocketAddr>,
+    /// Our certificate chain (PEM, leaf first) for `tls_listen`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A CA certificate (PEM) trusted for TLS servers, on top of the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Do not verify TLS server certificates at all (testing only; warns at start).
+    pub tls_insecure: bool,
 }
 
 impl Default for SipConfig {
@@ -72,6 +82,11 @@ impl Default for SipConfig {
             t1_ms: 500,
             stun_server: None,
             rtp_latching: false,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_file: None,
+            tls_insecure: false,
         }
     }
 }
@@ -280,8 +295,9 @@ pub struct Account {
     /// STUN server `host:port` to learn the public address from (overrides `[sip]`).
     #[serde(default, deserialize_with = "optional_non_empty_text")]
     pub stun_server: Option<String>,
-    /// UDP keep-alive (CRLFCRLF to the registrar/proxy) interval while registered; 0 = off.
-    /// `None`: 29 s when a STUN server is set (we are behind NAT), else off.
+    /// Keep-alive interval, 0 = off. TCP/TLS: a CRLFCRLF ping on connections we open (RFC 5626
+    /// §3.5.1), `None`: 30 s. UDP: CRLFCRLF to the registrar/proxy while registered, `None`:
+    /// 29 s when a STUN server is set (we are behind NAT), else off.
     #[serde(default)]
     pub keepalive_secs: Option<u32>,
     /// Who may call or message us; `None`: `proxy` when a registrar or outbound proxy is set,

@@ -16,6 +16,9 @@ pub enum Event {
     /// The engine is up; `listen` is the address really bound (port 0 resolved).
     Ready {
         listen: String,
+        /// The TLS listener's address, when `[sip] tls_listen` is set and it started.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tls_listen: Option<String>,
     },
     Registration {
         account: String,

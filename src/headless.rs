@@ -47,6 +47,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %handle.listen, account = %account_name, "headless engine ready");
     emit(&Event::Ready {
         listen: handle.listen.to_string(),
+        tls_listen: handle.tls_listen.map(|a| a.to_string()),
     });
     // Every SIP message of the session, for --ladder-out / --pcap-out at exit (bounded).
     let mut recorder =

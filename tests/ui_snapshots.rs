@@ -53,6 +53,7 @@ fn registered(t0: Instant) -> UiState {
     state.apply_event(
         Event::Ready {
             listen: "127.0.0.1:5062".into(),
+            tls_listen: None,
         },
         t0,
     );

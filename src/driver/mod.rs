@@ -4,5 +4,6 @@ pub mod command;
 pub mod media_task;
 pub mod nat;
 pub mod sip_task;
+pub mod tls;
 pub mod tone_task;
 pub mod transport;

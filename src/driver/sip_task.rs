@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use super::command::Command;
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
 use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
+use super::tls::{self, TlsOptions};
 use super::tone_task::{self, ToneHandle, ToneKind, ToneSettings};
 use super::transport::{Inbound, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
@@ -51,12 +52,18 @@ pub struct SipSetup {
     pub accept_from: ua::AcceptFrom,
     /// Sent as `warning` events once the engine runs (e.g. a config file others can read).
     pub warnings: Vec<String>,
+    /// `[sip]` TLS keys: CA file, insecure mode, listener certificate.
+    pub tls: TlsOptions,
+    /// CRLFCRLF ping interval on TCP/TLS connections we open; None: off.
+    pub stream_keepalive: Option<Duration>,
 }
 
 pub struct SipHandle {
     pub commands: mpsc::Sender<Command>,
     /// The address really bound (port 0 resolved).
     pub listen: SocketAddr,
+    /// The TLS listener's address, when `tls_listen` is set and it could start.
+    pub tls_listen: Option<SocketAddr>,
     /// Ends after `Command::Shutdown` has been carried out.
     pub task: JoinHandle<()>,
     /// SIP trace events dropped because the front end was not reading fast enough.
@@ -74,18 +81,27 @@ pub enum StartError {
 
 /// Binds the sockets, resolves the next hop, and spawns the SIP task.
 pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHandle, StartError> {
-    if setup.account.transport == TransportKind::Tls {
-        return Err(TransportError::TlsUnsupported.into());
-    }
-    let (transport, inbound) = Transport::bind(setup.listen).await?;
+    let (mut transport, inbound) = Transport::bind(setup.listen).await?;
     let listen = transport.local_addr();
+    let tls_listen = setup_tls(&mut transport, &setup, &events).await;
     let hop_uri = setup
         .account
         .outbound_proxy
         .clone()
         .or_else(|| setup.account.registrar.clone());
     let next_hop = match hop_uri {
-        Some(uri) => Some(resolve(&uri, setup.account.transport).await?),
+        Some(uri) => {
+            let hop = resolve(&uri, setup.account.transport).await?;
+            if hop.transport == TransportKind::Tls {
+                // SNI and verification against the proxy/registrar's host name (IP SAN for
+                // an IP literal).
+                transport.set_server_name(
+                    hop.addr,
+                    tls::server_name(Some(uri.host_unbracketed()), hop.addr.ip()),
+                );
+            }
+            Some(hop)
+        }
         None => None,
     };
     let local = SocketAddr::new(local_ip(listen, next_hop.map(|d| d.addr)), listen.port());
@@ -130,6 +146,9 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     let dropped_traces = Arc::new(AtomicU64::new(0));
     let mut ua = UserAgent::new(config);
     ua.set_source_policy(setup.accept_from, trusted);
+    if let Some(tls_addr) = tls_listen {
+        ua.set_tls_listener(SocketAddr::new(local.ip(), tls_addr.port()));
+    }
     for message in warnings {
         tracing::warn!("{message}");
         let _ = events.send(Event::Warning { message }).await;
@@ -157,9 +176,48 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     Ok(SipHandle {
         commands,
         listen,
+        tls_listen,
         task,
         dropped_traces,
     })
+}
+
+/// Sets up TLS on `transport` from the `[sip]` keys: the client configuration (when TLS may be
+/// used), the listener, the keep-alive interval. Problems (missing files, a port in use) are
+/// `error` events and leave TLS (or its listener) off; sipterm keeps running.
+async fn setup_tls(
+    transport: &mut Transport,
+    setup: &SipSetup,
+    events: &mpsc::Sender<Event>,
+) -> Option<SocketAddr> {
+    transport.set_keepalive(setup.stream_keepalive);
+    let options = &setup.tls;
+    let mut notes = tls::Notes::default();
+    let wants_tls = setup.account.transport == TransportKind::Tls
+        || options.ca_file.is_some()
+        || options.insecure;
+    if wants_tls && let Some(config) = tls::client_config(options, &mut notes) {
+        transport.set_tls_client(config);
+    }
+    let mut bound = None;
+    if let Some(addr) = options.listen {
+        match tls::server_config(options) {
+            Ok(config) => match transport.listen_tls(addr, config).await {
+                Ok(addr) => bound = Some(addr),
+                Err(e) => notes.errors.push(format!("TLS: {e}")),
+            },
+            Err(e) => notes.errors.push(e),
+        }
+    }
+    for message in notes.warnings {
+        tracing::warn!("{message}");
+        let _ = events.send(Event::Warning { message }).await;
+    }
+    for message in notes.errors {
+        tracing::error!("{message}");
+        let _ = events.send(Event::Error { message }).await;
+    }
+    bound
 }
 
 /// Starts the built-in echo service: a second user agent on the loopback address that answers
@@ -315,11 +373,18 @@ impl Engine {
                         }
                         Inbound::Message { source, bytes } => {
                             trace(&self.events, &self.dropped, Direction::In, source.addr, &bytes);
+                            self.transport.learn_alias(source, &bytes);
                             self.ua.handle_datagram(source, &bytes, now);
                         }
                         Inbound::Connected { peer, writer } => self.transport.connected(peer, writer),
+                        Inbound::ConnectFailed { peer, error } => {
+                            self.transport.closed(peer);
+                            tracing::warn!(peer = %peer.addr, %error, "connection failed");
+                            let _ = self.events.send(Event::Error { message: error }).await;
+                            self.ua.handle_transport_error(peer, now);
+                        }
                         Inbound::Closed { peer, error } => {
-                            self.transport.closed(peer.addr);
+                            self.transport.closed(peer);
                             if let Some(error) = error {
                                 tracing::info!(peer = %peer.addr, %error, "connection closed");
                             }
@@ -357,7 +422,18 @@ impl Engine {
             Command::Quit => ua::Command::Shutdown,
             Command::Dial(target) if target.eq_ignore_ascii_case("echo") => {
                 match (self.echo_service, self.local_media().await) {
-                    (Some(echo), Some(media)) => match format!("sip:echo@{echo}").parse::<Uri>() {
+                    // The echo service speaks UDP (and TCP), never TLS: a TLS account must
+                    // not default to TLS towards it.
+                    (Some(echo), Some(media)) => match format!(
+                        "sip:echo@{echo}{}",
+                        if self.ua.config().account.transport == TransportKind::Tls {
+                            ";transport=udp"
+                        } else {
+                            ""
+                        }
+                    )
+                    .parse::<Uri>()
+                    {
                         Ok(target) => ua::Command::Dial { target, media },
                         Err(e) => return self.error(format!("echo service: {e}")).await,
                     },
@@ -546,11 +622,13 @@ impl Engine {
             let mut progressed = false;
             while let Some(out) = self.ua.poll_transmit() {
                 progressed = true;
+                // The peer really sent to: a TLS alias goes over the peer's own connection.
+                let peer = self.transport.connection_for(out.dest).addr;
                 trace(
                     &self.events,
                     &self.dropped,
                     Direction::Out,
-                    out.dest.addr,
+                    peer,
                     &out.bytes,
                 );
                 if let Err(error) = self.transport.send(out.dest, out.bytes).await {
@@ -894,8 +972,11 @@ async fn trusted_addresses(account: &AccountParams, next_hop: Option<Destination
             ips.push(ip);
             continue;
         }
-        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.clone(), 5060)))
-            .await
+        match tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            tokio::net::lookup_host((host.clone(), 5060)),
+        )
+        .await
         {
             Ok(Ok(addrs)) => ips.extend(addrs.map(|a| a.ip())),
             Ok(Err(error)) => tracing::warn!(%host, %error, "cannot resolve for accept_from"),

@@ -1,6 +1,8 @@
-//! Sockets: one UDP socket and one TCP listener on the same port, plus outgoing TCP
-//! connections. Every reader and connector is its own small task that reports to the SIP task
-//! through one channel (`Inbound`), so the SIP task owns the connection table without a lock.
+//! Sockets: one UDP socket and one TCP listener on the same port, optionally a TLS listener,
+//! plus outgoing TCP and TLS connections. Every reader and connector is its own small task that
+//! reports to the SIP task through one channel (`Inbound`), so the SIP task owns the connection
+//! table without a lock. TCP and TLS connections share one stream loop (framing, CRLF
+//! keep-alives), generic over the stream type.
 
 use std::collections::HashMap;
 use std::io;
@@ -8,10 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::tls;
 use crate::sip::parse::{MAX_MESSAGE_BYTES, StreamFrame, parse_stream};
 use crate::sip::transaction::{Destination, TransportKind};
 
@@ -21,6 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_QUEUE: usize = 256;
 /// Open TCP connections we keep at most (a flood of connections cannot exhaust memory).
 const MAX_CONNECTIONS: usize = 512;
+/// TLS handshakes in progress on the listener at most; more connections are dropped at once.
+const MAX_HANDSHAKES: usize = 64;
+/// Connection aliases (RFC 5923 style) we remember at most.
+const MAX_ALIASES: usize = 512;
 
 /// What the socket tasks report.
 #[derive(Debug)]
@@ -29,7 +38,7 @@ pub enum Inbound {
     Message { source: Destination, bytes: Vec<u8> },
     /// A stream connection is up (accepted or connected); messages to `peer` go to `writer`.
     Connected {
-        peer: SocketAddr,
+        peer: Destination,
         writer: mpsc::Sender<Vec<u8>>,
     },
     /// A stream connection ended or could not be made.
@@ -37,6 +46,9 @@ pub enum Inbound {
         peer: Destination,
         error: Option<String>,
     },
+    /// An outgoing TLS connection could not be made (connect, handshake, certificate): the
+    /// user should see why ("TLS: invalid peer certificate: UnknownIssuer").
+    ConnectFailed { peer: Destination, error: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +56,6 @@ pub enum Inbound {
 pub enum TransportError {
     #[error("cannot bind {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("TLS transport is not available yet")]
-    TlsUnsupported,
     #[error("send to {dest} failed: {source}")]
     Send { dest: SocketAddr, source: io::Error },
     #[error("connection to {0} is congested; message dropped")]
@@ -55,8 +65,18 @@ pub enum TransportError {
 pub struct Transport {
     udp: Arc<UdpSocket>,
     local: SocketAddr,
-    connections: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    connections: HashMap<Destination, mpsc::Sender<Vec<u8>>>,
     inbound: mpsc::Sender<Inbound>,
+    /// For outgoing TLS connections; built with the system roots on first use when unset.
+    tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// The name to verify (and send as SNI) per TLS server address; IP otherwise.
+    server_names: HashMap<SocketAddr, ServerName<'static>>,
+    /// TLS peers that connected to us, by the Via sent-by of their requests: a request to
+    /// their Contact (often that address, where they may have no TLS listener) goes over the
+    /// connection they opened (RFC 5923's idea, without the `alias` parameter).
+    aliases: HashMap<SocketAddr, SocketAddr>,
+    /// CRLFCRLF ping interval on connections we open (RFC 5626 §3.5.1); None: off.
+    keepalive: Option<Duration>,
 }
 
 impl Transport {
@@ -90,9 +110,66 @@ impl Transport {
                 local,
                 connections: HashMap::new(),
                 inbound,
+                tls_client: None,
+                server_names: HashMap::new(),
+                aliases: HashMap::new(),
+                keepalive: None,
             },
             rx,
         ))
+    }
+
+    /// Accepts SIP over TLS on `listen` with `config`; returns the address really bound.
+    pub async fn listen_tls(
+        &mut self,
+        listen: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Result<SocketAddr, TransportError> {
+        let bind_error = |source| TransportError::Bind {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
+        tokio::spawn(tls_acceptor(
+            listener,
+            TlsAcceptor::from(config),
+            self.inbound.clone(),
+        ));
+        Ok(bound)
+    }
+
+    pub fn set_tls_client(&mut self, config: Arc<rustls::ClientConfig>) {
+        self.tls_client = Some(config);
+    }
+
+    /// The host name a TLS server at `addr` must prove (from the proxy/registrar URI).
+    pub fn set_server_name(&mut self, addr: SocketAddr, name: ServerName<'static>) {
+        self.server_names.insert(addr, name);
+    }
+
+    pub fn set_keepalive(&mut self, interval: Option<Duration>) {
+        self.keepalive = interval.filter(|d| !d.is_zero());
+    }
+
+    /// Notes the top Via sent-by of a request that came over an accepted TLS connection, so
+    /// requests to that address reuse the connection.
+    pub fn learn_alias(&mut self, source: Destination, bytes: &[u8]) {
+        if source.transport != TransportKind::Tls {
+            return;
+        }
+        let Some(sent_by) = tls_via_sent_by(bytes) else {
+            return;
+        };
+        // Only another port of the connection's own IP: a peer must not be able to draw our
+        // requests for some other host onto its connection.
+        if sent_by == source.addr || sent_by.ip() != source.addr.ip() {
+            return;
+        }
+        if self.aliases.len() >= MAX_ALIASES && !self.aliases.contains_key(&sent_by) {
+            return;
+        }
+        self.aliases.insert(sent_by, source.addr);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -100,16 +177,19 @@ impl Transport {
     }
 
     /// Records a stream connection reported by a socket task.
-    pub fn connected(&mut self, peer: SocketAddr, writer: mpsc::Sender<Vec<u8>>) {
+    pub fn connected(&mut self, peer: Destination, writer: mpsc::Sender<Vec<u8>>) {
         if self.connections.len() >= MAX_CONNECTIONS && !self.connections.contains_key(&peer) {
-            tracing::warn!(%peer, "too many TCP connections; not keeping this one");
+            tracing::warn!(peer = %peer.addr, "too many TCP connections; not keeping this one");
             return;
         }
         self.connections.insert(peer, writer);
     }
 
-    pub fn closed(&mut self, peer: SocketAddr) {
+    pub fn closed(&mut self, peer: Destination) {
         self.connections.remove(&peer);
+        if peer.transport == TransportKind::Tls {
+            self.aliases.retain(|_, to| *to != peer.addr);
+        }
     }
 
     /// Sends one message. Stream destinations reuse an open connection or start one; errors of
@@ -125,53 +205,147 @@ impl Transport {
                     dest: dest.addr,
                     source,
                 }),
-            TransportKind::Tcp => {
-                if let Some(writer) = self.connections.get(&dest.addr) {
+            TransportKind::Tcp | TransportKind::Tls => {
+                let key = self.connection_for(dest);
+                if let Some(writer) = self.connections.get(&key) {
                     return match writer.try_send(bytes) {
                         Ok(()) => Ok(()),
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             Err(TransportError::Congested(dest.addr))
                         }
                         Err(mpsc::error::TrySendError::Closed(bytes)) => {
-                            self.connections.remove(&dest.addr);
-                            self.connect(dest.addr, bytes);
+                            // The connection dropped: the next message opens a new one.
+                            self.closed(key);
+                            self.connect(dest, bytes);
                             Ok(())
                         }
                     };
                 }
-                self.connect(dest.addr, bytes);
+                self.connect(dest, bytes);
                 Ok(())
             }
-            TransportKind::Tls => Err(TransportError::TlsUnsupported),
         }
     }
 
-    fn connect(&mut self, peer: SocketAddr, first: Vec<u8>) {
+    /// The open connection a message to `dest` goes over: `dest`'s own, or for TLS the one
+    /// its owner opened to us (alias).
+    pub fn connection_for(&self, dest: Destination) -> Destination {
+        if dest.transport != TransportKind::Tls || self.connections.contains_key(&dest) {
+            return dest;
+        }
+        self.aliases
+            .get(&dest.addr)
+            .map(|addr| Destination {
+                addr: *addr,
+                transport: TransportKind::Tls,
+            })
+            .filter(|alias| self.connections.contains_key(alias))
+            .unwrap_or(dest)
+    }
+
+    fn connect(&mut self, dest: Destination, first: Vec<u8>) {
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
         // Queue the first message before the connection exists; the connector writes it.
         let _ = writer.try_send(first);
-        self.connections.insert(peer, writer);
+        self.connections.insert(dest, writer);
         let inbound = self.inbound.clone();
+        let keepalive = self.keepalive;
+        let peer = dest.addr;
+        if dest.transport == TransportKind::Tls {
+            if self.tls_client.is_none() {
+                let mut notes = tls::Notes::default();
+                self.tls_client = tls::client_config(&tls::TlsOptions::default(), &mut notes);
+            }
+            let Some(config) = self.tls_client.clone() else {
+                let _ = inbound.try_send(Inbound::ConnectFailed {
+                    peer: dest,
+                    error: "TLS: no client configuration".into(),
+                });
+                return;
+            };
+            let connector = TlsConnector::from(config);
+            let name = self
+                .server_names
+                .get(&peer)
+                .cloned()
+                .unwrap_or_else(|| tls::server_name(None, peer.ip()));
+            tokio::spawn(async move {
+                let failed = |error: String| Inbound::ConnectFailed { peer: dest, error };
+                let tcp =
+                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
+                        Ok(Ok(tcp)) => tcp,
+                        Ok(Err(e)) => {
+                            let _ = inbound
+                                .send(failed(format!("TLS: connect to {peer}: {e}")))
+                                .await;
+                            return;
+                        }
+                        Err(_) => {
+                            let _ = inbound
+                                .send(failed(format!("TLS: connect to {peer} timed out")))
+                                .await;
+                            return;
+                        }
+                    };
+                match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
+                    Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, keepalive).await,
+                    Ok(Err(e)) => {
+                        let _ = inbound
+                            .send(failed(format!("{} ({peer})", tls::describe(&e))))
+                            .await;
+                    }
+                    Err(_) => {
+                        let _ = inbound
+                            .send(failed(format!("TLS: handshake with {peer} timed out")))
+                            .await;
+                    }
+                }
+            });
+            return;
+        }
         tokio::spawn(async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
-                Ok(Ok(stream)) => run_stream(stream, peer, queue, inbound).await,
-                Ok(Err(e)) => report_closed(&inbound, peer, Some(e.to_string())).await,
-                Err(_) => report_closed(&inbound, peer, Some("connect timed out".into())).await,
+                Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, keepalive).await,
+                Ok(Err(e)) => report_closed(&inbound, dest, Some(e.to_string())).await,
+                Err(_) => report_closed(&inbound, dest, Some("connect timed out".into())).await,
             }
         });
     }
 }
 
-async fn report_closed(inbound: &mpsc::Sender<Inbound>, peer: SocketAddr, error: Option<String>) {
-    let _ = inbound
-        .send(Inbound::Closed {
-            peer: Destination {
-                addr: peer,
-                transport: TransportKind::Tcp,
-            },
-            error,
-        })
-        .await;
+async fn report_closed(inbound: &mpsc::Sender<Inbound>, peer: Destination, error: Option<String>) {
+    let _ = inbound.send(Inbound::Closed { peer, error }).await;
+}
+
+/// The top Via's sent-by of a request sent over TLS (`SIP/2.0/TLS 192.0.2.1:5061;...`), when
+/// it is an IP literal; 5061 when it has no port.
+fn tls_via_sent_by(bytes: &[u8]) -> Option<SocketAddr> {
+    let head = bytes.get(..bytes.len().min(MAX_MESSAGE_BYTES))?;
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    if lines.next()?.starts_with("SIP/") {
+        return None; // a response
+    }
+    let value = lines.take_while(|l| !l.is_empty()).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v")).then_some(value)
+    })?;
+    let first = value.split(',').next()?.trim();
+    let (protocol, rest) = first.split_once(char::is_whitespace)?;
+    if !protocol.trim().eq_ignore_ascii_case("SIP/2.0/TLS") {
+        return None;
+    }
+    let sent_by = rest.split(';').next()?.trim();
+    if let Ok(addr) = sent_by.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip: std::net::IpAddr = sent_by
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, 5061))
 }
 
 async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
@@ -211,6 +385,10 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let peer = Destination {
+                    addr: peer,
+                    transport: TransportKind::Tcp,
+                };
                 let (writer, queue) = mpsc::channel(WRITE_QUEUE);
                 if inbound
                     .send(Inbound::Connected { peer, writer })
@@ -219,7 +397,7 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
                 {
                     return;
                 }
-                tokio::spawn(run_stream(stream, peer, queue, inbound.clone()));
+                tokio::spawn(run_stream(stream, peer, queue, inbound.clone(), None));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -229,54 +407,130 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-/// Reads framed messages from one connection and writes what the SIP task queues for it.
-async fn run_stream(
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut queue: mpsc::Receiver<Vec<u8>>,
+/// Accepts TLS connections; each handshake runs in its own task (bounded in time and number).
+async fn tls_acceptor(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
     inbound: mpsc::Sender<Inbound>,
 ) {
-    let source = Destination {
-        addr: peer,
-        transport: TransportKind::Tcp,
-    };
-    let (mut reader, mut writer) = stream.into_split();
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        match listener.accept().await {
+            Ok((tcp, addr)) => {
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::warn!(peer = %addr, "too many TLS handshakes in progress; dropping");
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let inbound = inbound.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await;
+                    drop(permit);
+                    let stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %addr, error = %tls::describe(&e), "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let peer = Destination {
+                        addr,
+                        transport: TransportKind::Tls,
+                    };
+                    let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+                    if inbound
+                        .send(Inbound::Connected { peer, writer })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    run_stream(stream, peer, queue, inbound, None).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Reads framed messages from one connection (TCP or TLS) and writes what the SIP task queues
+/// for it; with `keepalive`, sends a CRLFCRLF ping at that interval (RFC 5626 §3.5.1).
+async fn run_stream<S>(
+    mut stream: S,
+    source: Destination,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Sender<Inbound>,
+    keepalive: Option<Duration>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut ping = keepalive.map(|every| {
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
     let error = loop {
         tokio::select! {
-            read = reader.read(&mut chunk) => {
+            read = stream.read(&mut chunk) => {
                 let n = match read {
                     Ok(0) => break None,
                     Ok(n) => n,
                     Err(e) => break Some(e.to_string()),
                 };
                 buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                match drain_frames(&mut buf, &source, &inbound, &mut writer).await {
+                match drain_frames(&mut buf, &source, &inbound, &mut stream).await {
                     Ok(()) => {}
                     Err(e) => break Some(e),
                 }
             }
             next = queue.recv() => match next {
                 Some(bytes) => {
-                    if let Err(e) = writer.write_all(&bytes).await {
+                    if let Err(e) = write_flush(&mut stream, &bytes).await {
                         break Some(e.to_string());
                     }
                 }
                 None => break None,
             },
+            _ = async {
+                match ping.as_mut() {
+                    Some(timer) => { timer.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                if let Err(e) = write_flush(&mut stream, b"\r\n\r\n").await {
+                    break Some(e.to_string());
+                }
+            }
         }
     };
-    report_closed(&inbound, peer, error).await;
+    // Best effort: a TLS close_notify / TCP FIN, bounded so a stuck peer cannot hold us.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    report_closed(&inbound, source, error).await;
+}
+
+/// TLS buffers inside the session: flush so the record leaves now.
+async fn write_flush<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Takes every complete message off the front of `buf`. A stream cannot resynchronise after
 /// garbage, so a framing error closes the connection.
-async fn drain_frames(
+async fn drain_frames<W: AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
     source: &Destination,
     inbound: &mpsc::Sender<Inbound>,
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    writer: &mut W,
 ) -> Result<(), String> {
     loop {
         match parse_stream(buf) {
@@ -294,7 +548,9 @@ async fn drain_frames(
                 let ping: Vec<u8> = buf.drain(..used.min(buf.len())).collect();
                 // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
                 if ping.windows(4).any(|w| w == b"\r\n\r\n") {
-                    writer.write_all(b"\r\n").await.map_err(|e| e.to_string())?;
+                    write_flush(writer, b"\r\n")
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
             Ok(StreamFrame::Incomplete) => {
@@ -305,5 +561,31 @@ async fn drain_frames(
             }
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_sent_by_of_tls_requests() {
+        let req = b"INVITE sips:bob@127.0.0.1:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:40000;branch=z9hG4bK1;rport, SIP/2.0/TLS 10.0.0.1\r\nCSeq: 1 INVITE\r\n\r\n";
+        assert_eq!(
+            tls_via_sent_by(req),
+            Some("127.0.0.1:40000".parse().unwrap())
+        );
+        let no_port = b"BYE sips:a@b SIP/2.0\r\nv: SIP/2.0/TLS [::1];branch=z9hG4bK2\r\n\r\n";
+        assert_eq!(
+            tls_via_sent_by(no_port),
+            Some("[::1]:5061".parse().unwrap())
+        );
+        let udp = b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK3\r\n\r\n";
+        assert_eq!(tls_via_sent_by(udp), None);
+        let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK4\r\n\r\n";
+        assert_eq!(tls_via_sent_by(response), None);
+        let name =
+            b"BYE sips:a@b SIP/2.0\r\nVia: SIP/2.0/TLS host.example:5061;branch=z9hG4bK5\r\n\r\n";
+        assert_eq!(tls_via_sent_by(name), None);
     }
 }

@@ -199,6 +199,13 @@ impl Registration {
                     None,
                 ));
             }
+            200..=299 if !self.wanted => {
+                // `unregister` came while this REGISTER was in flight (one at a time, so it
+                // waited): the binding exists now, remove it. Was: reported `registered` and
+                // never unregistered (e.g. `unregister` or quit right after a Contact refresh).
+                self.next_attempt = None;
+                self.send_register(0, out);
+            }
             200..=299 => {
                 let granted = self
                     .granted_expiry(response)

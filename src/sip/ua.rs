@@ -223,6 +223,9 @@ pub struct UserAgent {
     guard: guard::Guard,
     /// The time of the latest input: `poll_transmit` rate-limits on it.
     clock: Option<Instant>,
+    /// Our TLS listener (IP of `local`, its own port), when there is one: Via sent-by of
+    /// requests sent over TLS and the Contact of dialogs that came in over TLS.
+    tls_local: Option<SocketAddr>,
 }
 
 impl UserAgent {
@@ -263,6 +266,40 @@ impl UserAgent {
             call_auth: None,
             guard: guard::Guard::default(),
             clock: None,
+            tls_local: None,
+        }
+    }
+
+    /// Tells the UA where our TLS listener is (the driver binds it after the UA's config is
+    /// made). A TLS account's Contact then points at it.
+    pub fn set_tls_listener(&mut self, addr: SocketAddr) {
+        self.tls_local = Some(addr);
+        if self.config.account.transport == TransportKind::Tls {
+            self.contact.port = Some(addr.port());
+            if let Some(reg) = self.registration.as_mut() {
+                reg.set_contact(self.contact.clone());
+            }
+        }
+    }
+
+    /// The Contact for a dialog whose requests reach us over `transport`: a call that came in
+    /// over TLS to a non-TLS account gets our TLS listener (`sips:`), so the peer's in-dialog
+    /// requests come back over TLS to a port that speaks it.
+    pub(crate) fn contact_for(&self, transport: TransportKind) -> Uri {
+        match self.tls_local {
+            Some(tls)
+                if transport == TransportKind::Tls
+                    && self.config.account.transport != TransportKind::Tls =>
+            {
+                Uri {
+                    scheme: Scheme::Sips,
+                    user: self.contact.user.clone(),
+                    host: ip_text(tls.ip()),
+                    port: Some(tls.port()),
+                    ..Uri::default()
+                }
+            }
+            _ => self.contact.clone(),
         }
     }
 
@@ -677,10 +714,16 @@ impl UserAgent {
 
     /// Puts our Via (new branch) on top and Max-Forwards when missing.
     fn stamp_via(&mut self, request: &mut Request, dest: Destination) {
+        // Over TLS, sent-by is our TLS listener when we have one (RFC 3261 §18.2.2: where a
+        // response goes when the connection is gone).
+        let sent_by = match self.tls_local {
+            Some(tls) if dest.transport == TransportKind::Tls => tls,
+            _ => self.config.local,
+        };
         let via = format!(
             "SIP/2.0/{} {};branch={};rport",
             transport_token(dest.transport),
-            host_port(self.config.local),
+            host_port(sent_by),
             self.ids.branch()
         );
         request.headers.push_front("Via", via);

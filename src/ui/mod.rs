@@ -88,6 +88,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     state.apply_event(
         Event::Ready {
             listen: handle.listen.to_string(),
+            tls_listen: handle.tls_listen.map(|a| a.to_string()),
         },
         Instant::now(),
     );

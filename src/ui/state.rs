@@ -500,7 +500,7 @@ impl UiState {
     pub fn apply_event(&mut self, event: Event, now: Instant) {
         self.now = now;
         match event {
-            Event::Ready { listen } => {
+            Event::Ready { listen, .. } => {
                 self.set_status(format!("listening on {listen}"));
                 self.listen = Some(listen);
             }

@@ -181,6 +181,14 @@ impl Default for KamailioOptions {
     }
 }
 
+/// The TLS side of `Kamailio::start_tls`: port and PEM files.
+#[derive(Debug, Clone)]
+pub struct KamailioTls {
+    pub port: u16,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A Kamailio registrar + proxy on udp and tcp 127.0.0.1:`port`, users and
 /// passwords from the start call, bindings in memory.
 /// Realm: the To domain for REGISTER, the From domain for INVITE.
@@ -201,14 +209,48 @@ impl Kamailio {
         port: u16,
         options: KamailioOptions,
     ) -> Result<Kamailio, HarnessError> {
+        Self::start_inner(users, port, options, None)
+    }
+
+    /// Like `start`, plus a TLS listener on tls:127.0.0.1:`tls.port` presenting `tls.cert` /
+    /// `tls.key` (tests/data/kamailio/tls.cfg; needs kamailio-tls-modules).
+    pub fn start_tls(
+        users: &[(&str, &str)],
+        port: u16,
+        tls: &KamailioTls,
+    ) -> Result<Kamailio, HarnessError> {
+        Self::start_inner(users, port, KamailioOptions::default(), Some(tls))
+    }
+
+    fn start_inner(
+        users: &[(&str, &str)],
+        port: u16,
+        options: KamailioOptions,
+        tls: Option<&KamailioTls>,
+    ) -> Result<Kamailio, HarnessError> {
         let template_path = test_data("kamailio/registrar.cfg");
         let template = std::fs::read_to_string(&template_path)
             .map_err(|e| HarnessError::io(format!("reading {}", template_path.display()), e))?;
-        let config = render_kamailio_config(&template, users, port)?;
+        let mut config = render_kamailio_config(&template, users, port)?;
         let dir = tempfile::Builder::new()
             .prefix("sipterm-kamailio-")
             .tempdir()
             .map_err(|e| HarnessError::io("creating the kamailio dir", e))?;
+        if let Some(tls) = tls {
+            let tls_template_path = test_data("kamailio/tls.cfg");
+            let tls_template = std::fs::read_to_string(&tls_template_path).map_err(|e| {
+                HarnessError::io(format!("reading {}", tls_template_path.display()), e)
+            })?;
+            let tls_cfg = dir.path().join("tls.cfg");
+            let tls_text = tls_template
+                .replace("@CERT@", &tls.cert.display().to_string())
+                .replace("@KEY@", &tls.key.display().to_string());
+            std::fs::write(&tls_cfg, tls_text)
+                .map_err(|e| HarnessError::io(format!("writing {}", tls_cfg.display()), e))?;
+            config = config
+                .replace("@TLS_PORT@", &tls.port.to_string())
+                .replace("@TLS_CFG@", &tls_cfg.display().to_string());
+        }
         let config_path = dir.path().join("kamailio.cfg");
         std::fs::write(&config_path, config)
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
@@ -227,6 +269,9 @@ impl Kamailio {
             .arg(dir.path());
         if options.invite_auth {
             command.args(["-A", "WITH_INVITE_AUTH"]);
+        }
+        if tls.is_some() {
+            command.args(["-A", "WITH_TLS"]);
         }
         let guard = ChildGuard::spawn("kamailio", command, Stdout::File, Some(dir.path()))?;
         let mut kamailio = Kamailio {

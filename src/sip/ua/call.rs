@@ -814,7 +814,9 @@ impl UserAgent {
                 return;
             }
         }
-        let dialog = match Dialog::from_uas(&request, &local_tag, self.contact.clone()) {
+        // A call that came in over TLS is answered with our TLS Contact (see `contact_for`).
+        let contact = self.contact_for(source.transport);
+        let dialog = match Dialog::from_uas(&request, &local_tag, contact.clone()) {
             Ok(d) => d,
             Err(e) => {
                 let mut r = self.make_response(&request, 400, Some(&local_tag));
@@ -834,7 +836,7 @@ impl UserAgent {
             .unwrap_or_default();
         let ringing = {
             let mut r = self.make_response(&request, 180, Some(&local_tag));
-            r.headers.push("Contact", format!("<{}>", self.contact));
+            r.headers.push("Contact", format!("<{contact}>"));
             r
         };
         let media = self.media_template();
@@ -899,7 +901,10 @@ impl UserAgent {
             None => (sdp::build_offer(&media), None),
         };
         let mut ok = self.make_response(&invite, 200, Some(&local_tag));
-        ok.headers.push("Contact", format!("<{}>", self.contact));
+        ok.headers.push(
+            "Contact",
+            format!("<{}>", self.contact_for(source.transport)),
+        );
         ok.headers.push("Allow", super::ALLOW);
         ok.headers.push("Supported", super::SUPPORTED);
         ok.headers.push("Content-Type", "application/sdp");
@@ -1169,7 +1174,10 @@ impl UserAgent {
             }
         };
         let mut ok = self.make_response(&request, 200, Some(&tag));
-        ok.headers.push("Contact", format!("<{}>", self.contact));
+        ok.headers.push(
+            "Contact",
+            format!("<{}>", self.contact_for(source.transport)),
+        );
         ok.headers.push("Content-Type", "application/sdp");
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
