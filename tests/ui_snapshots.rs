@@ -642,6 +642,7 @@ fn first_run_banner_says_where_the_config_goes_and_how_to_start() {
     state.apply_event(
         Event::Ready {
             listen: "127.0.0.1:5062".into(),
+            tls_listen: None,
         },
         t0,
     );
