@@ -142,6 +142,22 @@ pub enum Transport {
     Tls,
 }
 
+/// `srtp` of an account: SRTP with SDES keys (RFC 4568 `a=crypto`).
+///
+/// Default `optional`: offers stay RTP/AVP (so every peer takes the call, as with `off`) but
+/// carry keys, so a peer that can encrypts (baresip's `srtp`, MicroSIP's "optional"); offers of
+/// RTP/SAVP from peers that require SRTP are accepted instead of refused with 488.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Srtp {
+    /// Plain RTP/AVP exactly as without SRTP support.
+    Off,
+    #[default]
+    Optional,
+    /// RTP/SAVP only: calls without SRTP are refused (488) or hung up.
+    Mandatory,
+}
+
 impl Transport {
     /// The token used in Via headers and `;transport=` parameters.
     pub fn as_str(self) -> &'static str {
@@ -224,6 +240,9 @@ pub struct Account {
     /// Answer incoming calls after this many milliseconds; `None`: ring until the user answers.
     #[serde(default)]
     pub auto_answer: Option<u64>,
+    /// SRTP (SDES) policy: off | optional | mandatory.
+    #[serde(default)]
+    pub srtp: Srtp,
 }
 
 fn default_expires() -> u32 {
@@ -250,6 +269,7 @@ impl Account {
             expires: default_expires(),
             codecs: default_codecs(),
             auto_answer: None,
+            srtp: Srtp::default(),
         }
     }
 

@@ -16,6 +16,7 @@ fn us(codecs: &[Codec]) -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 77,
         session_version: 1,
+        srtp: Default::default(),
     }
 }
 
@@ -224,6 +225,7 @@ fn freeswitch_opus_offer_gets_its_own_payload_types() {
             telephone_event_pt: Some(104),
             direction: Direction::SendRecv,
             rtcp_mux: false,
+            srtp: None,
         }
     );
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 102 104"]);
