@@ -237,9 +237,16 @@ mod tests {
             for seq in 0..100u16 {
                 let plain = rtp(seq, 0x1234, b"hello hello hello hello");
                 let wire = alice.protect_rtp(&plain).expect("protect");
-                let tag = if suite == CryptoSuite::AesCm128HmacSha1_80 { 10 } else { 4 };
+                let tag = if suite == CryptoSuite::AesCm128HmacSha1_80 {
+                    10
+                } else {
+                    4
+                };
                 assert_eq!(wire.len(), plain.len() + tag);
-                assert!(!wire.windows(5).any(|w| w == b"hello"), "payload is encrypted");
+                assert!(
+                    !wire.windows(5).any(|w| w == b"hello"),
+                    "payload is encrypted"
+                );
                 assert_eq!(bob.unprotect_rtp(&wire).as_deref(), Some(plain.as_slice()));
             }
             // RTCP: a minimal receiver report.

@@ -125,10 +125,7 @@ impl LocalSrtp {
     pub fn off() -> LocalSrtp {
         LocalSrtp {
             policy: SrtpPolicy::Off,
-            keys: [
-                KeySalt([0; KEY_SALT_LEN]),
-                KeySalt([0; KEY_SALT_LEN]),
-            ],
+            keys: [KeySalt([0; KEY_SALT_LEN]), KeySalt([0; KEY_SALT_LEN])],
         }
     }
 
@@ -384,8 +381,9 @@ mod tests {
 
     #[test]
     fn parses_the_rfc_example_with_lifetime_and_without() {
-        let line = CryptoAttribute::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20"))
-            .expect("RFC 4568 example without MKI");
+        let line =
+            CryptoAttribute::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20"))
+                .expect("RFC 4568 example without MKI");
         assert_eq!(line.tag, 1);
         assert_eq!(line.suite, CryptoSuite::AesCm128HmacSha1_80);
         assert_eq!(line.key.master_key(), b"YS___semctl () {");
@@ -394,10 +392,17 @@ mod tests {
             .expect("no lifetime");
         assert_eq!(plain.tag, 7);
         assert_eq!(plain.suite, CryptoSuite::AesCm128HmacSha1_32);
-        assert!(CryptoAttribute::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|1048576")).is_ok());
         assert!(
-            CryptoAttribute::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY} WSH=128"))
-                .is_ok(),
+            CryptoAttribute::parse(&format!(
+                "1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|1048576"
+            ))
+            .is_ok()
+        );
+        assert!(
+            CryptoAttribute::parse(&format!(
+                "1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY} WSH=128"
+            ))
+            .is_ok(),
             "a window size hint is only a hint"
         );
     }
@@ -405,10 +410,18 @@ mod tests {
     #[test]
     fn refuses_what_rfc_4568_says_an_answerer_must_not_take() {
         let cases = [
-            (format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:4"), CryptoError::Mki),
-            (format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|1:4"), CryptoError::Mki),
             (
-                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:4;inline:{RFC_KEY}|2^20|2:4"),
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:4"),
+                CryptoError::Mki,
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|1:4"),
+                CryptoError::Mki,
+            ),
+            (
+                format!(
+                    "1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:4;inline:{RFC_KEY}|2^20|2:4"
+                ),
                 CryptoError::SeveralKeys,
             ),
             (
@@ -427,13 +440,34 @@ mod tests {
                 format!("1 AEAD_AES_256_GCM inline:{RFC_KEY}"),
                 CryptoError::UnknownSuite("AEAD_AES_256_GCM".into()),
             ),
-            ("1 AES_CM_128_HMAC_SHA1_80 inline:!!!notbase64!!!".into(), CryptoError::BadBase64),
-            ("1 AES_CM_128_HMAC_SHA1_80 inline:Zm9vYmFy".into(), CryptoError::WrongKeyLength(6)),
-            (format!("1 AES_CM_128_HMAC_SHA1_80 uri:{RFC_KEY}"), CryptoError::NotInline),
-            (format!("x AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}"), CryptoError::BadTag),
-            (format!("1234567890 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}"), CryptoError::BadTag),
-            (format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^99"), CryptoError::BadLifetime),
-            (format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|0"), CryptoError::BadLifetime),
+            (
+                "1 AES_CM_128_HMAC_SHA1_80 inline:!!!notbase64!!!".into(),
+                CryptoError::BadBase64,
+            ),
+            (
+                "1 AES_CM_128_HMAC_SHA1_80 inline:Zm9vYmFy".into(),
+                CryptoError::WrongKeyLength(6),
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 uri:{RFC_KEY}"),
+                CryptoError::NotInline,
+            ),
+            (
+                format!("x AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}"),
+                CryptoError::BadTag,
+            ),
+            (
+                format!("1234567890 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}"),
+                CryptoError::BadTag,
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^99"),
+                CryptoError::BadLifetime,
+            ),
+            (
+                format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|0"),
+                CryptoError::BadLifetime,
+            ),
             ("1 AES_CM_128_HMAC_SHA1_80".into(), CryptoError::Malformed),
             ("".into(), CryptoError::Malformed),
         ];
@@ -447,17 +481,32 @@ mod tests {
         let ours = LocalSrtp::new(SrtpPolicy::Optional);
         let lines = ours.offer_lines();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:"), "{}", lines[0]);
-        assert!(lines[1].starts_with("2 AES_CM_128_HMAC_SHA1_32 inline:"), "{}", lines[1]);
+        assert!(
+            lines[0].starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("2 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{}",
+            lines[1]
+        );
         for (index, line) in lines.iter().enumerate() {
             let parsed = CryptoAttribute::parse(line).expect("our own line parses");
             assert_eq!(parsed.key, ours.keys[index]);
             assert_eq!(&parsed.sdp_value(), line);
         }
         assert_ne!(ours.keys[0], ours.keys[1], "one key per offered suite");
-        assert_ne!(ours.keys[0], LocalSrtp::new(SrtpPolicy::Optional).keys[0], "fresh per call");
+        assert_ne!(
+            ours.keys[0],
+            LocalSrtp::new(SrtpPolicy::Optional).keys[0],
+            "fresh per call"
+        );
         assert!(LocalSrtp::new(SrtpPolicy::Off).offer_lines().is_empty());
-        assert_eq!(ours.offered(1, CryptoSuite::AesCm128HmacSha1_80), Some(&ours.keys[0]));
+        assert_eq!(
+            ours.offered(1, CryptoSuite::AesCm128HmacSha1_80),
+            Some(&ours.keys[0])
+        );
         assert_eq!(ours.offered(1, CryptoSuite::AesCm128HmacSha1_32), None);
         assert_eq!(ours.offered(0, CryptoSuite::AesCm128HmacSha1_80), None);
         assert_eq!(ours.offered(3, CryptoSuite::AesCm128HmacSha1_80), None);

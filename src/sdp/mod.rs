@@ -596,3 +596,5 @@ fn answered_srtp(media: &MediaSection, ours: &LocalSrtp) -> Result<Option<SrtpPa
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod srtp_tests;
