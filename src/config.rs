@@ -1161,4 +1161,23 @@ uri = "sips:bob@biloxi.com"
         );
         assert_eq!(line_column("ab", 99), (1, 3));
     }
+
+    #[test]
+    fn srtp_defaults_to_optional_and_takes_the_three_policies() {
+        let config = parse_ok("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\n");
+        assert_eq!(config.accounts[0].srtp, Srtp::Optional);
+        for (text, policy) in [
+            ("off", Srtp::Off),
+            ("optional", Srtp::Optional),
+            ("mandatory", Srtp::Mandatory),
+        ] {
+            let config = parse_ok(&format!(
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nsrtp = \"{text}\"\n"
+            ));
+            assert_eq!(config.accounts[0].srtp, policy);
+        }
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nsrtp = \"yes\"\n");
+        assert!(error.contains("srtp") || error.contains("yes"), "{error}");
+        assert!(error.contains(":4:"), "points at the line: {error}");
+    }
 }

@@ -31,6 +31,10 @@ const RATE: u32 = 8000;
 const SIGNALLING: Duration = Duration::from_secs(10);
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+/// A UDP datagram from the capture: destination port and payload.
+type Datagram = (u16, Vec<u8>);
+/// What the wire showed of one RTP stream: packet lengths, packet count, tone share.
+type WireView = (HashSet<usize>, usize, f32);
 
 fn config(name: &str, srtp: Option<&str>) -> String {
     let mut text = format!(
@@ -191,7 +195,7 @@ impl Capture {
     }
 
     /// Stops the capture and returns every UDP datagram as (destination port, payload).
-    fn finish(mut self) -> Result<Vec<(u16, Vec<u8>)>, Box<dyn std::error::Error>> {
+    fn finish(mut self) -> Result<Vec<Datagram>, Box<dyn std::error::Error>> {
         // dumpcap flushes on SIGTERM; give the last packets a moment to reach the file.
         std::thread::sleep(Duration::from_millis(300));
         self.guard.terminate(Duration::from_secs(5));
@@ -201,7 +205,7 @@ impl Capture {
 
 /// UDP payloads of IPv4 packets in a classic pcap file (any byte order, Ethernet or Linux
 /// cooked link layer).
-fn udp_datagrams(pcap: &[u8]) -> Vec<(u16, Vec<u8>)> {
+fn udp_datagrams(pcap: &[u8]) -> Vec<Datagram> {
     let Some(magic) = pcap.get(..4) else {
         return Vec::new();
     };
@@ -247,7 +251,7 @@ fn udp_datagrams(pcap: &[u8]) -> Vec<(u16, Vec<u8>)> {
 
 /// What the capture shows of the RTP sent to `port`: packet lengths and how much of the
 /// decoded PCMU payload is the tone (1.0: pure tone, near 0: noise).
-fn wire_view(datagrams: &[(u16, Vec<u8>)], port: u16, tone: f32) -> (HashSet<usize>, usize, f32) {
+fn wire_view(datagrams: &[Datagram], port: u16, tone: f32) -> WireView {
     let rtp: Vec<&Vec<u8>> = datagrams
         .iter()
         .filter(|(to, payload)| {
@@ -289,7 +293,7 @@ fn remote_port(media: &Value) -> u16 {
 fn captured_call(
     srtp: Option<&str>,
     encrypted: bool,
-) -> Result<[(HashSet<usize>, usize, f32); 2], Box<dyn std::error::Error>> {
+) -> Result<[WireView; 2], Box<dyn std::error::Error>> {
     let dir = scratch("wire");
     let capture = Capture::start(dir.path())?;
     let (mut caller, caller_out) = start(dir.path(), "caller", srtp, CALLER_TONE, false)?;

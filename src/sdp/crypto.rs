@@ -331,7 +331,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     if text.len() - data.len() > 2 || data.len() % 4 == 1 {
         return None;
     }
-    if text.len() != data.len() && text.len() % 4 != 0 {
+    if text.len() != data.len() && !text.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(data.len() * 3 / 4);

@@ -570,8 +570,7 @@ fn answered_srtp(media: &MediaSection, ours: &LocalSrtp) -> Result<Option<SrtpPa
         return Ok(None);
     }
     if media.crypto.is_empty() {
-        return if ours.policy == SrtpPolicy::Mandatory || media.transport == Transport::SecureRtp
-        {
+        return if ours.policy == SrtpPolicy::Mandatory || media.transport == Transport::SecureRtp {
             Err(SdpError::SrtpNotAnswered)
         } else {
             Ok(None)
@@ -595,6 +594,6 @@ fn answered_srtp(media: &MediaSection, ours: &LocalSrtp) -> Result<Option<SrtpPa
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod srtp_tests;
+#[cfg(test)]
+mod tests;
