@@ -37,8 +37,9 @@ type Datagram = (u16, Vec<u8>);
 type WireView = (HashSet<usize>, usize, f32);
 
 fn config(name: &str, srtp: Option<&str>) -> String {
+    // Debug level: the log file then holds every SIP message (with its keys masked).
     let mut text = format!(
-        "[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\ncodecs = [\"pcmu\"]\n"
+        "[log]\nlevel = \"debug\"\n[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\ncodecs = [\"pcmu\"]\n"
     );
     if let Some(srtp) = srtp {
         text.push_str(&format!("srtp = \"{srtp}\"\n"));
@@ -115,6 +116,27 @@ fn assert_encrypted(media: &Value, encrypted: bool) {
         assert_eq!(media["srtp"]["auth_failures"], 0, "{media}");
     } else {
         assert!(media.get("srtp").is_none(), "{media}");
+    }
+}
+
+/// The log file has the SIP messages with `a=crypto` lines, but every key is masked.
+fn assert_log_masks_keys(side: &Headless) {
+    let log = std::fs::read_to_string(side.log_dir().join("sipterm.log")).unwrap_or_default();
+    let keys: Vec<&str> = log.split("inline:").skip(1).collect();
+    println!("{}: {} inline keys in the log", side.name(), keys.len());
+    // Our offer (2 lines) or answer (1) and the peer's: at least 3 on each side.
+    assert!(
+        keys.len() >= 3,
+        "{}: SIP messages missing from the debug log",
+        side.name()
+    );
+    for key in keys {
+        assert!(
+            key.starts_with("<redacted>"),
+            "{}: key in the log: inline:{}",
+            side.name(),
+            &key[..key.len().min(12)]
+        );
     }
 }
 
@@ -303,6 +325,10 @@ fn captured_call(
     assert_encrypted(&b, encrypted);
     hang_up(&mut caller, &mut callee)?;
     let datagrams = capture.finish()?;
+    if encrypted {
+        assert_log_masks_keys(&caller);
+        assert_log_masks_keys(&callee);
+    }
     assert_hears(&caller_out, "caller", CALLEE_TONE)?;
     assert_hears(&callee_out, "callee", CALLER_TONE)?;
     let to_callee = wire_view(&datagrams, remote_port(&a), CALLER_TONE);

@@ -562,8 +562,9 @@ fn trace(
     bytes: &[u8],
 ) {
     // The log file keeps whole messages at debug level (digest responses are not secrets; no
-    // password is ever in a message).
-    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(bytes));
+    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked
+    // (the trace event below keeps the message as sent).
+    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", crate::sdp::redact_inline_keys(&String::from_utf8_lossy(bytes)));
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),

@@ -293,6 +293,29 @@ fn check_lifetime(text: &str) -> Result<(), CryptoError> {
     }
 }
 
+/// `text` with the key of every `inline:` key parameter (RFC 4568) replaced by `<redacted>`,
+/// for log files: the SIP trace itself keeps the message as sent.
+pub fn redact_inline_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "inline:";
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains(MARK) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(MARK) {
+        let key_start = rest + found + MARK.len();
+        out.push_str(&text[rest..key_start]);
+        let key_len = text[key_start..]
+            .find(|c: char| c == '|' || c == ';' || c.is_whitespace())
+            .unwrap_or(text.len() - key_start);
+        out.push_str("<redacted>");
+        rest = key_start + key_len;
+    }
+    out.push_str(&text[rest..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// For error messages: bounded, printable.
 fn printable(text: &str) -> String {
     text.chars()
@@ -510,6 +533,26 @@ mod tests {
         assert_eq!(ours.offered(1, CryptoSuite::AesCm128HmacSha1_32), None);
         assert_eq!(ours.offered(0, CryptoSuite::AesCm128HmacSha1_80), None);
         assert_eq!(ours.offered(3, CryptoSuite::AesCm128HmacSha1_80), None);
+    }
+
+    #[test]
+    fn log_text_hides_inline_keys_and_keeps_the_rest() {
+        let sdp = format!(
+            "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:4\r\n\
+             a=crypto:2 AES_CM_128_HMAC_SHA1_32 INLINE:{RFC_KEY}\r\na=sendrecv\r\n"
+        );
+        let redacted = redact_inline_keys(&sdp);
+        assert!(!redacted.contains(RFC_KEY), "{redacted}");
+        assert_eq!(
+            redacted,
+            "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<redacted>|2^20|1:4\r\n\
+             a=crypto:2 AES_CM_128_HMAC_SHA1_32 INLINE:<redacted>\r\na=sendrecv\r\n"
+        );
+        assert!(matches!(
+            redact_inline_keys("INVITE sip:a@b SIP/2.0"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(redact_inline_keys("x inline:"), "x inline:<redacted>");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 pub use crypto::{
     CryptoAttribute, CryptoError, CryptoSuite, KEY_SALT_LEN, KeySalt, LocalSrtp, SrtpParams,
-    SrtpPolicy,
+    SrtpPolicy, redact_inline_keys,
 };
 pub use scan::{MAX_MEDIA_SECTIONS, MAX_SDP_BYTES, crypto_lines};
 
