@@ -88,6 +88,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             codecs
         },
         busy_when_in_call: false,
+        srtp: match account.srtp {
+            config::Srtp::Off => crate::sdp::SrtpPolicy::Off,
+            config::Srtp::Optional => crate::sdp::SrtpPolicy::Optional,
+            config::Srtp::Mandatory => crate::sdp::SrtpPolicy::Mandatory,
+        },
         media: MediaIo {
             input: endpoint(cli.audio_in.as_ref(), &config.audio.input),
             output: endpoint(cli.audio_out.as_ref(), &config.audio.output),

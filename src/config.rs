@@ -181,6 +181,22 @@ pub enum Transport {
     Tls,
 }
 
+/// `srtp` of an account: SRTP with SDES keys (RFC 4568 `a=crypto`).
+///
+/// Default `optional`: offers stay RTP/AVP (so every peer takes the call, as with `off`) but
+/// carry keys, so a peer that can encrypts (baresip's `srtp`, MicroSIP's "optional"); offers of
+/// RTP/SAVP from peers that require SRTP are accepted instead of refused with 488.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Srtp {
+    /// Plain RTP/AVP exactly as without SRTP support.
+    Off,
+    #[default]
+    Optional,
+    /// RTP/SAVP only: calls without SRTP are refused (488) or hung up.
+    Mandatory,
+}
+
 impl Transport {
     /// The token used in Via headers and `;transport=` parameters.
     pub fn as_str(self) -> &'static str {
@@ -304,6 +320,9 @@ pub struct Account {
     /// else `any` (see [`Account::accept_from`]).
     #[serde(default)]
     pub accept_from: Option<AcceptFrom>,
+    /// SRTP (SDES) policy: off | optional | mandatory.
+    #[serde(default)]
+    pub srtp: Srtp,
 }
 
 fn default_expires() -> u32 {
@@ -333,6 +352,7 @@ impl Account {
             stun_server: None,
             keepalive_secs: None,
             accept_from: None,
+            srtp: Srtp::default(),
         }
     }
 
@@ -1400,5 +1420,24 @@ uri = "sips:bob@biloxi.com"
             "mid-character offsets round down"
         );
         assert_eq!(line_column("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn srtp_defaults_to_optional_and_takes_the_three_policies() {
+        let config = parse_ok("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\n");
+        assert_eq!(config.accounts[0].srtp, Srtp::Optional);
+        for (text, policy) in [
+            ("off", Srtp::Off),
+            ("optional", Srtp::Optional),
+            ("mandatory", Srtp::Mandatory),
+        ] {
+            let config = parse_ok(&format!(
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nsrtp = \"{text}\"\n"
+            ));
+            assert_eq!(config.accounts[0].srtp, policy);
+        }
+        let error = error_text("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nsrtp = \"yes\"\n");
+        assert!(error.contains("srtp") || error.contains("yes"), "{error}");
+        assert!(error.contains(":4:"), "points at the line: {error}");
     }
 }

@@ -69,6 +69,10 @@ pub enum Event {
         mos: f64,
         #[serde(skip_serializing_if = "Option::is_none")]
         remote: Option<String>,
+        /// SRTP protects the call's RTP and RTCP.
+        encrypted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        srtp: Option<SrtpStats>,
     },
     /// Audio levels of a call for VU meters, about ten times a second while audio flows.
     /// dBFS of the last 100 ms (RMS): `mic_db` what we capture and send, `speaker_db` what we
@@ -90,6 +94,15 @@ pub enum Event {
     Warning {
         message: String,
     },
+}
+
+/// SRTP details of a call's `media` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SrtpStats {
+    /// `AES_CM_128_HMAC_SHA1_80` or `AES_CM_128_HMAC_SHA1_32`.
+    pub suite: String,
+    /// Incoming packets dropped: bad authentication tag, replay, or not SRTP at all.
+    pub auth_failures: u64,
 }
 
 /// The first line of a SIP message as text (the `summary` of a trace), bounded in length.

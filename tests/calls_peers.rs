@@ -654,6 +654,7 @@ fn sipterm_calls_baresip_with_opus() {
         auto_answer: true,
         codecs: vec!["opus"],
         registration: None,
+        mediaenc: None,
     };
     let mut baresip =
         Baresip::start_with(&dir.path().join("baresip"), Some(&dumps), &config).expect("baresip");

@@ -132,6 +132,7 @@ fn media() -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 0,
         session_version: 0,
+        srtp: Default::default(),
     }
 }
 

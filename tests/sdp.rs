@@ -16,6 +16,7 @@ fn us(codecs: &[Codec]) -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 77,
         session_version: 1,
+        srtp: Default::default(),
     }
 }
 
@@ -224,6 +225,7 @@ fn freeswitch_opus_offer_gets_its_own_payload_types() {
             telephone_event_pt: Some(104),
             direction: Direction::SendRecv,
             rtcp_mux: false,
+            srtp: None,
         }
     );
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 102 104"]);
@@ -308,12 +310,28 @@ fn zoiper_rtcp_mux_is_accepted_and_rtcp_goes_to_the_rtp_port() {
 }
 
 #[test]
-fn srtp_only_offer_is_refused_but_its_crypto_lines_are_available() {
+fn srtp_only_offer_is_refused_with_srtp_off_and_taken_with_srtp_optional() {
     let offer = crlf(ZOIPER_SRTP_ONLY_OFFER);
+    // `srtp = "off"` (this file's LocalMedia default): refused, saying why.
     assert_eq!(
         answer_offer(&offer, &all_codecs()).map(|(_, params)| params),
-        Err(SdpError::NoUsableAudio)
+        Err(SdpError::SrtpOff)
     );
+    // Optional: Zoiper's RTP/SAVP offer is answered with its first suite and our own key.
+    let optional = LocalMedia {
+        srtp: sipterm::sdp::LocalSrtp::new(sipterm::sdp::SrtpPolicy::Optional),
+        ..all_codecs()
+    };
+    let (answer, params) = answer_offer(&offer, &optional).expect("SRTP answer");
+    let srtp = params.srtp.expect("encrypted");
+    assert_eq!(srtp.tag, 1);
+    assert_eq!(srtp.suite, sipterm::sdp::CryptoSuite::AesCm128HmacSha1_80);
+    assert!(answer.contains(" RTP/SAVP "), "{answer}");
+    assert!(
+        answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{answer}"
+    );
+    assert_webrtc_sdp_reads(&answer);
     let crypto = crypto_lines(&offer);
     assert_eq!(crypto.len(), 2);
     assert!(

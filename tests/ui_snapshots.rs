@@ -123,6 +123,8 @@ fn in_call(t0: Instant) -> UiState {
             rtt_ms: Some(1.5),
             mos: 4.21,
             remote: None,
+            encrypted: false,
+            srtp: None,
         },
         at(t0, 68_000),
     );

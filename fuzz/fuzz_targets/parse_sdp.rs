@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sipterm::sdp::{Codec, Direction, LocalMedia, answer_offer, apply_answer, crypto_lines};
+use sipterm::sdp::{
+    Codec, Direction, LocalMedia, LocalSrtp, SrtpPolicy, answer_offer, apply_answer, crypto_lines,
+};
 
 fn local() -> LocalMedia {
     LocalMedia {
@@ -14,6 +16,8 @@ fn local() -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 1,
         session_version: 1,
+        // Keys offered and accepted, so the a=crypto paths are fuzzed too.
+        srtp: LocalSrtp::new(SrtpPolicy::Optional),
     }
 }
 

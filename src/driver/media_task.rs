@@ -3,6 +3,7 @@
 //! RTP, DTMF, jitter buffer, statistics) live in `media/`; this file only moves data and reads
 //! the clock.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::event::Event;
+use crate::event::{Event, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::jitter::{JitterBuffer, Playout};
@@ -24,11 +25,12 @@ use crate::media::quality;
 use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
+use crate::media::srtp::SrtpSession;
 use crate::media::tones::LevelMeter;
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
 use crate::nat::latch::Latch;
 use crate::nat::stun::is_stun;
-use crate::sdp::{Codec, MediaParams};
+use crate::sdp::{Codec, MediaParams, SrtpParams};
 
 /// Frame duration: every codec here runs at 20 ms packets.
 const FRAME: Duration = Duration::from_millis(20);
@@ -128,11 +130,13 @@ pub fn spawn(
     MediaHandle { control, task }
 }
 
-/// The echo service's media: every RTP packet goes back to where it came from, unchanged.
-pub fn spawn_echo(rtp: UdpSocket) -> MediaHandle {
+/// The echo service's media: every RTP packet goes back to where it came from, unchanged
+/// (with SRTP: decrypted with the caller's key and encrypted again with ours).
+pub fn spawn_echo(rtp: UdpSocket, srtp: Option<SrtpParams>) -> MediaHandle {
     let (control, mut rx) = mpsc::unbounded_channel::<MediaControl>();
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_RTP];
+        let mut srtp = srtp.and_then(|params| SrtpSession::new(&params).ok());
         loop {
             tokio::select! {
                 received = rtp.recv_from(&mut buf) => {
@@ -140,7 +144,16 @@ pub fn spawn_echo(rtp: UdpSocket) -> MediaHandle {
                         && let Some(bytes) = buf.get(..n)
                         && RtpPacket::parse(bytes).is_ok()
                     {
-                        let _ = rtp.send_to(bytes, from).await;
+                        match &mut srtp {
+                            Some(srtp) => {
+                                if let Some(echo) = srtp.unprotect_rtp(bytes).and_then(|plain| srtp.protect_rtp(&plain).ok()) {
+                                    let _ = rtp.send_to(&echo, from).await;
+                                }
+                            }
+                            None => {
+                                let _ = rtp.send_to(bytes, from).await;
+                            }
+                        }
                     }
                 }
                 cmd = rx.recv() => match cmd {
@@ -186,6 +199,8 @@ struct CallMedia {
     /// What we captured (silence while muted) and played since the last `levels` event.
     mic_level: LevelMeter,
     speaker_level: LevelMeter,
+    /// SRTP/SRTCP when the SDP negotiated keys (`params.srtp`).
+    srtp: Option<SrtpSession>,
 }
 
 impl CallMedia {
@@ -267,6 +282,10 @@ impl CallMedia {
             latch: Latch::new(params.remote, io.rtp_latching),
             rtp_latching: io.rtp_latching,
             device,
+            srtp: match &params.srtp {
+                Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
+                None => None,
+            },
             params,
             mic_level: LevelMeter::default(),
             speaker_level: LevelMeter::default(),
@@ -316,19 +335,27 @@ impl CallMedia {
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
-                        // STUN answer (our Binding before the call) is neither.
+                        // STUN answer (our Binding before the call) is neither. (SRTP leaves the
+                        // header, so the RTCP test works before decryption.)
                         if is_stun(bytes) {
-                        } else if is_rtcp(bytes) {
-                            let _ = self.rtcp.handle_packet(bytes, arrival);
                         } else {
-                            self.receive(bytes, from, arrival).await;
+                            let rtcp = is_rtcp(bytes);
+                            match self.unprotect(bytes, rtcp) {
+                                Some(plain) if rtcp => {
+                                    let _ = self.rtcp.handle_packet(&plain, arrival);
+                                }
+                                Some(plain) => self.receive(&plain, from, arrival).await,
+                                None => {}
+                            }
                         }
                     }
                 }
                 received = rtcp.recv_from(&mut rtcp_buf) => {
-                    if let Ok((n, _)) = received {
+                    if let Ok((n, _)) = received
+                        && let Some(plain) = self.unprotect(rtcp_buf.get(..n).unwrap_or_default(), true)
+                    {
                         // Malformed reports are dropped; the call goes on without them.
-                        let _ = self.rtcp.handle_packet(rtcp_buf.get(..n).unwrap_or_default(), started.elapsed());
+                        let _ = self.rtcp.handle_packet(&plain, started.elapsed());
                     }
                 }
                 cmd = control.recv() => match cmd {
@@ -401,9 +428,38 @@ impl CallMedia {
         } else {
             self.sender.skip_frame();
         }
-        if !packet.is_empty() {
-            let _ = socket.send_to(packet, self.destination()).await;
+        if !packet.is_empty()
+            && let Some(wire) = self.protect(packet, false)
+        {
+            let _ = socket.send_to(&wire, self.destination()).await;
         }
+    }
+
+    /// The packet as it goes on the wire: SRTP/SRTCP when negotiated. `None`: drop it (only
+    /// after 2^48 packets on one key).
+    fn protect<'a>(&mut self, packet: &'a [u8], rtcp: bool) -> Option<Cow<'a, [u8]>> {
+        let Some(srtp) = &mut self.srtp else {
+            return Some(Cow::Borrowed(packet));
+        };
+        let sealed = if rtcp {
+            srtp.protect_rtcp(packet)
+        } else {
+            srtp.protect_rtp(packet)
+        };
+        sealed.ok().map(Cow::Owned)
+    }
+
+    /// The plain packet from the wire; `None` when SRTP authentication fails (counted).
+    fn unprotect<'a>(&mut self, datagram: &'a [u8], rtcp: bool) -> Option<Cow<'a, [u8]>> {
+        let Some(srtp) = &mut self.srtp else {
+            return Some(Cow::Borrowed(datagram));
+        };
+        let plain = if rtcp {
+            srtp.unprotect_rtcp(datagram)
+        } else {
+            srtp.unprotect_rtp(datagram)
+        };
+        plain.map(Cow::Owned)
     }
 
     fn play_frame(&mut self, pcm: &mut Vec<i16>) {
@@ -509,11 +565,23 @@ impl CallMedia {
         if params.remote != self.params.remote {
             self.latch = Latch::new(params.remote, self.rtp_latching);
         }
+        if params.srtp != self.params.srtp {
+            // A re-INVITE changed the keys (or, with optional SRTP, dropped or added them).
+            self.srtp = match (self.srtp.take(), &params.srtp) {
+                (Some(mut session), Some(keys)) => session.rekey(keys).ok().map(|()| session),
+                (None, Some(keys)) => SrtpSession::new(keys).ok(),
+                (_, None) => None,
+            };
+        }
         self.params = params;
     }
 
     /// RTCP goes to the peer's RTCP address, or over the RTP socket with rtcp-mux.
     async fn send_rtcp(&mut self, rtp: &UdpSocket, rtcp: &UdpSocket, bytes: &[u8]) {
+        let Some(bytes) = self.protect(bytes, true) else {
+            return;
+        };
+        let bytes = bytes.as_ref();
         if self.params.rtcp_mux {
             let _ = rtp.send_to(bytes, self.destination()).await;
         } else {
@@ -562,6 +630,11 @@ impl CallMedia {
                 rtt_ms,
                 mos: (f64::from(mos) * 100.0).round() / 100.0,
                 remote: Some(self.destination().to_string()),
+                encrypted: self.srtp.is_some(),
+                srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
+                    suite: srtp.suite().name().to_owned(),
+                    auth_failures: srtp.auth_failures(),
+                }),
             })
             .await;
     }

@@ -41,6 +41,8 @@ pub struct SipSetup {
     pub register_at_start: bool,
     pub codecs: Vec<Codec>,
     pub busy_when_in_call: bool,
+    /// SRTP (SDES) policy of the account.
+    pub srtp: crate::sdp::SrtpPolicy,
     /// Where call audio comes from and goes to.
     pub media: MediaIo,
     /// STUN and keep-alives.
@@ -141,6 +143,7 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         seed: seed(),
         codecs: setup.codecs,
         busy_when_in_call: setup.busy_when_in_call,
+        srtp: setup.srtp,
     };
     let (commands, command_rx) = mpsc::channel(64);
     let dropped_traces = Arc::new(AtomicU64::new(0));
@@ -251,6 +254,8 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         seed: seed() ^ 0xEC40,
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
+        // Takes plain and SRTP calls; its media task decrypts and re-encrypts what it echoes.
+        srtp: crate::sdp::SrtpPolicy::Optional,
     };
     let (events, mut sink) = mpsc::channel::<Event>(256);
     tokio::spawn(async move { while sink.recv().await.is_some() {} });
@@ -503,6 +508,8 @@ impl Engine {
                     direction: MediaDirection::SendRecv,
                     session_id: 0,
                     session_version: 0,
+                    // Fresh SDES keys for every call (never logged: see sdp::KeySalt).
+                    srtp: crate::sdp::LocalSrtp::new(self.ua.config().srtp),
                 })
             }
             Err(e) => {
@@ -717,7 +724,7 @@ impl Engine {
             } => {
                 match self.sockets.remove(&local.rtp_port) {
                     Some((rtp, _rtcp)) if self.echo_mode => {
-                        let handle = media_task::spawn_echo(rtp);
+                        let handle = media_task::spawn_echo(rtp, params.srtp.clone());
                         self.media.insert(call, handle);
                     }
                     Some((rtp, rtcp)) => {
@@ -897,8 +904,9 @@ fn trace(
     bytes: &[u8],
 ) {
     // The log file keeps whole messages at debug level (digest responses are not secrets; no
-    // password is ever in a message).
-    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(bytes));
+    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked
+    // (the trace event below keeps the message as sent).
+    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", crate::sdp::redact_inline_keys(&String::from_utf8_lossy(bytes)));
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),

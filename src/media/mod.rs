@@ -20,6 +20,7 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod tones;
 pub mod wav;
 

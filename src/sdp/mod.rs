@@ -3,12 +3,17 @@
 //! Pure code: text in, text and [`MediaParams`] out. Remote SDP is read by [`scan`] (webrtc-sdp
 //! for each line, our own structure on top, see there why); our SDP is written by [`write`].
 
+mod crypto;
 mod scan;
 mod write;
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
+pub use crypto::{
+    CryptoAttribute, CryptoError, CryptoSuite, KEY_SALT_LEN, KeySalt, LocalSrtp, SrtpParams,
+    SrtpPolicy, redact_inline_keys,
+};
 pub use scan::{MAX_MEDIA_SECTIONS, MAX_SDP_BYTES, crypto_lines};
 
 use scan::{ConnectionAddress, MediaSection, SessionDescription, Transport};
@@ -169,6 +174,8 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// Must grow by one for each new offer or answer in the session (RFC 3264 §8).
     pub session_version: u64,
+    /// SRTP policy and this call's fresh SDES keys.
+    pub srtp: LocalSrtp,
 }
 
 /// The negotiated result for the single audio stream the call uses.
@@ -192,6 +199,8 @@ pub struct MediaParams {
     pub direction: Direction,
     /// RTP and RTCP share the RTP port (RFC 5761).
     pub rtcp_mux: bool,
+    /// SRTP suite and keys when both sides agreed on `a=crypto`; `None`: plain RTP.
+    pub srtp: Option<SrtpParams>,
 }
 
 /// Why an SDP body cannot be used. Every variant is answered with 488 by the UA when it comes
@@ -219,6 +228,14 @@ pub enum SdpError {
     UnusableConnectionAddress(String),
     #[error("unknown codec name {0:?} (known: opus, pcmu, pcma)")]
     UnknownCodecName(String),
+    #[error("SRTP is required but the offer has no usable a=crypto (AES_CM_128_HMAC_SHA1_80/32)")]
+    SrtpRequired,
+    #[error("the offer requires SRTP (RTP/SAVP) and SRTP is off for this account")]
+    SrtpOff,
+    #[error("the answer has no a=crypto: the peer refused SRTP, which this account requires")]
+    SrtpNotAnswered,
+    #[error("the answer's a=crypto does not match any key we offered")]
+    BadCryptoAnswer,
 }
 
 /// The SDP offer for `local`: one audio m-line with the codecs in `local.codecs` order.
@@ -238,15 +255,37 @@ pub fn build_offer(local: &LocalMedia) -> String {
     write::audio_lines(
         &AudioLine {
             port: local.rtp_port,
-            proto: "RTP/AVP",
+            // Optional SRTP offers RTP/AVP with keys (best effort, as baresip's `srtp` and
+            // MicroSIP's "optional" do), so that peers without SRTP still take the call.
+            proto: match local.srtp.policy {
+                SrtpPolicy::Mandatory => "RTP/SAVP",
+                SrtpPolicy::Off | SrtpPolicy::Optional => "RTP/AVP",
+            },
             codecs,
             telephone_events,
             direction: local.direction,
             rtcp_mux: false,
+            crypto: local.srtp.offer_lines(),
         },
         &mut lines,
     );
     write::finish(lines)
+}
+
+/// The first `a=crypto` line of `media` we can use (RFC 4568 §7.1.1: in the offerer's order).
+fn choose_crypto(media: &MediaSection) -> Option<CryptoAttribute> {
+    media
+        .crypto
+        .iter()
+        .find_map(|value| CryptoAttribute::parse(value).ok())
+}
+
+/// Why no m-line of an offer was taken, in the order of what helps the user most.
+#[derive(Default)]
+struct Refusals {
+    usable_audio: bool,
+    without_crypto: bool,
+    secure_only: bool,
 }
 
 /// The codec and payload types chosen on one m-line.
@@ -356,32 +395,62 @@ fn ptime_ms(media: &MediaSection) -> u32 {
 /// Parse an offer, choose the codec (intersection in the offerer's order, restricted to our list),
 /// and produce the answer text + params. Nothing in common -> Err(SdpError::NoCommonCodec) (UA sends 488).
 ///
-/// The answer has one m-line per offered m-line: the first audio m-line over RTP/AVP(F) with a
-/// codec in common gets our port, every other one is echoed with port 0.
+/// The answer has one m-line per offered m-line: the first audio m-line over RTP/AVP(F) (or
+/// RTP/SAVP(F) with a usable `a=crypto`, as `local.srtp` allows) with a codec in common gets our
+/// port, every other one is echoed with port 0. When the accepted m-line carries a usable
+/// `a=crypto` and SRTP is not off, the answer takes its tag and suite with our own key.
 pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaParams), SdpError> {
     let session = scan::scan(offer)?;
     if session.media.is_empty() {
         return Err(SdpError::NoMedia);
     }
-    let mut saw_usable_audio = false;
-    let mut accepted: Option<(usize, Choice)> = None;
+    let mut refusals = Refusals::default();
+    let mut accepted: Option<(usize, Choice, Option<CryptoAttribute>)> = None;
     for (index, media) in session.media.iter().enumerate() {
-        if !media.is_audio || media.port == 0 || media.transport != Transport::PlainRtp {
+        if !media.is_audio || media.port == 0 {
             continue;
         }
-        saw_usable_audio = true;
+        let crypto = match (media.transport, local.srtp.policy) {
+            (Transport::Unsupported, _) => continue,
+            (Transport::SecureRtp, SrtpPolicy::Off) => {
+                refusals.secure_only = true;
+                continue;
+            }
+            (Transport::PlainRtp, SrtpPolicy::Off) => None,
+            // RTP/AVP with a=crypto is best-effort SRTP: take the key when we can.
+            (transport, policy) => match choose_crypto(media) {
+                Some(crypto) => Some(crypto),
+                None if policy == SrtpPolicy::Mandatory || transport == Transport::SecureRtp => {
+                    refusals.without_crypto = true;
+                    continue;
+                }
+                None => None,
+            },
+        };
+        refusals.usable_audio = true;
         if let Some(choice) = choose_codec(media, &local.codecs, static_codec) {
-            accepted = Some((index, choice));
+            accepted = Some((index, choice, crypto));
             break;
         }
     }
-    let Some((accepted_index, choice)) = accepted else {
-        return Err(if saw_usable_audio {
+    let Some((accepted_index, choice, crypto)) = accepted else {
+        return Err(if refusals.usable_audio {
             SdpError::NoCommonCodec
+        } else if refusals.without_crypto {
+            SdpError::SrtpRequired
+        } else if refusals.secure_only {
+            SdpError::SrtpOff
         } else {
             SdpError::NoUsableAudio
         });
     };
+    // Our answer: the offer's tag and suite with our own key (RFC 4568 §7.1.2).
+    let srtp = crypto.map(|offered| SrtpParams {
+        suite: offered.suite,
+        tag: offered.tag,
+        local_key: local.srtp.keys[0].clone(),
+        remote_key: offered.key,
+    });
     let Some(media) = session.media.get(accepted_index) else {
         return Err(SdpError::NoUsableAudio);
     };
@@ -409,6 +478,17 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
                 telephone_events,
                 direction,
                 rtcp_mux: offered.rtcp_mux,
+                crypto: srtp
+                    .iter()
+                    .map(|srtp| {
+                        CryptoAttribute {
+                            tag: srtp.tag,
+                            suite: srtp.suite,
+                            key: srtp.local_key.clone(),
+                        }
+                        .sdp_value()
+                    })
+                    .collect(),
             },
             &mut lines,
         );
@@ -424,6 +504,7 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
         telephone_event_pt: choice.telephone_event_pt,
         direction,
         rtcp_mux: media.rtcp_mux,
+        srtp,
     };
     Ok((write::finish(lines), params))
 }
@@ -438,9 +519,13 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
     if media.port == 0 {
         return Err(SdpError::AudioRejected);
     }
-    if !media.is_audio || media.transport != Transport::PlainRtp {
+    if !media.is_audio
+        || media.transport == Transport::Unsupported
+        || (media.transport == Transport::SecureRtp && our_offer.srtp.policy == SrtpPolicy::Off)
+    {
         return Err(SdpError::NoUsableAudio);
     }
+    let srtp = answered_srtp(media, &our_offer.srtp)?;
     let our_numbering = |payload_type: u8| {
         static_codec(payload_type).or_else(|| {
             (payload_type == OPUS_PAYLOAD_TYPE && our_offer.codecs.contains(&Codec::Opus))
@@ -474,8 +559,41 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
         telephone_event_pt: choice.telephone_event_pt,
         direction,
         rtcp_mux: false,
+        srtp,
     })
 }
 
+/// The SRTP an answer agrees to: one of its `a=crypto` lines must name a tag and suite we
+/// offered. No line at all is plain RTP, unless we required SRTP or the answer says RTP/SAVP.
+fn answered_srtp(media: &MediaSection, ours: &LocalSrtp) -> Result<Option<SrtpParams>, SdpError> {
+    if ours.policy == SrtpPolicy::Off {
+        return Ok(None);
+    }
+    if media.crypto.is_empty() {
+        return if ours.policy == SrtpPolicy::Mandatory || media.transport == Transport::SecureRtp {
+            Err(SdpError::SrtpNotAnswered)
+        } else {
+            Ok(None)
+        };
+    }
+    media
+        .crypto
+        .iter()
+        .filter_map(|value| CryptoAttribute::parse(value).ok())
+        .find_map(|answered| {
+            ours.offered(answered.tag, answered.suite)
+                .map(|local_key| SrtpParams {
+                    suite: answered.suite,
+                    tag: answered.tag,
+                    local_key: local_key.clone(),
+                    remote_key: answered.key,
+                })
+        })
+        .map(Some)
+        .ok_or(SdpError::BadCryptoAnswer)
+}
+
+#[cfg(test)]
+mod srtp_tests;
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,9 @@ pub struct RtpMap {
 pub enum Transport {
     /// `RTP/AVP` or `RTP/AVPF` (AVPF without feedback is AVP with other RTCP timing).
     PlainRtp,
-    /// Anything else (SRTP, DTLS, UDPTL, TCP, ...): we cannot take it.
+    /// `RTP/SAVP` or `RTP/SAVPF`: SRTP keyed by `a=crypto` (SDES, RFC 4568).
+    SecureRtp,
+    /// Anything else (DTLS-SRTP, UDPTL, TCP, ...): we cannot take it.
     Unsupported,
 }
 
@@ -73,6 +75,8 @@ pub struct MediaSection {
     /// `a=rtcp` (RFC 3605): port and optional address.
     pub rtcp: Option<(u16, Option<IpAddr>)>,
     pub rtcp_mux: bool,
+    /// Values of this m-line's `a=crypto` lines (text after `a=crypto:`), in order.
+    pub crypto: Vec<String>,
 }
 
 impl MediaSection {
@@ -90,7 +94,7 @@ pub struct SessionDescription {
     /// A direction attribute at session level applies to m-lines without their own.
     pub direction: Option<Direction>,
     pub media: Vec<MediaSection>,
-    /// Values of `a=crypto` lines (text after `a=crypto:`), for SRTP later.
+    /// Values of every `a=crypto` line (text after `a=crypto:`), whatever m-line they follow.
     pub crypto: Vec<String>,
 }
 
@@ -188,6 +192,7 @@ fn scan_media_line(value: &str, line_number: usize) -> Result<MediaSection, SdpE
         direction: None,
         rtcp: None,
         rtcp_mux: false,
+        crypto: Vec::new(),
     };
     // webrtc-sdp refuses unknown transports and non-numeric audio formats; such a line stays
     // an unusable section that the answer echoes with port 0.
@@ -197,6 +202,7 @@ fn scan_media_line(value: &str, line_number: usize) -> Result<MediaSection, SdpE
         section.is_audio = media_line.media == SdpMediaValue::Audio;
         section.transport = match media_line.proto {
             SdpProtocolValue::RtpAvp | SdpProtocolValue::RtpAvpf => Transport::PlainRtp,
+            SdpProtocolValue::RtpSavp | SdpProtocolValue::RtpSavpf => Transport::SecureRtp,
             _ => Transport::Unsupported,
         };
         if let SdpFormatList::Integers(numbers) = media_line.formats {
@@ -227,6 +233,11 @@ fn scan_attribute(value: &str, description: &mut SessionDescription) {
             && let Some((_, crypto)) = value.split_once(':')
         {
             description.crypto.push(crypto.trim().to_owned());
+            // a=crypto is a media-level attribute (RFC 4568 §9.1); at session level it is
+            // kept above for `crypto_lines` but applies to no stream.
+            if let Some(media) = description.media.last_mut() {
+                media.crypto.push(crypto.trim().to_owned());
+            }
         }
         return;
     }

@@ -10,6 +10,7 @@ fn local(codecs: &[Codec]) -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 4_242,
         session_version: 1,
+        srtp: Default::default(),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct AudioLine<'a> {
     pub telephone_events: Vec<(u8, u32)>,
     pub direction: Direction,
     pub rtcp_mux: bool,
+    /// `a=crypto` values (RFC 4568), written as given.
+    pub crypto: Vec<String>,
 }
 
 pub fn audio_lines(audio: &AudioLine<'_>, out: &mut Vec<String>) {
@@ -81,6 +83,9 @@ pub fn audio_lines(audio: &AudioLine<'_>, out: &mut Vec<String>) {
             "a=rtpmap:{payload_type} telephone-event/{clock_rate}"
         ));
         out.push(format!("a=fmtp:{payload_type} 0-16"));
+    }
+    for crypto in &audio.crypto {
+        out.push(format!("a=crypto:{crypto}"));
     }
     out.push(format!("a=ptime:{}", super::DEFAULT_PTIME_MS));
     if audio.rtcp_mux {

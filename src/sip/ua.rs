@@ -19,7 +19,7 @@ use super::transaction::{
     Destination, Routed, TimerConfig, TransactionLayer, TransportKind, TsxEvent, TsxId,
 };
 use super::uri::{Scheme, Uri};
-use crate::sdp::{Codec, LocalMedia, MediaParams};
+use crate::sdp::{Codec, LocalMedia, MediaParams, SrtpPolicy};
 
 mod call;
 mod guard;
@@ -65,6 +65,8 @@ pub struct UaConfig {
     pub codecs: Vec<Codec>,
     /// Answer a new call with 486 while another one is up (no call waiting).
     pub busy_when_in_call: bool,
+    /// SRTP (SDES) policy for offers and answers.
+    pub srtp: SrtpPolicy,
 }
 
 /// What a front end asks the UA to do.

@@ -92,6 +92,8 @@ pub struct CallView {
     pub rtt_ms: Option<f64>,
     /// Estimated MOS (E-model), 1..4.5.
     pub mos: Option<f64>,
+    /// SRTP protects the media (from the last `media` event).
+    pub encrypted: bool,
     pub held: bool,
     pub muted: bool,
     /// True when the call rang in (for the call history).
@@ -571,6 +573,7 @@ impl UiState {
                 jitter_ms,
                 rtt_ms,
                 mos,
+                encrypted,
                 ..
             } => {
                 if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
@@ -581,6 +584,7 @@ impl UiState {
                     view.jitter_ms = jitter_ms;
                     view.rtt_ms = rtt_ms;
                     view.mos = Some(mos);
+                    view.encrypted = encrypted;
                 }
             }
             Event::Levels {
@@ -713,6 +717,7 @@ impl UiState {
                     jitter_ms: 0.0,
                     rtt_ms: None,
                     mos: None,
+                    encrypted: false,
                     muted: false,
                     mic_db: None,
                     speaker_db: None,
@@ -868,12 +873,15 @@ mod tests {
                 rtt_ms: Some(12.5),
                 mos: 4.1,
                 remote: None,
+                encrypted: true,
+                srtp: None,
             },
             t0,
         );
         let call = state.selected_call();
         assert_eq!(call.and_then(|c| c.codec.as_deref()), Some("opus/48000"));
         assert_eq!(call.map(|c| c.lost), Some(2));
+        assert_eq!(call.map(|c| c.encrypted), Some(true));
     }
 
     #[test]

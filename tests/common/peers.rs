@@ -367,6 +367,8 @@ pub struct BaresipConfig {
     /// Codec modules to load, in baresip's preference order.
     pub codecs: Vec<&'static str>,
     pub registration: Option<BaresipRegistration>,
+    /// Account `mediaenc` (e.g. `srtp-mand`); loads the srtp module. None: plain RTP.
+    pub mediaenc: Option<&'static str>,
 }
 
 /// A running baresip, driven through its stdin (menu module commands:
@@ -399,6 +401,7 @@ impl Baresip {
             auto_answer,
             codecs: vec!["g711"],
             registration: None,
+            mediaenc: None,
         };
         Self::start_with(dir, audio_out_dir, &config)
     }
@@ -560,6 +563,9 @@ pub fn render_baresip_config(config: &BaresipConfig, dump_dir: &Path) -> String 
     for codec in &config.codecs {
         text.push_str(&format!("module\t\t\t{codec}.so\n"));
     }
+    if config.mediaenc.is_some() {
+        text.push_str("module\t\t\tsrtp.so\n");
+    }
     text.push_str(&format!(
         "module\t\t\taufile.so\n\
          module\t\t\talsa.so\n\
@@ -577,7 +583,7 @@ pub fn render_baresip_config(config: &BaresipConfig, dump_dir: &Path) -> String 
 pub fn render_baresip_account(config: &BaresipConfig) -> Result<String, HarnessError> {
     check_config_token("user name", &config.user)?;
     let answer = if config.auto_answer { "auto" } else { "manual" };
-    let line = match &config.registration {
+    let mut line = match &config.registration {
         None => format!(
             "<sip:{user}@{LOOPBACK}:{port}>;regint=0;answermode={answer}\n",
             user = config.user,
@@ -594,5 +600,10 @@ pub fn render_baresip_account(config: &BaresipConfig) -> Result<String, HarnessE
             )
         }
     };
+    if let Some(mediaenc) = config.mediaenc {
+        check_config_token("mediaenc", mediaenc)?;
+        let end = line.trim_end().len();
+        line.insert_str(end, &format!(";mediaenc={mediaenc}"));
+    }
     Ok(line)
 }

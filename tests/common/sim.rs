@@ -66,6 +66,7 @@ pub fn user_agent(spec: &AccountSpec<'_>) -> UserAgent {
         seed: 42,
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
+        srtp: sipterm::sdp::SrtpPolicy::Off,
     })
 }
 

@@ -311,12 +311,17 @@ impl UserAgent {
     }
 
     fn send_bye(&mut self, id: u64, now: Instant) {
+        self.send_bye_because(id, "Hung up".into(), now);
+    }
+
+    /// BYE, with `reason` in the call's `terminated` event.
+    fn send_bye_because(&mut self, id: u64, reason: String, now: Instant) {
         let Some(call) = self.call_mut(id) else {
             return;
         };
         call.pending_ok = None;
         let Some(dialog) = call.dialog.as_mut() else {
-            self.terminate(id, None, Some("Hung up".into()));
+            self.terminate(id, None, Some(reason));
             return;
         };
         let bye = dialog.request(Method::Bye, None);
@@ -325,7 +330,7 @@ impl UserAgent {
             self.owners.insert(tsx, Owner::Call(id, Method::Bye));
         }
         // The call is over for the user now; the BYE's answer changes nothing they see.
-        self.terminate(id, None, Some("Hung up".into()));
+        self.terminate(id, None, Some(reason));
     }
 
     pub(super) fn hold(&mut self, id: u64, hold: bool, now: Instant) {
@@ -445,7 +450,8 @@ impl UserAgent {
                 CallState::Ringing
             };
             if early_sdp {
-                self.take_answer(id, &response.body);
+                // An unusable early answer is reported; the final one decides.
+                let _ = self.take_answer(id, &response.body);
             }
             let cancel_now = self
                 .calls
@@ -547,14 +553,15 @@ impl UserAgent {
             return;
         }
         if self.calls.iter().any(|c| c.id == id && c.params.is_none()) {
-            if !self.take_answer(id, &response.body) {
-                self.send_bye(id, now);
+            if let Err(reason) = self.take_answer(id, &response.body) {
+                // The user sees why (e.g. the peer refused the SRTP this account requires).
+                self.send_bye_because(id, reason, now);
                 return;
             }
         } else if !response.body.is_empty() {
             // A 2xx may differ from the early answer (RFC 3261 §13.2.1 keeps the first; we
             // follow what the final answer says, as most phones do).
-            self.take_answer(id, &response.body);
+            let _ = self.take_answer(id, &response.body);
         }
         self.set_state(
             id,
@@ -564,10 +571,10 @@ impl UserAgent {
         );
     }
 
-    /// Applies an SDP answer to our offer. False when it is unusable.
-    fn take_answer(&mut self, id: u64, body: &[u8]) -> bool {
+    /// Applies an SDP answer to our offer. Err(why) when it is unusable.
+    fn take_answer(&mut self, id: u64, body: &[u8]) -> Result<(), String> {
         let Some(call) = self.call_mut(id) else {
-            return false;
+            return Err("no such call".into());
         };
         let text = String::from_utf8_lossy(body);
         match sdp::apply_answer(&text, &call.media) {
@@ -585,13 +592,13 @@ impl UserAgent {
                     UaEvent::MediaUpdate { call: id, params }
                 };
                 self.events.push_back(event);
-                true
+                Ok(())
             }
             Err(e) => {
                 self.events.push_back(UaEvent::Error {
                     message: format!("call {id}: unusable SDP answer: {e}"),
                 });
-                false
+                Err(format!("Unusable SDP answer: {e}"))
             }
         }
     }
@@ -630,7 +637,7 @@ impl UserAgent {
                     call.ack = Some((ack, dest));
                 }
             }
-            self.take_answer(id, &response.body);
+            let _ = self.take_answer(id, &response.body);
             let state = if self.calls.iter().any(|c| c.id == id && c.on_hold) {
                 CallState::Held
             } else {
@@ -1022,7 +1029,7 @@ impl UserAgent {
         call.pending_ok = None;
         if call.offered_in_ok && !request.body.is_empty() {
             call.offered_in_ok = false;
-            self.take_answer(id, &request.body);
+            let _ = self.take_answer(id, &request.body);
         }
     }
 
@@ -1361,6 +1368,7 @@ impl UserAgent {
             direction: Direction::SendRecv,
             session_id: 0,
             session_version: 0,
+            srtp: sdp::LocalSrtp::new(self.config.srtp),
         }
     }
 

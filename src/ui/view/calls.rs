@@ -99,6 +99,9 @@ fn call_lines(
                 call.lost as f64 * 100.0 / sent_and_lost as f64
             };
             stats.push(Span::styled(printable(codec), Style::new().fg(Color::Cyan)));
+            if call.encrypted {
+                stats.push(Span::styled(" SRTP", Style::new().fg(Color::Green)));
+            }
             // Quality first: at 80 columns the packet counts are what gets cut.
             if let Some(mos) = call.mos {
                 stats.push(Span::raw(format!(" MOS {mos:.1}")));
