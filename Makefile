@@ -22,6 +22,10 @@ deps:
 
 test-deps: deps
 	$(call install_missing,$(TEST_DEPS))
+	@# tests/srtp.rs captures loopback with dumpcap (tshark's): as non-root it needs CAP_NET_RAW.
+	@if [ "$$(id -u)" != 0 ] && ! /usr/sbin/getcap /usr/bin/dumpcap | grep -q cap_net_raw; then \
+		echo "granting dumpcap CAP_NET_RAW for the loopback capture in tests/srtp.rs"; \
+		$(SUDO) /usr/sbin/setcap cap_net_raw,cap_net_admin=eip /usr/bin/dumpcap; fi
 
 build: deps
 	$(CARGO) build --release
