@@ -120,19 +120,26 @@ pub struct SrtpSession {
     auth_failures: u64,
 }
 
+impl Inbound {
+    /// A fresh receiving side for the peer's key: no stream known yet.
+    fn new(params: &SrtpParams) -> Result<Inbound, SrtpError> {
+        Ok(Inbound {
+            key: params.remote_key.clone(),
+            suite: params.suite,
+            main: context(&params.remote_key, params.suite, true)?,
+            probe: context(&params.remote_key, params.suite, false)?,
+            probe_ssrcs: 0,
+            known_rtp: Vec::new(),
+            known_rtcp: Vec::new(),
+        })
+    }
+}
+
 impl SrtpSession {
     pub fn new(params: &SrtpParams) -> Result<SrtpSession, SrtpError> {
         Ok(SrtpSession {
             outbound: context(&params.local_key, params.suite, false)?,
-            inbound: Inbound {
-                key: params.remote_key.clone(),
-                suite: params.suite,
-                main: context(&params.remote_key, params.suite, true)?,
-                probe: context(&params.remote_key, params.suite, false)?,
-                probe_ssrcs: 0,
-                known_rtp: Vec::new(),
-                known_rtcp: Vec::new(),
-            },
+            inbound: Inbound::new(params)?,
             params: params.clone(),
             auth_failures: 0,
         })
@@ -145,15 +152,7 @@ impl SrtpSession {
             self.outbound = context(&params.local_key, params.suite, false)?;
         }
         if params.remote_key != self.params.remote_key || params.suite != self.params.suite {
-            self.inbound = Inbound {
-                key: params.remote_key.clone(),
-                suite: params.suite,
-                main: context(&params.remote_key, params.suite, true)?,
-                probe: context(&params.remote_key, params.suite, false)?,
-                probe_ssrcs: 0,
-                known_rtp: Vec::new(),
-                known_rtcp: Vec::new(),
-            };
+            self.inbound = Inbound::new(params)?;
         }
         self.params = params.clone();
         Ok(())
