@@ -1027,26 +1027,17 @@ impl UserAgent {
             return;
         };
         call.pending_ok = None;
-        if !call.offered_in_ok {
+        if !call.offered_in_ok || request.body.is_empty() {
             return;
         }
         call.offered_in_ok = false;
         // Late offer (our offer was in the 200): the ACK carries the answer. When it is the
-        // call's first answer and unusable or missing (e.g. no a=crypto for an account with
+        // call's first answer and unusable (e.g. no a=crypto for an account with
         // srtp = "mandatory"), the call has no media: hang up and say why, like the caller
         // does with an unusable answer in a 2xx (confirm_outgoing). A re-INVITE's bad answer
         // keeps the media running as it was.
         let first = call.params.is_none();
-        let result = if request.body.is_empty() {
-            if first {
-                Err("No SDP answer in the ACK".to_string())
-            } else {
-                Ok(())
-            }
-        } else {
-            self.take_answer(id, &request.body)
-        };
-        if let Err(reason) = result
+        if let Err(reason) = self.take_answer(id, &request.body)
             && first
         {
             self.send_bye_because(id, reason, now);
