@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::certs::{Certs, make_certs};
 use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
 use common::peers::{Kamailio, KamailioTls};
 use common::ports::free_udp_port;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::Value;
 use sipterm::media::tones::{dominant_frequency, rms};
 
@@ -26,63 +27,6 @@ const SIGNALLING: Duration = Duration::from_secs(10);
 const CALLER_TONE: f32 = 440.0;
 const CALLEE_TONE: f32 = 1000.0;
 const FILE_RATE: u32 = 48_000;
-
-/// A test CA and a server certificate for "localhost" + IP 127.0.0.1 signed by it, as PEM
-/// files in a temp dir, plus the DER forms for the raw rustls peers of some tests.
-struct Certs {
-    dir: tempfile::TempDir,
-    ca_pem: PathBuf,
-    cert_pem: PathBuf,
-    key_pem: PathBuf,
-    ca_der: CertificateDer<'static>,
-    cert_der: CertificateDer<'static>,
-    key_der: Vec<u8>,
-}
-
-fn make_certs() -> Result<Certs, Box<dyn std::error::Error>> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        SanType,
-    };
-    let dir = tempfile::Builder::new().prefix("sipterm-tls-").tempdir()?;
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sipterm test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &issuer)?;
-    let ca_pem = dir.path().join("ca.pem");
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&ca_pem, ca_cert.pem())?;
-    std::fs::write(&cert_pem, cert.pem())?;
-    std::fs::write(&key_pem, key.serialize_pem())?;
-    Ok(Certs {
-        ca_der: ca_cert.der().clone(),
-        cert_der: cert.der().clone(),
-        key_der: key.serialize_der(),
-        dir,
-        ca_pem,
-        cert_pem,
-        key_pem,
-    })
-}
 
 fn toml_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())

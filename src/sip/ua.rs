@@ -858,7 +858,7 @@ impl UserAgent {
                     self.handle_request(tsx, request, now);
                 }
             }
-            TsxEvent::Ack { request, .. } => self.incoming_ack(request),
+            TsxEvent::Ack { request, .. } => self.incoming_ack(request, now),
             TsxEvent::Unmatched2xx { response, .. } => self.stray_2xx(&response),
             TsxEvent::Terminated { tsx } => {
                 self.owners.remove(&tsx);

@@ -46,6 +46,11 @@ impl Default for AccountSpec<'_> {
 }
 
 pub fn user_agent(spec: &AccountSpec<'_>) -> UserAgent {
+    user_agent_with_srtp(spec, sipterm::sdp::SrtpPolicy::Off)
+}
+
+/// Like `user_agent`, with the account's `srtp` policy.
+pub fn user_agent_with_srtp(spec: &AccountSpec<'_>, srtp: sipterm::sdp::SrtpPolicy) -> UserAgent {
     let aor: sipterm::sip::uri::Uri = spec.aor.parse().expect("aor");
     UserAgent::new(UaConfig {
         account: AccountParams {
@@ -66,7 +71,7 @@ pub fn user_agent(spec: &AccountSpec<'_>) -> UserAgent {
         seed: 42,
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
-        srtp: sipterm::sdp::SrtpPolicy::Off,
+        srtp,
     })
 }
 

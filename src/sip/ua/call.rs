@@ -1010,7 +1010,7 @@ impl UserAgent {
     }
 
     /// ACK for our 2xx (the transaction layer passes 2xx ACKs up).
-    pub(super) fn incoming_ack(&mut self, request: Request) {
+    pub(super) fn incoming_ack(&mut self, request: Request, now: Instant) {
         let Some(id) = self
             .calls
             .iter()
@@ -1027,9 +1027,20 @@ impl UserAgent {
             return;
         };
         call.pending_ok = None;
-        if call.offered_in_ok && !request.body.is_empty() {
-            call.offered_in_ok = false;
-            let _ = self.take_answer(id, &request.body);
+        if !call.offered_in_ok || request.body.is_empty() {
+            return;
+        }
+        call.offered_in_ok = false;
+        // Late offer (our offer was in the 200): the ACK carries the answer. When it is the
+        // call's first answer and unusable (e.g. no a=crypto for an account with
+        // srtp = "mandatory"), the call has no media: hang up and say why, like the caller
+        // does with an unusable answer in a 2xx (confirm_outgoing). A re-INVITE's bad answer
+        // keeps the media running as it was.
+        let first = call.params.is_none();
+        if let Err(reason) = self.take_answer(id, &request.body)
+            && first
+        {
+            self.send_bye_because(id, reason, now);
         }
     }
 
