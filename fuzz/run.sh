@@ -32,6 +32,11 @@ seed() {
         # tests; a request and a success built by our own encoder are enough to start from.
         printf '\x00\x01\x00\x00\x21\x12\xa4\x42abcdefghijkl' >"$corpus/request"
         printf '\x01\x01\x00\x0c\x21\x12\xa4\x42abcdefghijkl\x00\x20\x00\x08\x00\x01\xa1\x47\xe1\x12\xa6\x43' >"$corpus/success-v4" ;;
+    ua_datagrams)
+        # Each torture message as one step from the proxy over UDP (control byte 0x01).
+        for f in $(find ../tests/data/torture -type f ! -name '*.md' ! -name MANIFEST.tsv ! -name SOURCE); do
+            { printf '\x01'; cat "$f"; } >"$corpus/$(basename "$f")"
+        done ;;
     *) ;;
     esac
 }
