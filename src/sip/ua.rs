@@ -338,6 +338,11 @@ impl UserAgent {
         true
     }
 
+    /// Transactions alive (for the driver's memory housekeeping after a flood).
+    pub fn transaction_count(&self) -> usize {
+        self.tsx.len()
+    }
+
     pub fn registration_state(&self) -> Option<RegistrationState> {
         self.registration.as_ref().map(Registration::state)
     }

@@ -236,7 +236,9 @@ enum IndexKey {
 
 #[derive(Debug)]
 struct Entry {
-    machine: Machine,
+    /// Boxed: a machine is over 1 KB and the map's table holds (2^k >= len) slots, which it
+    /// keeps after a flood; boxed, a slot is small and the machine's memory goes with it.
+    machine: Box<Machine>,
     /// Where this transaction sends: the request's destination, or the source of a received
     /// request.
     dest: Destination,
@@ -337,7 +339,7 @@ impl TransactionLayer {
         self.transactions.insert(
             id,
             Entry {
-                machine,
+                machine: Box::new(machine),
                 dest,
                 key: key.map(IndexKey::Client),
                 armed: None,
@@ -432,7 +434,7 @@ impl TransactionLayer {
         self.transactions.insert(
             id,
             Entry {
-                machine,
+                machine: Box::new(machine),
                 dest: source,
                 key: Some(IndexKey::Server(key)),
                 armed: None,
@@ -554,7 +556,7 @@ impl TransactionLayer {
         };
         let mut actions = Vec::new();
         let was_completed = entry.machine.is_completed_server_non_invite();
-        input(&mut entry.machine, &mut actions);
+        input(entry.machine.as_mut(), &mut actions);
         for _ in 0..MAX_TIMER_FIRINGS_PER_CALL {
             let Some(timer) = entry.machine.timers_mut().take_expired(now) else {
                 break;
@@ -662,5 +664,24 @@ impl TransactionLayer {
             _ => {}
         }
         self.events.push_back(TsxEvent::Terminated { tsx: id });
+        self.shrink_after_flood();
+    }
+
+    /// Hash tables and queues never give memory back by themselves: after a flood they would
+    /// keep the capacity of its peak. Once they are mostly empty, shrink them (rarely: the
+    /// capacity must be 8 times the size, so the O(n) rehash is amortised).
+    fn shrink_after_flood(&mut self) {
+        const MIN_CAPACITY: usize = 256;
+        let len = self.transactions.len();
+        if self.transactions.capacity() > MIN_CAPACITY.max(len * 8) {
+            self.transactions.shrink_to_fit();
+            self.server_index.shrink_to_fit();
+            self.client_index.shrink_to_fit();
+            self.completed
+                .retain(|id| self.transactions.contains_key(id));
+            self.completed.shrink_to_fit();
+            self.transmits.shrink_to_fit();
+            self.events.shrink_to_fit();
+        }
     }
 }
