@@ -547,6 +547,133 @@ fn flood_during_a_call() -> TestResult {
     Ok(())
 }
 
+/// sipp's final count of one statistics row (`Successful call`, `Failed call`): its cumulative
+/// column.
+fn sipp_count(stdout: &str, row: &str) -> Option<u64> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with(row))?;
+    line.split('|').nth(2)?.trim().parse().ok()
+}
+
+/// sipterm registered to a registrar that grants 4 s (a refresh every 2 s) while sipp floods it
+/// with OPTIONS at 2,000/s for 8 s (default timers: each answered OPTIONS would be kept 32 s).
+/// Every refresh during the flood succeeds, none fails, the registration stays `registered`,
+/// and the flood itself is answered. Counts and timings are printed, not asserted.
+#[test]
+fn registration_refreshes_survive_an_options_flood() -> TestResult {
+    use common::peers::Sipp;
+    use common::process::{ChildGuard, Stdout};
+    const RATE: u64 = 2000;
+    const SECONDS: u64 = 8;
+
+    let registrar_port = common::ports::free_udp_port()?;
+    let _registrar = Sipp::uas(
+        &Sipp::scenario("uas_registrar_expires4.xml"),
+        registrar_port,
+        &[],
+    )?;
+    let config = format!(
+        "[[account]]\nname = \"reg\"\nuri = \"sip:reg@127.0.0.1\"\n\
+         registrar = \"sip:127.0.0.1:{registrar_port}\"\nexpires = 60\ncodecs = [\"pcmu\"]\n"
+    );
+    let mut sipterm = Headless::spawn(
+        "flood-reg",
+        &HeadlessOptions {
+            config_toml: Some(config),
+            ..HeadlessOptions::default()
+        },
+    )?;
+    let registered = |e: &serde_json::Value| {
+        e["event"] == "registration" && e["state"] == "registered" && e["code"] == 200
+    };
+    let first = sipterm.expect_event("the first registration", registered, SIGNALLING)?;
+    assert_eq!(
+        first["expires"], 4,
+        "the registrar's 4 s were taken: {first}"
+    );
+    let pid = sipterm.pid();
+    let rss_before = vm_rss_kb(pid).ok_or("no VmRSS")?;
+
+    let sipp_port = common::ports::free_udp_port()?;
+    let sipp_dir = tempfile::Builder::new()
+        .prefix("sipterm-sipp-flood-")
+        .tempdir()?;
+    let mut command = std::process::Command::new("sipp");
+    command
+        .current_dir(sipp_dir.path())
+        .arg("-sf")
+        .arg(Sipp::scenario("uac_options_flood.xml"))
+        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
+        .args(["-r", &RATE.to_string(), "-m", &(RATE * SECONDS).to_string()])
+        .args(["-nr", "-nostdin", "-timeout", "40s"])
+        .arg(sipterm.listen.to_string());
+    let mut sipp = ChildGuard::spawn("sipp-flood", command, Stdout::File, Some(sipp_dir.path()))
+        .map_err(|e| format!("cannot start sipp (the Makefile installs it): {e}"))?;
+    let flood_start = Instant::now();
+
+    // Read events while the flood runs: every registration event, with when it came.
+    let mut refreshes: Vec<Duration> = Vec::new();
+    let mut others: Vec<serde_json::Value> = Vec::new();
+    let mut rss_peak = rss_before;
+    let status = loop {
+        if let Some(status) = sipp.try_exit_status() {
+            break status;
+        }
+        assert!(
+            flood_start.elapsed() < Duration::from_secs(60),
+            "sipp still flooding after 60 s"
+        );
+        // A timeout here only means no registration event in this slice.
+        if let Ok(event) = sipterm.expect_event(
+            "a registration event",
+            |e| e["event"] == "registration",
+            Duration::from_millis(250),
+        ) {
+            if registered(&event) {
+                refreshes.push(flood_start.elapsed());
+            } else {
+                others.push(event);
+            }
+        }
+        rss_peak = rss_peak.max(vm_rss_kb(pid).unwrap_or(0));
+    };
+    let flood_secs = flood_start.elapsed().as_secs_f64();
+    assert!(
+        alive(pid),
+        "sipterm died in the flood:\n{}",
+        sipterm.recent_output()
+    );
+    // One more refresh after the flood: the binding is still kept up.
+    let after = sipterm.expect_event("a refresh after the flood", registered, SIGNALLING);
+    let rss_after = vm_rss_kb(pid).unwrap_or(0);
+    let sipp_out = std::fs::read_to_string(sipp.log_dir().join("stdout.log")).unwrap_or_default();
+    let ok = sipp_count(&sipp_out, "Successful call").unwrap_or(0);
+    let failed = sipp_count(&sipp_out, "Failed call").unwrap_or(0);
+    println!(
+        "registration under a flood: sipp sent {} OPTIONS at {RATE}/s, {ok} answered 200 \
+         ({:.0}/s), {failed} failed, in {flood_secs:.1} s (sipp {status}); refreshes during the \
+         flood at {refreshes:?}; other registration events {others:?}; VmRSS before {rss_before} \
+         KiB, peak {rss_peak} KiB, after {rss_after} KiB",
+        RATE * SECONDS,
+        ok as f64 / flood_secs,
+    );
+    assert!(
+        others.is_empty(),
+        "the registration changed during the flood: {others:?}"
+    );
+    // A refresh every 2 s: an 8 s flood holds at least 3 (the debug build is slow to start).
+    assert!(
+        refreshes.len() >= 3,
+        "only {} refreshes in {flood_secs:.1} s of flood: {refreshes:?}",
+        refreshes.len()
+    );
+    after.map_err(|e| format!("no refresh after the flood: {e}"))?;
+    assert!(ok > 0, "no OPTIONS of the flood was answered:\n{sipp_out}");
+    Ok(())
+}
+
 // -------------------------------------------------------------------------------- garbage
 
 /// (label, bytes, Call-ID to match the answer by ("" = none expected), the final codes allowed).

@@ -916,3 +916,118 @@ fn timer_table_fires_in_deadline_order_when_called_late() {
     assert_eq!(table.take_expired(late), None);
     assert_eq!(table.earliest(), None);
 }
+
+/// Answers a new OPTIONS with 200 at `at`; returns its transaction.
+fn answered_options(layer: &mut TransactionLayer, branch: &str, at: Instant) -> TsxId {
+    let options = request(Method::Options, branch);
+    let Routed::ServerNew(tsx) = layer.handle_message(Message::Request(options.clone()), udp(), at)
+    else {
+        panic!("no server transaction for {branch}");
+    };
+    events(layer);
+    layer.send_response(tsx, response_to(&options, 200), at);
+    transmits(layer);
+    tsx
+}
+
+#[test]
+fn completed_non_invite_server_transactions_are_bounded_oldest_first() {
+    let base = Instant::now();
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    layer.set_max_completed(2);
+    let first = answered_options(&mut layer, "z9hG4bKc1", base);
+    answered_options(&mut layer, "z9hG4bKc2", base + ms(1));
+    assert!(events(&mut layer).is_empty());
+    answered_options(&mut layer, "z9hG4bKc3", base + ms(2));
+    // The third completed one pushes the oldest out before its Timer J.
+    assert_eq!(events(&mut layer), [TsxEvent::Terminated { tsx: first }]);
+    assert_eq!(layer.len(), 2);
+    // The next timer is the second one's Timer J, not the dropped one's.
+    assert_eq!(
+        layer.poll_timeout(),
+        Some(base + ms(1) + Duration::from_secs(32))
+    );
+    // A late retransmission of the dropped one is a new request again (the TU answers it).
+    assert!(matches!(
+        layer.handle_message(
+            Message::Request(request(Method::Options, "z9hG4bKc1")),
+            udp(),
+            base + ms(500)
+        ),
+        Routed::ServerNew(_)
+    ));
+    // The others still absorb theirs with the stored final.
+    layer.handle_message(
+        Message::Request(request(Method::Options, "z9hG4bKc3")),
+        udp(),
+        base + ms(600),
+    );
+    let resent = transmits(&mut layer);
+    assert!(
+        matches!(resent.as_slice(), [Message::Response(r)] if r.code == 200),
+        "{resent:?}"
+    );
+    // Timer J still ends the rest, and nothing is left armed.
+    run_until(&mut layer, base, Duration::from_secs(40));
+    assert_eq!(layer.len(), 1, "only the unanswered re-request lives");
+}
+
+#[test]
+fn a_full_layer_drops_a_completed_transaction_before_refusing_a_new_request() {
+    let base = Instant::now();
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    layer.set_max_transactions(2);
+    let done = answered_options(&mut layer, "z9hG4bKfull1", base);
+    // One still in Trying (the TU has not answered): never dropped.
+    layer.handle_message(
+        Message::Request(request(Method::Options, "z9hG4bKfull2")),
+        udp(),
+        base,
+    );
+    events(&mut layer);
+    assert!(layer.is_full());
+    let invite = request(Method::Invite, "z9hG4bKfull3");
+    assert!(matches!(
+        layer.handle_message(Message::Request(invite), udp(), base + ms(5)),
+        Routed::ServerNew(_)
+    ));
+    let evs = events(&mut layer);
+    assert!(
+        evs.contains(&TsxEvent::Terminated { tsx: done }),
+        "the completed OPTIONS made room: {evs:?}"
+    );
+    // Now only live work is left: the next new request is refused.
+    assert_eq!(
+        layer.handle_message(
+            Message::Request(request(Method::Options, "z9hG4bKfull4")),
+            udp(),
+            base + ms(6)
+        ),
+        Routed::Overloaded
+    );
+}
+
+#[test]
+fn many_transactions_keep_timers_in_order() {
+    // The timer index must give exactly what a scan of every transaction gave.
+    let base = Instant::now();
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    for i in 0..500u64 {
+        answered_options(&mut layer, &format!("z9hG4bKmany{i}"), base + ms(i));
+    }
+    assert_eq!(layer.len(), 500);
+    let mut ended = 0;
+    let mut last = base;
+    while let Some(at) = layer.poll_timeout() {
+        assert!(at >= last, "timers went backwards");
+        last = at;
+        layer.handle_timeout(at);
+        ended += events(&mut layer)
+            .iter()
+            .filter(|e| matches!(e, TsxEvent::Terminated { .. }))
+            .count();
+    }
+    assert_eq!(ended, 500);
+    assert!(layer.is_empty());
+    assert_eq!(last, base + ms(499) + Duration::from_secs(32));
+}

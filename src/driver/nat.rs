@@ -18,7 +18,8 @@ pub const KEEPALIVE: &[u8] = b"\r\n\r\n";
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(29);
 /// The STUN port when `stun_server` names none (RFC 5389 §9).
 pub const STUN_PORT: u16 = 3478;
-/// The Binding on an RTP socket holds up the offer or answer: 3 tries, 200/400 ms apart, 1 s in
+/// The Binding on an RTP socket holds up that call's offer or answer (not the SIP task, it runs
+/// in a task of its own): 3 tries, 200/400 ms apart, 1 s in
 /// all.
 pub const MEDIA_SCHEDULE: Schedule = Schedule {
     rto: Duration::from_millis(200),

@@ -174,6 +174,7 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         echo_service: start_echo_service(local.ip()).await,
         nat,
         bind_ip: local.ip(),
+        media_ready: None,
     };
     let task = tokio::spawn(engine.run(inbound, command_rx, setup.register_at_start));
     Ok(SipHandle {
@@ -280,6 +281,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         echo_service: None,
         nat: SipNat::new(None, None, None, 0),
         bind_ip: listen.ip(),
+        media_ready: None,
     };
     // The command sender is dropped: the echo engine lives as long as the runtime.
     tokio::spawn(engine.run(inbound, command_rx, false));
@@ -321,6 +323,28 @@ struct Engine {
     nat: SipNat,
     /// The IP our sockets bind to (`ua.config().local` may be the public address from STUN).
     bind_ip: IpAddr,
+    /// Where a call's RTP sockets come back after their STUN Binding (set by `run`).
+    media_ready: Option<mpsc::UnboundedSender<PreparedMedia>>,
+}
+
+/// What a call's RTP sockets are being prepared for; it goes on once they are.
+enum MediaUse {
+    Dial(Uri),
+    Answer(Option<u64>),
+    /// A call the peer of call `referrer` asked us to place (REFER).
+    Transfer {
+        target: Uri,
+        referrer: u64,
+    },
+}
+
+/// A call's RTP/RTCP sockets, bound, with the outcome of their STUN Binding (None: no STUN).
+struct PreparedMedia {
+    purpose: MediaUse,
+    rtp: tokio::net::UdpSocket,
+    rtcp: tokio::net::UdpSocket,
+    local: SocketAddr,
+    public: Option<Result<SocketAddr, String>>,
 }
 
 impl Engine {
@@ -347,6 +371,10 @@ impl Engine {
             }
         }
         let mut commands_open = true;
+        let (media_ready, mut prepared_media) = mpsc::unbounded_channel();
+        // The most transactions alive since memory was last handed back (see below).
+        let mut flood_peak = 0usize;
+        self.media_ready = Some(media_ready);
         loop {
             self.flush().await;
             if self.done {
@@ -397,6 +425,8 @@ impl Engine {
                         }
                     }
                 }
+                // Never None: `self` holds a sender.
+                Some(prepared) = prepared_media.recv() => self.media_prepared(prepared).await,
                 cmd = commands.recv(), if commands_open => {
                     match cmd {
                         Some(cmd) => self.command(cmd).await,
@@ -414,6 +444,7 @@ impl Engine {
                     let now = std::time::Instant::now();
                     self.ua.handle_timeout(now);
                     self.nat_timeout(now).await;
+                    flood_peak = release_after_flood(flood_peak, self.ua.transaction_count());
                 }
             }
         }
@@ -426,10 +457,10 @@ impl Engine {
             Command::Unregister => ua::Command::Unregister,
             Command::Quit => ua::Command::Shutdown,
             Command::Dial(target) if target.eq_ignore_ascii_case("echo") => {
-                match (self.echo_service, self.local_media().await) {
+                match self.echo_service {
                     // The echo service speaks UDP (and TCP), never TLS: a TLS account must
                     // not default to TLS towards it.
-                    (Some(echo), Some(media)) => match format!(
+                    Some(echo) => match format!(
                         "sip:echo@{echo}{}",
                         if self.ua.config().account.transport == TransportKind::Tls {
                             ";transport=udp"
@@ -439,24 +470,17 @@ impl Engine {
                     )
                     .parse::<Uri>()
                     {
-                        Ok(target) => ua::Command::Dial { target, media },
+                        Ok(target) => return self.prepare_media(MediaUse::Dial(target)).await,
                         Err(e) => return self.error(format!("echo service: {e}")).await,
                     },
-                    (None, _) => return self.error("the echo service is not running".into()).await,
-                    (_, None) => return,
+                    None => return self.error("the echo service is not running".into()).await,
                 }
             }
             Command::Dial(target) => match self.dial_target(&target) {
-                Ok(uri) => match self.local_media().await {
-                    Some(media) => ua::Command::Dial { target: uri, media },
-                    None => return,
-                },
+                Ok(uri) => return self.prepare_media(MediaUse::Dial(uri)).await,
                 Err(message) => return self.error(message).await,
             },
-            Command::Answer(call) => match self.local_media().await {
-                Some(media) => ua::Command::Answer { call, media },
-                None => return,
-            },
+            Command::Answer(call) => return self.prepare_media(MediaUse::Answer(call)).await,
             Command::Reject(call) => ua::Command::Reject { call, code: 486 },
             Command::Hangup(call) => ua::Command::Hangup { call },
             Command::Hold(call) => ua::Command::Hold { call },
@@ -492,56 +516,79 @@ impl Engine {
         let _ = self.events.send(Event::Error { message }).await;
     }
 
-    /// Binds an RTP/RTCP pair for a new call and describes it for the SDP (with the address
-    /// the STUN server sees it at, when one is configured). Sockets are kept by the SDP port.
-    async fn local_media(&mut self) -> Option<LocalMedia> {
+    /// Binds an RTP/RTCP pair for a new call, then dials or answers with it. With a STUN
+    /// server the SDP needs the RTP socket's public address first: that Binding (up to 1 s
+    /// against a dead server) runs in a task of its own and the dial or answer goes on when it
+    /// ends (`media_prepared`), so the SIP task keeps serving meanwhile (it used to wait).
+    async fn prepare_media(&mut self, purpose: MediaUse) {
         let ip = self.bind_ip;
-        match media_task::bind_rtp_pair(ip).await {
-            Ok((rtp, rtcp)) => {
-                let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-                let (address, port) = self.public_rtp(&rtp, SocketAddr::new(ip, port)).await;
-                self.sockets.insert(port, (rtp, rtcp));
-                Some(LocalMedia {
-                    address,
-                    rtp_port: port,
-                    codecs: self.ua.config().codecs.clone(),
-                    direction: MediaDirection::SendRecv,
-                    session_id: 0,
-                    session_version: 0,
-                    // Fresh SDES keys for every call (never logged: see sdp::KeySalt).
-                    srtp: crate::sdp::LocalSrtp::new(self.ua.config().srtp),
-                })
-            }
-            Err(e) => {
-                self.error(format!("cannot open an RTP port: {e}")).await;
-                None
-            }
-        }
-    }
-
-    /// The RTP socket's public address from a short STUN Binding; `local` with a warning when
-    /// there is no answer. No STUN server: `local`.
-    async fn public_rtp(
-        &mut self,
-        rtp: &tokio::net::UdpSocket,
-        local: SocketAddr,
-    ) -> (IpAddr, u16) {
-        let Some(server) = self.nat.stun_server() else {
-            return (local.ip(), local.port());
+        let (rtp, rtcp) = match media_task::bind_rtp_pair(ip).await {
+            Ok(pair) => pair,
+            Err(e) => return self.error(format!("cannot open an RTP port: {e}")).await,
+        };
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let mut prepared = PreparedMedia {
+            purpose,
+            rtp,
+            rtcp,
+            local: SocketAddr::new(ip, port),
+            public: None,
+        };
+        let (Some(server), Some(ready)) = (self.nat.stun_server(), self.media_ready.clone()) else {
+            return self.media_prepared(prepared).await;
         };
         let id = self.nat.next_transaction();
-        match super::nat::binding_on_socket(rtp, server, id, MEDIA_SCHEDULE).await {
-            Ok(public) => {
+        tokio::spawn(async move {
+            let outcome =
+                super::nat::binding_on_socket(&prepared.rtp, server, id, MEDIA_SCHEDULE).await;
+            prepared.public = Some(outcome.map_err(|e| format!("STUN for RTP ({server}): {e}")));
+            // The engine is gone: nothing to dial any more.
+            let _ = ready.send(prepared);
+        });
+    }
+
+    /// The RTP sockets are ready (with the STUN outcome, if any): describe them for the SDP
+    /// (the public address, or the local one with a warning) and dial or answer.
+    async fn media_prepared(&mut self, prepared: PreparedMedia) {
+        let local = prepared.local;
+        let (address, port) = match prepared.public {
+            None => (local.ip(), local.port()),
+            Some(Ok(public)) => {
                 tracing::info!(%local, %public, "STUN: public address of the RTP socket");
                 (public.ip(), public.port())
             }
-            Err(e) => {
-                let message = format!(
-                    "STUN for RTP ({server}): {e}; the SDP carries the local address {local}"
-                );
+            Some(Err(e)) => {
+                let message = format!("{e}; the SDP carries the local address {local}");
                 tracing::warn!("{message}");
                 let _ = self.events.send(Event::Warning { message }).await;
                 (local.ip(), local.port())
+            }
+        };
+        self.sockets.insert(port, (prepared.rtp, prepared.rtcp));
+        let media = LocalMedia {
+            address,
+            rtp_port: port,
+            codecs: self.ua.config().codecs.clone(),
+            direction: MediaDirection::SendRecv,
+            session_id: 0,
+            session_version: 0,
+            // Fresh SDES keys for every call (never logged: see sdp::KeySalt).
+            srtp: crate::sdp::LocalSrtp::new(self.ua.config().srtp),
+        };
+        let now = std::time::Instant::now();
+        match prepared.purpose {
+            MediaUse::Dial(target) => self
+                .ua
+                .handle_command(ua::Command::Dial { target, media }, now),
+            MediaUse::Answer(call) => self
+                .ua
+                .handle_command(ua::Command::Answer { call, media }, now),
+            MediaUse::Transfer { target, referrer } => {
+                self.ua
+                    .handle_command(ua::Command::Dial { target, media }, now);
+                if let Some(new_call) = self.ua.last_call_id() {
+                    self.transfers.insert(new_call, referrer);
+                }
             }
         }
     }
@@ -763,15 +810,11 @@ impl Engine {
             },
             UaEvent::TransferRequested { call, target } => {
                 // Blind transfer asked by the peer: call the target, report progress by NOTIFY.
-                if let Some(media) = self.local_media().await {
-                    self.ua.handle_command(
-                        ua::Command::Dial { target, media },
-                        std::time::Instant::now(),
-                    );
-                    if let Some(new_call) = self.ua.last_call_id() {
-                        self.transfers.insert(new_call, call);
-                    }
-                }
+                self.prepare_media(MediaUse::Transfer {
+                    target,
+                    referrer: call,
+                })
+                .await;
                 return;
             }
         };
@@ -893,6 +936,24 @@ impl Engine {
             let _ = tokio::time::timeout(Duration::from_secs(2), handle.task).await;
         }
     }
+}
+
+/// After a flood (thousands of transactions, now nearly all ended), hands the freed heap back
+/// to the system: glibc keeps freed small blocks in its arenas, so RSS stayed at the flood's
+/// peak. Returns the new peak to track.
+fn release_after_flood(peak: usize, alive: usize) -> usize {
+    const FLOOD: usize = 1000;
+    let peak = peak.max(alive);
+    if peak < FLOOD || alive > peak / 16 {
+        return peak;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; no pointer of ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    tracing::debug!(peak, alive, "memory handed back after a flood");
+    alive
 }
 
 /// Trace events never block the UA: when the front end lags they are counted and dropped.

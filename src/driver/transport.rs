@@ -30,6 +30,10 @@ const MAX_CONNECTIONS: usize = 512;
 const MAX_HANDSHAKES: usize = 64;
 /// Connection aliases (RFC 5923 style) we remember at most.
 const MAX_ALIASES: usize = 512;
+/// The UDP socket's receive buffer: a burst of requests waits in the kernel while the SIP task
+/// is busy instead of being dropped (the default, about 200 KB, holds some 400 messages). The
+/// kernel caps it at `net.core.rmem_max`.
+pub const UDP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
 
 /// What the socket tasks report.
 #[derive(Debug)]
@@ -100,6 +104,7 @@ impl Transport {
                 addr: local,
                 source,
             })?;
+        enlarge_receive_buffer(&udp, UDP_RECEIVE_BUFFER);
         let (inbound, rx) = mpsc::channel(1024);
         let udp = Arc::new(udp);
         tokio::spawn(udp_reader(udp.clone(), inbound.clone()));
@@ -347,6 +352,47 @@ fn tls_via_sent_by(bytes: &[u8]) -> Option<SocketAddr> {
         .ok()?;
     Some(SocketAddr::new(ip, 5061))
 }
+
+/// Asks for a `bytes` receive buffer (SO_RCVBUF); what the kernel grants is logged at debug.
+/// Failure only leaves the default.
+#[cfg(unix)]
+fn enlarge_receive_buffer(socket: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket owned by `socket` for the whole call; the option value
+    // points at a live c_int of the size passed.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&wanted as *const libc::c_int).cast(),
+            size,
+        )
+    };
+    let mut granted: libc::c_int = 0;
+    let mut len = size;
+    // SAFETY: as above; `granted` and `len` are live and writable.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if set != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "SO_RCVBUF not set");
+    } else if got == 0 {
+        tracing::debug!(wanted, granted, "UDP receive buffer");
+    }
+}
+
+#[cfg(not(unix))]
+fn enlarge_receive_buffer(_socket: &UdpSocket, _bytes: usize) {}
 
 async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
     let mut buf = vec![0u8; 65_535];

@@ -340,6 +340,11 @@ impl UserAgent {
         true
     }
 
+    /// Transactions alive (for the driver's memory housekeeping after a flood).
+    pub fn transaction_count(&self) -> usize {
+        self.tsx.len()
+    }
+
     pub fn registration_state(&self) -> Option<RegistrationState> {
         self.registration.as_ref().map(Registration::state)
     }
@@ -471,7 +476,9 @@ impl UserAgent {
             }
             Ok(Message::Request(mut request)) => {
                 stamp_received(&mut request, source.addr);
-                let overload = (request.method != Method::Ack).then(|| {
+                // Built only when the layer may refuse (it takes the request): a 503 per
+                // request was a good part of a flood's cost.
+                let overload = (request.method != Method::Ack && self.tsx.is_full()).then(|| {
                     build_response(
                         &request,
                         503,
@@ -854,7 +861,7 @@ impl UserAgent {
                     .or_else(|| self.precheck(&request))
                 {
                     self.tsx.send_response(tsx, response, now);
-                } else if !self.call_request(tsx, request.clone(), source, now) {
+                } else if let Some(request) = self.call_request(tsx, request, source, now) {
                     self.handle_request(tsx, request, now);
                 }
             }

@@ -19,6 +19,14 @@
 //! - At most `max_transactions` (default `DEFAULT_MAX_TRANSACTIONS`) live at once; past that, new
 //!   requests get `Routed::Overloaded` and no state (the UA may answer 503 statelessly). Client
 //!   transactions are never refused: the UA creates them itself.
+//! - Completed non-INVITE server transactions (final sent, waiting 64*T1 for Timer J only to
+//!   absorb retransmissions) keep just their final response and key, and at most
+//!   `DEFAULT_MAX_COMPLETED` of them live: past that, and when the layer is full, the oldest is
+//!   dropped early. A flood of OPTIONS at thousands per second would otherwise keep 32 s of
+//!   them (and refuse everything else with 503). A retransmission that arrives after its
+//!   transaction was dropped is a new request again, which a non-INVITE request tolerates.
+//! - Timers are indexed by deadline, so `poll_timeout` and `handle_timeout` cost O(log n), not a
+//!   scan of every transaction per event (which made a flood CPU-bound at a few hundred/s).
 
 mod client_invite;
 mod client_non_invite;
@@ -27,7 +35,7 @@ mod server_invite;
 mod server_non_invite;
 pub mod timer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -42,6 +50,11 @@ use crate::sip::message::{Message, Method, Request, Response};
 /// Transactions alive at once, client and server together, before new server transactions are
 /// refused.
 pub const DEFAULT_MAX_TRANSACTIONS: usize = 10_000;
+
+/// Completed non-INVITE server transactions kept for Timer J; past it the oldest is dropped.
+/// 4096 covers the whole 32 s of Timer J up to 128 requests/s, and at 2,000/s still the first
+/// 2 s (the first retransmissions come 0.5 s and 1.5 s after the request).
+pub const DEFAULT_MAX_COMPLETED: usize = 4096;
 
 /// How many timers one transaction may fire in a single call. Real timer paths need a handful;
 /// the bound only stops a zero T1 from spinning forever.
@@ -173,13 +186,18 @@ impl Machine {
         }
     }
 
-    fn request(&self) -> &Request {
+    fn request(&self) -> Option<&Request> {
         match self {
-            Machine::ClientInvite(m) => m.request(),
-            Machine::ClientNonInvite(m) => m.request(),
-            Machine::ServerInvite(m) => m.request(),
+            Machine::ClientInvite(m) => Some(m.request()),
+            Machine::ClientNonInvite(m) => Some(m.request()),
+            Machine::ServerInvite(m) => Some(m.request()),
             Machine::ServerNonInvite(m) => m.request(),
         }
+    }
+
+    /// A non-INVITE server transaction in Completed (only waiting for Timer J).
+    fn is_completed_server_non_invite(&self) -> bool {
+        matches!(self, Machine::ServerNonInvite(m) if m.is_completed())
     }
 
     fn is_terminated(&self) -> bool {
@@ -218,11 +236,15 @@ enum IndexKey {
 
 #[derive(Debug)]
 struct Entry {
-    machine: Machine,
+    /// Boxed: a machine is over 1 KB and the map's table holds (2^k >= len) slots, which it
+    /// keeps after a flood; boxed, a slot is small and the machine's memory goes with it.
+    machine: Box<Machine>,
     /// Where this transaction sends: the request's destination, or the source of a received
     /// request.
     dest: Destination,
     key: Option<IndexKey>,
+    /// The earliest timer as filed in `TransactionLayer::deadlines`.
+    armed: Option<Instant>,
 }
 
 /// Every transaction of one UA. See the module docs.
@@ -234,6 +256,12 @@ pub struct TransactionLayer {
     transactions: HashMap<TsxId, Entry>,
     client_index: HashMap<ClientKey, TsxId>,
     server_index: HashMap<TsxKey, TsxId>,
+    /// Every armed transaction by its earliest timer.
+    deadlines: BTreeSet<(Instant, TsxId)>,
+    /// Completed non-INVITE server transactions, oldest first (ids of ended ones linger until
+    /// they reach the front).
+    completed: VecDeque<TsxId>,
+    max_completed: usize,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TsxEvent>,
 }
@@ -247,6 +275,9 @@ impl TransactionLayer {
             transactions: HashMap::new(),
             client_index: HashMap::new(),
             server_index: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            completed: VecDeque::new(),
+            max_completed: DEFAULT_MAX_COMPLETED,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -257,9 +288,20 @@ impl TransactionLayer {
         self.max_transactions = max;
     }
 
+    /// Changes the bound on completed non-INVITE server transactions (see the module docs).
+    pub fn set_max_completed(&mut self, max: usize) {
+        self.max_completed = max;
+    }
+
     /// How many transactions are alive.
     pub fn len(&self) -> usize {
         self.transactions.len()
+    }
+
+    /// At the bound: a new request may be refused (`Routed::Overloaded`), unless a completed
+    /// transaction can make room.
+    pub fn is_full(&self) -> bool {
+        self.transactions.len() >= self.max_transactions
     }
 
     pub fn is_empty(&self) -> bool {
@@ -297,11 +339,13 @@ impl TransactionLayer {
         self.transactions.insert(
             id,
             Entry {
-                machine,
+                machine: Box::new(machine),
                 dest,
                 key: key.map(IndexKey::Client),
+                armed: None,
             },
         );
+        self.rearm(id);
         self.apply(id, dest, actions);
         id
     }
@@ -367,7 +411,7 @@ impl TransactionLayer {
             self.events.push_back(TsxEvent::Ack { request, source });
             return Routed::Ack;
         }
-        if self.transactions.len() >= self.max_transactions {
+        if self.transactions.len() >= self.max_transactions && !self.evict_completed() {
             return Routed::Overloaded;
         }
         let id = self.allocate_id();
@@ -390,11 +434,13 @@ impl TransactionLayer {
         self.transactions.insert(
             id,
             Entry {
-                machine,
+                machine: Box::new(machine),
                 dest: source,
                 key: Some(IndexKey::Server(key)),
+                armed: None,
             },
         );
+        self.rearm(id);
         self.events.push_back(TsxEvent::Request {
             tsx: id,
             request,
@@ -431,16 +477,10 @@ impl TransactionLayer {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due: Vec<TsxId> = self
-            .transactions
+            .deadlines
             .iter()
-            .filter(|(_, entry)| {
-                entry
-                    .machine
-                    .timers()
-                    .earliest()
-                    .is_some_and(|at| at <= now)
-            })
-            .map(|(&id, _)| id)
+            .take_while(|(at, _)| *at <= now)
+            .map(|&(_, id)| id)
             .collect();
         // Deterministic order: older transactions first.
         due.sort_unstable();
@@ -465,10 +505,7 @@ impl TransactionLayer {
 
     /// The earliest armed timer of all transactions.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.transactions
-            .values()
-            .filter_map(|entry| entry.machine.timers().earliest())
-            .min()
+        self.deadlines.first().map(|&(at, _)| at)
     }
 
     /// A destination became unreachable (connection refused or closed): every transaction
@@ -489,7 +526,7 @@ impl TransactionLayer {
     pub fn request_of(&self, tsx: TsxId) -> Option<&Request> {
         self.transactions
             .get(&tsx)
-            .map(|entry| entry.machine.request())
+            .and_then(|entry| entry.machine.request())
     }
 
     /// The INVITE server transaction a received CANCEL refers to (RFC 3261 §9.2), so the UA can
@@ -518,7 +555,8 @@ impl TransactionLayer {
             return;
         };
         let mut actions = Vec::new();
-        input(&mut entry.machine, &mut actions);
+        let was_completed = entry.machine.is_completed_server_non_invite();
+        input(entry.machine.as_mut(), &mut actions);
         for _ in 0..MAX_TIMER_FIRINGS_PER_CALL {
             let Some(timer) = entry.machine.timers_mut().take_expired(now) else {
                 break;
@@ -527,10 +565,72 @@ impl TransactionLayer {
         }
         let dest = entry.dest;
         let terminated = entry.machine.is_terminated();
+        let completed_now = !was_completed && entry.machine.is_completed_server_non_invite();
         self.apply(id, dest, actions);
         if terminated {
             self.remove(id);
+            return;
         }
+        self.rearm(id);
+        if completed_now {
+            self.completed.push_back(id);
+            self.bound_completed();
+        }
+    }
+
+    /// Files a transaction's earliest timer in `deadlines` after its timers may have changed.
+    fn rearm(&mut self, id: TsxId) {
+        let Some(entry) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        let earliest = entry.machine.timers().earliest();
+        if earliest == entry.armed {
+            return;
+        }
+        if let Some(at) = entry.armed {
+            self.deadlines.remove(&(at, id));
+        }
+        if let Some(at) = earliest {
+            self.deadlines.insert((at, id));
+        }
+        entry.armed = earliest;
+    }
+
+    /// Drops the oldest completed non-INVITE server transactions past `max_completed`, and
+    /// forgets the ids of ended ones at the front of the queue.
+    fn bound_completed(&mut self) {
+        loop {
+            let Some(&front) = self.completed.front() else {
+                return;
+            };
+            let alive = self
+                .transactions
+                .get(&front)
+                .is_some_and(|e| e.machine.is_completed_server_non_invite());
+            if alive && self.completed.len() <= self.max_completed {
+                return;
+            }
+            self.completed.pop_front();
+            if alive {
+                self.remove(front);
+            }
+        }
+    }
+
+    /// Makes room for a new server transaction by dropping the oldest completed non-INVITE
+    /// server transaction. False: none to drop.
+    fn evict_completed(&mut self) -> bool {
+        while let Some(front) = self.completed.pop_front() {
+            if self
+                .transactions
+                .get(&front)
+                .is_some_and(|e| e.machine.is_completed_server_non_invite())
+            {
+                self.remove(front);
+                return true;
+            }
+        }
+        false
     }
 
     fn apply(&mut self, tsx: TsxId, dest: Destination, actions: Vec<Action>) {
@@ -550,6 +650,9 @@ impl TransactionLayer {
         let Some(entry) = self.transactions.remove(&id) else {
             return;
         };
+        if let Some(at) = entry.armed {
+            self.deadlines.remove(&(at, id));
+        }
         // Only drop the index entry if it still points here (a UA reusing a branch replaces it).
         match entry.key {
             Some(IndexKey::Client(key)) if self.client_index.get(&key) == Some(&id) => {
@@ -561,5 +664,24 @@ impl TransactionLayer {
             _ => {}
         }
         self.events.push_back(TsxEvent::Terminated { tsx: id });
+        self.shrink_after_flood();
+    }
+
+    /// Hash tables and queues never give memory back by themselves: after a flood they would
+    /// keep the capacity of its peak. Once they are mostly empty, shrink them (rarely: the
+    /// capacity must be 8 times the size, so the O(n) rehash is amortised).
+    fn shrink_after_flood(&mut self) {
+        const MIN_CAPACITY: usize = 256;
+        let len = self.transactions.len();
+        if self.transactions.capacity() > MIN_CAPACITY.max(len * 8) {
+            self.transactions.shrink_to_fit();
+            self.server_index.shrink_to_fit();
+            self.client_index.shrink_to_fit();
+            self.completed
+                .retain(|id| self.transactions.contains_key(id));
+            self.completed.shrink_to_fit();
+            self.transmits.shrink_to_fit();
+            self.events.shrink_to_fit();
+        }
     }
 }

@@ -19,7 +19,10 @@ pub(crate) enum State {
 
 #[derive(Debug)]
 pub(crate) struct ServerNonInvite {
-    request: Request,
+    /// Dropped once the final response is sent: a completed transaction only needs that
+    /// response (for retransmissions of the request) and its key, and a flood keeps thousands
+    /// of completed ones alive for Timer J.
+    request: Option<Request>,
     state: State,
     pub(crate) timers: TimerTable,
     reliable: bool,
@@ -30,7 +33,7 @@ pub(crate) struct ServerNonInvite {
 impl ServerNonInvite {
     pub(crate) fn start(request: Request, reliable: bool, config: TimerConfig) -> Self {
         ServerNonInvite {
-            request,
+            request: Some(request),
             state: State::Trying,
             timers: TimerTable::new(),
             reliable,
@@ -39,8 +42,13 @@ impl ServerNonInvite {
         }
     }
 
-    pub(crate) fn request(&self) -> &Request {
-        &self.request
+    pub(crate) fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    /// Final response sent, waiting for Timer J (only absorbs retransmissions).
+    pub(crate) fn is_completed(&self) -> bool {
+        self.state == State::Completed
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
@@ -68,6 +76,7 @@ impl ServerNonInvite {
             };
             self.timers.set(Timer::J, now, wait);
             self.state = State::Completed;
+            self.request = None;
         } else {
             self.state = State::Proceeding;
         }

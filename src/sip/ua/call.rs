@@ -717,14 +717,15 @@ impl UserAgent {
 
     // ---------------------------------------------------------------- incoming
 
-    /// A request that may belong to a call. Returns false when it is not call business.
+    /// A request that may belong to a call. Gives the request back when it is not call
+    /// business (so the caller need not clone every request, e.g. each OPTIONS of a flood).
     pub(super) fn call_request(
         &mut self,
         tsx: TsxId,
         request: Request,
         source: Destination,
         now: Instant,
-    ) -> bool {
+    ) -> Option<Request> {
         let in_dialog = request
             .headers
             .to()
@@ -734,11 +735,11 @@ impl UserAgent {
         match request.method {
             Method::Invite if !in_dialog => {
                 self.incoming_invite(tsx, request, source, now);
-                true
+                None
             }
             Method::Cancel => {
                 self.incoming_cancel(tsx, request, now);
-                true
+                None
             }
             Method::Invite
             | Method::Bye
@@ -760,17 +761,17 @@ impl UserAgent {
                 else {
                     let r = self.make_response(&request, 481, None);
                     self.tsx.send_response(tsx, r, now);
-                    return true;
+                    return None;
                 };
                 self.in_dialog_request(id, tsx, request, source, now);
-                true
+                None
             }
             Method::Bye | Method::Info | Method::Refer | Method::Notify => {
                 let r = self.make_response(&request, 481, None);
                 self.tsx.send_response(tsx, r, now);
-                true
+                None
             }
-            _ => false,
+            _ => Some(request),
         }
     }
 
