@@ -256,7 +256,8 @@ impl fmt::Display for Secret {
 }
 
 /// `[[account]]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// Debug is written by hand below: `password_command` must not be printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     /// Unique; picked with `--account NAME`.
@@ -304,6 +305,51 @@ pub struct Account {
     /// else `any` (see [`Account::accept_from`]).
     #[serde(default)]
     pub accept_from: Option<AcceptFrom>,
+}
+
+/// Like the derived Debug, but `password` and `password_command` show only whether they are
+/// set: a password manager command line may hold a secret (`echo hunter2`, a token, a path
+/// that says too much), and Debug output ends up in logs and error reports.
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`: a new field fails to compile until it is listed here,
+        // so nobody adds a secret that Debug then prints.
+        let Account {
+            name,
+            uri,
+            display_name,
+            username,
+            password,
+            password_command,
+            registrar,
+            outbound_proxy,
+            transport,
+            expires,
+            codecs,
+            auto_answer,
+            stun_server,
+            keepalive_secs,
+            accept_from,
+        } = self;
+        let redacted = |set: bool| if set { Some("***") } else { None };
+        f.debug_struct("Account")
+            .field("name", name)
+            .field("uri", uri)
+            .field("display_name", display_name)
+            .field("username", username)
+            .field("password", &redacted(password.is_some()))
+            .field("password_command", &redacted(password_command.is_some()))
+            .field("registrar", registrar)
+            .field("outbound_proxy", outbound_proxy)
+            .field("transport", transport)
+            .field("expires", expires)
+            .field("codecs", codecs)
+            .field("auto_answer", auto_answer)
+            .field("stun_server", stun_server)
+            .field("keepalive_secs", keepalive_secs)
+            .field("accept_from", accept_from)
+            .finish()
+    }
 }
 
 fn default_expires() -> u32 {
@@ -1220,6 +1266,34 @@ uri = "sips:bob@biloxi.com"
         assert!(!debug.contains("secret"), "{debug}");
         assert!(debug.contains("***"));
         assert_eq!(Secret::new("hunter2").to_string(), "***");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password_command() {
+        let text = "[[account]]\nname = \"alice\"\nuri = \"sip:alice@example.com\"\n\
+                    password_command = \"pass show sip/Tok3n-Xyz\"\n\
+                    [[account]]\nname = \"bob\"\nuri = \"sip:bob@example.com\"\n\
+                    password = \"Pw-Bob-4711\"\n";
+        let config = parse_ok(text);
+        for debug in [
+            format!("{:?}", config.accounts[0]),
+            format!("{:#?}", config.accounts[1]),
+            format!("{config:?}"),
+            format!("{config:#?}"),
+        ] {
+            assert!(!debug.contains("Tok3n"), "{debug}");
+            assert!(!debug.contains("pass show"), "{debug}");
+            assert!(!debug.contains("Pw-Bob"), "{debug}");
+            // Still useful: which account, and that a command is set.
+            assert!(debug.contains("alice") || debug.contains("bob"), "{debug}");
+            assert!(debug.contains("password_command"), "{debug}");
+        }
+        let alice = format!("{:?}", config.accounts[0]);
+        assert!(alice.contains("password_command: Some(\"***\")"), "{alice}");
+        assert!(alice.contains("password: None"), "{alice}");
+        let bob = format!("{:?}", config.accounts[1]);
+        assert!(bob.contains("password: Some(\"***\")"), "{bob}");
+        assert!(bob.contains("password_command: None"), "{bob}");
     }
 
     #[test]
