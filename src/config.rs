@@ -72,6 +72,14 @@ pub struct SipConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Do not verify TLS server certificates at all (testing only; warns at start).
     pub tls_insecure: bool,
+    /// Connections the TCP listener, and the TLS listener, accept at once at most (each);
+    /// more are closed at once.
+    #[serde(deserialize_with = "max_connections")]
+    pub max_connections: usize,
+    /// An accepted TCP/TLS connection must send a complete message within this many seconds
+    /// (its first one counted from the accept), else it is closed.
+    #[serde(deserialize_with = "message_timeout_secs")]
+    pub message_timeout_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -87,6 +95,8 @@ impl Default for SipConfig {
             tls_key: None,
             tls_ca_file: None,
             tls_insecure: false,
+            max_connections: 256,
+            message_timeout_secs: 32,
         }
     }
 }
@@ -849,6 +859,26 @@ fn t1_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(value)
 }
 
+fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let value = usize::deserialize(d)?;
+    if !(1..=100_000).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "max_connections = {value} is out of range 1..=100000 (default: 256)"
+        )));
+    }
+    Ok(value)
+}
+
+fn message_timeout_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if !(1..=3600).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "message_timeout_secs = {value} is out of range 1..=3600 (default: 32)"
+        )));
+    }
+    Ok(value)
+}
+
 fn sip_trace_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let value = usize::deserialize(d)?;
     if !(1..=1_000_000).contains(&value) {
@@ -1294,6 +1324,20 @@ uri = "sips:bob@biloxi.com"
         let bob = format!("{:?}", config.accounts[1]);
         assert!(bob.contains("password: Some(\"***\")"), "{bob}");
         assert!(bob.contains("password_command: None"), "{bob}");
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_bounds() {
+        let config = parse_ok("");
+        assert_eq!(config.sip.max_connections, 256);
+        assert_eq!(config.sip.message_timeout_secs, 32);
+        let config = parse_ok("[sip]\nmax_connections = 4\nmessage_timeout_secs = 2\n");
+        assert_eq!(config.sip.max_connections, 4);
+        assert_eq!(config.sip.message_timeout_secs, 2);
+        for bad in ["max_connections = 0", "message_timeout_secs = 0"] {
+            let error = error_text(&format!("[sip]\n{bad}\n"));
+            assert!(error.contains("out of range"), "{bad}: {error}");
+        }
     }
 
     #[test]
