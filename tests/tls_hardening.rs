@@ -470,3 +470,223 @@ fn silent_registrar_connection_is_reported_lost() -> TestResult {
     no_panic(&alice);
     Ok(())
 }
+
+/// Whether the peer closed `stream` within `within` (EOF, reset, or an error), reading.
+fn closed_within(stream: &mut impl Read, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 256];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// An OPTIONS from `port` over TLS, answered 200; returns how long that took.
+fn options_round_trip(
+    stream: &mut (impl Read + Write),
+    port: u16,
+    tag: &str,
+) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    let options = format!(
+        "OPTIONS sips:server@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bK-{tag}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sips:probe@127.0.0.1>;tag={tag}\r\n\
+         To: <sips:server@127.0.0.1>\r\n\
+         Call-ID: {tag}@127.0.0.1\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    stream.write_all(options.as_bytes())?;
+    stream.flush()?;
+    let answer = read_message(stream, &mut Vec::new(), SIGNALLING)?;
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    Ok(started.elapsed())
+}
+
+/// `[sip] max_connections = 3`: three TLS clients finish their handshake and get pongs; a
+/// fourth is closed at once (its handshake fails) while the three keep working; when one
+/// leaves, a new client gets in. The TCP listener has the same cap.
+#[test]
+fn listener_connection_cap() -> TestResult {
+    let certs = make_certs()?;
+    let sipterm = spawn(
+        "server",
+        format!("[sip]\nmax_connections = 3\n{}", tls_listener_keys(&certs))
+            + &account("server", ""),
+        None,
+    )?;
+    let addr = tls_listen(&sipterm)?;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = tls_client(&certs, addr, Duration::from_millis(200))?;
+        client.write_all(b"\r\n\r\n")?;
+        client.flush()?;
+        assert_eq!(read_bytes(&mut client, 2, SIGNALLING)?, b"\r\n");
+        clients.push(client);
+    }
+    let mut fourth = tls_client(&certs, addr, Duration::from_millis(200))?;
+    let refused = fourth
+        .write_all(b"\r\n\r\n")
+        .and_then(|()| fourth.flush())
+        .is_err()
+        || closed_within(&mut fourth, Duration::from_secs(5));
+    println!("TLS: 4th connection refused: {refused}");
+    assert!(
+        refused,
+        "a 4th TLS connection was served past max_connections = 3"
+    );
+    // The admitted ones are unaffected.
+    for (i, client) in clients.iter_mut().enumerate() {
+        let took = options_round_trip(client, 40_000 + i as u16, &format!("cap{i}"))?;
+        println!("TLS client {i}: OPTIONS answered in {took:?}");
+    }
+    // One leaves; a newcomer gets its slot (the close is noticed asynchronously: retry).
+    let mut leaving = clients.remove(0);
+    leaving.conn.send_close_notify();
+    let _ = leaving.flush();
+    drop(leaving);
+    let deadline = Instant::now() + SIGNALLING;
+    let took = loop {
+        let mut client = tls_client(&certs, addr, Duration::from_millis(200))?;
+        match options_round_trip(&mut client, 40_100, "cap-new") {
+            Ok(took) => break took,
+            Err(e) if Instant::now() < deadline => {
+                println!("newcomer not yet admitted: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    println!("TLS newcomer served after a slot freed: OPTIONS in {took:?}");
+
+    // TCP: the same cap on the plain listener.
+    let mut tcp_clients = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect_timeout(&sipterm.listen, Duration::from_secs(5))?;
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))?;
+        tcp.write_all(b"\r\n\r\n")?;
+        assert_eq!(read_bytes(&mut tcp, 2, SIGNALLING)?, b"\r\n");
+        tcp_clients.push(tcp);
+    }
+    let mut fourth = TcpStream::connect_timeout(&sipterm.listen, Duration::from_secs(5))?;
+    fourth.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let _ = fourth.write_all(b"\r\n\r\n");
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(5)),
+        "a 4th TCP connection was served past max_connections = 3"
+    );
+    no_panic(&sipterm);
+    Ok(())
+}
+
+/// `[sip] message_timeout_secs = 2`. Slowloris clients: two TCP connections to the TLS port
+/// that never start the handshake, two TLS connections and one TCP connection trickling a
+/// request's header one byte every 300 ms. Meanwhile a normal TLS client is served at once;
+/// the tricklers are closed after about 2 s (trickling does not extend the deadline), the
+/// stalled handshakes after the 5 s handshake timeout.
+#[test]
+fn slowloris_does_not_block_other_clients() -> TestResult {
+    let certs = Arc::new(make_certs()?);
+    let sipterm = spawn(
+        "server",
+        format!(
+            "[sip]\nmessage_timeout_secs = 2\n{}",
+            tls_listener_keys(&certs)
+        ) + &account("server", ""),
+        None,
+    )?;
+    let tls_addr = tls_listen(&sipterm)?;
+    let tcp_addr = sipterm.listen;
+    const HEADER: &[u8] = b"OPTIONS sip:server@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK-slow\r\nMax-Forwards: 70\r\n";
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for i in 0..2 {
+        // Handshake never finished: connect and say nothing.
+        slow.push(std::thread::spawn(
+            move || -> Result<(String, Option<Duration>), String> {
+                let mut sock = TcpStream::connect_timeout(&tls_addr, Duration::from_secs(5))
+                    .map_err(|e| e.to_string())?;
+                sock.set_read_timeout(Some(Duration::from_millis(300)))
+                    .map_err(|e| e.to_string())?;
+                let t = Instant::now();
+                let closed = closed_within(&mut sock, Duration::from_secs(15));
+                Ok((format!("silent handshake {i}"), closed.then(|| t.elapsed())))
+            },
+        ));
+    }
+    for i in 0..3 {
+        let certs = certs.clone();
+        slow.push(std::thread::spawn(
+            move || -> Result<(String, Option<Duration>), String> {
+                let (what, mut stream): (String, Box<dyn ReadWrite + Send>) = if i < 2 {
+                    let mut tls = tls_client(&certs, tls_addr, Duration::from_millis(300))
+                        .map_err(|e| e.to_string())?;
+                    // Finish the handshake (a pong proves it) before trickling.
+                    tls.write_all(b"\r\n\r\n").map_err(|e| e.to_string())?;
+                    tls.flush().map_err(|e| e.to_string())?;
+                    let pong = read_bytes(&mut tls, 2, SIGNALLING).map_err(|e| e.to_string())?;
+                    if pong != b"\r\n" {
+                        return Err(format!("no pong: {pong:?}"));
+                    }
+                    (format!("TLS trickler {i}"), Box::new(tls))
+                } else {
+                    let tcp = TcpStream::connect_timeout(&tcp_addr, Duration::from_secs(5))
+                        .map_err(|e| e.to_string())?;
+                    tcp.set_read_timeout(Some(Duration::from_millis(300)))
+                        .map_err(|e| e.to_string())?;
+                    ("TCP trickler".to_string(), Box::new(tcp))
+                };
+                let t = Instant::now();
+                for byte in HEADER.iter().cycle() {
+                    if t.elapsed() > Duration::from_secs(15) {
+                        return Ok((what, None));
+                    }
+                    if stream
+                        .write_all(&[*byte])
+                        .and_then(|()| stream.flush())
+                        .is_err()
+                    {
+                        return Ok((what, Some(t.elapsed())));
+                    }
+                    if closed_within(&mut stream, Duration::from_millis(300)) {
+                        return Ok((what, Some(t.elapsed())));
+                    }
+                }
+                Ok((what, None))
+            },
+        ));
+    }
+    // A normal client while all that goes on.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut client = tls_client(&certs, tls_addr, Duration::from_millis(200))?;
+    let took = options_round_trip(&mut client, 40_200, "normal")?;
+    println!(
+        "normal TLS client served in {took:?} ({:?} into the attack)",
+        started.elapsed()
+    );
+    for handle in slow {
+        let (what, closed) = handle.join().map_err(|_| "slowloris thread panicked")??;
+        println!("{what}: closed after {closed:?}");
+        let closed = closed.ok_or_else(|| format!("{what}: never closed"))?;
+        if what.contains("trickler") {
+            assert!(
+                closed >= Duration::from_millis(1500) && closed < Duration::from_secs(10),
+                "{what}: closed after {closed:?}, expected about 2 s"
+            );
+        } else {
+            assert!(closed < Duration::from_secs(10), "{what}: {closed:?}");
+        }
+    }
+    // The normal client, idle since its message, is still served.
+    let took = options_round_trip(&mut client, 40_200, "normal2")?;
+    println!("normal TLS client again after the attack: {took:?}");
+    no_panic(&sipterm);
+    Ok(())
+}
