@@ -12,6 +12,7 @@ use crate::driver::nat::{DEFAULT_KEEPALIVE, NatSetup};
 use crate::driver::sip_task::SipSetup;
 use crate::driver::tls::TlsOptions;
 use crate::driver::tone_task::{Ringtone, ToneSettings};
+use crate::driver::transport::ListenerLimits;
 use crate::media::tones::ToneRegion;
 use crate::sdp::Codec;
 use crate::sip::auth::Password;
@@ -119,6 +120,10 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
                 .unwrap_or(DEFAULT_STREAM_KEEPALIVE_SECS),
         )))
         .filter(|d| !d.is_zero()),
+        listener_limits: ListenerLimits {
+            max_connections: config.sip.max_connections,
+            message_timeout: Duration::from_secs(config.sip.message_timeout_secs),
+        },
     })
 }
 

@@ -72,6 +72,14 @@ pub struct SipConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Do not verify TLS server certificates at all (testing only; warns at start).
     pub tls_insecure: bool,
+    /// Connections the TCP listener, and the TLS listener, accept at once at most (each);
+    /// more are closed at once.
+    #[serde(deserialize_with = "max_connections")]
+    pub max_connections: usize,
+    /// An accepted TCP/TLS connection must send a complete message within this many seconds
+    /// (its first one counted from the accept), else it is closed.
+    #[serde(deserialize_with = "message_timeout_secs")]
+    pub message_timeout_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -87,6 +95,8 @@ impl Default for SipConfig {
             tls_key: None,
             tls_ca_file: None,
             tls_insecure: false,
+            max_connections: 256,
+            message_timeout_secs: 32,
         }
     }
 }
@@ -272,7 +282,8 @@ impl fmt::Display for Secret {
 }
 
 /// `[[account]]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// Debug is written by hand below: `password_command` must not be printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     /// Unique; picked with `--account NAME`.
@@ -323,6 +334,53 @@ pub struct Account {
     /// SRTP (SDES) policy: off | optional | mandatory.
     #[serde(default)]
     pub srtp: Srtp,
+}
+
+/// Like the derived Debug, but `password` and `password_command` show only whether they are
+/// set: a password manager command line may hold a secret (`echo hunter2`, a token, a path
+/// that says too much), and Debug output ends up in logs and error reports.
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`: a new field fails to compile until it is listed here,
+        // so nobody adds a secret that Debug then prints.
+        let Account {
+            name,
+            uri,
+            display_name,
+            username,
+            password,
+            password_command,
+            registrar,
+            outbound_proxy,
+            transport,
+            expires,
+            codecs,
+            auto_answer,
+            stun_server,
+            keepalive_secs,
+            accept_from,
+            srtp,
+        } = self;
+        let redacted = |set: bool| if set { Some("***") } else { None };
+        f.debug_struct("Account")
+            .field("name", name)
+            .field("uri", uri)
+            .field("display_name", display_name)
+            .field("username", username)
+            .field("password", &redacted(password.is_some()))
+            .field("password_command", &redacted(password_command.is_some()))
+            .field("registrar", registrar)
+            .field("outbound_proxy", outbound_proxy)
+            .field("transport", transport)
+            .field("expires", expires)
+            .field("codecs", codecs)
+            .field("auto_answer", auto_answer)
+            .field("stun_server", stun_server)
+            .field("keepalive_secs", keepalive_secs)
+            .field("accept_from", accept_from)
+            .field("srtp", srtp)
+            .finish()
+    }
 }
 
 fn default_expires() -> u32 {
@@ -823,6 +881,26 @@ fn t1_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(value)
 }
 
+fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let value = usize::deserialize(d)?;
+    if !(1..=100_000).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "max_connections = {value} is out of range 1..=100000 (default: 256)"
+        )));
+    }
+    Ok(value)
+}
+
+fn message_timeout_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if !(1..=3600).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "message_timeout_secs = {value} is out of range 1..=3600 (default: 32)"
+        )));
+    }
+    Ok(value)
+}
+
 fn sip_trace_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let value = usize::deserialize(d)?;
     if !(1..=1_000_000).contains(&value) {
@@ -1240,6 +1318,48 @@ uri = "sips:bob@biloxi.com"
         assert!(!debug.contains("secret"), "{debug}");
         assert!(debug.contains("***"));
         assert_eq!(Secret::new("hunter2").to_string(), "***");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password_command() {
+        let text = "[[account]]\nname = \"alice\"\nuri = \"sip:alice@example.com\"\n\
+                    password_command = \"pass show sip/Tok3n-Xyz\"\n\
+                    [[account]]\nname = \"bob\"\nuri = \"sip:bob@example.com\"\n\
+                    password = \"Pw-Bob-4711\"\n";
+        let config = parse_ok(text);
+        for debug in [
+            format!("{:?}", config.accounts[0]),
+            format!("{:#?}", config.accounts[1]),
+            format!("{config:?}"),
+            format!("{config:#?}"),
+        ] {
+            assert!(!debug.contains("Tok3n"), "{debug}");
+            assert!(!debug.contains("pass show"), "{debug}");
+            assert!(!debug.contains("Pw-Bob"), "{debug}");
+            // Still useful: which account, and that a command is set.
+            assert!(debug.contains("alice") || debug.contains("bob"), "{debug}");
+            assert!(debug.contains("password_command"), "{debug}");
+        }
+        let alice = format!("{:?}", config.accounts[0]);
+        assert!(alice.contains("password_command: Some(\"***\")"), "{alice}");
+        assert!(alice.contains("password: None"), "{alice}");
+        let bob = format!("{:?}", config.accounts[1]);
+        assert!(bob.contains("password: Some(\"***\")"), "{bob}");
+        assert!(bob.contains("password_command: None"), "{bob}");
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_bounds() {
+        let config = parse_ok("");
+        assert_eq!(config.sip.max_connections, 256);
+        assert_eq!(config.sip.message_timeout_secs, 32);
+        let config = parse_ok("[sip]\nmax_connections = 4\nmessage_timeout_secs = 2\n");
+        assert_eq!(config.sip.max_connections, 4);
+        assert_eq!(config.sip.message_timeout_secs, 2);
+        for bad in ["max_connections = 0", "message_timeout_secs = 0"] {
+            let error = error_text(&format!("[sip]\n{bad}\n"));
+            assert!(error.contains("out of range"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn no_panic(side: &Headless) {
 /// caller opened (the caller has no TLS listener).
 #[test]
 fn tls_call_with_test_ca_two_way_audio() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let files = certs.dir.path();
     let caller_in = files.join("caller-in.wav");
     let callee_in = files.join("callee-in.wav");
@@ -238,7 +238,7 @@ fn tls_call_with_test_ca_two_way_audio() -> TestResult {
 /// an error saying so, and sipterm carries on (the echo service still answers).
 #[test]
 fn tls_unknown_issuer_fails_with_clear_error() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let callee = spawn(
         "callee",
         tls_server_sip(&certs) + &account("callee", ""),
@@ -286,7 +286,7 @@ fn tls_unknown_issuer_fails_with_clear_error() -> TestResult {
 /// verification is off.
 #[test]
 fn tls_insecure_connects_and_warns() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let mut callee = spawn(
         "callee",
         tls_server_sip(&certs) + &account("callee", ""),
@@ -372,7 +372,7 @@ impl<T: Read + Write> ReadWrite for T {}
 /// connection.
 #[test]
 fn crlf_ping_gets_pong_over_tls_and_tcp() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let sipterm = spawn(
         "server",
         tls_server_sip(&certs) + &account("server", ""),
@@ -452,7 +452,7 @@ fn read_head(
 /// (a `registration` event says so) and the next one opens a new connection.
 #[test]
 fn sni_is_the_registrar_host_name() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     listener.set_nonblocking(true)?;
@@ -508,7 +508,7 @@ fn sni_is_the_registrar_host_name() -> TestResult {
 /// the INVITE's connection, then counts CRLFCRLF pings and answers each with CRLF.
 #[test]
 fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let config = server_config(&certs)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let server = listener.local_addr()?;
@@ -571,7 +571,7 @@ fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
 /// `received`/`rport`), alice answers, bob hangs up; finally alice unregisters.
 #[test]
 fn kamailio_register_over_tls() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let port = free_udp_port()?;
     let tls_port = loop {
         let p = free_udp_port()?;
@@ -711,7 +711,7 @@ kamailio:
 /// `tls_listen` in `ready`, and sipterm goes on working (UDP calls to the echo service).
 #[test]
 fn missing_certificate_file_is_an_error_not_a_crash() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let missing = certs.dir.path().join("no-such-cert.pem");
     let mut sipterm = spawn(
         "server",

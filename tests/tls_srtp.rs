@@ -176,7 +176,7 @@ fn peers_of(side: &Headless) -> HashSet<String> {
 /// in either debug log.
 #[test]
 fn tls_and_srtp_between_two_sipterms() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let dir = certs.dir.path();
     let caller_pcap = dir.join("caller.pcap");
     let (mut callee, callee_out) = spawn(
@@ -248,7 +248,7 @@ fn tls_and_srtp_between_two_sipterms() -> TestResult {
 /// connection; SRTP audio both ways; bob hangs up; alice unregisters, still over TLS.
 #[test]
 fn tls_and_srtp_through_kamailio() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let dir = certs.dir.path();
     let port = free_udp_port()?;
     let tls_port = loop {
@@ -366,7 +366,7 @@ fn tls_and_srtp_through_kamailio() -> TestResult {
 /// the callee never rings.
 #[test]
 fn tls_mandatory_caller_gets_488_from_a_plain_callee() -> TestResult {
-    let certs = make_certs()?;
+    let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let dir = certs.dir.path();
     let (mut callee, _) = spawn(
         dir,

@@ -16,7 +16,7 @@ use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
 use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
 use super::tls::{self, TlsOptions};
 use super::tone_task::{self, ToneHandle, ToneKind, ToneSettings};
-use super::transport::{Inbound, Transport, TransportError};
+use super::transport::{Inbound, ListenerLimits, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
 use crate::nat::stun::is_stun;
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
@@ -58,6 +58,8 @@ pub struct SipSetup {
     pub tls: TlsOptions,
     /// CRLFCRLF ping interval on TCP/TLS connections we open; None: off.
     pub stream_keepalive: Option<Duration>,
+    /// Bounds on connections accepted by the TCP and TLS listeners.
+    pub listener_limits: ListenerLimits,
 }
 
 pub struct SipHandle {
@@ -83,7 +85,8 @@ pub enum StartError {
 
 /// Binds the sockets, resolves the next hop, and spawns the SIP task.
 pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHandle, StartError> {
-    let (mut transport, inbound) = Transport::bind(setup.listen).await?;
+    let (mut transport, inbound) =
+        Transport::bind_with(setup.listen, setup.listener_limits).await?;
     let listen = transport.local_addr();
     let tls_listen = setup_tls(&mut transport, &setup, &events).await;
     let hop_uri = setup
@@ -411,17 +414,24 @@ impl Engine {
                         }
                         Inbound::Connected { peer, writer } => self.transport.connected(peer, writer),
                         Inbound::ConnectFailed { peer, error } => {
-                            self.transport.closed(peer);
+                            let aliases = self.transport.closed(peer);
                             tracing::warn!(peer = %peer.addr, %error, "connection failed");
                             let _ = self.events.send(Event::Error { message: error }).await;
-                            self.ua.handle_transport_error(peer, now);
+                            self.connection_gone(peer, aliases, now);
                         }
                         Inbound::Closed { peer, error } => {
-                            self.transport.closed(peer);
+                            let aliases = self.transport.closed(peer);
                             if let Some(error) = error {
                                 tracing::info!(peer = %peer.addr, %error, "connection closed");
                             }
-                            self.ua.handle_transport_error(peer, now);
+                            self.connection_gone(peer, aliases, now);
+                        }
+                        Inbound::Lost { peer, error } => {
+                            let aliases = self.transport.closed(peer);
+                            tracing::warn!(peer = %peer.addr, %error, "connection lost");
+                            let message = format!("connection to {} lost: {error}", peer.addr);
+                            let _ = self.events.send(Event::Warning { message }).await;
+                            self.connection_gone(peer, aliases, now);
                         }
                     }
                 }
@@ -447,6 +457,20 @@ impl Engine {
                     flood_peak = release_after_flood(flood_peak, self.ua.transaction_count());
                 }
             }
+        }
+    }
+
+    /// A stream connection ended: requests in flight over it fail now (not at their timeout),
+    /// those sent to `peer` and those sent to an address aliased onto it.
+    fn connection_gone(
+        &mut self,
+        peer: Destination,
+        aliases: Vec<Destination>,
+        now: std::time::Instant,
+    ) {
+        self.ua.handle_transport_error(peer, now);
+        for alias in aliases {
+            self.ua.handle_transport_error(alias, now);
         }
     }
 

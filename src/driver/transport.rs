@@ -34,6 +34,40 @@ const MAX_ALIASES: usize = 512;
 /// is busy instead of being dropped (the default, about 200 KB, holds some 400 messages). The
 /// kernel caps it at `net.core.rmem_max`.
 pub const UDP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+/// RFC 5626 §4.4.1: a pong should come within 10 s of the ping (less when pings are closer).
+const PONG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds on what connections accepted by a listener (TCP and TLS each) can hold: a port
+/// facing the internet must not be exhausted by idle or half-open connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Accepted connections open at once per listener (TLS: handshakes included); past this,
+    /// new connections are closed at once.
+    pub max_connections: usize,
+    /// An accepted connection must deliver its first complete message within this time of
+    /// being accepted (CRLF keep-alives do not count), and every later message must complete
+    /// within this time of its first byte; else it is closed (slowloris).
+    pub message_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: 256,
+            // 64*T1: by then the sender's transaction has timed out anyway.
+            message_timeout: Duration::from_secs(32),
+        }
+    }
+}
+
+/// How one stream connection behaves besides framing.
+#[derive(Debug, Clone, Copy, Default)]
+struct StreamOptions {
+    /// Send CRLFCRLF pings at this interval (connections we open).
+    keepalive: Option<Duration>,
+    /// Close when a message does not complete in time (connections we accept).
+    message_timeout: Option<Duration>,
+}
 
 /// What the socket tasks report.
 #[derive(Debug)]
@@ -53,6 +87,9 @@ pub enum Inbound {
     /// An outgoing TLS connection could not be made (connect, handshake, certificate): the
     /// user should see why ("TLS: invalid peer certificate: UnknownIssuer").
     ConnectFailed { peer: Destination, error: String },
+    /// A connection we keep alive died: a ping could not be written, or a peer that answered
+    /// pings before stopped answering (RFC 5626 §4.4.1). Closed; the user should hear of it.
+    Lost { peer: Destination, error: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +118,22 @@ pub struct Transport {
     aliases: HashMap<SocketAddr, SocketAddr>,
     /// CRLFCRLF ping interval on connections we open (RFC 5626 §3.5.1); None: off.
     keepalive: Option<Duration>,
+    /// Bounds on accepted connections (the TCP listener's and the TLS listener's).
+    limits: ListenerLimits,
 }
 
 impl Transport {
     /// Binds UDP on `listen` (port 0 picks one) and TCP on the same address and port.
     pub async fn bind(
         listen: SocketAddr,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+        Self::bind_with(listen, ListenerLimits::default()).await
+    }
+
+    /// `bind` with `limits` on accepted TCP (and later TLS) connections.
+    pub async fn bind_with(
+        listen: SocketAddr,
+        limits: ListenerLimits,
     ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
         let udp = UdpSocket::bind(listen)
             .await
@@ -108,7 +155,7 @@ impl Transport {
         let (inbound, rx) = mpsc::channel(1024);
         let udp = Arc::new(udp);
         tokio::spawn(udp_reader(udp.clone(), inbound.clone()));
-        tokio::spawn(tcp_acceptor(tcp, inbound.clone()));
+        tokio::spawn(tcp_acceptor(tcp, inbound.clone(), limits));
         Ok((
             Transport {
                 udp,
@@ -119,6 +166,7 @@ impl Transport {
                 server_names: HashMap::new(),
                 aliases: HashMap::new(),
                 keepalive: None,
+                limits,
             },
             rx,
         ))
@@ -140,6 +188,7 @@ impl Transport {
             listener,
             TlsAcceptor::from(config),
             self.inbound.clone(),
+            self.limits,
         ));
         Ok(bound)
     }
@@ -190,11 +239,25 @@ impl Transport {
         self.connections.insert(peer, writer);
     }
 
-    pub fn closed(&mut self, peer: Destination) {
+    /// Forgets a connection that ended. Returns the destinations that were aliases of it:
+    /// requests in flight to them went over this connection, so they failed too (the caller
+    /// tells the transaction layer, which otherwise waits for their timeouts).
+    pub fn closed(&mut self, peer: Destination) -> Vec<Destination> {
         self.connections.remove(&peer);
+        let mut lost = Vec::new();
         if peer.transport == TransportKind::Tls {
-            self.aliases.retain(|_, to| *to != peer.addr);
+            self.aliases.retain(|from, to| {
+                let keep = *to != peer.addr;
+                if !keep {
+                    lost.push(Destination {
+                        addr: *from,
+                        transport: TransportKind::Tls,
+                    });
+                }
+                keep
+            });
         }
+        lost
     }
 
     /// Sends one message. Stream destinations reuse an open connection or start one; errors of
@@ -254,7 +317,10 @@ impl Transport {
         let _ = writer.try_send(first);
         self.connections.insert(dest, writer);
         let inbound = self.inbound.clone();
-        let keepalive = self.keepalive;
+        let options = StreamOptions {
+            keepalive: self.keepalive,
+            message_timeout: None,
+        };
         let peer = dest.addr;
         if dest.transport == TransportKind::Tls {
             if self.tls_client.is_none() {
@@ -293,7 +359,7 @@ impl Transport {
                         }
                     };
                 match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
-                    Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, keepalive).await,
+                    Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, options).await,
                     Ok(Err(e)) => {
                         let _ = inbound
                             .send(failed(format!("{} ({peer})", tls::describe(&e))))
@@ -310,7 +376,7 @@ impl Transport {
         }
         tokio::spawn(async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
-                Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, keepalive).await,
+                Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, options).await,
                 Ok(Err(e)) => report_closed(&inbound, dest, Some(e.to_string())).await,
                 Err(_) => report_closed(&inbound, dest, Some("connect timed out".into())).await,
             }
@@ -427,10 +493,24 @@ async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+async fn tcp_acceptor(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    limits: ListenerLimits,
+) {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let options = StreamOptions {
+        keepalive: None,
+        message_timeout: Some(limits.message_timeout),
+    };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Held for the connection's whole life; at the cap the new one is closed.
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    tracing::info!(peer = %peer, "too many TCP connections; closing the new one");
+                    continue;
+                };
                 let peer = Destination {
                     addr: peer,
                     transport: TransportKind::Tcp,
@@ -443,7 +523,11 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
                 {
                     return;
                 }
-                tokio::spawn(run_stream(stream, peer, queue, inbound.clone(), None));
+                let inbound = inbound.clone();
+                tokio::spawn(async move {
+                    run_stream(stream, peer, queue, inbound, options).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -453,16 +537,29 @@ async fn tcp_acceptor(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-/// Accepts TLS connections; each handshake runs in its own task (bounded in time and number).
+/// Accepts TLS connections; each handshake runs in its own task (bounded in time and number),
+/// and so does each connection (bounded in number, `limits.max_connections`).
 async fn tls_acceptor(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     inbound: mpsc::Sender<Inbound>,
+    limits: ListenerLimits,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let options = StreamOptions {
+        keepalive: None,
+        message_timeout: Some(limits.message_timeout),
+    };
     loop {
         match listener.accept().await {
             Ok((tcp, addr)) => {
+                // Held from accept to close, handshake included; at the cap the new
+                // connection is closed at once (dropped) and the established ones carry on.
+                let Ok(connection) = open.clone().try_acquire_owned() else {
+                    tracing::info!(peer = %addr, "too many TLS connections; closing the new one");
+                    continue;
+                };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     tracing::warn!(peer = %addr, "too many TLS handshakes in progress; dropping");
                     continue;
@@ -496,7 +593,8 @@ async fn tls_acceptor(
                     {
                         return;
                     }
-                    run_stream(stream, peer, queue, inbound, None).await;
+                    run_stream(stream, peer, queue, inbound, options).await;
+                    drop(connection);
                 });
             }
             Err(e) => {
@@ -507,45 +605,92 @@ async fn tls_acceptor(
     }
 }
 
+/// Keep-alive bookkeeping of one stream across reads.
+#[derive(Debug, Default)]
+struct KeepAlive {
+    /// CRLF bytes received since the last message or pong we sent: a CRLFCRLF ping may arrive
+    /// split over reads ("\r\n", then "\r\n"), and must still get its pong.
+    crlf_run: usize,
+    /// We sent a ping and no CRLF came back yet: the next CRLF is its pong.
+    ping_outstanding: bool,
+    /// The peer answered a ping once: it speaks RFC 5626, so a missing pong means trouble.
+    pong_seen: bool,
+}
+
+/// Sleeps until `deadline`, forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// Reads framed messages from one connection (TCP or TLS) and writes what the SIP task queues
-/// for it; with `keepalive`, sends a CRLFCRLF ping at that interval (RFC 5626 §3.5.1).
+/// for it; with `options.keepalive`, sends a CRLFCRLF ping at that interval (RFC 5626 §3.5.1)
+/// and closes the connection when a peer that answered pings stops answering; with
+/// `options.message_timeout`, closes it when a message takes too long to complete.
 async fn run_stream<S>(
     mut stream: S,
     source: Destination,
     mut queue: mpsc::Receiver<Vec<u8>>,
     inbound: mpsc::Sender<Inbound>,
-    keepalive: Option<Duration>,
+    options: StreamOptions,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    use tokio::time::Instant;
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut ping = keepalive.map(|every| {
-        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut ping = options.keepalive.map(|every| {
+        let mut timer = tokio::time::interval_at(Instant::now() + every, every);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer
     });
-    let error = loop {
+    let mut keepalive = KeepAlive::default();
+    let mut pong_deadline: Option<Instant> = None;
+    // The first message counts from the accept: a connection that never completes one
+    // (a stalled client, a slowloris trickling header bytes or CRLFs) is closed.
+    let mut message_deadline = options.message_timeout.map(|t| Instant::now() + t);
+    let mut got_message = false;
+    // (error, whether it is a lost keep-alive flow the user should hear of)
+    let (error, lost) = loop {
         tokio::select! {
             read = stream.read(&mut chunk) => {
                 let n = match read {
-                    Ok(0) => break None,
+                    Ok(0) => break (None, false),
                     Ok(n) => n,
-                    Err(e) => break Some(e.to_string()),
+                    Err(e) => break (Some(e.to_string()), false),
                 };
+                // Anything from the peer shows the connection is alive.
+                pong_deadline = None;
                 buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                match drain_frames(&mut buf, &source, &inbound, &mut stream).await {
-                    Ok(()) => {}
-                    Err(e) => break Some(e),
+                let messages =
+                    match drain_frames(&mut buf, &source, &inbound, &mut stream, &mut keepalive)
+                        .await
+                    {
+                        Ok(messages) => messages,
+                        Err(e) => break (Some(e), false),
+                    };
+                if let Some(timeout) = options.message_timeout {
+                    got_message |= messages > 0;
+                    if got_message {
+                        if buf.is_empty() {
+                            message_deadline = None;
+                        } else if messages > 0 || message_deadline.is_none() {
+                            // A new message started: it has `timeout` to complete; trickling
+                            // more bytes of it does not extend that.
+                            message_deadline = Some(Instant::now() + timeout);
+                        }
+                    }
                 }
             }
             next = queue.recv() => match next {
                 Some(bytes) => {
                     if let Err(e) = write_flush(&mut stream, &bytes).await {
-                        break Some(e.to_string());
+                        break (Some(e.to_string()), false);
                     }
                 }
-                None => break None,
+                None => break (None, false),
             },
             _ = async {
                 match ping.as_mut() {
@@ -554,14 +699,36 @@ async fn run_stream<S>(
                 }
             } => {
                 if let Err(e) = write_flush(&mut stream, b"\r\n\r\n").await {
-                    break Some(e.to_string());
+                    break (Some(format!("keep-alive ping failed: {e}")), true);
                 }
+                keepalive.ping_outstanding = true;
+                if keepalive.pong_seen && pong_deadline.is_none() {
+                    let every = options.keepalive.unwrap_or(PONG_TIMEOUT);
+                    pong_deadline = Some(Instant::now() + PONG_TIMEOUT.min(every));
+                }
+            }
+            _ = sleep_until(pong_deadline) => {
+                break (Some("no keep-alive pong: the connection is dead".to_string()), true);
+            }
+            _ = sleep_until(message_deadline) => {
+                let timeout = options.message_timeout.unwrap_or_default();
+                break (Some(format!("no complete message within {timeout:?}; closed")), false);
             }
         }
     };
     // Best effort: a TLS close_notify / TCP FIN, bounded so a stuck peer cannot hold us.
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-    report_closed(&inbound, source, error).await;
+    match (error, lost) {
+        (Some(error), true) => {
+            let _ = inbound
+                .send(Inbound::Lost {
+                    peer: source,
+                    error,
+                })
+                .await;
+        }
+        (error, _) => report_closed(&inbound, source, error).await,
+    }
 }
 
 /// TLS buffers inside the session: flush so the record leaves now.
@@ -570,18 +737,23 @@ async fn write_flush<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io:
     stream.flush().await
 }
 
-/// Takes every complete message off the front of `buf`. A stream cannot resynchronise after
-/// garbage, so a framing error closes the connection.
+/// Takes every complete message off the front of `buf`, answers CRLFCRLF pings, notes pongs;
+/// returns how many messages it passed on. A stream cannot resynchronise after garbage, so a
+/// framing error closes the connection.
 async fn drain_frames<W: AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
     source: &Destination,
     inbound: &mpsc::Sender<Inbound>,
     writer: &mut W,
-) -> Result<(), String> {
+    keepalive: &mut KeepAlive,
+) -> Result<usize, String> {
+    let mut messages = 0;
     loop {
         match parse_stream(buf) {
             Ok(StreamFrame::Message(_, used)) => {
                 let bytes: Vec<u8> = buf.drain(..used.min(buf.len())).collect();
+                keepalive.crlf_run = 0;
+                messages += 1;
                 inbound
                     .send(Inbound::Message {
                         source: *source,
@@ -591,9 +763,19 @@ async fn drain_frames<W: AsyncWrite + Unpin>(
                     .map_err(|_| "engine stopped".to_string())?;
             }
             Ok(StreamFrame::KeepAlive(used)) => {
-                let ping: Vec<u8> = buf.drain(..used.min(buf.len())).collect();
-                // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
-                if ping.windows(4).any(|w| w == b"\r\n\r\n") {
+                let used = used.min(buf.len());
+                buf.drain(..used);
+                if keepalive.ping_outstanding {
+                    // The pong to our ping (RFC 5626 §4.4.1), not half of a ping of theirs.
+                    keepalive.ping_outstanding = false;
+                    keepalive.pong_seen = true;
+                    continue;
+                }
+                // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong, however the
+                // ping's bytes were split across reads.
+                keepalive.crlf_run += used;
+                if keepalive.crlf_run >= 4 {
+                    keepalive.crlf_run = 0;
                     write_flush(writer, b"\r\n")
                         .await
                         .map_err(|e| e.to_string())?;
@@ -603,7 +785,7 @@ async fn drain_frames<W: AsyncWrite + Unpin>(
                 if buf.len() > MAX_MESSAGE_BYTES {
                     return Err(format!("message larger than {MAX_MESSAGE_BYTES} bytes"));
                 }
-                return Ok(());
+                return Ok(messages);
             }
             Err(e) => return Err(e.to_string()),
         }
@@ -613,6 +795,138 @@ async fn drain_frames<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer() -> Destination {
+        Destination {
+            addr: "127.0.0.1:5".parse().unwrap(),
+            transport: TransportKind::Tcp,
+        }
+    }
+
+    /// Runs `run_stream` on one end of an in-memory pipe; returns the other end, the inbound
+    /// receiver and the write queue.
+    fn start(
+        options: StreamOptions,
+    ) -> (
+        tokio::io::DuplexStream,
+        mpsc::Receiver<Inbound>,
+        mpsc::Sender<Vec<u8>>,
+    ) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (inbound, rx) = mpsc::channel(16);
+        let (writer, queue) = mpsc::channel(4);
+        tokio::spawn(run_stream(server, peer(), queue, inbound, options));
+        (client, rx, writer)
+    }
+
+    async fn read_some(client: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(2), client.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].to_vec(),
+            other => panic!("nothing to read: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ping_split_across_reads_gets_its_pong() {
+        let (mut client, _rx, _writer) = start(StreamOptions::default());
+        for halves in [
+            [&b"\r\n"[..], b"\r\n"],
+            [b"\r\n\r", b"\n"],
+            [b"\r", b"\n\r\n"],
+        ] {
+            client.write_all(halves[0]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(halves[1]).await.unwrap();
+            assert_eq!(read_some(&mut client).await, b"\r\n", "{halves:?}");
+        }
+        // Whole pings still get exactly one pong each.
+        client.write_all(b"\r\n\r\n").await.unwrap();
+        assert_eq!(read_some(&mut client).await, b"\r\n");
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_message_is_closed_after_the_message_timeout() {
+        let options = StreamOptions {
+            keepalive: None,
+            message_timeout: Some(Duration::from_millis(300)),
+        };
+        let (mut client, mut rx, _writer) = start(options);
+        client
+            .write_all(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("closed in time");
+        let Some(Inbound::Closed { error: Some(e), .. }) = closed else {
+            panic!("expected Closed with an error, got {closed:?}");
+        };
+        assert!(e.contains("no complete message"), "{e}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // The peer sees the connection end.
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(2), client.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    }
+
+    #[tokio::test]
+    async fn a_complete_message_then_idle_keeps_the_connection() {
+        let options = StreamOptions {
+            keepalive: None,
+            message_timeout: Some(Duration::from_millis(200)),
+        };
+        let (mut client, mut rx, _writer) = start(options);
+        client
+            .write_all(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+        assert!(matches!(got, Ok(Some(Inbound::Message { .. }))), "{got:?}");
+        // Idle after a message (a registered flow waiting for calls) is fine.
+        let quiet = tokio::time::timeout(Duration::from_millis(600), rx.recv()).await;
+        assert!(quiet.is_err(), "closed while idle: {quiet:?}");
+        client.write_all(b"\r\n\r\n").await.unwrap();
+        assert_eq!(read_some(&mut client).await, b"\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_answering_pings_is_lost() {
+        let options = StreamOptions {
+            keepalive: Some(Duration::from_millis(150)),
+            message_timeout: None,
+        };
+        let (mut client, mut rx, _writer) = start(options);
+        assert_eq!(read_some(&mut client).await, b"\r\n\r\n");
+        client.write_all(b"\r\n").await.unwrap();
+        // The pong is not taken as half of a ping: nothing comes back but the next ping.
+        assert!(read_some(&mut client).await.starts_with(b"\r\n\r\n"));
+        // No pong this time.
+        let lost = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("lost in time");
+        let Some(Inbound::Lost { error, .. }) = lost else {
+            panic!("expected Lost, got {lost:?}");
+        };
+        assert!(error.contains("pong"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_pings_is_kept() {
+        // Servers without RFC 5626 support never pong: that is no reason to drop them.
+        let options = StreamOptions {
+            keepalive: Some(Duration::from_millis(100)),
+            message_timeout: None,
+        };
+        let (mut client, mut rx, _writer) = start(options);
+        let mut got = Vec::new();
+        while got.len() < 16 {
+            got.extend(read_some(&mut client).await);
+        }
+        assert!(got.chunks(4).all(|c| c == b"\r\n\r\n"), "{got:?}");
+        assert!(rx.try_recv().is_err());
+    }
 
     #[test]
     fn via_sent_by_of_tls_requests() {
