@@ -15,11 +15,11 @@ use crate::ui::state::{LogEntry, Popup, UiState};
 pub const HELP: &[(&str, &str)] = &[
     ("type, Enter", "dial a number or URI (in the dial field)"),
     ("Enter", "on an empty field: answer the ringing call"),
-    ("Up / Down", "dial history; select a call or log message"),
+    ("Up/Down j/k", "dial history; select a call or log message"),
     ("Esc", "leave the field, close a popup, follow log"),
     ("a / r", "answer / reject the incoming call"),
     ("h", "hang up the selected call"),
-    ("x", "hold / resume"),
+    ("x", "hold / resume (others go on hold)"),
     ("m", "mute / unmute the microphone"),
     ("t", "transfer the call (asks for the target)"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
@@ -32,7 +32,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("e", "export the call as PlantUML (data dir)"),
     ("f / F", "log: this call only / cycle methods"),
     ("? or F1", "this help"),
-    ("q, Ctrl-C/Q", "quit (asks y to confirm)"),
+    ("q, Ctrl-C/Q", "quit (asks: y confirms)"),
     ("mouse", "click the dial pad buttons"),
 ];
 
