@@ -837,3 +837,39 @@ fn a_second_call_waits_is_answered_with_the_first_on_hold_and_both_can_be_handle
         .expect("second call hung up");
     tmux.wait_for("no calls left", |s| s.contains("Calls (0)"));
 }
+
+/// For comparison with the TUI's in-call figure: the same echo call (WAV microphone, SRTP,
+/// the echo service in the same process) in a headless sipterm, which draws nothing. What the
+/// TUI uses on top is its drawing (about ten frames a second while VU levels arrive).
+#[test]
+fn headless_echo_call_cpu_for_comparison() {
+    use common::headless::{Headless, HeadlessOptions};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mic = dir.path().join("mic.wav");
+    common::headless::write_wav(
+        &mic,
+        48_000,
+        &common::headless::sine(440.0, 48_000, 60.0, 8_000.0),
+    )
+    .expect("writing the microphone WAV");
+    let options = HeadlessOptions {
+        audio_in: Some(mic),
+        ..HeadlessOptions::default()
+    };
+    let mut peer = Headless::spawn("echo-cpu", &options).expect("headless sipterm");
+    peer.send("dial echo").expect("dial");
+    peer.expect_call_state("confirmed", Duration::from_secs(15))
+        .expect("echo call confirmed");
+    let media = peer
+        .expect_event(
+            "media statistics",
+            |e| e["event"] == "media",
+            Duration::from_secs(10),
+        )
+        .expect("media event");
+    assert_eq!(media["encrypted"], true, "SRTP on the echo call: {media}");
+    measure_idle(peer.pid(), "headless sipterm in an echo call (no drawing)");
+    peer.send("hangup").expect("hangup");
+    peer.expect_call_state("terminated", Duration::from_secs(10))
+        .expect("hung up");
+}

@@ -679,6 +679,10 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
     let ringing = draw(&state, 80, 24).backend().to_string();
     assert!(ringing.contains("Incoming call 2"), "{ringing}");
     assert!(ringing.contains("Calls (2)"), "{ringing}");
+    assert!(
+        ringing.contains("answering puts call 1 on hold"),
+        "{ringing}"
+    );
     assert_eq!(state.selected_call().map(|c| c.id), Some(1));
     insta::assert_snapshot!("call_waiting_ringing", ringing);
 

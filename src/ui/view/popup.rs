@@ -40,7 +40,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     match &state.popup {
         None => {}
         Some(Popup::Help) => help(frame, area),
-        Some(Popup::Incoming { call, remote }) => incoming(frame, area, *call, remote),
+        Some(Popup::Incoming { call, remote }) => incoming(state, frame, area, *call, remote),
         Some(Popup::Message { entry, scroll }) => message(frame, area, entry, *scroll),
         Some(Popup::QuitConfirm) => quit(frame, area),
         Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
@@ -128,7 +128,7 @@ fn help(frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn incoming(frame: &mut Frame, area: Rect, call: u64, remote: &str) {
+fn incoming(state: &UiState, frame: &mut Frame, area: Rect, call: u64, remote: &str) {
     let rect = centered(area, 56, 7);
     let inner = frame_box(
         frame,
@@ -141,13 +141,28 @@ fn incoming(frame: &mut Frame, area: Rect, call: u64, remote: &str) {
         usize::from(inner.width.saturating_sub(2)),
     );
     let key = Style::new().fg(Color::Black).add_modifier(Modifier::BOLD);
+    // Call waiting: say what answering does to the call in progress (see action.rs).
+    let active: Vec<String> = state
+        .calls
+        .iter()
+        .filter(|c| c.id != call && c.state == "confirmed")
+        .map(|c| c.id.to_string())
+        .collect();
+    let note = if active.is_empty() {
+        Line::raw("")
+    } else {
+        Line::styled(
+            format!(" answering puts call {} on hold", active.join(", ")),
+            Style::new().fg(Color::DarkGray),
+        )
+    };
     let lines = vec![
         Line::raw(""),
         Line::styled(
             format!(" {remote}"),
             Style::new().add_modifier(Modifier::BOLD),
         ),
-        Line::raw(""),
+        note,
         Line::from(vec![
             Span::raw(" "),
             Span::styled(" a/Enter ", key.bg(Color::Green)),
