@@ -774,7 +774,9 @@ fn a_second_call_waits_is_answered_with_the_first_on_hold_and_both_can_be_handle
     first
         .expect_call_state("confirmed", PEER_WAIT)
         .expect("first call confirmed");
-    tmux.wait_for("call 1 confirmed", |s| call_shows(s, 1, "confirmed"));
+    tmux.wait_for("call 1 confirmed with media statistics", |s| {
+        call_shows(s, 1, "confirmed") && s.contains("MOS")
+    });
 
     // The second rings in while the first is up: both calls show, the keys stay on call 1.
     second.send(&format!("dial {tui}")).expect("dial");
@@ -793,8 +795,8 @@ fn a_second_call_waits_is_answered_with_the_first_on_hold_and_both_can_be_handle
     first
         .expect_call_state("held", PEER_WAIT)
         .expect("the first peer is put on hold when the second call is answered");
-    let screen = tmux.wait_for("call 1 held, call 2 confirmed", |s| {
-        call_shows(s, 1, "held") && call_shows(s, 2, "confirmed")
+    let screen = tmux.wait_for("call 1 held, call 2 confirmed with statistics", |s| {
+        call_shows(s, 1, "held") && call_shows(s, 2, "confirmed") && s.matches("MOS").count() == 2
     });
     assert!(
         call_selected(&screen, 2),
