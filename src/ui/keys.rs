@@ -302,16 +302,15 @@ mod tests {
 
     /// How the help and the README name a key: `x`, `F`, `Enter`, `Ctrl-C`, `F1`, ...
     fn key_name(key: &KeyEvent) -> String {
-        let base = match key.code {
+        match key.code {
             KeyCode::Char(c) if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                return format!("Ctrl-{}", c.to_ascii_uppercase());
+                format!("Ctrl-{}", c.to_ascii_uppercase())
             }
             KeyCode::Char(c) => c.to_string(),
             KeyCode::F(n) => format!("F{n}"),
             KeyCode::Esc => "Esc".into(),
             other => format!("{other:?}"),
-        };
-        base
+        }
     }
 
     /// The key names in a help key column: `a / r`, `Up/Down j/k`, `0-9 * #`, `? or F1`,
