@@ -91,8 +91,9 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Starts sipterm's TUI in a new 80x24 session with a private HOME and XDG dirs.
-    fn start_sipterm(&self, config: Option<&Path>) {
+    /// Starts sipterm's TUI in a new 80x24 session with a private HOME and XDG dirs; the
+    /// microphone is `audio_in` (a WAV file) or silence.
+    fn start_sipterm(&self, config: Option<&Path>, audio_in: Option<&Path>) {
         let home = self.home();
         let env = |k: &str, v: &Path| format!("{k}={}", v.display());
         let vars = [
@@ -123,13 +124,13 @@ impl Tmux {
         for a in [
             "--listen",
             "127.0.0.1:0",
-            "--audio-in",
-            "null",
             "--audio-out",
             "null",
+            "--audio-in",
         ] {
             args.push(a.into());
         }
+        args.push(audio_in.map_or_else(|| "null".to_string(), |p| p.display().to_string()));
         if let Some(config) = config {
             args.push("--config".into());
             args.push(config.display().to_string());
@@ -140,6 +141,11 @@ impl Tmux {
 
     fn screen(&self) -> String {
         self.ok(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// The screen with its colours (SGR escape sequences): `cat FILE` shows it in a terminal.
+    fn screen_ansi(&self) -> String {
+        self.ok(&["capture-pane", "-p", "-e", "-t", "t"])
     }
 
     /// Polls the screen until `pred` holds; panics with the last screen after `WAIT`.
@@ -234,10 +240,40 @@ fn log_has(screen: &str, needle: &str) -> bool {
 
 /// Saves a screen for assets/screenshots when SIPTERM_SCREENSHOTS names a directory.
 fn shot(name: &str, screen: &str) {
-    if let Some(dir) = std::env::var_os("SIPTERM_SCREENSHOTS") {
-        let path = Path::new(&dir).join(format!("{name}.txt"));
-        std::fs::write(&path, screen).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    shot_file(&format!("{name}.txt"), screen);
+}
+
+/// Like `shot`, plus the coloured screen as `NAME.ansi` (`cat` it in a terminal).
+fn shot_with_colours(tmux: &Tmux, name: &str, screen: &str) {
+    shot(name, screen);
+    if std::env::var_os("SIPTERM_SCREENSHOTS").is_some() {
+        shot_file(&format!("{name}.ansi"), &tmux.screen_ansi());
     }
+}
+
+fn shot_file(file: &str, text: &str) {
+    if let Some(dir) = std::env::var_os("SIPTERM_SCREENSHOTS") {
+        let path = Path::new(&dir).join(file);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+/// The dB labels of each call's VU meters on screen, `(mic, speaker)`; `None` for `--` (no
+/// level) or `MUTED`. From lines like `  mic ▕████····▏ -18  spk ▕██······▏ -42│`.
+fn meter_levels(screen: &str) -> Vec<(Option<i32>, Option<i32>)> {
+    screen
+        .lines()
+        .filter(|l| l.contains("mic ▕") && l.contains("spk ▕"))
+        .map(|line| {
+            let parts: Vec<&str> = line.split('▏').collect();
+            let label = |part: Option<&&str>| {
+                part.and_then(|p| p.split_whitespace().next())
+                    .map(|t| t.trim_end_matches('│'))
+                    .and_then(|t| t.parse::<i32>().ok())
+            };
+            (label(parts.get(1)), label(parts.get(2)))
+        })
+        .collect()
 }
 
 /// utime + stime of `pid`, in clock ticks.
@@ -280,10 +316,24 @@ fn measure_idle(pid: u32, label: &str) {
     );
 }
 
+/// The microphone for the echo call: a 440 Hz tone at -12 dBFS peak (about -15 dBFS RMS),
+/// long enough for the whole test.
+fn tone_wav(tmux: &Tmux) -> PathBuf {
+    let path = tmux.dir.path().join("mic.wav");
+    common::headless::write_wav(
+        &path,
+        48_000,
+        &common::headless::sine(440.0, 48_000, 60.0, 8_000.0),
+    )
+    .expect("writing the microphone WAV");
+    path
+}
+
 #[test]
 fn dial_echo_hang_up_and_quit_in_tmux() {
     let tmux = Tmux::new();
-    tmux.start_sipterm(None);
+    let mic = tone_wav(&tmux);
+    tmux.start_sipterm(None, Some(&mic));
 
     let screen = tmux.wait_for("the dial field", |s| {
         s.contains("┌ Dial ") && mode_is(s, "DIAL") && s.contains("listening on 127.0.0.1:")
@@ -319,31 +369,102 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
         log_has(&screen, "← SIP/2.0 200 OK"),
         "200 OK received:\n{screen}"
     );
-    // Media statistics follow (the echo service sends our RTP back).
-    let screen = tmux.wait_for("media statistics of the call", |s| s.contains("MOS"));
-    shot("02-in-call", &screen);
+    // Media statistics follow (the echo service sends our RTP back), and the VU meters move:
+    // the tone from the WAV on the microphone, its echo on the speaker.
+    let screen = tmux.wait_for("media statistics and levels of the call", |s| {
+        s.contains("MOS")
+            && meter_levels(s)
+                .first()
+                .is_some_and(|(mic, spk)| mic.is_some() && spk.is_some())
+    });
+    let levels = meter_levels(&screen);
+    println!("VU labels (mic, speaker) in dBFS: {levels:?}");
+    let (mic_db, speaker_db) = levels[0];
+    // -15 dBFS RMS in the file; the echo comes back through Opus and the jitter buffer.
+    assert!(
+        mic_db.is_some_and(|db| (-25..=-8).contains(&db)),
+        "mic level of a -15 dBFS tone:\n{screen}"
+    );
+    assert!(
+        speaker_db.is_some_and(|db| db > -40),
+        "the echoed tone on the speaker meter:\n{screen}"
+    );
+    // `[media] srtp` defaults to optional: the echo service takes the offered key.
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("opus/48000 SRTP") && l.contains("MOS")),
+        "SRTP marker on the echo call:\n{screen}"
+    );
+    shot_with_colours(&tmux, "02-in-call", &screen);
     println!("in call:\n{screen}");
     measure_idle(pid, "TUI in an echo call");
 
-    // Esc leaves the dial field (letters become commands), then `h` hangs up.
+    // Esc leaves the dial field (letters become commands); Tab goes on to the log.
     tmux.keys(&["Escape"]);
     tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the log pane focused", |s| mode_is(s, "LOG"));
+    // Up selects the newest message (the ACK), three more reach the INVITE; Enter opens it.
+    for _ in 0..4 {
+        tmux.keys(&["Up"]);
+    }
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the INVITE in full", |s| {
+        s.contains("INVITE sip:echo@") && s.contains("Call-ID:") && s.contains("──── SDP, ")
+    });
+    shot_with_colours(&tmux, "03-message", &screen);
+    // Down scrolls to the rest of the SDP: the offer carries the SRTP key.
+    for _ in 0..12 {
+        tmux.keys(&["Down"]);
+    }
+    tmux.wait_for("the SDP's m= line and SDES key", |s| {
+        s.contains("m=audio") && s.contains("a=crypto:")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the message closed", |s| !s.contains("Call-ID:"));
+
+    // `f`: only this call's messages; `F` twice: ACK, then INVITE (requests and responses).
+    tmux.keys(&["f"]);
+    tmux.wait_for("the call filter", |s| s.contains("[call "));
+    tmux.keys(&["F"]);
+    tmux.wait_for("the ACK filter", |s| s.contains("[ACK]"));
+    tmux.keys(&["F"]);
+    let screen = tmux.wait_for("the INVITE filter", |s| s.contains("[INVITE]"));
+    assert!(
+        log_has(&screen, "← SIP/2.0 200 OK") && !log_has(&screen, "→ ACK sip:echo@"),
+        "only the INVITE transaction:\n{screen}"
+    );
+    shot("04-log-filtered", &screen);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the filters cleared", |s| !s.contains("[INVITE]"));
+
+    // `l`: the ladder of the call.
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for("the ladder", |s| {
+        s.contains("Ladder: ") && s.contains("ACK")
+    });
+    shot("05-ladder", &screen);
+    tmux.keys(&["l"]);
+    tmux.wait_for("the ladder closed", |s| !s.contains("Ladder: "));
+
+    // `h` hangs up (letters are commands in the log pane too).
     tmux.keys(&["h"]);
     let screen = tmux.wait_for("the call ended", |s| {
         s.contains("Calls (0)") && s.contains("ended") && log_has(s, "→ BYE sip:echo@")
     });
     assert!(log_has(&screen, "← SIP/2.0 200 OK"), "{screen}");
-    shot("03-hung-up", &screen);
+    shot("06-hung-up", &screen);
 
     tmux.keys(&["?"]);
     let screen = tmux.wait_for("the help popup", |s| s.contains("Help: keys"));
-    shot("04-help", &screen);
+    shot("07-help", &screen);
     tmux.keys(&["Escape"]);
     tmux.wait_for("the help closed", |s| !s.contains("Help: keys"));
 
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
-    shot("05-quit", &screen);
+    shot("08-quit", &screen);
     tmux.keys(&["y"]);
     let deadline = Instant::now() + WAIT;
     while tmux.pane("#{pane_dead}") != "1" {
@@ -367,7 +488,7 @@ fn contact_names_dial_and_calls_land_in_the_history() {
          [[contact]]\nname = \"Bob\"\nuri = \"sip:bob@127.0.0.1:9\"\n",
     )
     .expect("writing the config");
-    tmux.start_sipterm(Some(&config));
+    tmux.start_sipterm(Some(&config), None);
     tmux.wait_for("the dial field", |s| s.contains("listening on 127.0.0.1:"));
 
     // A contact name (any case) dials the contact's URI: here the echo service.
@@ -389,7 +510,7 @@ fn contact_names_dial_and_calls_land_in_the_history() {
     assert!(screen.contains("▶ Loopback  echo"), "{screen}");
     assert!(screen.contains("Bob  sip:bob@127.0.0.1:9"), "{screen}");
     assert!(screen.contains("answered"), "{screen}");
-    shot("06-contacts", &screen);
+    shot("09-contacts", &screen);
     tmux.keys(&["Down"]);
     tmux.keys(&["Down"]);
     tmux.wait_for("the history line selected", |s| s.contains("▶ → sip:echo@"));
@@ -475,7 +596,7 @@ fn an_options_flood_leaves_the_tui_responsive_and_bounded() {
     const LOG_RING: u64 = 5000;
 
     let tmux = Tmux::new();
-    tmux.start_sipterm(None);
+    tmux.start_sipterm(None, None);
     let screen = tmux.wait_for("the TUI up", |s| s.contains("listening on 127.0.0.1:"));
     let port = number_after(&screen, "listening on 127.0.0.1:").expect("listen port on screen");
     let pid = tmux.sipterm_pid();
@@ -612,4 +733,145 @@ fn an_options_flood_leaves_the_tui_responsive_and_bounded() {
         logged <= LOG_RING,
         "the log ring grew past its limit:\n{after}"
     );
+}
+
+/// The line of call `id` in the calls panel (`▶ 1 sip:…  confirmed 00:03`).
+fn call_line(screen: &str, id: u64) -> Option<String> {
+    screen
+        .lines()
+        .find(|l| l.contains(&format!("│▶ {id} sip:")) || l.contains(&format!("│  {id} sip:")))
+        .map(str::to_string)
+}
+
+fn call_shows(screen: &str, id: u64, state: &str) -> bool {
+    call_line(screen, id).is_some_and(|l| l.contains(state))
+}
+
+fn call_selected(screen: &str, id: u64) -> bool {
+    call_line(screen, id).is_some_and(|l| l.contains(&format!("▶ {id} sip:")))
+}
+
+/// Call waiting end to end: two headless sipterms call the TUI one after the other. The
+/// second rings while the first is up; answering it puts the first on hold (the first peer
+/// sees `held`); Up + `x` swaps them back; `h` hangs up either one.
+#[test]
+fn a_second_call_waits_is_answered_with_the_first_on_hold_and_both_can_be_handled() {
+    use common::headless::{Headless, HeadlessOptions};
+    const PEER_WAIT: Duration = Duration::from_secs(15);
+
+    let tmux = Tmux::new();
+    tmux.start_sipterm(None, None);
+    let screen = tmux.wait_for("the TUI up", |s| s.contains("listening on 127.0.0.1:"));
+    let port = number_after(&screen, "listening on 127.0.0.1:").expect("listen port on screen");
+    let tui = format!("sip:tui@127.0.0.1:{port}");
+    let mut first = Headless::spawn("first", &HeadlessOptions::default()).expect("first peer");
+    let mut second = Headless::spawn("second", &HeadlessOptions::default()).expect("second peer");
+
+    // The first call, answered from its popup.
+    first.send(&format!("dial {tui}")).expect("dial");
+    tmux.wait_for("the first incoming call", |s| s.contains("Incoming call 1"));
+    tmux.keys(&["a"]);
+    first
+        .expect_call_state("confirmed", PEER_WAIT)
+        .expect("first call confirmed");
+    tmux.wait_for("call 1 confirmed with media statistics", |s| {
+        call_shows(s, 1, "confirmed") && s.contains("MOS")
+    });
+
+    // The second rings in while the first is up: both calls show, the keys stay on call 1.
+    second.send(&format!("dial {tui}")).expect("dial");
+    let screen = tmux.wait_for("the waiting call", |s| {
+        s.contains("Incoming call 2") && s.contains("Calls (2)")
+    });
+    assert!(
+        call_selected(&screen, 1),
+        "selection stays on call 1:\n{screen}"
+    );
+    shot("10-call-waiting", &screen);
+    tmux.keys(&["a"]);
+    second
+        .expect_call_state("confirmed", PEER_WAIT)
+        .expect("second call confirmed");
+    first
+        .expect_call_state("held", PEER_WAIT)
+        .expect("the first peer is put on hold when the second call is answered");
+    let screen = tmux.wait_for("call 1 held, call 2 confirmed with statistics", |s| {
+        call_shows(s, 1, "held") && call_shows(s, 2, "confirmed") && s.matches("MOS").count() == 2
+    });
+    assert!(
+        call_selected(&screen, 2),
+        "the answered call is selected:\n{screen}"
+    );
+    shot("11-second-call-answered", &screen);
+
+    // Back to the first: Esc to the calls pane, Up selects call 1, `x` resumes it and holds 2.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["Up"]);
+    tmux.wait_for("call 1 selected", |s| call_selected(s, 1));
+    tmux.keys(&["x"]);
+    second
+        .expect_call_state("held", PEER_WAIT)
+        .expect("the second peer held when the first call resumes");
+    first
+        .expect_call_state("confirmed", PEER_WAIT)
+        .expect("the first peer resumed");
+    tmux.wait_for("call 1 confirmed, call 2 held", |s| {
+        call_shows(s, 1, "confirmed") && call_shows(s, 2, "held")
+    });
+
+    // Hang up the first; the held second one stays and can be resumed and hung up.
+    tmux.keys(&["h"]);
+    first
+        .expect_call_state("terminated", PEER_WAIT)
+        .expect("first call hung up");
+    tmux.wait_for("only call 2 left, selected", |s| {
+        s.contains("Calls (1)") && call_selected(s, 2) && call_shows(s, 2, "held")
+    });
+    tmux.keys(&["x"]);
+    second
+        .expect_call_state("confirmed", PEER_WAIT)
+        .expect("second call resumed");
+    tmux.wait_for("call 2 confirmed", |s| call_shows(s, 2, "confirmed"));
+    tmux.keys(&["h"]);
+    second
+        .expect_call_state("terminated", PEER_WAIT)
+        .expect("second call hung up");
+    tmux.wait_for("no calls left", |s| s.contains("Calls (0)"));
+}
+
+/// For comparison with the TUI's in-call figure: the same echo call (WAV microphone, SRTP,
+/// the echo service in the same process) in a headless sipterm, which draws nothing. What the
+/// TUI uses on top is its drawing (about ten frames a second while VU levels arrive).
+#[test]
+fn headless_echo_call_cpu_for_comparison() {
+    use common::headless::{Headless, HeadlessOptions};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mic = dir.path().join("mic.wav");
+    common::headless::write_wav(
+        &mic,
+        48_000,
+        &common::headless::sine(440.0, 48_000, 60.0, 8_000.0),
+    )
+    .expect("writing the microphone WAV");
+    let options = HeadlessOptions {
+        audio_in: Some(mic),
+        ..HeadlessOptions::default()
+    };
+    let mut peer = Headless::spawn("echo-cpu", &options).expect("headless sipterm");
+    peer.send("dial echo").expect("dial");
+    peer.expect_call_state("confirmed", Duration::from_secs(15))
+        .expect("echo call confirmed");
+    let media = peer
+        .expect_event(
+            "media statistics",
+            |e| e["event"] == "media",
+            Duration::from_secs(10),
+        )
+        .expect("media event");
+    assert_eq!(media["encrypted"], true, "SRTP on the echo call: {media}");
+    measure_idle(peer.pid(), "headless sipterm in an echo call (no drawing)");
+    peer.send("hangup").expect("hangup");
+    peer.expect_call_state("terminated", Duration::from_secs(10))
+        .expect("hung up");
 }

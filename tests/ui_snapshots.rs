@@ -663,3 +663,74 @@ fn first_run_banner_says_where_the_config_goes_and_how_to_start() {
     let screen = draw(&state, 80, 24).backend().to_string();
     assert!(!screen.contains("Welcome"), "{screen}");
 }
+
+/// Call waiting: Carol rings in while Bob's call is up; the popup offers her call, the keys
+/// stay on Bob's call; answering her puts Bob on hold (the queued command), and both calls
+/// show, Carol's selected and confirmed, Bob's held.
+#[test]
+fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.apply_event(
+        call("2", "incoming", "\"Carol\" <sip:carol@chicago.com>"),
+        at(t0, 68_100),
+    );
+    state.focus = Focus::Calls;
+    let ringing = draw(&state, 80, 24).backend().to_string();
+    assert!(ringing.contains("Incoming call 2"), "{ringing}");
+    assert!(ringing.contains("Calls (2)"), "{ringing}");
+    assert!(
+        ringing.contains("answering puts call 1 on hold"),
+        "{ringing}"
+    );
+    assert_eq!(state.selected_call().map(|c| c.id), Some(1));
+    insta::assert_snapshot!("call_waiting_ringing", ringing);
+
+    // `a` answers Carol; Bob is held first.
+    let answer = update(&mut state, Action::Answer);
+    assert_eq!(
+        answer,
+        Some(sipterm::driver::command::Command::Answer(Some(2)))
+    );
+    assert_eq!(
+        state.outbox,
+        vec![sipterm::driver::command::Command::Hold(Some(1))]
+    );
+    state.outbox.clear();
+    state.apply_event(call("1", "held", "sip:bob@biloxi.com"), at(t0, 68_200));
+    state.apply_event(
+        call("2", "confirmed", "\"Carol\" <sip:carol@chicago.com>"),
+        at(t0, 68_200),
+    );
+    state.apply_event(
+        Event::Media {
+            call: "2".into(),
+            codec: "pcmu/8000".into(),
+            sent: 150,
+            received: 149,
+            lost: 0,
+            jitter_ms: 1.1,
+            loss_pct: 0.0,
+            rtt_ms: None,
+            mos: 4.3,
+            remote: None,
+            encrypted: true,
+            srtp: None,
+        },
+        at(t0, 71_000),
+    );
+    state.apply_event(levels("2", -21.0, -27.0), at(t0, 71_100));
+    state.status = None;
+    state.tick(at(t0, 71_200));
+    let screen = draw(&state, 80, 24).backend().to_string();
+    let lines: Vec<&str> = screen.lines().collect();
+    let bob = lines.iter().find(|l| l.contains("sip:bob@biloxi.com"));
+    let carol = lines.iter().find(|l| l.contains("Carol"));
+    assert!(bob.is_some_and(|l| l.contains("held")), "{screen}");
+    assert!(
+        carol.is_some_and(|l| l.contains("▶") && l.contains("confirmed") && l.contains("00:03")),
+        "{screen}"
+    );
+    assert!(screen.contains("pcmu/8000 SRTP"), "{screen}");
+    insta::assert_snapshot!("call_waiting_answered", screen);
+}

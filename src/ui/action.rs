@@ -130,10 +130,12 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
                 state.set_status("no call to hold");
                 return None;
             }
-            Some(if call.held {
-                Command::Resume(Some(call.id))
+            let (id, held) = (call.id, call.held);
+            Some(if held {
+                hold_others(state, id);
+                Command::Resume(Some(id))
             } else {
-                Command::Hold(Some(call.id))
+                Command::Hold(Some(id))
             })
         }
         Action::ToggleMute => {
@@ -245,7 +247,7 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
             _ => None,
         },
         Popup::Incoming { call, remote } => match action {
-            Action::Answer | Action::Submit => Some(Command::Answer(Some(call))),
+            Action::Answer | Action::Submit => answer_call(state, call),
             Action::Reject => Some(Command::Reject(Some(call))),
             // Esc hides the popup; the call keeps ringing in the calls panel.
             Action::Cancel => None,
@@ -366,7 +368,7 @@ fn submit(state: &mut UiState) -> Option<Command> {
             let target = state.dial.text.trim().to_string();
             if target.is_empty() {
                 return match answerable(state) {
-                    Some(id) => Some(Command::Answer(Some(id))),
+                    Some(id) => answer_call(state, id),
                     None => {
                         state.set_status("type a number or sip: URI, then Enter");
                         None
@@ -405,12 +407,46 @@ fn answerable(state: &UiState) -> Option<u64> {
 
 fn answer(state: &mut UiState) -> Option<Command> {
     match answerable(state) {
-        Some(id) => Some(Command::Answer(Some(id))),
+        Some(id) => answer_call(state, id),
         None => {
             state.set_status("no incoming call to answer");
             None
         }
     }
+}
+
+/// Answers `id`, holding the other active calls first (call waiting).
+fn answer_call(state: &mut UiState, id: u64) -> Option<Command> {
+    hold_others(state, id);
+    // The answered call is the one the keys act on now.
+    if let Some(index) = state.calls.iter().position(|c| c.id == id) {
+        state.selected_call = index;
+    }
+    Some(Command::Answer(Some(id)))
+}
+
+/// Queues a hold for every call that is up and not on hold, except `except`: answering or
+/// resuming a call puts the one the user talks to on hold first, as baresip
+/// (`call_hold_other_calls`, `uag_hold_others`) and MicroSIP do. Two open calls would
+/// otherwise both hear the microphone, and each hear the other side of the other call.
+fn hold_others(state: &mut UiState, except: u64) {
+    let others: Vec<u64> = state
+        .calls
+        .iter()
+        .filter(|c| c.id != except && c.state == "confirmed")
+        .map(|c| c.id)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    let list: Vec<String> = others.iter().map(u64::to_string).collect();
+    state.set_status(format!(
+        "call {} on hold, switching to call {except}",
+        list.join(", ")
+    ));
+    state
+        .outbox
+        .extend(others.into_iter().map(|id| Command::Hold(Some(id))));
 }
 
 fn hangup(state: &mut UiState) -> Option<Command> {
@@ -626,6 +662,91 @@ mod tests {
             update(&mut s, Action::Hangup),
             Some(Command::Hangup(Some(3)))
         );
+    }
+
+    #[test]
+    fn a_waiting_call_is_answered_with_the_first_on_hold_and_either_can_be_resumed() {
+        let mut s = state();
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "incoming");
+        assert!(matches!(s.popup, Some(Popup::Incoming { call: 2, .. })));
+        assert_eq!(s.calls.len(), 2);
+        // The keys stay on the call the user talks to while the second one rings.
+        assert_eq!(s.selected_call().map(|c| c.id), Some(1));
+        assert_eq!(
+            update(&mut s, Action::Answer),
+            Some(Command::Answer(Some(2)))
+        );
+        assert_eq!(s.outbox, vec![Command::Hold(Some(1))], "first call held");
+        assert_eq!(s.selected_call().map(|c| c.id), Some(2));
+        s.outbox.clear();
+        with_call(&mut s, "1", "held");
+        with_call(&mut s, "2", "confirmed");
+
+        // Select the held call and resume it: the other one goes on hold.
+        s.focus = Focus::Calls;
+        update(&mut s, Action::Up);
+        assert_eq!(s.selected_call().map(|c| c.id), Some(1));
+        assert_eq!(
+            update(&mut s, Action::ToggleHold),
+            Some(Command::Resume(Some(1)))
+        );
+        assert_eq!(s.outbox, vec![Command::Hold(Some(2))]);
+        s.outbox.clear();
+        with_call(&mut s, "2", "held");
+        with_call(&mut s, "1", "confirmed");
+
+        // Holding the active call holds only that one.
+        assert_eq!(
+            update(&mut s, Action::ToggleHold),
+            Some(Command::Hold(Some(1)))
+        );
+        assert!(s.outbox.is_empty());
+        with_call(&mut s, "1", "held");
+
+        // Hang up either: the selected one goes, the other stays selectable.
+        assert_eq!(
+            update(&mut s, Action::Hangup),
+            Some(Command::Hangup(Some(1)))
+        );
+        with_call(&mut s, "1", "terminated");
+        assert_eq!(s.calls.len(), 1);
+        assert_eq!(s.selected_call().map(|c| c.id), Some(2));
+        // Both on hold before: resuming the last one holds nothing else.
+        assert_eq!(
+            update(&mut s, Action::ToggleHold),
+            Some(Command::Resume(Some(2)))
+        );
+        assert!(s.outbox.is_empty());
+        assert_eq!(
+            update(&mut s, Action::Hangup),
+            Some(Command::Hangup(Some(2)))
+        );
+    }
+
+    #[test]
+    fn enter_on_the_empty_field_answers_a_waiting_call_holding_the_first() {
+        let mut s = state();
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "incoming");
+        update(&mut s, Action::Cancel); // the popup hidden: the call rings in the panel
+        s.focus = Focus::Dial;
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Answer(Some(2)))
+        );
+        assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
+        // `r` on a waiting call rejects it, not the call in progress.
+        let mut s = state();
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "incoming");
+        update(&mut s, Action::Cancel);
+        s.focus = Focus::Calls;
+        assert_eq!(
+            update(&mut s, Action::Reject),
+            Some(Command::Reject(Some(2)))
+        );
+        assert!(s.outbox.is_empty());
     }
 
     #[test]

@@ -300,6 +300,171 @@ mod tests {
         );
     }
 
+    /// How the help and the README name a key: `x`, `F`, `Enter`, `Ctrl-C`, `F1`, ...
+    fn key_name(key: &KeyEvent) -> String {
+        match key.code {
+            KeyCode::Char(c) if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                format!("Ctrl-{}", c.to_ascii_uppercase())
+            }
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::F(n) => format!("F{n}"),
+            KeyCode::Esc => "Esc".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The key names in a help key column: `a / r`, `Up/Down j/k`, `0-9 * #`, `? or F1`,
+    /// `q, Ctrl-C/Q` (the `Q` inherits the `Ctrl-`).
+    fn help_key_names(column: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for token in column
+            .replace(" / ", " ")
+            .replace(',', " ")
+            .split_whitespace()
+        {
+            if token == "or" {
+                continue;
+            }
+            if token == "0-9" {
+                names.extend(('0'..='9').map(String::from));
+                continue;
+            }
+            let parts: Vec<&str> = if token == "/" {
+                vec![token]
+            } else {
+                token.split('/').collect()
+            };
+            let mut prefix = "";
+            for part in parts {
+                if let Some(rest) = part.strip_prefix("Ctrl-") {
+                    prefix = "Ctrl-";
+                    names.push(format!("Ctrl-{rest}"));
+                } else {
+                    names.push(format!("{prefix}{part}"));
+                }
+            }
+        }
+        names
+    }
+
+    /// The key names in the first column of the README's keys table (its `code` spans,
+    /// `0`-`9` for the digits).
+    fn readme_key_names() -> Vec<String> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("### Keys")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap_or_default();
+        let mut names = Vec::new();
+        for line in table.lines().filter(|l| l.starts_with("| ")) {
+            let column = line.split('|').nth(1).unwrap_or_default();
+            if column.contains("`0`-`9`") {
+                names.extend(('0'..='9').map(String::from));
+            }
+            names.extend(column.split('`').skip(1).step_by(2).map(String::from));
+            names.extend(column.split_whitespace().map(String::from));
+        }
+        names
+    }
+
+    /// Every key that does something, in every place the keyboard can be, is in the help
+    /// overlay and in the README's keys table. Typed text and the quit question (its popup
+    /// says `y yes, any key no`) are not key bindings.
+    #[test]
+    fn help_and_readme_name_every_bound_key() {
+        let help: Vec<String> = crate::ui::view::popup::HELP
+            .iter()
+            .flat_map(|(keys, _)| help_key_names(keys))
+            .collect();
+        let readme = readme_key_names();
+        let mut candidates: Vec<KeyEvent> = (' '..='~').map(|c| press(KeyCode::Char(c))).collect();
+        candidates
+            .extend(('a'..='z').map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)));
+        candidates.extend((1..=12).map(|n| press(KeyCode::F(n))));
+        candidates.extend(
+            [
+                KeyCode::Enter,
+                KeyCode::Esc,
+                KeyCode::Tab,
+                KeyCode::BackTab,
+                KeyCode::Backspace,
+                KeyCode::Delete,
+                KeyCode::Insert,
+                KeyCode::Up,
+                KeyCode::Down,
+                KeyCode::Left,
+                KeyCode::Right,
+                KeyCode::Home,
+                KeyCode::End,
+                KeyCode::PageUp,
+                KeyCode::PageDown,
+            ]
+            .map(press),
+        );
+        let entry = crate::ui::state::LogEntry::new(
+            std::time::Duration::ZERO,
+            crate::event::Direction::In,
+            "127.0.0.1:5060".into(),
+            "OPTIONS sip:a@b SIP/2.0".into(),
+            std::sync::Arc::from(&b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"[..]),
+        );
+        let mut places: Vec<(String, UiState)> = Vec::new();
+        for focus in [Focus::Dial, Focus::Calls, Focus::Log] {
+            let mut s = state();
+            s.focus = focus;
+            places.push((format!("{focus:?}"), s));
+        }
+        let mut searching = state();
+        searching.searching = true;
+        places.push(("search".into(), searching));
+        for popup in [
+            Popup::Help,
+            Popup::Message { entry, scroll: 0 },
+            Popup::Incoming {
+                call: 1,
+                remote: "sip:bob@b".into(),
+            },
+            Popup::Contacts { selected: 0 },
+            Popup::Ladder {
+                call_id: "x".into(),
+                scroll: 0,
+            },
+            Popup::Transfer {
+                call: 1,
+                target: String::new(),
+            },
+        ] {
+            let mut s = state();
+            s.focus = Focus::Calls;
+            let place = format!("{popup:?}");
+            s.popup = Some(popup);
+            places.push((place, s));
+        }
+        let mut missing = Vec::new();
+        for (place, s) in &places {
+            for key in &candidates {
+                let Some(action) = key_action(s, *key) else {
+                    continue;
+                };
+                if matches!(action, Action::Type(_)) {
+                    continue;
+                }
+                let name = key_name(key);
+                // Backspace edits text: the README lists it, the full help has no room.
+                if name != "Backspace" && !help.contains(&name) {
+                    missing.push(format!("help lacks {name} ({place}: {action:?})"));
+                }
+                if !readme.contains(&name) {
+                    missing.push(format!("README lacks {name} ({place}: {action:?})"));
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
     #[test]
     fn clicks_on_the_pad_press_its_buttons() {
         let s = state();

@@ -197,11 +197,14 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 /// (redraw) always: every action changes something visible or the status line.
 fn act(state: &mut UiState, action: action::Action, commands: &mpsc::Sender<Command>) -> bool {
     state.tick(Instant::now());
-    if let Some(command) = update(state, action)
-        && let Err(error) = commands.try_send(command)
-    {
-        tracing::warn!(%error, "engine command queue full or closed");
-        state.set_status(format!("engine busy, command dropped: {error}"));
+    let command = update(state, action);
+    // Queued commands first: the other calls go on hold before this one is answered.
+    let queued: Vec<Command> = state.outbox.drain(..).chain(command).collect();
+    for command in queued {
+        if let Err(error) = commands.try_send(command) {
+            tracing::warn!(%error, "engine command queue full or closed");
+            state.set_status(format!("engine busy, command dropped: {error}"));
+        }
     }
     true
 }

@@ -342,6 +342,9 @@ pub struct UiState {
     pub call_sip_ids: Vec<(u64, String)>,
     /// A Call-ID the user asked to export (`e`); the run loop takes it and writes the file.
     pub export_request: Option<String>,
+    /// Commands for the engine that go before the one `action::update` returns (answering or
+    /// resuming a call first holds the other calls); the run loop drains it.
+    pub outbox: Vec<crate::driver::command::Command>,
 }
 
 impl UiState {
@@ -380,6 +383,7 @@ impl UiState {
             wall_start: 0,
             call_sip_ids: Vec::new(),
             export_request: None,
+            outbox: Vec::new(),
         }
     }
 
@@ -703,6 +707,10 @@ impl UiState {
                     self.set_status(format!("too many calls; call {id} not shown"));
                     return;
                 }
+                // A new call is what the user wants to act on next, except a call waiting:
+                // while another call is up, `h`/`x`/`m`/`t` stay on the call the user talks
+                // to (`a`/`r` find the ringing call anyway).
+                let waiting = state == "incoming" && self.calls.iter().any(CallView::is_up);
                 self.calls.push(CallView {
                     id,
                     incoming: state == "incoming",
@@ -723,8 +731,9 @@ impl UiState {
                     speaker_db: None,
                     levels_at: None,
                 });
-                // A new call is what the user wants to act on next.
-                self.selected_call = self.calls.len() - 1;
+                if !waiting {
+                    self.selected_call = self.calls.len() - 1;
+                }
             }
         }
     }

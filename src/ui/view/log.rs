@@ -51,19 +51,26 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(p) => format!("{}/{}", p + 1, visible.len()),
         None => format!("{} msgs, follow", visible.len()),
     };
-    let mut filter = String::new();
-    if let Some(call_id) = &state.log_call_filter {
-        filter.push_str(&format!(" [call {}]", truncate(&printable(call_id), 12)));
-    }
+    let mut others = String::new();
     if let Some(method) = &state.log_method_filter {
-        filter.push_str(&format!(" [{}]", truncate(&printable(method), 12)));
+        others.push_str(&format!(" [{}]", truncate(&printable(method), 12)));
     }
     if state.searching || !state.log_filter.is_empty() {
         let cursor = if state.searching { "█" } else { "" };
-        filter.push_str(&format!(" /{}{cursor}", printable(&state.log_filter)));
+        others.push_str(&format!(" /{}{cursor}", printable(&state.log_filter)));
     }
+    let head = format!(" SIP log ({mode})");
+    let mut filter = String::new();
+    if let Some(call_id) = &state.log_call_filter {
+        // The Call-ID gets what room the title has left (at most 12 characters), so that
+        // the method and search filters after it stay readable at 80 columns.
+        let used = head.chars().count() + others.chars().count() + " [call ]".len() + 2;
+        let room = usize::from(area.width).saturating_sub(used).clamp(4, 12);
+        filter.push_str(&format!(" [call {}]", truncate(&printable(call_id), room)));
+    }
+    filter.push_str(&others);
     let block = Block::bordered()
-        .title(format!(" SIP log ({mode}){filter} "))
+        .title(format!("{head}{filter} "))
         .border_style(border_style(focused || state.searching));
     let inner = block.inner(area);
     let rows = usize::from(inner.height);

@@ -15,11 +15,11 @@ use crate::ui::state::{LogEntry, Popup, UiState};
 pub const HELP: &[(&str, &str)] = &[
     ("type, Enter", "dial a number or URI (in the dial field)"),
     ("Enter", "on an empty field: answer the ringing call"),
-    ("Up / Down", "dial history; select a call or log message"),
+    ("Up/Down j/k", "dial history; select a call or log message"),
     ("Esc", "leave the field, close a popup, follow log"),
     ("a / r", "answer / reject the incoming call"),
     ("h", "hang up the selected call"),
-    ("x", "hold / resume"),
+    ("x", "hold / resume (others go on hold)"),
     ("m", "mute / unmute the microphone"),
     ("t", "transfer the call (asks for the target)"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
@@ -32,7 +32,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("e", "export the call as PlantUML (data dir)"),
     ("f / F", "log: this call only / cycle methods"),
     ("? or F1", "this help"),
-    ("q, Ctrl-C/Q", "quit (asks y to confirm)"),
+    ("q, Ctrl-C/Q", "quit (asks: y confirms)"),
     ("mouse", "click the dial pad buttons"),
 ];
 
@@ -40,7 +40,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     match &state.popup {
         None => {}
         Some(Popup::Help) => help(frame, area),
-        Some(Popup::Incoming { call, remote }) => incoming(frame, area, *call, remote),
+        Some(Popup::Incoming { call, remote }) => incoming(state, frame, area, *call, remote),
         Some(Popup::Message { entry, scroll }) => message(frame, area, entry, *scroll),
         Some(Popup::QuitConfirm) => quit(frame, area),
         Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
@@ -128,7 +128,7 @@ fn help(frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn incoming(frame: &mut Frame, area: Rect, call: u64, remote: &str) {
+fn incoming(state: &UiState, frame: &mut Frame, area: Rect, call: u64, remote: &str) {
     let rect = centered(area, 56, 7);
     let inner = frame_box(
         frame,
@@ -141,13 +141,28 @@ fn incoming(frame: &mut Frame, area: Rect, call: u64, remote: &str) {
         usize::from(inner.width.saturating_sub(2)),
     );
     let key = Style::new().fg(Color::Black).add_modifier(Modifier::BOLD);
+    // Call waiting: say what answering does to the call in progress (see action.rs).
+    let active: Vec<String> = state
+        .calls
+        .iter()
+        .filter(|c| c.id != call && c.state == "confirmed")
+        .map(|c| c.id.to_string())
+        .collect();
+    let note = if active.is_empty() {
+        Line::raw("")
+    } else {
+        Line::styled(
+            format!(" answering puts call {} on hold", active.join(", ")),
+            Style::new().fg(Color::DarkGray),
+        )
+    };
     let lines = vec![
         Line::raw(""),
         Line::styled(
             format!(" {remote}"),
             Style::new().add_modifier(Modifier::BOLD),
         ),
-        Line::raw(""),
+        note,
         Line::from(vec![
             Span::raw(" "),
             Span::styled(" a/Enter ", key.bg(Color::Green)),
