@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# `make fuzz`: seeds each target's corpus from the test fixtures, runs every cargo-fuzz target for
-# FUZZ_SECONDS (default 60) and writes fuzz/results.md (executions, coverage, crashes per target).
+# `make fuzz` (or `fuzz/run.sh [TARGET...]`): seeds each target's corpus from the test fixtures,
+# runs every cargo-fuzz target (or those named) for FUZZ_SECONDS (default 60) and writes
+# fuzz/results.md (executions, coverage, crashes per target).
 # Needs cargo-fuzz (installed by the Makefile) and nightly features: on a stable toolchain we set
 # RUSTC_BOOTSTRAP=1, which lets stable rustc take the -Z sanitizer flags cargo-fuzz passes.
 set -u
 cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-60}
 export RUSTC_BOOTSTRAP=1
-targets=$(cargo fuzz list)
+# Targets named on the command line, else every target.
+targets=${*:-$(cargo fuzz list)}
 
 seed() {
     local corpus=corpus/$1

@@ -423,3 +423,24 @@ fn inv2543_old_style_invite_without_contact_rings() {
     // be handled for backward compatibility; the From URI stands in for the missing Contact.
     rings("inv2543", &rfc4475("inv2543"));
 }
+
+// ------------------------------------------------------------ found by fuzzing
+
+/// fuzz/ua_datagrams found it: an unparseable request whose Via held a bare CR got a 400 that
+/// copied the CR, i.e. a response that does not parse (and a way to inject a header). `feed`
+/// insists that everything the UA sends parses; a line with a control character is now left
+/// out, and without a clean Via there is no answer at all.
+#[test]
+fn a_bare_cr_in_a_broken_request_is_never_echoed() {
+    let bad_via = b"INVITE sip:bob@example.com SIP/2.0\r\nCSeq: 193942 INVITE\r\n\
+Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKkdj.insuf\r 12\r\nContent-Length: 5\r\n\r\n";
+    let outcome = feed(bad_via);
+    assert!(outcome.responses.is_empty(), "no clean Via, no answer");
+
+    let bad_from = b"INVITE sip:bob@example.com SIP/2.0\r\nCSeq: 193942 INVITE\r\n\
+Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKkdj.insuf\r\nFrom: <sip:a@b>\rInjected: yes\r\n\
+Content-Length: 5\r\n\r\n";
+    let response = answered("bare-cr", bad_from, &[400]);
+    assert!(response.headers.get("Injected").is_none());
+    assert!(response.headers.get("From").is_none());
+}

@@ -1129,6 +1129,12 @@ pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Ve
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
+        // A bare CR (or any control character) copied into our response would break its
+        // framing or inject a header (found by fuzz/ua_datagrams): such a line is not kept,
+        // and without a clean Via and CSeq there is no answer at all.
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            continue;
+        }
         let long = super::message::long_name(name.trim());
         if ["Via", "From", "To", "Call-ID", "CSeq"]
             .iter()
