@@ -14,6 +14,10 @@ targets=${*:-$(cargo fuzz list)}
 seed() {
     local corpus=corpus/$1
     mkdir -p "$corpus"
+    # Inputs that once crashed a target stay in its corpus (fuzz/regressions/TARGET-*).
+    for f in regressions/"$1"-*; do
+        [ -e "$f" ] && cp "$f" "$corpus"/
+    done
     case $1 in
     parse_message)
         find ../tests/data/torture -type f ! -name '*.md' ! -name MANIFEST.tsv ! -name SOURCE \
