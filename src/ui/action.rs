@@ -74,10 +74,17 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
                 Focus::Dial => state.focus = Focus::Calls,
                 // Esc in the log goes back to following the newest message.
                 Focus::Log => {
+                    let filtered = !state.log_filter.is_empty()
+                        || state.log_call_filter.is_some()
+                        || state.log_method_filter.is_some();
                     state.log_selected = None;
                     state.log_filter.clear();
                     state.log_call_filter = None;
                     state.log_method_filter = None;
+                    // The status line still said "log: only INVITE" after the filters went.
+                    if filtered {
+                        state.set_status("log: every message, following the newest");
+                    }
                 }
                 Focus::Calls => {}
             }
@@ -1010,5 +1017,10 @@ mod tests {
         update(&mut s, Action::CycleMethodFilter);
         update(&mut s, Action::Cancel);
         assert!(!s.log_filtered());
+        // ...and the status line no longer names the method filter that is gone.
+        assert_eq!(
+            s.status.as_deref(),
+            Some("log: every message, following the newest")
+        );
     }
 }
