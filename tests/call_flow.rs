@@ -703,6 +703,29 @@ fn hold_and_resume() {
     pair.print_ladder("hold/resume");
 }
 
+/// The held side sees its call as held too, but cannot resume what the peer holds: a resume
+/// there sends nothing and says why (it used to be silently ignored, a key press with no effect).
+#[test]
+fn resuming_a_call_the_peer_holds_says_only_the_peer_can() {
+    let mut pair = established();
+    pair.command(Side::A, Command::Hold { call: None });
+    pair.run_secs(2.0);
+    assert_eq!(pair.b.last_state(), Some(CallState::Held));
+    let before = pair.wire.log.len();
+    pair.command(Side::B, Command::Resume { call: None });
+    pair.run_secs(2.0);
+    assert_eq!(pair.wire.log.len(), before, "nothing sent: {pair:?}");
+    assert!(
+        pair.b
+            .errors()
+            .iter()
+            .any(|e| e.contains("only it can resume")),
+        "{:?}",
+        pair.b.errors()
+    );
+    assert_eq!(pair.b.last_state(), Some(CallState::Held));
+}
+
 #[test]
 fn lost_ack_of_a_reinvite_is_resent_and_the_hold_stays() {
     let mut pair = established();

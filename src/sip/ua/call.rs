@@ -337,6 +337,14 @@ impl UserAgent {
         let Some(call) = self.call_mut(id) else {
             return;
         };
+        // A call the peer put on hold shows as held too, but only the peer can resume it:
+        // say so, instead of ignoring the user's key press.
+        if !hold && !call.on_hold && call.state == CallState::Held {
+            self.events.push_back(UaEvent::Error {
+                message: format!("call {id}: the other side holds this call; only it can resume"),
+            });
+            return;
+        }
         if call.dialog.is_none() || call.reinvite_tsx.is_some() || call.on_hold == hold {
             return;
         }
