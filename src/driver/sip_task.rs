@@ -425,6 +425,8 @@ impl Engine {
                                 tracing::info!(peer = %peer.addr, %error, "connection closed");
                             }
                             self.connection_gone(peer, aliases, now);
+                            // RFC 5626 §4.4: the flow to the registrar is gone; re-register now.
+                            self.ua.handle_flow_failed(peer, now);
                         }
                         Inbound::Lost { peer, error } => {
                             let aliases = self.transport.closed(peer);
@@ -432,6 +434,7 @@ impl Engine {
                             let message = format!("connection to {} lost: {error}", peer.addr);
                             let _ = self.events.send(Event::Warning { message }).await;
                             self.connection_gone(peer, aliases, now);
+                            self.ua.handle_flow_failed(peer, now);
                         }
                     }
                 }
