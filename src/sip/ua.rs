@@ -910,9 +910,7 @@ impl UserAgent {
                 }
                 self.apply_registration(out, now);
             }
-            Some(Owner::Call(id, method)) => {
-                self.call_failed(id, method, tsx, code, reason, now)
-            }
+            Some(Owner::Call(id, method)) => self.call_failed(id, method, tsx, code, reason, now),
             None => {}
         }
     }
