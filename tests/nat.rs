@@ -552,3 +552,49 @@ fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
     a.expect_call_state("terminated", EVENT_TIMEOUT).unwrap();
     a.quit(Duration::from_secs(5));
 }
+
+/// With a STUN server that never answers, a new call's RTP Binding takes up to a second before
+/// the INVITE goes out. `hangup` typed right after `dial` must still mean that call (was:
+/// `error` "no call to hang up", and the call rang on): the INVITE goes out, then its CANCEL,
+/// and the callee's ringing call ends too.
+#[test]
+fn hangup_right_after_dial_waits_for_the_rtp_stun_binding() {
+    // Bound, never read: requests vanish.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut a = spawn(
+        "nat-hangup",
+        config(Some(silent.local_addr().unwrap()), None, ""),
+        None,
+    );
+    // The SIP socket's own Binding gives up first (its warning): what follows is the call's.
+    a.expect_event(
+        "the SIP socket's STUN warning",
+        |e| e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("STUN"),
+        EVENT_TIMEOUT,
+    )
+    .unwrap();
+    let mut b = spawn("nat-hangup-b", config(None, None, ""), None);
+    let sent = Instant::now();
+    a.send(&format!("dial {}", b.uri("bob"))).unwrap();
+    a.send("hangup").unwrap();
+    let calling = a.expect_call_state("calling", EVENT_TIMEOUT).unwrap();
+    println!("calling {:?} after dial: {calling}", sent.elapsed());
+    b.expect_call_state("incoming", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.recent_output()));
+    let ended = a.expect_call_state("terminated", EVENT_TIMEOUT).unwrap();
+    let b_ended = b
+        .expect_call_state("terminated", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the callee rang on: {e}"));
+    println!(
+        "caller ended {ended}; callee ended {b_ended} ({:?} after dial)",
+        sent.elapsed()
+    );
+    assert!(
+        a.events_of("error").is_empty(),
+        "{:?}",
+        a.events_of("error")
+    );
+    drop(silent);
+    a.quit(Duration::from_secs(5));
+    b.quit(Duration::from_secs(5));
+}

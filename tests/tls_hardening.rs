@@ -334,8 +334,9 @@ fn accept_tls(
 }
 
 /// A TLS registrar run here grants 2 s; after the first REGISTER it closes the connection.
-/// The automatic refresh (at 1 s, no command) opens a new TLS connection (SNI "localhost"
-/// again) and registers again on it; no error event.
+/// sipterm (no command) opens a new TLS connection (SNI "localhost" again) and registers
+/// again on it; no error event. Since RFC 5626 §4.4 flow recovery this happens at once on
+/// the close, before the refresh (due at 1 s) would.
 #[test]
 fn registrar_drop_then_automatic_refresh_reconnects() -> TestResult {
     let certs = make_certs()?;
@@ -423,7 +424,7 @@ fn silent_registrar_connection_is_reported_lost() -> TestResult {
             ),
         None,
     )?;
-    let mut tls = accept_tls(&listener, config, SIGNALLING)?;
+    let mut tls = accept_tls(&listener, config.clone(), SIGNALLING)?;
     let mut carry = Vec::new();
     let register = read_message(&mut tls, &mut carry, SIGNALLING)?;
     tls.write_all(response(&register, "200 OK", "Expires: 600\r\n").as_bytes())?;
@@ -467,6 +468,20 @@ fn silent_registrar_connection_is_reported_lost() -> TestResult {
     );
     let message = lost["message"].as_str().unwrap_or_default();
     assert!(message.contains(&port.to_string()), "{message}");
+    // RFC 5626 §4.4: the flow to the registrar is gone; sipterm registers again at once, on
+    // a new connection (was: at the refresh, 540 s later).
+    let mut again = accept_tls(&listener, config, SIGNALLING)?;
+    let mut carry = Vec::new();
+    let register_again = read_message(&mut again, &mut carry, SIGNALLING)?;
+    println!(
+        "REGISTER on a new connection {:?} after the registrar went silent: {}",
+        silent_from.elapsed(),
+        register_again.lines().next().unwrap_or("")
+    );
+    assert!(
+        register_again.starts_with("REGISTER sips:localhost:"),
+        "{register_again}"
+    );
     no_panic(&alice);
     Ok(())
 }
@@ -688,5 +703,168 @@ fn slowloris_does_not_block_other_clients() -> TestResult {
     let took = options_round_trip(&mut client, 40_200, "normal2")?;
     println!("normal TLS client again after the attack: {took:?}");
     no_panic(&sipterm);
+    Ok(())
+}
+
+/// The alias test above with a single connection: the caller (reachable only over the TLS
+/// connection it opened) calls, ACKs, then closes that connection. The INVITE server
+/// transaction (alive ~32 s after the 200, RFC 6026 Accepted) fails with it, but the dialog
+/// was confirmed by the ACK: the call stays up (was: it ended at once, nobody hung up) until
+/// the user hangs up.
+#[test]
+fn closing_the_only_connection_after_the_ack_keeps_the_call() -> TestResult {
+    let certs = make_certs()?;
+    let mut callee = spawn(
+        "callee",
+        format!("[sip]\n{}", tls_listener_keys(&certs)) + &account("callee", ""),
+        Some(0),
+    )?;
+    let server = tls_listen(&callee)?;
+    let mut tls = tls_client(&certs, server, Duration::from_millis(200))?;
+    let caller = dead_port()?;
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let dialog_headers = |to: &str, cseq: &str, branch: &str| {
+        format!(
+            "Via: SIP/2.0/TLS 127.0.0.1:{caller};branch=z9hG4bK-only-{branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sips:tester@127.0.0.1:{caller}>;tag=tester1\r\n\
+             To: {to}\r\n\
+             Call-ID: only-close-1@127.0.0.1\r\n\
+             CSeq: {cseq}\r\n"
+        )
+    };
+    let invite = format!(
+        "INVITE sips:callee@{server} SIP/2.0\r\n{}\
+         Contact: <sips:tester@127.0.0.1:{caller};transport=tls>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        dialog_headers(&format!("<sips:callee@{server}>"), "1 INVITE", "1"),
+        sdp.len()
+    );
+    tls.write_all(invite.as_bytes())?;
+    tls.flush()?;
+    let mut carry = Vec::new();
+    let ok = loop {
+        let message = read_message(&mut tls, &mut carry, SIGNALLING)?;
+        if message.starts_with("SIP/2.0 200") {
+            break message;
+        }
+        assert!(message.starts_with("SIP/2.0 1"), "{message}");
+    };
+    let to = header(&ok, "To", "t").ok_or("200 without To")?;
+    let contact = header(&ok, "Contact", "m").ok_or("200 without Contact")?;
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let ack = format!(
+        "ACK {target} SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
+        dialog_headers(&to, "1 ACK", "2")
+    );
+    tls.write_all(ack.as_bytes())?;
+    tls.flush()?;
+    callee.expect_call_state("confirmed", SIGNALLING)?;
+
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    drop(tls);
+    // Negative check, bounded: the close reaches sipterm within milliseconds.
+    let early = callee.expect_call_state("terminated", Duration::from_secs(2));
+    assert!(
+        early.is_err(),
+        "the call ended when the connection closed: {early:?}"
+    );
+    callee.send("hangup")?;
+    let ended = callee.expect_call_state("terminated", SIGNALLING)?;
+    println!("ended by the user: {ended}");
+    assert_eq!(ended["reason"], "Hung up", "{ended}");
+    no_panic(&callee);
+    Ok(())
+}
+
+/// RFC 5626 §4.4 over TCP: a registrar run here grants 600 s, then closes the connection.
+/// sipterm registers again at once on a new connection (was: at the refresh, 540 s later,
+/// unreachable for incoming calls meanwhile); no error event.
+#[test]
+fn tcp_registrar_closing_the_connection_gets_a_new_register_at_once() -> TestResult {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    let mut alice = spawn(
+        "alice",
+        account(
+            "alice",
+            &format!("registrar = \"sip:127.0.0.1:{port};transport=tcp\"\ntransport = \"tcp\"\n"),
+        ),
+        None,
+    )?;
+    let accept = |within: Duration| -> Result<TcpStream, BoxError> {
+        let deadline = Instant::now() + within;
+        loop {
+            match listener.accept() {
+                Ok((sock, _)) => {
+                    sock.set_nonblocking(false)?;
+                    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+                    return Ok(sock);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(format!("no connection from sipterm: {e}").into()),
+            }
+        }
+    };
+    let mut first = accept(SIGNALLING)?;
+    let first_peer = first.peer_addr()?;
+    let mut carry = Vec::new();
+    let register = read_message(&mut first, &mut carry, SIGNALLING)?;
+    assert!(
+        register.starts_with("REGISTER sip:127.0.0.1:"),
+        "{register}"
+    );
+    first.write_all(response(&register, "200 OK", "Expires: 600\r\n").as_bytes())?;
+    first.flush()?;
+    alice.expect_event(
+        "registered",
+        |e| e["event"] == "registration" && e["state"] == "registered" && e["expires"] == 600,
+        SIGNALLING,
+    )?;
+    let dropped_at = Instant::now();
+    first.shutdown(std::net::Shutdown::Both)?;
+    drop(first);
+
+    let mut second = accept(SIGNALLING)?;
+    let mut carry = Vec::new();
+    let again = read_message(&mut second, &mut carry, SIGNALLING)?;
+    let took = dropped_at.elapsed();
+    println!(
+        "REGISTER on a new connection {took:?} after the registrar closed the old one: {}",
+        again.lines().next().unwrap_or("")
+    );
+    assert!(again.starts_with("REGISTER sip:127.0.0.1:"), "{again}");
+    assert_ne!(second.peer_addr()?, first_peer, "not a new connection");
+    assert!(
+        took < Duration::from_secs(5),
+        "re-registered only after {took:?} (the refresh was due in 540 s)"
+    );
+    let cseq =
+        |m: &str| -> Option<u32> { header(m, "CSeq", "CSeq")?.split(' ').next()?.parse().ok() };
+    assert!(cseq(&again) > cseq(&register), "{register}\n{again}");
+    second.write_all(response(&again, "200 OK", "Expires: 600\r\n").as_bytes())?;
+    second.flush()?;
+    alice.expect_event(
+        "registered again",
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        SIGNALLING,
+    )?;
+    assert!(
+        alice.events_of("error").is_empty(),
+        "{:?}",
+        alice.events_of("error")
+    );
+    no_panic(&alice);
     Ok(())
 }

@@ -178,6 +178,8 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         nat,
         bind_ip: local.ip(),
         media_ready: None,
+        preparing: 0,
+        deferred: std::collections::VecDeque::new(),
     };
     let task = tokio::spawn(engine.run(inbound, command_rx, setup.register_at_start));
     Ok(SipHandle {
@@ -285,10 +287,30 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         nat: SipNat::new(None, None, None, 0),
         bind_ip: listen.ip(),
         media_ready: None,
+        preparing: 0,
+        deferred: std::collections::VecDeque::new(),
     };
     // The command sender is dropped: the echo engine lives as long as the runtime.
     tokio::spawn(engine.run(inbound, command_rx, false));
     Some(listen)
+}
+
+/// Whether `command` must wait for calls whose RTP STUN Binding still runs: a dial, an
+/// answer or quit (order matters), and call commands that name no call (the user may mean the
+/// call being placed). Those naming a call mean one that exists; (un)register never waits.
+fn waits_for_media(command: &Command) -> bool {
+    match command {
+        Command::Register | Command::Unregister => false,
+        Command::Dial(_) | Command::Quit => true,
+        Command::Answer(call)
+        | Command::Reject(call)
+        | Command::Hangup(call)
+        | Command::Hold(call)
+        | Command::Resume(call)
+        | Command::Transfer(call, _)
+        | Command::Mute(call, _)
+        | Command::Dtmf(call, _) => call.is_none(),
+    }
 }
 
 /// The tone player's state: at most one tone plays, for one call, while no call has media.
@@ -328,6 +350,11 @@ struct Engine {
     bind_ip: IpAddr,
     /// Where a call's RTP sockets come back after their STUN Binding (set by `run`).
     media_ready: Option<mpsc::UnboundedSender<PreparedMedia>>,
+    /// Calls whose RTP STUN Binding is running (dial/answer not yet handed to the UA), and
+    /// the commands that came meanwhile and may mean those calls (`waits_for_media`): they
+    /// run, in order, once no Binding is left. Was: `hangup` right after `dial` found no call.
+    preparing: usize,
+    deferred: std::collections::VecDeque<Command>,
 }
 
 /// What a call's RTP sockets are being prepared for; it goes on once they are.
@@ -425,6 +452,8 @@ impl Engine {
                                 tracing::info!(peer = %peer.addr, %error, "connection closed");
                             }
                             self.connection_gone(peer, aliases, now);
+                            // RFC 5626 §4.4: the flow to the registrar is gone; re-register now.
+                            self.ua.handle_flow_failed(peer, now);
                         }
                         Inbound::Lost { peer, error } => {
                             let aliases = self.transport.closed(peer);
@@ -432,11 +461,16 @@ impl Engine {
                             let message = format!("connection to {} lost: {error}", peer.addr);
                             let _ = self.events.send(Event::Warning { message }).await;
                             self.connection_gone(peer, aliases, now);
+                            self.ua.handle_flow_failed(peer, now);
                         }
                     }
                 }
                 // Never None: `self` holds a sender.
-                Some(prepared) = prepared_media.recv() => self.media_prepared(prepared).await,
+                Some(prepared) = prepared_media.recv() => {
+                    self.media_prepared(prepared).await;
+                    self.preparing = self.preparing.saturating_sub(1);
+                    self.run_deferred().await;
+                }
                 cmd = commands.recv(), if commands_open => {
                     match cmd {
                         Some(cmd) => self.command(cmd).await,
@@ -475,6 +509,11 @@ impl Engine {
     }
 
     async fn command(&mut self, command: Command) {
+        if self.preparing > 0 && waits_for_media(&command) {
+            tracing::debug!(?command, "waiting for the RTP STUN Binding of a new call");
+            self.deferred.push_back(command);
+            return;
+        }
         let now = std::time::Instant::now();
         let ua_command = match command {
             Command::Register => ua::Command::Register,
@@ -562,6 +601,7 @@ impl Engine {
             return self.media_prepared(prepared).await;
         };
         let id = self.nat.next_transaction();
+        self.preparing += 1;
         tokio::spawn(async move {
             let outcome =
                 super::nat::binding_on_socket(&prepared.rtp, server, id, MEDIA_SCHEDULE).await;
@@ -569,6 +609,16 @@ impl Engine {
             // The engine is gone: nothing to dial any more.
             let _ = ready.send(prepared);
         });
+    }
+
+    /// Runs the commands deferred while RTP STUN Bindings ran, in order, until one starts
+    /// another Binding (the rest wait for that one).
+    async fn run_deferred(&mut self) {
+        while self.preparing == 0
+            && let Some(command) = self.deferred.pop_front()
+        {
+            self.command(command).await;
+        }
     }
 
     /// The RTP sockets are ready (with the STUN outcome, if any): describe them for the SDP

@@ -14,6 +14,11 @@ use super::uri::Uri;
 /// refusing registrar sees at most one attempt per back-off period (no storm).
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(900);
+/// RFC 5626 §4.5: a flow that lived this long before it failed was a good one; the next
+/// failure re-registers at once again. Flows that keep dying sooner wait
+/// FIRST_BACKOFF * 2^(n-1) (capped at MAX_BACKOFF), so a registrar that closes every
+/// connection right after the 200 sees no storm.
+pub const FLOW_STABLE_AFTER: Duration = Duration::from_secs(120);
 /// How many times a 423 Interval Too Brief may raise our expiry before we give up.
 const MAX_INTERVAL_RETRIES: u8 = 2;
 
@@ -81,6 +86,10 @@ pub struct Registration {
     /// Whether the user wants to be registered (false after `unregister`).
     wanted: bool,
     granted_expires: Option<u32>,
+    /// Flow failures in a row (each within FLOW_STABLE_AFTER of the one before) and when the
+    /// last one was.
+    flow_failures: u32,
+    last_flow_failure: Option<Instant>,
 }
 
 impl Registration {
@@ -102,6 +111,8 @@ impl Registration {
             pending: None,
             wanted: false,
             granted_expires: None,
+            flow_failures: 0,
+            last_flow_failure: None,
         }
     }
 
@@ -158,6 +169,38 @@ impl Registration {
                 self.send_register(self.requested_expires, out);
             }
         }
+    }
+
+    /// The connection (TCP/TLS flow) to the registrar or outbound proxy closed or died
+    /// (RFC 5626 §4.4): the registrar can no longer reach us over it, so register again now
+    /// (over a new connection) instead of at the next refresh, minutes away. Only a standing
+    /// binding is refreshed: a REGISTER in flight fails by itself, a failed one keeps its
+    /// back-off. True when a REGISTER was sent.
+    pub fn flow_failed(&mut self, now: Instant, out: &mut Vec<RegistrationOutput>) -> bool {
+        if !self.wanted || self.state != RegistrationState::Registered || self.pending.is_some() {
+            return false;
+        }
+        if self
+            .last_flow_failure
+            .is_none_or(|at| now.saturating_duration_since(at) >= FLOW_STABLE_AFTER)
+        {
+            self.flow_failures = 0;
+        }
+        self.last_flow_failure = Some(now);
+        let wait = match self.flow_failures {
+            0 => Duration::ZERO,
+            n => FIRST_BACKOFF
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(MAX_BACKOFF),
+        };
+        self.flow_failures = self.flow_failures.saturating_add(1);
+        if wait.is_zero() {
+            self.send_register(self.requested_expires, out);
+            return true;
+        }
+        let at = now + wait;
+        self.next_attempt = Some(self.next_attempt.map_or(at, |next| next.min(at)));
+        false
     }
 
     /// The REGISTER in flight got no final response (timer F) or could not be sent.

@@ -549,6 +549,34 @@ impl UserAgent {
         self.drain_tsx(now);
     }
 
+    /// A stream connection (TCP/TLS) to `dest` closed or was found dead (keep-alive pongs
+    /// missing); the driver has already failed what was in flight over it
+    /// (`handle_transport_error`). When it was the flow to our next hop, the registration
+    /// refreshes now (RFC 5626 §4.4): the registrar can no longer reach us over the old
+    /// connection, and the next refresh may be minutes away. UDP has no flows: no-op.
+    pub fn handle_flow_failed(&mut self, dest: Destination, now: Instant) {
+        self.clock = Some(now);
+        if dest.transport == TransportKind::Udp || Some(dest) != self.registrar_hop() {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(reg) = self.registration.as_mut()
+            && reg.flow_failed(now, &mut out)
+        {
+            tracing::info!(peer = %dest.addr, "connection to the registrar closed; registering again");
+        }
+        self.apply_registration(out, now);
+        self.drain_tsx(now);
+    }
+
+    /// Where REGISTER goes (as `send_request` picks it): the next hop, else the registrar.
+    fn registrar_hop(&self) -> Option<Destination> {
+        self.config.next_hop.or_else(|| {
+            let registrar = &self.registration.as_ref()?.params().registrar;
+            uri_destination(registrar, self.config.account.transport)
+        })
+    }
+
     // ---- outputs ----
 
     pub fn poll_transmit(&mut self) -> Option<OutDatagram> {
@@ -882,7 +910,7 @@ impl UserAgent {
                 }
                 self.apply_registration(out, now);
             }
-            Some(Owner::Call(id, method)) => self.call_failed(id, method, code, reason, now),
+            Some(Owner::Call(id, method)) => self.call_failed(id, method, tsx, code, reason, now),
             None => {}
         }
     }

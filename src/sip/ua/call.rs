@@ -66,6 +66,10 @@ pub(super) struct Call {
     pub on_hold: bool,
     /// A peer's re-INVITE without SDP: we offered in the 200 and wait for the answer in ACK.
     pub offered_in_ok: bool,
+    /// The dialog is confirmed by an ACK: we sent it for the 2xx (caller) or received it
+    /// (callee). From then on a transport error on the initial INVITE transaction (kept ~32 s
+    /// after the 2xx, RFC 6026 Accepted) says nothing about the call.
+    pub ack_done: bool,
 }
 
 impl Call {
@@ -102,6 +106,7 @@ impl Call {
             glare_retry_at: None,
             on_hold: false,
             offered_in_ok: false,
+            ack_done: false,
         }
     }
 
@@ -552,6 +557,7 @@ impl UserAgent {
         self.stamp_via(&mut ack, dest);
         if let Some(call) = self.call_mut(id) {
             call.ack = Some((ack.clone(), dest));
+            call.ack_done = true;
         }
         self.push_raw(dest, ack);
         let cancel_wanted = self.calls.iter().any(|c| c.id == id && c.cancel_wanted);
@@ -697,21 +703,35 @@ impl UserAgent {
         &mut self,
         id: u64,
         method: Method,
+        tsx: TsxId,
         code: u16,
         reason: &str,
         now: Instant,
     ) {
         match method {
             Method::Invite => {
-                let reinvite = self
-                    .calls
-                    .iter()
-                    .any(|c| c.id == id && c.reinvite_tsx.is_some());
-                if reinvite {
+                let Some(call) = self.calls.iter().find(|c| c.id == id) else {
+                    return;
+                };
+                // Which INVITE failed: our re-INVITE in flight, or the initial INVITE's
+                // transaction (client, or the server one we answered). Was: any failure while
+                // a re-INVITE was in flight counted as the re-INVITE's (BYE, "Hung up").
+                if call.reinvite_tsx == Some(tsx) {
                     if let Some(call) = self.call_mut(id) {
                         call.reinvite_tsx = None;
                     }
                     self.send_bye(id, now);
+                } else if call.ack_done {
+                    // The initial INVITE's transaction outlives the 2xx by ~32 s (RFC 6026
+                    // Accepted) and fails when its connection closes; after the ACK the dialog
+                    // no longer depends on it, and the dialog's next request (BYE, re-INVITE)
+                    // finds out whether the peer is reachable. Was: a closed connection ended
+                    // a call nobody hung up.
+                    tracing::debug!(
+                        call = id,
+                        code,
+                        "initial INVITE transaction failed after the ACK; the call goes on"
+                    );
                 } else {
                     self.terminate(id, Some(code), Some(reason.to_string()));
                 }
@@ -1036,6 +1056,7 @@ impl UserAgent {
             return;
         };
         call.pending_ok = None;
+        call.ack_done = true;
         if !call.offered_in_ok || request.body.is_empty() {
             return;
         }
