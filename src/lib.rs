@@ -16,4 +16,6 @@ pub mod media;
 pub mod nat;
 pub mod sdp;
 pub mod sip;
+#[cfg(test)]
+mod test_clock;
 pub mod ui;

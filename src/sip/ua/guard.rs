@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn bucket_gives_the_burst_then_the_rate() {
         let mut g = Guard::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         let scanner = ip("203.0.113.7");
         let allowed = (0..100).filter(|_| g.allow_response(scanner, t0)).count();
         assert_eq!(allowed, RESPONSE_BURST as usize);
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn table_is_bounded_and_evicts_the_idle() {
         let mut g = Guard::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         let old = ip("198.51.100.1");
         for _ in 0..40 {
             g.allow_response(old, t0);
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn warnings_are_at_most_one_per_interval_and_count_everything() {
         let mut g = Guard::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         let scanner = ip("203.0.113.7");
         for _ in 0..50 {
             g.allow_response(scanner, t0);
