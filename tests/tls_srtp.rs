@@ -309,14 +309,7 @@ fn tls_and_srtp_through_kamailio() -> TestResult {
         SIGNALLING,
     )?;
     // alice's Contact refresh (Kamailio's rport) must be through before she is called.
-    let settle = Instant::now() + SIGNALLING;
-    while alice.events_of("registration").len() < 2 && Instant::now() < settle {
-        let _ = alice.expect_event(
-            "the Contact refresh",
-            |e| e["event"] == "registration",
-            Duration::from_millis(500),
-        );
-    }
+    alice.settle_registrations(2, SIGNALLING);
     bob.send(&format!("dial sip:alice@127.0.0.1:{port}"))?;
     bob.expect_call_state("confirmed", SIGNALLING)
         .map_err(|e| format!("{e}\nkamailio:\n{}", kamailio.log()))?;

@@ -207,6 +207,20 @@ impl Headless {
         self.history.iter().filter(|e| e["event"] == kind).collect()
     }
 
+    /// Waits (at most `timeout`) until `count` registration events have come: behind a
+    /// registrar that rewrites the Contact (rport/received) the first `registered` is followed
+    /// by a Contact refresh, and a call placed before it would race the refresh.
+    pub fn settle_registrations(&mut self, count: usize, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.events_of("registration").len() < count && std::time::Instant::now() < deadline {
+            let _ = self.expect_event(
+                "a registration event",
+                |e| e["event"] == "registration",
+                Duration::from_millis(500),
+            );
+        }
+    }
+
     /// `quit`, then waits for the exit; kills it when it takes longer than `timeout`.
     pub fn quit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         if self.guard.try_exit_status().is_none() {
