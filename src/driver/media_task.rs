@@ -26,7 +26,7 @@ use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
 use crate::media::srtp::SrtpSession;
-use crate::media::tones::LevelMeter;
+use crate::media::tones::{LevelMeter, ToneGenerator, ToneRegion};
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
 use crate::nat::latch::Latch;
 use crate::nat::stun::is_stun;
@@ -69,6 +69,9 @@ pub enum MediaControl {
     Update(MediaParams),
     Mute(bool),
     Dtmf(String),
+    /// Call waiting: mix this region's call-waiting tone into what the call plays (`None`
+    /// stops it). Sent by the SIP task while another call is `incoming`.
+    CallWaiting(Option<ToneRegion>),
     Stop,
 }
 
@@ -201,6 +204,8 @@ struct CallMedia {
     speaker_level: LevelMeter,
     /// SRTP/SRTCP when the SDP negotiated keys (`params.srtp`).
     srtp: Option<SrtpSession>,
+    /// The call-waiting tone being mixed into playout, at the codec's rate.
+    call_waiting: Option<(ToneRegion, ToneGenerator)>,
 }
 
 impl CallMedia {
@@ -289,6 +294,7 @@ impl CallMedia {
             params,
             mic_level: LevelMeter::default(),
             speaker_level: LevelMeter::default(),
+            call_waiting: None,
         })
     }
 
@@ -365,6 +371,10 @@ impl CallMedia {
                         if let Err(e) = self.dtmf_out.queue_digits(&digits) {
                             let _ = self.events.send(Event::Error { message: format!("dtmf: {e}") }).await;
                         }
+                    }
+                    Some(MediaControl::CallWaiting(region)) => {
+                        let rate = self.kind.sample_rate();
+                        self.call_waiting = region.map(|r| (r, r.call_waiting(rate)));
                     }
                     Some(MediaControl::Stop) | None => break,
                 },
@@ -481,6 +491,9 @@ impl CallMedia {
             pcm.clear();
             pcm.resize(frame, 0);
         }
+        if let Some((_, tone)) = &mut self.call_waiting {
+            tone.mix(pcm);
+        }
         self.speaker_level.add(pcm);
         let _ = self.sink.write_frame(pcm);
         if let Some(device) = &mut self.device {
@@ -554,6 +567,9 @@ impl CallMedia {
                 }
                 self.encoder = enc;
                 self.decoder = dec;
+                if let Some((region, tone)) = &mut self.call_waiting {
+                    *tone = region.call_waiting(kind.sample_rate());
+                }
                 self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
                 self.sender = RtpSender::new(
                     u64::from(self.sender.ssrc()) << 16 | 1,

@@ -324,6 +324,11 @@ struct Tones {
     recorded: Option<u64>,
     /// A failing sound device warns once, not at every ring.
     device_warned: Arc<std::sync::atomic::AtomicBool>,
+    /// Call waiting: calls now `incoming`, calls now `confirmed` (not held), and the call
+    /// whose media mixes the call-waiting tone.
+    incoming: std::collections::HashSet<u64>,
+    confirmed: std::collections::HashSet<u64>,
+    waiting_on: Option<u64>,
 }
 
 /// The SIP task's state: the UA, the sockets, and the media of each call.
@@ -829,6 +834,7 @@ impl Engine {
                     let live = self.ua.media_ports();
                     self.sockets.retain(|port, _| live.contains(port));
                 }
+                self.track_call_waiting(call, state);
                 Event::Call {
                     call: call.to_string(),
                     state: state.as_str().to_string(),
@@ -857,6 +863,7 @@ impl Engine {
                         let handle =
                             media_task::spawn(call, rtp, rtcp, params, io, self.events.clone());
                         self.media.insert(call, handle);
+                        self.update_call_waiting();
                     }
                     None => {
                         self.error(format!(
@@ -876,6 +883,7 @@ impl Engine {
             }
             UaEvent::MediaStop { call } => {
                 self.stop_media(call).await;
+                self.update_call_waiting();
                 return;
             }
             UaEvent::Dtmf { call, digit } => Event::Dtmf {
@@ -987,6 +995,53 @@ impl Engine {
             self.tones.recorded = None;
             self.tones.playing = Some((call, handle));
         }
+    }
+
+    /// Notes `call`'s new state for call waiting and starts or stops the tone.
+    fn track_call_waiting(&mut self, call: u64, state: CallState) {
+        if self.echo_mode {
+            return;
+        }
+        let tones = &mut self.tones;
+        if state == CallState::Incoming {
+            tones.incoming.insert(call);
+        } else {
+            tones.incoming.remove(&call);
+        }
+        if state == CallState::Confirmed {
+            tones.confirmed.insert(call);
+        } else {
+            tones.confirmed.remove(&call);
+        }
+        self.update_call_waiting();
+    }
+
+    /// Call waiting (like baresip's): while a call is `incoming` and another is confirmed
+    /// with media, that call's media task mixes the call-waiting tone into what it plays;
+    /// it stops when no call is incoming any more (answered, rejected, cancelled, timed out)
+    /// or the active call is held or ends.
+    fn update_call_waiting(&mut self) {
+        let wanted = if self.tones.incoming.is_empty() {
+            None
+        } else {
+            self.tones
+                .confirmed
+                .iter()
+                .copied()
+                .filter(|c| self.media.contains_key(c))
+                .min()
+        };
+        if wanted == self.tones.waiting_on {
+            return;
+        }
+        let control = |call: Option<u64>, region| {
+            if let Some(handle) = call.and_then(|c| self.media.get(&c)) {
+                let _ = handle.control.send(MediaControl::CallWaiting(region));
+            }
+        };
+        control(self.tones.waiting_on, None);
+        control(wanted, Some(self.tones.settings.region));
+        self.tones.waiting_on = wanted;
     }
 
     /// Stops the tone of `call` (any tone with `None`) and waits until the output is free.

@@ -39,13 +39,14 @@ fn to_sample(value: f64) -> i16 {
         .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
 }
 
-/// One or two summed sines switched on and off by a cadence (for ringback and busy tones).
+/// One or two summed sines switched on and off by a cadence (for ringback, busy and
+/// call-waiting tones).
 #[derive(Debug, Clone)]
 pub struct ToneGenerator {
     oscillators: Vec<SineGenerator>,
-    on_samples: u64,
-    /// 0 means a continuous tone.
-    off_samples: u64,
+    /// Segment lengths in samples, alternately on and off (starting on); empty means a
+    /// continuous tone.
+    segments: Vec<u64>,
     position: u64,
 }
 
@@ -58,16 +59,26 @@ impl ToneGenerator {
                 .iter()
                 .map(|&frequency| SineGenerator::new(frequency, sample_rate, per_tone))
                 .collect(),
-            on_samples: 1,
-            off_samples: 0,
+            segments: Vec::new(),
             position: 0,
         }
     }
 
     /// Switches the tone on for `on_ms`, off for `off_ms`, repeatedly.
-    pub fn with_cadence(mut self, sample_rate: u32, on_ms: u32, off_ms: u32) -> Self {
-        self.on_samples = (u64::from(sample_rate) * u64::from(on_ms) / 1000).max(1);
-        self.off_samples = u64::from(sample_rate) * u64::from(off_ms) / 1000;
+    pub fn with_cadence(self, sample_rate: u32, on_ms: u32, off_ms: u32) -> Self {
+        self.with_pattern(sample_rate, &[on_ms.max(1), off_ms])
+    }
+
+    /// A repeating cadence of `pattern_ms`: on, off, on, off... milliseconds (an odd count
+    /// ends on an on segment, followed directly by the next repetition).
+    pub fn with_pattern(mut self, sample_rate: u32, pattern_ms: &[u32]) -> Self {
+        self.segments = pattern_ms
+            .iter()
+            .map(|&ms| u64::from(sample_rate) * u64::from(ms) / 1000)
+            .collect();
+        if self.segments.iter().sum::<u64>() == 0 {
+            self.segments.clear();
+        }
         self
     }
 
@@ -81,18 +92,46 @@ impl ToneGenerator {
         Self::new(&[440.0, 480.0], sample_rate, 8000.0).with_cadence(sample_rate, 2000, 4000)
     }
 
+    fn audible(&self) -> bool {
+        let period: u64 = self.segments.iter().sum();
+        if period == 0 {
+            return true;
+        }
+        let mut at = self.position % period;
+        for (i, &length) in self.segments.iter().enumerate() {
+            if at < length {
+                return i % 2 == 0;
+            }
+            at -= length;
+        }
+        false
+    }
+
+    fn next_sample(&mut self) -> f64 {
+        let sum: f64 = self
+            .oscillators
+            .iter_mut()
+            .map(SineGenerator::next_value)
+            .sum();
+        let audible = self.audible();
+        self.position = self.position.wrapping_add(1);
+        if audible { sum } else { 0.0 }
+    }
+
     /// Appends `count` samples to `out`.
     pub fn fill(&mut self, out: &mut Vec<i16>, count: usize) {
-        let period = self.on_samples + self.off_samples;
         for _ in 0..count {
-            let sum: f64 = self
-                .oscillators
-                .iter_mut()
-                .map(SineGenerator::next_value)
-                .sum();
-            let audible = self.off_samples == 0 || self.position % period < self.on_samples;
-            out.push(if audible { to_sample(sum) } else { 0 });
-            self.position = self.position.wrapping_add(1);
+            let value = self.next_sample();
+            out.push(to_sample(value));
+        }
+    }
+
+    /// Adds the tone to `out` in place (saturating): a tone mixed into call audio. Allocates
+    /// nothing.
+    pub fn mix(&mut self, out: &mut [i16]) {
+        for sample in out {
+            let value = self.next_sample();
+            *sample = to_sample(f64::from(*sample) + value);
         }
     }
 }
@@ -121,6 +160,18 @@ impl ToneRegion {
             ToneRegion::Us => &[480.0, 620.0],
         };
         ToneGenerator::new(frequencies, sample_rate, 8000.0).with_cadence(sample_rate, 500, 500)
+    }
+
+    /// The call-waiting tone mixed into an active call while another call rings. Europe
+    /// (ETSI TR 101 041): 425 Hz, 0.2 s on, 0.2 s off, 0.2 s on, 3.4 s off. North America
+    /// (Telcordia GR-506): one 440 Hz burst of 0.3 s every 10 s. Quieter than ringback, so
+    /// the call stays understandable.
+    pub fn call_waiting(self, sample_rate: u32) -> ToneGenerator {
+        let (frequency, pattern): (f32, &[u32]) = match self {
+            ToneRegion::Eu => (425.0, &[200, 200, 200, 3400]),
+            ToneRegion::Us => (440.0, &[300, 9700]),
+        };
+        ToneGenerator::new(&[frequency], sample_rate, 6000.0).with_pattern(sample_rate, pattern)
     }
 }
 
@@ -459,6 +510,58 @@ mod tests {
                 "{found}"
             );
         }
+    }
+
+    #[test]
+    fn call_waiting_tones_by_region() {
+        for (region, frequency, expected) in [
+            (
+                ToneRegion::Eu,
+                425.0,
+                vec![
+                    (true, 200),
+                    (false, 200),
+                    (true, 200),
+                    (false, 3400),
+                    (true, 200),
+                ],
+            ),
+            (
+                ToneRegion::Us,
+                440.0,
+                vec![(true, 300), (false, 9700), (true, 300)],
+            ),
+        ] {
+            let mut generator = region.call_waiting(16_000);
+            let mut samples = Vec::new();
+            // In 20 ms frames, as the media task mixes it.
+            for _ in 0..(10_300 / 20) {
+                let mut frame = vec![0i16; 320];
+                generator.mix(&mut frame);
+                samples.extend_from_slice(&frame);
+            }
+            let runs = cadence(&samples, 16_000, 50, 1000.0);
+            assert_eq!(runs[..expected.len()], expected[..], "{region:?}: {runs:?}");
+            let burst = &samples[..3200];
+            assert!(
+                (dominant_frequency(burst, 16_000) - frequency).abs() < 1.0,
+                "{region:?}"
+            );
+        }
+        // Mixed into call audio: both tones are there, nothing else changes in the gaps.
+        let mut call = Vec::new();
+        SineGenerator::new(1000.0, 8000, 8000.0).fill(&mut call, 8000);
+        let mut mixed = call.clone();
+        ToneRegion::Eu.call_waiting(8000).mix(&mut mixed);
+        let on = &mixed[..1600];
+        assert!(goertzel_power(on, 8000, 425.0) > 0.005);
+        assert!(goertzel_power(on, 8000, 1000.0) > 0.01);
+        assert_eq!(mixed[1600..3200], call[1600..3200]);
+        assert_eq!(mixed[4800..], call[4800..]);
+        // Saturates instead of wrapping.
+        let mut loud = vec![i16::MAX; 160];
+        ToneRegion::Eu.call_waiting(8000).mix(&mut loud);
+        assert!(loud.iter().all(|&s| s > 20_000));
     }
 
     #[test]
