@@ -467,3 +467,114 @@ fn missing_output_device_warns_once_for_tones() -> TestResult {
     caller.quit(Duration::from_secs(5));
     Ok(())
 }
+
+/// Call waiting: A calls B (A sends 1 kHz, B records), then C calls B while that call is up
+/// and gives up (CANCEL) after ~2 s. B's speaker gets the EU call-waiting tone (425 Hz,
+/// 0.2 s on / 0.2 s off / 0.2 s on, then 3.4 s off) mixed into the call from C's INVITE on,
+/// none before, none after the CANCEL (the call lasts past where the next burst would be),
+/// and A's 1 kHz throughout.
+#[test]
+fn second_incoming_call_beeps_into_the_active_call() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a_in = dir.path().join("a_in.wav");
+    write_wav(&a_in, 48_000, &sine(1000.0, 48_000, 15.0, 12_000.0))?;
+    let b_out = dir.path().join("b_out.wav");
+    let mut b = Headless::spawn(
+        "b",
+        &HeadlessOptions {
+            audio_out: Some(b_out.clone()),
+            // No ringtone before the first call: B's WAV holds only the call.
+            config_toml: Some(config("ringtone = \"off\"")),
+            ..HeadlessOptions::default()
+        },
+    )?;
+    let mut a = Headless::spawn(
+        "a",
+        &HeadlessOptions {
+            audio_in: Some(a_in),
+            ..HeadlessOptions::default()
+        },
+    )?;
+    let mut c = Headless::spawn("c", &HeadlessOptions::default())?;
+    a.send(&format!("dial {}", b.uri("b")))?;
+    b.expect_call_state("incoming", CALL)?;
+    b.send("answer")?;
+    b.expect_call_state("confirmed", CALL)?;
+    let answered = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send(&format!("dial {}", b.uri("b")))?;
+    let second = b.expect_call_state("incoming", CALL)?;
+    let invited = answered.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    c.send("hangup")?;
+    let cancelled = b.expect_event(
+        "the waiting call ends",
+        |e| e["event"] == "call" && e["state"] == "terminated" && e["call"] == second["call"],
+        CALL,
+    )?;
+    let ended_at = answered.elapsed();
+    println!("waiting call: INVITE at {invited:?}, ended at {ended_at:?}: {cancelled}");
+    // Past the next burst the tone would have played (4 s after the first).
+    std::thread::sleep((invited + Duration::from_millis(5200)).saturating_sub(ended_at));
+    a.send("hangup")?;
+    b.expect_call_state("terminated", CALL)?;
+    let (rate, samples) = wait_wav(&b_out, 5.0, Duration::from_secs(8))?;
+    let total_ms = (samples.len() as u64 * 1000 / u64::from(rate)) as u32;
+
+    // 425 Hz per 50 ms window.
+    let window = ms_to_samples(rate, 50);
+    let beeping: Vec<bool> = samples
+        .chunks_exact(window)
+        .map(|w| goertzel_power(w, rate, 425.0) > 0.002)
+        .collect();
+    let runs = {
+        let mut runs: Vec<(bool, u32)> = Vec::new();
+        for &on in &beeping {
+            match runs.last_mut() {
+                Some((last, ms)) if *last == on => *ms += 50,
+                _ => runs.push((on, 50)),
+            }
+        }
+        runs
+    };
+    println!("B's output: {total_ms} ms at {rate} Hz; 425 Hz runs (ms): {runs:?}");
+    let first = beeping
+        .iter()
+        .position(|&on| on)
+        .ok_or("no call-waiting tone in B's output")? as u32
+        * 50;
+    let expected = invited.as_millis() as u32;
+    println!("call-waiting tone starts at {first} ms; INVITE arrived {expected} ms after answer");
+    assert!(
+        first + 300 >= expected && first <= expected + 700,
+        "tone at {first} ms, INVITE at {expected} ms: {runs:?}"
+    );
+    // The EU cadence from its start: ~200 on, ~200 off, ~200 on, then off to the end (the
+    // next burst would be at +4 s; C cancelled at ~+2 s).
+    let from_first: Vec<(bool, u32)> = runs.iter().skip_while(|r| !r.0).copied().collect();
+    assert!(from_first.len() == 4, "{from_first:?}");
+    for (i, &(on, ms)) in from_first.iter().take(3).enumerate() {
+        assert_eq!(on, i % 2 == 0, "{from_first:?}");
+        assert!((150..=250).contains(&ms), "{from_first:?}");
+    }
+    assert!(
+        !from_first[3].0 && first + 600 + from_first[3].1 >= expected + 4300,
+        "a burst after the CANCEL or a short recording: {from_first:?}"
+    );
+    // A's 1 kHz goes on throughout, beeping or not (after the jitter buffer's first frames).
+    let seconds = samples.len() / window;
+    let mut weakest = f32::MAX;
+    for (i, w) in samples.chunks_exact(window).enumerate().skip(10) {
+        if i + 4 >= seconds {
+            break;
+        }
+        let power = goertzel_power(w, rate, 1000.0);
+        weakest = weakest.min(power);
+        assert!(power > 0.02, "1 kHz gone at {} ms: {power}", i * 50);
+    }
+    println!("weakest 1 kHz power per 50 ms window: {weakest:.4}");
+    a.quit(Duration::from_secs(5));
+    b.quit(Duration::from_secs(5));
+    c.quit(Duration::from_secs(5));
+    Ok(())
+}
