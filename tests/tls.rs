@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::certs::{Certs, make_certs};
 use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
-use common::peers::{Kamailio, KamailioTls};
-use common::ports::free_udp_port;
+use common::peers::Kamailio;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::Value;
 use sipterm::media::tones::{dominant_frequency, rms};
@@ -572,22 +571,8 @@ fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
 #[test]
 fn kamailio_register_over_tls() -> TestResult {
     let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
-    let port = free_udp_port()?;
-    let tls_port = loop {
-        let p = free_udp_port()?;
-        if p != port {
-            break p;
-        }
-    };
-    let kamailio = Kamailio::start_tls(
-        &[("alice", "alicepw"), ("bob", "bobpw")],
-        port,
-        &KamailioTls {
-            port: tls_port,
-            cert: certs.cert_pem.clone(),
-            key: certs.key_pem.clone(),
-        },
-    )?;
+    let (kamailio, port, tls_port) =
+        Kamailio::start_with_test_tls(&[("alice", "alicepw"), ("bob", "bobpw")], &certs)?;
     let mut alice = spawn(
         "alice",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))

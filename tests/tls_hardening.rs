@@ -121,6 +121,30 @@ fn read_message(
 }
 
 /// The value of the first header `name` (or its compact form) of a message.
+/// Reads provisional responses until the INVITE's 200; returns its To (with the tag) and the
+/// Contact URI that in-dialog requests go to.
+fn await_invite_ok(
+    stream: &mut impl Read,
+    carry: &mut Vec<u8>,
+) -> Result<(String, String), BoxError> {
+    let ok = loop {
+        let message = read_message(stream, carry, SIGNALLING)?;
+        if message.starts_with("SIP/2.0 200") {
+            break message;
+        }
+        assert!(message.starts_with("SIP/2.0 1"), "{message}");
+    };
+    let to = header(&ok, "To", "t").ok_or("200 without To")?;
+    let contact = header(&ok, "Contact", "m").ok_or("200 without Contact")?;
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok((to, target))
+}
+
 fn header(message: &str, name: &str, compact: &str) -> Option<String> {
     message
         .split("\r\n")
@@ -240,21 +264,7 @@ fn aliased_tls_connection_closing_fails_its_requests_at_once() -> TestResult {
     tls.write_all(invite.as_bytes())?;
     tls.flush()?;
     let mut carry = Vec::new();
-    let ok = loop {
-        let message = read_message(&mut tls, &mut carry, SIGNALLING)?;
-        if message.starts_with("SIP/2.0 200") {
-            break message;
-        }
-        assert!(message.starts_with("SIP/2.0 1"), "{message}");
-    };
-    let to = header(&ok, "To", "t").ok_or("200 without To")?;
-    let contact = header(&ok, "Contact", "m").ok_or("200 without Contact")?;
-    let target = contact
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let (to, target) = await_invite_ok(&mut tls, &mut carry)?;
     let ack = format!(
         "ACK {target} SIP/2.0\r\n\
          Via: SIP/2.0/TLS 127.0.0.1:{alias};branch=z9hG4bK-alias-2\r\n\
@@ -745,21 +755,7 @@ fn closing_the_only_connection_after_the_ack_keeps_the_call() -> TestResult {
     tls.write_all(invite.as_bytes())?;
     tls.flush()?;
     let mut carry = Vec::new();
-    let ok = loop {
-        let message = read_message(&mut tls, &mut carry, SIGNALLING)?;
-        if message.starts_with("SIP/2.0 200") {
-            break message;
-        }
-        assert!(message.starts_with("SIP/2.0 1"), "{message}");
-    };
-    let to = header(&ok, "To", "t").ok_or("200 without To")?;
-    let contact = header(&ok, "Contact", "m").ok_or("200 without Contact")?;
-    let target = contact
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let (to, target) = await_invite_ok(&mut tls, &mut carry)?;
     let ack = format!(
         "ACK {target} SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
         dialog_headers(&to, "1 ACK", "2")

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::certs::{Certs, make_certs};
 use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
-use common::peers::{Kamailio, KamailioTls};
-use common::ports::free_udp_port;
+use common::peers::Kamailio;
 use serde_json::Value;
 use sipterm::media::tones::{dominant_frequency, rms};
 
@@ -250,22 +249,8 @@ fn tls_and_srtp_between_two_sipterms() -> TestResult {
 fn tls_and_srtp_through_kamailio() -> TestResult {
     let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let dir = certs.dir.path();
-    let port = free_udp_port()?;
-    let tls_port = loop {
-        let p = free_udp_port()?;
-        if p != port {
-            break p;
-        }
-    };
-    let kamailio = Kamailio::start_tls(
-        &[("alice", "alicepw"), ("bob", "bobpw")],
-        port,
-        &KamailioTls {
-            port: tls_port,
-            cert: certs.cert_pem.clone(),
-            key: certs.key_pem.clone(),
-        },
-    )?;
+    let (kamailio, port, tls_port) =
+        Kamailio::start_with_test_tls(&[("alice", "alicepw"), ("bob", "bobpw")], &certs)?;
     let (mut alice, alice_out) = spawn(
         dir,
         "alice",

@@ -212,6 +212,27 @@ impl Kamailio {
         Self::start_inner(users, port, options, None)
     }
 
+    /// Kamailio with these digest users on a free UDP port and a TLS listener on another free
+    /// port, serving the test certificate (tests/common/certs.rs). Returns the UDP and TLS ports.
+    pub fn start_with_test_tls(
+        users: &[(&str, &str)],
+        certs: &super::certs::Certs,
+    ) -> Result<(Kamailio, u16, u16), HarnessError> {
+        let port = super::ports::free_udp_port()?;
+        let tls_port = loop {
+            let p = super::ports::free_udp_port()?;
+            if p != port {
+                break p;
+            }
+        };
+        let tls = KamailioTls {
+            port: tls_port,
+            cert: certs.cert_pem.clone(),
+            key: certs.key_pem.clone(),
+        };
+        Ok((Kamailio::start_tls(users, port, &tls)?, port, tls_port))
+    }
+
     /// Like `start`, plus a TLS listener on tls:127.0.0.1:`tls.port` presenting `tls.cert` /
     /// `tls.key` (tests/data/kamailio/tls.cfg; needs kamailio-tls-modules).
     pub fn start_tls(
