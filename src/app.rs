@@ -174,6 +174,7 @@ fn nat_setup(account: &config::Account, config: &Config) -> NatSetup {
     NatSetup {
         stun_server,
         keepalive,
+        keepalive_off: account.keepalive_secs == Some(0),
     }
 }
 

@@ -28,7 +28,6 @@ fn ua(policy: Option<AcceptFrom>) -> UserAgent {
     let mut ua = user_agent(&AccountSpec {
         registrar: Some("sip:192.0.2.10"),
         outbound_proxy: Some("sip:192.0.2.10:5060"),
-        next_hop: Some(PROXY),
         local: LOCAL,
         ..AccountSpec::default()
     });

@@ -26,7 +26,6 @@ fn mandatory_ua() -> UserAgent {
         &AccountSpec {
             registrar: None,
             outbound_proxy: None,
-            next_hop: None,
             ..AccountSpec::default()
         },
         SrtpPolicy::Mandatory,

@@ -1,6 +1,8 @@
 //! tokio drivers: sockets and timers around the sans-IO cores.
 
 pub mod command;
+pub mod icmp;
+pub mod locate;
 pub mod media_task;
 pub mod nat;
 pub mod sip_task;

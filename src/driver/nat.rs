@@ -40,6 +40,8 @@ pub struct NatSetup {
     pub stun_server: Option<String>,
     /// UDP keep-alive interval while registered; `None`: none.
     pub keepalive: Option<Duration>,
+    /// The account set `keepalive_secs = 0`: no keep-alives even behind a NAT.
+    pub keepalive_off: bool,
 }
 
 /// What the SIP task should do for NAT.
@@ -94,6 +96,21 @@ impl SipNat {
 
     pub fn stun_server(&self) -> Option<SocketAddr> {
         self.server
+    }
+
+    /// Keep-alives go to the registration's current flow (it moves with DNS failover).
+    pub fn set_keepalive_target(&mut self, to: Option<SocketAddr>) {
+        self.keepalive_to = to;
+    }
+
+    /// Behind a NAT (the registrar saw another address than ours): keep its UDP mapping open
+    /// with the default interval, unless the config chose one (or turned them off).
+    pub fn keepalive_behind_nat(&mut self, off: bool, now: Instant) {
+        if off || self.keepalive.is_some() {
+            return;
+        }
+        self.keepalive = Some(DEFAULT_KEEPALIVE);
+        self.next_keepalive = Some(now + DEFAULT_KEEPALIVE);
     }
 
     /// A fresh transaction id for a Binding (also used for RTP sockets).

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use std::collections::HashMap;
 
 use super::command::Command;
+use super::locate::{Dns, Resolved};
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
 use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
 use super::tls::{self, TlsOptions};
@@ -20,15 +21,11 @@ use super::transport::{Inbound, ListenerLimits, Transport, TransportError};
 use crate::event::{Direction, Event, first_line};
 use crate::nat::stun::is_stun;
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
+use crate::sip::ids::Seed;
 use crate::sip::registration::RegistrationState;
 use crate::sip::transaction::{Destination, TimerConfig, TransportKind};
-use crate::sip::ua::{
-    self, AccountParams, CallState, UaConfig, UaEvent, UserAgent, uri_destination,
-};
-use crate::sip::uri::{Scheme, Uri};
-
-/// How long a DNS lookup of the proxy or registrar may take at start-up.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::sip::ua::{self, AccountParams, CallState, LocalRoutes, UaConfig, UaEvent, UserAgent};
+use crate::sip::uri::Uri;
 
 /// Everything the SIP task needs, straight from config and CLI.
 #[derive(Debug, Clone)]
@@ -79,39 +76,18 @@ pub struct SipHandle {
 pub enum StartError {
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("cannot resolve {host}: {reason}")]
-    Resolve { host: String, reason: String },
 }
 
-/// Binds the sockets, resolves the next hop, and spawns the SIP task.
+/// Binds the sockets and spawns the SIP task. Nothing here waits for DNS: the registrar and
+/// proxy are resolved by the task (RFC 3263) when the first request goes, so an offline laptop
+/// or a name that does not resolve yet never stops sipterm from starting.
 pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHandle, StartError> {
     let (mut transport, inbound) =
         Transport::bind_with(setup.listen, setup.listener_limits).await?;
     let listen = transport.local_addr();
     let tls_listen = setup_tls(&mut transport, &setup, &events).await;
-    let hop_uri = setup
-        .account
-        .outbound_proxy
-        .clone()
-        .or_else(|| setup.account.registrar.clone());
-    let next_hop = match hop_uri {
-        Some(uri) => {
-            let hop = resolve(&uri, setup.account.transport).await?;
-            if hop.transport == TransportKind::Tls {
-                // SNI and verification against the proxy/registrar's host name (IP SAN for
-                // an IP literal).
-                transport.set_server_name(
-                    hop.addr,
-                    tls::server_name(Some(uri.host_unbracketed()), hop.addr.ip()),
-                );
-            }
-            Some(hop)
-        }
-        None => None,
-    };
-    let local = SocketAddr::new(local_ip(listen, next_hop.map(|d| d.addr)), listen.port());
     let stun_server = match setup.nat.stun_server.as_deref() {
-        Some(server) => match super::nat::resolve_stun(server, local).await {
+        Some(server) => match super::nat::resolve_stun(server, listen).await {
             Ok(addr) => Some(addr),
             Err(e) => {
                 let message = format!("stun_server: {e}; using the local address");
@@ -122,14 +98,20 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         },
         None => None,
     };
-    // Keep-alives go to the UDP next hop (outbound proxy, else registrar).
-    let keepalive_to = next_hop
-        .filter(|d| d.transport == TransportKind::Udp)
-        .map(|d| d.addr);
-    let nat = SipNat::new(stun_server, setup.nat.keepalive, keepalive_to, seed());
-    let trusted = trusted_addresses(&setup.account, next_hop).await;
+    // Keep-alives go to the registration's flow once the first REGISTER went (`flush`).
+    let nat = SipNat::new(stun_server, setup.nat.keepalive, None, nat_seed());
+    // The proxy's and registrar's IP literals; their names are trusted once resolved (the UA
+    // adds every address DNS gives for them).
+    let trusted: Vec<IpAddr> = [&setup.account.outbound_proxy, &setup.account.registrar]
+        .into_iter()
+        .flatten()
+        .filter_map(|uri| uri.host_unbracketed().parse::<IpAddr>().ok())
+        .collect();
     let mut warnings = setup.warnings;
-    if setup.accept_from == ua::AcceptFrom::Proxy && trusted.is_empty() {
+    if setup.accept_from == ua::AcceptFrom::Proxy
+        && setup.account.outbound_proxy.is_none()
+        && setup.account.registrar.is_none()
+    {
         warnings.push(format!(
             "account {}: accept_from = \"proxy\" but no proxy address is known; every incoming \
              call will be refused",
@@ -139,11 +121,10 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     tracing::debug!(accept_from = ?setup.accept_from, ?trusted, "source policy");
     let config = UaConfig {
         account: setup.account,
-        local,
-        next_hop,
+        local: listen,
         user_agent: setup.user_agent,
         timers: setup.timers,
-        seed: seed(),
+        seed: Seed::from_os(),
         codecs: setup.codecs,
         busy_when_in_call: setup.busy_when_in_call,
         srtp: setup.srtp,
@@ -152,13 +133,15 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
     let dropped_traces = Arc::new(AtomicU64::new(0));
     let mut ua = UserAgent::new(config);
     ua.set_source_policy(setup.accept_from, trusted);
+    ua.set_local_routes(Box::new(KernelRoutes));
     if let Some(tls_addr) = tls_listen {
-        ua.set_tls_listener(SocketAddr::new(local.ip(), tls_addr.port()));
+        ua.set_tls_listener(tls_addr);
     }
     for message in warnings {
         tracing::warn!("{message}");
         let _ = events.send(Event::Warning { message }).await;
     }
+    let (resolved_tx, resolved) = mpsc::unbounded_channel();
     let engine = Engine {
         ua,
         transport,
@@ -174,12 +157,15 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         transfers: HashMap::new(),
         done: false,
         echo_mode: false,
-        echo_service: start_echo_service(local.ip()).await,
+        echo_service: start_echo_service(listen.ip()).await,
         nat,
-        bind_ip: local.ip(),
+        keepalive_off: setup.nat.keepalive_off,
+        bind_ip: listen.ip(),
         media_ready: None,
         preparing: 0,
         deferred: std::collections::VecDeque::new(),
+        dns: Dns::new(resolved_tx),
+        resolved: Some(resolved),
     };
     let task = tokio::spawn(engine.run(inbound, command_rx, setup.register_at_start));
     Ok(SipHandle {
@@ -254,10 +240,9 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             transport: TransportKind::Udp,
         },
         local: listen,
-        next_hop: None,
         user_agent: "sipterm echo".into(),
         timers: TimerConfig::default(),
-        seed: seed() ^ 0xEC40,
+        seed: Seed::from_os(),
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
         // Takes plain and SRTP calls; its media task decrypts and re-encrypts what it echoes.
@@ -285,10 +270,13 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         echo_mode: true,
         echo_service: None,
         nat: SipNat::new(None, None, None, 0),
+        keepalive_off: true,
         bind_ip: listen.ip(),
         media_ready: None,
         preparing: 0,
         deferred: std::collections::VecDeque::new(),
+        dns: Dns::disabled(),
+        resolved: None,
     };
     // The command sender is dropped: the echo engine lives as long as the runtime.
     tokio::spawn(engine.run(inbound, command_rx, false));
@@ -351,6 +339,8 @@ struct Engine {
     echo_service: Option<SocketAddr>,
     /// STUN on the SIP socket and UDP keep-alives.
     nat: SipNat,
+    /// The account turned keep-alives off (`keepalive_secs = 0`), even behind a NAT.
+    keepalive_off: bool,
     /// The IP our sockets bind to (`ua.config().local` may be the public address from STUN).
     bind_ip: IpAddr,
     /// Where a call's RTP sockets come back after their STUN Binding (set by `run`).
@@ -360,6 +350,10 @@ struct Engine {
     /// run, in order, once no Binding is left. Was: `hangup` right after `dial` found no call.
     preparing: usize,
     deferred: std::collections::VecDeque<Command>,
+    /// Resolves the UA's host names (RFC 3263) in tasks of their own.
+    dns: Dns,
+    /// Their answers (taken by `run`).
+    resolved: Option<mpsc::UnboundedReceiver<Resolved>>,
 }
 
 /// What a call's RTP sockets are being prepared for; it goes on once they are.
@@ -407,6 +401,11 @@ impl Engine {
         }
         let mut commands_open = true;
         let (media_ready, mut prepared_media) = mpsc::unbounded_channel();
+        // The echo service resolves nothing: its receiver is a closed channel's.
+        let mut resolved = self
+            .resolved
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
         // The most transactions alive since memory was last handed back (see below).
         let mut flood_peak = 0usize;
         self.media_ready = Some(media_ready);
@@ -445,6 +444,10 @@ impl Engine {
                             self.ua.handle_datagram(source, &bytes, now);
                         }
                         Inbound::Connected { peer, writer } => self.transport.connected(peer, writer),
+                        Inbound::Unreachable { dest } => {
+                            tracing::info!(peer = %dest.addr, "ICMP: unreachable");
+                            self.ua.handle_transport_error(dest, now);
+                        }
                         Inbound::ConnectFailed { peer, error } => {
                             let aliases = self.transport.closed(peer);
                             tracing::warn!(peer = %peer.addr, %error, "connection failed");
@@ -470,6 +473,7 @@ impl Engine {
                         }
                     }
                 }
+                Some(answer) = resolved.recv() => self.resolved(answer),
                 // Never None: `self` holds a sender.
                 Some(prepared) = prepared_media.recv() => {
                     self.media_prepared(prepared).await;
@@ -580,6 +584,20 @@ impl Engine {
         }
     }
 
+    /// A DNS answer for the UA. TLS servers found by name are verified against that name.
+    fn resolved(&mut self, answer: Resolved) {
+        if let Ok((targets, _)) = &answer.result {
+            for dest in targets.iter().filter(|d| d.transport == TransportKind::Tls) {
+                self.transport.set_server_name(
+                    dest.addr,
+                    tls::server_name(Some(&answer.key.host), dest.addr.ip()),
+                );
+            }
+        }
+        self.ua
+            .handle_resolved(&answer.key, answer.result, std::time::Instant::now());
+    }
+
     async fn error(&mut self, message: String) {
         let _ = self.events.send(Event::Error { message }).await;
     }
@@ -595,6 +613,8 @@ impl Engine {
             Err(e) => return self.error(format!("cannot open an RTP port: {e}")).await,
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        // On a wildcard address the SDP gets the local address towards the peer, which the UA
+        // picks when it knows where the call goes (`local` stays a wildcard until then).
         let mut prepared = PreparedMedia {
             purpose,
             rtp,
@@ -737,13 +757,13 @@ impl Engine {
         } else if target.contains('@') {
             format!("sip:{target}")
         } else {
-            let account = &self.ua.config().account;
-            let domain = account
-                .registrar
-                .as_ref()
-                .map(|r| r.host.clone())
-                .unwrap_or_else(|| account.aor.host.clone());
-            format!("sip:{target}@{domain}")
+            // `1234` or `bob`: a user at the account's own domain (the AOR's host, with its
+            // port); it goes through the outbound proxy when the account has one.
+            let aor = &self.ua.config().account.aor;
+            match aor.port {
+                Some(port) => format!("sip:{target}@{}:{port}", aor.host),
+                None => format!("sip:{target}@{}", aor.host),
+            }
         };
         text.parse::<Uri>()
             .map_err(|e| format!("cannot dial `{target}`: {e}"))
@@ -776,11 +796,23 @@ impl Engine {
                         .handle_transport_error(out.dest, std::time::Instant::now());
                 }
             }
+            while let Some(key) = self.ua.poll_resolve() {
+                progressed = true;
+                self.dns
+                    .resolve(key, self.ua.config().account.transport, self.bind_ip);
+            }
             while let Some(event) = self.ua.poll_event() {
                 progressed = true;
                 self.ua_event(event).await;
             }
             if !progressed {
+                // Keep-alives follow the registration's flow (DNS failover may move it).
+                let flow = self
+                    .ua
+                    .registration_flow()
+                    .filter(|d| d.transport == TransportKind::Udp)
+                    .map(|d| d.addr);
+                self.nat.set_keepalive_target(flow);
                 return;
             }
         }
@@ -797,6 +829,12 @@ impl Engine {
             } => {
                 // Keep-alives while registered; a new STUN Binding before each refresh.
                 let udp = self.ua.config().account.transport == TransportKind::Udp;
+                if state == RegistrationState::Registered && self.ua.behind_nat() && udp {
+                    // The registrar sees us behind a NAT: keep its UDP mapping open, or
+                    // calls stop reaching us once it expires (often after 30 s).
+                    self.nat
+                        .keepalive_behind_nat(self.keepalive_off, std::time::Instant::now());
+                }
                 self.nat.registration(
                     state == RegistrationState::Registered,
                     expires.filter(|_| udp),
@@ -811,6 +849,18 @@ impl Engine {
                 }
             }
             UaEvent::Error { message } => Event::Error { message },
+            UaEvent::LocalAddressChanged { old, new } => {
+                // A new network: the old NAT mapping is void; learn the new one.
+                let now = std::time::Instant::now();
+                if self.nat.start_binding(now) {
+                    self.nat_timeout(now).await;
+                }
+                Event::Warning {
+                    message: format!(
+                        "the network changed (local address {old} -> {new}); registering again"
+                    ),
+                }
+            }
             UaEvent::Warning { message } => Event::Warning { message },
             UaEvent::ShutdownComplete => {
                 self.done = true;
@@ -1108,115 +1158,26 @@ fn trace(
     }
 }
 
-/// Resolves a proxy or registrar URI to an address: IP literals directly, names through the
-/// system resolver (A/AAAA; no SRV yet).
-async fn resolve(uri: &Uri, transport: TransportKind) -> Result<Destination, StartError> {
-    if let Some(dest) = uri_destination(uri, transport) {
-        return Ok(dest);
+/// The kernel's choice of source address towards a destination: a connected UDP socket picks
+/// it from the routing table (connecting sends nothing).
+struct KernelRoutes;
+
+impl LocalRoutes for KernelRoutes {
+    fn local_ip_toward(&self, dest: IpAddr) -> Option<IpAddr> {
+        let dest = dest.to_canonical();
+        let any = if dest.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        };
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
+        // Port 9 (discard): any port does; nothing is sent.
+        socket.connect(SocketAddr::new(dest, 9)).ok()?;
+        socket.local_addr().ok().map(|a| a.ip())
     }
-    let host = uri.host_unbracketed().to_string();
-    let dest_transport = match uri.transport().as_deref() {
-        Some("tcp") => TransportKind::Tcp,
-        Some("udp") => TransportKind::Udp,
-        _ if uri.scheme == Scheme::Sips => TransportKind::Tls,
-        _ => transport,
-    };
-    let port = uri.port.unwrap_or(if dest_transport == TransportKind::Tls {
-        5061
-    } else {
-        5060
-    });
-    let lookup = tokio::time::timeout(
-        RESOLVE_TIMEOUT,
-        tokio::net::lookup_host((host.clone(), port)),
-    )
-    .await;
-    let addr = match lookup {
-        Ok(Ok(mut addrs)) => addrs.next(),
-        Ok(Err(e)) => {
-            return Err(StartError::Resolve {
-                host,
-                reason: e.to_string(),
-            });
-        }
-        Err(_) => {
-            return Err(StartError::Resolve {
-                host,
-                reason: "timed out".into(),
-            });
-        }
-    };
-    let addr = addr.ok_or_else(|| StartError::Resolve {
-        host: host.clone(),
-        reason: "no address".into(),
-    })?;
-    Ok(Destination {
-        addr,
-        transport: dest_transport,
-    })
 }
 
-/// The addresses requests from the outbound proxy and the registrar come from: the next hop and
-/// every A/AAAA address of both hosts. A lookup that fails only narrows the set (the next hop,
-/// resolved already, is always in it).
-async fn trusted_addresses(account: &AccountParams, next_hop: Option<Destination>) -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = next_hop.map(|d| d.addr.ip()).into_iter().collect();
-    for uri in [&account.outbound_proxy, &account.registrar]
-        .into_iter()
-        .flatten()
-    {
-        let host = uri.host_unbracketed().to_string();
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            ips.push(ip);
-            continue;
-        }
-        match tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            tokio::net::lookup_host((host.clone(), 5060)),
-        )
-        .await
-        {
-            Ok(Ok(addrs)) => ips.extend(addrs.map(|a| a.ip())),
-            Ok(Err(error)) => tracing::warn!(%host, %error, "cannot resolve for accept_from"),
-            Err(_) => tracing::warn!(%host, "resolving for accept_from timed out"),
-        }
-    }
-    ips.sort();
-    ips.dedup();
-    ips
-}
-
-/// The IP to put in Via and Contact: the bound one, or when bound to a wildcard the one the
-/// kernel would route towards the next hop (a connected UDP socket sends nothing).
-fn local_ip(listen: SocketAddr, towards: Option<SocketAddr>) -> IpAddr {
-    if !listen.ip().is_unspecified() {
-        return listen.ip();
-    }
-    let fallback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let Some(target) = towards else {
-        return fallback;
-    };
-    let bind: SocketAddr = if target.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .unwrap_or(listen);
-    std::net::UdpSocket::bind(bind)
-        .and_then(|s| {
-            s.connect(target)?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .unwrap_or(fallback)
-}
-
-/// Seeds the core's id generator from the clock and pid: unique enough for tags and branches.
-fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ (u64::from(std::process::id()) << 32)
+/// Seeds the STUN transaction ids (96 random bits each, RFC 5389 §6) from the OS.
+fn nat_seed() -> u64 {
+    rand::random()
 }

@@ -90,6 +90,8 @@ pub enum Inbound {
     /// A connection we keep alive died: a ping could not be written, or a peer that answered
     /// pings before stopped answering (RFC 5626 §4.4.1). Closed; the user should hear of it.
     Lost { peer: Destination, error: String },
+    /// ICMP said a UDP datagram to `dest` cannot be delivered (nothing listens there, no route).
+    Unreachable { dest: Destination },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,7 @@ impl Transport {
                 source,
             })?;
         enlarge_receive_buffer(&udp, UDP_RECEIVE_BUFFER);
+        super::icmp::enable(&udp);
         let (inbound, rx) = mpsc::channel(1024);
         let udp = Arc::new(udp);
         tokio::spawn(udp_reader(udp.clone(), inbound.clone()));
@@ -266,7 +269,7 @@ impl Transport {
         match dest.transport {
             TransportKind::Udp => self
                 .udp
-                .send_to(&bytes, dest.addr)
+                .send_to(&bytes, on_socket_family(dest.addr, self.local))
                 .await
                 .map(|_| ())
                 .map_err(|source| TransportError::Send {
@@ -460,11 +463,29 @@ fn enlarge_receive_buffer(socket: &UdpSocket, bytes: usize) {
 #[cfg(not(unix))]
 fn enlarge_receive_buffer(_socket: &UdpSocket, _bytes: usize) {}
 
+/// An IPv4 peer of a dual-stack (`[::]`) socket shows as `::ffff:a.b.c.d`: the rest of sipterm
+/// (Via, dialogs, trusted addresses, SDP) speaks of it as the IPv4 address it is.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// The address to hand to a socket bound to `local`: an IPv6 socket reaches an IPv4 peer at
+/// its IPv4-mapped address (Linux refuses a plain IPv4 one there).
+pub fn on_socket_family(dest: SocketAddr, local: SocketAddr) -> SocketAddr {
+    match (local, dest) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(std::net::IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        _ => dest,
+    }
+}
+
 async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
     let mut buf = vec![0u8; 65_535];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
+                let from = canonical(from);
                 let Some(bytes) = buf.get(..n) else { continue };
                 // Lone CRLF keep-alives (RFC 5626 §4.4.1 on UDP) carry no message.
                 if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
@@ -481,10 +502,27 @@ async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
                     return;
                 }
             }
-            // ICMP port unreachable shows up here on Linux as ConnectionRefused; keep reading.
+            // ICMP errors (port/host unreachable) show up here; which destination they were
+            // for is in the socket's error queue (`icmp`).
             Err(e)
-                if e.kind() == io::ErrorKind::ConnectionRefused
-                    || e.kind() == io::ErrorKind::ConnectionReset => {}
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::HostUnreachable
+                        | io::ErrorKind::NetworkUnreachable
+                ) =>
+            {
+                for dest in super::icmp::drain(&socket) {
+                    let dest = Destination {
+                        addr: canonical(dest),
+                        transport: TransportKind::Udp,
+                    };
+                    if inbound.send(Inbound::Unreachable { dest }).await.is_err() {
+                        return;
+                    }
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "UDP receive failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -506,6 +544,7 @@ async fn tcp_acceptor(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let peer = canonical(peer);
                 // Held for the connection's whole life; at the cap the new one is closed.
                 let Ok(permit) = open.clone().try_acquire_owned() else {
                     tracing::info!(peer = %peer, "too many TCP connections; closing the new one");
@@ -554,6 +593,7 @@ async fn tls_acceptor(
     loop {
         match listener.accept().await {
             Ok((tcp, addr)) => {
+                let addr = canonical(addr);
                 // Held from accept to close, handshake included; at the cap the new
                 // connection is closed at once (dropped) and the established ones carry on.
                 let Ok(connection) = open.clone().try_acquire_owned() else {

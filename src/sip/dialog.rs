@@ -162,11 +162,29 @@ impl Dialog {
             }
         };
         let mut request = Request::new(method.clone(), self.remote_target.clone());
-        // Loose routing (RFC 3261 §12.2.1.1): the Request-URI is the remote target and the route
-        // set goes in Route. A strict router (no lr) would need the URI swap; we treat every
-        // route as loose, as today's proxies are.
-        for route in &self.route_set {
-            request.headers.push("Route", route.to_string());
+        match self.route_set.split_first() {
+            // A strict router (RFC 2543, no `lr`) first in the route set (RFC 3261 §12.2.1.1):
+            // it routes by the Request-URI, so that is its URI (without the parameters a
+            // Request-URI may not carry); the rest of the route set follows in Route, and the
+            // remote target goes last so that the last strict router can put it back.
+            Some((first, rest)) if first.uri.param("lr").is_none() => {
+                let mut uri = first.uri.clone();
+                uri.remove_param("method");
+                uri.headers.clear();
+                request.uri = uri;
+                for route in rest {
+                    request.headers.push("Route", route.to_string());
+                }
+                request
+                    .headers
+                    .push("Route", format!("<{}>", self.remote_target));
+            }
+            // Loose routing: the Request-URI is the remote target, the route set goes in Route.
+            _ => {
+                for route in &self.route_set {
+                    request.headers.push("Route", route.to_string());
+                }
+            }
         }
         request
             .headers
@@ -190,7 +208,8 @@ impl Dialog {
         request
     }
 
-    /// The URI the next hop is taken from: the first route, else the remote target.
+    /// The URI the next hop is taken from (RFC 3261 §8.1.2): the first route, else the remote
+    /// target. (A strict router's URI is also the Request-URI then: the same hop.)
     pub fn next_hop_uri(&self) -> &Uri {
         self.route_set
             .first()

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::auth::{DigestCredentials, Password};
-use super::ids::IdGen;
+use super::ids::{IdGen, Seed};
 use super::message::{Message, Method, Request, Response, reason_phrase};
 use super::parse::{parse_datagram, validate_request};
 use super::registration::{
@@ -23,11 +23,15 @@ use crate::sdp::{Codec, LocalMedia, MediaParams, SrtpPolicy};
 
 mod call;
 mod guard;
+pub mod route;
+mod send;
 pub use call::{NO_ANSWER_TIMEOUT, Role, is_dtmf};
 pub use guard::{
     AcceptFrom, DROP_WARNING_INTERVAL, MAX_RINGING, MAX_RINGING_PER_SOURCE, MAX_TRACKED_SOURCES,
     RESPONSE_BURST, RESPONSE_RATE,
 };
+pub use route::HopKey;
+pub use send::{LocalRoutes, ROUTE_CHECK_INTERVAL};
 
 /// Methods we answer; advertised in Allow.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
@@ -53,14 +57,14 @@ pub struct AccountParams {
 #[derive(Debug, Clone)]
 pub struct UaConfig {
     pub account: AccountParams,
-    /// The address we put in Via and Contact (a concrete IP, never 0.0.0.0).
+    /// The address we listen on. Its port goes in Via and Contact; its IP too, unless it is a
+    /// wildcard (0.0.0.0 or ::): then each destination gets the local IP that routes to it
+    /// (`LocalRoutes`), never the wildcard.
     pub local: SocketAddr,
-    /// Where requests go when the URI does not say otherwise: the outbound proxy, else the
-    /// registrar, resolved by the driver.
-    pub next_hop: Option<Destination>,
     pub user_agent: String,
     pub timers: TimerConfig,
-    pub seed: u64,
+    /// Entropy for Call-IDs, tags, branches and SDP session ids (`Seed::from_os` in the driver).
+    pub seed: Seed,
     /// Codec preference for offers and answers.
     pub codecs: Vec<Codec>,
     /// Answer a new call with 486 while another one is up (no call waiting).
@@ -181,6 +185,12 @@ pub enum UaEvent {
     MediaStop {
         call: u64,
     },
+    /// The local address towards the registrar changed (another network): the binding is
+    /// being renewed with the new Contact.
+    LocalAddressChanged {
+        old: std::net::IpAddr,
+        new: std::net::IpAddr,
+    },
     /// A DTMF digit from SIP INFO (RFC 4733 digits come through the media path).
     Dtmf {
         call: u64,
@@ -205,6 +215,8 @@ pub struct OutDatagram {
 enum Owner {
     Registration,
     Call(u64, Method),
+    /// Our re-INVITE (hold, resume) in call `u64`.
+    Reinvite(u64),
 }
 
 pub struct UserAgent {
@@ -216,7 +228,6 @@ pub struct UserAgent {
     transmits: VecDeque<OutDatagram>,
     events: VecDeque<UaEvent>,
     shutdown_deadline: Option<Instant>,
-    contact: Uri,
     calls: Vec<call::Call>,
     next_call: u64,
     /// Digest state for INVITE challenges (separate from the registration's).
@@ -228,6 +239,25 @@ pub struct UserAgent {
     /// Our TLS listener (IP of `local`, its own port), when there is one: Via sent-by of
     /// requests sent over TLS and the Contact of dialogs that came in over TLS.
     tls_local: Option<SocketAddr>,
+    /// Our address as the far side of a NAT sees it: from STUN, or from the registrar's
+    /// `received`/`rport`. Via and Contact carry it instead of the local address.
+    public: Option<SocketAddr>,
+    /// Which local IP routes where (asked when `config.local` is a wildcard).
+    routes: Option<Box<dyn LocalRoutes>>,
+    /// Resolved next hops (RFC 3263) and the lookups the driver still has to make.
+    locator: route::Locator,
+    /// Requests waiting for a lookup.
+    parked: Vec<send::Parked>,
+    /// Failover state of client transactions (the destinations not yet tried).
+    alternates: HashMap<TsxId, send::Alternates>,
+    /// The outbound proxy's and registrar's names: their resolved addresses are trusted
+    /// (`accept_from = "proxy"`).
+    trusted_hops: Vec<HopKey>,
+    /// Where the last REGISTER went (the registration's flow), and the local IP it left from.
+    registration_dest: Option<Destination>,
+    registration_local: Option<std::net::IpAddr>,
+    /// When to check next whether the local address towards the registrar changed.
+    route_check_at: Option<Instant>,
 }
 
 impl UserAgent {
@@ -238,6 +268,7 @@ impl UserAgent {
                 aor: config.account.aor.clone(),
                 display_name: config.account.display_name.clone(),
                 registrar,
+                // Replaced by the Contact for the registrar's address when the REGISTER goes.
                 contact: contact_uri(&config),
                 expires: config.account.expires,
                 call_id: ids.call_id(),
@@ -253,9 +284,16 @@ impl UserAgent {
                 });
             Registration::new(params, credentials, ids.next_u64())
         });
+        let trusted_hops = [&config.account.outbound_proxy, &config.account.registrar]
+            .into_iter()
+            .flatten()
+            .filter_map(|uri| match route::hop_for(uri, config.account.transport) {
+                route::Hop::Locate(key) => Some(key),
+                route::Hop::Direct(_) => None,
+            })
+            .collect();
         UserAgent {
             tsx: TransactionLayer::new(config.timers),
-            contact: contact_uri(&config),
             config,
             ids,
             registration,
@@ -269,40 +307,28 @@ impl UserAgent {
             guard: guard::Guard::default(),
             clock: None,
             tls_local: None,
+            public: None,
+            routes: None,
+            locator: route::Locator::default(),
+            parked: Vec::new(),
+            alternates: HashMap::new(),
+            trusted_hops,
+            registration_dest: None,
+            registration_local: None,
+            route_check_at: None,
         }
+    }
+
+    /// Tells the UA how to find the local IP towards a destination (needed when it listens on
+    /// a wildcard address; without it, loopback is assumed).
+    pub fn set_local_routes(&mut self, routes: Box<dyn LocalRoutes>) {
+        self.routes = Some(routes);
     }
 
     /// Tells the UA where our TLS listener is (the driver binds it after the UA's config is
     /// made). A TLS account's Contact then points at it.
     pub fn set_tls_listener(&mut self, addr: SocketAddr) {
         self.tls_local = Some(addr);
-        if self.config.account.transport == TransportKind::Tls {
-            self.contact.port = Some(addr.port());
-            if let Some(reg) = self.registration.as_mut() {
-                reg.set_contact(self.contact.clone());
-            }
-        }
-    }
-
-    /// The Contact for a dialog whose requests reach us over `transport`: a call that came in
-    /// over TLS to a non-TLS account gets our TLS listener (`sips:`), so the peer's in-dialog
-    /// requests come back over TLS to a port that speaks it.
-    pub(crate) fn contact_for(&self, transport: TransportKind) -> Uri {
-        match self.tls_local {
-            Some(tls)
-                if transport == TransportKind::Tls
-                    && self.config.account.transport != TransportKind::Tls =>
-            {
-                Uri {
-                    scheme: Scheme::Sips,
-                    user: self.contact.user.clone(),
-                    host: ip_text(tls.ip()),
-                    port: Some(tls.port()),
-                    ..Uri::default()
-                }
-            }
-            _ => self.contact.clone(),
-        }
     }
 
     /// Who may send requests outside a dialog: `trusted` are the registrar's and outbound
@@ -326,18 +352,23 @@ impl UserAgent {
     }
 
     /// The driver learned our public address (STUN): Via sent-by, Contact (also the
-    /// registration's, for its next REGISTER) and new SDP use it from now on. True when it
-    /// changed.
+    /// registration's, for its next REGISTER) use it from now on. True when it changed.
     pub fn set_public_address(&mut self, addr: SocketAddr) -> bool {
-        if self.config.local == addr {
+        if self.public == Some(addr) {
             return false;
         }
-        self.config.local = addr;
-        self.contact = contact_uri(&self.config);
-        if let Some(reg) = self.registration.as_mut() {
-            reg.set_contact(self.contact.clone());
-        }
+        self.public = Some(addr);
         true
+    }
+
+    /// Where the registration's REGISTERs go now (the flow to keep alive behind NAT).
+    pub fn registration_flow(&self) -> Option<Destination> {
+        self.registration_dest
+    }
+
+    /// Whether the registrar or STUN showed that we are behind a NAT.
+    pub fn behind_nat(&self) -> bool {
+        self.public.is_some()
     }
 
     /// Transactions alive (for the driver's memory housekeeping after a flood).
@@ -527,6 +558,8 @@ impl UserAgent {
             self.events.push_back(UaEvent::Warning { message });
         }
         self.tsx.handle_timeout(now);
+        self.parked_timeouts(now);
+        self.check_route(now);
         self.call_timeouts(now);
         let mut out = Vec::new();
         if let Some(reg) = self.registration.as_mut() {
@@ -556,7 +589,7 @@ impl UserAgent {
     /// connection, and the next refresh may be minutes away. UDP has no flows: no-op.
     pub fn handle_flow_failed(&mut self, dest: Destination, now: Instant) {
         self.clock = Some(now);
-        if dest.transport == TransportKind::Udp || Some(dest) != self.registrar_hop() {
+        if dest.transport == TransportKind::Udp || Some(dest) != self.registration_dest {
             return;
         }
         let mut out = Vec::new();
@@ -567,14 +600,6 @@ impl UserAgent {
         }
         self.apply_registration(out, now);
         self.drain_tsx(now);
-    }
-
-    /// Where REGISTER goes (as `send_request` picks it): the next hop, else the registrar.
-    fn registrar_hop(&self) -> Option<Destination> {
-        self.config.next_hop.or_else(|| {
-            let registrar = &self.registration.as_ref()?.params().registrar;
-            uri_destination(registrar, self.config.account.transport)
-        })
     }
 
     // ---- outputs ----
@@ -662,6 +687,8 @@ impl UserAgent {
             self.shutdown_deadline,
             self.call_poll_timeout(),
             self.guard.poll_timeout(),
+            self.parked_poll_timeout(),
+            self.route_check_at,
         ]
         .into_iter()
         .flatten()
@@ -674,24 +701,14 @@ impl UserAgent {
         for item in out {
             match item {
                 RegistrationOutput::Send(request) => {
-                    match self.send_request(*request, None, false, now) {
-                        Some((id, _)) => {
-                            self.owners.insert(id, Owner::Registration);
-                        }
-                        None => {
-                            let mut more = Vec::new();
-                            if let Some(reg) = self.registration.as_mut() {
-                                reg.handle_failure(
-                                    503,
-                                    "No route to the registrar",
-                                    now,
-                                    &mut more,
-                                );
-                            }
-                            // No recursion risk: a failure never yields a Send.
-                            self.apply_registration(more, now);
-                        }
-                    }
+                    // A failure to route it comes back through `owner_failed` (and never
+                    // yields another Send: no recursion).
+                    self.send_request(
+                        *request,
+                        send::NextHop::OutsideDialog,
+                        Owner::Registration,
+                        now,
+                    );
                 }
                 RegistrationOutput::Changed {
                     state,
@@ -700,6 +717,13 @@ impl UserAgent {
                     expires,
                 } => {
                     let account = self.config.account.name.clone();
+                    if state == RegistrationState::Registered
+                        && self.route_check_at.is_none()
+                        && self.config.local.ip().is_unspecified()
+                        && self.routes.is_some()
+                    {
+                        self.route_check_at = Some(now + send::ROUTE_CHECK_INTERVAL);
+                    }
                     self.events.push_back(UaEvent::Registration {
                         account,
                         state,
@@ -714,58 +738,6 @@ impl UserAgent {
                     }
                 }
             }
-        }
-    }
-
-    /// Adds the transport-level headers and starts a client transaction. `target` overrides
-    /// the next hop (e.g. a dialog's route); `in_dialog` requests carry the dialog's route set
-    /// instead of the outbound proxy's. Returns the transaction and what was sent where.
-    fn send_request(
-        &mut self,
-        mut request: Request,
-        target: Option<Destination>,
-        in_dialog: bool,
-        now: Instant,
-    ) -> Option<(TsxId, (Request, Destination))> {
-        let dest = target
-            .or(self.config.next_hop)
-            .or_else(|| uri_destination(&request.uri, self.config.account.transport))?;
-        self.stamp_via(&mut request, dest);
-        if !in_dialog
-            && let Some(proxy) = &self.config.account.outbound_proxy
-            && !request.headers.contains("Route")
-        {
-            // RFC 3261 §8.1.2: a preloaded route to the outbound proxy.
-            let mut route = proxy.clone();
-            if route.param("lr").is_none() {
-                route.set_param("lr", None);
-            }
-            request.headers.push("Route", format!("<{route}>"));
-        }
-        request
-            .headers
-            .push("User-Agent", self.config.user_agent.clone());
-        let sent = request.clone();
-        Some((self.tsx.send_request(request, dest, now), (sent, dest)))
-    }
-
-    /// Puts our Via (new branch) on top and Max-Forwards when missing.
-    fn stamp_via(&mut self, request: &mut Request, dest: Destination) {
-        // Over TLS, sent-by is our TLS listener when we have one (RFC 3261 §18.2.2: where a
-        // response goes when the connection is gone).
-        let sent_by = match self.tls_local {
-            Some(tls) if dest.transport == TransportKind::Tls => tls,
-            _ => self.config.local,
-        };
-        let via = format!(
-            "SIP/2.0/{} {};branch={};rport",
-            transport_token(dest.transport),
-            host_port(sent_by),
-            self.ids.branch()
-        );
-        request.headers.push_front("Via", via);
-        if !request.headers.contains("Max-Forwards") {
-            request.headers.push("Max-Forwards", "70");
         }
     }
 
@@ -800,7 +772,14 @@ impl UserAgent {
         if host.is_none() && port.is_none() {
             return false;
         }
-        let mut contact = self.contact.clone();
+        let Some(registered) = self
+            .registration
+            .as_ref()
+            .map(|r| r.params().contact.clone())
+        else {
+            return false;
+        };
+        let mut contact = registered.clone();
         if let Some(host) = host {
             let Ok(ip) = host
                 .trim_start_matches('[')
@@ -814,11 +793,17 @@ impl UserAgent {
         if let Some(port) = port {
             contact.port = Some(port);
         }
-        if contact == self.contact {
+        if contact == registered {
             return false;
         }
-        tracing::info!(old = %self.contact, new = %contact, "registrar sees us at another address; updating Contact");
-        self.contact = contact;
+        let Ok(ip) = contact.host_unbracketed().parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        let Some(port) = contact.port else {
+            return false;
+        };
+        tracing::info!(old = %registered, new = %contact, "registrar sees us at another address; updating Contact");
+        self.public = Some(SocketAddr::new(ip, port));
         true
     }
 
@@ -846,8 +831,18 @@ impl UserAgent {
     fn handle_tsx_event(&mut self, event: TsxEvent, now: Instant) {
         match event {
             TsxEvent::Response { tsx, response } => {
+                // RFC 3263 §4.3: a 503 sends the request to the next server, if there is one.
+                if response.code == 503 && self.failover(tsx, now) {
+                    return;
+                }
+                self.answered(tsx, response.is_final());
                 let owner = self.owners.get(&tsx).cloned();
-                if response.is_final() && !matches!(owner, Some(Owner::Call(_, Method::Invite))) {
+                if response.is_final()
+                    && !matches!(
+                        owner,
+                        Some(Owner::Call(_, Method::Invite) | Owner::Reinvite(_))
+                    )
+                {
                     self.owners.remove(&tsx);
                 }
                 match owner {
@@ -862,8 +857,8 @@ impl UserAgent {
                             reg.handle_response(&response, now, &mut out);
                             if learned {
                                 // Bind the address the registrar can reach us at (RFC 3581):
-                                // the Contact we registered was behind a NAT.
-                                reg.set_contact(self.contact.clone());
+                                // the Contact we registered was behind a NAT. The REGISTER
+                                // takes the public address when it goes (`localise`).
                                 reg.register(&mut out);
                             }
                         }
@@ -872,12 +867,19 @@ impl UserAgent {
                     Some(Owner::Call(id, method)) => {
                         self.call_response(id, method, tsx, response, now)
                     }
+                    Some(Owner::Reinvite(id)) => self.reinvite_response(id, response, now),
                     None => {}
                 }
             }
-            TsxEvent::Timeout { tsx } => self.client_failed(tsx, 408, "Request Timeout", now),
+            TsxEvent::Timeout { tsx } => {
+                if !self.failover(tsx, now) {
+                    self.client_failed(tsx, 408, "Request Timeout", now)
+                }
+            }
             TsxEvent::TransportError { tsx } => {
-                self.client_failed(tsx, 503, "Service Unavailable (transport error)", now)
+                if !self.failover(tsx, now) {
+                    self.client_failed(tsx, 503, "Service Unavailable (transport error)", now)
+                }
             }
             TsxEvent::Request {
                 tsx,
@@ -897,21 +899,31 @@ impl UserAgent {
             TsxEvent::Unmatched2xx { response, .. } => self.stray_2xx(&response),
             TsxEvent::Terminated { tsx } => {
                 self.owners.remove(&tsx);
+                self.alternates.remove(&tsx);
             }
         }
     }
 
     fn client_failed(&mut self, tsx: TsxId, code: u16, reason: &str, now: Instant) {
-        match self.owners.remove(&tsx) {
-            Some(Owner::Registration) => {
+        self.alternates.remove(&tsx);
+        if let Some(owner) = self.owners.remove(&tsx) {
+            self.owner_failed(owner, code, reason, now);
+        }
+    }
+
+    /// A request of `owner` failed: its transaction (timeout, transport error), or before it
+    /// had one (no DNS answer, no route).
+    fn owner_failed(&mut self, owner: Owner, code: u16, reason: &str, now: Instant) {
+        match owner {
+            Owner::Registration => {
                 let mut out = Vec::new();
                 if let Some(reg) = self.registration.as_mut() {
                     reg.handle_failure(code, reason, now, &mut out);
                 }
                 self.apply_registration(out, now);
             }
-            Some(Owner::Call(id, method)) => self.call_failed(id, method, tsx, code, reason, now),
-            None => {}
+            Owner::Call(id, method) => self.call_failed(id, method, code, reason),
+            Owner::Reinvite(id) => self.reinvite_failed(id, now),
         }
     }
 
@@ -1208,6 +1220,11 @@ pub fn stateless_error_response(bytes: &[u8], code: u16, why: &str) -> Option<Ve
 /// Our Contact URI: the AOR's user at our local address, with the transport when not UDP.
 fn contact_uri(config: &UaConfig) -> Uri {
     let user = config.account.aor.user.clone();
+    // A wildcard listen address is never a Contact; this one is replaced per destination anyway.
+    let ip = match config.local.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
     let scheme = if config.account.transport == TransportKind::Tls {
         Scheme::Sips
     } else {
@@ -1216,7 +1233,7 @@ fn contact_uri(config: &UaConfig) -> Uri {
     let mut uri = Uri {
         scheme,
         user,
-        host: ip_text(config.local.ip()),
+        host: ip_text(ip),
         port: Some(config.local.port()),
         ..Uri::default()
     };
@@ -1247,21 +1264,8 @@ pub fn transport_token(kind: TransportKind) -> &'static str {
 
 /// A destination straight from a URI whose host is an IP literal (no DNS in the core).
 pub fn uri_destination(uri: &Uri, default_transport: TransportKind) -> Option<Destination> {
-    let ip: std::net::IpAddr = uri.host_unbracketed().parse().ok()?;
-    let transport = match uri.transport().as_deref() {
-        Some("tcp") => TransportKind::Tcp,
-        Some("tls") => TransportKind::Tls,
-        Some("udp") => TransportKind::Udp,
-        _ if uri.scheme == Scheme::Sips => TransportKind::Tls,
-        _ => default_transport,
-    };
-    let default_port = if transport == TransportKind::Tls {
-        5061
-    } else {
-        5060
-    };
-    Some(Destination {
-        addr: SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
-        transport,
-    })
+    match route::hop_for(uri, default_transport) {
+        route::Hop::Direct(dest) => Some(dest),
+        route::Hop::Locate(_) => None,
+    }
 }

@@ -51,11 +51,10 @@ impl Node {
             outbound_proxy: None,
             expires: 600,
             local,
-            next_hop: None,
         });
         // sim::user_agent uses one fixed seed; distinct seeds keep tags and Call-IDs distinct.
         let mut config = ua.config().clone();
-        config.seed = seed;
+        config.seed = seed.into();
         config.codecs = codecs.to_vec();
         Node {
             name,

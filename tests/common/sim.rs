@@ -27,7 +27,6 @@ pub struct AccountSpec<'a> {
     pub outbound_proxy: Option<&'a str>,
     pub expires: u32,
     pub local: &'a str,
-    pub next_hop: Option<&'a str>,
 }
 
 impl Default for AccountSpec<'_> {
@@ -40,7 +39,6 @@ impl Default for AccountSpec<'_> {
             outbound_proxy: Some("sip:127.0.0.1:5060"),
             expires: 600,
             local: "127.0.0.1:5062",
-            next_hop: Some("127.0.0.1:5060"),
         }
     }
 }
@@ -65,10 +63,9 @@ pub fn user_agent_with_srtp(spec: &AccountSpec<'_>, srtp: sipterm::sdp::SrtpPoli
             transport: TransportKind::Udp,
         },
         local: spec.local.parse().expect("local"),
-        next_hop: spec.next_hop.map(udp),
         user_agent: "sipterm-test".into(),
         timers: TimerConfig::default(),
-        seed: 42,
+        seed: 42.into(),
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
         srtp,

@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::{CallState, Owner, UaEvent, UserAgent, uri_destination};
+use super::send::NextHop;
+use super::{CallState, Owner, UaEvent, UserAgent};
 use crate::sdp::{self, Direction, LocalMedia, MediaParams};
 use crate::sip::auth::Authenticator;
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{Method, Request, Response, reason_phrase};
-use crate::sip::transaction::{Destination, TsxId};
+use crate::sip::transaction::{Destination, TransportKind, TsxId};
 use crate::sip::uri::Uri;
 
 /// A ringing outgoing call is cancelled after this long without an answer.
@@ -60,8 +61,15 @@ pub(super) struct Call {
     pub redirects: u8,
     pub auth_tries: u8,
     pub no_answer_at: Option<Instant>,
-    /// Our own re-INVITE in flight (hold/resume): answers a peer's with 491.
+    /// Our own re-INVITE's transaction, once it went out.
     pub reinvite_tsx: Option<TsxId>,
+    /// Our own re-INVITE (hold/resume) is in flight or waits for DNS: a peer's gets 491.
+    pub reinviting: bool,
+    /// The Contact our INVITE carried (for the destination it went to): the dialog's.
+    pub local_contact: Option<Uri>,
+    /// The driver left our media address to us (a wildcard RTP socket): the SDP gets the
+    /// local address towards wherever the INVITE goes.
+    pub media_auto: bool,
     pub glare_retry_at: Option<Instant>,
     pub on_hold: bool,
     /// A peer's re-INVITE without SDP: we offered in the 200 and wait for the answer in ACK.
@@ -103,6 +111,9 @@ impl Call {
             auth_tries: 0,
             no_answer_at: None,
             reinvite_tsx: None,
+            reinviting: false,
+            local_contact: None,
+            media_auto: false,
             glare_retry_at: None,
             on_hold: false,
             offered_in_ok: false,
@@ -165,7 +176,7 @@ impl UserAgent {
         (0..=3).find_map(|r| self.find_call(None, |c| rank(c) == r))
     }
 
-    fn call_mut(&mut self, id: u64) -> Option<&mut Call> {
+    pub(super) fn call_mut(&mut self, id: u64) -> Option<&mut Call> {
         self.calls.iter_mut().find(|c| c.id == id)
     }
 
@@ -200,8 +211,12 @@ impl UserAgent {
         }
         self.set_state(id, CallState::Terminated, code, reason);
         self.calls.retain(|c| c.id != id);
-        self.owners
-            .retain(|_, o| !matches!(o, Owner::Call(c, _) if *c == id));
+        // The BYE's owner stays: its transaction may still fail over to another server.
+        self.owners.retain(|_, o| match o {
+            Owner::Call(c, method) => *c != id || *method == Method::Bye,
+            Owner::Reinvite(c) => *c != id,
+            Owner::Registration => true,
+        });
     }
 
     // ---------------------------------------------------------------- outgoing
@@ -210,6 +225,12 @@ impl UserAgent {
         let id = self.next_call_id();
         media.session_id = self.ids.next_u64() >> 1;
         media.session_version = 1;
+        // A wildcard RTP socket: the SDP gets the address towards the INVITE's destination
+        // when it goes (`localise`); this one only fills the offer until then.
+        let media_auto = media.address.is_unspecified();
+        if media_auto {
+            media.address = self.local_ip_for(None);
+        }
         let local_tag = self.ids.tag();
         let call_id = self.ids.call_id();
         let mut invite = Request::new(Method::Invite, target.clone());
@@ -222,7 +243,7 @@ impl UserAgent {
         invite.headers.push("CSeq", "1 INVITE");
         invite
             .headers
-            .push("Contact", format!("<{}>", self.contact));
+            .push("Contact", format!("<{}>", self.default_contact()));
         invite.headers.push("Allow", super::ALLOW);
         invite.headers.push("Supported", super::SUPPORTED);
         invite.headers.push("Content-Type", "application/sdp");
@@ -231,6 +252,7 @@ impl UserAgent {
             // So that the first call event (`calling`, emitted before the INVITE goes out)
             // names the Call-ID; send_invite replaces it with the INVITE as sent.
             invite: Some(invite.clone()),
+            media_auto,
             ..Call::new(
                 id,
                 Role::Caller,
@@ -244,19 +266,15 @@ impl UserAgent {
         self.send_invite(id, invite, now);
     }
 
+    /// Sends the INVITE (first, after a challenge, after a redirect) outside the dialog: to the
+    /// outbound proxy when there is one, else where its Request-URI says (RFC 3263).
     fn send_invite(&mut self, id: u64, invite: Request, now: Instant) {
-        let dest = self.route_for(&invite.uri);
-        match self.send_request(invite, dest, false, now) {
-            Some((tsx, sent)) => {
-                self.owners.insert(tsx, Owner::Call(id, Method::Invite));
-                if let Some(call) = self.call_mut(id) {
-                    call.invite_dest = Some(sent.1);
-                    call.invite = Some(sent.0);
-                    call.invite_tsx = Some(tsx);
-                }
-            }
-            None => self.terminate(id, Some(503), Some("No route to the destination".into())),
-        }
+        self.send_request(
+            invite,
+            NextHop::OutsideDialog,
+            Owner::Call(id, Method::Invite),
+            now,
+        );
     }
 
     pub(super) fn hangup(&mut self, id: u64, now: Instant) {
@@ -280,6 +298,11 @@ impl UserAgent {
             return;
         };
         call.cancel_wanted = true;
+        if call.invite_tsx.is_none() {
+            // The INVITE still waits for DNS: it never goes out.
+            self.terminate(id, Some(487), Some("Request Terminated".into()));
+            return;
+        }
         let provisional_seen = call.state != CallState::Calling;
         if !provisional_seen || call.cancelled {
             return;
@@ -330,10 +353,8 @@ impl UserAgent {
             return;
         };
         let bye = dialog.request(Method::Bye, None);
-        let dest = self.dialog_destination(id);
-        if let Some((tsx, _)) = self.send_request(bye, dest, true, now) {
-            self.owners.insert(tsx, Owner::Call(id, Method::Bye));
-        }
+        let hop = NextHop::Uri(dialog.next_hop_uri().clone());
+        self.send_request(bye, hop, Owner::Call(id, Method::Bye), now);
         // The call is over for the user now; the BYE's answer changes nothing they see.
         self.terminate(id, None, Some(reason));
     }
@@ -350,7 +371,7 @@ impl UserAgent {
             });
             return;
         }
-        if call.dialog.is_none() || call.reinvite_tsx.is_some() || call.on_hold == hold {
+        if call.dialog.is_none() || call.reinviting || call.on_hold == hold {
             return;
         }
         call.on_hold = hold;
@@ -370,15 +391,9 @@ impl UserAgent {
         let mut invite = dialog.request(Method::Invite, None);
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = body;
-        let dest = self.dialog_destination(id);
-        if let Some((tsx, sent)) = self.send_request(invite, dest, true, now) {
-            self.owners.insert(tsx, Owner::Call(id, Method::Invite));
-            if let Some(call) = self.call_mut(id) {
-                call.reinvite_tsx = Some(tsx);
-                call.invite = Some(sent.0);
-                call.invite_dest = Some(sent.1);
-            }
-        }
+        let hop = NextHop::Uri(dialog.next_hop_uri().clone());
+        call.reinviting = true;
+        self.send_request(invite, hop, Owner::Reinvite(id), now);
     }
 
     pub(super) fn transfer(&mut self, id: u64, target: Uri, now: Instant) {
@@ -390,10 +405,8 @@ impl UserAgent {
         };
         let mut refer = dialog.request(Method::Refer, None);
         refer.headers.push("Refer-To", format!("<{target}>"));
-        let dest = self.dialog_destination(id);
-        if let Some((tsx, _)) = self.send_request(refer, dest, true, now) {
-            self.owners.insert(tsx, Owner::Call(id, Method::Refer));
-        }
+        let hop = NextHop::Uri(dialog.next_hop_uri().clone());
+        self.send_request(refer, hop, Owner::Call(id, Method::Refer), now);
     }
 
     /// Responses to our requests in calls.
@@ -405,18 +418,9 @@ impl UserAgent {
         response: Response,
         now: Instant,
     ) {
+        let _ = tsx;
         match method {
-            Method::Invite => {
-                let is_reinvite = self
-                    .calls
-                    .iter()
-                    .any(|c| c.id == id && c.reinvite_tsx == Some(tsx));
-                if is_reinvite {
-                    self.reinvite_response(id, tsx, response, now);
-                } else {
-                    self.invite_response(id, response, now);
-                }
-            }
+            Method::Invite => self.invite_response(id, response, now),
             Method::Bye | Method::Cancel | Method::Info | Method::Notify => {}
             Method::Refer if response.is_final() && !response.is_success() => {
                 self.events.push_back(UaEvent::Error {
@@ -446,10 +450,13 @@ impl UserAgent {
                 .ok()
                 .and_then(|t| t.tag().map(str::to_string))
                 .is_some();
-            let contact = self.contact.clone();
             let Some(call) = self.call_mut(id) else {
                 return;
             };
+            let contact = call
+                .local_contact
+                .clone()
+                .unwrap_or_else(|| invite_contact(&invite));
             if has_tag && call.dialog.is_none() {
                 call.dialog = Dialog::from_uac(&invite, &response, contact).ok();
             }
@@ -523,13 +530,13 @@ impl UserAgent {
     }
 
     fn confirm_outgoing(&mut self, id: u64, invite: &Request, response: Response, now: Instant) {
-        let contact = self.contact.clone();
-        let hop = self.config.next_hop;
-        let transport = self.config.account.transport;
-        let via_proxy = self.config.account.outbound_proxy.is_some() && hop.is_some();
         let Some(call) = self.call_mut(id) else {
             return;
         };
+        let contact = call
+            .local_contact
+            .clone()
+            .unwrap_or_else(|| invite_contact(invite));
         if let Some((ack, dest)) = call.ack.clone() {
             // A retransmitted 2xx: our ACK got lost; send it again.
             self.push_raw(dest, ack);
@@ -545,21 +552,14 @@ impl UserAgent {
         };
         let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
         let mut dialog = dialog;
-        let mut ack = dialog.request(Method::Ack, Some(seq));
-        let dest = if via_proxy {
-            hop
-        } else {
-            hop_for_dialog(&dialog, hop, transport).or(call.invite_dest)
-        };
+        // RFC 3261 §13.2.2.4: the ACK for a 2xx follows the dialog's route set, else goes to
+        // the remote target; never to the outbound proxy unless it record-routed.
+        let ack = dialog.request(Method::Ack, Some(seq));
+        let hop = dialog.next_hop_uri().clone();
         call.dialog = Some(dialog);
         call.no_answer_at = None;
-        let Some(dest) = dest else { return };
-        self.stamp_via(&mut ack, dest);
-        if let Some(call) = self.call_mut(id) {
-            call.ack = Some((ack.clone(), dest));
-            call.ack_done = true;
-        }
-        self.push_raw(dest, ack);
+        call.ack_done = true;
+        self.send_ack(id, ack, hop, now);
         let cancel_wanted = self.calls.iter().any(|c| c.id == id && c.cancel_wanted);
         if cancel_wanted {
             // We hung up while it rang, but it answered: end it properly.
@@ -617,14 +617,26 @@ impl UserAgent {
         }
     }
 
-    fn reinvite_response(&mut self, id: u64, tsx: TsxId, response: Response, now: Instant) {
+    /// The answer to our re-INVITE (hold, resume).
+    pub(super) fn reinvite_response(&mut self, id: u64, response: Response, now: Instant) {
         if response.is_provisional() {
             return;
         }
         let Some(call) = self.call_mut(id) else {
             return;
         };
+        if !call.reinviting {
+            // A retransmitted 2xx (the re-INVITE's transaction passes each one up): our ACK
+            // got lost; send it again, and nothing else changes.
+            if response.is_success()
+                && let Some((ack, dest)) = call.ack.clone()
+            {
+                self.push_raw(dest, ack);
+            }
+            return;
+        }
         call.reinvite_tsx = None;
+        call.reinviting = false;
         if response.is_success() {
             let Some(invite) = call.invite.clone() else {
                 return;
@@ -641,16 +653,9 @@ impl UserAgent {
                     .and_then(|c| c.into_iter().next())
                     .map(|c| c.uri),
             );
-            let mut ack = dialog.request(Method::Ack, Some(seq));
-            let _ = tsx;
-            let dest = self.dialog_destination(id);
-            if let Some(dest) = dest {
-                self.stamp_via(&mut ack, dest);
-                self.push_raw(dest, ack.clone());
-                if let Some(call) = self.call_mut(id) {
-                    call.ack = Some((ack, dest));
-                }
-            }
+            let ack = dialog.request(Method::Ack, Some(seq));
+            let hop = dialog.next_hop_uri().clone();
+            self.send_ack(id, ack, hop, now);
             let _ = self.take_answer(id, &response.body);
             let state = if self.calls.iter().any(|c| c.id == id && c.on_hold) {
                 CallState::Held
@@ -699,29 +704,26 @@ impl UserAgent {
         }
     }
 
-    pub(super) fn call_failed(
-        &mut self,
-        id: u64,
-        method: Method,
-        tsx: TsxId,
-        code: u16,
-        reason: &str,
-        now: Instant,
-    ) {
+    /// Our re-INVITE got no answer (timeout, transport error, no route): the peer is gone.
+    pub(super) fn reinvite_failed(&mut self, id: u64, now: Instant) {
+        if let Some(call) = self.call_mut(id) {
+            call.reinvite_tsx = None;
+            call.reinviting = false;
+        }
+        self.send_bye(id, now);
+    }
+
+    /// A request of call `id` failed: its transaction (timeout, transport error), or before it
+    /// had one (DNS).
+    pub(super) fn call_failed(&mut self, id: u64, method: Method, code: u16, reason: &str) {
         match method {
             Method::Invite => {
                 let Some(call) = self.calls.iter().find(|c| c.id == id) else {
                     return;
                 };
-                // Which INVITE failed: our re-INVITE in flight, or the initial INVITE's
-                // transaction (client, or the server one we answered). Was: any failure while
-                // a re-INVITE was in flight counted as the re-INVITE's (BYE, "Hung up").
-                if call.reinvite_tsx == Some(tsx) {
-                    if let Some(call) = self.call_mut(id) {
-                        call.reinvite_tsx = None;
-                    }
-                    self.send_bye(id, now);
-                } else if call.ack_done {
+                // The initial INVITE's transaction (client, or the server one we answered);
+                // our re-INVITEs have their own owner (`reinvite_failed`).
+                if call.ack_done {
                     // The initial INVITE's transaction outlives the 2xx by ~32 s (RFC 6026
                     // Accepted) and fails when its connection closes; after the ACK the dialog
                     // no longer depends on it, and the dialog's next request (BYE, re-INVITE)
@@ -851,7 +853,7 @@ impl UserAgent {
             }
         }
         // A call that came in over TLS is answered with our TLS Contact (see `contact_for`).
-        let contact = self.contact_for(source.transport);
+        let contact = self.contact_for(source);
         let dialog = match Dialog::from_uas(&request, &local_tag, contact.clone()) {
             Ok(d) => d,
             Err(e) => {
@@ -919,6 +921,23 @@ impl UserAgent {
         let remote_offer = call.remote_offer.clone();
         media.session_id = self.ids.next_u64() >> 1;
         media.session_version = 1;
+        if media.address.is_unspecified() {
+            // A wildcard RTP socket: our SDP names the local address that routes to where the
+            // peer's media comes from (its SDP address), else to where its INVITE came from.
+            let peer_media = remote_offer
+                .as_deref()
+                .and_then(|offer| sdp::answer_offer(offer, &media).ok())
+                .map(|(_, params)| params.remote)
+                .filter(|remote| !remote.ip().is_unspecified());
+            let toward = match peer_media {
+                Some(addr) => Destination {
+                    addr,
+                    transport: TransportKind::Udp,
+                },
+                None => source,
+            };
+            media.address = self.local_ip_for(Some(toward));
+        }
         let (body, params) = match &remote_offer {
             Some(offer) => match sdp::answer_offer(offer, &media) {
                 Ok((answer, params)) => (answer, Some(params)),
@@ -937,10 +956,8 @@ impl UserAgent {
             None => (sdp::build_offer(&media), None),
         };
         let mut ok = self.make_response(&invite, 200, Some(&local_tag));
-        ok.headers.push(
-            "Contact",
-            format!("<{}>", self.contact_for(source.transport)),
-        );
+        ok.headers
+            .push("Contact", format!("<{}>", self.contact_for(source)));
         ok.headers.push("Allow", super::ALLOW);
         ok.headers.push("Supported", super::SUPPORTED);
         ok.headers.push("Content-Type", "application/sdp");
@@ -1177,10 +1194,8 @@ impl UserAgent {
             .headers
             .push("Content-Type", "message/sipfrag;version=2.0");
         notify.body = format!("{status_line}\r\n").into_bytes();
-        let dest = self.dialog_destination(id);
-        if let Some((tsx, _)) = self.send_request(notify, dest, true, now) {
-            self.owners.insert(tsx, Owner::Call(id, Method::Notify));
-        }
+        let hop = NextHop::Uri(dialog.next_hop_uri().clone());
+        self.send_request(notify, hop, Owner::Call(id, Method::Notify), now);
     }
 
     fn incoming_reinvite(
@@ -1195,7 +1210,7 @@ impl UserAgent {
             return;
         };
         let tag = call.local_tag.clone();
-        if call.reinvite_tsx.is_some() {
+        if call.reinviting {
             let r = self.make_response(&request, 491, Some(&tag));
             self.tsx.send_response(tsx, r, now);
             return;
@@ -1222,10 +1237,8 @@ impl UserAgent {
             }
         };
         let mut ok = self.make_response(&request, 200, Some(&tag));
-        ok.headers.push(
-            "Contact",
-            format!("<{}>", self.contact_for(source.transport)),
-        );
+        ok.headers
+            .push("Contact", format!("<{}>", self.contact_for(source)));
         ok.headers.push("Content-Type", "application/sdp");
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
@@ -1357,13 +1370,14 @@ impl UserAgent {
 
     fn auth_retry(&mut self, request: &Request, response: &Response) -> Option<Request> {
         let password = self.config.account.password.clone()?;
+        let seed = self.ids.next_u64();
         let auth = self.call_auth.get_or_insert_with(|| {
             Authenticator::new(
                 crate::sip::auth::DigestCredentials {
                     username: self.config.account.auth_username.clone(),
                     password,
                 },
-                self.config.seed ^ 0xA5A5,
+                seed,
             )
         });
         let headers = auth.respond(request, response).ok()?;
@@ -1381,29 +1395,9 @@ impl UserAgent {
         Some(next)
     }
 
-    /// Where in-dialog requests of this call go.
-    fn dialog_destination(&self, id: u64) -> Option<Destination> {
-        let call = self.calls.iter().find(|c| c.id == id)?;
-        let dialog = call.dialog.as_ref()?;
-        // With an outbound proxy every request goes through it, in-dialog ones too (NAT).
-        if self.config.account.outbound_proxy.is_some() && self.config.next_hop.is_some() {
-            return self.config.next_hop;
-        }
-        hop_for_dialog(dialog, self.config.next_hop, self.config.account.transport)
-            .or(call.invite_dest)
-    }
-
-    fn route_for(&self, uri: &Uri) -> Option<Destination> {
-        // With an outbound proxy, everything goes there; otherwise an IP-literal target directly.
-        if self.config.account.outbound_proxy.is_some() {
-            return self.config.next_hop;
-        }
-        uri_destination(uri, self.config.account.transport).or(self.config.next_hop)
-    }
-
     fn media_template(&self) -> LocalMedia {
         LocalMedia {
-            address: self.config.local.ip(),
+            address: self.local_ip_for(self.registration_dest),
             rtp_port: 0,
             codecs: self.config.codecs.clone(),
             direction: Direction::SendRecv,
@@ -1419,14 +1413,15 @@ impl UserAgent {
     }
 }
 
-/// Where a dialog's requests go: its first route or remote target when that is an IP literal,
-/// else the configured next hop.
-fn hop_for_dialog(
-    dialog: &Dialog,
-    next_hop: Option<Destination>,
-    transport: crate::sip::transaction::TransportKind,
-) -> Option<Destination> {
-    uri_destination(dialog.next_hop_uri(), transport).or(next_hop)
+/// The Contact URI of a request we built (before `localise` knew better).
+fn invite_contact(request: &Request) -> Uri {
+    request
+        .headers
+        .contacts()
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.uri)
+        .unwrap_or_default()
 }
 
 fn bump_cseq(request: &mut Request) {

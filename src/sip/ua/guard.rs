@@ -55,10 +55,24 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// Trusted proxy/registrar addresses kept at most.
+const MAX_TRUSTED: usize = 64;
+
 impl Guard {
     pub fn set_policy(&mut self, accept: AcceptFrom, trusted: impl IntoIterator<Item = IpAddr>) {
         self.accept = accept;
         self.trusted = trusted.into_iter().map(canonical).collect();
+    }
+
+    /// More addresses of the registrar or outbound proxy (DNS answered for their names).
+    /// Bounded: a DNS answer is not allowed to grow the set without limit.
+    pub fn trust(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        for ip in ips {
+            if self.trusted.len() >= MAX_TRUSTED {
+                break;
+            }
+            self.trusted.insert(canonical(ip));
+        }
     }
 
     /// One of the registrar's / outbound proxy's addresses.
