@@ -51,13 +51,25 @@ impl Drop for Dnsmasq {
 }
 
 impl Dnsmasq {
-    /// Starts dnsmasq on a free port of 127.0.0.1 and waits until it answers.
+    /// Starts dnsmasq on a free port of 127.0.0.1 and waits until it answers. Another process
+    /// may take the port between our probe and dnsmasq's bind: then it tries another.
     async fn start() -> Dnsmasq {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut dnsmasq = Dnsmasq::spawn(free_port());
+            match dnsmasq.wait_ready().await {
+                Ok(()) => return dnsmasq,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("dnsmasq did not start: {failures:?}");
+    }
+
+    fn spawn(port: u16) -> Dnsmasq {
         let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("dnsmasq is not installed (Debian package dnsmasq-base)");
-        let port = free_port();
         let child = Command::new(binary)
             .args([
                 "--keep-in-foreground",
@@ -79,16 +91,14 @@ impl Dnsmasq {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting dnsmasq");
-        let mut dnsmasq = Dnsmasq {
+        Dnsmasq {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        dnsmasq.wait_ready().await;
-        dnsmasq
+        }
     }
 
     /// Polls with a resolver of its own (so that the tests' caches start empty).
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let probe = SystemDns::with_server(self.addr).with_timeout(Duration::from_millis(500));
         let deadline = Instant::now() + READY_WITHIN;
         loop {
@@ -98,16 +108,18 @@ impl Dnsmasq {
                     use std::io::Read;
                     let _ = pipe.read_to_string(&mut stderr);
                 }
-                panic!("dnsmasq exited ({status}): {stderr}");
+                return Err(format!("dnsmasq exited ({status}): {stderr}"));
             }
             if probe
                 .resolve_sip(&SipTarget::host("chicago.test"), &prefs())
                 .await
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "dnsmasq did not answer in time");
+            if Instant::now() > deadline {
+                return Err(format!("no answer from {} in {READY_WITHIN:?}", self.addr));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -133,16 +133,12 @@ pub async fn locate<L: DnsLookup>(
         let queries = sip_srv_queries(&domain, &order);
         walk.srv(queries, random).await;
     }
-    let fallback = if target.secure {
-        TransportKind::Tls
-    } else {
-        prefs.preferred
-    };
+    // RFC 3263 §4.2: no SRV records at all: the domain's own address, with the transport no
+    // record chose (`fixed`: TLS for sips:, else the account's).
     if walk.dests.is_empty() && !walk.srv_found {
-        need_tls(&domain.display, fallback)?;
+        need_tls(&domain.display, fixed)?;
     }
-    walk.fallback_to_host(default_port(fallback), fallback)
-        .await;
+    walk.fallback_to_host(default_port(fixed), fixed).await;
     walk.finish()
 }
 
