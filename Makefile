@@ -2,7 +2,8 @@
 # packages they need first (apt-get as root, sudo otherwise), only when missing.
 
 BUILD_DEPS := libasound2-dev libopus-dev pkg-config
-TEST_DEPS  := sip-tester kamailio kamailio-tls-modules baresip-core tshark tmux pulseaudio pulseaudio-utils
+TEST_DEPS  := sip-tester kamailio kamailio-tls-modules baresip-core tshark tmux pulseaudio pulseaudio-utils \
+              iproute2 nftables dnsmasq-base
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 
@@ -39,8 +40,8 @@ lint: sans-io
 
 # The protocol core takes time and bytes from outside (DESIGN.md): no clock, no sockets, no tokio.
 sans-io:
-	@if grep -rnE 'Instant::now|SystemTime::now|tokio::|UdpSocket|TcpStream' src/sip/; then \
-		echo "src/sip must stay sans-IO"; exit 1; fi
+	@if grep -rnE 'Instant::now|SystemTime::now|tokio::|UdpSocket|TcpStream' src/sip/ src/dns/; then \
+		echo "src/sip and src/dns must stay sans-IO"; exit 1; fi
 
 # Debug profile with optimized dependencies (see Cargo.toml): one build serves every test.
 test: test-deps sans-io

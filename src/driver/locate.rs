@@ -1,17 +1,16 @@
-//! Runs the UA's DNS lookups (RFC 3263 server location) in tasks of their own, so the SIP task
-//! never waits for DNS; each answer comes back on a channel and goes to
-//! `UserAgent::handle_resolved`.
+//! Runs the UA's DNS lookups (RFC 3263 server location through `driver::dns::SystemDns`) in
+//! tasks of their own, so the SIP task never waits for DNS; each answer comes back on a channel
+//! and goes to `UserAgent::handle_resolved`.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::dns::SystemDns;
+use crate::dns::{Preferences, SipTarget};
 use crate::sip::transaction::{Destination, TransportKind};
 use crate::sip::ua::HopKey;
-
-/// How long a whole resolution (NAPTR, SRV, A/AAAA) may take.
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// One answer for the UA: destinations in the order to try and how long they hold, or why
 /// there are none.
@@ -23,19 +22,24 @@ pub struct Resolved {
 
 /// The SIP task's handle on DNS.
 pub struct Dns {
+    system: SystemDns,
     answers: Option<mpsc::UnboundedSender<Resolved>>,
 }
 
 impl Dns {
-    pub fn new(answers: mpsc::UnboundedSender<Resolved>) -> Dns {
+    pub fn new(system: SystemDns, answers: mpsc::UnboundedSender<Resolved>) -> Dns {
         Dns {
+            system,
             answers: Some(answers),
         }
     }
 
     /// For the echo service, which only answers calls.
     pub fn disabled() -> Dns {
-        Dns { answers: None }
+        Dns {
+            system: SystemDns::new(),
+            answers: None,
+        }
     }
 
     /// Resolves `key` in a task; `preferred` is the account's transport, `bind_ip` the SIP
@@ -44,17 +48,40 @@ impl Dns {
         let Some(answers) = self.answers.clone() else {
             return;
         };
+        let system = self.system.clone();
+        let (ipv4, ipv6) = families(bind_ip);
+        // TLS is always possible: the transport builds a client configuration with the
+        // system roots when the config names no CA.
+        let prefs = Preferences {
+            preferred,
+            tls: true,
+            ipv4,
+            ipv6,
+        };
+        let target = SipTarget {
+            host: key.host.clone(),
+            port: key.port,
+            transport: key.transport,
+            secure: key.secure,
+        };
         tokio::spawn(async move {
-            let result =
-                tokio::time::timeout(RESOLVE_TIMEOUT, lookup(&key, preferred, families(bind_ip)))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("{}: DNS did not answer in time", key.host)));
-            if let Err(reason) = &result {
-                tracing::warn!(host = %key, "{reason}");
-            }
+            let result = match system.resolve_sip(&target, &prefs).await {
+                Ok(resolved) => {
+                    tracing::info!(host = %key, trail = %resolved.trail, "DNS");
+                    Ok((resolved.targets, resolved.ttl))
+                }
+                Err(error) => {
+                    tracing::warn!(host = %key, %error, "DNS");
+                    Err(error.to_string())
+                }
+            };
             // The SIP task is gone: nobody waits for the answer.
             let _ = answers.send(Resolved { key, result });
         });
+    }
+
+    pub fn system(&self) -> &SystemDns {
+        &self.system
     }
 }
 
@@ -67,34 +94,15 @@ fn families(ip: IpAddr) -> (bool, bool) {
     }
 }
 
-/// A and AAAA through the system resolver (an interim step before NAPTR and SRV).
-async fn lookup(
-    key: &HopKey,
-    preferred: TransportKind,
-    (ipv4, ipv6): (bool, bool),
-) -> Result<(Vec<Destination>, Duration), String> {
-    let transport = key.transport.unwrap_or(if key.secure {
-        TransportKind::Tls
-    } else {
-        preferred
-    });
-    let port = key.port.unwrap_or(if transport == TransportKind::Tls {
-        5061
-    } else {
-        5060
-    });
-    let addrs = tokio::net::lookup_host((key.host.as_str(), port))
-        .await
-        .map_err(|e| format!("{}: {e}", key.host))?;
-    let mut targets: Vec<Destination> = Vec::new();
-    for addr in addrs {
-        let dest = Destination { addr, transport };
-        if (addr.is_ipv4() && ipv4 || addr.is_ipv6() && ipv6) && !targets.contains(&dest) {
-            targets.push(dest);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_ipv6_socket_reaches_both_families_and_others_their_own() {
+        assert_eq!(families("0.0.0.0".parse().expect("ip")), (true, false));
+        assert_eq!(families("192.0.2.1".parse().expect("ip")), (true, false));
+        assert_eq!(families("::".parse().expect("ip")), (true, true));
+        assert_eq!(families("2001:db8::1".parse().expect("ip")), (false, true));
     }
-    if targets.is_empty() {
-        return Err(format!("{}: no address", key.host));
-    }
-    Ok((targets, Duration::from_secs(60)))
 }

@@ -3,13 +3,16 @@
 //! Binding on a call's RTP socket before its SDP is written. The protocol logic is the sans-IO
 //! `nat::stun::BindingClient`; this file only adds clocks and sockets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
+use super::dns::SystemDns;
+use crate::dns::{Preferences, ResolveError};
 use crate::nat::stun::{self, BindingClient, BindingFailure, Schedule};
 use crate::sip::registration::refresh_delay;
+use crate::sip::transaction::TransportKind;
 
 /// What the RFC 5626 §4.4.1 keep-alive on UDP is: a double CRLF, which registrars and proxies
 /// ignore (ours does too).
@@ -17,7 +20,7 @@ pub const KEEPALIVE: &[u8] = b"\r\n\r\n";
 /// baresip's and RFC 5626's usual interval, under the 30 s many NATs keep a UDP binding.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(29);
 /// The STUN port when `stun_server` names none (RFC 5389 §9).
-pub const STUN_PORT: u16 = 3478;
+pub const STUN_PORT: u16 = crate::dns::STUN_PORT;
 /// The Binding on an RTP socket holds up that call's offer or answer (not the SIP task, it runs
 /// in a task of its own): 3 tries, 200/400 ms apart, 1 s in
 /// all.
@@ -215,37 +218,82 @@ impl SipNat {
     }
 }
 
-/// Resolves `host:port` / `host` / `[v6]:port` (port 3478 when absent), preferring the family
-/// of `like` (the SIP socket's address).
-pub async fn resolve_stun(server: &str, like: SocketAddr) -> Result<SocketAddr, String> {
-    if let Ok(addr) = server.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let (host, port) = match server.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
-            host.trim_start_matches('[').trim_end_matches(']'),
-            port.parse::<u16>()
-                .map_err(|_| format!("bad port in stun_server `{server}`"))?,
-        ),
-        _ => (
-            server.trim_start_matches('[').trim_end_matches(']'),
-            STUN_PORT,
-        ),
+/// Why `stun_server` gave no address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StunServerError {
+    #[error("bad port in stun_server `{server}`")]
+    BadPort { server: String },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+}
+
+/// Resolves `stun_server` through a resolver made for this one call. Prefer
+/// [`resolve_stun_with`] and the SIP task's shared `SystemDns` (one cache).
+pub async fn resolve_stun(server: &str, like: SocketAddr) -> Result<SocketAddr, StunServerError> {
+    resolve_stun_with(&SystemDns::new(), server, like).await
+}
+
+/// Resolves `stun_server`: an IP literal (`192.0.2.1`, `192.0.2.1:3479`, `2001:db8::1`,
+/// `[2001:db8::1]:3479`) stays as it is; `host:port` asks A/AAAA; a bare `host` asks SRV
+/// `_stun._udp.host` first, then A/AAAA with port 3478 (RFC 5389 §9). Among the addresses,
+/// the first of the family of `like` (the SIP socket's address) wins, since the Binding goes
+/// out of that socket.
+pub async fn resolve_stun_with(
+    dns: &SystemDns,
+    server: &str,
+    like: SocketAddr,
+) -> Result<SocketAddr, StunServerError> {
+    let (host, port) = match parse_stun_server(server)? {
+        StunServer::Addr(addr) => return Ok(addr),
+        StunServer::Name(host, port) => (host, port),
     };
-    let lookup = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::lookup_host((host.to_string(), port)),
-    )
-    .await
-    .map_err(|_| format!("cannot resolve {host}: timed out"))?
-    .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    let addrs: Vec<SocketAddr> = lookup.collect();
+    let prefs = Preferences {
+        preferred: TransportKind::Udp,
+        tls: false,
+        ipv4: true,
+        ipv6: true,
+    };
+    let resolved = dns.resolve_stun(host, port, &prefs).await?;
+    tracing::debug!(server, trail = %resolved.trail, "STUN server located");
+    let addrs: Vec<SocketAddr> = resolved.targets.iter().map(|d| d.addr).collect();
+    // `resolve_stun` returns at least one address or an error.
     addrs
         .iter()
         .find(|a| a.is_ipv4() == like.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| format!("cannot resolve {host}: no address"))
+        .ok_or_else(|| {
+            StunServerError::Resolve(ResolveError::NoRecords {
+                domain: host.to_string(),
+            })
+        })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum StunServer<'a> {
+    Addr(SocketAddr),
+    Name(&'a str, Option<u16>),
+}
+
+fn parse_stun_server(server: &str) -> Result<StunServer<'_>, StunServerError> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Ok(StunServer::Addr(addr));
+    }
+    let bare = server.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(StunServer::Addr(SocketAddr::new(ip, STUN_PORT)));
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port = port.parse::<u16>().ok().filter(|p| *p != 0);
+            let port = port.ok_or_else(|| StunServerError::BadPort {
+                server: server.to_string(),
+            })?;
+            Ok(StunServer::Name(host, Some(port)))
+        }
+        _ => Ok(StunServer::Name(server, None)),
+    }
 }
 
 /// One Binding on a socket nobody else reads yet (a call's RTP socket before media starts).
@@ -287,6 +335,70 @@ mod tests {
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn stun_server_settings_parse() {
+        use StunServer::{Addr, Name};
+        assert_eq!(
+            parse_stun_server("192.0.2.1"),
+            Ok(Addr(a("192.0.2.1:3478")))
+        );
+        assert_eq!(
+            parse_stun_server("192.0.2.1:3479"),
+            Ok(Addr(a("192.0.2.1:3479")))
+        );
+        assert_eq!(
+            parse_stun_server("2001:db8::1"),
+            Ok(Addr(a("[2001:db8::1]:3478")))
+        );
+        assert_eq!(
+            parse_stun_server("[2001:db8::1]"),
+            Ok(Addr(a("[2001:db8::1]:3478")))
+        );
+        assert_eq!(
+            parse_stun_server("[2001:db8::1]:3479"),
+            Ok(Addr(a("[2001:db8::1]:3479")))
+        );
+        assert_eq!(parse_stun_server("stun.test"), Ok(Name("stun.test", None)));
+        assert_eq!(
+            parse_stun_server("stun.test:3479"),
+            Ok(Name("stun.test", Some(3479)))
+        );
+        for bad in [
+            "stun.test:x",
+            "stun.test:0",
+            "stun.test:70000",
+            "stun.test:",
+        ] {
+            assert_eq!(
+                parse_stun_server(bad),
+                Err(StunServerError::BadPort {
+                    server: bad.to_string()
+                }),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn stun_ip_literals_need_no_dns() {
+        // A resolver that cannot work: any query would fail, so success means none was made.
+        let dns = SystemDns::from_resolv_conf("/nonexistent/resolv.conf");
+        let like = a("192.0.2.9:5060");
+        assert_eq!(
+            resolve_stun_with(&dns, "198.51.100.7", like).await,
+            Ok(a("198.51.100.7:3478"))
+        );
+        let err = resolve_stun_with(&dns, "stun.test", like)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "cannot look up stun.test: no DNS resolver (cannot read /nonexistent/resolv.conf"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use std::collections::HashMap;
 
 use super::command::Command;
+use super::dns::SystemDns;
 use super::locate::{Dns, Resolved};
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
 use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
@@ -26,6 +27,9 @@ use crate::sip::registration::RegistrationState;
 use crate::sip::transaction::{Destination, TimerConfig, TransportKind};
 use crate::sip::ua::{self, AccountParams, CallState, LocalRoutes, UaConfig, UaEvent, UserAgent};
 use crate::sip::uri::Uri;
+
+/// How long the STUN server's name may take to resolve at start (before `ready`).
+const STUN_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything the SIP task needs, straight from config and CLI.
 #[derive(Debug, Clone)]
@@ -86,8 +90,17 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         Transport::bind_with(setup.listen, setup.listener_limits).await?;
     let listen = transport.local_addr();
     let tls_listen = setup_tls(&mut transport, &setup, &events).await;
+    // One resolver (and cache) for everything: STUN, registrar, proxy, dial targets.
+    let system_dns = SystemDns::new();
     let stun_server = match setup.nat.stun_server.as_deref() {
-        Some(server) => match super::nat::resolve_stun(server, listen).await {
+        // Bounded: an offline laptop with a STUN name must still start quickly.
+        Some(server) => match super::nat::resolve_stun_with(
+            &system_dns.clone().with_timeout(STUN_RESOLVE_TIMEOUT),
+            server,
+            listen,
+        )
+        .await
+        {
             Ok(addr) => Some(addr),
             Err(e) => {
                 let message = format!("stun_server: {e}; using the local address");
@@ -164,7 +177,7 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         media_ready: None,
         preparing: 0,
         deferred: std::collections::VecDeque::new(),
-        dns: Dns::new(resolved_tx),
+        dns: Dns::new(system_dns, resolved_tx),
         resolved: Some(resolved),
     };
     let task = tokio::spawn(engine.run(inbound, command_rx, setup.register_at_start));
