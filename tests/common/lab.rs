@@ -878,10 +878,17 @@ pub fn remove_stale_labs() {
                     HarnessError::io(format!("removing {}", entry.path().display()), e)
                 })
             };
-            match removed {
-                Ok(()) => eprintln!("network lab: removed {name}, left by an earlier run"),
-                Err(error) => eprintln!("network lab: could not remove stale {name}: {error}"),
-            }
+            // Straight to stderr (not captured by libtest): a leak should be seen.
+            let _ = match removed {
+                Ok(()) => writeln!(
+                    std::io::stderr(),
+                    "network lab: removed {name}, left by an earlier run"
+                ),
+                Err(error) => writeln!(
+                    std::io::stderr(),
+                    "network lab: could not remove stale {name}: {error}"
+                ),
+            };
         }
     }
 }
