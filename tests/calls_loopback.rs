@@ -86,6 +86,7 @@ fn start_pair(options: PairOptions<'_>) -> Result<Pair, Box<dyn std::error::Erro
                 auto_answer_ms: auto_answer,
                 config_toml: options.codecs.map(|c| config_with_codecs(name, c)),
                 extra_args: Vec::new(),
+                ..HeadlessOptions::default()
             },
         )?;
         Ok(Side { sipterm, out })

@@ -44,6 +44,7 @@ fn spawn(
             auto_answer_ms,
             config_toml: Some(config(name, codecs)),
             extra_args: Vec::new(),
+            ..HeadlessOptions::default()
         },
     )?)
 }

@@ -66,6 +66,7 @@ fn start(
             auto_answer_ms: auto_answer.then_some(0),
             config_toml: Some(config(name, srtp)),
             extra_args: Vec::new(),
+            ..HeadlessOptions::default()
         },
     )?;
     Ok((sipterm, out))

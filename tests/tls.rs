@@ -63,6 +63,7 @@ fn spawn(
             auto_answer_ms,
             config_toml: Some(config),
             extra_args,
+            ..HeadlessOptions::default()
         },
     )?)
 }

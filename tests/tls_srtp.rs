@@ -71,6 +71,7 @@ fn spawn(
             auto_answer_ms: auto_answer.then_some(0),
             config_toml: Some(config),
             extra_args,
+            ..HeadlessOptions::default()
         },
     )?;
     Ok((sipterm, out))

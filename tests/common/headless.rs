@@ -29,6 +29,11 @@ pub struct HeadlessOptions {
     pub config_toml: Option<String>,
     /// Anything else for the command line.
     pub extra_args: Vec<String>,
+    /// Run it inside this network namespace (`ip netns exec NS sipterm ...`), e.g. a lab
+    /// host's `netns()` (tests/common/lab.rs). None: the test's own namespace.
+    pub netns: Option<String>,
+    /// `--listen`; None: `127.0.0.1:0`. Lab tests pass e.g. `0.0.0.0:5060` or `[::]:5060`.
+    pub listen: Option<String>,
 }
 
 /// A running headless sipterm. Dropping it kills it.
@@ -43,7 +48,8 @@ pub struct Headless {
 }
 
 impl Headless {
-    /// Starts `sipterm --headless --listen 127.0.0.1:0` with `options` and waits for `ready`.
+    /// Starts `sipterm --headless --listen 127.0.0.1:0` (or `options.listen`, inside
+    /// `options.netns`) with `options` and waits for `ready`.
     pub fn spawn(name: &str, options: &HeadlessOptions) -> Result<Headless, HarnessError> {
         Self::spawn_with(name, options, &[], false)
     }
@@ -69,7 +75,8 @@ impl Headless {
             path.as_ref()
                 .map_or_else(|| "null".to_owned(), |p| p.display().to_string())
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sipterm"));
+        let mut command = sipterm_command(options.netns.as_deref());
+        let listen = options.listen.as_deref().unwrap_or("127.0.0.1:0");
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -78,7 +85,7 @@ impl Headless {
             .env("XDG_STATE_HOME", root.join("state"))
             .env("XDG_DATA_HOME", root.join("data"))
             .env("XDG_CACHE_HOME", root.join("cache"))
-            .args(["--headless", "--listen", "127.0.0.1:0"])
+            .args(["--headless", "--listen", listen])
             .arg("--log-file")
             .arg(root.join("logs").join("sipterm.log"));
         if !device_audio {
@@ -111,18 +118,19 @@ impl Headless {
             |e| e["event"] == "ready",
             READY_TIMEOUT,
         )?;
-        let listen = ready["listen"].as_str().unwrap_or_default();
-        headless.listen = listen.parse().map_err(|_| HarnessError::InvalidInput {
-            what: "ready.listen",
-            value: listen.to_owned(),
-            why: "not an IP:PORT",
-        })?;
+        headless.listen = parse_ready_listen(&ready["listen"])?;
         Ok(headless)
     }
 
     /// `sip:<user>@<listen>`: how a peer dials this sipterm.
     pub fn uri(&self, user: &str) -> String {
         format!("sip:{user}@{}", self.listen)
+    }
+
+    /// `sip:<user>@<ip>:<listen port>`: how a peer dials it when it listens on a wildcard
+    /// address (`0.0.0.0`, `[::]`), e.g. at its lab host's address.
+    pub fn uri_at(&self, user: &str, ip: std::net::IpAddr) -> String {
+        format!("sip:{user}@{}", SocketAddr::new(ip, self.listen.port()))
     }
 
     pub fn pid(&self) -> u32 {
@@ -252,6 +260,37 @@ impl Headless {
         let stime: u64 = fields.get(12)?.parse().ok()?;
         Some(utime + stime)
     }
+}
+
+/// The sipterm binary, run through `ip netns exec NS` when `netns` is given. `ip netns exec`
+/// execs the program, so the child's PID (and process group) is sipterm's own.
+fn sipterm_command(netns: Option<&str>) -> Command {
+    let binary = env!("CARGO_BIN_EXE_sipterm");
+    match netns {
+        None => Command::new(binary),
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, binary]);
+            command
+        }
+    }
+}
+
+/// The listen address of a `ready` event: `"IP:PORT"`, which may be a wildcard
+/// (`0.0.0.0:5060`, `[::]:5060`) when sipterm listens on every interface. A list (an array or
+/// comma-separated) gives its first address, so a front end that reports several stays usable.
+fn parse_ready_listen(listen: &Value) -> Result<SocketAddr, HarnessError> {
+    let first = match listen {
+        Value::Array(items) => items.first().and_then(Value::as_str),
+        other => other.as_str(),
+    }
+    .unwrap_or_default();
+    let first = first.split(',').next().unwrap_or_default().trim();
+    first.parse().map_err(|_| HarnessError::InvalidInput {
+        what: "ready.listen",
+        value: listen.to_string(),
+        why: "not an IP:PORT",
+    })
 }
 
 /// Writes a 16-bit mono WAV.

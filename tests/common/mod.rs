@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod headless;
+pub mod lab;
 pub mod pair;
 pub mod peers;
 pub mod ports;

@@ -82,6 +82,17 @@ pub fn udp_port_bound(port: u16) -> bool {
 pub fn wait_udp_answer(addr: SocketAddr, timeout: Duration) -> Result<String, HarnessError> {
     let socket = UdpSocket::bind((LOOPBACK, 0))
         .map_err(|e| HarnessError::io("binding the probe socket", e))?;
+    wait_udp_answer_on(&socket, addr, timeout)
+}
+
+/// Like `wait_udp_answer`, probing from `socket` (e.g. one made inside a lab
+/// namespace: tests/common/lab.rs). Bind it to a specific address, not the
+/// wildcard: the probe's Via names the socket's local address.
+pub fn wait_udp_answer_on(
+    socket: &UdpSocket,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<String, HarnessError> {
     // Connected, so datagrams from anyone else are filtered by the kernel.
     socket
         .connect(addr)
