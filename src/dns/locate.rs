@@ -70,6 +70,11 @@ pub async fn locate<L: DnsLookup>(
         // What the URI asks for cannot change: say so before asking the DNS anything.
         need_tls(&domain.display, fixed)?;
     }
+    if domain.is_invalid() {
+        return Err(ResolveError::NoSuchDomain {
+            domain: domain.display,
+        });
+    }
     if domain.is_localhost() {
         need_tls(&domain.display, fixed)?;
         let port = target.port.unwrap_or(default_port(fixed));

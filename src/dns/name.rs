@@ -51,6 +51,11 @@ impl DomainName {
     pub fn is_localhost(&self) -> bool {
         self.display == "localhost" || self.display.ends_with(".localhost")
     }
+
+    /// RFC 6761 §6.4: `invalid` and names under it never exist; no query is sent for them.
+    pub fn is_invalid(&self) -> bool {
+        self.display == "invalid" || self.display.ends_with(".invalid")
+    }
 }
 
 /// Lower-cased `name` without its trailing dot, if it is a valid host name: ASCII letters,
@@ -142,6 +147,12 @@ mod tests {
             Some("2001:db8::1".parse().unwrap())
         );
         assert_eq!(ip_literal("biloxi.test"), None);
+    }
+
+    #[test]
+    fn invalid_never_exists() {
+        assert!(DomainName::from_user("nowhere.invalid").unwrap().is_invalid());
+        assert!(!DomainName::from_user("invalid.test").unwrap().is_invalid());
     }
 
     #[test]
