@@ -571,10 +571,7 @@ fn on_a_wildcard_address_each_destination_gets_the_interface_that_routes_to_it()
         assert_eq!(contact, format!("<sip:alice@{local}:5060>"));
         let sdp = String::from_utf8_lossy(&invite.body).to_string();
         assert!(sdp.contains(&format!("c=IN IP4 {local}")), "{sdp}");
-        assert!(
-            sdp.contains("o=- ") && !sdp.contains("0.0.0.0"),
-            "{sdp}"
-        );
+        assert!(sdp.contains("o=- ") && !sdp.contains("0.0.0.0"), "{sdp}");
         ua.handle_command(Command::Hangup { call: None }, now);
         requests(&mut ua);
     }

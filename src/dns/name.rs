@@ -151,7 +151,11 @@ mod tests {
 
     #[test]
     fn invalid_never_exists() {
-        assert!(DomainName::from_user("nowhere.invalid").unwrap().is_invalid());
+        assert!(
+            DomainName::from_user("nowhere.invalid")
+                .unwrap()
+                .is_invalid()
+        );
         assert!(!DomainName::from_user("invalid.test").unwrap().is_invalid());
     }
 

@@ -5,6 +5,7 @@
 //! `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod audio;
 pub mod certs;
 pub mod headless;
 pub mod lab;

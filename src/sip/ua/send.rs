@@ -359,6 +359,12 @@ impl UserAgent {
                 }
                 set_contact_uri(request, &contact);
                 call.local_contact = Some(contact);
+                if let Some(from) = self.from_toward(request, media_ip) {
+                    request.headers.set("From", from);
+                }
+                let Some(call) = self.call_mut(*id) else {
+                    return;
+                };
                 if call.media_auto {
                     call.media.address = media_ip;
                     request.body = sdp::build_offer(&call.media).into_bytes();
@@ -366,6 +372,25 @@ impl UserAgent {
             }
             _ => {}
         }
+    }
+
+    /// The first-run account (no registrar, address of record at a loopback address) calling
+    /// another host: its From names the address that host can call back (the local one towards
+    /// it), not 127.0.0.1. None: the From stays as it is.
+    fn from_toward(&self, request: &Request, local_ip: IpAddr) -> Option<String> {
+        let aor = &self.config.account.aor;
+        let loopback_aor = aor
+            .host_unbracketed()
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        if self.registration.is_some() || !loopback_aor || local_ip.is_loopback() {
+            return None;
+        }
+        let mut from = NameAddr::parse("From", request.headers.get("From")?).ok()?;
+        from.uri.host = ip_text(local_ip);
+        let port = self.config.local.port();
+        from.uri.port = (port != 5060).then_some(port);
+        Some(from.to_string())
     }
 
     /// Puts our Via (new branch) on top and Max-Forwards when missing.
