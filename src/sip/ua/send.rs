@@ -359,7 +359,7 @@ impl UserAgent {
                 }
                 set_contact_uri(request, &contact);
                 call.local_contact = Some(contact);
-                if let Some(from) = self.from_toward(request, media_ip) {
+                if let Some(from) = self.first_run_from(request, media_ip) {
                     request.headers.set("From", from);
                 }
                 let Some(call) = self.call_mut(*id) else {
@@ -377,7 +377,7 @@ impl UserAgent {
     /// The first-run account (no registrar, address of record at a loopback address) calling
     /// another host: its From names the address that host can call back (the local one towards
     /// it), not 127.0.0.1. None: the From stays as it is.
-    fn from_toward(&self, request: &Request, local_ip: IpAddr) -> Option<String> {
+    fn first_run_from(&self, request: &Request, local_ip: IpAddr) -> Option<String> {
         let aor = &self.config.account.aor;
         let loopback_aor = aor
             .host_unbracketed()
