@@ -11,6 +11,7 @@ pub mod pair;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod rtp_stream;
 pub mod run;
 pub mod sim;
 pub mod sipterm;
