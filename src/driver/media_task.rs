@@ -135,6 +135,11 @@ pub fn spawn(
 
 /// The echo service's media: every RTP packet goes back to where it came from, unchanged
 /// (with SRTP: decrypted with the caller's key and encrypted again with ours).
+///
+/// Deliberately not filtered by source (`nat::latch`): a stranger's packets only ever go back
+/// to the stranger, never to the caller, so nothing of theirs is played to anyone; a source
+/// filter would need the SDP address here and would only stop a one-to-one reflection (no
+/// amplification) that the sender could as well send directly.
 pub fn spawn_echo(rtp: UdpSocket, srtp: Option<SrtpParams>) -> MediaHandle {
     let (control, mut rx) = mpsc::unbounded_channel::<MediaControl>();
     let task = tokio::spawn(async move {
