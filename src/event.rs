@@ -67,8 +67,15 @@ pub enum Event {
         rtt_ms: Option<f64>,
         /// Estimated MOS (ITU-T G.107 E-model, simplified).
         mos: f64,
+        /// Where our RTP goes: the SDP address, or the latched source (`nat::latch`).
         #[serde(skip_serializing_if = "Option::is_none")]
         remote: Option<String>,
+        /// Our RTP socket's own address (the port a peer's SDP was told, before any NAT).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        local: Option<String>,
+        /// RTP and RTCP packets dropped because they came from neither the peer's negotiated
+        /// address nor its latched source (a stranger's stream is never played).
+        foreign: u64,
         /// SRTP protects the call's RTP and RTCP.
         encrypted: bool,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
 use serde_json::Value;
-use sipterm::media::tones::{cross_correlation_lag, dominant_frequency, rms};
+use sipterm::media::tones::{cross_correlation_lag, dominant_frequency, goertzel_power, rms};
 
 const CALLER_TONE: f32 = 440.0;
 const CALLEE_TONE: f32 = 1000.0;
@@ -47,6 +47,8 @@ struct PairOptions<'a> {
     auto_answer_ms: Option<u64>,
     /// Seconds of tone each side sends.
     seconds: f32,
+    /// `srtp = "off"` on both sides (the default `optional` encrypts between two sipterms).
+    plain_rtp: bool,
 }
 
 impl Default for PairOptions<'_> {
@@ -55,12 +57,28 @@ impl Default for PairOptions<'_> {
             codecs: None,
             auto_answer_ms: Some(0),
             seconds: 8.0,
+            plain_rtp: false,
         }
     }
 }
 
 fn config_with_codecs(name: &str, codecs: &str) -> String {
     format!("[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\ncodecs = [{codecs}]\n")
+}
+
+/// The account config `options` ask for; `None`: the built-in local account.
+fn account_config(name: &str, options: &PairOptions<'_>) -> Option<String> {
+    let mut text = match options.codecs {
+        Some(codecs) => config_with_codecs(name, codecs),
+        None if options.plain_rtp => {
+            format!("[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\n")
+        }
+        None => return None,
+    };
+    if options.plain_rtp {
+        text.push_str("srtp = \"off\"\n");
+    }
+    Some(text)
 }
 
 fn start_pair(options: PairOptions<'_>) -> Result<Pair, Box<dyn std::error::Error>> {
@@ -84,7 +102,7 @@ fn start_pair(options: PairOptions<'_>) -> Result<Pair, Box<dyn std::error::Erro
                 audio_in: Some(input),
                 audio_out: Some(out.clone()),
                 auto_answer_ms: auto_answer,
-                config_toml: options.codecs.map(|c| config_with_codecs(name, c)),
+                config_toml: account_config(name, &options),
                 extra_args: Vec::new(),
                 ..HeadlessOptions::default()
             },
@@ -470,6 +488,100 @@ fn hold_stops_audio_and_resume_brings_it_back() -> TestResult {
             "{who}: after resume heard {frequency} Hz, expected {tone}"
         );
     }
+    Ok(())
+}
+
+/// The stranger's tone: neither side's (440 / 1000 Hz), well inside PCMU's band.
+const STRANGER_TONE: f32 = 1700.0;
+
+/// Issue 11, "a stranger's RTP is played": while the caller holds (the callee hears nothing
+/// from it), a stranger on another loopback address sends the callee's RTP port 3 s of
+/// well-formed PCMU carrying its own tone, with its own SSRC. The callee must play none of it
+/// (before the fix it filled most of the held call's voiced blocks), must still have played
+/// the caller before the hold, and must count every dropped packet in its `media` event.
+#[test]
+fn a_strangers_rtp_is_not_played_while_the_peer_holds() -> TestResult {
+    use common::rtp_stream::{ToneStream, send_pcmu_tone};
+    const STRANGER_PACKETS: usize = 150;
+    // 127.0.0.2 is another host as far as the callee can tell (Linux routes all of 127/8 to lo).
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0")?;
+    let mut pair = start_pair(PairOptions {
+        codecs: Some("\"pcmu\""),
+        seconds: 20.0,
+        plain_rtp: true,
+        ..PairOptions::default()
+    })?;
+    connect(&mut pair)?;
+    // The callee plays the caller for a while (the recording works, the caller's stream is
+    // known); its `media` event names the RTP socket the stranger aims at.
+    let media = wait_media(&mut pair.callee.sipterm, 50)?;
+    let port: std::net::SocketAddr = media["local"]
+        .as_str()
+        .ok_or_else(|| format!("no `local` address in {media}"))?
+        .parse()?;
+    println!("callee before hold: {media}");
+    assert_eq!(
+        media["encrypted"], false,
+        "plain RTP is what a stranger can fake"
+    );
+    pair.caller.sipterm.send("hold")?;
+    pair.caller.sipterm.expect_call_state("held", SIGNALLING)?;
+    pair.callee.sipterm.expect_event(
+        "the callee's call event after hold",
+        |e| e["event"] == "call",
+        SIGNALLING,
+    )?;
+    let sent = send_pcmu_tone(
+        &stranger,
+        port,
+        &ToneStream::new(STRANGER_TONE, 0x5742_4E47),
+        STRANGER_PACKETS,
+    )?;
+    // Every packet the stranger sent is counted (media events come every 2 s).
+    let counted = pair.callee.sipterm.expect_event(
+        "a media event counting the stranger's packets",
+        |e| e["event"] == "media" && e["foreign"].as_u64().unwrap_or(0) >= sent as u64,
+        SIGNALLING,
+    );
+    hang_up(&mut pair, true)?;
+
+    // The callee's recording in 100 ms blocks: which tone dominates each voiced one.
+    let (rate, samples) = read_wav(&pair.callee.out)?;
+    let (mut caller_blocks, mut stranger_blocks, mut voiced) = (0usize, 0usize, 0usize);
+    for block in samples.chunks(rate as usize / 10) {
+        if rms(block) < SOUND_RMS {
+            continue;
+        }
+        voiced += 1;
+        let caller = goertzel_power(block, rate, CALLER_TONE);
+        let stranger = goertzel_power(block, rate, STRANGER_TONE);
+        if stranger > caller {
+            stranger_blocks += 1;
+        } else {
+            caller_blocks += 1;
+        }
+    }
+    println!(
+        "callee's recording: {voiced} voiced 100 ms blocks, {caller_blocks} of the caller's \
+         tone, {stranger_blocks} of the stranger's ({:.0} %)",
+        100.0 * stranger_blocks as f64 / voiced.max(1) as f64
+    );
+    assert!(
+        caller_blocks >= 5,
+        "the callee did not even play the caller before the hold ({caller_blocks} blocks)"
+    );
+    assert_eq!(
+        stranger_blocks, 0,
+        "the callee played the stranger's {STRANGER_TONE} Hz in {stranger_blocks} of \
+         {voiced} voiced blocks"
+    );
+    let counted = counted?;
+    println!("callee after the stranger: {counted}");
+    assert_eq!(
+        counted["foreign"].as_u64(),
+        Some(sent as u64),
+        "exactly the stranger's packets are counted: {counted}"
+    );
     Ok(())
 }
 

@@ -464,9 +464,19 @@ fn rtp_packet(seq: u16, ssrc: u32) -> Vec<u8> {
     p
 }
 
-#[test]
-fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
-    // The callee's SDP names one port; its RTP comes from another socket (a NAT rewrote it).
+/// A call from a headless sipterm to a raw UAS whose SDP names one socket (`sdp_sink`) while its
+/// RTP comes from another (`media`, as if a NAT rewrote the port). Both on 127.0.0.1, the IP of
+/// the SDP and of the SIP messages.
+struct LatchCall {
+    sipterm: Headless,
+    _uas: RawPeer,
+    /// sipterm's RTP address (from its INVITE's SDP).
+    target: SocketAddr,
+    sdp_sink: UdpSocket,
+    media: UdpSocket,
+}
+
+fn start_latch_call(name: &str) -> LatchCall {
     let sdp_sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     sdp_sink
         .set_read_timeout(Some(Duration::from_millis(10)))
@@ -476,7 +486,6 @@ fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
     media
         .set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
-    let media_addr = media.local_addr().unwrap();
     let sdp = format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {sdp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
@@ -501,35 +510,64 @@ fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
             let _ = socket.send_to(response(&text, 200, "OK", "", "").as_bytes(), from);
         }
     });
-    let mut a = spawn("nat-latch", config(None, None, ""), None);
-    a.send(&format!("dial sip:bob@{}", uas.addr)).unwrap();
-    a.expect_call_state("confirmed", EVENT_TIMEOUT).unwrap();
+    let mut sipterm = spawn(name, config(None, None, ""), None);
+    sipterm.send(&format!("dial sip:bob@{}", uas.addr)).unwrap();
+    sipterm
+        .expect_call_state("confirmed", EVENT_TIMEOUT)
+        .unwrap();
     let target = rtp_target
         .lock()
         .unwrap()
         .expect("the INVITE's RTP address");
+    LatchCall {
+        sipterm,
+        _uas: uas,
+        target,
+        sdp_sink,
+        media,
+    }
+}
 
-    // Send 3 s of RTP from `media`; count what sipterm sends to each of our sockets.
+/// What sipterm sent while `media` sent `duration` of RTP (SSRC `ssrc`): RTP packets at the
+/// media socket, datagrams at the SDP socket, and when the first reached the media socket.
+fn exchange(call: &LatchCall, ssrc: u32, duration: Duration) -> (u32, u32, Option<Duration>) {
     let (mut at_source, mut at_sdp) = (0u32, 0u32);
     let mut first_at_source = None;
     let start = Instant::now();
     let mut buf = [0u8; 2048];
     let mut seq = 1u16;
-    while start.elapsed() < Duration::from_secs(3) {
-        media
-            .send_to(&rtp_packet(seq, 0x5EED_0001), target)
+    while start.elapsed() < duration {
+        call.media
+            .send_to(&rtp_packet(seq, ssrc), call.target)
             .unwrap();
         seq = seq.wrapping_add(1);
-        while let Ok((n, from)) = media.recv_from(&mut buf) {
-            if from == target && n >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f == 0 {
+        // Drain what came, but keep sending every 20 ms or so (sipterm's own packets arrive
+        // that often, so the read timeout alone would never end this loop).
+        let drain_until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < drain_until
+            && let Ok((n, from)) = call.media.recv_from(&mut buf)
+        {
+            if from == call.target && n >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f == 0 {
                 at_source += 1;
                 first_at_source.get_or_insert(start.elapsed());
             }
         }
-        while sdp_sink.recv_from(&mut buf).is_ok() {
+        while call.sdp_sink.recv_from(&mut buf).is_ok() {
             at_sdp += 1;
         }
     }
+    (at_source, at_sdp, first_at_source)
+}
+
+#[test]
+fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
+    // The callee's SDP names one port; its RTP comes from another socket (a NAT rewrote it).
+    // Same IP as its SDP: latching follows it (the SDP's IP is one the peer signalled).
+    let mut call = start_latch_call("nat-latch");
+    let media_addr = call.media.local_addr().unwrap();
+
+    // Send 3 s of RTP from `media`; count what sipterm sends to each of our sockets.
+    let (at_source, at_sdp, first_at_source) = exchange(&call, 0x5EED_0001, Duration::from_secs(3));
     println!(
         "RTP from sipterm: {at_source} packets to the source port, {at_sdp} to the SDP port; \
          first at the source after {first_at_source:?}"
@@ -540,6 +578,7 @@ fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
     );
     // Before the first packet of ours arrived sipterm used the SDP address; never after.
     assert!(at_sdp < 30, "{at_sdp} packets still went to the SDP port");
+    let a = &mut call.sipterm;
     let report = a
         .expect_event(
             "a media report",
@@ -548,6 +587,61 @@ fn rtp_latches_to_the_peer_source_when_it_differs_from_its_sdp() {
         )
         .unwrap();
     assert_eq!(report["remote"], media_addr.to_string(), "{report}");
+    assert_eq!(report["foreign"], 0, "{report}");
+    a.send("hangup").unwrap();
+    a.expect_call_state("terminated", EVENT_TIMEOUT).unwrap();
+    a.quit(Duration::from_secs(5));
+}
+
+/// Latching decides on proof, not on who is first: a stranger on another host (127.0.0.2)
+/// that sends sipterm's RTP port a stream before the peer speaks (an "RTP bleed" race at call
+/// start) captures nothing. sipterm never sends it a packet, latches to the peer when the peer
+/// speaks, and counts every stranger packet as foreign.
+#[test]
+fn a_strangers_first_packets_do_not_capture_the_latch() {
+    use common::rtp_stream::{ToneStream, send_pcmu_tone};
+    const STRANGER_PACKETS: usize = 25;
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut call = start_latch_call("nat-stranger");
+    let media_addr = call.media.local_addr().unwrap();
+    let sent = send_pcmu_tone(
+        &stranger,
+        call.target,
+        &ToneStream::new(1700.0, 0x5742_4E47),
+        STRANGER_PACKETS,
+    )
+    .unwrap();
+    let (at_source, _, first_at_source) = exchange(&call, 0x5EED_0002, Duration::from_secs(2));
+    // What reached the stranger (a latched sipterm would still be sending there: bounded).
+    let mut buf = [0u8; 2048];
+    let mut at_stranger = 0;
+    let drain_until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < drain_until && stranger.recv_from(&mut buf).is_ok() {
+        at_stranger += 1;
+    }
+    println!(
+        "RTP from sipterm: {at_stranger} datagrams to the stranger, {at_source} to the peer's \
+         source (first after {first_at_source:?})"
+    );
+    assert_eq!(at_stranger, 0, "sipterm latched onto the stranger");
+    assert!(
+        at_source >= 30,
+        "only {at_source} RTP packets reached the peer's real source"
+    );
+    let a = &mut call.sipterm;
+    let report = a
+        .expect_event(
+            "a media report counting the stranger",
+            |e| e["event"] == "media" && e["received"].as_u64().unwrap_or(0) > 0,
+            EVENT_TIMEOUT,
+        )
+        .unwrap();
+    println!("{report}");
+    assert_eq!(report["remote"], media_addr.to_string(), "{report}");
+    assert_eq!(report["foreign"].as_u64(), Some(sent as u64), "{report}");
     a.send("hangup").unwrap();
     a.expect_call_state("terminated", EVENT_TIMEOUT).unwrap();
     a.quit(Duration::from_secs(5));

@@ -226,6 +226,7 @@ fn freeswitch_opus_offer_gets_its_own_payload_types() {
             direction: Direction::SendRecv,
             rtcp_mux: false,
             srtp: None,
+            peer_signalling: Vec::new(),
         }
     );
     assert_eq!(m_lines(&answer), vec!["m=audio 40000 RTP/AVP 102 104"]);

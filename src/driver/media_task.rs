@@ -28,7 +28,7 @@ use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units}
 use crate::media::srtp::SrtpSession;
 use crate::media::tones::{LevelMeter, ToneGenerator, ToneRegion};
 use crate::media::wav::{FrameSink, FrameSource, WavSink, WavSource};
-use crate::nat::latch::Latch;
+use crate::nat::latch::{Evidence, Latch, Negotiated, Screen};
 use crate::nat::stun::is_stun;
 use crate::sdp::{Codec, MediaParams, SrtpParams};
 
@@ -135,6 +135,11 @@ pub fn spawn(
 
 /// The echo service's media: every RTP packet goes back to where it came from, unchanged
 /// (with SRTP: decrypted with the caller's key and encrypted again with ours).
+///
+/// Deliberately not filtered by source (`nat::latch`): a stranger's packets only ever go back
+/// to the stranger, never to the caller, so nothing of theirs is played to anyone; a source
+/// filter would need the SDP address here and would only stop a one-to-one reflection (no
+/// amplification) that the sender could as well send directly.
 pub fn spawn_echo(rtp: UdpSocket, srtp: Option<SrtpParams>) -> MediaHandle {
     let (control, mut rx) = mpsc::unbounded_channel::<MediaControl>();
     let task = tokio::spawn(async move {
@@ -193,10 +198,11 @@ struct CallMedia {
     muted: bool,
     events: mpsc::Sender<Event>,
     rtcp: RtcpSession,
-    /// Where RTP really comes from (symmetric RTP: we answer there once it speaks, when the
-    /// SDP address is private or `rtp_latching` is set; see `nat::latch`).
+    /// Which sources are the peer's and where our RTP goes (symmetric RTP when the SDP address
+    /// is private or `rtp_latching` is set): every RTP and RTCP datagram asks it first.
     latch: Latch,
-    rtp_latching: bool,
+    /// Our RTP socket's address, for the `media` event.
+    local: Option<SocketAddr>,
     /// Sound devices, when an endpoint is `Device`; they take over from `source`/`sink`.
     device: Option<AudioIo>,
     /// What we captured (silence while muted) and played since the last `levels` event.
@@ -284,8 +290,8 @@ impl CallMedia {
             dtmf_in: DtmfReceiver::new(),
             muted: false,
             events,
-            latch: Latch::new(params.remote, io.rtp_latching),
-            rtp_latching: io.rtp_latching,
+            latch: Latch::new(Negotiated::of(&params), io.rtp_latching),
+            local: None,
             device,
             srtp: match &params.srtp {
                 Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
@@ -304,6 +310,7 @@ impl CallMedia {
         rtcp: UdpSocket,
         mut control: mpsc::UnboundedReceiver<MediaControl>,
     ) {
+        self.local = rtp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let started = Instant::now();
@@ -341,27 +348,21 @@ impl CallMedia {
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
-                        // STUN answer (our Binding before the call) is neither. (SRTP leaves the
-                        // header, so the RTCP test works before decryption.)
+                        // STUN answer (our Binding before the call) is neither, and no media:
+                        // not counted as foreign. (SRTP leaves the header, so the RTCP test
+                        // works before decryption.)
                         if is_stun(bytes) {
+                        } else if is_rtcp(bytes) {
+                            self.receive_rtcp(bytes, from, arrival);
                         } else {
-                            let rtcp = is_rtcp(bytes);
-                            match self.unprotect(bytes, rtcp) {
-                                Some(plain) if rtcp => {
-                                    let _ = self.rtcp.handle_packet(&plain, arrival);
-                                }
-                                Some(plain) => self.receive(&plain, from, arrival).await,
-                                None => {}
-                            }
+                            self.receive_rtp(bytes, from, arrival).await;
                         }
                     }
                 }
                 received = rtcp.recv_from(&mut rtcp_buf) => {
-                    if let Ok((n, _)) = received
-                        && let Some(plain) = self.unprotect(rtcp_buf.get(..n).unwrap_or_default(), true)
-                    {
-                        // Malformed reports are dropped; the call goes on without them.
-                        let _ = self.rtcp.handle_packet(&plain, started.elapsed());
+                    if let Ok((n, from)) = received {
+                        let bytes = rtcp_buf.get(..n).unwrap_or_default();
+                        self.receive_rtcp(bytes, from, started.elapsed());
                     }
                 }
                 cmd = control.recv() => match cmd {
@@ -511,20 +512,93 @@ impl CallMedia {
         });
     }
 
-    async fn receive(&mut self, bytes: &[u8], from: SocketAddr, arrival: Duration) {
-        let Ok(packet) = RtpPacket::parse(bytes) else {
+    fn negotiated(&self, payload_type: u8) -> bool {
+        payload_type == self.params.payload_type
+            || Some(payload_type) == self.params.telephone_event_pt
+    }
+
+    /// An RTP datagram from the wire. Only the peer's sources get past `latch` (see
+    /// `nat::latch` for the rules); a stranger's packet is counted there and touches nothing
+    /// else: not the SRTP counters, the RTP statistics, the jitter buffer or the decoder.
+    async fn receive_rtp(&mut self, datagram: &[u8], from: SocketAddr, arrival: Duration) {
+        let (plain, from_peer) = match self.latch.screen_rtp(from) {
+            Screen::Foreign => {
+                self.note_foreign(from, false);
+                return;
+            }
+            Screen::Peer => {
+                // An SRTP failure here is the peer's stream damaged or forged: counted by SRTP.
+                let Some(plain) = self.unprotect(datagram, false) else {
+                    return;
+                };
+                (plain, true)
+            }
+            Screen::Candidate => {
+                // Latching applies and the source is new: the packet must prove it is the
+                // peer's (SRTP authentication, or a signalling IP or the known SSRC) before
+                // the latch moves to it. SRTP is consulted only to authenticate it.
+                let plain = match &mut self.srtp {
+                    Some(srtp) => srtp.authenticate_rtp(datagram).map(Cow::Owned),
+                    None => Some(Cow::Borrowed(datagram)),
+                };
+                let evidence =
+                    plain
+                        .as_deref()
+                        .and_then(|p| RtpPacket::parse(p).ok())
+                        .map(|packet| Evidence {
+                            ssrc: packet.ssrc(),
+                            negotiated: self.negotiated(packet.payload_type()),
+                            authenticated: self.srtp.is_some(),
+                        });
+                match (self.latch.consider(from, evidence), plain) {
+                    (Some(to), Some(plain)) => {
+                        tracing::info!(call = self.call, sdp = %self.params.remote, %to, "RTP latched: sending to where the peer's RTP comes from");
+                        (plain, false)
+                    }
+                    _ => {
+                        self.note_foreign(from, false);
+                        return;
+                    }
+                }
+            }
+        };
+        let Ok(packet) = RtpPacket::parse(&plain) else {
             return;
         };
-        let pt = packet.payload_type();
-        // Symmetric RTP (RFC 4961): the first packet of a negotiated payload type decides,
-        // once, whether we send to its source instead of the SDP address (NAT).
-        let negotiated =
-            pt == self.params.payload_type || Some(pt) == self.params.telephone_event_pt;
-        if let Some(to) = self.latch.on_packet(from, negotiated) {
-            tracing::debug!(call = self.call, sdp = %self.params.remote, %to, "RTP latched: sending to where the peer's RTP comes from");
+        if from_peer {
+            // Its SSRC is the peer's stream: a later source that keeps it may move the latch.
+            self.latch.heard(packet.ssrc());
         }
+        self.receive(&packet, arrival).await;
+    }
+
+    /// An RTCP datagram (on the RTCP socket, or muxed on the RTP one) from `from`: read only
+    /// when it comes from the peer's RTCP address or beside its latched RTP source.
+    fn receive_rtcp(&mut self, datagram: &[u8], from: SocketAddr, arrival: Duration) {
+        if !self.latch.screen_rtcp(from) {
+            self.note_foreign(from, true);
+            return;
+        }
+        if let Some(plain) = self.unprotect(datagram, true) {
+            // Malformed reports are dropped; the call goes on without them.
+            let _ = self.rtcp.handle_packet(&plain, arrival);
+        }
+    }
+
+    /// Says once per call in the log that a stranger sends to us (the count is in the `media`
+    /// event; a log line per packet would let the stranger fill the disk).
+    fn note_foreign(&self, from: SocketAddr, rtcp: bool) {
+        if self.latch.stats().foreign() == 1 {
+            let what = if rtcp { "RTCP" } else { "RTP" };
+            tracing::info!(call = self.call, %from, sdp = %self.params.remote, latched = ?self.latch.latched(), "dropping {what} from a source that is not the peer's (further ones are only counted)");
+        }
+    }
+
+    /// A plain RTP packet from the peer: DTMF, or audio into the jitter buffer.
+    async fn receive(&mut self, packet: &RtpPacket<'_>, arrival: Duration) {
+        let pt = packet.payload_type();
         let arrival_units = clock_units(arrival, self.kind.clock_rate());
-        let outcome = self.receiver.handle_packet(&packet, arrival_units);
+        let outcome = self.receiver.handle_packet(packet, arrival_units);
         if Some(pt) == self.params.telephone_event_pt {
             if let Ok(Some(digit)) = self
                 .dtmf_in
@@ -578,9 +652,8 @@ impl CallMedia {
                 );
             }
         }
-        if params.remote != self.params.remote {
-            self.latch = Latch::new(params.remote, self.rtp_latching);
-        }
+        // A new SDP address forgets the latched source; the counters and the SSRC heard stay.
+        self.latch.update(Negotiated::of(&params));
         if params.srtp != self.params.srtp {
             // A re-INVITE changed the keys (or, with optional SRTP, dropped or added them).
             self.srtp = match (self.srtp.take(), &params.srtp) {
@@ -598,13 +671,11 @@ impl CallMedia {
             return;
         };
         let bytes = bytes.as_ref();
+        // Latched: beside the latched RTP source, where its RTCP is accepted from too.
+        let dest = self.latch.rtcp_destination();
         if self.params.rtcp_mux {
-            let _ = rtp.send_to(bytes, self.destination()).await;
+            let _ = rtp.send_to(bytes, dest).await;
         } else {
-            let dest = self.params.remote_rtcp.unwrap_or_else(|| {
-                let rtp = self.destination();
-                SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
-            });
             let _ = rtcp.send_to(bytes, dest).await;
         }
     }
@@ -646,6 +717,8 @@ impl CallMedia {
                 rtt_ms,
                 mos: (f64::from(mos) * 100.0).round() / 100.0,
                 remote: Some(self.destination().to_string()),
+                local: self.local.map(|a| a.to_string()),
+                foreign: self.latch.stats().foreign(),
                 encrypted: self.srtp.is_some(),
                 srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
                     suite: srtp.suite().name().to_owned(),

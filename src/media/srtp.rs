@@ -188,6 +188,15 @@ impl SrtpSession {
         plain
     }
 
+    /// Like [`Self::unprotect_rtp`] for a packet from a source that is not the peer's (yet):
+    /// a failure is not counted here, since it is a stranger's packet, not a damaged one of
+    /// the peer's stream (the latch counts it as foreign). A failed packet changes no state:
+    /// webrtc-srtp moves the replay window and rollover counter only once the tag checks out,
+    /// and unknown SSRCs only reach the bounded probe context.
+    pub fn authenticate_rtp(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
+        self.inbound.decrypt(Kind::Rtp, packet)
+    }
+
     /// The plain RTCP compound packet, or `None` (counted) when it is not authentic.
     pub fn unprotect_rtcp(&mut self, packet: &[u8]) -> Option<Vec<u8>> {
         let plain = self.inbound.decrypt(Kind::Rtcp, packet);
@@ -281,6 +290,29 @@ mod tests {
         assert!(bob.inbound.probe_ssrcs <= MAX_PROBE_SSRCS);
         let next = alice.protect_rtp(&rtp(4, 7, b"payload")).expect("protect");
         assert!(bob.unprotect_rtp(&next).is_some());
+    }
+
+    #[test]
+    fn authenticating_a_strangers_packet_counts_nothing_and_keeps_the_stream_going() {
+        let (mut alice, mut bob) = pair(CryptoSuite::AesCm128HmacSha1_80);
+        let first = alice.protect_rtp(&rtp(1, 7, b"payload")).expect("protect");
+        assert!(bob.unprotect_rtp(&first).is_some());
+        // A forged copy of the next packet (right SSRC and sequence, wrong tag), then plain
+        // RTP: rejected, not counted as the peer's failures, and the genuine packet with that
+        // very sequence number still passes (the replay window did not move).
+        let next = alice.protect_rtp(&rtp(2, 7, b"payload")).expect("protect");
+        let mut forged = next.clone();
+        if let Some(byte) = forged.get_mut(14) {
+            *byte ^= 1;
+        }
+        assert_eq!(bob.authenticate_rtp(&forged), None);
+        assert_eq!(bob.authenticate_rtp(&rtp(2, 99, b"plain")), None);
+        assert_eq!(bob.auth_failures(), 0);
+        assert_eq!(
+            bob.authenticate_rtp(&next).as_deref(),
+            Some(rtp(2, 7, b"payload").as_slice())
+        );
+        assert_eq!(bob.authenticate_rtp(&next), None, "replay");
     }
 
     #[test]

@@ -201,6 +201,10 @@ pub struct MediaParams {
     pub rtcp_mux: bool,
     /// SRTP suite and keys when both sides agreed on `a=crypto`; `None`: plain RTP.
     pub srtp: Option<SrtpParams>,
+    /// IPs the SIP layer knows for the peer (where its SIP came from, its Contact host). On
+    /// plain RTP, a packet from one of them may move the RTP latch (`nat::latch`, rule b), as
+    /// the SDP's own address may. SDP parsing leaves it empty; the SIP layer fills it.
+    pub peer_signalling: Vec<IpAddr>,
 }
 
 /// Why an SDP body cannot be used. Every variant is answered with 488 by the UA when it comes
@@ -505,6 +509,7 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
         direction,
         rtcp_mux: media.rtcp_mux,
         srtp,
+        peer_signalling: Vec::new(),
     };
     Ok((write::finish(lines), params))
 }
@@ -560,6 +565,7 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
         direction,
         rtcp_mux: false,
         srtp,
+        peer_signalling: Vec::new(),
     })
 }
 

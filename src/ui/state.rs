@@ -94,6 +94,8 @@ pub struct CallView {
     pub mos: Option<f64>,
     /// SRTP protects the media (from the last `media` event).
     pub encrypted: bool,
+    /// RTP/RTCP packets from strangers dropped so far (from the last `media` event).
+    pub foreign: u64,
     pub held: bool,
     pub muted: bool,
     /// True when the call rang in (for the call history).
@@ -578,6 +580,7 @@ impl UiState {
                 rtt_ms,
                 mos,
                 encrypted,
+                foreign,
                 ..
             } => {
                 if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
@@ -589,6 +592,7 @@ impl UiState {
                     view.rtt_ms = rtt_ms;
                     view.mos = Some(mos);
                     view.encrypted = encrypted;
+                    view.foreign = foreign;
                 }
             }
             Event::Levels {
@@ -726,6 +730,7 @@ impl UiState {
                     rtt_ms: None,
                     mos: None,
                     encrypted: false,
+                    foreign: 0,
                     muted: false,
                     mic_db: None,
                     speaker_db: None,
@@ -882,6 +887,8 @@ mod tests {
                 rtt_ms: Some(12.5),
                 mos: 4.1,
                 remote: None,
+                local: None,
+                foreign: 12,
                 encrypted: true,
                 srtp: None,
             },
@@ -891,6 +898,7 @@ mod tests {
         assert_eq!(call.and_then(|c| c.codec.as_deref()), Some("opus/48000"));
         assert_eq!(call.map(|c| c.lost), Some(2));
         assert_eq!(call.map(|c| c.encrypted), Some(true));
+        assert_eq!(call.map(|c| c.foreign), Some(12));
     }
 
     #[test]

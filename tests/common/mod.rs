@@ -13,6 +13,7 @@ pub mod pair;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod rtp_stream;
 pub mod run;
 pub mod sim;
 pub mod sipterm;

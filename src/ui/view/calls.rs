@@ -102,6 +102,14 @@ fn call_lines(
             if call.encrypted {
                 stats.push(Span::styled(" SRTP", Style::new().fg(Color::Green)));
             }
+            // Someone else is sending to this call's port: dropped, but worth knowing (and
+            // before the packet counts, which are cut first on narrow terminals).
+            if call.foreign > 0 {
+                stats.push(Span::styled(
+                    format!(" {} foreign dropped", call.foreign),
+                    Style::new().fg(Color::Yellow),
+                ));
+            }
             // Quality first: at 80 columns the packet counts are what gets cut.
             if let Some(mos) = call.mos {
                 stats.push(Span::raw(format!(" MOS {mos:.1}")));
@@ -211,6 +219,57 @@ mod tests {
         assert_eq!(text(&vu_bar(Some(0.0), 10)), "██████████");
         assert_eq!(text(&vu_bar(Some(3.0), 10)), "██████████");
         assert_eq!(text(&vu_bar(None, 4)), "····");
+    }
+
+    #[test]
+    fn the_stats_line_tells_of_dropped_foreign_packets_only_when_there_are_some() {
+        use crate::event::Event;
+        let t0 = std::time::Instant::now();
+        let mut state = UiState::new(&[], 3, t0);
+        state.apply_event(
+            Event::Call {
+                call: "1".into(),
+                state: "confirmed".into(),
+                remote: "sip:bob@b".into(),
+                code: None,
+                reason: None,
+                sip_call_id: None,
+            },
+            t0,
+        );
+        let media = |foreign| Event::Media {
+            call: "1".into(),
+            codec: "pcmu/8000".into(),
+            sent: 10,
+            received: 10,
+            lost: 0,
+            jitter_ms: 0.0,
+            loss_pct: 0.0,
+            rtt_ms: None,
+            mos: 4.3,
+            remote: None,
+            local: None,
+            foreign,
+            encrypted: false,
+            srtp: None,
+        };
+        let stats_line = |state: &UiState| {
+            let call = &state.calls[0];
+            let [_, stats, _] = call_lines(state, call, true, 80);
+            text(&stats.spans)
+        };
+        state.apply_event(media(0), t0);
+        assert!(
+            !stats_line(&state).contains("foreign"),
+            "{}",
+            stats_line(&state)
+        );
+        state.apply_event(media(12), t0);
+        assert!(
+            stats_line(&state).contains("pcmu/8000 12 foreign dropped MOS 4.3"),
+            "{}",
+            stats_line(&state)
+        );
     }
 
     #[test]
