@@ -6,12 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::audio::{ToneBlocks, assert_hears, tone_blocks};
 use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
 use serde_json::Value;
-use sipterm::media::tones::{cross_correlation_lag, dominant_frequency, goertzel_power, rms};
+use sipterm::media::tones::{cross_correlation_lag, dominant_frequency, rms};
 
 const CALLER_TONE: f32 = 440.0;
 const CALLEE_TONE: f32 = 1000.0;
@@ -21,8 +22,6 @@ const AMPLITUDE: f32 = 8000.0;
 const FILE_RATE: u32 = 48_000;
 /// Signalling waits: generous, a debug build on two shared cores.
 const SIGNALLING: Duration = Duration::from_secs(10);
-/// A frame's RMS above this counts as sound (the tones are at ~5657).
-const SOUND_RMS: f32 = 500.0;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -194,77 +193,6 @@ fn hang_up(
     let a = hanger.expect_call_state("terminated", SIGNALLING)?;
     let b = other.expect_call_state("terminated", SIGNALLING)?;
     Ok((a, b))
-}
-
-/// RMS of each 20 ms frame.
-fn frame_levels(samples: &[i16], rate: u32) -> Vec<f32> {
-    samples
-        .chunks(sipterm::media::samples_per_frame(rate))
-        .map(rms)
-        .collect()
-}
-
-/// What a recording holds in the middle of its sound.
-#[derive(Debug)]
-struct Heard {
-    rate: u32,
-    seconds: f32,
-    sound_seconds: f32,
-    frequency: f32,
-    level: f32,
-}
-
-/// Finds the sound in a recording (frames above `SOUND_RMS`), and measures the dominant
-/// frequency and RMS of up to 0.5 s in its middle.
-fn analyse(path: &Path) -> Result<Heard, Box<dyn std::error::Error>> {
-    let (rate, samples) = read_wav(path)?;
-    let frame = sipterm::media::samples_per_frame(rate);
-    let levels = frame_levels(&samples, rate);
-    let loud: Vec<usize> = (0..levels.len())
-        .filter(|&i| levels[i] > SOUND_RMS)
-        .collect();
-    let (Some(&first), Some(&last)) = (loud.first(), loud.last()) else {
-        return Err(format!(
-            "{}: no sound at all ({} samples)",
-            path.display(),
-            samples.len()
-        )
-        .into());
-    };
-    // The middle half of the sound, at most 25 frames (0.5 s).
-    let span = last + 1 - first;
-    let center = first + span / 2;
-    let half = (span / 4).clamp(1, 12);
-    let window = &samples[(center - half) * frame..((center + half) * frame).min(samples.len())];
-    Ok(Heard {
-        rate,
-        seconds: samples.len() as f32 / rate as f32,
-        sound_seconds: loud.len() as f32 * 0.02,
-        frequency: dominant_frequency(window, rate),
-        level: rms(window),
-    })
-}
-
-/// `path` must hold `tone` (within 2 %) at a meaningful level for at least a second.
-fn assert_hears(path: &Path, who: &str, tone: f32) -> Result<Heard, Box<dyn std::error::Error>> {
-    let heard = analyse(path)?;
-    println!("{who} heard: {heard:?} (expected {tone} Hz)");
-    assert!(
-        (heard.frequency - tone).abs() < tone * 0.02,
-        "{who} heard {} Hz, expected its peer's {tone} Hz",
-        heard.frequency
-    );
-    assert!(
-        heard.level > 2000.0,
-        "{who}: received tone too weak (RMS {}, sent ~5657)",
-        heard.level
-    );
-    assert!(
-        heard.seconds >= heard.sound_seconds && heard.sound_seconds >= 1.0,
-        "{who}: only {} s of sound",
-        heard.sound_seconds
-    );
-    Ok(heard)
 }
 
 /// Checks audio both ways after a call has ended.
@@ -545,22 +473,11 @@ fn a_strangers_rtp_is_not_played_while_the_peer_holds() -> TestResult {
     );
     hang_up(&mut pair, true)?;
 
-    // The callee's recording in 100 ms blocks: which tone dominates each voiced one.
-    let (rate, samples) = read_wav(&pair.callee.out)?;
-    let (mut caller_blocks, mut stranger_blocks, mut voiced) = (0usize, 0usize, 0usize);
-    for block in samples.chunks(rate as usize / 10) {
-        if rms(block) < SOUND_RMS {
-            continue;
-        }
-        voiced += 1;
-        let caller = goertzel_power(block, rate, CALLER_TONE);
-        let stranger = goertzel_power(block, rate, STRANGER_TONE);
-        if stranger > caller {
-            stranger_blocks += 1;
-        } else {
-            caller_blocks += 1;
-        }
-    }
+    let ToneBlocks {
+        voiced,
+        wanted: caller_blocks,
+        other: stranger_blocks,
+    } = tone_blocks(&pair.callee.out, CALLER_TONE, STRANGER_TONE)?;
     println!(
         "callee's recording: {voiced} voiced 100 ms blocks, {caller_blocks} of the caller's \
          tone, {stranger_blocks} of the stranger's ({:.0} %)",

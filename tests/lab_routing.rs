@@ -43,6 +43,43 @@ struct PhoneSpec<'a> {
     extra_args: Vec<String>,
 }
 
+impl<'a> PhoneSpec<'a> {
+    /// `name` on `host` sending `tone`, with the first-run account on `0.0.0.0:5060`.
+    fn new(name: &'a str, host: &'a Host, tone: f32) -> PhoneSpec<'a> {
+        PhoneSpec {
+            name,
+            host,
+            tone,
+            config: None,
+            listen: "0.0.0.0:5060",
+            auto_answer: false,
+            extra_args: Vec::new(),
+        }
+    }
+
+    fn config(self, config: String) -> Self {
+        PhoneSpec {
+            config: Some(config),
+            ..self
+        }
+    }
+
+    fn answering(self) -> Self {
+        PhoneSpec {
+            auto_answer: true,
+            ..self
+        }
+    }
+
+    fn listen(self, listen: &'a str) -> Self {
+        PhoneSpec { listen, ..self }
+    }
+
+    fn args(self, extra_args: Vec<String>) -> Self {
+        PhoneSpec { extra_args, ..self }
+    }
+}
+
 fn phone(lab: &Lab, spec: PhoneSpec<'_>) -> Result<Phone, Box<dyn Error>> {
     let input = lab.dir().join(format!("{}-in.wav", spec.name));
     write_wav(
@@ -203,37 +240,25 @@ fn trapezoid(record_route: bool) -> TestResult {
     let ladder = lab.dir().join("alice.puml");
     let mut alice = phone(
         &lab,
-        PhoneSpec {
-            name: "alice",
-            host: &alice_host,
-            tone: 440.0,
-            config: Some(account(
+        PhoneSpec::new("alice", &alice_host, 440.0)
+            .config(account(
                 "sip:alice@atlanta.test",
                 Some("sip:atlanta.test"),
                 Some("sip:atlanta.test"),
                 "",
-            )),
-            listen: "0.0.0.0:5060",
-            auto_answer: false,
-            extra_args: vec!["--ladder-out".into(), ladder.display().to_string()],
-        },
+            ))
+            .args(vec!["--ladder-out".into(), ladder.display().to_string()]),
     )?;
     let mut bob = phone(
         &lab,
-        PhoneSpec {
-            name: "bob",
-            host: &bob_host,
-            tone: 1000.0,
-            config: Some(account(
+        PhoneSpec::new("bob", &bob_host, 1000.0)
+            .config(account(
                 "sip:bob@biloxi.test",
                 Some("sip:biloxi.test"),
                 Some("sip:biloxi.test"),
                 "",
-            )),
-            listen: "0.0.0.0:5060",
-            auto_answer: true,
-            extra_args: Vec::new(),
-        },
+            ))
+            .answering(),
     )?;
     registered(&mut alice)?;
     registered(&mut bob)?;
@@ -355,37 +380,23 @@ fn servers_found_by_naptr_and_srv_with_failover_and_a_domain_without_records() -
     let started = Instant::now();
     let mut alice = phone(
         &lab,
-        PhoneSpec {
-            name: "alice",
-            host: &alice_host,
-            tone: 440.0,
-            config: Some(account(
-                "sip:alice@atlanta.test",
-                Some("sip:atlanta.test"),
-                None,
-                "",
-            )),
-            listen: "0.0.0.0:5060",
-            auto_answer: false,
-            extra_args: Vec::new(),
-        },
+        PhoneSpec::new("alice", &alice_host, 440.0).config(account(
+            "sip:alice@atlanta.test",
+            Some("sip:atlanta.test"),
+            None,
+            "",
+        )),
     )?;
     let mut bob = phone(
         &lab,
-        PhoneSpec {
-            name: "bob",
-            host: &bob_host,
-            tone: 1000.0,
-            config: Some(account(
+        PhoneSpec::new("bob", &bob_host, 1000.0)
+            .config(account(
                 "sip:bob@biloxi.test",
                 Some("sip:biloxi.test"),
                 None,
                 "",
-            )),
-            listen: "0.0.0.0:5060",
-            auto_answer: true,
-            extra_args: Vec::new(),
-        },
+            ))
+            .answering(),
     )?;
     registered(&mut alice)?;
     println!(
@@ -453,27 +464,13 @@ fn two_phones_on_a_lan_call_each_other_by_ip() -> TestResult {
     let verbose = vec!["-v".to_string()];
     let mut alice = phone(
         &lab,
-        PhoneSpec {
-            name: "alice",
-            host: &alice_host,
-            tone: 440.0,
-            config: None,
-            listen: "0.0.0.0:5060",
-            auto_answer: false,
-            extra_args: verbose.clone(),
-        },
+        PhoneSpec::new("alice", &alice_host, 440.0).args(verbose.clone()),
     )?;
     let mut bob = phone(
         &lab,
-        PhoneSpec {
-            name: "bob",
-            host: &bob_host,
-            tone: 1000.0,
-            config: None,
-            listen: "0.0.0.0:5060",
-            auto_answer: true,
-            extra_args: verbose,
-        },
+        PhoneSpec::new("bob", &bob_host, 1000.0)
+            .answering()
+            .args(verbose),
     )?;
     call(&mut alice, &mut bob, "sip:bob@192.168.1.20", false)?;
     assert_hears(&alice.out, "alice", 1000.0)?;
@@ -553,21 +550,18 @@ fn a_phone_behind_nat_still_receives_calls_after_idling_past_the_mapping_timeout
         ("carol", &carol_host, 700.0, "keepalive_secs = 0\n"),
         ("bob", &bob_host, 1000.0, ""),
     ] {
+        let spec = PhoneSpec::new(name, host, tone).config(account(
+            &format!("sip:{name}@atlanta.test"),
+            Some("sip:atlanta.test"),
+            None,
+            keepalive,
+        ));
         let mut p = phone(
             &lab,
-            PhoneSpec {
-                name,
-                host,
-                tone,
-                config: Some(account(
-                    &format!("sip:{name}@atlanta.test"),
-                    Some("sip:atlanta.test"),
-                    None,
-                    keepalive,
-                )),
-                listen: "0.0.0.0:5060",
-                auto_answer: name != "bob",
-                extra_args: Vec::new(),
+            if name == "bob" {
+                spec
+            } else {
+                spec.answering()
             },
         )?;
         registered(&mut p)?;
@@ -617,27 +611,17 @@ fn a_call_over_ipv6_only() -> TestResult {
     let verbose = vec!["-v".to_string()];
     let mut alice = phone(
         &lab,
-        PhoneSpec {
-            name: "alice",
-            host: &alice_host,
-            tone: 440.0,
-            config: Some(account("sip:alice@[2001:db8::10]", None, None, "")),
-            listen: "[::]:5060",
-            auto_answer: false,
-            extra_args: verbose.clone(),
-        },
+        PhoneSpec::new("alice", &alice_host, 440.0)
+            .config(account("sip:alice@[2001:db8::10]", None, None, ""))
+            .listen("[::]:5060")
+            .args(verbose.clone()),
     )?;
     let mut bob = phone(
         &lab,
-        PhoneSpec {
-            name: "bob",
-            host: &bob_host,
-            tone: 1000.0,
-            config: None,
-            listen: "[::]:5060",
-            auto_answer: true,
-            extra_args: verbose,
-        },
+        PhoneSpec::new("bob", &bob_host, 1000.0)
+            .listen("[::]:5060")
+            .answering()
+            .args(verbose),
     )?;
     let start = alice.sipterm.history().len();
     call(&mut alice, &mut bob, "sip:bob@phone.bob.test", true)?;
@@ -656,5 +640,99 @@ fn a_call_over_ipv6_only() -> TestResult {
     ] {
         assert!(log.contains(needed), "{needed} missing in Bob's log");
     }
+    Ok(())
+}
+
+/// While Alice holds a plain-RTP call, a stranger on the same network sends a well-formed PCMU
+/// stream (its own SSRC, another tone) to Bob's RTP port: Bob plays none of it, counts every
+/// packet as foreign, and the call's audio goes on both ways after the hold.
+#[test]
+fn a_strangers_rtp_during_hold_is_not_played() -> TestResult {
+    use common::audio::{ToneBlocks, tone_blocks};
+    use common::rtp_stream::{ToneStream, send_pcmu_tone};
+    const STRANGER_TONE: f32 = 1700.0;
+    const STRANGER_PACKETS: usize = 150;
+    if !root_or_skip("a_strangers_rtp_during_hold_is_not_played") {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let net = lab.segment("net")?;
+    let alice_host = lab.host("alice", &net, &["192.0.2.101/24"], &[])?;
+    let bob_host = lab.host("bob", &net, &["192.0.2.102/24"], &[])?;
+    let stranger_host = lab.host("stranger", &net, &["192.0.2.66/24"], &[])?;
+    let pcmu = "codecs = [\"pcmu\"]\n";
+    let mut alice = phone(
+        &lab,
+        PhoneSpec::new("alice", &alice_host, 440.0).config(account(
+            "sip:alice@192.0.2.101",
+            None,
+            None,
+            pcmu,
+        )),
+    )?;
+    let mut bob = phone(
+        &lab,
+        PhoneSpec::new("bob", &bob_host, 1000.0)
+            .config(account("sip:bob@192.0.2.102", None, None, pcmu))
+            .answering(),
+    )?;
+    alice.sipterm.send("dial sip:bob@192.0.2.102")?;
+    alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    let media = media_flowing(&mut bob, 50)?;
+    assert_eq!(
+        media["encrypted"], false,
+        "plain RTP: what a stranger can fake"
+    );
+    let bob_rtp: std::net::SocketAddr = media["local"]
+        .as_str()
+        .ok_or_else(|| format!("no `local` in {media}"))?
+        .parse()?;
+    let target = std::net::SocketAddr::new("192.0.2.102".parse()?, bob_rtp.port());
+    alice.sipterm.send("hold")?;
+    alice.sipterm.expect_call_state("held", SIGNALLING)?;
+    bob.sipterm.expect_call_state("held", SIGNALLING)?;
+    let stranger = stranger_host.udp_socket("192.0.2.66:0".parse()?)?;
+    let sent = send_pcmu_tone(
+        &stranger,
+        target,
+        &ToneStream::new(STRANGER_TONE, 0x5742_4E47),
+        STRANGER_PACKETS,
+    )?;
+    let counted = bob.sipterm.expect_event(
+        "a media event counting the stranger's packets",
+        |e| e["event"] == "media" && e["foreign"].as_u64().unwrap_or(0) >= sent as u64,
+        SIGNALLING,
+    )?;
+    alice.sipterm.send("resume")?;
+    alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    let before = bob
+        .sipterm
+        .events_of("media")
+        .last()
+        .and_then(|e| e["received"].as_u64())
+        .unwrap_or(0);
+    media_flowing(&mut bob, before + 75)?;
+    alice.sipterm.send("hangup")?;
+    alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    bob.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    println!("bob after the stranger: {counted}");
+    assert_eq!(counted["foreign"].as_u64(), Some(sent as u64), "{counted}");
+    let ToneBlocks {
+        voiced,
+        wanted,
+        other,
+    } = tone_blocks(&bob.out, 440.0, STRANGER_TONE)?;
+    println!("bob's recording: {voiced} voiced 100 ms blocks, {wanted} alice, {other} stranger");
+    assert_eq!(
+        other, 0,
+        "bob played the stranger in {other} of {voiced} blocks"
+    );
+    // Both ways, before and after the hold (the silent hold splits each recording in two:
+    // count the blocks instead of analysing the middle).
+    assert!(wanted >= 30, "bob heard alice in only {wanted} blocks");
+    let alice_heard = tone_blocks(&alice.out, 1000.0, 440.0)?;
+    println!("alice's recording: {alice_heard:?}");
+    // (Her `other` may hold a block of ringback, 425 Hz, before Bob answered.)
+    assert!(alice_heard.wanted >= 30, "{alice_heard:?}");
     Ok(())
 }

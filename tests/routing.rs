@@ -48,6 +48,17 @@ fn media(ip: &str) -> LocalMedia {
 const ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 198.51.100.20\r\ns=-\r\nc=IN IP4 198.51.100.20\r\n\
                       t=0 0\r\nm=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
+/// Dials `target` with our usual media.
+fn dial(ua: &mut UserAgent, target: &str, now: Instant) {
+    ua.handle_command(
+        Command::Dial {
+            target: target.parse().expect("uri"),
+            media: media("192.0.2.50"),
+        },
+        now,
+    );
+}
+
 /// The 200 for `invite`, with Bob's Contact and these Record-Route values.
 fn ok_from_bob(invite: &Request, record_route: &[&str]) -> Vec<u8> {
     let mut extra = vec![
@@ -99,13 +110,7 @@ fn answered_call(
     target: &str,
     record_route: &[&str],
 ) -> (Vec<(Destination, Request)>, (Destination, Request)) {
-    ua.handle_command(
-        Command::Dial {
-            target: target.parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        now,
-    );
+    dial(ua, target, now);
     let invite = only(requests(ua), Method::Invite).remove(0);
     ua.handle_datagram(invite.0, &ok_from_bob(&invite.1, record_route), now);
     (requests(ua), invite)
@@ -263,13 +268,7 @@ fn call_states(events: &[UaEvent]) -> Vec<(CallState, Option<u16>, Option<String
 fn a_host_name_waits_for_dns_and_the_answer_is_cached_for_its_ttl() {
     let mut ua = direct_ua();
     let now = Instant::now();
-    ua.handle_command(
-        Command::Dial {
-            target: "sip:bob@Biloxi.TEST".parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        now,
-    );
+    dial(&mut ua, "sip:bob@Biloxi.TEST", now);
     assert!(
         requests(&mut ua).is_empty(),
         "nothing goes before DNS answers"
@@ -287,23 +286,11 @@ fn a_host_name_waits_for_dns_and_the_answer_is_cached_for_its_ttl() {
     ua.handle_command(Command::Hangup { call: None }, now);
     // A second call within the TTL asks DNS nothing.
     let later = after(now, 299.0);
-    ua.handle_command(
-        Command::Dial {
-            target: "sip:carol@biloxi.test".parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        later,
-    );
+    dial(&mut ua, "sip:carol@biloxi.test", later);
     assert_eq!(ua.poll_resolve(), None);
     assert_eq!(only(requests(&mut ua), Method::Invite)[0].0, udp(BOB));
     // Past it, the name is resolved again.
-    ua.handle_command(
-        Command::Dial {
-            target: "sip:dave@biloxi.test".parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        after(now, 301.0),
-    );
+    dial(&mut ua, "sip:dave@biloxi.test", after(now, 301.0));
     assert_eq!(ua.poll_resolve(), Some(key("biloxi.test")));
 }
 
@@ -311,13 +298,7 @@ fn a_host_name_waits_for_dns_and_the_answer_is_cached_for_its_ttl() {
 fn a_name_without_records_fails_the_call_with_the_reason() {
     let mut ua = direct_ua();
     let now = Instant::now();
-    ua.handle_command(
-        Command::Dial {
-            target: "sip:bob@nowhere.test".parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        now,
-    );
+    dial(&mut ua, "sip:bob@nowhere.test", now);
     let key = ua.poll_resolve().expect("a lookup");
     ua.handle_resolved(
         &key,
@@ -340,13 +321,7 @@ fn a_name_without_records_fails_the_call_with_the_reason() {
 fn hanging_up_while_dns_runs_sends_no_invite() {
     let mut ua = direct_ua();
     let now = Instant::now();
-    ua.handle_command(
-        Command::Dial {
-            target: "sip:bob@slow.test".parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        now,
-    );
+    dial(&mut ua, "sip:bob@slow.test", now);
     let key = ua.poll_resolve().expect("a lookup");
     ua.handle_command(Command::Hangup { call: None }, now);
     assert_eq!(
@@ -362,13 +337,7 @@ fn a_dead_first_server_times_out_and_the_next_one_gets_the_invite() {
     let mut ua = direct_ua();
     let mut now = Instant::now();
     let start = now;
-    ua.handle_command(
-        Command::Dial {
-            target: "sip:bob@biloxi.test".parse().expect("uri"),
-            media: media("192.0.2.50"),
-        },
-        now,
-    );
+    dial(&mut ua, "sip:bob@biloxi.test", now);
     let key = ua.poll_resolve().expect("a lookup");
     let (dead, alive) = (udp("198.51.100.1:5060"), udp("198.51.100.2:5060"));
     ua.handle_resolved(&key, Ok((vec![dead, alive], Duration::from_secs(600))), now);
@@ -638,4 +607,20 @@ fn a_new_network_renews_the_registration_with_the_new_address() {
         UaEvent::LocalAddressChanged { old, new }
             if old.to_string() == "192.168.1.10" && new.to_string() == "10.0.0.7"
     )));
+}
+
+#[test]
+fn the_media_task_learns_where_the_peer_signals_from() {
+    let mut ua = alice_with_proxy();
+    let now = Instant::now();
+    answered_call(&mut ua, now, "sip:bob@biloxi.test", &[]);
+    let peers = events(&mut ua)
+        .into_iter()
+        .find_map(|e| match e {
+            UaEvent::MediaStart { params, .. } => Some(params.peer_signalling),
+            _ => None,
+        })
+        .expect("media starts");
+    // Bob's Contact: behind a NAT his RTP comes from there, and may be latched onto.
+    assert_eq!(peers, vec!["198.51.100.20".parse::<IpAddr>().expect("ip")]);
 }

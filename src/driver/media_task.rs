@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::transport::{canonical, on_socket_family};
 use crate::event::{Event, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
@@ -257,14 +258,10 @@ impl CallMedia {
             },
             _ => FrameSink::null(),
         };
-        let seed = u64::from(std::process::id()) << 32
-            ^ call
-            ^ u64::from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0),
-            );
+        // SSRC, first sequence number and timestamp (RFC 3550 §5.1 wants them random: an
+        // off-path attacker who can guess them can inject into the stream) from the thread's
+        // ChaCha12 generator, seeded by the OS.
+        let seed: u64 = rand::random();
         let sender = RtpSender::new(seed, params.payload_type, kind.samples_per_frame() as u32);
         let cname = format!("sipterm-{:08x}@{}", sender.ssrc(), params.remote.ip());
         Ok(CallMedia {
@@ -345,6 +342,7 @@ impl CallMedia {
                 }
                 received = rtp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
+                        let from = canonical(from);
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
@@ -361,6 +359,7 @@ impl CallMedia {
                 }
                 received = rtcp.recv_from(&mut rtcp_buf) => {
                     if let Ok((n, from)) = received {
+                        let from = canonical(from);
                         let bytes = rtcp_buf.get(..n).unwrap_or_default();
                         self.receive_rtcp(bytes, from, started.elapsed());
                     }
@@ -442,7 +441,9 @@ impl CallMedia {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
-            let _ = socket.send_to(&wire, self.destination()).await;
+            let _ = socket
+                .send_to(&wire, on_socket_of(socket, self.destination()))
+                .await;
         }
     }
 
@@ -673,11 +674,8 @@ impl CallMedia {
         let bytes = bytes.as_ref();
         // Latched: beside the latched RTP source, where its RTCP is accepted from too.
         let dest = self.latch.rtcp_destination();
-        if self.params.rtcp_mux {
-            let _ = rtp.send_to(bytes, dest).await;
-        } else {
-            let _ = rtcp.send_to(bytes, dest).await;
-        }
+        let socket = if self.params.rtcp_mux { rtp } else { rtcp };
+        let _ = socket.send_to(bytes, on_socket_of(socket, dest)).await;
     }
 
     async fn report(&mut self) {
@@ -798,4 +796,13 @@ fn round_db(db: f32) -> f32 {
 async fn warn(events: &mpsc::Sender<Event>, message: String) {
     tracing::warn!("{message}");
     let _ = events.send(Event::Warning { message }).await;
+}
+
+/// `dest` as the socket can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
+/// reached at its IPv4-mapped address.
+fn on_socket_of(socket: &UdpSocket, dest: SocketAddr) -> SocketAddr {
+    match socket.local_addr() {
+        Ok(local) => on_socket_family(dest, local),
+        Err(_) => dest,
+    }
 }

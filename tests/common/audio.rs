@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sipterm::media::tones::{dominant_frequency, rms};
+use sipterm::media::tones::{dominant_frequency, goertzel_power, rms};
 
 use super::headless::read_wav;
 
@@ -81,4 +81,36 @@ pub fn assert_hears(path: &Path, who: &str, tone: f32) -> AudioResult<Heard> {
         heard.sound_seconds
     );
     Ok(heard)
+}
+
+/// A recording in 100 ms blocks: how many have sound, and in how many of those `wanted` or
+/// `other` is the stronger tone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToneBlocks {
+    pub voiced: usize,
+    pub wanted: usize,
+    pub other: usize,
+}
+
+/// Which of two tones dominates each voiced 100 ms block of `path` (a stranger's tone mixed
+/// into a call, say).
+pub fn tone_blocks(path: &Path, wanted: f32, other: f32) -> AudioResult<ToneBlocks> {
+    let (rate, samples) = read_wav(path)?;
+    let mut blocks = ToneBlocks {
+        voiced: 0,
+        wanted: 0,
+        other: 0,
+    };
+    for block in samples.chunks(rate as usize / 10) {
+        if rms(block) < SOUND_RMS {
+            continue;
+        }
+        blocks.voiced += 1;
+        if goertzel_power(block, rate, other) > goertzel_power(block, rate, wanted) {
+            blocks.other += 1;
+        } else {
+            blocks.wanted += 1;
+        }
+    }
+    Ok(blocks)
 }

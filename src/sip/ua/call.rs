@@ -125,10 +125,26 @@ impl Call {
     /// §8.4 `sendonly` would allow music on hold, but we have none, and sending the live
     /// microphone let the held party hear everything said on this side of a held call.
     /// (`call.params` keeps the negotiated direction; only the media task sees `Inactive`.)
+    ///
+    /// It also names the peer's signalling addresses, which its RTP may come from behind a NAT
+    /// (`nat::latch`): the host of its Contact, and where its INVITE came from (for a call it
+    /// placed directly; through a proxy that is the proxy, which we trust anyway).
     fn media_params(&self, mut params: MediaParams) -> MediaParams {
         if self.on_hold && params.direction == Direction::SendOnly {
             params.direction = Direction::Inactive;
         }
+        let contact_ip = self.dialog.as_ref().and_then(|d| {
+            d.remote_target
+                .host_unbracketed()
+                .parse::<std::net::IpAddr>()
+                .ok()
+        });
+        let source_ip = match self.role {
+            Role::Callee => self.invite_dest.map(|d| d.addr.ip()),
+            Role::Caller => None,
+        };
+        params.peer_signalling = contact_ip.into_iter().chain(source_ip).collect();
+        params.peer_signalling.dedup();
         params
     }
 
@@ -981,6 +997,7 @@ impl UserAgent {
         call.no_answer_at = None;
         if let Some(params) = params {
             call.params = Some(params.clone());
+            let params = call.media_params(params);
             self.events.push_back(UaEvent::MediaStart {
                 call: id,
                 params,
