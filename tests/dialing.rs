@@ -105,3 +105,46 @@ fn a_name_that_does_not_resolve_ends_the_call_with_the_reason() {
     let port = bob.listen.port();
     call_and_hang_up(&mut alice, &mut bob, &format!("sip:bob@127.0.0.1:{port}"));
 }
+
+/// Listening on `[::]` serves IPv4 too: an IPv4 caller reaches it, and both hear RTP.
+#[test]
+fn a_dual_stack_listener_takes_an_ipv4_call() {
+    let mut bob = Headless::spawn(
+        "bob",
+        &HeadlessOptions {
+            auto_answer_ms: Some(0),
+            listen: Some("[::]:0".to_string()),
+            ..HeadlessOptions::default()
+        },
+    )
+    .expect("bob starts on [::]");
+    let mut alice = Headless::spawn("alice", &HeadlessOptions::default()).expect("alice starts");
+    let port = bob.listen.port();
+    alice
+        .send(&format!("dial sip:bob@127.0.0.1:{port}"))
+        .expect("dial");
+    alice
+        .expect_call_state("confirmed", SIGNALLING)
+        .expect("confirmed");
+    for side in [&mut alice, &mut bob] {
+        side.expect_event(
+            "RTP both ways",
+            |e| e["event"] == "media" && e["received"].as_u64().unwrap_or(0) > 50,
+            SIGNALLING,
+        )
+        .expect("media flows");
+    }
+    // Bob speaks of his peer as the IPv4 address it is, not ::ffff:127.0.0.1.
+    let peers: Vec<String> = bob
+        .events_of("sip")
+        .iter()
+        .filter_map(|e| e["peer"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        peers.iter().all(|p| p.starts_with("127.0.0.1:")),
+        "{peers:?}"
+    );
+    alice.send("hangup").expect("hangup");
+    bob.expect_call_state("terminated", SIGNALLING)
+        .expect("bob ends");
+}

@@ -551,7 +551,7 @@ impl CallMedia {
                             negotiated: self.negotiated(packet.payload_type()),
                             authenticated: self.srtp.is_some(),
                         });
-                match (self.latch.consider(from, evidence), plain) {
+                match (self.latch.consider(from, evidence, arrival), plain) {
                     (Some(to), Some(plain)) => {
                         tracing::info!(call = self.call, sdp = %self.params.remote, %to, "RTP latched: sending to where the peer's RTP comes from");
                         (plain, false)
@@ -568,7 +568,7 @@ impl CallMedia {
         };
         if from_peer {
             // Its SSRC is the peer's stream: a later source that keeps it may move the latch.
-            self.latch.heard(packet.ssrc());
+            self.latch.heard(packet.ssrc(), arrival);
         }
         self.receive(&packet, arrival).await;
     }

@@ -63,8 +63,6 @@ pub enum NatOutput {
 pub struct SipNat {
     server: Option<SocketAddr>,
     client: Option<BindingClient>,
-    seed: u64,
-    counter: u32,
     keepalive: Option<Duration>,
     keepalive_to: Option<SocketAddr>,
     next_keepalive: Option<Instant>,
@@ -81,13 +79,10 @@ impl SipNat {
         server: Option<SocketAddr>,
         keepalive: Option<Duration>,
         keepalive_to: Option<SocketAddr>,
-        seed: u64,
     ) -> SipNat {
         SipNat {
             server,
             client: None,
-            seed,
-            counter: 0,
             keepalive: keepalive.filter(|d| !d.is_zero()),
             keepalive_to,
             next_keepalive: None,
@@ -116,10 +111,11 @@ impl SipNat {
         self.next_keepalive = Some(now + DEFAULT_KEEPALIVE);
     }
 
-    /// A fresh transaction id for a Binding (also used for RTP sockets).
+    /// A fresh transaction id for a Binding (also used for RTP sockets): 96 bits from the
+    /// OS-seeded generator (RFC 5389 §6: an off-path attacker who could predict it could
+    /// forge the answer and give us a false public address).
     pub fn next_transaction(&mut self) -> stun::TransactionId {
-        self.counter = self.counter.wrapping_add(1);
-        stun::transaction_id(self.seed, self.counter)
+        rand::random()
     }
 
     /// Starts a Binding on the SIP socket; false when no STUN server is configured.
@@ -408,7 +404,6 @@ mod tests {
             None,
             Some(Duration::from_secs(1)),
             Some(a("127.0.0.1:5060")),
-            1,
         );
         assert_eq!(nat.poll_timeout(), None);
         nat.registration(true, Some(600), t0);
@@ -425,7 +420,7 @@ mod tests {
 
     #[test]
     fn zero_interval_means_off() {
-        let mut nat = SipNat::new(None, Some(Duration::ZERO), Some(a("127.0.0.1:5060")), 1);
+        let mut nat = SipNat::new(None, Some(Duration::ZERO), Some(a("127.0.0.1:5060")));
         nat.registration(true, Some(600), Instant::now());
         assert_eq!(nat.poll_timeout(), None);
     }
@@ -434,7 +429,7 @@ mod tests {
     fn binding_learns_then_rebinds_before_the_refresh() {
         let t0 = Instant::now();
         let server = a("127.0.0.1:3478");
-        let mut nat = SipNat::new(Some(server), None, None, 7);
+        let mut nat = SipNat::new(Some(server), None, None);
         assert!(nat.start_binding(t0));
         let mut out = Vec::new();
         nat.handle_timeout(t0, &mut out);
@@ -458,7 +453,7 @@ mod tests {
     #[test]
     fn a_silent_server_fails_in_bounded_time() {
         let t0 = Instant::now();
-        let mut nat = SipNat::new(Some(a("127.0.0.1:3478")), None, None, 7);
+        let mut nat = SipNat::new(Some(a("127.0.0.1:3478")), None, None);
         nat.start_binding(t0);
         let mut out = Vec::new();
         let mut now = t0;

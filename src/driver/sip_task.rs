@@ -112,7 +112,7 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         None => None,
     };
     // Keep-alives go to the registration's flow once the first REGISTER went (`flush`).
-    let nat = SipNat::new(stun_server, setup.nat.keepalive, None, nat_seed());
+    let nat = SipNat::new(stun_server, setup.nat.keepalive, None);
     // The proxy's and registrar's IP literals; their names are trusted once resolved (the UA
     // adds every address DNS gives for them).
     let trusted: Vec<IpAddr> = [&setup.account.outbound_proxy, &setup.account.registrar]
@@ -282,7 +282,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         done: false,
         echo_mode: true,
         echo_service: None,
-        nat: SipNat::new(None, None, None, 0),
+        nat: SipNat::new(None, None, None),
         keepalive_off: true,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -1188,9 +1188,4 @@ impl LocalRoutes for KernelRoutes {
         socket.connect(SocketAddr::new(dest, 9)).ok()?;
         socket.local_addr().ok().map(|a| a.ip())
     }
-}
-
-/// Seeds the STUN transaction ids (96 random bits each, RFC 5389 §6) from the OS.
-fn nat_seed() -> u64 {
-    rand::random()
 }

@@ -137,22 +137,7 @@ impl Transport {
         listen: SocketAddr,
         limits: ListenerLimits,
     ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| TransportError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let local = udp.local_addr().map_err(|source| TransportError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let tcp = TcpListener::bind(local)
-            .await
-            .map_err(|source| TransportError::Bind {
-                addr: local,
-                source,
-            })?;
+        let (udp, local, tcp) = bind_udp_and_tcp(listen).await?;
         enlarge_receive_buffer(&udp, UDP_RECEIVE_BUFFER);
         super::icmp::enable(&udp);
         let (inbound, rx) = mpsc::channel(1024);
@@ -462,6 +447,47 @@ fn enlarge_receive_buffer(socket: &UdpSocket, bytes: usize) {
 
 #[cfg(not(unix))]
 fn enlarge_receive_buffer(_socket: &UdpSocket, _bytes: usize) {}
+
+/// How many ports `bind_udp_and_tcp` tries for `port 0` before giving up.
+const BIND_ATTEMPTS: usize = 16;
+
+/// UDP and TCP on one address and port. With port 0 the kernel picks a free UDP port, which
+/// may be taken for TCP by another program: then another port is tried (a test run full of
+/// TCP connections hit this now and then).
+async fn bind_udp_and_tcp(
+    listen: SocketAddr,
+) -> Result<(UdpSocket, SocketAddr, TcpListener), TransportError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| TransportError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local = udp.local_addr().map_err(|source| TransportError::Bind {
+            addr: listen,
+            source,
+        })?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, local, tcp)),
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && attempt < BIND_ATTEMPTS =>
+            {
+                tracing::debug!(%local, "TCP port taken; trying another port");
+            }
+            Err(source) => {
+                return Err(TransportError::Bind {
+                    addr: local,
+                    source,
+                });
+            }
+        }
+    }
+}
 
 /// An IPv4 peer of a dual-stack (`[::]`) socket shows as `::ffff:a.b.c.d`: the rest of sipterm
 /// (Via, dialogs, trusted addresses, SDP) speaks of it as the IPv4 address it is.

@@ -28,11 +28,15 @@
 //! stranger's first packet from anywhere else no longer captures the call, which it used to.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use crate::sdp::MediaParams;
 
 /// Signalling IPs kept per call (SIP source, Contact host, and a few more are plenty).
 const MAX_SIGNALLING_IPS: usize = 8;
+/// How long the peer's current source must have been silent before another source from one
+/// of its signalling IPs, with another SSRC, may take the latch over (rule b).
+pub const TAKEOVER_QUIET: Duration = Duration::from_millis(1000);
 
 /// Addresses that are not reachable from the public Internet, so an SDP naming one is behind
 /// NAT (or on this host): RFC 1918, RFC 6598 shared space 100.64/10, link-local, loopback, and
@@ -148,6 +152,8 @@ pub struct Latch {
     latched: Option<SocketAddr>,
     /// The SSRC of the last packet accepted from the peer (rule c).
     ssrc: Option<u32>,
+    /// When that packet came (time since the media started).
+    last_heard: Option<Duration>,
     stats: SourceStats,
 }
 
@@ -165,6 +171,7 @@ impl Latch {
             enabled: false,
             latched: None,
             ssrc: None,
+            last_heard: None,
             stats: SourceStats::default(),
         };
         latch.apply(negotiated);
@@ -227,29 +234,44 @@ impl Latch {
         }
     }
 
-    /// An RTP packet from the peer's source (`Screen::Peer`) was authenticated and parsed:
-    /// its SSRC is the peer's stream from now on.
-    pub fn heard(&mut self, ssrc: u32) {
+    /// An RTP packet from the peer's source (`Screen::Peer`) was authenticated and parsed at
+    /// `at`: its SSRC is the peer's stream from now on.
+    pub fn heard(&mut self, ssrc: u32, at: Duration) {
         self.ssrc = Some(ssrc);
+        self.last_heard = Some(at);
     }
 
     /// A `Screen::Candidate` packet after decryption and parsing (`None`: it failed either).
     /// Returns the new destination when the latch moved to `from` (the packet is then the
     /// peer's: play it); otherwise the packet is dropped and counted.
-    pub fn consider(&mut self, from: SocketAddr, evidence: Option<Evidence>) -> Option<SocketAddr> {
+    ///
+    /// A source from a signalling IP with another stream (rule b) takes over only once the
+    /// peer's current source has been quiet for `TAKEOVER_QUIET`: two sources on the peer's
+    /// host (or behind its NAT) sending at once must not flip our RTP between them, and a
+    /// burst of packets from such a source while the peer talks does not steal the call.
+    pub fn consider(
+        &mut self,
+        from: SocketAddr,
+        evidence: Option<Evidence>,
+        at: Duration,
+    ) -> Option<SocketAddr> {
+        let quiet = self
+            .last_heard
+            .is_none_or(|heard| at.saturating_sub(heard) >= TAKEOVER_QUIET);
         let proven = evidence.is_some_and(|e| {
             e.negotiated
                 && if self.srtp {
                     e.authenticated
                 } else {
-                    self.trusted.iter().any(|ip| same_ip(*ip, from.ip()))
-                        || self.ssrc == Some(e.ssrc)
+                    self.ssrc == Some(e.ssrc)
+                        || (quiet && self.trusted.iter().any(|ip| same_ip(*ip, from.ip())))
                 }
         });
         match evidence {
             Some(e) if self.enabled && proven => {
                 self.latched = Some(from);
                 self.ssrc = Some(e.ssrc);
+                self.last_heard = Some(at);
                 self.stats.moves = self.stats.moves.saturating_add(1);
                 Some(from)
             }
@@ -324,18 +346,71 @@ mod tests {
         })
     }
 
+    /// Virtual time: every packet a test feeds comes 20 ms after the one before (per test:
+    /// each runs on its own thread).
+    fn tick() -> Duration {
+        thread_local! {
+            static NOW_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
+        NOW_MS.with(|now| {
+            let at = now.get();
+            now.set(at + 20);
+            Duration::from_millis(at)
+        })
+    }
+
     /// Feeds one plain RTP packet the way the media task does; true when it is played.
     fn packet(l: &mut Latch, from: &str, evidence: Option<Evidence>) -> bool {
+        packet_at(l, from, evidence, tick())
+    }
+
+    fn packet_at(l: &mut Latch, from: &str, evidence: Option<Evidence>, at: Duration) -> bool {
         match l.screen_rtp(a(from)) {
             Screen::Peer => {
                 if let Some(e) = evidence {
-                    l.heard(e.ssrc);
+                    l.heard(e.ssrc, at);
                 }
                 evidence.is_some()
             }
-            Screen::Candidate => l.consider(a(from), evidence).is_some(),
+            Screen::Candidate => l.consider(a(from), evidence, at).is_some(),
             Screen::Foreign => false,
         }
+    }
+
+    #[test]
+    fn another_stream_from_a_signalling_ip_takes_over_only_once_the_peer_is_quiet() {
+        // The peer's NAT (203.0.113.5) also hides another phone of the same household.
+        let mut l = Latch::new(
+            Negotiated {
+                signalling: vec!["203.0.113.5".parse().unwrap()],
+                ..plain("192.168.1.20:4000")
+            },
+            false,
+        );
+        let ms = Duration::from_millis;
+        assert!(packet_at(&mut l, "203.0.113.5:6000", rtp(0x1111), ms(0)));
+        assert!(packet_at(&mut l, "203.0.113.5:6000", rtp(0x1111), ms(20)));
+        // While the peer talks, the other stream is dropped...
+        assert!(!packet_at(&mut l, "203.0.113.5:7000", rtp(0x2222), ms(30)));
+        assert!(!packet_at(
+            &mut l,
+            "203.0.113.5:7000",
+            rtp(0x2222),
+            ms(1019)
+        ));
+        assert_eq!(l.destination(), a("203.0.113.5:6000"));
+        // ...and after a second of silence it may take over (a peer that restarted its stream
+        // on a new port).
+        assert!(packet_at(&mut l, "203.0.113.5:7000", rtp(0x2222), ms(1020)));
+        assert_eq!(l.destination(), a("203.0.113.5:7000"));
+        // The old source, back with its old SSRC... is the other stream now: it must wait too.
+        assert!(!packet_at(
+            &mut l,
+            "203.0.113.5:6000",
+            rtp(0x1111),
+            ms(1040)
+        ));
+        assert_eq!(l.stats().foreign_rtp, 3);
     }
 
     #[test]
@@ -401,11 +476,11 @@ mod tests {
         let mut l = Latch::new(plain("192.168.1.20:4000"), false);
         assert!(l.enabled());
         assert_eq!(l.screen_rtp(a("203.0.113.66:7000")), Screen::Candidate);
-        assert_eq!(l.consider(a("203.0.113.66:7000"), rtp(0xBAD)), None);
+        assert_eq!(l.consider(a("203.0.113.66:7000"), rtp(0xBAD), tick()), None);
         assert_eq!(l.destination(), a("192.168.1.20:4000"));
         assert_eq!(l.stats().foreign_rtp, 1);
         // Unparsable or undecryptable candidates are foreign too.
-        assert_eq!(l.consider(a("203.0.113.66:7000"), None), None);
+        assert_eq!(l.consider(a("203.0.113.66:7000"), None, tick()), None);
         assert_eq!(l.stats().foreign(), 2);
     }
 
@@ -444,13 +519,13 @@ mod tests {
         assert_eq!(l.stats().moves, 3);
         // The old source is no longer the peer's.
         assert_eq!(l.screen_rtp(a("203.0.113.5:6000")), Screen::Candidate);
-        assert_eq!(l.consider(a("203.0.113.5:6000"), None), None);
+        assert_eq!(l.consider(a("203.0.113.5:6000"), None, tick()), None);
         // A payload type we did not negotiate proves nothing, even with the right SSRC.
         let odd = Some(Evidence {
             negotiated: false,
             ..rtp(0xAAAA).unwrap()
         });
-        assert_eq!(l.consider(a("198.51.100.10:7000"), odd), None);
+        assert_eq!(l.consider(a("198.51.100.10:7000"), odd, tick()), None);
         assert_eq!(l.destination(), a("198.51.100.9:7000"));
     }
 
@@ -502,18 +577,24 @@ mod tests {
             authenticated: false,
         };
         assert_eq!(l.screen_rtp(a("203.0.113.5:6000")), Screen::Candidate);
-        assert_eq!(l.consider(a("203.0.113.5:6000"), Some(forged)), None);
+        assert_eq!(
+            l.consider(a("203.0.113.5:6000"), Some(forged), tick()),
+            None
+        );
         let genuine = Some(Evidence {
             authenticated: true,
             ..forged
         });
         assert_eq!(
-            l.consider(a("198.51.100.9:6000"), genuine),
+            l.consider(a("198.51.100.9:6000"), genuine, tick()),
             Some(a("198.51.100.9:6000"))
         );
-        l.heard(0xAAAA);
+        l.heard(0xAAAA, tick());
         // A copy of the peer's SSRC from elsewhere that fails authentication stays out.
-        assert_eq!(l.consider(a("198.51.100.66:6000"), Some(forged)), None);
+        assert_eq!(
+            l.consider(a("198.51.100.66:6000"), Some(forged), tick()),
+            None
+        );
         assert_eq!(l.destination(), a("198.51.100.9:6000"));
         assert_eq!(l.stats().foreign_rtp, 2);
         assert_eq!(l.stats().moves, 1);
