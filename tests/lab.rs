@@ -27,7 +27,13 @@ fn socket_on(host: &Host, ip: &str) -> Result<UdpSocket, Box<dyn Error>> {
 fn receive(socket: &UdpSocket, timeout: Duration) -> Result<(String, SocketAddr), Box<dyn Error>> {
     socket.set_read_timeout(Some(timeout))?;
     let mut buffer = [0u8; 4096];
-    let (len, from) = socket.recv_from(&mut buffer)?;
+    // A signal may interrupt the wait (EINTR, seen once in a full run): wait again.
+    let (len, from) = loop {
+        match socket.recv_from(&mut buffer) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
     Ok((String::from_utf8_lossy(&buffer[..len]).into_owned(), from))
 }
 
@@ -35,7 +41,14 @@ fn receive(socket: &UdpSocket, timeout: Duration) -> Result<(String, SocketAddr)
 fn nothing_arrives(socket: &UdpSocket, window: Duration) -> Result<bool, Box<dyn Error>> {
     socket.set_read_timeout(Some(window))?;
     let mut buffer = [0u8; 64];
-    match socket.recv_from(&mut buffer) {
+    let mut received = socket.recv_from(&mut buffer);
+    while received
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::Interrupted)
+    {
+        received = socket.recv_from(&mut buffer);
+    }
+    match received {
         Ok(_) => Ok(false),
         Err(e)
             if matches!(

@@ -142,7 +142,11 @@ pub fn wait_udp_answer_on(
                     // period on the socket rather than sending in a tight loop.
                     continue;
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(HarnessError::io("receiving the probe answer", e)),
             }
         }
