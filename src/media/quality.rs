@@ -94,6 +94,20 @@ pub fn mos(
     mos_from_r(r_factor(codec, one_way_delay_ms, loss_pct, jitter_ms))
 }
 
+/// The MOS a call reports: `None` while no audio arrived since the last report. The E-model
+/// scores the audio that arrives; with none, loss and jitter stay where they were (no gaps in
+/// sequence numbers, no late packets) and it would score silence as excellent (`received 0`
+/// next to MOS 4.4). No audio is no score.
+pub fn call_mos(
+    packets_since_last_report: u64,
+    codec: impl Into<CodecImpairment>,
+    one_way_delay_ms: f32,
+    loss_pct: f32,
+    jitter_ms: f32,
+) -> Option<f32> {
+    (packets_since_last_report > 0).then(|| mos(codec, one_way_delay_ms, loss_pct, jitter_ms))
+}
+
 fn non_negative(value: f32, max: f32) -> f32 {
     if value.is_nan() {
         0.0
@@ -179,6 +193,15 @@ mod tests {
         assert_eq!(mos(CodecKind::Pcma, 5000.0, 100.0, 500.0), 1.0);
         assert_eq!(mos_from_r(120.0), 4.5);
         assert_eq!(mos_from_r(-3.0), 1.0);
+    }
+
+    #[test]
+    fn silence_gets_no_score() {
+        assert_eq!(call_mos(0, CodecKind::Pcmu, 20.0, 0.0, 0.0), None);
+        assert_eq!(
+            call_mos(50, CodecKind::Pcmu, 20.0, 0.0, 0.0),
+            Some(mos(CodecKind::Pcmu, 20.0, 0.0, 0.0))
+        );
     }
 
     #[test]

@@ -246,12 +246,15 @@ mod tests {
             jitter_ms: 0.0,
             loss_pct: 0.0,
             rtt_ms: None,
-            mos: 4.3,
+            mos: Some(4.3),
             remote: None,
             local: None,
             foreign,
             encrypted: false,
             srtp: None,
+            foreign_from: None,
+            peer: None,
+            mic: None,
         };
         let stats_line = |state: &UiState| {
             let call = &state.calls[0];
