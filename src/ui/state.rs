@@ -64,6 +64,10 @@ pub enum Popup {
         call_id: String,
         scroll: u16,
     },
+    /// The diagnosis: current findings, then past ones, with evidence; scrolled by lines.
+    Diagnosis {
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
