@@ -237,7 +237,17 @@ impl Diagnoser {
             return;
         }
         let dir = message.dir;
-        let dialog = self.dialog_mut(&message.call_id.clone());
+        // An offer refused before any call began (no codec in common): no call event tells
+        // of it, so the refusal itself does.
+        let refused_offer = dir == crate::event::Direction::Out
+            && message.is_response_to("INVITE")
+            && matches!(message.code, Some(488 | 606))
+            && !self
+                .calls
+                .values()
+                .any(|c| c.sip_call_id.as_deref() == Some(message.call_id.as_str()));
+        let call_id = message.call_id.clone();
+        let dialog = self.dialog_mut(&call_id);
         if let Some(sdp) = message.sdp.clone() {
             match dir {
                 crate::event::Direction::Out => dialog.ours = Some(sdp),
@@ -266,6 +276,9 @@ impl Diagnoser {
             }
             _ => {}
         }
+        if refused_offer {
+            self.offer_refused(&call_id);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -284,7 +297,10 @@ impl Diagnoser {
             // A new call: what the last failed call said is history now.
             // (Findings of a call that ended were raised as it ended: why it failed.)
             let live: Vec<u64> = self.calls.keys().copied().collect();
-            self.clear_where(|f| f.call.is_some_and(|c| c != call && !live.contains(&c)));
+            self.clear_where(|f| {
+                f.call.is_some_and(|c| c != call && !live.contains(&c))
+                    || (f.call.is_none() && f.subject.as_deref() == Some(REFUSED_OFFER))
+            });
         }
         let track = self.calls.entry(call).or_insert_with(|| CallTrack {
             state: String::new(),
@@ -312,6 +328,9 @@ impl Diagnoser {
         }
     }
 }
+
+/// The subject of findings about an incoming call refused before it began.
+const REFUSED_OFFER: &str = "refused offer";
 
 /// `n` seconds as text for messages ("5 s").
 fn seconds(duration: Duration) -> String {

@@ -198,8 +198,8 @@ impl Diagnoser {
         let registrar = self
             .setup
             .registrar
-            .clone()
-            .unwrap_or_else(|| "the registrar".into());
+            .as_ref()
+            .map_or_else(|| "The registrar".into(), |r| format!("The registrar {r}"));
         match (code, last_final) {
             (Some(401 | 407), Some(challenge)) => {
                 let realm = challenge.realm.clone();
@@ -328,26 +328,17 @@ impl Diagnoser {
             .iter()
             .map(|(peer, transport)| self.describe_dead_server(*peer, transport))
             .collect();
-        let transports: Vec<String> = {
-            let mut t: Vec<String> = tried.iter().map(|(_, t)| t.clone()).collect();
-            t.dedup();
-            t
-        };
         let registrar = self
             .setup
             .registrar
-            .clone()
-            .unwrap_or_else(|| "the registrar".into());
+            .as_ref()
+            .map_or_else(|| "the registrar".into(), |r| format!("the registrar {r}"));
         self.raise(
             Finding::new(
                 REGISTRAR_UNREACHABLE,
                 Severity::Error,
                 "registrar unreachable",
-                format!(
-                    "sipterm cannot reach {registrar} over {}: {}.",
-                    listing(&transports),
-                    listing(&described)
-                ),
+                format!("sipterm cannot reach {registrar}: {}.", listing(&described)),
                 "Check the registrar's address, port and transport in the account (UDP and \
                  TCP usually use 5060, TLS 5061) and that no firewall blocks that transport.",
             )
@@ -417,7 +408,13 @@ impl Diagnoser {
                 .iter()
                 .map(|p| (*p, "UDP".to_string()))
                 .collect();
-            if tried.is_empty() || self.all_targets_dead(&tried, Some(call)) {
+            // A failed TLS handshake with that server explains it already.
+            let tls_failed = tried.iter().any(|(peer, _)| {
+                let peer = peer.to_string();
+                self.active()
+                    .any(|f| f.code.starts_with("tls.") && f.subject.as_deref() == Some(&peer))
+            });
+            if tried.is_empty() || tls_failed || self.all_targets_dead(&tried, Some(call)) {
                 return;
             }
             let described: Vec<String> = tried
@@ -492,9 +489,9 @@ impl Diagnoser {
                     Severity::Error,
                     "forbidden",
                     format!(
-                        "The call to {remote} was refused by {who} ({said}): your account may \
-                         not call this destination, or that server does not accept calls from \
-                         where you are."
+                        "The call to {remote} was refused with {said} by {who}: your account \
+                         may not call this destination, or that server does not accept calls \
+                         from where you are."
                     ),
                     "Check with the provider that the account may call this number (prefix, \
                      international, credit); a proxy also refuses calls from phones that are \
@@ -561,6 +558,28 @@ impl Diagnoser {
             .with_evidence(base),
         };
         self.raise(finding.on_call(call));
+    }
+
+    /// We refused an incoming offer before a call began (no codec in common).
+    pub(super) fn offer_refused(&mut self, call_id: &str) {
+        let Some(dialog) = self.dialog(call_id).cloned() else {
+            return;
+        };
+        let Some(response) = dialog.final_response.clone() else {
+            return;
+        };
+        let caller = dialog
+            .their_invite
+            .as_ref()
+            .map_or_else(|| response.peer.to_string(), |i| i.peer.to_string());
+        let said = format!("{} {}", response.code.unwrap_or(0), response.reason);
+        let evidence = Evidence::new()
+            .with("response", &said)
+            .with("from", &caller);
+        let finding = self
+            .media_refusal(&caller, &said, &dialog, true, evidence)
+            .about(super::REFUSED_OFFER);
+        self.raise(finding);
     }
 
     /// A 488/606: no common codec (both lists), or the offer refused for another reason
