@@ -18,8 +18,10 @@ pub struct Setup {
     /// The account's digest password is set (a 401 without one is a missing password, not a
     /// wrong one).
     pub has_password: bool,
-    /// UDP keep-alive interval while registered; `None`: off or automatic.
+    /// UDP keep-alive interval while registered; `None`: automatic (29 s behind a NAT) or off.
     pub keepalive_secs: Option<u64>,
+    /// `keepalive_secs = 0`: no keep-alives, even behind a NAT.
+    pub keepalive_off: bool,
 }
 
 /// How a TLS handshake failed, as far as the certificate check or the peer said.

@@ -217,6 +217,10 @@ impl Diagnoser {
     ) {
         let their_sdp = self.call_dialog(call).and_then(|d| d.theirs.clone());
         let their_signalling = self.call_dialog(call).and_then(|d| d.theirs_from);
+        let our_address = self
+            .call_dialog(call)
+            .and_then(|d| d.ours.as_ref())
+            .and_then(|s| s.media_addr());
         let silent_for = track
             .heard_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
@@ -229,6 +233,7 @@ impl Diagnoser {
                 track,
                 their_sdp.as_ref(),
                 their_signalling,
+                our_address,
                 silent_for,
             )
         });
@@ -490,6 +495,7 @@ fn no_audio_finding(
     track: &MediaTrack,
     their_sdp: Option<&super::SdpView>,
     their_signalling: Option<SocketAddr>,
+    our_address: Option<SocketAddr>,
     silent_for: Duration,
 ) -> Finding {
     let sdp_addr = their_sdp.and_then(|s| s.media_addr());
@@ -498,6 +504,8 @@ fn no_audio_finding(
         .local
         .clone()
         .unwrap_or_else(|| "our RTP port".into());
+    // Where the peer was told to send: our SDP's address (the socket may be bound to 0.0.0.0).
+    let announced = our_address.map_or_else(|| local.clone(), |a| a.to_string());
     let rejected = sample
         .auth_failures
         .saturating_sub(track.auth_failures_when_heard);
@@ -535,17 +543,37 @@ fn no_audio_finding(
         evidence = evidence
             .with("foreign_packets", foreign)
             .with("foreign_from", &from);
+        // Same IP, another port: the peer's NAT gives each destination its own port (a
+        // symmetric NAT), so the address it learned (STUN) is not the one we see.
+        let same_ip = from
+            .parse::<SocketAddr>()
+            .ok()
+            .zip(sdp_addr)
+            .is_some_and(|(from, sdp)| from.ip() == sdp.ip());
+        let (why, advice) = if same_ip {
+            (
+                "the peer's NAT gives every destination its own port (a symmetric NAT), so the \
+                 address it announced is not the one its packets come from",
+                "Set `rtp_latching = true` in [sip]: sipterm then answers and accepts the \
+                 peer's media where it really comes from (its signalling IP); or the peer \
+                 needs a TURN relay.",
+            )
+        } else {
+            (
+                "the peer is behind a NAT it does not know about",
+                "The peer should announce its public address (STUN on the phone), or its proxy \
+                 should fix the SDP (Kamailio nathelper, rtpengine).",
+            )
+        };
         Finding::new(
             NO_AUDIO_FOREIGN,
             Severity::Error,
             "no audio in",
             format!(
                 "No audio plays from the peer: its packets come from {from}, not from \
-                 {sdp_text} where its SDP said they would, so they are dropped; the peer is \
-                 behind a NAT it does not know about."
+                 {sdp_text} where its SDP said they would, so they are dropped; {why}."
             ),
-            "The peer should announce its public address (STUN on the phone), or its proxy \
-             should fix the SDP (Kamailio nathelper, rtpengine).",
+            advice,
         )
     } else if let Some(sdp) = their_sdp.filter(|s| !s.ice_candidates.is_empty()) {
         evidence = evidence.with("ice_candidates", sdp.ice_candidates.join(", "));
@@ -584,7 +612,7 @@ fn no_audio_finding(
             Severity::Error,
             "no audio in",
             format!(
-                "No audio arrives from the peer: none of its packets reach us at {local} \
+                "No audio arrives from the peer: none of its packets reach us at {announced} \
                  although we send to {}; a firewall or NAT on the way drops them, or the peer \
                  sends nothing.",
                 sample.remote.as_deref().unwrap_or("it")

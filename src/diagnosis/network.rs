@@ -24,6 +24,9 @@ pub const BEHIND_NAT: &str = "nat.behind_nat";
 pub const MAPPING_LOST: &str = "nat.mapping_lost";
 pub const KEEPALIVE_FAILED: &str = "nat.keepalive_failed";
 
+/// The keep-alive interval sipterm picks by itself behind a NAT (`driver::nat::DEFAULT_KEEPALIVE`).
+const AUTOMATIC_KEEPALIVE_SECS: u64 = 29;
+
 /// A forgotten NAT mapping stays a finding until the mapping has held this long again.
 pub const MAPPING_STABLE_AFTER: Duration = Duration::from_secs(60);
 
@@ -393,6 +396,18 @@ impl Diagnoser {
             .unwrap_or_else(|| via.sent_by.clone());
         if seen != via.sent_by || self.is_active(BEHIND_NAT, None) {
             let contact = ok.contact.clone().unwrap_or_default();
+            let keeping = if self.setup.keepalive_off {
+                "but sends no keep-alives (`keepalive_secs = 0`), so the NAT may forget the \
+                 mapping between refreshes"
+                    .to_string()
+            } else {
+                format!(
+                    "and keeps the NAT's mapping open with keep-alives every {} s",
+                    self.setup
+                        .keepalive_secs
+                        .unwrap_or(AUTOMATIC_KEEPALIVE_SECS)
+                )
+            };
             self.raise(
                 Finding::new(
                     BEHIND_NAT,
@@ -400,8 +415,7 @@ impl Diagnoser {
                     "behind NAT",
                     format!(
                         "You are behind a NAT: the registrar sees you at {seen} while your own \
-                         address is {local}, so sipterm registers the public address and keeps \
-                         the NAT's mapping open with keep-alives."
+                         address is {local}, so sipterm registers the public address {keeping}."
                     ),
                     "Nothing to do while calls reach you; if they stop after a while, set \
                      `keepalive_secs` below the NAT's timeout or use TCP/TLS.",

@@ -29,6 +29,7 @@ impl Rig {
             outbound_proxy: None,
             has_password: true,
             keepalive_secs: None,
+            keepalive_off: false,
         })
     }
 
@@ -290,7 +291,7 @@ fn a_private_address_on_our_own_lan_is_not_blamed() {
     media_for(&mut rig, 6, |_| Media::default());
     let finding = rig.expect(media::NO_AUDIO_NOTHING, Some(1));
     assert!(
-        finding.message.contains("192.0.2.101:20000"),
+        finding.message.contains("reach us at 10.0.0.10:4000"),
         "{}",
         finding.message
     );

@@ -216,6 +216,7 @@ fn diagnosis_setup(setup: &SipSetup) -> crate::diagnosis::Setup {
         outbound_proxy: account.outbound_proxy.as_ref().map(|r| r.to_string()),
         has_password: account.password.is_some(),
         keepalive_secs: setup.nat.keepalive.map(|d| d.as_secs()),
+        keepalive_off: setup.nat.keepalive_off,
     }
 }
 
