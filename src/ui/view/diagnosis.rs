@@ -32,6 +32,8 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect, scroll: u16) {
     let rows = usize::from(inner.height.saturating_sub(1));
     let first = usize::from(scroll).min(lines.len().saturating_sub(rows));
     let mut shown: Vec<Line> = lines.drain(..).skip(first).take(rows).collect();
+    // The key hint sits on the bottom line.
+    shown.resize(rows, Line::raw(""));
     shown.push(Line::styled(
         " Up/Down scroll  w/Esc close",
         Style::new().fg(Color::DarkGray),
