@@ -636,6 +636,9 @@ fn quality_loss_jitter_and_round_trip_in_each_direction() -> TestResult {
         seen.push(found);
     }
     println!("all five within {:?}", started.elapsed());
+    for found in &seen {
+        println!("{found}");
+    }
     let loss: f64 = seen[0]["evidence"]["loss_pct"]
         .as_str()
         .and_then(|v| v.parse().ok())

@@ -705,7 +705,14 @@ fn quality_finding(
             },
             format!("{value:.1}"),
         )
-        .with("direction", if inbound { "in" } else { "out" })
+        .with(
+            "direction",
+            match (measure, inbound) {
+                (Measure::RoundTrip, _) => "both",
+                (_, true) => "in",
+                (_, false) => "out",
+            },
+        )
         .with("codec", &sample.codec)
         .with("mos_without", format!("{clean:.2}"))
         .with("mos_with", format!("{hurt:.2}"));

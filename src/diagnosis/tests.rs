@@ -34,7 +34,7 @@ impl Rig {
     }
 
     fn with(setup: Setup) -> Rig {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         Rig {
             diagnoser: Diagnoser::new(setup),
             t0,

@@ -125,9 +125,15 @@ fn call_lines(
             // lately: no score (never a good one for silence).
             match call.mos {
                 Some(mos) => stats.push(Span::raw(format!(" MOS {mos:.1}"))),
-                None if call.sent > 0 => {
-                    stats.push(Span::styled(" MOS -", Style::new().fg(Color::LightRed)))
-                }
+                // Red while audio should come; grey on hold, where none is expected.
+                None if call.sent > 0 => stats.push(Span::styled(
+                    " MOS -",
+                    Style::new().fg(if call.held {
+                        Color::DarkGray
+                    } else {
+                        Color::LightRed
+                    }),
+                )),
                 None => {}
             }
             stats.push(Span::raw(format!(
