@@ -258,10 +258,10 @@ impl Diagnoser {
             }
         }
         match (dir, message.method.as_deref()) {
-            (crate::event::Direction::Out, Some("INVITE")) => {
-                if !dialog.invite_sent_to.contains(&message.peer) {
-                    dialog.invite_sent_to.push(message.peer);
-                }
+            (crate::event::Direction::Out, Some("INVITE"))
+                if !dialog.invite_sent_to.contains(&message.peer) =>
+            {
+                dialog.invite_sent_to.push(message.peer);
             }
             (crate::event::Direction::In, Some("INVITE")) => {
                 dialog.their_invite = Some(message);

@@ -737,7 +737,7 @@ impl UiState {
             .filter(|v| v.is_active() && v.finding.call == Some(call))
             .map(|v| &v.finding)
             .collect();
-        found.sort_by(|a, b| b.severity.cmp(&a.severity));
+        found.sort_by_key(|f| std::cmp::Reverse(f.severity));
         found
     }
 

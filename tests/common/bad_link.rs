@@ -132,7 +132,7 @@ fn run(rtp: UdpSocket, rtcp: UdpSocket, faults: Faults, stop: &AtomicBool) {
         while let Ok((n, from)) = rtp.recv_from(&mut buf) {
             sipterm_rtp.get_or_insert(from);
             received_count += 1;
-            if faults.loss_every > 0 && received_count % faults.loss_every == 0 {
+            if faults.loss_every > 0 && received_count.is_multiple_of(faults.loss_every) {
                 continue;
             }
             incoming.push((now + dice.below(faults.jitter), buf[..n].to_vec()));
@@ -167,7 +167,7 @@ fn run(rtp: UdpSocket, rtcp: UdpSocket, faults: Faults, stop: &AtomicBool) {
                     + PACKET_INTERVAL * u32::try_from(next_packet).unwrap_or(u32::MAX)
                     + dice.below(faults.jitter);
                 next_packet += 1;
-                if faults.loss_every > 0 && next_packet % faults.loss_every == 0 {
+                if faults.loss_every > 0 && next_packet.is_multiple_of(faults.loss_every) {
                     continue;
                 }
                 outgoing.push((due, packet));
@@ -197,11 +197,8 @@ fn run(rtp: UdpSocket, rtcp: UdpSocket, faults: Faults, stop: &AtomicBool) {
                     });
                     ReportBlock {
                         ssrc,
-                        fraction_lost: if expected == 0 {
-                            0
-                        } else {
-                            ((lost << 8) / expected).min(255) as u8
-                        },
+                        fraction_lost: (lost << 8).checked_div(expected).unwrap_or(0).min(255)
+                            as u8,
                         cumulative_lost: stats.lost.clamp(0, 0x7f_ffff) as i32,
                         extended_highest_sequence: stats.extended_highest_sequence,
                         jitter: stats.jitter as u32,
