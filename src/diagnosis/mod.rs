@@ -3,7 +3,9 @@
 //! Pure, like `sip/`: no I/O, no clock. The driver hands in what the engine sees (its events:
 //! every SIP message, registration and call states, media statistics; and facts only the
 //! driver knows: DNS answers, ICMP errors, failed TLS handshakes, dead connections) together
-//! with the time, and takes out changes: a finding became active, or it cleared. Each finding
+//! with the time, and takes out changes: a finding became active, or it cleared. Conditions
+//! that must hold for a while ("no audio for 5 s") are judged at the media reports, which come
+//! every 2 s while a call has media; so no timer is needed. Each finding
 //! has a stable `code`, a one-sentence message with the likely cause, advice and evidence.
 //!
 //! The rules live beside this file: `media` (no audio either way, the microphone, quality),
@@ -63,8 +65,7 @@ struct CallTrack {
     media: media::MediaTrack,
 }
 
-/// The diagnosis engine. Feed it with `handle_event` / `handle_fact`, call `handle_timeout`
-/// now and then, and drain `poll_change`.
+/// The diagnosis engine. Feed it with `handle_event` / `handle_fact` and drain `poll_change`.
 #[derive(Debug, Default)]
 pub struct Diagnoser {
     setup: Setup,
@@ -139,12 +140,6 @@ impl Diagnoser {
             Fact::Setup(setup) => self.setup = setup,
             other => self.network_fact(other, now),
         }
-    }
-
-    /// Time passes: conditions that hold "for N seconds" are checked (the driver calls this
-    /// about once a second).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.registration_timeout(now);
     }
 
     pub fn poll_change(&mut self) -> Option<Change> {

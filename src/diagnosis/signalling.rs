@@ -95,8 +95,6 @@ impl Diagnoser {
         }
     }
 
-    pub(super) fn registration_timeout(&mut self, _now: Instant) {}
-
     pub(super) fn registration_changed(
         &mut self,
         state: &str,

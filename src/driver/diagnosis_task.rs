@@ -16,8 +16,6 @@ use crate::event::Event;
 const QUEUE: usize = 4096;
 /// Driver facts waiting; beyond it (an ICMP storm) they are dropped, never waited for.
 const FACT_QUEUE: usize = 256;
-/// How often time-based conditions are checked.
-const TICK: Duration = Duration::from_secs(1);
 /// At shutdown, how long the events already queued may take to go out.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -65,8 +63,6 @@ pub fn spawn(
     let (done, mut done_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut diagnoser = Diagnoser::new(setup);
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut finishing = false;
         loop {
             // Facts first: the driver reports one before the engine emits the events it
@@ -83,7 +79,6 @@ pub fn spawn(
                         return;
                     }
                 }
-                _ = tick.tick() => diagnoser.handle_timeout(std::time::Instant::now()),
                 _ = &mut done_rx, if !finishing => {
                     finishing = true;
                     events_rx.close();

@@ -1043,6 +1043,38 @@ mod tests {
         assert_eq!(duration_to_compact(Duration::from_secs(100_000)), u32::MAX);
     }
 
+    /// A peer that gets none of our packets reports on no stream of ours: counted apart, so
+    /// the diagnosis can say it hears nothing.
+    #[test]
+    fn reports_without_a_block_about_us_are_counted_apart() {
+        let mut ours = RtcpSession::new(0x1111, "us@h", 8000, 1);
+        let empty = build_compound(&[RtcpPacket::ReceiverReport {
+            ssrc: 0x2222,
+            reports: Vec::new(),
+        }])
+        .expect("builds");
+        let about_us = build_compound(&[RtcpPacket::ReceiverReport {
+            ssrc: 0x2222,
+            reports: vec![ReportBlock {
+                ssrc: 0x1111,
+                extended_highest_sequence: 812,
+                ..ReportBlock::default()
+            }],
+        }])
+        .expect("builds");
+        assert_eq!(ours.report_counts(), (0, 0));
+        ours.handle_packet(&empty, Duration::from_secs(3))
+            .expect("reads");
+        ours.handle_packet(&empty, Duration::from_secs(8))
+            .expect("reads");
+        assert_eq!(ours.report_counts(), (2, 0));
+        assert_eq!(ours.remote_stats(), None);
+        ours.handle_packet(&about_us, Duration::from_secs(13))
+            .expect("reads");
+        assert_eq!(ours.report_counts(), (3, 1));
+        assert_eq!(ours.remote_stats().map(|r| r.highest_sequence), Some(812));
+    }
+
     #[test]
     fn rtcp_is_told_apart_from_rtp_on_a_muxed_port() {
         assert!(is_rtcp(&SENDER_REPORT));
