@@ -427,8 +427,9 @@ fn a_nat_that_forgets_its_mapping_and_a_connection_whose_keepalives_die() -> Tes
     registered(&mut alice)?;
     registered(&mut bob)?;
     finding(&mut alice, "nat.behind_nat", SIGNALLING)?;
-    // Bob's pings were answered; now the router drops his connection to the registrar.
-    std::thread::sleep(Duration::from_secs(2));
+    // Bob's pings (one a second) get answered for a while; then the router drops his
+    // connection to the registrar.
+    std::thread::sleep(Duration::from_secs(3));
     router.host().run(
         "nft",
         &[

@@ -36,7 +36,7 @@ pub const BUSY: &str = "call.busy";
 pub const DECLINED: &str = "call.declined";
 pub const FAILED: &str = "call.failed";
 
-/// Responses to REGISTER remembered per attempt cycle (a registrar flooding us with
+/// REGISTERs and responses to them remembered per attempt cycle (a registrar flooding us with
 /// provisional responses must not grow it).
 const MAX_RESPONSES: usize = 16;
 
@@ -69,6 +69,9 @@ impl Diagnoser {
             (Direction::Out, None) => {
                 if track.configured_expires.is_none() {
                     track.configured_expires = message.expires.filter(|e| *e > 0);
+                }
+                if track.attempts.len() >= MAX_RESPONSES {
+                    track.attempts.remove(0);
                 }
                 track.attempts.push(Attempt {
                     peer: message.peer,
