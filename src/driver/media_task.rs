@@ -213,11 +213,12 @@ struct CallMedia {
     srtp: Option<SrtpSession>,
     /// The call-waiting tone being mixed into playout, at the codec's rate.
     call_waiting: Option<(ToneRegion, ToneGenerator)>,
-    /// For the diagnosis (`media` event): the last stranger's address, packets received at
-    /// the last report, where the microphone audio comes from, why the device failed, and
-    /// the loudest unmuted 100 ms since the last report.
+    /// For the `media` event: the last stranger's address, packets received and lost at the
+    /// last report (the MOS scores the interval), where the microphone audio comes from, why
+    /// the device failed, and the loudest unmuted 100 ms since the last report.
     last_foreign: Option<SocketAddr>,
     received_at_last_report: u64,
+    lost_at_last_report: u64,
     mic_source: Option<String>,
     mic_failure: Option<String>,
     mic_peak_db: Option<f32>,
@@ -308,6 +309,7 @@ impl CallMedia {
             call_waiting: None,
             last_foreign: None,
             received_at_last_report: 0,
+            lost_at_last_report: 0,
             mic_source: match &io.input {
                 AudioEndpoint::Null => None,
                 AudioEndpoint::Wav(path) => Some(format!("file {}", path.display())),
@@ -717,15 +719,17 @@ impl CallMedia {
         // One-way delay estimate: half the RTT when known, plus our playout buffer.
         let delay_ms =
             rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(self.jitter.target_delay() * 20);
-        let heard_lately = stats.received.saturating_sub(self.received_at_last_report);
-        self.received_at_last_report = stats.received;
-        let mos = quality::call_mos(
-            heard_lately,
+        // The score of what arrived since the last report (none: no score for silence).
+        let lost = stats.lost.max(0) as u64;
+        let mos = quality::interval_mos(
+            stats.received.saturating_sub(self.received_at_last_report),
+            lost.saturating_sub(self.lost_at_last_report),
             self.kind,
             delay_ms as f32,
-            loss_pct as f32,
             stats.jitter_ms as f32,
         );
+        self.received_at_last_report = stats.received;
+        self.lost_at_last_report = lost;
         let (reports, about_us) = self.rtcp.report_counts();
         let peer = (reports > 0).then(|| PeerReport {
             reports,

@@ -94,18 +94,24 @@ pub fn mos(
     mos_from_r(r_factor(codec, one_way_delay_ms, loss_pct, jitter_ms))
 }
 
-/// The MOS a call reports: `None` while no audio arrived since the last report. The E-model
-/// scores the audio that arrives; with none, loss and jitter stay where they were (no gaps in
-/// sequence numbers, no late packets) and it would score silence as excellent (`received 0`
-/// next to MOS 4.4). No audio is no score.
-pub fn call_mos(
-    packets_since_last_report: u64,
+/// The MOS a call reports: the score of the audio received since the last report, with that
+/// interval's loss; `None` when none arrived. The E-model scores the audio that arrives: with
+/// none, loss and jitter stay where they were (no gaps in sequence numbers, no late packets)
+/// and it would score silence as excellent (`received 0` next to MOS 4.4), and a call's
+/// cumulative loss would hide a bad minute late in a long call. No audio is no score.
+pub fn interval_mos(
+    received_since_last_report: u64,
+    lost_since_last_report: u64,
     codec: impl Into<CodecImpairment>,
     one_way_delay_ms: f32,
-    loss_pct: f32,
     jitter_ms: f32,
 ) -> Option<f32> {
-    (packets_since_last_report > 0).then(|| mos(codec, one_way_delay_ms, loss_pct, jitter_ms))
+    if received_since_last_report == 0 {
+        return None;
+    }
+    let expected = received_since_last_report.saturating_add(lost_since_last_report);
+    let loss_pct = 100.0 * lost_since_last_report as f32 / expected as f32;
+    Some(mos(codec, one_way_delay_ms, loss_pct, jitter_ms))
 }
 
 fn non_negative(value: f32, max: f32) -> f32 {
@@ -196,11 +202,17 @@ mod tests {
     }
 
     #[test]
-    fn silence_gets_no_score() {
-        assert_eq!(call_mos(0, CodecKind::Pcmu, 20.0, 0.0, 0.0), None);
+    fn silence_gets_no_score_and_the_score_is_of_the_last_interval() {
+        // Nothing arrived, even with nothing counted lost (no sequence gaps): no score.
+        assert_eq!(interval_mos(0, 0, CodecKind::Pcmu, 20.0, 0.0), None);
         assert_eq!(
-            call_mos(50, CodecKind::Pcmu, 20.0, 0.0, 0.0),
+            interval_mos(100, 0, CodecKind::Pcmu, 20.0, 0.0),
             Some(mos(CodecKind::Pcmu, 20.0, 0.0, 0.0))
+        );
+        // 95 of 100 arrived in this interval: 5 % loss, whatever the call did before.
+        assert_eq!(
+            interval_mos(95, 5, CodecKind::Pcmu, 20.0, 0.0),
+            Some(mos(CodecKind::Pcmu, 20.0, 5.0, 0.0))
         );
     }
 
