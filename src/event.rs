@@ -65,8 +65,10 @@ pub enum Event {
         /// Round-trip time from RTCP (RFC 3550 §6.4.1), once the peer has reported.
         #[serde(skip_serializing_if = "Option::is_none")]
         rtt_ms: Option<f64>,
-        /// Estimated MOS (ITU-T G.107 E-model, simplified).
-        mos: f64,
+        /// Estimated MOS (ITU-T G.107 E-model, simplified) of the audio received lately;
+        /// absent while none arrives: silence gets no score.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mos: Option<f64>,
         /// Where our RTP goes: the SDP address, or the latched source (`nat::latch`).
         #[serde(skip_serializing_if = "Option::is_none")]
         remote: Option<String>,
@@ -80,6 +82,21 @@ pub enum Event {
         encrypted: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         srtp: Option<SrtpStats>,
+        /// The source of the last foreign packet (who sends to us instead of the peer).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        foreign_from: Option<String>,
+        /// What the peer's RTCP reports say about our stream, once it sent one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerReport>,
+        /// What the microphone gave since the last report; absent with no microphone (`null`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mic: Option<MicReport>,
+    },
+    /// A finding of the live diagnosis (`crate::diagnosis`) became active or cleared.
+    Diagnosis {
+        state: crate::diagnosis::FindingState,
+        #[serde(flatten)]
+        finding: crate::diagnosis::Finding,
     },
     /// Audio levels of a call for VU meters, about ten times a second while audio flows.
     /// dBFS of the last 100 ms (RMS): `mic_db` what we capture and send, `speaker_db` what we
@@ -110,6 +127,38 @@ pub struct SrtpStats {
     pub suite: String,
     /// Incoming packets dropped: bad authentication tag, replay, or not SRTP at all.
     pub auth_failures: u64,
+}
+
+/// What the peer's RTCP receiver reports (RFC 3550 §6.4) say about the stream we send.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct PeerReport {
+    /// SR and RR packets the peer sent so far.
+    pub reports: u64,
+    /// How many of them had a report block about our stream (a peer that hears nothing of
+    /// us reports on no stream).
+    pub about_us: u64,
+    /// From its latest block about us: loss in its last interval (percent), interarrival
+    /// jitter, and the highest sequence number it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highest_seq: Option<u32>,
+}
+
+/// The microphone side of a call's `media` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct MicReport {
+    /// Where the audio comes from: `device NAME` or `file PATH`.
+    pub source: String,
+    /// The loudest 100 ms (dBFS) since the last report; absent while muted throughout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_db: Option<f32>,
+    pub muted: bool,
+    /// The device could not be opened, or failed: what it said (the call sends silence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// The first line of a SIP message as text (the `summary` of a trace), bounded in length.

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod diagnosis;
 pub mod dns;
 pub mod driver;
 pub mod event;

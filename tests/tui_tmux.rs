@@ -239,6 +239,14 @@ fn log_has(screen: &str, needle: &str) -> bool {
 }
 
 /// Saves a screen for assets/screenshots when SIPTERM_SCREENSHOTS names a directory.
+/// A MOS figure on a stats line ("MOS 4.1"; the charts line says "MOS" before any report).
+fn shows_a_score(screen: &str) -> bool {
+    screen
+        .split("MOS ")
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 fn shot(name: &str, screen: &str) {
     shot_file(&format!("{name}.txt"), screen);
 }
@@ -372,7 +380,9 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     // Media statistics follow (the echo service sends our RTP back), and the VU meters move:
     // the tone from the WAV on the microphone, its echo on the speaker.
     let screen = tmux.wait_for("media statistics and levels of the call", |s| {
-        s.contains("MOS")
+        // The stats line (the charts line names MOS too, before any report).
+        s.lines()
+            .any(|l| l.contains("opus/48000") && l.contains("MOS"))
             && meter_levels(s)
                 .first()
                 .is_some_and(|(mic, spk)| mic.is_some() && spk.is_some())
@@ -461,6 +471,25 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     shot("07-help", &screen);
     tmux.keys(&["Escape"]);
     tmux.wait_for("the help closed", |s| !s.contains("Help: keys"));
+
+    // A call to a name without DNS records: the diagnosis says so on the bottom line and
+    // counts it on the status bar; `w` shows it with its evidence.
+    tmux.keys(&["d"]);
+    tmux.type_text("sip:carol@nowhere.invalid");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the finding on the status bar", |s| {
+        s.contains("⚠ 1 (w)") && s.contains("nowhere.invalid has no SIP")
+    });
+    // Esc and `w` apart: a fast `Esc w` arrives as Alt-w.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["w"]);
+    let screen = tmux.wait_for("the diagnosis pane", |s| {
+        s.contains("Diagnosis: 1 now") && s.contains("dns.no_records")
+    });
+    shot("12-diagnosis", &screen);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the diagnosis pane closed", |s| !s.contains("Diagnosis: "));
 
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
@@ -775,7 +804,7 @@ fn a_second_call_waits_is_answered_with_the_first_on_hold_and_both_can_be_handle
         .expect_call_state("confirmed", PEER_WAIT)
         .expect("first call confirmed");
     tmux.wait_for("call 1 confirmed with media statistics", |s| {
-        call_shows(s, 1, "confirmed") && s.contains("MOS")
+        call_shows(s, 1, "confirmed") && shows_a_score(s)
     });
 
     // The second rings in while the first is up: both calls show, the keys stay on call 1.
@@ -796,7 +825,9 @@ fn a_second_call_waits_is_answered_with_the_first_on_hold_and_both_can_be_handle
         .expect_call_state("held", PEER_WAIT)
         .expect("the first peer is put on hold when the second call is answered");
     let screen = tmux.wait_for("call 1 held, call 2 confirmed with statistics", |s| {
-        call_shows(s, 1, "held") && call_shows(s, 2, "confirmed") && s.matches("MOS").count() == 2
+        call_shows(s, 1, "held")
+            && call_shows(s, 2, "confirmed")
+            && s.matches("opus/48000").count() == 2
     });
     assert!(
         call_selected(&screen, 2),

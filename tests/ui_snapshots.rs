@@ -121,12 +121,15 @@ fn in_call(t0: Instant) -> UiState {
             jitter_ms: 2.4,
             loss_pct: 0.22,
             rtt_ms: Some(1.5),
-            mos: 4.21,
+            mos: Some(4.21),
             remote: None,
             local: None,
             foreign: 0,
             encrypted: false,
             srtp: None,
+            foreign_from: None,
+            peer: None,
+            mic: None,
         },
         at(t0, 68_000),
     );
@@ -278,6 +281,7 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
         Action::AskQuit,
         Action::StartTransfer,
         Action::ToggleLadder,
+        Action::ToggleDiagnosis,
     ] {
         let mut state = base.clone();
         state.focus = Focus::Calls;
@@ -714,12 +718,15 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
             jitter_ms: 1.1,
             loss_pct: 0.0,
             rtt_ms: None,
-            mos: 4.3,
+            mos: Some(4.3),
             remote: None,
             local: None,
             foreign: 0,
             encrypted: true,
             srtp: None,
+            foreign_from: None,
+            peer: None,
+            mic: None,
         },
         at(t0, 71_000),
     );
@@ -737,4 +744,113 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
     );
     assert!(screen.contains("pcmu/8000 SRTP"), "{screen}");
     insta::assert_snapshot!("call_waiting_answered", screen);
+}
+
+/// A media report every 2 s: audio stops arriving after the fourth (no MOS from then on).
+fn quality_reports(state: &mut UiState, t0: Instant) {
+    for n in 1..=8u64 {
+        let audio = n <= 4;
+        let received = if audio { 100 * n - n } else { 396 };
+        state.apply_event(
+            Event::Media {
+                call: "1".into(),
+                codec: "pcmu/8000".into(),
+                sent: 100 * n,
+                received,
+                lost: if audio { n } else { 4 },
+                jitter_ms: if audio { 2.0 + n as f64 * 4.0 } else { 18.0 },
+                loss_pct: 1.0,
+                rtt_ms: Some(40.0 * n as f64),
+                mos: audio.then_some(4.3 - 0.1 * n as f64),
+                remote: Some("10.0.0.5:4000".into()),
+                local: Some("192.0.2.101:20000".into()),
+                foreign: 0,
+                encrypted: false,
+                srtp: None,
+                foreign_from: None,
+                peer: None,
+                mic: None,
+            },
+            at(t0, 70_000 + 2000 * n),
+        );
+    }
+}
+
+fn diagnosis(
+    state: sipterm::diagnosis::FindingState,
+    code: &'static str,
+    call: Option<u64>,
+    label: &'static str,
+    message: &str,
+) -> Event {
+    use sipterm::diagnosis::{Evidence, Finding, Severity};
+    let mut finding = Finding::new(code, Severity::Error, label, message, "Do the right thing.")
+        .with_evidence(
+            Evidence::new()
+                .with("sdp_address", "10.0.0.5:4000")
+                .with("received", 0),
+        );
+    finding.call = call;
+    Event::Diagnosis { state, finding }
+}
+
+/// The worst finding of a call on its line and its message on the bottom line as it happens,
+/// the count on the status bar, small quality charts per call, and `w`: the pane with the
+/// finding now and one from before.
+#[test]
+fn diagnosis_on_the_call_line_the_charts_and_the_pane() {
+    use sipterm::diagnosis::FindingState::{Active, Cleared};
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    let dns = "nowhere.test has no SIP server in DNS (no such domain).";
+    state.apply_event(
+        diagnosis(Active, "dns.no_records", None, "no DNS records", dns),
+        at(t0, 1000),
+    );
+    state.apply_event(
+        diagnosis(Cleared, "dns.no_records", None, "no DNS records", dns),
+        at(t0, 3000),
+    );
+    quality_reports(&mut state, t0);
+    state.apply_event(
+        diagnosis(
+            Active,
+            "media.no_audio.private_address",
+            Some(1),
+            "no audio in",
+            "No audio arrives from the peer: its SDP gives the private address 10.0.0.5.",
+        ),
+        at(t0, 86_000),
+    );
+    state.tick(at(t0, 86_500));
+    let screen = draw(&state, 80, 24).backend().to_string();
+    for needed in [
+        "⚠ no audio in",
+        "⚠ 1 (w)",
+        "MOS -",
+        "call 1: No audio arrives from the peer",
+        " MOS ",
+        " loss ",
+        " jit ",
+        " rtt ",
+    ] {
+        assert!(screen.contains(needed), "missing {needed}:\n{screen}");
+    }
+    insta::assert_snapshot!("diagnosis_call_line_and_charts", screen);
+    state.focus = Focus::Calls;
+    update(&mut state, Action::ToggleDiagnosis);
+    let pane = draw(&state, 80, 24).backend().to_string();
+    for needed in [
+        "Diagnosis: 1 now, 1 before",
+        "media.no_audio.private_address",
+        "dns.no_records",
+        "00:01-00:03",
+        "sdp_address: 10.0.0.5:4000",
+        "→ Do the right thing.",
+    ] {
+        assert!(pane.contains(needed), "missing {needed}:\n{pane}");
+    }
+    insta::assert_snapshot!("diagnosis_pane", pane);
+    update(&mut state, Action::ToggleDiagnosis);
+    assert_eq!(state.popup, None, "w closes it again");
 }

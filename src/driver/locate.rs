@@ -18,6 +18,8 @@ use crate::sip::ua::HopKey;
 pub struct Resolved {
     pub key: HopKey,
     pub result: Result<(Vec<Destination>, Duration), String>,
+    /// The same outcome for the diagnosis: how the servers were found, or why none was.
+    pub fact: crate::diagnosis::Fact,
 }
 
 /// The SIP task's handle on DNS.
@@ -65,18 +67,33 @@ impl Dns {
             secure: key.secure,
         };
         tokio::spawn(async move {
-            let result = match system.resolve_sip(&target, &prefs).await {
+            let (result, outcome) = match system.resolve_sip(&target, &prefs).await {
                 Ok(resolved) => {
                     tracing::info!(host = %key, trail = %resolved.trail, "DNS");
-                    Ok((resolved.targets, resolved.ttl))
+                    let targets = resolved
+                        .targets
+                        .iter()
+                        .map(|d| crate::diagnosis::Target {
+                            addr: d.addr,
+                            transport: crate::sip::ua::transport_token(d.transport),
+                        })
+                        .collect();
+                    (
+                        Ok((resolved.targets, resolved.ttl)),
+                        Ok((targets, resolved.trail)),
+                    )
                 }
                 Err(error) => {
                     tracing::warn!(host = %key, %error, "DNS");
-                    Err(error.to_string())
+                    (Err(error.to_string()), Err((&error).into()))
                 }
             };
+            let fact = crate::diagnosis::Fact::Resolved {
+                host: key.host.clone(),
+                outcome,
+            };
             // The SIP task is gone: nobody waits for the answer.
-            let _ = answers.send(Resolved { key, result });
+            let _ = answers.send(Resolved { key, result, fact });
         });
     }
 

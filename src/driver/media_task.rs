@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::transport::{canonical, on_socket_family};
-use crate::event::{Event, SrtpStats};
+use crate::event::{Event, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::jitter::{JitterBuffer, Playout};
@@ -213,6 +213,15 @@ struct CallMedia {
     srtp: Option<SrtpSession>,
     /// The call-waiting tone being mixed into playout, at the codec's rate.
     call_waiting: Option<(ToneRegion, ToneGenerator)>,
+    /// For the `media` event: the last stranger's address, packets received and lost at the
+    /// last report (the MOS scores the interval), where the microphone audio comes from, why
+    /// the device failed, and the loudest unmuted 100 ms since the last report.
+    last_foreign: Option<SocketAddr>,
+    received_at_last_report: u64,
+    lost_at_last_report: u64,
+    mic_source: Option<String>,
+    mic_failure: Option<String>,
+    mic_peak_db: Option<f32>,
 }
 
 impl CallMedia {
@@ -240,7 +249,7 @@ impl CallMedia {
             // Captured by `device` below; this silent source only keeps the frame clock.
             AudioEndpoint::Device(_) => FrameSource::null(rate),
         };
-        let device = open_devices(io, rate, &events).await;
+        let (device, mic_failure) = open_devices(io, rate, &events).await;
         let sink = match &io.output {
             AudioEndpoint::Wav(path) => match create_sink(path, rate, io.append_output) {
                 Ok(s) => FrameSink::Wav(Box::new(s)),
@@ -298,6 +307,16 @@ impl CallMedia {
             mic_level: LevelMeter::default(),
             speaker_level: LevelMeter::default(),
             call_waiting: None,
+            last_foreign: None,
+            received_at_last_report: 0,
+            lost_at_last_report: 0,
+            mic_source: match &io.input {
+                AudioEndpoint::Null => None,
+                AudioEndpoint::Wav(path) => Some(format!("file {}", path.display())),
+                AudioEndpoint::Device(name) => Some(format!("device {name}")),
+            },
+            mic_failure,
+            mic_peak_db: None,
         })
     }
 
@@ -322,6 +341,9 @@ impl CallMedia {
                 _ = tick.tick() => {
                     frames += 1;
                     if let Some(warning) = self.device.as_mut().and_then(AudioIo::poll_warning) {
+                        if warning.0.starts_with("sound input") {
+                            self.mic_failure = Some(warning.0.clone());
+                        }
                         warn(&self.events, warning.0).await;
                     }
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
@@ -506,9 +528,13 @@ impl CallMedia {
     /// VU levels of the last 100 ms. Dropped rather than waited for when the front end lags
     /// (the next ones follow 100 ms later).
     fn report_levels(&mut self) {
+        let mic_db = round_db(self.mic_level.take_dbfs());
+        if !self.muted {
+            self.mic_peak_db = Some(self.mic_peak_db.map_or(mic_db, |peak| peak.max(mic_db)));
+        }
         let _ = self.events.try_send(Event::Levels {
             call: self.call.to_string(),
-            mic_db: round_db(self.mic_level.take_dbfs()),
+            mic_db,
             speaker_db: round_db(self.speaker_level.take_dbfs()),
         });
     }
@@ -588,7 +614,8 @@ impl CallMedia {
 
     /// Says once per call in the log that a stranger sends to us (the count is in the `media`
     /// event; a log line per packet would let the stranger fill the disk).
-    fn note_foreign(&self, from: SocketAddr, rtcp: bool) {
+    fn note_foreign(&mut self, from: SocketAddr, rtcp: bool) {
+        self.last_foreign = Some(from);
         if self.latch.stats().foreign() == 1 {
             let what = if rtcp { "RTCP" } else { "RTP" };
             tracing::info!(call = self.call, %from, sdp = %self.params.remote, latched = ?self.latch.latched(), "dropping {what} from a source that is not the peer's (further ones are only counted)");
@@ -692,12 +719,31 @@ impl CallMedia {
         // One-way delay estimate: half the RTT when known, plus our playout buffer.
         let delay_ms =
             rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(self.jitter.target_delay() * 20);
-        let mos = quality::mos(
+        // The score of what arrived since the last report (none: no score for silence).
+        let lost = stats.lost.max(0) as u64;
+        let mos = quality::interval_mos(
+            stats.received.saturating_sub(self.received_at_last_report),
+            lost.saturating_sub(self.lost_at_last_report),
             self.kind,
             delay_ms as f32,
-            loss_pct as f32,
             stats.jitter_ms as f32,
         );
+        self.received_at_last_report = stats.received;
+        self.lost_at_last_report = lost;
+        let (reports, about_us) = self.rtcp.report_counts();
+        let peer = (reports > 0).then(|| PeerReport {
+            reports,
+            about_us,
+            loss_pct: remote.map(|r| (f64::from(r.loss_percent()) * 10.0).round() / 10.0),
+            jitter_ms: remote.map(|r| (r.jitter_ms * 10.0).round() / 10.0),
+            highest_seq: remote.map(|r| r.highest_sequence),
+        });
+        let mic = self.mic_source.clone().map(|source| MicReport {
+            source,
+            peak_db: self.mic_peak_db.take(),
+            muted: self.muted,
+            failed: self.mic_failure.clone(),
+        });
         let _ = self
             .events
             .send(Event::Media {
@@ -713,7 +759,7 @@ impl CallMedia {
                 jitter_ms: (stats.jitter_ms * 100.0).round() / 100.0,
                 loss_pct: (loss_pct * 100.0).round() / 100.0,
                 rtt_ms,
-                mos: (f64::from(mos) * 100.0).round() / 100.0,
+                mos: mos.map(|mos| (f64::from(mos) * 100.0).round() / 100.0),
                 remote: Some(self.destination().to_string()),
                 local: self.local.map(|a| a.to_string()),
                 foreign: self.latch.stats().foreign(),
@@ -722,6 +768,9 @@ impl CallMedia {
                     suite: srtp.suite().name().to_owned(),
                     auth_failures: srtp.auth_failures(),
                 }),
+                foreign_from: self.last_foreign.map(|a| a.to_string()),
+                peer,
+                mic,
             })
             .await;
     }
@@ -753,16 +802,23 @@ fn create_sink(
 }
 
 /// Opens the sound devices of `Device` endpoints (on a blocking thread: backends take time);
-/// failures become warnings and that direction stays silent.
-async fn open_devices(io: &MediaIo, rate: u32, events: &mpsc::Sender<Event>) -> Option<AudioIo> {
+/// failures become warnings and that direction stays silent. Also returns why the input
+/// device is not there, when it is not (the diagnosis says so).
+async fn open_devices(
+    io: &MediaIo,
+    rate: u32,
+    events: &mpsc::Sender<Event>,
+) -> (Option<AudioIo>, Option<String>) {
     let name = |e: &AudioEndpoint| match e {
         AudioEndpoint::Device(name) => Some(name.clone()),
         _ => None,
     };
     let (input, output) = (name(&io.input), name(&io.output));
     if input.is_none() && output.is_none() {
-        return None;
+        return (None, None);
     }
+    let wants_input = input.is_some();
+    let failed = |message: String| wants_input.then_some(message);
     let (input, output) = (
         input.unwrap_or_else(|| "null".into()),
         output.unwrap_or_else(|| "null".into()),
@@ -771,22 +827,33 @@ async fn open_devices(io: &MediaIo, rate: u32, events: &mpsc::Sender<Event>) -> 
     let (mut device, warnings) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(e)) => {
-            warn(events, format!("sound devices: {e}; using silence")).await;
-            return None;
+            let message = format!("sound devices: {e}; using silence");
+            warn(events, message.clone()).await;
+            return (None, failed(message));
         }
         Err(e) => {
-            warn(events, format!("sound devices: {e}; using silence")).await;
-            return None;
+            let message = format!("sound devices: {e}; using silence");
+            warn(events, message.clone()).await;
+            return (None, failed(message));
         }
     };
+    let mut input_failure = None;
     for warning in warnings {
+        if warning.0.starts_with("sound input") {
+            input_failure = Some(warning.0.clone());
+        }
         warn(events, warning.0).await;
     }
     if let Err(e) = device.set_codec_rate(rate) {
-        warn(events, format!("sound devices: {e}; using silence")).await;
-        return None;
+        let message = format!("sound devices: {e}; using silence");
+        warn(events, message.clone()).await;
+        return (None, failed(message));
     }
-    (device.has_capture() || device.has_playback()).then_some(device)
+    if wants_input && !device.has_capture() {
+        input_failure.get_or_insert_with(|| "the input device did not open".into());
+    }
+    let device = (device.has_capture() || device.has_playback()).then_some(device);
+    (device, input_failure)
 }
 
 fn round_db(db: f32) -> f32 {

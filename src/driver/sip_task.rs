@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use std::collections::HashMap;
 
 use super::command::Command;
+use super::diagnosis_task::{self, DiagnosisFeed};
 use super::dns::SystemDns;
 use super::locate::{Dns, Resolved};
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
@@ -19,6 +20,7 @@ use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
 use super::tls::{self, TlsOptions};
 use super::tone_task::{self, ToneHandle, ToneKind, ToneSettings};
 use super::transport::{Inbound, ListenerLimits, Transport, TransportError};
+use crate::diagnosis::Fact;
 use crate::event::{Direction, Event, first_line};
 use crate::nat::stun::is_stun;
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
@@ -86,6 +88,8 @@ pub enum StartError {
 /// proxy are resolved by the task (RFC 3263) when the first request goes, so an offline laptop
 /// or a name that does not resolve yet never stops sipterm from starting.
 pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHandle, StartError> {
+    // Every event goes out through the live diagnosis, which adds its own.
+    let (events, diagnosis, relay) = diagnosis_task::spawn(events, diagnosis_setup(&setup));
     let (mut transport, inbound) =
         Transport::bind_with(setup.listen, setup.listener_limits).await?;
     let listen = transport.local_addr();
@@ -179,8 +183,16 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         deferred: std::collections::VecDeque::new(),
         dns: Dns::new(system_dns, resolved_tx),
         resolved: Some(resolved),
+        diagnosis,
     };
-    let task = tokio::spawn(engine.run(inbound, command_rx, setup.register_at_start));
+    let task = tokio::spawn(async move {
+        engine
+            .run(inbound, command_rx, setup.register_at_start)
+            .await;
+        // The front end's last events (the final media report, unregistered) are still in
+        // the relay: it ends once they went out.
+        relay.finish().await;
+    });
     Ok(SipHandle {
         commands,
         listen,
@@ -188,6 +200,24 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         task,
         dropped_traces,
     })
+}
+
+/// What the diagnosis needs to know of the account.
+fn diagnosis_setup(setup: &SipSetup) -> crate::diagnosis::Setup {
+    let account = &setup.account;
+    crate::diagnosis::Setup {
+        account: account.aor.to_string(),
+        codecs: setup
+            .codecs
+            .iter()
+            .map(|c| c.encoding_name().to_string())
+            .collect(),
+        registrar: account.registrar.as_ref().map(|r| r.to_string()),
+        outbound_proxy: account.outbound_proxy.as_ref().map(|r| r.to_string()),
+        has_password: account.password.is_some(),
+        keepalive_secs: setup.nat.keepalive.map(|d| d.as_secs()),
+        keepalive_off: setup.nat.keepalive_off,
+    }
 }
 
 /// Sets up TLS on `transport` from the `[sip]` keys: the client configuration (when TLS may be
@@ -290,6 +320,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         deferred: std::collections::VecDeque::new(),
         dns: Dns::disabled(),
         resolved: None,
+        diagnosis: DiagnosisFeed::disabled(),
     };
     // The command sender is dropped: the echo engine lives as long as the runtime.
     tokio::spawn(engine.run(inbound, command_rx, false));
@@ -367,6 +398,8 @@ struct Engine {
     dns: Dns,
     /// Their answers (taken by `run`).
     resolved: Option<mpsc::UnboundedReceiver<Resolved>>,
+    /// Facts for the live diagnosis that no event carries (DNS, ICMP, TLS, dead connections).
+    diagnosis: DiagnosisFeed,
 }
 
 /// What a call's RTP sockets are being prepared for; it goes on once they are.
@@ -459,11 +492,18 @@ impl Engine {
                         Inbound::Connected { peer, writer } => self.transport.connected(peer, writer),
                         Inbound::Unreachable { dest } => {
                             tracing::info!(peer = %dest.addr, "ICMP: unreachable");
+                            self.diagnosis.note(Fact::Unreachable { peer: dest.addr });
                             self.ua.handle_transport_error(dest, now);
                         }
-                        Inbound::ConnectFailed { peer, error } => {
+                        Inbound::ConnectFailed { peer, error, tls } => {
                             let aliases = self.transport.closed(peer);
                             tracing::warn!(peer = %peer.addr, %error, "connection failed");
+                            self.diagnosis.note(Fact::ConnectFailed {
+                                peer: peer.addr,
+                                transport: ua::transport_token(peer.transport),
+                                error: error.clone(),
+                                tls,
+                            });
                             let _ = self.events.send(Event::Error { message: error }).await;
                             self.connection_gone(peer, aliases, now);
                         }
@@ -471,6 +511,12 @@ impl Engine {
                             let aliases = self.transport.closed(peer);
                             if let Some(error) = error {
                                 tracing::info!(peer = %peer.addr, %error, "connection closed");
+                                self.diagnosis.note(Fact::ConnectFailed {
+                                    peer: peer.addr,
+                                    transport: ua::transport_token(peer.transport),
+                                    error,
+                                    tls: None,
+                                });
                             }
                             self.connection_gone(peer, aliases, now);
                             // RFC 5626 §4.4: the flow to the registrar is gone; re-register now.
@@ -479,6 +525,10 @@ impl Engine {
                         Inbound::Lost { peer, error } => {
                             let aliases = self.transport.closed(peer);
                             tracing::warn!(peer = %peer.addr, %error, "connection lost");
+                            self.diagnosis.note(Fact::ConnectionLost {
+                                peer: peer.addr,
+                                error: error.clone(),
+                            });
                             let message = format!("connection to {} lost: {error}", peer.addr);
                             let _ = self.events.send(Event::Warning { message }).await;
                             self.connection_gone(peer, aliases, now);
@@ -599,6 +649,7 @@ impl Engine {
 
     /// A DNS answer for the UA. TLS servers found by name are verified against that name.
     fn resolved(&mut self, answer: Resolved) {
+        self.diagnosis.note(answer.fact.clone());
         if let Ok((targets, _)) = &answer.result {
             for dest in targets.iter().filter(|d| d.transport == TransportKind::Tls) {
                 self.transport.set_server_name(

@@ -150,6 +150,74 @@ pub fn describe(error: &std::io::Error) -> String {
     format!("TLS: {error}")
 }
 
+/// What a failed handshake means, for the diagnosis: the certificate check's verdict (with
+/// the names and dates it compared), or the server's refusal.
+pub fn classify(error: &std::io::Error) -> crate::diagnosis::TlsFailure {
+    use crate::diagnosis::TlsFailure;
+    use rustls::CertificateError;
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return match error.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => TlsFailure::Refused {
+                why: format!("it closed the connection during the handshake: {error}"),
+            },
+            _ => TlsFailure::Other(error.to_string()),
+        };
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(certificate) => match certificate {
+            CertificateError::UnknownIssuer => TlsFailure::UnknownIssuer,
+            CertificateError::NotValidForName => TlsFailure::NameMismatch {
+                expected: String::new(),
+                presented: Vec::new(),
+            },
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => TlsFailure::NameMismatch {
+                expected: expected.to_str().into_owned(),
+                presented: presented.iter().map(|name| presented_name(name)).collect(),
+            },
+            CertificateError::Expired => TlsFailure::Expired { days_ago: None },
+            CertificateError::ExpiredContext { time, not_after } => TlsFailure::Expired {
+                days_ago: time
+                    .as_secs()
+                    .checked_sub(not_after.as_secs())
+                    .map(|secs| secs / 86_400),
+            },
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                TlsFailure::NotYetValid
+            }
+            other => TlsFailure::Other(format!("invalid certificate: {other}")),
+        },
+        rustls::Error::AlertReceived(alert) => TlsFailure::Refused {
+            why: format!("it sent the alert {alert:?}"),
+        },
+        rustls::Error::PeerIncompatible(why) => TlsFailure::Refused {
+            why: format!("no TLS version or cipher in common: {why:?}"),
+        },
+        rustls::Error::InvalidMessage(_) => TlsFailure::Refused {
+            why: "it does not answer in TLS".to_string(),
+        },
+        other => TlsFailure::Other(other.to_string()),
+    }
+}
+
+/// `DnsName("sip.example.com")` -> `sip.example.com`, `IpAddress(192.0.2.1)` -> `192.0.2.1`
+/// (how webpki lists a certificate's names).
+fn presented_name(name: &str) -> String {
+    let inner = name
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(name);
+    inner.trim_matches('"').to_string()
+}
+
 /// `tls_insecure`: every certificate is accepted; signatures are still checked so the
 /// handshake itself is sound.
 #[derive(Debug)]

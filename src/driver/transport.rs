@@ -85,8 +85,13 @@ pub enum Inbound {
         error: Option<String>,
     },
     /// An outgoing TLS connection could not be made (connect, handshake, certificate): the
-    /// user should see why ("TLS: invalid peer certificate: UnknownIssuer").
-    ConnectFailed { peer: Destination, error: String },
+    /// user should see why ("TLS: invalid peer certificate: UnknownIssuer"). `tls`: what the
+    /// handshake said, for the diagnosis.
+    ConnectFailed {
+        peer: Destination,
+        error: String,
+        tls: Option<crate::diagnosis::TlsFailure>,
+    },
     /// A connection we keep alive died: a ping could not be written, or a peer that answered
     /// pings before stopped answering (RFC 5626 §4.4.1). Closed; the user should hear of it.
     Lost { peer: Destination, error: String },
@@ -319,6 +324,7 @@ impl Transport {
                 let _ = inbound.try_send(Inbound::ConnectFailed {
                     peer: dest,
                     error: "TLS: no client configuration".into(),
+                    tls: None,
                 });
                 return;
             };
@@ -329,7 +335,11 @@ impl Transport {
                 .cloned()
                 .unwrap_or_else(|| tls::server_name(None, peer.ip()));
             tokio::spawn(async move {
-                let failed = |error: String| Inbound::ConnectFailed { peer: dest, error };
+                let failed = |error: String| Inbound::ConnectFailed {
+                    peer: dest,
+                    error,
+                    tls: None,
+                };
                 let tcp =
                     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
                         Ok(Ok(tcp)) => tcp,
@@ -350,7 +360,11 @@ impl Transport {
                     Ok(Ok(stream)) => run_stream(stream, dest, queue, inbound, options).await,
                     Ok(Err(e)) => {
                         let _ = inbound
-                            .send(failed(format!("{} ({peer})", tls::describe(&e))))
+                            .send(Inbound::ConnectFailed {
+                                peer: dest,
+                                error: format!("{} ({peer})", tls::describe(&e)),
+                                tls: Some(tls::classify(&e)),
+                            })
                             .await;
                     }
                     Err(_) => {

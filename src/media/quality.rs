@@ -94,6 +94,26 @@ pub fn mos(
     mos_from_r(r_factor(codec, one_way_delay_ms, loss_pct, jitter_ms))
 }
 
+/// The MOS a call reports: the score of the audio received since the last report, with that
+/// interval's loss; `None` when none arrived. The E-model scores the audio that arrives: with
+/// none, loss and jitter stay where they were (no gaps in sequence numbers, no late packets)
+/// and it would score silence as excellent (`received 0` next to MOS 4.4), and a call's
+/// cumulative loss would hide a bad minute late in a long call. No audio is no score.
+pub fn interval_mos(
+    received_since_last_report: u64,
+    lost_since_last_report: u64,
+    codec: impl Into<CodecImpairment>,
+    one_way_delay_ms: f32,
+    jitter_ms: f32,
+) -> Option<f32> {
+    if received_since_last_report == 0 {
+        return None;
+    }
+    let expected = received_since_last_report.saturating_add(lost_since_last_report);
+    let loss_pct = 100.0 * lost_since_last_report as f32 / expected as f32;
+    Some(mos(codec, one_way_delay_ms, loss_pct, jitter_ms))
+}
+
 fn non_negative(value: f32, max: f32) -> f32 {
     if value.is_nan() {
         0.0
@@ -179,6 +199,21 @@ mod tests {
         assert_eq!(mos(CodecKind::Pcma, 5000.0, 100.0, 500.0), 1.0);
         assert_eq!(mos_from_r(120.0), 4.5);
         assert_eq!(mos_from_r(-3.0), 1.0);
+    }
+
+    #[test]
+    fn silence_gets_no_score_and_the_score_is_of_the_last_interval() {
+        // Nothing arrived, even with nothing counted lost (no sequence gaps): no score.
+        assert_eq!(interval_mos(0, 0, CodecKind::Pcmu, 20.0, 0.0), None);
+        assert_eq!(
+            interval_mos(100, 0, CodecKind::Pcmu, 20.0, 0.0),
+            Some(mos(CodecKind::Pcmu, 20.0, 0.0, 0.0))
+        );
+        // 95 of 100 arrived in this interval: 5 % loss, whatever the call did before.
+        assert_eq!(
+            interval_mos(95, 5, CodecKind::Pcmu, 20.0, 0.0),
+            Some(mos(CodecKind::Pcmu, 20.0, 5.0, 0.0))
+        );
     }
 
     #[test]

@@ -484,6 +484,9 @@ pub struct RemoteReport {
     pub jitter_ms: f64,
     /// The latest round trip measured from LSR/DLSR; kept when a later report has no LSR.
     pub rtt: Option<Duration>,
+    /// The highest sequence number of ours the peer got (extended with its wrap count): it
+    /// stops moving when our packets stop reaching it.
+    pub highest_sequence: u32,
 }
 
 impl RemoteReport {
@@ -543,6 +546,11 @@ pub struct RtcpSession {
     sent_reports: VecDeque<(u32, Duration)>,
     remote: Option<RemoteReport>,
     said_goodbye: bool,
+    /// SR and RR packets from the peer, and those of them with a block about our stream: a
+    /// peer that gets none of our packets reports on no stream of ours (the diagnosis reads
+    /// one-way audio from this).
+    reports_received: u64,
+    reports_about_us: u64,
 }
 
 impl RtcpSession {
@@ -563,6 +571,8 @@ impl RtcpSession {
             sent_reports: VecDeque::with_capacity(SENT_REPORTS_REMEMBERED),
             remote: None,
             said_goodbye: false,
+            reports_received: 0,
+            reports_about_us: 0,
         };
         // RFC 3550 §6.2: the first report goes after half the minimum interval.
         session.next_report_at = session.randomised(REPORT_INTERVAL / 2);
@@ -696,6 +706,11 @@ impl RtcpSession {
         self.remote
     }
 
+    /// How many SR/RR packets the peer sent, and how many of them reported on our stream.
+    pub fn report_counts(&self) -> (u64, u64) {
+        (self.reports_received, self.reports_about_us)
+    }
+
     fn read_report_blocks(
         &mut self,
         from: u32,
@@ -703,6 +718,10 @@ impl RtcpSession {
         now: Duration,
         events: &mut Vec<RtcpEvent>,
     ) {
+        self.reports_received += 1;
+        if blocks.iter().any(|block| block.ssrc == self.ssrc) {
+            self.reports_about_us += 1;
+        }
         for block in blocks.iter().filter(|block| block.ssrc == self.ssrc) {
             let measured = self.round_trip(block, now);
             let report = RemoteReport {
@@ -711,6 +730,7 @@ impl RtcpSession {
                 jitter: block.jitter,
                 jitter_ms: f64::from(block.jitter) * 1000.0 / f64::from(self.clock_rate),
                 rtt: measured.or(self.remote.and_then(|previous| previous.rtt)),
+                highest_sequence: block.extended_highest_sequence,
             };
             self.remote = Some(report);
             events.push(RtcpEvent::ReportAboutUs { from, report });
@@ -1021,6 +1041,38 @@ mod tests {
             Duration::from_millis(5250)
         );
         assert_eq!(duration_to_compact(Duration::from_secs(100_000)), u32::MAX);
+    }
+
+    /// A peer that gets none of our packets reports on no stream of ours: counted apart, so
+    /// the diagnosis can say it hears nothing.
+    #[test]
+    fn reports_without_a_block_about_us_are_counted_apart() {
+        let mut ours = RtcpSession::new(0x1111, "us@h", 8000, 1);
+        let empty = build_compound(&[RtcpPacket::ReceiverReport {
+            ssrc: 0x2222,
+            reports: Vec::new(),
+        }])
+        .expect("builds");
+        let about_us = build_compound(&[RtcpPacket::ReceiverReport {
+            ssrc: 0x2222,
+            reports: vec![ReportBlock {
+                ssrc: 0x1111,
+                extended_highest_sequence: 812,
+                ..ReportBlock::default()
+            }],
+        }])
+        .expect("builds");
+        assert_eq!(ours.report_counts(), (0, 0));
+        ours.handle_packet(&empty, Duration::from_secs(3))
+            .expect("reads");
+        ours.handle_packet(&empty, Duration::from_secs(8))
+            .expect("reads");
+        assert_eq!(ours.report_counts(), (2, 0));
+        assert_eq!(ours.remote_stats(), None);
+        ours.handle_packet(&about_us, Duration::from_secs(13))
+            .expect("reads");
+        assert_eq!(ours.report_counts(), (3, 1));
+        assert_eq!(ours.remote_stats().map(|r| r.highest_sequence), Some(812));
     }
 
     #[test]

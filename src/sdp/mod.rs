@@ -4,7 +4,7 @@
 //! for each line, our own structure on top, see there why); our SDP is written by [`write`].
 
 mod crypto;
-mod scan;
+pub mod scan;
 mod write;
 
 use std::net::{IpAddr, SocketAddr};

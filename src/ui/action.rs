@@ -43,6 +43,8 @@ pub enum Action {
     CycleCallFilter,
     /// `F`: the log shows only one method (next method in the log each time, then all).
     CycleMethodFilter,
+    /// `w` ("what's wrong?"): open / close the diagnosis pane.
+    ToggleDiagnosis,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -189,6 +191,10 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
             None
         }
         Action::ConfirmQuit => quit(state),
+        Action::ToggleDiagnosis => {
+            state.popup = Some(Popup::Diagnosis { scroll: 0 });
+            None
+        }
         Action::ToggleLadder => {
             match state.ladder_call_id() {
                 Some(call_id) => state.popup = Some(Popup::Ladder { call_id, scroll: 0 }),
@@ -313,6 +319,18 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                 _ => scroll,
             };
             state.popup = Some(Popup::Ladder { call_id, scroll });
+            None
+        }
+        Popup::Diagnosis { scroll } => {
+            let scroll = match action {
+                Action::Up => scroll.saturating_sub(1),
+                Action::Down => scroll.saturating_add(1).min(
+                    u16::try_from(super::view::diagnosis::line_count(state)).unwrap_or(u16::MAX),
+                ),
+                Action::Cancel | Action::Submit | Action::ToggleDiagnosis => return None,
+                _ => scroll,
+            };
+            state.popup = Some(Popup::Diagnosis { scroll });
             None
         }
         Popup::Transfer { call, mut target } => match action {

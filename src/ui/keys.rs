@@ -67,6 +67,16 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
+        Some(Popup::Diagnosis { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | 'w') => {
+                    Some(Action::ToggleDiagnosis)
+                }
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -90,6 +100,7 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('t') => Some(Action::StartTransfer),
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
+        KeyCode::Char('w') => Some(Action::ToggleDiagnosis),
         KeyCode::Char('e') => Some(Action::ExportCall),
         KeyCode::Char('f') => Some(Action::CycleCallFilter),
         KeyCode::Char('F') => Some(Action::CycleMethodFilter),
@@ -430,6 +441,7 @@ mod tests {
                 call_id: "x".into(),
                 scroll: 0,
             },
+            Popup::Diagnosis { scroll: 0 },
             Popup::Transfer {
                 call: 1,
                 target: String::new(),

@@ -64,6 +64,10 @@ pub enum Popup {
         call_id: String,
         scroll: u16,
     },
+    /// The diagnosis: current findings, then past ones, with evidence; scrolled by lines.
+    Diagnosis {
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +108,56 @@ pub struct CallView {
     pub mic_db: Option<f32>,
     pub speaker_db: Option<f32>,
     pub levels_at: Option<Instant>,
+    /// MOS, loss, jitter and round trip of each `media` event, for the small charts.
+    pub quality: QualityHistory,
 }
+
+/// One `media` event's figures for the quality charts; loss is over that report's interval
+/// (the cumulative loss of the stats line hides a bad minute in a long call).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QualityPoint {
+    /// None while no audio arrives (no score for silence).
+    pub mos: Option<f64>,
+    pub loss_pct: f64,
+    pub jitter_ms: f64,
+    pub rtt_ms: Option<f64>,
+}
+
+/// The last `QUALITY_POINTS` points of a call, oldest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QualityHistory {
+    pub points: VecDeque<QualityPoint>,
+}
+
+/// Points kept per call: two minutes of reports every 2 s.
+pub const QUALITY_POINTS: usize = 60;
+
+impl QualityHistory {
+    pub fn push(&mut self, point: QualityPoint) {
+        if self.points.len() >= QUALITY_POINTS {
+            self.points.pop_front();
+        }
+        self.points.push_back(point);
+    }
+}
+
+/// A diagnosis finding as the TUI keeps it: when it came and, once over, when it cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingView {
+    pub finding: crate::diagnosis::Finding,
+    /// Time since the UI started.
+    pub raised_at: Duration,
+    pub cleared_at: Option<Duration>,
+}
+
+impl FindingView {
+    pub fn is_active(&self) -> bool {
+        self.cleared_at.is_none()
+    }
+}
+
+/// Findings kept for the diagnosis pane (active ones and the most recent past ones).
+pub const FINDINGS_LIMIT: usize = 100;
 
 impl CallView {
     /// Whole seconds since the call was answered, if it was.
@@ -309,6 +362,8 @@ pub struct UiState {
     pub calls: Vec<CallView>,
     /// Index into `calls` of the call that `h`, `x`, `m`, `t` act on.
     pub selected_call: usize,
+    /// What the diagnosis found, oldest first: active and past (`w` lists them).
+    pub findings: Vec<FindingView>,
     pub dial: DialField,
     pub log: SipLog,
     /// Selected log entry (index into the ring); `None` = follow mode (newest at the bottom).
@@ -366,6 +421,7 @@ impl UiState {
                 .collect(),
             calls: Vec::new(),
             selected_call: 0,
+            findings: Vec::new(),
             dial: DialField::default(),
             log: SipLog::new(log_capacity),
             log_selected: None,
@@ -584,13 +640,25 @@ impl UiState {
                 ..
             } => {
                 if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
+                    let heard = received.saturating_sub(view.received);
+                    let missed = lost.saturating_sub(view.lost);
+                    view.quality.push(QualityPoint {
+                        mos,
+                        loss_pct: if heard + missed == 0 {
+                            0.0
+                        } else {
+                            100.0 * missed as f64 / (heard + missed) as f64
+                        },
+                        jitter_ms,
+                        rtt_ms,
+                    });
                     view.codec = Some(codec);
                     view.sent = sent;
                     view.received = received;
                     view.lost = lost;
                     view.jitter_ms = jitter_ms;
                     view.rtt_ms = rtt_ms;
-                    view.mos = Some(mos);
+                    view.mos = mos;
                     view.encrypted = encrypted;
                     view.foreign = foreign;
                 }
@@ -611,7 +679,71 @@ impl UiState {
             }
             Event::Error { message } => self.set_status(format!("error: {message}")),
             Event::Warning { message } => self.set_status(format!("warning: {message}")),
+            Event::Diagnosis { state, finding } => self.apply_diagnosis(state, finding, now),
         }
+    }
+
+    /// A diagnosis change: a new finding goes to the list and, as it happens, to the bottom
+    /// line; a cleared one gets its end time (the pane keeps it as past).
+    fn apply_diagnosis(
+        &mut self,
+        state: crate::diagnosis::FindingState,
+        finding: crate::diagnosis::Finding,
+        now: Instant,
+    ) {
+        let at = now.saturating_duration_since(self.started);
+        let same = |view: &FindingView| {
+            view.is_active()
+                && view.finding.code == finding.code
+                && view.finding.call == finding.call
+        };
+        match state {
+            crate::diagnosis::FindingState::Active => {
+                let call = finding
+                    .call
+                    .map(|id| format!("call {id}: "))
+                    .unwrap_or_default();
+                self.set_status(format!("{call}{}", finding.message));
+                match self.findings.iter_mut().find(|v| same(v)) {
+                    Some(view) => view.finding = finding,
+                    None => {
+                        if self.findings.len() >= FINDINGS_LIMIT
+                            && let Some(oldest_past) =
+                                self.findings.iter().position(|v| !v.is_active())
+                        {
+                            self.findings.remove(oldest_past);
+                        }
+                        self.findings.push(FindingView {
+                            finding,
+                            raised_at: at,
+                            cleared_at: None,
+                        });
+                    }
+                }
+            }
+            crate::diagnosis::FindingState::Cleared => {
+                if let Some(view) = self.findings.iter_mut().find(|v| same(v)) {
+                    view.cleared_at = Some(at);
+                }
+            }
+        }
+    }
+
+    /// The active findings about `call`, most severe first.
+    pub fn call_findings(&self, call: u64) -> Vec<&crate::diagnosis::Finding> {
+        let mut found: Vec<&crate::diagnosis::Finding> = self
+            .findings
+            .iter()
+            .filter(|v| v.is_active() && v.finding.call == Some(call))
+            .map(|v| &v.finding)
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        found
+    }
+
+    /// How many findings are active now.
+    pub fn active_findings(&self) -> usize {
+        self.findings.iter().filter(|v| v.is_active()).count()
     }
 
     fn push_log(&mut self, entry: LogEntry) {
@@ -735,6 +867,7 @@ impl UiState {
                     mic_db: None,
                     speaker_db: None,
                     levels_at: None,
+                    quality: QualityHistory::default(),
                 });
                 if !waiting {
                     self.selected_call = self.calls.len() - 1;
@@ -885,12 +1018,15 @@ mod tests {
                 jitter_ms: 3.5,
                 loss_pct: 2.0,
                 rtt_ms: Some(12.5),
-                mos: 4.1,
+                mos: Some(4.1),
                 remote: None,
                 local: None,
                 foreign: 12,
                 encrypted: true,
                 srtp: None,
+                foreign_from: None,
+                peer: None,
+                mic: None,
             },
             t0,
         );

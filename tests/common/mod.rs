@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod bad_link;
 pub mod certs;
 pub mod headless;
 pub mod lab;

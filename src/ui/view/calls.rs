@@ -1,5 +1,6 @@
-//! The calls panel: three lines per call: who, state and duration; codec and media stats;
-//! VU meters of the microphone and the speaker.
+//! The calls panel: four lines per call: who, what the diagnosis says about it, state and
+//! duration; codec and media stats; VU meters of the microphone and the speaker; small charts
+//! of its quality over time.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -11,7 +12,7 @@ use super::{border_style, clock, printable, truncate};
 use crate::ui::state::{CallView, Focus, UiState};
 
 /// Screen lines per call.
-pub const CALL_ROWS: u16 = 3;
+pub const CALL_ROWS: u16 = 4;
 /// The meters span -60..0 dBFS: quieter is an empty bar.
 pub const VU_FLOOR_DB: f32 = -60.0;
 /// Above this the bar turns yellow, above `VU_HOT_DB` red (clipping is near).
@@ -52,7 +53,7 @@ fn call_lines(
     call: &CallView,
     selected: bool,
     width: usize,
-) -> [Line<'static>; 3] {
+) -> [Line<'static>; 4] {
     let state_style = match call.state.as_str() {
         "confirmed" => Style::new().fg(Color::Green),
         "held" => Style::new().fg(Color::Blue),
@@ -66,8 +67,16 @@ fn call_lines(
     let marker = if selected { "▶ " } else { "  " };
     let id = format!("{} ", call.id);
     let muted = if call.muted { " MUTED" } else { "" };
+    // The worst finding about this call, as it happens (`w` has the whole story).
+    let finding = state.call_findings(call.id).first().map(|f| {
+        (
+            format!(" ⚠ {}", f.label),
+            super::diagnosis_style(f.severity),
+        )
+    });
+    let badge_len = finding.as_ref().map_or(0, |(text, _)| text.chars().count());
     let right = format!(" {:<9} {duration}", call.state);
-    let room = width.saturating_sub(2 + id.len() + muted.len() + right.chars().count());
+    let room = width.saturating_sub(2 + id.len() + muted.len() + badge_len + right.chars().count());
     let remote = truncate(&printable(&call.remote), room);
     let pad = room.saturating_sub(remote.chars().count());
     let name_style = if selected {
@@ -75,11 +84,13 @@ fn call_lines(
     } else {
         Style::new()
     };
+    let (badge, badge_style) = finding.unwrap_or_default();
     let first = Line::from(vec![
         Span::styled(marker, Style::new().fg(Color::Yellow)),
         Span::styled(id, Style::new().fg(Color::DarkGray)),
         Span::styled(remote, name_style),
         Span::raw(" ".repeat(pad)),
+        Span::styled(badge, badge_style.add_modifier(Modifier::BOLD)),
         Span::styled(
             muted,
             Style::new()
@@ -110,9 +121,20 @@ fn call_lines(
                     Style::new().fg(Color::Yellow),
                 ));
             }
-            // Quality first: at 80 columns the packet counts are what gets cut.
-            if let Some(mos) = call.mos {
-                stats.push(Span::raw(format!(" MOS {mos:.1}")));
+            // Quality first: at 80 columns the packet counts are what gets cut. No audio
+            // lately: no score (never a good one for silence).
+            match call.mos {
+                Some(mos) => stats.push(Span::raw(format!(" MOS {mos:.1}"))),
+                // Red while audio should come; grey on hold, where none is expected.
+                None if call.sent > 0 => stats.push(Span::styled(
+                    " MOS -",
+                    Style::new().fg(if call.held {
+                        Color::DarkGray
+                    } else {
+                        Color::LightRed
+                    }),
+                )),
+                None => {}
             }
             stats.push(Span::raw(format!(
                 " loss {loss:.1}% jit {:.1}ms",
@@ -131,7 +153,12 @@ fn call_lines(
             Style::new().fg(Color::DarkGray),
         )),
     }
-    [first, Line::from(stats), meters(state, call, width)]
+    [
+        first,
+        Line::from(stats),
+        meters(state, call, width),
+        super::charts::chart_line(call, width),
+    ]
 }
 
 /// `  mic ▕████····▏ -18  spk ▕██······▏ -42`: a bar per direction, sized to the pane.
@@ -246,16 +273,19 @@ mod tests {
             jitter_ms: 0.0,
             loss_pct: 0.0,
             rtt_ms: None,
-            mos: 4.3,
+            mos: Some(4.3),
             remote: None,
             local: None,
             foreign,
             encrypted: false,
             srtp: None,
+            foreign_from: None,
+            peer: None,
+            mic: None,
         };
         let stats_line = |state: &UiState| {
             let call = &state.calls[0];
-            let [_, stats, _] = call_lines(state, call, true, 80);
+            let [_, stats, _, _] = call_lines(state, call, true, 80);
             text(&stats.spans)
         };
         state.apply_event(media(0), t0);

@@ -2,6 +2,8 @@
 //! nothing else (no clock, no I/O), so the same state always gives the same picture.
 
 pub mod calls;
+pub mod charts;
+pub mod diagnosis;
 pub mod dialpad;
 pub mod highlight;
 pub mod ladder;
@@ -42,7 +44,7 @@ pub fn layout(state: &UiState, area: Rect) -> ScreenLayout {
         Layout::horizontal([Constraint::Length(LEFT_WIDTH), Constraint::Min(0)]).areas(body);
     let [dialpad, hints] =
         Layout::vertical([Constraint::Length(dialpad::HEIGHT), Constraint::Min(0)]).areas(left);
-    // Three lines per call (two with none) plus the border, at most half the height: the log
+    // Four lines per call (two with none) plus the border, at most half the height: the log
     // needs room too.
     let call_rows = match state.calls.len() {
         0 => 2,
@@ -99,6 +101,15 @@ pub fn clock(duration: Duration) -> String {
 /// `mm:ss.mmm` since start (log times).
 pub fn clock_millis(duration: Duration) -> String {
     format!("{}.{:03}", clock(duration), duration.subsec_millis())
+}
+
+/// A finding's colour by severity: red errors, yellow warnings, cyan information.
+pub fn diagnosis_style(severity: crate::diagnosis::Severity) -> Style {
+    match severity {
+        crate::diagnosis::Severity::Error => Style::new().fg(Color::LightRed),
+        crate::diagnosis::Severity::Warning => Style::new().fg(Color::Yellow),
+        crate::diagnosis::Severity::Info => Style::new().fg(Color::Cyan),
+    }
 }
 
 /// Border style: highlighted when the pane has the keyboard.

@@ -28,8 +28,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
     ("c", "contacts and call history (Enter dials)"),
-    ("l", "ladder diagram of the selected call"),
-    ("e", "export the call as PlantUML (data dir)"),
+    ("l / e", "ladder of the call / export it (PlantUML)"),
+    ("w", "what's wrong: diagnosis, now and before"),
     ("f / F", "log: this call only / cycle methods"),
     ("? or F1", "this help"),
     ("q, Ctrl-C/Q", "quit (asks: y confirms)"),
@@ -48,6 +48,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(Popup::Ladder { call_id, scroll }) => {
             super::ladder::render(state, frame, area, call_id, *scroll);
         }
+        Some(Popup::Diagnosis { scroll }) => super::diagnosis::render(state, frame, area, *scroll),
     }
 }
 
@@ -92,7 +93,7 @@ fn contacts(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn frame_box(frame: &mut Frame, rect: Rect, title: String, color: Color) -> Rect {
+pub fn frame_box(frame: &mut Frame, rect: Rect, title: String, color: Color) -> Rect {
     let block = Block::bordered()
         .title(Span::styled(
             title,

@@ -44,6 +44,20 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Gray),
         ));
     }
+    // What the diagnosis sees now, at a glance (`w` lists it).
+    let active: Vec<&crate::diagnosis::Finding> = state
+        .findings
+        .iter()
+        .filter(|v| v.is_active())
+        .map(|v| &v.finding)
+        .collect();
+    if let Some(worst) = active.iter().map(|f| f.severity).max() {
+        spans.push(separator());
+        spans.push(Span::styled(
+            format!("⚠ {} (w)", active.len()),
+            super::diagnosis_style(worst).add_modifier(Modifier::BOLD),
+        ));
+    }
     if state.dropped_traces > 0 {
         spans.push(separator());
         spans.push(Span::styled(

@@ -30,6 +30,9 @@ pub struct KamailioLab<'a> {
     /// nathelper: registrations and Contacts from behind a NAT are reached at their source
     /// address.
     pub nat_helper: bool,
+    /// The longest registration it grants (and the shortest it accepts goes down to 1 s);
+    /// None: 10..=3600 s. Short ones make refreshes come quickly (NAT mapping tests).
+    pub max_expires: Option<u32>,
 }
 
 /// A Kamailio the Lab owns (it dies with the Lab).
@@ -152,9 +155,15 @@ fn render_config(config: &KamailioLab<'_>) -> Result<String, HarnessError> {
         .collect();
     // The port placeholder of the shared renderer is unused here.
     let text = render_kamailio_config(&template, config.users, 0)?;
+    let (min_expires, max_expires) = match config.max_expires {
+        Some(max) => (1, max),
+        None => (10, 3600),
+    };
     Ok(text
         .replace("@LISTEN@", listen.trim_end())
-        .replace("@DOMAIN@", config.domain))
+        .replace("@DOMAIN@", config.domain)
+        .replace("@MIN_EXPIRES@", &min_expires.to_string())
+        .replace("@MAX_EXPIRES@", &max_expires.to_string()))
 }
 
 fn defines(config: &KamailioLab<'_>) -> Vec<&'static str> {
