@@ -39,6 +39,7 @@ fn user_agent() -> Option<UserAgent> {
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
         srtp: SrtpPolicy::Optional,
+        calls: Default::default(),
     }))
 }
 

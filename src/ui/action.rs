@@ -29,6 +29,15 @@ pub enum Action {
     ToggleHold,
     ToggleMute,
     StartTransfer,
+    /// `T`: attended transfer: ask whom to consult, or (with the consultation call up)
+    /// transfer the first call to it.
+    AttendedTransfer,
+    /// `J`: join the established calls into a local conference.
+    Conference,
+    /// `S`: split the conference: the selected call stays, the others go on hold.
+    Split,
+    /// `D`: do-not-disturb on / off.
+    ToggleDnd,
     StartSearch,
     ShowHelp,
     /// `c`: the contacts and call history list.
@@ -166,6 +175,28 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
             }
             None
         }
+        Action::AttendedTransfer => attended_transfer(state),
+        Action::Conference => {
+            let up = state.calls.iter().filter(|c| c.is_up()).count();
+            if up < 2 {
+                state.set_status("a conference needs two established calls");
+                return None;
+            }
+            state.set_status("joining the calls into a conference");
+            Some(Command::Conference(Vec::new()))
+        }
+        Action::Split => {
+            if state.conference.is_empty() {
+                state.set_status("no conference to split");
+                return None;
+            }
+            let keep = state
+                .selected_call()
+                .map(|c| c.id)
+                .filter(|id| state.conference.contains(id));
+            Some(Command::Split(keep))
+        }
+        Action::ToggleDnd => Some(Command::Dnd(None)),
         Action::StartSearch => {
             state.searching = true;
             state.focus = Focus::Log;
@@ -315,6 +346,58 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
             state.popup = Some(Popup::Ladder { call_id, scroll });
             None
         }
+        Popup::Consult { call, mut target } => match action {
+            Action::Cancel => None,
+            Action::Submit => {
+                let target = target.trim().to_string();
+                if target.is_empty() {
+                    state.set_status("attended transfer cancelled: no one to consult");
+                    return None;
+                }
+                let target = state.resolve_contact(&target);
+                // The call to transfer waits on hold while we talk to the target.
+                if state
+                    .calls
+                    .iter()
+                    .any(|c| c.id == call && c.state == "confirmed")
+                {
+                    state.outbox.push(Command::Hold(Some(call)));
+                }
+                state.consult = Some((call, None));
+                state.set_status(format!(
+                    "consulting {target}: T transfers call {call} to them, h hangs up"
+                ));
+                Some(Command::Dial(target))
+            }
+            Action::Type(c) | Action::Digit(c) => {
+                push_char(&mut target, c);
+                state.popup = Some(Popup::Consult { call, target });
+                None
+            }
+            Action::Backspace => {
+                target.pop();
+                state.popup = Some(Popup::Consult { call, target });
+                None
+            }
+            _ => {
+                state.popup = Some(Popup::Consult { call, target });
+                None
+            }
+        },
+        Popup::TransferRequest { call, target } => match action {
+            Action::Answer | Action::Submit => {
+                state.set_status(format!("call {call}: transferring to {target}"));
+                Some(Command::TransferAnswer(Some(call), true))
+            }
+            Action::Reject | Action::Cancel => {
+                state.set_status(format!("call {call}: transfer refused"));
+                Some(Command::TransferAnswer(Some(call), false))
+            }
+            _ => {
+                state.popup = Some(Popup::TransferRequest { call, target });
+                None
+            }
+        },
         Popup::Transfer { call, mut target } => match action {
             Action::Cancel => None,
             Action::Submit => {
@@ -342,6 +425,67 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
             }
         },
     }
+}
+
+/// `T`: completes the attended transfer in progress (the consultation call is up), or joins
+/// two established calls (the held one is transferred to the other), or asks whom to consult.
+fn attended_transfer(state: &mut UiState) -> Option<Command> {
+    let up: Vec<(u64, bool)> = state
+        .calls
+        .iter()
+        .filter(|c| c.is_up())
+        .map(|c| (c.id, c.held))
+        .collect();
+    let is_up = |id: u64| up.iter().any(|(c, _)| *c == id);
+    if let Some((transferee, Some(consult))) = state.consult
+        && is_up(transferee)
+        && is_up(consult)
+    {
+        state.consult = None;
+        state.set_status(format!("transferring call {transferee} to call {consult}"));
+        return Some(Command::AttendedTransfer(Some(transferee), Some(consult)));
+    }
+    if up.len() == 2 {
+        // The held call goes to the one we talk to.
+        let (transferee, consult) = match (up[0], up[1]) {
+            ((a, true), (b, false)) => (a, b),
+            ((a, false), (b, true)) => (b, a),
+            ((a, _), (b, _)) => {
+                let selected = state.selected_call().map(|c| c.id);
+                if selected == Some(b) { (b, a) } else { (a, b) }
+            }
+        };
+        state.set_status(format!("transferring call {transferee} to call {consult}"));
+        return Some(Command::AttendedTransfer(Some(transferee), Some(consult)));
+    }
+    match state.selected_call() {
+        Some(call) if call.is_up() => {
+            state.popup = Some(Popup::Consult {
+                call: call.id,
+                target: String::new(),
+            });
+        }
+        _ => state.set_status("no call to transfer"),
+    }
+    None
+}
+
+/// The account's auto-answer: when its delay for the ringing call is up, answer it (holding
+/// the other calls first, like `a`). The run loop calls this at `auto_answer_due`.
+pub fn auto_answer(state: &mut UiState, now: std::time::Instant) -> Option<Command> {
+    let (id, at) = state.auto_answer_due?;
+    if now < at {
+        return None;
+    }
+    state.auto_answer_due = None;
+    if !state.calls.iter().any(|c| c.id == id && c.is_ringing_in()) {
+        return None;
+    }
+    if matches!(&state.popup, Some(Popup::Incoming { call, .. }) if *call == id) {
+        state.popup = None;
+    }
+    state.set_status(format!("call {id} answered automatically"));
+    answer_call(state, id)
 }
 
 fn update_search(state: &mut UiState, action: Action) {
