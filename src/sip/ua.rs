@@ -548,7 +548,15 @@ impl UserAgent {
                 None => self.no_such_call("hang up"),
             },
             Command::Hold { call } => {
-                match self.find_call(call, |c| c.state == CallState::Confirmed) {
+                // An early call with media (its peer's announcement) holds by UPDATE.
+                let holdable = |c: &call::Call| {
+                    c.state == CallState::Confirmed
+                        || (c.state == CallState::Early
+                            && c.role == Role::Caller
+                            && c.params.is_some()
+                            && c.dialog.is_some())
+                };
+                match self.find_call(call, holdable) {
                     Some(id) => self.hold(id, true, now),
                     None => self.no_such_call("hold"),
                 }

@@ -47,6 +47,7 @@ pub struct ReplacesSpec {
 
 /// `Replaces: 98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff`.
 pub fn parse_replaces(value: &str) -> Option<ReplacesSpec> {
+    let value = from_libre_form(value);
     let mut parts = value.split(';');
     let call_id = parts.next()?.trim();
     if call_id.is_empty() {
@@ -71,6 +72,20 @@ pub fn parse_replaces(value: &str) -> Option<ReplacesSpec> {
         from_tag: from_tag?,
         early_only,
     })
+}
+
+/// libre 1.1 (baresip 1.0) turns the escaped `;` and `=` of a Refer-To's `?Replaces=` into
+/// `?` when it sends the INVITE (`callid?to-tag?X?from-tag?Y`): read that as the real thing.
+fn from_libre_form(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(';') || !(value.contains("?to-tag?") || value.contains("?from-tag?")) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    std::borrow::Cow::Owned(
+        value
+            .replace("?to-tag?", ";to-tag=")
+            .replace("?from-tag?", ";from-tag=")
+            .replace("?early-only", ";early-only"),
+    )
 }
 
 /// Escapes a URI header value (RFC 3261 §25.1 `hvalue`): everything but the unreserved
@@ -524,6 +539,16 @@ mod tests {
             })
         );
         assert_eq!(parse_replaces("abc;to-tag=1"), None);
+        // As baresip 1.0 sends it in the Request-URI.
+        assert_eq!(
+            parse_replaces("d900fd93?to-tag?6411a184?from-tag?d49e9e7c"),
+            Some(ReplacesSpec {
+                call_id: "d900fd93".into(),
+                to_tag: "6411a184".into(),
+                from_tag: "d49e9e7c".into(),
+                early_only: false,
+            })
+        );
         assert_eq!(parse_replaces(";to-tag=1;from-tag=2"), None);
     }
 
