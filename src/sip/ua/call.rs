@@ -1184,6 +1184,21 @@ impl UserAgent {
             // Late offer: we offer in the 200, the answer comes in the ACK.
             None => (sdp::build_offer(&media), None),
         };
+        // RFC 3891 §3: the call this one replaces ends as it is accepted. First, so that its
+        // media (and a WAV it records) is gone before this call's starts.
+        let replaces = self.call_mut(id).and_then(|c| c.replaces.take());
+        if let Some(old) = replaces {
+            let reason = format!("Replaced by call {id} (transfer)");
+            let early_caller = self
+                .calls
+                .iter()
+                .any(|c| c.id == old && c.role == Role::Caller && !c.ack_done);
+            if early_caller {
+                self.cancel(old, now);
+            } else {
+                self.send_bye_because(old, reason, now);
+            }
+        }
         let mut ok = self.make_response(&invite, 200, Some(&local_tag));
         ok.headers
             .push("Contact", format!("<{}>", self.contact_for(source)));
@@ -1205,7 +1220,6 @@ impl UserAgent {
         // The 2xx ends the reliable 1xx's retransmissions (RFC 3262 §3).
         call.reliable_1xx = None;
         call.session = session.map(|(timer, _)| timer);
-        let replaces = call.replaces.take();
         call.media = media.clone();
         call.offered_in_ok = remote_offer.is_none();
         call.pending_ok = Some(PendingOk {
@@ -1228,19 +1242,6 @@ impl UserAgent {
             });
         }
         self.emit_call(id, Some(200), Some("OK".into()));
-        if let Some(old) = replaces {
-            // RFC 3891 §3: the replaced dialog ends once the new one is accepted.
-            let reason = format!("Replaced by call {id} (transfer)");
-            let early_caller = self
-                .calls
-                .iter()
-                .any(|c| c.id == old && c.role == Role::Caller && !c.ack_done);
-            if early_caller {
-                self.cancel(old, now);
-            } else {
-                self.send_bye_because(old, reason, now);
-            }
-        }
     }
 
     pub(super) fn reject(&mut self, id: u64, code: u16, now: Instant) {
