@@ -1230,3 +1230,95 @@ fn info_dtmf_goes_one_digit_per_request_in_order() {
         pair.a.errors()
     );
 }
+
+// ---------------------------------------------------------------- malformed input
+
+/// Broken PBX headers get a clear answer and change nothing else; the UA goes on.
+#[test]
+fn malformed_pbx_headers_get_clear_answers() {
+    let mut pair = established(Pair::new());
+    let invite = |branch: &str, extra: &str| {
+        format!(
+            "INVITE sip:bob@{B_ADDR} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bK{branch}\r\n\
+             From: <sip:pbx@{PEER}>;tag=p{branch}\r\nTo: <sip:bob@{B_ADDR}>\r\nCall-ID: {branch}@pbx\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:pbx@{PEER}>\r\n{extra}Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    // A Replaces without tags: 400. An unreadable Session-Expires counts as none: it rings.
+    pair.inject(
+        addr(PEER),
+        addr(B_ADDR),
+        invite("badrepl", "Replaces: only-a-call-id\r\n").as_bytes(),
+    );
+    pair.inject(
+        addr(PEER),
+        addr(B_ADDR),
+        invite("badse", "Session-Expires: soon;refresher=nobody\r\n").as_bytes(),
+    );
+    pair.run_secs(0.1);
+    assert_eq!(
+        unrouted_once(&pair, |r| r.is_response(400, &Method::Invite)).len(),
+        1,
+        "{pair:?}"
+    );
+    assert!(
+        pair.b
+            .events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                UaEvent::Call {
+                    state: CallState::Incoming,
+                    ..
+                }
+            ))
+            .count()
+            == 2,
+        "the call with a broken Session-Expires must still ring"
+    );
+    // In alice's call with bob: a PRACK with a broken RAck, a REFER to a mailto: URI.
+    let call_id = pair.wire.find(|r| r.is_request(&Method::Invite))[0]
+        .msg
+        .headers()
+        .call_id()
+        .expect("Call-ID")
+        .to_string();
+    let ok = pair.wire.find(|r| r.is_response(200, &Method::Invite))[0].clone();
+    let from = header(&ok, "To").expect("To").to_string();
+    let to = header(&ok, "From").expect("From").to_string();
+    for (method, seq, extra) in [
+        ("PRACK", 10, "RAck: one two INVITE\r\n"),
+        ("REFER", 11, "Refer-To: <mailto:carol@example.com>\r\n"),
+        (
+            "NOTIFY",
+            12,
+            "Event: refer\r\nContent-Type: message/sipfrag\r\n",
+        ),
+    ] {
+        let request = format!(
+            "{method} sip:alice@{A_ADDR} SIP/2.0\r\nVia: SIP/2.0/UDP {B_ADDR};branch=z9hG4bKbad{seq}\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} {method}\r\n\
+             Max-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        pair.inject(addr(B_ADDR), addr(A_ADDR), request.as_bytes());
+    }
+    pair.run_secs(0.1);
+    let answered = |code: u16, method: &Method| {
+        pair.wire
+            .find(|r| r.from == addr(A_ADDR) && r.is_response(code, method))
+            .len()
+    };
+    assert_eq!(answered(481, &Method::Prack), 1, "{pair:?}");
+    assert_eq!(answered(400, &Method::Refer), 1, "{pair:?}");
+    assert_eq!(answered(200, &Method::Notify), 1, "{pair:?}");
+    assert!(
+        !pair.a.events.iter().any(|e| matches!(
+            e,
+            UaEvent::TransferAsked { .. } | UaEvent::TransferStatus { .. }
+        )),
+        "{:?}",
+        pair.a.events
+    );
+    assert_eq!(pair.a.last_state(), Some(CallState::Confirmed));
+}

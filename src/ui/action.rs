@@ -702,6 +702,155 @@ mod tests {
     }
 
     #[test]
+    fn attended_transfer_consults_then_transfers_to_the_consulted_call() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        assert_eq!(update(&mut s, Action::AttendedTransfer), None);
+        assert!(matches!(s.popup, Some(Popup::Consult { call: 1, .. })));
+        type_text(&mut s, "carol");
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("carol".into()))
+        );
+        // The call to transfer went on hold first.
+        assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
+        s.outbox.clear();
+        assert_eq!(s.consult, Some((1, None)));
+        with_call(&mut s, "1", "held");
+        with_call(&mut s, "2", "calling");
+        assert_eq!(s.consult, Some((1, Some(2))));
+        with_call(&mut s, "2", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::AttendedTransfer),
+            Some(Command::AttendedTransfer(Some(1), Some(2)))
+        );
+        assert_eq!(s.consult, None);
+    }
+
+    #[test]
+    fn attended_transfer_with_two_calls_up_sends_the_held_one_to_the_other() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "confirmed");
+        with_call(&mut s, "1", "held");
+        assert_eq!(
+            update(&mut s, Action::AttendedTransfer),
+            Some(Command::AttendedTransfer(Some(1), Some(2)))
+        );
+        // Nothing to transfer without a call.
+        let mut idle = state();
+        idle.focus = Focus::Calls;
+        assert_eq!(update(&mut idle, Action::AttendedTransfer), None);
+        assert_eq!(idle.popup, None);
+    }
+
+    #[test]
+    fn a_transfer_request_is_accepted_or_refused_from_its_popup() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        let request = Event::TransferRequest {
+            call: "1".into(),
+            target: "sip:carol@c".into(),
+            referred_by: None,
+        };
+        s.apply_event(request.clone(), s.now);
+        assert!(matches!(
+            s.popup,
+            Some(Popup::TransferRequest { call: 1, .. })
+        ));
+        assert_eq!(
+            update(&mut s, Action::Answer),
+            Some(Command::TransferAnswer(Some(1), true))
+        );
+        assert_eq!(s.popup, None);
+        s.apply_event(request, s.now);
+        assert_eq!(
+            update(&mut s, Action::Cancel),
+            Some(Command::TransferAnswer(Some(1), false))
+        );
+    }
+
+    #[test]
+    fn conference_split_and_do_not_disturb_keys() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::Conference),
+            None,
+            "one call is no conference"
+        );
+        with_call(&mut s, "2", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::Conference),
+            Some(Command::Conference(Vec::new()))
+        );
+        assert_eq!(update(&mut s, Action::Split), None, "no conference yet");
+        let now = s.now;
+        s.apply_event(
+            Event::Conference {
+                calls: vec!["1".into(), "2".into()],
+            },
+            now,
+        );
+        assert_eq!(s.conference, vec![1, 2]);
+        s.selected_call = 1;
+        assert_eq!(update(&mut s, Action::Split), Some(Command::Split(Some(2))));
+        with_call(&mut s, "1", "terminated");
+        assert_eq!(s.conference, vec![2]);
+        assert_eq!(update(&mut s, Action::ToggleDnd), Some(Command::Dnd(None)));
+        s.apply_event(
+            Event::Dnd {
+                on: true,
+                code: 480,
+            },
+            now,
+        );
+        assert_eq!(s.dnd, Some(480));
+        s.apply_event(
+            Event::Dnd {
+                on: false,
+                code: 480,
+            },
+            now,
+        );
+        assert_eq!(s.dnd, None);
+    }
+
+    #[test]
+    fn auto_answer_answers_after_the_delay_and_holds_the_call_in_progress() {
+        let mut s = state();
+        s.auto_answer = Some(std::time::Duration::from_millis(250));
+        let t0 = s.now;
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "incoming");
+        assert_eq!(
+            s.auto_answer_due,
+            Some((2, t0 + std::time::Duration::from_millis(250)))
+        );
+        assert_eq!(
+            auto_answer(&mut s, t0 + std::time::Duration::from_millis(100)),
+            None
+        );
+        assert_eq!(
+            auto_answer(&mut s, t0 + std::time::Duration::from_millis(300)),
+            Some(Command::Answer(Some(2)))
+        );
+        assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
+        assert_eq!(s.auto_answer_due, None);
+        // A call that stopped ringing (cancelled, answered by hand) is left alone.
+        with_call(&mut s, "3", "incoming");
+        with_call(&mut s, "3", "terminated");
+        assert_eq!(s.auto_answer_due, None);
+        let mut off = state();
+        with_call(&mut off, "1", "incoming");
+        assert_eq!(off.auto_answer_due, None, "no auto_answer configured");
+    }
+
+    #[test]
     fn enter_dials_the_typed_target_and_remembers_it() {
         let mut s = state();
         type_text(&mut s, "bob@biloxi.com");

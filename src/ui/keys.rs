@@ -49,8 +49,8 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         Some(Popup::Transfer { .. } | Popup::Consult { .. }) => return text_key(key.code),
         Some(Popup::TransferRequest { .. }) => {
             return match key.code {
-                KeyCode::Char('a' | 'y') | KeyCode::Enter => Some(Action::Answer),
-                KeyCode::Char('r' | 'n') | KeyCode::Esc => Some(Action::Reject),
+                KeyCode::Char('a') | KeyCode::Enter => Some(Action::Answer),
+                KeyCode::Char('r') | KeyCode::Esc => Some(Action::Reject),
                 _ => None,
             };
         }

@@ -793,12 +793,12 @@ impl UiState {
             return;
         }
         let new_call = !self.calls.iter().any(|c| c.id == id);
-        if new_call && state == "incoming" {
-            if let Some(delay) = self.auto_answer
-                && self.auto_answer_due.is_none()
-            {
-                self.auto_answer_due = Some((id, now + delay));
-            }
+        if new_call
+            && state == "incoming"
+            && let Some(delay) = self.auto_answer
+            && self.auto_answer_due.is_none()
+        {
+            self.auto_answer_due = Some((id, now + delay));
         }
         // The call placed after `T` asked whom to consult is the consultation call.
         if new_call

@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn refresh_at_half_and_bye_before_expiry() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         let mut timer = SessionTimer {
             interval: 90,
             we_refresh: true,
