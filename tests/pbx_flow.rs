@@ -1322,3 +1322,73 @@ fn malformed_pbx_headers_get_clear_answers() {
     );
     assert_eq!(pair.a.last_state(), Some(CallState::Confirmed));
 }
+
+/// A scanner's INVITE flood while do-not-disturb is on: every INVITE is refused, but only
+/// `MAX_MISSED_EVENTS` missed-call events reach the front end per window.
+#[test]
+fn missed_call_events_are_bounded_under_a_flood() {
+    let mut pair = Pair::new();
+    pair.command(Side::B, Command::SetDoNotDisturb(Some(486)));
+    for n in 0..50 {
+        let invite = format!(
+            "INVITE sip:bob@{B_ADDR} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKflood{n}\r\n\
+             From: <sip:scan@{PEER}>;tag=f{n}\r\nTo: <sip:bob@{B_ADDR}>\r\nCall-ID: flood{n}@x\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:scan@{PEER}>\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        pair.inject(addr(PEER), addr(B_ADDR), invite.as_bytes());
+    }
+    pair.run_secs(0.1);
+    let missed = |node: &Node| {
+        node.events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Missed { .. }))
+            .count()
+    };
+    assert_eq!(
+        missed(&pair.b),
+        sipterm::sip::ua::MAX_MISSED_EVENTS as usize
+    );
+    assert!(!has_state(&pair.b, CallState::Incoming));
+    // A later window reports again.
+    pair.run_for(sipterm::sip::ua::MISSED_WINDOW);
+    let bob = pair.b.uri();
+    pair.dial(Side::A, bob, A_RTP);
+    pair.run_secs(0.5);
+    assert_eq!(
+        missed(&pair.b),
+        sipterm::sip::ua::MAX_MISSED_EVENTS as usize + 1
+    );
+}
+
+/// A refused session refresh (a re-INVITE with the same SDP) changes no hold state: a hold
+/// afterwards still goes out.
+#[test]
+fn a_refused_refresh_leaves_hold_as_it_was() {
+    let mut pair = Pair::new();
+    let peer = HandPeer::called_by_alice(&mut pair);
+    peer.respond(
+        &mut pair,
+        200,
+        "OK",
+        &[
+            ("Session-Expires", "90;refresher=uac".into()),
+            ("Allow", "INVITE, ACK, BYE".into()),
+        ],
+        Some(peer.answer_sdp(30000)),
+    );
+    pair.run_secs(46.0);
+    let refresh = last_unrouted(&pair, &Method::Invite);
+    assert_eq!(refresh.headers.cseq().expect("CSeq").seq, 2, "{pair:?}");
+    pair.inject(
+        addr(PEER),
+        addr(A_ADDR),
+        &reply(&refresh, 500, "Server Internal Error", &[]),
+    );
+    pair.run_secs(0.1);
+    pair.command(Side::A, Command::Hold { call: None });
+    pair.run_secs(0.1);
+    let hold = last_unrouted(&pair, &Method::Invite);
+    assert_eq!(hold.headers.cseq().expect("CSeq").seq, 3, "{pair:?}");
+    assert!(String::from_utf8_lossy(&hold.body).contains("a=sendonly"));
+}

@@ -366,6 +366,35 @@ pub struct UserAgent {
     registration_local: Option<std::net::IpAddr>,
     /// When to check next whether the local address towards the registrar changed.
     route_check_at: Option<Instant>,
+    /// Bounds the `Missed` events of calls refused before ringing (do-not-disturb, forward).
+    missed_events: EventBudget,
+}
+
+/// At most `MAX_MISSED_EVENTS` events per `MISSED_WINDOW`: a scanner's INVITE flood while
+/// do-not-disturb is on is answered (and rate-limited like any response), but reported only
+/// this often.
+#[derive(Debug, Default)]
+struct EventBudget {
+    window_start: Option<Instant>,
+    used: u32,
+}
+
+/// Missed-call events per window at most.
+pub const MAX_MISSED_EVENTS: u32 = 10;
+pub const MISSED_WINDOW: Duration = Duration::from_secs(10);
+
+impl EventBudget {
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.window_start {
+            Some(start) if now < start + MISSED_WINDOW => {}
+            _ => {
+                self.window_start = Some(now);
+                self.used = 0;
+            }
+        }
+        self.used += 1;
+        self.used <= MAX_MISSED_EVENTS
+    }
 }
 
 impl UserAgent {
@@ -424,6 +453,7 @@ impl UserAgent {
             registration_dest: None,
             registration_local: None,
             route_check_at: None,
+            missed_events: EventBudget::default(),
         }
     }
 

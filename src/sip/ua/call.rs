@@ -90,6 +90,9 @@ pub(super) struct Call {
     pub next_rseq: Option<u32>,
     /// Our UPDATE with an offer is in flight: a peer's offer gets 491 meanwhile.
     pub updating: bool,
+    /// The re-INVITE in flight only refreshes the session (RFC 4028): its failure changes no
+    /// hold state.
+    pub reinvite_is_refresh: bool,
     /// The peer's Allow lists UPDATE: session refreshes go by UPDATE (RFC 4028 §7.4).
     pub peer_allows_update: bool,
     /// The session timer (RFC 4028) once a 2xx agreed on one.
@@ -154,6 +157,7 @@ impl Call {
             reliable_1xx: None,
             next_rseq: None,
             updating: false,
+            reinvite_is_refresh: false,
             peer_allows_update: false,
             session: None,
             se_retries: 0,
@@ -505,6 +509,7 @@ impl UserAgent {
         invite.body = body;
         let hop = NextHop::Uri(dialog.next_hop_uri().clone());
         call.reinviting = true;
+        call.reinvite_is_refresh = !new_version;
         self.send_request(invite, hop, Owner::Reinvite(id), now);
     }
 
@@ -828,8 +833,11 @@ impl UserAgent {
                 }
             }
             _ => {
-                // The peer kept the old session: undo our wish.
-                if let Some(call) = self.call_mut(id) {
+                // The peer kept the old session: undo our wish (a session refresh changed
+                // nothing to undo; the session timer ends the call if no refresh succeeds).
+                if let Some(call) = self.call_mut(id)
+                    && !call.reinvite_is_refresh
+                {
                     call.on_hold = !call.on_hold;
                 }
                 self.events.push_back(UaEvent::Error {
@@ -1122,11 +1130,14 @@ impl UserAgent {
         let code = response.code;
         self.tsx.send_response(tsx, response, now);
         tracing::info!(%remote, code, "{reason}: call refused before ringing");
-        self.events.push_back(UaEvent::Missed {
-            remote,
-            code,
-            reason,
-        });
+        // A flood of INVITEs under do-not-disturb must not become a flood of events.
+        if self.missed_events.allow(now) {
+            self.events.push_back(UaEvent::Missed {
+                remote,
+                code,
+                reason,
+            });
+        }
         true
     }
 
