@@ -1281,6 +1281,44 @@ uri = "sips:bob@biloxi.com"
     }
 
     #[test]
+    fn pbx_keys_default_load_and_are_checked() {
+        let account = |keys: &str| format!("[[account]]\nname = \"a\"\nuri = \"sip:a@h\"\n{keys}");
+        let plain = parse_ok(&account(""));
+        let a = plain.account(None).expect("account");
+        assert_eq!(a.rel100, Rel100::Supported);
+        assert_eq!((a.session_expires, a.min_se), (1800, 90));
+        assert_eq!((a.dnd, a.dnd_code), (false, 486));
+        assert_eq!(a.forward_to, None);
+        assert!(!a.auto_accept_transfer);
+        assert_eq!(a.dtmf, Dtmf::Auto);
+        let set = parse_ok(&account(
+            "100rel = \"required\"\nsession_expires = 0\nmin_se = 120\ndnd = true\n\
+             dnd_code = 480\nforward_to = \"sip:vm@h\"\nauto_accept_transfer = true\n\
+             dtmf = \"inband\"\n",
+        ));
+        let a = set.account(None).expect("account");
+        assert_eq!(a.rel100, Rel100::Required);
+        assert_eq!((a.session_expires, a.min_se), (0, 120));
+        assert_eq!((a.dnd, a.dnd_code), (true, 480));
+        assert_eq!(a.forward_to.as_deref(), Some("sip:vm@h"));
+        assert!(a.auto_accept_transfer);
+        assert_eq!(a.dtmf, Dtmf::Inband);
+        for (keys, named) in [
+            ("dnd_code = 404\n", "dnd_code"),
+            ("session_expires = 30\n", "session_expires"),
+            ("min_se = 60\n", "min_se"),
+            ("100rel = \"maybe\"\n", "100rel"),
+            ("dtmf = \"morse\"\n", "dtmf"),
+            ("forward_to = \"mailto:vm@h\"\n", "forward_to"),
+            ("session_expires = 100\nmin_se = 200\n", "session_expires"),
+        ] {
+            let error = error_text(&account(keys));
+            assert!(error.contains(named), "{keys}: {error}");
+            assert!(error.starts_with("test.toml:"), "{error}");
+        }
+    }
+
+    #[test]
     fn contact_mistakes_are_named() {
         let error = error_text("[[contact]]\nname = \"Bob\"\nuri = \"sip:b@h\"\nphone = \"1\"\n");
         assert!(error.contains("phone"), "{error}");
