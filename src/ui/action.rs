@@ -56,6 +56,13 @@ pub enum Action {
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
 pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
+    let command = apply(state, action);
+    // A transfer request that came while another popup was open shows once it closed.
+    state.show_pending_transfer_request();
+    command
+}
+
+fn apply(state: &mut UiState, action: Action) -> Option<Command> {
     if let Some(popup) = state.popup.take() {
         return update_popup(state, popup, action);
     }
@@ -766,11 +773,20 @@ mod tests {
             Some(Command::TransferAnswer(Some(1), true))
         );
         assert_eq!(s.popup, None);
-        s.apply_event(request, s.now);
+        s.apply_event(request.clone(), s.now);
         assert_eq!(
             update(&mut s, Action::Cancel),
             Some(Command::TransferAnswer(Some(1), false))
         );
+        // While another popup is open the request waits, then shows when it closes.
+        s.popup = Some(Popup::QuitConfirm);
+        s.apply_event(request, s.now);
+        assert_eq!(s.popup, Some(Popup::QuitConfirm));
+        assert_eq!(update(&mut s, Action::Cancel), None);
+        assert!(matches!(
+            s.popup,
+            Some(Popup::TransferRequest { call: 1, .. })
+        ));
     }
 
     #[test]

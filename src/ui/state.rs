@@ -370,6 +370,8 @@ pub struct UiState {
     /// call it answers next, when.
     pub auto_answer: Option<Duration>,
     pub auto_answer_due: Option<(u64, Instant)>,
+    /// A transfer request that came while another popup was open: shown when it closes.
+    pub pending_transfer_request: Option<(u64, String)>,
 }
 
 impl UiState {
@@ -415,6 +417,20 @@ impl UiState {
             consult: None,
             auto_answer: None,
             auto_answer_due: None,
+            pending_transfer_request: None,
+        }
+    }
+
+    /// Shows a transfer request that waited for another popup to close, if its call is still
+    /// there.
+    pub fn show_pending_transfer_request(&mut self) {
+        if self.popup.is_some() {
+            return;
+        }
+        if let Some((call, target)) = self.pending_transfer_request.take()
+            && self.calls.iter().any(|c| c.id == call)
+        {
+            self.popup = Some(Popup::TransferRequest { call, target });
         }
     }
 
@@ -647,6 +663,8 @@ impl UiState {
                         call: id,
                         target: target.clone(),
                     });
+                } else {
+                    self.pending_transfer_request = Some((id, target.clone()));
                 }
                 self.set_status(format!(
                     "call {id}: the other side asks to transfer you to {target} (a accepts, r refuses)"
