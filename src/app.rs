@@ -9,7 +9,7 @@ use crate::cli::{AudioFile, Cli};
 use crate::config::{self, Config};
 use crate::driver::media_task::{AudioEndpoint, MediaIo};
 use crate::driver::nat::{DEFAULT_KEEPALIVE, NatSetup};
-use crate::driver::sip_task::SipSetup;
+use crate::driver::sip_task::{DtmfMode, SipSetup};
 use crate::driver::tls::TlsOptions;
 use crate::driver::tone_task::{Ringtone, ToneSettings};
 use crate::driver::transport::ListenerLimits;
@@ -17,7 +17,7 @@ use crate::media::tones::ToneRegion;
 use crate::sdp::Codec;
 use crate::sip::auth::Password;
 use crate::sip::transaction::{TimerConfig, TransportKind};
-use crate::sip::ua::AccountParams;
+use crate::sip::ua::{AccountParams, CallPolicy, Rel100};
 use crate::sip::uri::Uri;
 
 /// CRLFCRLF ping interval on TCP/TLS connections when the account does not set one.
@@ -89,6 +89,12 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             codecs
         },
         busy_when_in_call: false,
+        calls: call_policy(account)?,
+        dtmf: match account.dtmf {
+            config::Dtmf::Auto => DtmfMode::Auto,
+            config::Dtmf::Info => DtmfMode::Info,
+            config::Dtmf::Inband => DtmfMode::Inband,
+        },
         srtp: match account.srtp {
             config::Srtp::Off => crate::sdp::SrtpPolicy::Off,
             config::Srtp::Optional => crate::sdp::SrtpPolicy::Optional,
@@ -124,6 +130,46 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             max_connections: config.sip.max_connections,
             message_timeout: Duration::from_secs(config.sip.message_timeout_secs),
         },
+    })
+}
+
+/// The account's PBX keys for the UA.
+fn call_policy(account: &config::Account) -> anyhow::Result<CallPolicy> {
+    let forward_to = account
+        .forward_to
+        .as_deref()
+        .map(|target| {
+            target.parse::<Uri>().map_err(|e| {
+                anyhow!(
+                    "account `{}`: forward_to `{target}` is not a valid URI: {e}",
+                    account.name
+                )
+            })
+        })
+        .transpose()?;
+    Ok(CallPolicy {
+        rel100: match account.rel100 {
+            config::Rel100::Supported => Rel100::Supported,
+            config::Rel100::Required => Rel100::Required,
+            config::Rel100::Off => Rel100::Off,
+        },
+        session_expires: (account.session_expires != 0).then_some(account.session_expires),
+        min_se: account.min_se,
+        dnd: account.dnd.then_some(account.dnd_code),
+        forward_to,
+        auto_accept_transfer: account.auto_accept_transfer,
+    })
+}
+
+/// When incoming calls answer by themselves: `--auto-answer[=MS]`, else the account's
+/// `auto_answer`. Both front ends schedule it (the TUI holds the other calls first).
+pub fn auto_answer(cli: &Cli, config: &Config) -> Option<Duration> {
+    cli.auto_answer_delay().or_else(|| {
+        config
+            .account(cli.account.as_deref())
+            .ok()
+            .and_then(|a| a.auto_answer)
+            .map(Duration::from_millis)
     })
 }
 

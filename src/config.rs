@@ -334,6 +334,61 @@ pub struct Account {
     /// SRTP (SDES) policy: off | optional | mandatory.
     #[serde(default)]
     pub srtp: Srtp,
+    /// Reliable provisional responses (RFC 3262): supported | required | off.
+    #[serde(default, rename = "100rel")]
+    pub rel100: Rel100,
+    /// Session-Expires (RFC 4028) asked for in our INVITEs and answers, seconds; 0: none (a
+    /// peer's session timer is still honoured).
+    #[serde(
+        default = "default_session_expires",
+        deserialize_with = "session_expires"
+    )]
+    pub session_expires: u32,
+    /// The shortest session interval accepted (Min-SE), seconds; shorter ones get 422.
+    #[serde(default = "default_min_se", deserialize_with = "min_se")]
+    pub min_se: u32,
+    /// Do-not-disturb at start: new calls are refused with `dnd_code` (the TUI's `D` toggles).
+    #[serde(default)]
+    pub dnd: bool,
+    /// What do-not-disturb answers: 486 (Busy Here) or 480 (Temporarily Unavailable).
+    #[serde(default = "default_dnd_code", deserialize_with = "dnd_code")]
+    pub dnd_code: u16,
+    /// Call-forward-always: every new call gets 302 to this URI.
+    #[serde(default, deserialize_with = "optional_sip_uri")]
+    pub forward_to: Option<String>,
+    /// Follow the peer's transfer requests (REFER) without asking.
+    #[serde(default)]
+    pub auto_accept_transfer: bool,
+    /// How DTMF is sent: auto (RFC 4733 when the peer takes telephone-event, else SIP INFO),
+    /// info, or inband (tones in the audio).
+    #[serde(default)]
+    pub dtmf: Dtmf,
+}
+
+/// `100rel` of an account (RFC 3262).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rel100 {
+    /// Offered; used when the peer requires it.
+    #[default]
+    Supported,
+    /// Required of the peers we call; used whenever a caller supports it.
+    Required,
+    /// Not offered; INVITEs that require it get 420.
+    Off,
+}
+
+/// `dtmf` of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtmf {
+    /// RFC 4733 telephone-event when the peer has it, else SIP INFO.
+    #[default]
+    Auto,
+    /// SIP INFO (application/dtmf-relay) always.
+    Info,
+    /// Dual tones mixed into the audio.
+    Inband,
 }
 
 /// Like the derived Debug, but `password` and `password_command` show only whether they are
@@ -360,6 +415,14 @@ impl fmt::Debug for Account {
             keepalive_secs,
             accept_from,
             srtp,
+            rel100,
+            session_expires,
+            min_se,
+            dnd,
+            dnd_code,
+            forward_to,
+            auto_accept_transfer,
+            dtmf,
         } = self;
         let redacted = |set: bool| if set { Some("***") } else { None };
         f.debug_struct("Account")
@@ -379,12 +442,32 @@ impl fmt::Debug for Account {
             .field("keepalive_secs", keepalive_secs)
             .field("accept_from", accept_from)
             .field("srtp", srtp)
+            .field("100rel", rel100)
+            .field("session_expires", session_expires)
+            .field("min_se", min_se)
+            .field("dnd", dnd)
+            .field("dnd_code", dnd_code)
+            .field("forward_to", forward_to)
+            .field("auto_accept_transfer", auto_accept_transfer)
+            .field("dtmf", dtmf)
             .finish()
     }
 }
 
 fn default_expires() -> u32 {
     600
+}
+
+fn default_session_expires() -> u32 {
+    1800
+}
+
+fn default_min_se() -> u32 {
+    90
+}
+
+fn default_dnd_code() -> u16 {
+    486
 }
 
 fn default_codecs() -> Vec<String> {
@@ -411,6 +494,14 @@ impl Account {
             keepalive_secs: None,
             accept_from: None,
             srtp: Srtp::default(),
+            rel100: Rel100::default(),
+            session_expires: default_session_expires(),
+            min_se: default_min_se(),
+            dnd: false,
+            dnd_code: default_dnd_code(),
+            forward_to: None,
+            auto_accept_transfer: false,
+            dtmf: Dtmf::default(),
         }
     }
 
@@ -635,6 +726,16 @@ impl Config {
                         "account `{}`: accept_from = \"proxy\" needs a `registrar` or \
                          `outbound_proxy` (without one nobody could call)",
                         account.name
+                    ),
+                ));
+            }
+            if account.session_expires != 0 && account.session_expires < account.min_se {
+                return Err(invalid(
+                    Some(span),
+                    format!(
+                        "account `{}`: session_expires = {} is below min_se = {} (use 0 for no \
+                         session timer)",
+                        account.name, account.session_expires, account.min_se
                     ),
                 ));
             }
@@ -921,6 +1022,37 @@ fn expires<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     Ok(value)
 }
 
+fn session_expires<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(d)?;
+    if value != 0 && !(90..=86_400).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "session_expires = {value} is out of range 90..=86400 seconds (0: no session timer; \
+             RFC 4028 recommends 1800)"
+        )));
+    }
+    Ok(value)
+}
+
+fn min_se<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(d)?;
+    if !(90..=86_400).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "min_se = {value} is out of range 90..=86400 seconds (RFC 4028: at least 90)"
+        )));
+    }
+    Ok(value)
+}
+
+fn dnd_code<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let value = u16::deserialize(d)?;
+    if value != 486 && value != 480 {
+        return Err(serde::de::Error::custom(format!(
+            "dnd_code = {value}: use 486 (Busy Here) or 480 (Temporarily Unavailable)"
+        )));
+    }
+    Ok(value)
+}
+
 fn codecs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let names = Vec::<String>::deserialize(d)?;
     if names.is_empty() {
@@ -1146,6 +1278,44 @@ uri = "sips:bob@biloxi.com"
         );
         let error = error_text("[audio]\nringtone = \"\"\n");
         assert!(error.contains("must not be empty"), "{error}");
+    }
+
+    #[test]
+    fn pbx_keys_default_load_and_are_checked() {
+        let account = |keys: &str| format!("[[account]]\nname = \"a\"\nuri = \"sip:a@h\"\n{keys}");
+        let plain = parse_ok(&account(""));
+        let a = plain.account(None).expect("account");
+        assert_eq!(a.rel100, Rel100::Supported);
+        assert_eq!((a.session_expires, a.min_se), (1800, 90));
+        assert_eq!((a.dnd, a.dnd_code), (false, 486));
+        assert_eq!(a.forward_to, None);
+        assert!(!a.auto_accept_transfer);
+        assert_eq!(a.dtmf, Dtmf::Auto);
+        let set = parse_ok(&account(
+            "100rel = \"required\"\nsession_expires = 0\nmin_se = 120\ndnd = true\n\
+             dnd_code = 480\nforward_to = \"sip:vm@h\"\nauto_accept_transfer = true\n\
+             dtmf = \"inband\"\n",
+        ));
+        let a = set.account(None).expect("account");
+        assert_eq!(a.rel100, Rel100::Required);
+        assert_eq!((a.session_expires, a.min_se), (0, 120));
+        assert_eq!((a.dnd, a.dnd_code), (true, 480));
+        assert_eq!(a.forward_to.as_deref(), Some("sip:vm@h"));
+        assert!(a.auto_accept_transfer);
+        assert_eq!(a.dtmf, Dtmf::Inband);
+        for (keys, named) in [
+            ("dnd_code = 404\n", "dnd_code"),
+            ("session_expires = 30\n", "session_expires"),
+            ("min_se = 60\n", "min_se"),
+            ("100rel = \"maybe\"\n", "100rel"),
+            ("dtmf = \"morse\"\n", "dtmf"),
+            ("forward_to = \"mailto:vm@h\"\n", "forward_to"),
+            ("session_expires = 100\nmin_se = 200\n", "session_expires"),
+        ] {
+            let error = error_text(&account(keys));
+            assert!(error.contains(named), "{keys}: {error}");
+            assert!(error.starts_with("test.toml:"), "{error}");
+        }
     }
 
     #[test]

@@ -111,6 +111,49 @@ pub enum Event {
         call: String,
         digit: String,
     },
+    /// The peer of `call` asks us to call `target` (REFER): answer with `accept-transfer` or
+    /// `refuse-transfer` (refused by itself after a minute).
+    #[serde(rename = "transfer_request")]
+    TransferRequest {
+        call: String,
+        target: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        referred_by: Option<String>,
+    },
+    /// How the transfer we asked the peer of `call` for goes (its NOTIFYs); `done` on the
+    /// last one. A 2xx there ends `call`.
+    Transfer {
+        call: String,
+        code: u16,
+        reason: String,
+        done: bool,
+    },
+    /// Incoming call `call` replaces our call `replaces` (attended transfer): it is answered
+    /// at once and `replaces` ends.
+    Replaces {
+        call: String,
+        replaces: String,
+    },
+    /// A call refused before it rang: do-not-disturb (486/480) or forwarded (302).
+    Missed {
+        remote: String,
+        code: u16,
+        reason: String,
+    },
+    /// The calls mixed in the local conference now (empty: no conference).
+    Conference {
+        calls: Vec<String>,
+    },
+    /// Do-not-disturb is on (new calls get `code`) or off.
+    Dnd {
+        on: bool,
+        code: u16,
+    },
+    /// Call-forward-always target (absent: off).
+    Forward {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
     Error {
         message: String,
     },

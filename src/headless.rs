@@ -67,13 +67,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let commands = handle.commands.clone();
     let mut task = handle.task;
     let mut quitting = false;
-    let auto_answer = cli.auto_answer_delay().or_else(|| {
-        config
-            .account(cli.account.as_deref())
-            .ok()
-            .and_then(|a| a.auto_answer)
-            .map(Duration::from_millis)
-    });
+    let auto_answer = crate::app::auto_answer(&cli, &config);
     let mut pending_auto_answer: Option<(Option<u64>, tokio::time::Instant)> = None;
     let mut quit_deadline = None;
     let mut sigterm =

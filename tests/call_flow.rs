@@ -955,18 +955,48 @@ fn refer_gets_202_notify_sipfrag_and_transfer_event() {
     pair.run_secs(2.0);
     let log: Vec<_> = pair.wire.log[before..].to_vec();
     let labels: Vec<String> = log.iter().map(Record::label).collect();
-    assert_eq!(
-        labels,
-        vec!["REFER", "202 REFER", "NOTIFY", "200 NOTIFY"],
-        "{pair:?}"
-    );
+    // bob is asked first: 202, but no NOTIFY and no transfer until he says yes.
+    assert_eq!(labels, vec!["REFER", "202 REFER"], "{pair:?}");
     let refer = &log[0];
     assert_eq!(
         refer.msg.headers().get("Refer-To"),
         Some(format!("<{carol}>").as_str())
     );
+    assert_eq!(
+        refer.msg.headers().get("Referred-By"),
+        Some(format!("<sip:alice@{A_ADDR}>").as_str())
+    );
     assert_eq!(refer.cseq(), (2, Method::Refer));
-    let notify = &log[2];
+    assert!(
+        pair.b.events.iter().any(|e| matches!(e,
+            UaEvent::TransferAsked { target, .. } if *target == carol)),
+        "{:?}",
+        pair.b.events
+    );
+    assert!(
+        !pair
+            .b
+            .events
+            .iter()
+            .any(|e| matches!(e, UaEvent::TransferRequested { .. })),
+        "followed before bob said yes"
+    );
+    let before = pair.wire.log.len();
+    pair.command(
+        Side::B,
+        Command::TransferAnswer {
+            call: None,
+            accept: true,
+        },
+    );
+    pair.run_secs(2.0);
+    let log: Vec<_> = pair.wire.log[before..].to_vec();
+    assert_eq!(
+        log.iter().map(Record::label).collect::<Vec<_>>(),
+        vec!["NOTIFY", "200 NOTIFY"],
+        "{pair:?}"
+    );
+    let notify = &log[0];
     assert_eq!(notify.msg.headers().get("Event"), Some("refer"));
     assert!(
         notify
@@ -995,12 +1025,28 @@ fn refer_gets_202_notify_sipfrag_and_transfer_event() {
             last: true,
         },
     );
-    pair.run_secs(2.0);
+    pair.run_secs(1.0);
     let log: Vec<_> = pair.wire.log[before..].to_vec();
+    // RFC 5589 §6.1: on the 2xx the transferor (alice) hangs up the transferred call.
     assert_eq!(
         log.iter().map(Record::label).collect::<Vec<_>>(),
-        vec!["NOTIFY", "200 NOTIFY"]
+        vec!["NOTIFY", "200 NOTIFY", "BYE", "200 BYE"],
+        "{pair:?}"
     );
+    assert_eq!(log[2].from, addr(A_ADDR));
+    assert!(
+        pair.a.events.iter().any(|e| matches!(
+            e,
+            UaEvent::TransferStatus {
+                code: 200,
+                done: true,
+                ..
+            }
+        )),
+        "{:?}",
+        pair.a.events
+    );
+    assert_eq!(pair.b.last_state(), Some(CallState::Terminated));
     assert!(body(&log[0]).starts_with("SIP/2.0 200"));
     assert!(
         log[0]

@@ -252,6 +252,7 @@ fn registering_ua(transport: TransportKind) -> UserAgent {
         codecs: vec![Codec::Pcmu],
         busy_when_in_call: false,
         srtp: sipterm::sdp::SrtpPolicy::Off,
+        calls: Default::default(),
     })
 }
 

@@ -906,3 +906,117 @@ fn headless_echo_call_cpu_for_comparison() {
     peer.expect_call_state("terminated", Duration::from_secs(10))
         .expect("hung up");
 }
+
+/// The PBX keys end to end (issue 15): the account's `auto_answer` answers in the TUI as in
+/// headless mode; `D` turns do-not-disturb on (a caller gets 486, nothing rings) and off;
+/// `T` consults a second party (the first call goes on hold) and `T` again transfers the first
+/// caller to it: the first peer is asked, accepts, and its new call replaces the TUI's.
+#[test]
+fn auto_answer_dnd_and_attended_transfer_in_tmux() {
+    use common::headless::{Headless, HeadlessOptions};
+    const PEER_WAIT: Duration = Duration::from_secs(15);
+
+    let tmux = Tmux::new();
+    let config = tmux.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[account]]\nname = \"tui\"\nuri = \"sip:tui@127.0.0.1\"\nauto_answer = 300\n",
+    )
+    .expect("config");
+    tmux.start_sipterm(Some(&config), None);
+    let screen = tmux.wait_for("the TUI up", |s| s.contains("listening on 127.0.0.1:"));
+    let port = number_after(&screen, "listening on 127.0.0.1:").expect("listen port on screen");
+    let tui = format!("sip:tui@127.0.0.1:{port}");
+    let mut first = Headless::spawn("first", &HeadlessOptions::default()).expect("first peer");
+    let mut second = Headless::spawn(
+        "second",
+        &HeadlessOptions {
+            auto_answer_ms: Some(0),
+            ..HeadlessOptions::default()
+        },
+    )
+    .expect("second peer");
+
+    // auto_answer: nobody presses a key.
+    first.send(&format!("dial {tui}")).expect("dial");
+    first
+        .expect_call_state("confirmed", PEER_WAIT)
+        .expect("the TUI answered by itself");
+    tmux.wait_for("call 1 confirmed", |s| call_shows(s, 1, "confirmed"));
+
+    // Do-not-disturb from the keyboard: the second caller gets 486 without ringing.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["D"]);
+    let screen = tmux.wait_for("DND on in the status bar", |s| s.contains("DND 486"));
+    shot("12-do-not-disturb", &screen);
+    second.send(&format!("dial {tui}")).expect("dial");
+    let refused = second
+        .expect_call_state("terminated", PEER_WAIT)
+        .expect("refused");
+    assert_eq!(refused["code"], 486, "{refused}");
+    tmux.wait_for("the refusal on the status line", |s| {
+        s.contains("do not disturb")
+    });
+    assert!(!tmux.screen().contains("Incoming call"));
+    tmux.keys(&["D"]);
+    tmux.wait_for("DND off", |s| !s.contains("DND 486"));
+
+    // Attended transfer: T asks whom to consult, dials them with call 1 on hold.
+    tmux.keys(&["T"]);
+    tmux.wait_for("the consult prompt", |s| {
+        s.contains("Attended transfer of call 1")
+    });
+    tmux.type_text(&second.uri("second"));
+    tmux.keys(&["Enter"]);
+    first
+        .expect_call_state("held", PEER_WAIT)
+        .expect("the first call held while consulting");
+    second
+        .expect_call_state("confirmed", PEER_WAIT)
+        .expect("the consultation call");
+    let screen = tmux.wait_for("call 1 held, call 2 confirmed", |s| {
+        call_shows(s, 1, "held") && call_shows(s, 2, "confirmed")
+    });
+    shot("13-consulting", &screen);
+    // T again: the first peer is asked to call the second, with Replaces.
+    tmux.keys(&["T"]);
+    let asked = first
+        .expect_event(
+            "the transfer request",
+            |e| e["event"] == "transfer_request",
+            PEER_WAIT,
+        )
+        .expect("first asked");
+    assert!(
+        asked["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("Replaces=")),
+        "{asked}"
+    );
+    first.send("accept-transfer").expect("accept");
+    second
+        .expect_event(
+            "the replacing call",
+            |e| e["event"] == "replaces",
+            PEER_WAIT,
+        )
+        .expect("second sees the replacement");
+    first
+        .expect_event(
+            "the new call",
+            |e| e["event"] == "call" && e["call"] == "2" && e["state"] == "confirmed",
+            PEER_WAIT,
+        )
+        .expect("first and second connected");
+    let screen = tmux.wait_for("the TUI out of both calls", |s| s.contains("Calls (0)"));
+    shot("14-transferred", &screen);
+    first.send("hangup").expect("hangup");
+    second
+        .expect_event(
+            "the end of the transferred call",
+            |e| e["event"] == "call" && e["call"] == "2" && e["state"] == "terminated",
+            PEER_WAIT,
+        )
+        .expect("second hung up");
+}

@@ -280,6 +280,7 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
         Action::ShowHelp,
         Action::AskQuit,
         Action::StartTransfer,
+        Action::AttendedTransfer,
         Action::ToggleLadder,
         Action::ToggleDiagnosis,
     ] {
@@ -853,4 +854,67 @@ fn diagnosis_on_the_call_line_the_charts_and_the_pane() {
     insta::assert_snapshot!("diagnosis_pane", pane);
     update(&mut state, Action::ToggleDiagnosis);
     assert_eq!(state.popup, None, "w closes it again");
+}
+
+#[test]
+fn early_media_conference_dnd_and_forwarding() {
+    let t0 = Instant::now();
+    let mut state = registered(t0);
+    state.apply_event(call("1", "confirmed", "sip:bob@biloxi.com"), at(t0, 1000));
+    state.apply_event(
+        call("2", "confirmed", "sip:carol@chicago.com"),
+        at(t0, 2000),
+    );
+    state.apply_event(
+        Event::Conference {
+            calls: vec!["1".into(), "2".into()],
+        },
+        at(t0, 3000),
+    );
+    state.apply_event(
+        call("3", "early", "sip:announcements@carrier.net"),
+        at(t0, 4000),
+    );
+    state.apply_event(
+        Event::Dnd {
+            on: true,
+            code: 486,
+        },
+        at(t0, 4500),
+    );
+    state.apply_event(
+        Event::Forward {
+            target: Some("sip:voicemail@atlanta.com".into()),
+        },
+        at(t0, 4600),
+    );
+    state.tick(at(t0, 9000));
+    insta::assert_snapshot!(draw(&state, 100, 30).backend());
+}
+
+#[test]
+fn transfer_request_popup() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.apply_event(
+        Event::TransferRequest {
+            call: "1".into(),
+            target: "sip:carol@chicago.com?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2".into(),
+            referred_by: Some("<sip:bob@biloxi.com>".into()),
+        },
+        at(t0, 9000),
+    );
+    insta::assert_snapshot!(draw(&state, 80, 24).backend());
+}
+
+#[test]
+fn attended_transfer_prompt() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.focus = Focus::Calls;
+    update(&mut state, Action::AttendedTransfer);
+    for c in "carol".chars() {
+        update(&mut state, Action::Type(c));
+    }
+    insta::assert_snapshot!(draw(&state, 80, 24).backend());
 }

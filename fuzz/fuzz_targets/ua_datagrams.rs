@@ -29,16 +29,13 @@ fn user_agent() -> Option<UserAgent> {
             transport: TransportKind::Udp,
         },
         local: "127.0.0.1:5062".parse().ok()?,
-        next_hop: Some(Destination {
-            addr: "127.0.0.1:5060".parse().ok()?,
-            transport: TransportKind::Udp,
-        }),
         user_agent: "sipterm-fuzz".into(),
         timers: TimerConfig::default(),
-        seed: 7,
+        seed: 7.into(),
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
         srtp: SrtpPolicy::Optional,
+        calls: Default::default(),
     }))
 }
 
@@ -94,6 +91,27 @@ fuzz_target!(|data: &[u8]| {
                 now,
             ),
             2 => ua.handle_command(Command::Hangup { call: None }, now),
+            // The PBX commands (issue 15) against whatever calls the datagrams made.
+            3 if control & 0x30 == 0x10 => {
+                let command = match control & 0x07 {
+                    0 => Command::AttendedTransfer {
+                        call: None,
+                        consult: None,
+                    },
+                    1 => Command::TransferAnswer {
+                        call: None,
+                        accept: true,
+                    },
+                    2 => Command::InfoDtmf {
+                        call: None,
+                        digits: "1#".into(),
+                    },
+                    3 => Command::Hold { call: None },
+                    4 => Command::SetDoNotDisturb(Some(480)),
+                    _ => Command::SetDoNotDisturb(None),
+                };
+                ua.handle_command(command, now);
+            }
             3 if control & 0x20 != 0 => {
                 if let Ok(target) = "sip:bob@127.0.0.1:5070".parse() {
                     ua.handle_command(

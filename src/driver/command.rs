@@ -15,6 +15,19 @@ pub enum Command {
     Mute(CallRef, bool),
     Dtmf(CallRef, String),
     Transfer(CallRef, String),
+    /// Attended transfer: REFER the peer of the first call to the peer of the second (with
+    /// Replaces); `None`s pick the held call and the other established one.
+    AttendedTransfer(CallRef, CallRef),
+    /// Answer the peer's transfer request (REFER) of a call: follow it or refuse it.
+    TransferAnswer(CallRef, bool),
+    /// Join calls into a local conference mixed here (none named: every established call).
+    Conference(Vec<u64>),
+    /// End the conference: this call (else the first leg) stays up, the others are held.
+    Split(CallRef),
+    /// Do-not-disturb on, off, or toggled (`None`).
+    Dnd(Option<bool>),
+    /// Call-forward-always to this target; `None` turns it off.
+    Forward(Option<String>),
     Register,
     Unregister,
     Quit,
@@ -82,16 +95,55 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
             ),
             _ => return Err("usage: transfer [call] <uri>".into()),
         },
+        "attended-transfer" | "atransfer" => match args.as_slice() {
+            [] => Command::AttendedTransfer(None, None),
+            [call, consult] => {
+                Command::AttendedTransfer(Some(call_number(call)?), Some(call_number(consult)?))
+            }
+            _ => return Err("usage: attended-transfer [<call> <consultation call>]".into()),
+        },
+        "accept-transfer" => Command::TransferAnswer(call_ref(&args)?, true),
+        "refuse-transfer" => Command::TransferAnswer(call_ref(&args)?, false),
+        "conference" | "conf" => {
+            let calls = args
+                .iter()
+                .map(|a| call_number(a))
+                .collect::<Result<Vec<u64>, String>>()?;
+            if calls.len() == 1 || calls.len() > crate::media::mixer::MAX_LEGS {
+                return Err(format!(
+                    "usage: conference [<call> <call> ...] (2 to {} calls; none: every established call)",
+                    crate::media::mixer::MAX_LEGS
+                ));
+            }
+            Command::Conference(calls)
+        }
+        "split" => Command::Split(call_ref(&args)?),
+        "dnd" => match args.as_slice() {
+            [] => Command::Dnd(None),
+            ["on"] => Command::Dnd(Some(true)),
+            ["off"] => Command::Dnd(Some(false)),
+            _ => return Err("usage: dnd [on|off]".into()),
+        },
+        "forward" => match args.as_slice() {
+            ["off"] => Command::Forward(None),
+            [target] => Command::Forward(Some((*target).to_string())),
+            _ => return Err("usage: forward <uri>|off".into()),
+        },
         "register" => return no_args(Command::Register),
         "unregister" => return no_args(Command::Unregister),
         "quit" | "exit" => return no_args(Command::Quit),
         _ => {
             return Err(format!(
-                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, register, unregister, quit)"
+                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, register, unregister, quit)"
             ));
         }
     };
     Ok(Some(command))
+}
+
+fn call_number(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .map_err(|_| format!("`{text}` is not a call number"))
 }
 
 fn valid_digits(s: &str) -> bool {
@@ -124,6 +176,38 @@ mod tests {
         assert_eq!(parse_line("unmute"), Ok(Some(Command::Mute(None, false))));
         assert_eq!(parse_line("  # comment"), Ok(None));
         assert_eq!(parse_line("quit"), Ok(Some(Command::Quit)));
+        assert_eq!(
+            parse_line("attended-transfer 1 2"),
+            Ok(Some(Command::AttendedTransfer(Some(1), Some(2))))
+        );
+        assert_eq!(
+            parse_line("attended-transfer"),
+            Ok(Some(Command::AttendedTransfer(None, None)))
+        );
+        assert_eq!(
+            parse_line("accept-transfer"),
+            Ok(Some(Command::TransferAnswer(None, true)))
+        );
+        assert_eq!(
+            parse_line("refuse-transfer 3"),
+            Ok(Some(Command::TransferAnswer(Some(3), false)))
+        );
+        assert_eq!(
+            parse_line("conference 1 2"),
+            Ok(Some(Command::Conference(vec![1, 2])))
+        );
+        assert_eq!(
+            parse_line("conference"),
+            Ok(Some(Command::Conference(vec![])))
+        );
+        assert_eq!(parse_line("split 2"), Ok(Some(Command::Split(Some(2)))));
+        assert_eq!(parse_line("dnd on"), Ok(Some(Command::Dnd(Some(true)))));
+        assert_eq!(parse_line("dnd"), Ok(Some(Command::Dnd(None))));
+        assert_eq!(
+            parse_line("forward sip:vm@h"),
+            Ok(Some(Command::Forward(Some("sip:vm@h".into()))))
+        );
+        assert_eq!(parse_line("forward off"), Ok(Some(Command::Forward(None))));
     }
 
     #[test]
@@ -137,6 +221,10 @@ mod tests {
                 .contains("two")
         );
         assert!(parse_line("register now").is_err());
+        assert!(parse_line("conference 1").is_err());
+        assert!(parse_line("attended-transfer 1").is_err());
+        assert!(parse_line("dnd maybe").is_err());
+        assert!(parse_line("forward").is_err());
         assert!(
             parse_line("frobnicate")
                 .err()

@@ -17,7 +17,9 @@ use super::transport::{canonical, on_socket_family};
 use crate::event::{Event, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
+use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{JitterBuffer, Playout};
+use crate::media::mixer::ConferenceLeg;
 
 /// Initial playout delay of the jitter buffer, in frames (it adapts to the measured jitter).
 const JITTER_FRAMES: u32 = 3;
@@ -65,11 +67,16 @@ pub struct MediaIo {
     pub append_output: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum MediaControl {
     Update(MediaParams),
     Mute(bool),
     Dtmf(String),
+    /// DTMF as dual tones in the outgoing audio (`dtmf = "inband"`).
+    DtmfInband(String),
+    /// Join a local conference as this leg (`None`: leave it): the call then sends the other
+    /// legs' audio too, and only the host leg plays to the local output (`media::mixer`).
+    Conference(Option<Box<ConferenceLeg>>),
     /// Call waiting: mix this region's call-waiting tone into what the call plays (`None`
     /// stops it). Sent by the SIP task while another call is `incoming`.
     CallWaiting(Option<ToneRegion>),
@@ -222,6 +229,10 @@ struct CallMedia {
     mic_source: Option<String>,
     mic_failure: Option<String>,
     mic_peak_db: Option<f32>,
+    /// In-band DTMF digits replacing the microphone while they sound.
+    inband_dtmf: InbandDtmf,
+    /// This call's leg of a local conference, while it is in one.
+    conference: Option<Box<ConferenceLeg>>,
 }
 
 impl CallMedia {
@@ -317,6 +328,8 @@ impl CallMedia {
             },
             mic_failure,
             mic_peak_db: None,
+            inband_dtmf: InbandDtmf::new(rate),
+            conference: None,
         })
     }
 
@@ -345,6 +358,9 @@ impl CallMedia {
                             self.mic_failure = Some(warning.0.clone());
                         }
                         warn(&self.events, warning.0).await;
+                    }
+                    if let Some(leg) = &mut self.conference {
+                        leg.gather(self.kind.samples_per_frame());
                     }
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     self.play_frame(&mut pcm);
@@ -394,6 +410,18 @@ impl CallMedia {
                             let _ = self.events.send(Event::Error { message: format!("dtmf: {e}") }).await;
                         }
                     }
+                    Some(MediaControl::DtmfInband(digits)) => {
+                        if let Err(e) = self.inband_dtmf.queue(&digits) {
+                            let _ = self.events.send(Event::Error { message: format!("dtmf: {e}") }).await;
+                        }
+                    }
+                    Some(MediaControl::Conference(leg)) => {
+                        tracing::info!(call = self.call, ?leg, "conference");
+                        self.conference = leg.map(|mut leg| {
+                            leg.set_rate(self.kind.sample_rate());
+                            leg
+                        });
+                    }
                     Some(MediaControl::CallWaiting(region)) => {
                         let rate = self.kind.sample_rate();
                         self.call_waiting = region.map(|r| (r, r.call_waiting(rate)));
@@ -437,6 +465,15 @@ impl CallMedia {
         } else {
             self.mic_level.add(pcm);
         }
+        // A muted conference still passes the other parties on: only the microphone goes.
+        let conferencing = self.conference.is_some();
+        if self.muted && conferencing {
+            pcm.fill(0);
+        }
+        let inband = self.inband_dtmf.fill(pcm);
+        if let Some(leg) = &self.conference {
+            leg.add_others(pcm);
+        }
         packet.clear();
         let dtmf = match self.params.telephone_event_pt {
             Some(pt) => self
@@ -449,7 +486,7 @@ impl CallMedia {
             if self.sender.packetize_event(pt, &dtmf, packet).is_err() {
                 packet.clear();
             }
-        } else if self.params.direction.sends() && !self.muted {
+        } else if self.params.direction.sends() && (!self.muted || conferencing || inband) {
             payload.clear();
             if self.encoder.encode(pcm, payload).is_err()
                 || self.sender.packetize_audio(payload, packet).is_err()
@@ -514,6 +551,16 @@ impl CallMedia {
         if !ok || pcm.is_empty() {
             pcm.clear();
             pcm.resize(frame, 0);
+        }
+        // In a conference the other legs hear this peer; the local output gets the whole mix
+        // once, from the host leg.
+        if let Some(leg) = &mut self.conference {
+            leg.publish(pcm);
+            if leg.is_host() {
+                leg.add_others(pcm);
+            } else {
+                pcm.fill(0);
+            }
         }
         if let Some((_, tone)) = &mut self.call_waiting {
             tone.mix(pcm);
@@ -671,6 +718,10 @@ impl CallMedia {
                 self.decoder = dec;
                 if let Some((region, tone)) = &mut self.call_waiting {
                     *tone = region.call_waiting(kind.sample_rate());
+                }
+                self.inband_dtmf.set_rate(kind.sample_rate());
+                if let Some(leg) = &mut self.conference {
+                    leg.set_rate(kind.sample_rate());
                 }
                 self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
                 self.sender = RtpSender::new(

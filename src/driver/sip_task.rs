@@ -33,6 +33,18 @@ use crate::sip::uri::Uri;
 /// How long the STUN server's name may take to resolve at start (before `ready`).
 const STUN_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How DTMF digits go out (the account's `dtmf` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtmfMode {
+    /// RFC 4733 telephone-event when the call negotiated it, else SIP INFO.
+    #[default]
+    Auto,
+    /// SIP INFO (application/dtmf-relay) always.
+    Info,
+    /// Dual tones mixed into the audio.
+    Inband,
+}
+
 /// Everything the SIP task needs, straight from config and CLI.
 #[derive(Debug, Clone)]
 pub struct SipSetup {
@@ -46,6 +58,10 @@ pub struct SipSetup {
     pub busy_when_in_call: bool,
     /// SRTP (SDES) policy of the account.
     pub srtp: crate::sdp::SrtpPolicy,
+    /// The account's PBX keys: 100rel, session timers, do-not-disturb, forwarding, transfers.
+    pub calls: ua::CallPolicy,
+    /// How DTMF goes out (`dtmf` key): RFC 4733 when negotiated, else INFO; or forced.
+    pub dtmf: DtmfMode,
     /// Where call audio comes from and goes to.
     pub media: MediaIo,
     /// STUN and keep-alives.
@@ -145,6 +161,7 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         codecs: setup.codecs,
         busy_when_in_call: setup.busy_when_in_call,
         srtp: setup.srtp,
+        calls: setup.calls.clone(),
     };
     let (commands, command_rx) = mpsc::channel(64);
     let dropped_traces = Arc::new(AtomicU64::new(0));
@@ -184,6 +201,13 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         dns: Dns::new(system_dns, resolved_tx),
         resolved: Some(resolved),
         diagnosis,
+        pbx: Pbx {
+            dtmf: setup.dtmf,
+            dnd_code: setup.calls.dnd.unwrap_or(486),
+            dnd: setup.calls.dnd.is_some(),
+            forward: setup.calls.forward_to.clone(),
+            ..Pbx::default()
+        },
     };
     let task = tokio::spawn(async move {
         engine
@@ -290,6 +314,11 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         busy_when_in_call: false,
         // Takes plain and SRTP calls; its media task decrypts and re-encrypts what it echoes.
         srtp: crate::sdp::SrtpPolicy::Optional,
+        // The echo service honours a caller's session timer; it asks for none itself.
+        calls: ua::CallPolicy {
+            session_expires: None,
+            ..ua::CallPolicy::default()
+        },
     };
     let (events, mut sink) = mpsc::channel::<Event>(256);
     tokio::spawn(async move { while sink.recv().await.is_some() {} });
@@ -321,6 +350,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         dns: Dns::disabled(),
         resolved: None,
         diagnosis: DiagnosisFeed::disabled(),
+        pbx: Pbx::default(),
     };
     // The command sender is dropped: the echo engine lives as long as the runtime.
     tokio::spawn(engine.run(inbound, command_rx, false));
@@ -332,8 +362,11 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
 /// call being placed). Those naming a call mean one that exists; (un)register never waits.
 fn waits_for_media(command: &Command) -> bool {
     match command {
-        Command::Register | Command::Unregister => false,
+        Command::Register | Command::Unregister | Command::Dnd(_) | Command::Forward(_) => false,
         Command::Dial(_) | Command::Quit => true,
+        Command::AttendedTransfer(call, consult) => call.is_none() || consult.is_none(),
+        Command::Conference(calls) => calls.is_empty(),
+        Command::TransferAnswer(call, _) | Command::Split(call) => call.is_none(),
         Command::Answer(call)
         | Command::Reject(call)
         | Command::Hangup(call)
@@ -400,6 +433,23 @@ struct Engine {
     resolved: Option<mpsc::UnboundedReceiver<Resolved>>,
     /// Facts for the live diagnosis that no event carries (DNS, ICMP, TLS, dead connections).
     diagnosis: DiagnosisFeed,
+    /// Conference, DTMF mode, do-not-disturb and forwarding state.
+    pbx: Pbx,
+}
+
+/// What the engine keeps for the PBX features (issue 15).
+#[derive(Default)]
+struct Pbx {
+    dtmf: DtmfMode,
+    /// Calls whose media negotiated RFC 4733 telephone-event.
+    telephone_event: std::collections::HashSet<u64>,
+    /// The calls mixed in the local conference (empty: none); the first one is the host leg.
+    conference: Vec<u64>,
+    /// Incoming calls that replace one of ours (RFC 3891): answered at once, no ringtone.
+    replacing: std::collections::HashSet<u64>,
+    dnd: bool,
+    dnd_code: u16,
+    forward: Option<Uri>,
 }
 
 /// What a call's RTP sockets are being prepared for; it goes on once they are.
@@ -444,6 +494,13 @@ impl Engine {
             } else {
                 self.ua.handle_command(ua::Command::Register, now);
             }
+        }
+        // Front ends learn the account's do-not-disturb and forwarding from the start.
+        if self.pbx.dnd {
+            self.announce_dnd().await;
+        }
+        if self.pbx.forward.is_some() {
+            self.announce_forward().await;
         }
         let mut commands_open = true;
         let (media_ready, mut prepared_media) = mpsc::unbounded_channel();
@@ -627,11 +684,184 @@ impl Engine {
             Command::Mute(call, on) => {
                 return self.media_control(call, MediaControl::Mute(on)).await;
             }
-            Command::Dtmf(call, digits) => {
-                return self.media_control(call, MediaControl::Dtmf(digits)).await;
+            Command::Dtmf(call, digits) => return self.send_dtmf(call, digits).await,
+            Command::AttendedTransfer(call, consult) => {
+                ua::Command::AttendedTransfer { call, consult }
+            }
+            Command::TransferAnswer(call, accept) => ua::Command::TransferAnswer { call, accept },
+            Command::Conference(calls) => return self.start_conference(calls).await,
+            Command::Split(keep) => return self.split_conference(keep).await,
+            Command::Dnd(on) => {
+                self.pbx.dnd = on.unwrap_or(!self.pbx.dnd);
+                self.announce_dnd().await;
+                ua::Command::SetDoNotDisturb(self.pbx.dnd.then_some(self.pbx.dnd_code))
+            }
+            Command::Forward(target) => {
+                let target = match target.as_deref().map(|t| self.dial_target(t)).transpose() {
+                    Ok(target) => target,
+                    Err(message) => return self.error(message).await,
+                };
+                self.pbx.forward = target.clone();
+                self.announce_forward().await;
+                ua::Command::SetForward(target)
             }
         };
         self.ua.handle_command(ua_command, now);
+    }
+
+    async fn announce_dnd(&mut self) {
+        let event = Event::Dnd {
+            on: self.pbx.dnd,
+            code: self.pbx.dnd_code,
+        };
+        let _ = self.events.send(event).await;
+    }
+
+    async fn announce_forward(&mut self) {
+        let event = Event::Forward {
+            target: self.pbx.forward.as_ref().map(Uri::to_string),
+        };
+        let _ = self.events.send(event).await;
+    }
+
+    /// DTMF by the account's `dtmf` mode: RFC 4733 when the call negotiated telephone-event
+    /// (`auto`), else SIP INFO; or always INFO, or always in-band tones.
+    async fn send_dtmf(&mut self, call: Option<u64>, digits: String) {
+        let call = call.or_else(|| self.media.keys().min().copied());
+        let Some(id) = call else {
+            // No media yet (an early call without SDP): the UA picks the call for INFO.
+            let now = std::time::Instant::now();
+            self.ua
+                .handle_command(ua::Command::InfoDtmf { call: None, digits }, now);
+            return;
+        };
+        match self.pbx.dtmf {
+            DtmfMode::Inband => {
+                self.media_control(Some(id), MediaControl::DtmfInband(digits))
+                    .await
+            }
+            DtmfMode::Auto if self.pbx.telephone_event.contains(&id) => {
+                self.media_control(Some(id), MediaControl::Dtmf(digits))
+                    .await
+            }
+            DtmfMode::Auto | DtmfMode::Info => {
+                tracing::debug!(call = id, "DTMF by SIP INFO");
+                let now = std::time::Instant::now();
+                self.ua.handle_command(
+                    ua::Command::InfoDtmf {
+                        call: Some(id),
+                        digits,
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Joins `calls` (none: every call with media) into a local conference: the held ones
+    /// are resumed, and their media tasks mix for each other (`media::mixer`).
+    async fn start_conference(&mut self, calls: Vec<u64>) {
+        let calls = if calls.is_empty() {
+            let mut all: Vec<u64> = self.media.keys().copied().collect();
+            all.sort_unstable();
+            all
+        } else {
+            calls
+        };
+        if calls.len() < 2 || calls.len() > crate::media::mixer::MAX_LEGS {
+            return self
+                .error(format!(
+                    "a conference joins 2 to {} calls with media ({} given)",
+                    crate::media::mixer::MAX_LEGS,
+                    calls.len()
+                ))
+                .await;
+        }
+        if let Some(missing) = calls.iter().find(|c| !self.media.contains_key(c)) {
+            return self
+                .error(format!(
+                    "call {missing} has no media to join a conference with"
+                ))
+                .await;
+        }
+        self.unlink_conference();
+        let now = std::time::Instant::now();
+        for &call in &calls {
+            if self.ua.held_by_us(call) {
+                self.ua
+                    .handle_command(ua::Command::Resume { call: Some(call) }, now);
+            }
+        }
+        self.link_conference(calls).await;
+    }
+
+    /// Links the media of `calls` (validated) and tells the front ends.
+    async fn link_conference(&mut self, calls: Vec<u64>) {
+        for leg in crate::media::mixer::link(&calls) {
+            if let Some(handle) = self.media.get(&leg.call()) {
+                let _ = handle
+                    .control
+                    .send(MediaControl::Conference(Some(Box::new(leg))));
+            }
+        }
+        tracing::info!(?calls, "conference");
+        self.pbx.conference = calls;
+        self.announce_conference().await;
+    }
+
+    /// Takes every leg out of the conference's mix (the calls stay as they are).
+    fn unlink_conference(&mut self) {
+        for call in std::mem::take(&mut self.pbx.conference) {
+            if let Some(handle) = self.media.get(&call) {
+                let _ = handle.control.send(MediaControl::Conference(None));
+            }
+        }
+    }
+
+    async fn announce_conference(&mut self) {
+        let calls = self.pbx.conference.iter().map(u64::to_string).collect();
+        let _ = self.events.send(Event::Conference { calls }).await;
+    }
+
+    /// Splits the conference: `keep` (else the host leg) stays up, the others are held.
+    async fn split_conference(&mut self, keep: Option<u64>) {
+        let legs = self.pbx.conference.clone();
+        let Some(&first) = legs.first() else {
+            return self.error("no conference to split".into()).await;
+        };
+        let keep = keep.unwrap_or(first);
+        if !legs.contains(&keep) {
+            return self
+                .error(format!("call {keep} is not in the conference"))
+                .await;
+        }
+        self.unlink_conference();
+        let now = std::time::Instant::now();
+        for call in legs.into_iter().filter(|c| *c != keep) {
+            self.ua
+                .handle_command(ua::Command::Hold { call: Some(call) }, now);
+        }
+        self.announce_conference().await;
+    }
+
+    /// `call` ended: it leaves the conference; with fewer than two legs left there is none.
+    async fn leave_conference(&mut self, call: u64) {
+        if !self.pbx.conference.contains(&call) {
+            return;
+        }
+        let rest: Vec<u64> = self
+            .pbx
+            .conference
+            .iter()
+            .copied()
+            .filter(|c| *c != call && self.media.contains_key(c))
+            .collect();
+        self.unlink_conference();
+        if rest.len() >= 2 {
+            self.link_conference(rest).await;
+        } else {
+            self.announce_conference().await;
+        }
     }
 
     async fn media_control(&mut self, call: Option<u64>, control: MediaControl) {
@@ -938,13 +1168,21 @@ impl Engine {
                 reason,
                 sip_call_id,
             } => {
-                if self.echo_mode && state == CallState::Incoming {
+                // A call that replaces one of ours (attended transfer) is answered at once,
+                // without ringing.
+                let replacing = state == CallState::Incoming && self.pbx.replacing.remove(&call);
+                if (self.echo_mode || replacing) && state == CallState::Incoming {
                     self.command(Command::Answer(Some(call))).await;
                 }
                 self.transfer_progress(call, state, code);
-                self.call_tone(call, state, code).await;
+                if !replacing {
+                    self.call_tone(call, state, code).await;
+                }
                 if state == CallState::Terminated {
+                    self.leave_conference(call).await;
                     self.stop_media(call).await;
+                    self.pbx.telephone_event.remove(&call);
+                    self.pbx.replacing.remove(&call);
                     let live = self.ua.media_ports();
                     self.sockets.retain(|port, _| live.contains(port));
                 }
@@ -963,6 +1201,9 @@ impl Engine {
                 params,
                 local,
             } => {
+                if params.telephone_event_pt.is_some() {
+                    self.pbx.telephone_event.insert(call);
+                }
                 match self.sockets.remove(&local.rtp_port) {
                     Some((rtp, _rtcp)) if self.echo_mode => {
                         let handle = media_task::spawn_echo(rtp, params.srtp.clone());
@@ -990,12 +1231,18 @@ impl Engine {
                 return;
             }
             UaEvent::MediaUpdate { call, params } => {
+                if params.telephone_event_pt.is_some() {
+                    self.pbx.telephone_event.insert(call);
+                } else {
+                    self.pbx.telephone_event.remove(&call);
+                }
                 if let Some(handle) = self.media.get(&call) {
                     let _ = handle.control.send(MediaControl::Update(params));
                 }
                 return;
             }
             UaEvent::MediaStop { call } => {
+                self.leave_conference(call).await;
                 self.stop_media(call).await;
                 self.update_call_waiting();
                 return;
@@ -1003,6 +1250,42 @@ impl Engine {
             UaEvent::Dtmf { call, digit } => Event::Dtmf {
                 call: call.to_string(),
                 digit: digit.to_string(),
+            },
+            UaEvent::TransferAsked {
+                call,
+                target,
+                referred_by,
+            } => Event::TransferRequest {
+                call: call.to_string(),
+                target: target.to_string(),
+                referred_by,
+            },
+            UaEvent::TransferStatus {
+                call,
+                code,
+                reason,
+                done,
+            } => Event::Transfer {
+                call: call.to_string(),
+                code,
+                reason,
+                done,
+            },
+            UaEvent::Replacing { call, replaced } => {
+                self.pbx.replacing.insert(call);
+                Event::Replaces {
+                    call: call.to_string(),
+                    replaces: replaced.to_string(),
+                }
+            }
+            UaEvent::Missed {
+                remote,
+                code,
+                reason,
+            } => Event::Missed {
+                remote,
+                code,
+                reason,
             },
             UaEvent::TransferRequested { call, target } => {
                 // Blind transfer asked by the peer: call the target, report progress by NOTIFY.
@@ -1037,15 +1320,8 @@ impl Engine {
             now,
         );
         if last {
+            // The UA ends the referring call after a 2xx if the transferor does not.
             self.transfers.remove(&call);
-            if code == 200 {
-                self.ua.handle_command(
-                    ua::Command::Hangup {
-                        call: Some(referrer),
-                    },
-                    now,
-                );
-            }
         }
     }
 

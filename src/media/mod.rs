@@ -14,7 +14,9 @@
 pub mod audio;
 pub mod codec;
 pub mod dtmf;
+pub mod inband_dtmf;
 pub mod jitter;
+pub mod mixer;
 pub mod quality;
 pub mod resample;
 pub mod rtcp;

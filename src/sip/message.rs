@@ -281,6 +281,14 @@ impl Request {
     }
 }
 
+/// An Allow header that lists UPDATE.
+pub fn allows_update(headers: &Headers) -> bool {
+    headers
+        .tokens("Allow")
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case("UPDATE"))
+}
+
 impl Response {
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
         Response {
@@ -293,6 +301,11 @@ impl Response {
 
     pub fn first_line(&self) -> String {
         format!("SIP/2.0 {} {}", self.code, self.reason)
+    }
+
+    /// The sender's Allow lists UPDATE (RFC 3311): it takes our session refreshes by UPDATE.
+    pub fn allows_update(&self) -> bool {
+        allows_update(&self.headers)
     }
 
     /// 1xx.

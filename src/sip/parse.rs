@@ -127,7 +127,13 @@ pub fn parse_uri(s: &str) -> Result<Uri, ParseError> {
 /// Application decisions (unsupported URI scheme 416, Require 420, Content-Type 415, unknown
 /// method 501/405, Max-Forwards 0 at a proxy 483) are the UA's, not made here.
 pub fn validate_request(req: &Request) -> Result<(), ParseError> {
-    if req.uri.is_sip() && !req.uri.headers.is_empty() {
+    // One exception: an INVITE whose only URI header is Replaces. baresip 1.0 (libre 1.1)
+    // follows an attended transfer's REFER by putting the whole Refer-To URI, Replaces and
+    // all, in the Request-URI; the UA takes it as the Replaces header (RFC 3891).
+    let replaces_only = req.method == Method::Invite
+        && req.uri.headers.len() == 1
+        && req.uri.headers[0].0.eq_ignore_ascii_case("Replaces");
+    if req.uri.is_sip() && !req.uri.headers.is_empty() && !replaces_only {
         // RFC 3261 §19.1.1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
         return Err(ParseError::Uri(
             "Request-URI must not contain headers".to_string(),

@@ -23,8 +23,12 @@ use crate::sdp::{Codec, LocalMedia, MediaParams, SrtpPolicy};
 
 mod call;
 mod guard;
+mod reliable;
 pub mod route;
 mod send;
+pub mod session_timer;
+mod transfer;
+mod update;
 pub use call::{NO_ANSWER_TIMEOUT, Role, is_dtmf};
 pub use guard::{
     AcceptFrom, DROP_WARNING_INTERVAL, MAX_RINGING, MAX_RINGING_PER_SOURCE, MAX_TRACKED_SOURCES,
@@ -32,11 +36,15 @@ pub use guard::{
 };
 pub use route::HopKey;
 pub use send::{LocalRoutes, ROUTE_CHECK_INTERVAL};
+pub use transfer::{MAX_QUEUED_DTMF, TRANSFER_DECISION_TIMEOUT};
 
 /// Methods we answer; advertised in Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, PRACK, UPDATE";
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, message/sipfrag";
-pub const SUPPORTED: &str = "replaces, norefersub";
+/// Every option tag we implement: reliable provisional responses (RFC 3262), session timers
+/// (RFC 4028), Replaces (RFC 3891), REFER without subscription (RFC 4488). An account with
+/// `100rel = "off"` leaves `100rel` out (`UserAgent::supported`).
+pub const SUPPORTED: &str = "100rel, timer, replaces, norefersub";
 /// How long `shutdown` waits for the unregister to be answered.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -71,6 +79,55 @@ pub struct UaConfig {
     pub busy_when_in_call: bool,
     /// SRTP (SDES) policy for offers and answers.
     pub srtp: SrtpPolicy,
+    /// PBX features: 100rel, session timers, do-not-disturb, forwarding, transfers.
+    pub calls: CallPolicy,
+}
+
+/// Reliable provisional responses (RFC 3262), the account's `100rel` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rel100 {
+    /// Not offered; an INVITE that requires it gets 420, a reliable 1xx is taken as unreliable.
+    Off,
+    /// Offered (`Supported: 100rel`); used when the peer requires it.
+    #[default]
+    Supported,
+    /// Required of the peers we call, and used whenever a caller supports it.
+    Required,
+}
+
+/// How calls behave beyond RFC 3261 (issue 15): the account's PBX keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallPolicy {
+    pub rel100: Rel100,
+    /// Session-Expires (RFC 4028) we ask for in our INVITEs and put in our answers, seconds;
+    /// `None`: we ask for none, but still refresh (or watch) when the peer asks for one.
+    pub session_expires: Option<u32>,
+    /// The shortest session interval we accept (our Min-SE); shorter ones get 422.
+    pub min_se: u32,
+    /// Do-not-disturb: new calls are refused at once with this code (486 or 480).
+    pub dnd: Option<u16>,
+    /// Call-forward-always: new calls get 302 with this Contact.
+    pub forward_to: Option<Uri>,
+    /// Follow a peer's REFER without asking the user.
+    pub auto_accept_transfer: bool,
+}
+
+/// RFC 4028 §4: Min-SE may not be lower than 90 seconds.
+pub const RFC_MIN_SE: u32 = 90;
+/// The Session-Expires we ask for by default (RFC 4028 §4 recommends 1800 s).
+pub const DEFAULT_SESSION_EXPIRES: u32 = 1800;
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        CallPolicy {
+            rel100: Rel100::Supported,
+            session_expires: Some(DEFAULT_SESSION_EXPIRES),
+            min_se: RFC_MIN_SE,
+            dnd: None,
+            forward_to: None,
+            auto_accept_transfer: false,
+        }
+    }
 }
 
 /// What a front end asks the UA to do.
@@ -115,6 +172,27 @@ pub enum Command {
         code: u16,
         last: bool,
     },
+    /// Attended transfer (RFC 5589 §7): REFER the peer of `call` to the peer of `consult`,
+    /// with Replaces (RFC 3891) so that the target swaps the consultation call for it.
+    AttendedTransfer {
+        call: Option<u64>,
+        consult: Option<u64>,
+    },
+    /// The user's answer to the peer's REFER in `call` (`UaEvent::TransferAsked`): follow it
+    /// (`TransferRequested` comes next) or refuse it (NOTIFY 603).
+    TransferAnswer {
+        call: Option<u64>,
+        accept: bool,
+    },
+    /// DTMF as SIP INFO (application/dtmf-relay, RFC 2976): one request per digit, in order.
+    InfoDtmf {
+        call: Option<u64>,
+        digits: String,
+    },
+    /// Do-not-disturb: refuse new calls with this code (486 or 480); `None`: off.
+    SetDoNotDisturb(Option<u16>),
+    /// Call-forward-always to this target (302); `None`: off.
+    SetForward(Option<Uri>),
 }
 
 /// A call's state as front ends show it.
@@ -196,10 +274,40 @@ pub enum UaEvent {
         call: u64,
         digit: char,
     },
-    /// The peer asked us to call `target` (REFER); the front end dials it and reports back.
+    /// The peer asked us to call `target` (REFER) and the user (or `auto_accept_transfer`)
+    /// agreed; the front end dials it and reports back. A `Replaces` header in the target's
+    /// URI goes into the INVITE (attended transfer).
     TransferRequested {
         call: u64,
         target: Uri,
+    },
+    /// The peer of `call` asks us to call `target` (REFER): the front end asks the user and
+    /// answers with `Command::TransferAnswer` (refused by itself after
+    /// `TRANSFER_DECISION_TIMEOUT`).
+    TransferAsked {
+        call: u64,
+        target: Uri,
+        referred_by: Option<String>,
+    },
+    /// How the transfer we asked the peer of `call` for is going (its NOTIFY sipfrag, or the
+    /// REFER's own failure); `done` on the last report.
+    TransferStatus {
+        call: u64,
+        code: u16,
+        reason: String,
+        done: bool,
+    },
+    /// Incoming call `call` replaces our call `replaced` (INVITE with Replaces, RFC 3891):
+    /// the front end answers it at once; the replaced call ends when it is answered.
+    Replacing {
+        call: u64,
+        replaced: u64,
+    },
+    /// A call refused before it rang: do-not-disturb (486/480) or forwarded (302).
+    Missed {
+        remote: String,
+        code: u16,
+        reason: String,
     },
 }
 
@@ -258,6 +366,35 @@ pub struct UserAgent {
     registration_local: Option<std::net::IpAddr>,
     /// When to check next whether the local address towards the registrar changed.
     route_check_at: Option<Instant>,
+    /// Bounds the `Missed` events of calls refused before ringing (do-not-disturb, forward).
+    missed_events: EventBudget,
+}
+
+/// At most `MAX_MISSED_EVENTS` events per `MISSED_WINDOW`: a scanner's INVITE flood while
+/// do-not-disturb is on is answered (and rate-limited like any response), but reported only
+/// this often.
+#[derive(Debug, Default)]
+struct EventBudget {
+    window_start: Option<Instant>,
+    used: u32,
+}
+
+/// Missed-call events per window at most.
+pub const MAX_MISSED_EVENTS: u32 = 10;
+pub const MISSED_WINDOW: Duration = Duration::from_secs(10);
+
+impl EventBudget {
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.window_start {
+            Some(start) if now < start + MISSED_WINDOW => {}
+            _ => {
+                self.window_start = Some(now);
+                self.used = 0;
+            }
+        }
+        self.used += 1;
+        self.used <= MAX_MISSED_EVENTS
+    }
 }
 
 impl UserAgent {
@@ -316,6 +453,7 @@ impl UserAgent {
             registration_dest: None,
             registration_local: None,
             route_check_at: None,
+            missed_events: EventBudget::default(),
         }
     }
 
@@ -440,7 +578,15 @@ impl UserAgent {
                 None => self.no_such_call("hang up"),
             },
             Command::Hold { call } => {
-                match self.find_call(call, |c| c.state == CallState::Confirmed) {
+                // An early call with media (its peer's announcement) holds by UPDATE.
+                let holdable = |c: &call::Call| {
+                    c.state == CallState::Confirmed
+                        || (c.state == CallState::Early
+                            && c.role == Role::Caller
+                            && c.params.is_some()
+                            && c.dialog.is_some())
+                };
+                match self.find_call(call, holdable) {
                     Some(id) => self.hold(id, true, now),
                     None => self.no_such_call("hold"),
                 }
@@ -458,11 +604,40 @@ impl UserAgent {
                 None => self.no_such_call("transfer"),
             },
             Command::TransferProgress { call, code, last } => {
-                let line = format!("SIP/2.0 {code} {}", reason_phrase(code));
-                self.notify_refer(call, &line, last, now);
+                self.transfer_progress(call, code, last, now)
             }
+            Command::AttendedTransfer { call, consult } => {
+                self.attended_transfer(call, consult, now)
+            }
+            Command::TransferAnswer { call, accept } => {
+                match self.find_call(call, |c| c.asked_refer.is_some()) {
+                    Some(id) => self.answer_transfer(id, accept, now),
+                    None => self.no_such_call("answer a transfer request of"),
+                }
+            }
+            Command::InfoDtmf { call, digits } => match self.find_call(call, |c| {
+                matches!(
+                    c.state,
+                    CallState::Confirmed | CallState::Held | CallState::Early
+                )
+            }) {
+                Some(id) => self.queue_info_dtmf(id, &digits, now),
+                None => self.no_such_call("send DTMF to"),
+            },
+            Command::SetDoNotDisturb(code) => self.config.calls.dnd = code,
+            Command::SetForward(target) => self.config.calls.forward_to = target,
         }
         self.drain_tsx(now);
+    }
+
+    /// The option tags we support, for Supported headers: `SUPPORTED` without `100rel` when
+    /// the account turned it off.
+    pub fn supported(&self) -> String {
+        SUPPORTED
+            .split(", ")
+            .filter(|tag| *tag != "100rel" || self.config.calls.rel100 != Rel100::Off)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn no_such_call(&mut self, what: &str) {
@@ -479,6 +654,11 @@ impl UserAgent {
     /// The RTP ports our live calls use (the driver frees the sockets of the others).
     pub fn media_ports(&self) -> Vec<u16> {
         self.calls.iter().map(|c| c.media.rtp_port).collect()
+    }
+
+    /// Whether we put call `id` on hold (a conference resumes those legs).
+    pub fn held_by_us(&self, id: u64) -> bool {
+        self.calls.iter().any(|c| c.id == id && c.on_hold)
     }
 
     /// The number of the most recently created call.
@@ -922,7 +1102,7 @@ impl UserAgent {
                 }
                 self.apply_registration(out, now);
             }
-            Owner::Call(id, method) => self.call_failed(id, method, code, reason),
+            Owner::Call(id, method) => self.call_failed(id, method, code, reason, now),
             Owner::Reinvite(id) => self.reinvite_failed(id, now),
         }
     }
@@ -934,16 +1114,12 @@ impl UserAgent {
                 let mut r = self.make_response(&request, 200, None);
                 r.headers.push("Allow", ALLOW);
                 r.headers.push("Accept", ACCEPT);
-                r.headers.push("Supported", SUPPORTED);
+                r.headers.push("Supported", self.supported());
                 r
             }
             Method::Ack => return,
             // We are not a registrar (RFC 3261 §21.4.6: 405 lists what we do allow).
-            Method::Register
-            | Method::Subscribe
-            | Method::Publish
-            | Method::Message
-            | Method::Prack => {
+            Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
                 let mut r = self.make_response(&request, 405, None);
                 r.headers.push("Allow", ALLOW);
                 r
@@ -967,11 +1143,12 @@ impl UserAgent {
         if !matches!(request.uri.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) {
             return Some(self.make_response(request, 416, None));
         }
+        let supported = self.supported();
         let unsupported: Vec<String> = request
             .headers
             .tokens("Require")
             .into_iter()
-            .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
+            .filter(|t| !supported.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !unsupported.is_empty() && request.method != Method::Cancel {
             let mut r = self.make_response(request, 420, None);

@@ -179,6 +179,12 @@ fn all_escaped_or(text: &str, allowed: fn(char) -> bool) -> bool {
     true
 }
 
+/// Decodes `%HH` escapes (a URI header value, e.g. `?Replaces=...`) to text; bytes that are
+/// not UTF-8 become U+FFFD.
+pub fn unescape_text(text: &str) -> String {
+    String::from_utf8_lossy(&unescape(text)).into_owned()
+}
+
 /// Decodes `%HH` escapes to bytes, for comparisons (RFC 3261 §19.1.4).
 fn unescape(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();

@@ -29,6 +29,15 @@ pub enum Action {
     ToggleHold,
     ToggleMute,
     StartTransfer,
+    /// `T`: attended transfer: ask whom to consult, or (with the consultation call up)
+    /// transfer the first call to it.
+    AttendedTransfer,
+    /// `J`: join the established calls into a local conference.
+    Conference,
+    /// `S`: split the conference: the selected call stays, the others go on hold.
+    Split,
+    /// `D`: do-not-disturb on / off.
+    ToggleDnd,
     StartSearch,
     ShowHelp,
     /// `c`: the contacts and call history list.
@@ -49,6 +58,13 @@ pub enum Action {
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
 pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
+    let command = apply(state, action);
+    // A transfer request that came while another popup was open shows once it closed.
+    state.show_pending_transfer_request();
+    command
+}
+
+fn apply(state: &mut UiState, action: Action) -> Option<Command> {
     if let Some(popup) = state.popup.take() {
         return update_popup(state, popup, action);
     }
@@ -168,6 +184,28 @@ pub fn update(state: &mut UiState, action: Action) -> Option<Command> {
             }
             None
         }
+        Action::AttendedTransfer => attended_transfer(state),
+        Action::Conference => {
+            let up = state.calls.iter().filter(|c| c.is_up()).count();
+            if up < 2 {
+                state.set_status("a conference needs two established calls");
+                return None;
+            }
+            state.set_status("joining the calls into a conference");
+            Some(Command::Conference(Vec::new()))
+        }
+        Action::Split => {
+            if state.conference.is_empty() {
+                state.set_status("no conference to split");
+                return None;
+            }
+            let keep = state
+                .selected_call()
+                .map(|c| c.id)
+                .filter(|id| state.conference.contains(id));
+            Some(Command::Split(keep))
+        }
+        Action::ToggleDnd => Some(Command::Dnd(None)),
         Action::StartSearch => {
             state.searching = true;
             state.focus = Focus::Log;
@@ -333,6 +371,58 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
             state.popup = Some(Popup::Diagnosis { scroll });
             None
         }
+        Popup::Consult { call, mut target } => match action {
+            Action::Cancel => None,
+            Action::Submit => {
+                let target = target.trim().to_string();
+                if target.is_empty() {
+                    state.set_status("attended transfer cancelled: no one to consult");
+                    return None;
+                }
+                let target = state.resolve_contact(&target);
+                // The call to transfer waits on hold while we talk to the target.
+                if state
+                    .calls
+                    .iter()
+                    .any(|c| c.id == call && c.state == "confirmed")
+                {
+                    state.outbox.push(Command::Hold(Some(call)));
+                }
+                state.consult = Some((call, None));
+                state.set_status(format!(
+                    "consulting {target}: T transfers call {call} to them, h hangs up"
+                ));
+                Some(Command::Dial(target))
+            }
+            Action::Type(c) | Action::Digit(c) => {
+                push_char(&mut target, c);
+                state.popup = Some(Popup::Consult { call, target });
+                None
+            }
+            Action::Backspace => {
+                target.pop();
+                state.popup = Some(Popup::Consult { call, target });
+                None
+            }
+            _ => {
+                state.popup = Some(Popup::Consult { call, target });
+                None
+            }
+        },
+        Popup::TransferRequest { call, target } => match action {
+            Action::Answer | Action::Submit => {
+                state.set_status(format!("call {call}: transferring to {target}"));
+                Some(Command::TransferAnswer(Some(call), true))
+            }
+            Action::Reject | Action::Cancel => {
+                state.set_status(format!("call {call}: transfer refused"));
+                Some(Command::TransferAnswer(Some(call), false))
+            }
+            _ => {
+                state.popup = Some(Popup::TransferRequest { call, target });
+                None
+            }
+        },
         Popup::Transfer { call, mut target } => match action {
             Action::Cancel => None,
             Action::Submit => {
@@ -360,6 +450,67 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
             }
         },
     }
+}
+
+/// `T`: completes the attended transfer in progress (the consultation call is up), or joins
+/// two established calls (the held one is transferred to the other), or asks whom to consult.
+fn attended_transfer(state: &mut UiState) -> Option<Command> {
+    let up: Vec<(u64, bool)> = state
+        .calls
+        .iter()
+        .filter(|c| c.is_up())
+        .map(|c| (c.id, c.held))
+        .collect();
+    let is_up = |id: u64| up.iter().any(|(c, _)| *c == id);
+    if let Some((transferee, Some(consult))) = state.consult
+        && is_up(transferee)
+        && is_up(consult)
+    {
+        state.consult = None;
+        state.set_status(format!("transferring call {transferee} to call {consult}"));
+        return Some(Command::AttendedTransfer(Some(transferee), Some(consult)));
+    }
+    if up.len() == 2 {
+        // The held call goes to the one we talk to.
+        let (transferee, consult) = match (up[0], up[1]) {
+            ((a, true), (b, false)) => (a, b),
+            ((a, false), (b, true)) => (b, a),
+            ((a, _), (b, _)) => {
+                let selected = state.selected_call().map(|c| c.id);
+                if selected == Some(b) { (b, a) } else { (a, b) }
+            }
+        };
+        state.set_status(format!("transferring call {transferee} to call {consult}"));
+        return Some(Command::AttendedTransfer(Some(transferee), Some(consult)));
+    }
+    match state.selected_call() {
+        Some(call) if call.is_up() => {
+            state.popup = Some(Popup::Consult {
+                call: call.id,
+                target: String::new(),
+            });
+        }
+        _ => state.set_status("no call to transfer"),
+    }
+    None
+}
+
+/// The account's auto-answer: when its delay for the ringing call is up, answer it (holding
+/// the other calls first, like `a`). The run loop calls this at `auto_answer_due`.
+pub fn auto_answer(state: &mut UiState, now: std::time::Instant) -> Option<Command> {
+    let (id, at) = state.auto_answer_due?;
+    if now < at {
+        return None;
+    }
+    state.auto_answer_due = None;
+    if !state.calls.iter().any(|c| c.id == id && c.is_ringing_in()) {
+        return None;
+    }
+    if matches!(&state.popup, Some(Popup::Incoming { call, .. }) if *call == id) {
+        state.popup = None;
+    }
+    state.set_status(format!("call {id} answered automatically"));
+    answer_call(state, id)
 }
 
 fn update_search(state: &mut UiState, action: Action) {
@@ -573,6 +724,164 @@ mod tests {
         for c in text.chars() {
             assert_eq!(update(state, Action::Type(c)), None);
         }
+    }
+
+    #[test]
+    fn attended_transfer_consults_then_transfers_to_the_consulted_call() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        assert_eq!(update(&mut s, Action::AttendedTransfer), None);
+        assert!(matches!(s.popup, Some(Popup::Consult { call: 1, .. })));
+        type_text(&mut s, "carol");
+        assert_eq!(
+            update(&mut s, Action::Submit),
+            Some(Command::Dial("carol".into()))
+        );
+        // The call to transfer went on hold first.
+        assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
+        s.outbox.clear();
+        assert_eq!(s.consult, Some((1, None)));
+        with_call(&mut s, "1", "held");
+        with_call(&mut s, "2", "calling");
+        assert_eq!(s.consult, Some((1, Some(2))));
+        with_call(&mut s, "2", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::AttendedTransfer),
+            Some(Command::AttendedTransfer(Some(1), Some(2)))
+        );
+        assert_eq!(s.consult, None);
+    }
+
+    #[test]
+    fn attended_transfer_with_two_calls_up_sends_the_held_one_to_the_other() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "confirmed");
+        with_call(&mut s, "1", "held");
+        assert_eq!(
+            update(&mut s, Action::AttendedTransfer),
+            Some(Command::AttendedTransfer(Some(1), Some(2)))
+        );
+        // Nothing to transfer without a call.
+        let mut idle = state();
+        idle.focus = Focus::Calls;
+        assert_eq!(update(&mut idle, Action::AttendedTransfer), None);
+        assert_eq!(idle.popup, None);
+    }
+
+    #[test]
+    fn a_transfer_request_is_accepted_or_refused_from_its_popup() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        let request = Event::TransferRequest {
+            call: "1".into(),
+            target: "sip:carol@c".into(),
+            referred_by: None,
+        };
+        s.apply_event(request.clone(), s.now);
+        assert!(matches!(
+            s.popup,
+            Some(Popup::TransferRequest { call: 1, .. })
+        ));
+        assert_eq!(
+            update(&mut s, Action::Answer),
+            Some(Command::TransferAnswer(Some(1), true))
+        );
+        assert_eq!(s.popup, None);
+        s.apply_event(request.clone(), s.now);
+        assert_eq!(
+            update(&mut s, Action::Cancel),
+            Some(Command::TransferAnswer(Some(1), false))
+        );
+        // While another popup is open the request waits, then shows when it closes.
+        s.popup = Some(Popup::QuitConfirm);
+        s.apply_event(request, s.now);
+        assert_eq!(s.popup, Some(Popup::QuitConfirm));
+        assert_eq!(update(&mut s, Action::Cancel), None);
+        assert!(matches!(
+            s.popup,
+            Some(Popup::TransferRequest { call: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn conference_split_and_do_not_disturb_keys() {
+        let mut s = state();
+        s.focus = Focus::Calls;
+        with_call(&mut s, "1", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::Conference),
+            None,
+            "one call is no conference"
+        );
+        with_call(&mut s, "2", "confirmed");
+        assert_eq!(
+            update(&mut s, Action::Conference),
+            Some(Command::Conference(Vec::new()))
+        );
+        assert_eq!(update(&mut s, Action::Split), None, "no conference yet");
+        let now = s.now;
+        s.apply_event(
+            Event::Conference {
+                calls: vec!["1".into(), "2".into()],
+            },
+            now,
+        );
+        assert_eq!(s.conference, vec![1, 2]);
+        s.selected_call = 1;
+        assert_eq!(update(&mut s, Action::Split), Some(Command::Split(Some(2))));
+        with_call(&mut s, "1", "terminated");
+        assert_eq!(s.conference, vec![2]);
+        assert_eq!(update(&mut s, Action::ToggleDnd), Some(Command::Dnd(None)));
+        s.apply_event(
+            Event::Dnd {
+                on: true,
+                code: 480,
+            },
+            now,
+        );
+        assert_eq!(s.dnd, Some(480));
+        s.apply_event(
+            Event::Dnd {
+                on: false,
+                code: 480,
+            },
+            now,
+        );
+        assert_eq!(s.dnd, None);
+    }
+
+    #[test]
+    fn auto_answer_answers_after_the_delay_and_holds_the_call_in_progress() {
+        let mut s = state();
+        s.auto_answer = Some(std::time::Duration::from_millis(250));
+        let t0 = s.now;
+        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", "incoming");
+        assert_eq!(
+            s.auto_answer_due,
+            Some((2, t0 + std::time::Duration::from_millis(250)))
+        );
+        assert_eq!(
+            auto_answer(&mut s, t0 + std::time::Duration::from_millis(100)),
+            None
+        );
+        assert_eq!(
+            auto_answer(&mut s, t0 + std::time::Duration::from_millis(300)),
+            Some(Command::Answer(Some(2)))
+        );
+        assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
+        assert_eq!(s.auto_answer_due, None);
+        // A call that stopped ringing (cancelled, answered by hand) is left alone.
+        with_call(&mut s, "3", "incoming");
+        with_call(&mut s, "3", "terminated");
+        assert_eq!(s.auto_answer_due, None);
+        let mut off = state();
+        with_call(&mut off, "1", "incoming");
+        assert_eq!(off.auto_answer_due, None, "no auto_answer configured");
     }
 
     #[test]

@@ -46,7 +46,14 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
-        Some(Popup::Transfer { .. }) => return text_key(key.code),
+        Some(Popup::Transfer { .. } | Popup::Consult { .. }) => return text_key(key.code),
+        Some(Popup::TransferRequest { .. }) => {
+            return match key.code {
+                KeyCode::Char('a') | KeyCode::Enter => Some(Action::Answer),
+                KeyCode::Char('r') | KeyCode::Esc => Some(Action::Reject),
+                _ => None,
+            };
+        }
         Some(Popup::Contacts { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Char('q' | 'c') => Some(Action::Cancel),
@@ -98,6 +105,10 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('x') => Some(Action::ToggleHold),
         KeyCode::Char('m') => Some(Action::ToggleMute),
         KeyCode::Char('t') => Some(Action::StartTransfer),
+        KeyCode::Char('T') => Some(Action::AttendedTransfer),
+        KeyCode::Char('J') => Some(Action::Conference),
+        KeyCode::Char('S') => Some(Action::Split),
+        KeyCode::Char('D') => Some(Action::ToggleDnd),
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
         KeyCode::Char('w') => Some(Action::ToggleDiagnosis),
@@ -445,6 +456,14 @@ mod tests {
             Popup::Transfer {
                 call: 1,
                 target: String::new(),
+            },
+            Popup::Consult {
+                call: 1,
+                target: String::new(),
+            },
+            Popup::TransferRequest {
+                call: 1,
+                target: "sip:carol@c".into(),
             },
         ] {
             let mut s = state();

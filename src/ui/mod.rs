@@ -58,6 +58,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Instant::now(),
     );
     state.contacts = config.contacts.clone();
+    // The account's auto_answer (or --auto-answer) answers ringing calls here too, as in
+    // headless mode.
+    state.auto_answer = crate::app::auto_answer(&cli, &config);
     // No --config and nothing at the default path: the built-in local account runs, and the
     // log pane says where the config file goes and how to try a call.
     if cli.config.is_none()
@@ -127,7 +130,17 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             dirty = false;
         }
         let ticking = state.needs_ticks();
+        let auto_answer_at = state.auto_answer_due.map(|(_, at)| {
+            tokio::time::Instant::now() + at.saturating_duration_since(Instant::now())
+        });
         tokio::select! {
+            _ = sleep_until(auto_answer_at), if auto_answer_at.is_some() => {
+                state.tick(Instant::now());
+                if let Some(command) = action::auto_answer(&mut state, Instant::now()) {
+                    send_commands(&mut state, Some(command), &commands);
+                }
+                dirty = true;
+            }
             input = keys.next(), if !input_closed => match input {
                 Some(Ok(TermEvent::Key(key))) => {
                     if let Some(action) = keys::key_action(&state, key) {
@@ -198,7 +211,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 fn act(state: &mut UiState, action: action::Action, commands: &mpsc::Sender<Command>) -> bool {
     state.tick(Instant::now());
     let command = update(state, action);
-    // Queued commands first: the other calls go on hold before this one is answered.
+    send_commands(state, command, commands);
+    true
+}
+
+/// Sends the queued commands, then `command`: the other calls go on hold before this one is
+/// answered.
+fn send_commands(state: &mut UiState, command: Option<Command>, commands: &mpsc::Sender<Command>) {
     let queued: Vec<Command> = state.outbox.drain(..).chain(command).collect();
     for command in queued {
         if let Err(error) = commands.try_send(command) {
@@ -206,7 +225,6 @@ fn act(state: &mut UiState, action: action::Action, commands: &mpsc::Sender<Comm
             state.set_status(format!("engine busy, command dropped: {error}"));
         }
     }
-    true
 }
 
 /// Writes the call history on a blocking thread: file I/O never stalls the render loop.

@@ -59,6 +59,16 @@ pub enum Popup {
         call: u64,
         target: String,
     },
+    /// Attended transfer, first step: whom to consult before transferring `call` to them.
+    Consult {
+        call: u64,
+        target: String,
+    },
+    /// The peer of `call` asks us to call `target` (REFER): accept or refuse.
+    TransferRequest {
+        call: u64,
+        target: String,
+    },
     /// The ladder diagram of the SIP messages with this Call-ID, scrolled by `scroll` rows.
     Ladder {
         call_id: String,
@@ -402,6 +412,21 @@ pub struct UiState {
     /// Commands for the engine that go before the one `action::update` returns (answering or
     /// resuming a call first holds the other calls); the run loop drains it.
     pub outbox: Vec<crate::driver::command::Command>,
+    /// Do-not-disturb is on, refusing new calls with this code (the engine says so).
+    pub dnd: Option<u16>,
+    /// Call-forward-always target, when set.
+    pub forward: Option<String>,
+    /// The calls in the local conference (empty: none).
+    pub conference: Vec<u64>,
+    /// Attended transfer in progress: the call to transfer, and the consultation call once
+    /// it exists (`T` again completes the transfer).
+    pub consult: Option<(u64, Option<u64>)>,
+    /// The account's auto-answer delay (`--auto-answer` or `auto_answer`), and the ringing
+    /// call it answers next, when.
+    pub auto_answer: Option<Duration>,
+    pub auto_answer_due: Option<(u64, Instant)>,
+    /// A transfer request that came while another popup was open: shown when it closes.
+    pub pending_transfer_request: Option<(u64, String)>,
 }
 
 impl UiState {
@@ -442,6 +467,26 @@ impl UiState {
             call_sip_ids: Vec::new(),
             export_request: None,
             outbox: Vec::new(),
+            dnd: None,
+            forward: None,
+            conference: Vec::new(),
+            consult: None,
+            auto_answer: None,
+            auto_answer_due: None,
+            pending_transfer_request: None,
+        }
+    }
+
+    /// Shows a transfer request that waited for another popup to close, if its call is still
+    /// there.
+    pub fn show_pending_transfer_request(&mut self) {
+        if self.popup.is_some() {
+            return;
+        }
+        if let Some((call, target)) = self.pending_transfer_request.take()
+            && self.calls.iter().any(|c| c.id == call)
+        {
+            self.popup = Some(Popup::TransferRequest { call, target });
         }
     }
 
@@ -677,6 +722,79 @@ impl UiState {
             Event::Dtmf { call, digit } => {
                 self.set_status(format!("call {call}: DTMF {digit} received"));
             }
+            Event::TransferRequest { call, target, .. } => {
+                let Ok(id) = call.parse::<u64>() else {
+                    return;
+                };
+                if matches!(self.popup, None | Some(Popup::Help)) {
+                    self.popup = Some(Popup::TransferRequest {
+                        call: id,
+                        target: target.clone(),
+                    });
+                } else {
+                    self.pending_transfer_request = Some((id, target.clone()));
+                }
+                self.set_status(format!(
+                    "call {id}: the other side asks to transfer you to {target} (a accepts, r refuses)"
+                ));
+            }
+            Event::Transfer {
+                call,
+                code,
+                reason,
+                done,
+            } => {
+                let text = match (done, code) {
+                    (true, 200..=299) => format!("call {call} transferred ({code} {reason})"),
+                    (true, _) => format!("transfer of call {call} failed: {code} {reason}"),
+                    (false, _) => format!("transfer of call {call}: {code} {reason}"),
+                };
+                self.set_status(text);
+            }
+            Event::Replaces { call, replaces } => {
+                self.set_status(format!("call {call} replaces call {replaces} (transfer)"));
+            }
+            Event::Missed {
+                remote,
+                code,
+                reason,
+            } => {
+                self.set_status(format!("{reason}: refused a call from {remote} ({code})"));
+                let elapsed = now.saturating_duration_since(self.started).as_secs();
+                history::push(
+                    &mut self.history,
+                    HistoryEntry {
+                        time: self.wall_start + elapsed,
+                        direction: "in".into(),
+                        remote,
+                        result: reason,
+                    },
+                );
+                self.history_dirty = true;
+            }
+            Event::Conference { calls } => {
+                self.conference = calls.iter().filter_map(|c| c.parse().ok()).collect();
+                if self.conference.is_empty() {
+                    self.set_status("conference ended");
+                } else {
+                    self.set_status(format!("conference: calls {}", calls.join(" + ")));
+                }
+            }
+            Event::Dnd { on, code } => {
+                self.dnd = on.then_some(code);
+                self.set_status(if on {
+                    format!("do not disturb: new calls get {code}")
+                } else {
+                    "do not disturb off".to_string()
+                });
+            }
+            Event::Forward { target } => {
+                self.set_status(match &target {
+                    Some(t) => format!("forwarding every call to {t}"),
+                    None => "call forwarding off".to_string(),
+                });
+                self.forward = target;
+            }
             Event::Error { message } => self.set_status(format!("error: {message}")),
             Event::Warning { message } => self.set_status(format!("warning: {message}")),
             Event::Diagnosis { state, finding } => self.apply_diagnosis(state, finding, now),
@@ -806,16 +924,40 @@ impl UiState {
             }
             self.calls.retain(|c| c.id != id);
             self.call_sip_ids.retain(|(known, _)| *known != id);
+            self.conference.retain(|c| *c != id);
+            if self.auto_answer_due.is_some_and(|(due, _)| due == id) {
+                self.auto_answer_due = None;
+            }
+            if let Some((transferee, consult)) = self.consult
+                && (transferee == id || consult == Some(id))
+            {
+                self.consult = None;
+            }
             if self.selected_call >= self.calls.len() {
                 self.selected_call = self.calls.len().saturating_sub(1);
             }
-            if matches!(&self.popup, Some(Popup::Incoming { call, .. } | Popup::Transfer { call, .. }) if *call == id)
+            if matches!(&self.popup, Some(Popup::Incoming { call, .. } | Popup::Transfer { call, .. } | Popup::Consult { call, .. } | Popup::TransferRequest { call, .. }) if *call == id)
             {
                 self.popup = None;
             }
             return;
         }
-        if state == "incoming" && self.popup.is_none() && !self.calls.iter().any(|c| c.id == id) {
+        let new_call = !self.calls.iter().any(|c| c.id == id);
+        if new_call
+            && state == "incoming"
+            && let Some(delay) = self.auto_answer
+            && self.auto_answer_due.is_none()
+        {
+            self.auto_answer_due = Some((id, now + delay));
+        }
+        // The call placed after `T` asked whom to consult is the consultation call.
+        if new_call
+            && state == "calling"
+            && let Some((transferee, None)) = self.consult
+        {
+            self.consult = Some((transferee, Some(id)));
+        }
+        if state == "incoming" && self.popup.is_none() && new_call {
             self.popup = Some(Popup::Incoming {
                 call: id,
                 remote: remote.clone(),

@@ -64,6 +64,13 @@ impl Node {
         }
     }
 
+    /// Rebuilds this node's UA with `change` applied to its config (before any traffic).
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut sipterm::sip::ua::UaConfig)) {
+        let mut config = self.ua.config().clone();
+        change(&mut config);
+        self.ua = UserAgent::new(config);
+    }
+
     pub fn uri(&self) -> sipterm::sip::uri::Uri {
         format!("sip:{}@{}", self.name, self.addr)
             .parse()

@@ -39,7 +39,18 @@ impl Sipp {
     /// its socket is bound. `extra_args` go last, so they can override
     /// the defaults (e.g. `["-m", "2"]`).
     pub fn uas(scenario: &Path, port: u16, extra_args: &[&str]) -> Result<Sipp, HarnessError> {
-        let sipp = Self::spawn("sipp-uas", scenario, port, None, extra_args)?;
+        let sipp = Self::spawn("sipp-uas", scenario, port, None, extra_args, true)?;
+        sipp.wait_bound()
+    }
+
+    /// Like `uas`, without `-rtp_echo`: the scenario's own audio (`play_pcap_audio`) is the
+    /// only RTP sipp sends, not interleaved with an echo of the caller's.
+    pub fn uas_without_echo(
+        scenario: &Path,
+        port: u16,
+        extra_args: &[&str],
+    ) -> Result<Sipp, HarnessError> {
+        let sipp = Self::spawn("sipp-uas", scenario, port, None, extra_args, false)?;
         sipp.wait_bound()
     }
 
@@ -50,7 +61,7 @@ impl Sipp {
         remote: SocketAddr,
         extra_args: &[&str],
     ) -> Result<Sipp, HarnessError> {
-        Self::spawn("sipp-uac", scenario, port, Some(remote), extra_args)
+        Self::spawn("sipp-uac", scenario, port, Some(remote), extra_args, true)
     }
 
     fn spawn(
@@ -59,6 +70,7 @@ impl Sipp {
         port: u16,
         remote: Option<SocketAddr>,
         extra_args: &[&str],
+        echo: bool,
     ) -> Result<Sipp, HarnessError> {
         let (media_port, _) = free_port_pair()?;
         let dir = tempfile::Builder::new()
@@ -73,7 +85,8 @@ impl Sipp {
             .arg(scenario)
             .args(["-i", LOOPBACK, "-p", &port.to_string()])
             // Without -mi the SDP names the host's primary address.
-            .args(["-mi", LOOPBACK, "-mp", &media_port.to_string(), "-rtp_echo"])
+            .args(["-mi", LOOPBACK, "-mp", &media_port.to_string()])
+            .args(echo.then_some("-rtp_echo"))
             .args(["-m", "1", "-nostdin"])
             .args(["-timeout", SIPP_GLOBAL_TIMEOUT, "-timeout_error"])
             .arg("-trace_err")

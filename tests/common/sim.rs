@@ -69,6 +69,7 @@ pub fn user_agent_with_srtp(spec: &AccountSpec<'_>, srtp: sipterm::sdp::SrtpPoli
         codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
         busy_when_in_call: false,
         srtp,
+        calls: Default::default(),
     })
 }
 

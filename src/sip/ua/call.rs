@@ -1,9 +1,13 @@
 //! Calls: INVITE dialogs in both directions (RFC 3261 §13-15), CANCEL, BYE, hold via
 //! re-INVITE, INFO DTMF, REFER. Part of the user agent; owns no I/O.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::reliable::PendingReliable;
 use super::send::NextHop;
+use super::session_timer::SessionTimer;
+use super::transfer::{AskedRefer, Referring};
 use super::{CallState, Owner, UaEvent, UserAgent};
 use crate::sdp::{self, Direction, LocalMedia, MediaParams};
 use crate::sip::auth::Authenticator;
@@ -78,6 +82,37 @@ pub(super) struct Call {
     /// (callee). From then on a transport error on the initial INVITE transaction (kept ~32 s
     /// after the 2xx, RFC 6026 Accepted) says nothing about the call.
     pub ack_done: bool,
+    /// UAC: the RSeq of the last reliable provisional response we PRACKed (RFC 3262 §4).
+    pub rseq_acked: Option<u32>,
+    /// UAS: our reliable provisional response waiting for its PRACK.
+    pub reliable_1xx: Option<PendingReliable>,
+    /// UAS: the RSeq our next reliable provisional response gets.
+    pub next_rseq: Option<u32>,
+    /// Our UPDATE with an offer is in flight: a peer's offer gets 491 meanwhile.
+    pub updating: bool,
+    /// The re-INVITE in flight only refreshes the session (RFC 4028): its failure changes no
+    /// hold state.
+    pub reinvite_is_refresh: bool,
+    /// The peer's Allow lists UPDATE: session refreshes go by UPDATE (RFC 4028 §7.4).
+    pub peer_allows_update: bool,
+    /// The session timer (RFC 4028) once a 2xx agreed on one.
+    pub session: Option<SessionTimer>,
+    /// 422 answers taken for this call's INVITE or refreshes (bounded).
+    pub se_retries: u8,
+    /// The peer's REFER waiting for the user's decision.
+    pub asked_refer: Option<AskedRefer>,
+    /// The REFER being followed asked for no NOTIFYs (`Refer-Sub: false`, RFC 4488).
+    pub refer_no_notify: bool,
+    /// We followed the peer's REFER and the new call is up: hang up at this time unless the
+    /// transferor does first (RFC 5589 §6.1 leaves the BYE to it).
+    pub transferred_bye_at: Option<Instant>,
+    /// Our REFER to the peer, until its outcome is known.
+    pub referring: Option<Referring>,
+    /// This incoming call replaces that one (RFC 3891): answering it ends the other.
+    pub replaces: Option<u64>,
+    /// INFO DTMF digits waiting to go (at most `MAX_QUEUED_DTMF`), and whether one is out.
+    pub info_dtmf: VecDeque<char>,
+    pub info_in_flight: bool,
 }
 
 impl Call {
@@ -118,6 +153,21 @@ impl Call {
             on_hold: false,
             offered_in_ok: false,
             ack_done: false,
+            rseq_acked: None,
+            reliable_1xx: None,
+            next_rseq: None,
+            updating: false,
+            reinvite_is_refresh: false,
+            peer_allows_update: false,
+            session: None,
+            se_retries: 0,
+            asked_refer: None,
+            refer_no_notify: false,
+            transferred_bye_at: None,
+            referring: None,
+            replaces: None,
+            info_dtmf: VecDeque::new(),
+            info_in_flight: false,
         }
     }
 
@@ -129,7 +179,7 @@ impl Call {
     /// It also names the peer's signalling addresses, which its RTP may come from behind a NAT
     /// (`nat::latch`): the host of its Contact, and where its INVITE came from (for a call it
     /// placed directly; through a proxy that is the proxy, which we trust anyway).
-    fn media_params(&self, mut params: MediaParams) -> MediaParams {
+    pub(super) fn media_params(&self, mut params: MediaParams) -> MediaParams {
         if self.on_hold && params.direction == Direction::SendOnly {
             params.direction = Direction::Inactive;
         }
@@ -157,7 +207,7 @@ impl Call {
             .or_else(|| self.invite.as_ref()?.headers.call_id().ok())
     }
 
-    fn media_direction(&self) -> Direction {
+    pub(super) fn media_direction(&self) -> Direction {
         if self.on_hold {
             Direction::SendOnly
         } else {
@@ -196,7 +246,7 @@ impl UserAgent {
         self.calls.iter_mut().find(|c| c.id == id)
     }
 
-    fn emit_call(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
+    pub(super) fn emit_call(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
         if let Some(call) = self.calls.iter().find(|c| c.id == id) {
             self.events.push_back(UaEvent::Call {
                 call: id,
@@ -209,7 +259,13 @@ impl UserAgent {
         }
     }
 
-    fn set_state(&mut self, id: u64, state: CallState, code: Option<u16>, reason: Option<String>) {
+    pub(super) fn set_state(
+        &mut self,
+        id: u64,
+        state: CallState,
+        code: Option<u16>,
+        reason: Option<String>,
+    ) {
         let Some(call) = self.call_mut(id) else {
             return;
         };
@@ -220,7 +276,7 @@ impl UserAgent {
         self.emit_call(id, code, reason);
     }
 
-    fn terminate(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
+    pub(super) fn terminate(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
         let had_media = self.calls.iter().any(|c| c.id == id && c.params.is_some());
         if had_media {
             self.events.push_back(UaEvent::MediaStop { call: id });
@@ -249,6 +305,16 @@ impl UserAgent {
         }
         let local_tag = self.ids.tag();
         let call_id = self.ids.call_id();
+        // Headers in the target URI (RFC 3261 §19.1.5), as a REFER's Refer-To carries them: only
+        // Replaces (attended transfer) goes into the INVITE; the URI itself is sent without.
+        let mut target = target;
+        let replaces = target
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("Replaces"))
+            .map(|(_, value)| crate::sip::uri::unescape_text(value))
+            .filter(|v| v.len() <= 512 && !v.chars().any(char::is_control));
+        target.headers.clear();
         let mut invite = Request::new(Method::Invite, target.clone());
         invite.headers.push(
             "From",
@@ -261,7 +327,16 @@ impl UserAgent {
             .headers
             .push("Contact", format!("<{}>", self.default_contact()));
         invite.headers.push("Allow", super::ALLOW);
-        invite.headers.push("Supported", super::SUPPORTED);
+        invite.headers.push("Supported", self.supported());
+        if self.config.calls.rel100 == super::Rel100::Required {
+            invite.headers.push("Require", "100rel");
+        }
+        for (name, value) in self.session_headers_for_dial() {
+            invite.headers.push(name, value);
+        }
+        if let Some(replaces) = replaces {
+            invite.headers.push("Replaces", replaces);
+        }
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = sdp::build_offer(&media).into_bytes();
         self.calls.push(Call {
@@ -359,7 +434,7 @@ impl UserAgent {
     }
 
     /// BYE, with `reason` in the call's `terminated` event.
-    fn send_bye_because(&mut self, id: u64, reason: String, now: Instant) {
+    pub(super) fn send_bye_because(&mut self, id: u64, reason: String, now: Instant) {
         let Some(call) = self.call_mut(id) else {
             return;
         };
@@ -387,42 +462,55 @@ impl UserAgent {
             });
             return;
         }
-        if call.dialog.is_none() || call.reinviting || call.on_hold == hold {
+        if call.dialog.is_none() || call.reinviting || call.updating || call.on_hold == hold {
             return;
         }
         call.on_hold = hold;
-        self.send_reinvite(id, now);
+        self.send_offer(id, now);
+    }
+
+    /// A new offer of ours (hold, resume, a glare retry): a re-INVITE once the call is
+    /// confirmed, an UPDATE in an early dialog (RFC 3311).
+    pub(super) fn send_offer(&mut self, id: u64, now: Instant) {
+        let confirmed = self.calls.iter().any(|c| c.id == id && c.ack_done);
+        if confirmed {
+            self.send_reinvite(id, now);
+        } else {
+            self.send_update(id, true, now);
+        }
     }
 
     fn send_reinvite(&mut self, id: u64, now: Instant) {
+        self.send_reinvite_with(id, true, now);
+    }
+
+    /// Our re-INVITE with our session description: a new version (hold, resume), or the same
+    /// one (`new_version` false) for a session refresh (RFC 4028 §7.4).
+    pub(super) fn send_reinvite_with(&mut self, id: u64, new_version: bool, now: Instant) {
+        let session_headers = self.session_headers_for_refresh(id);
+        let supported = self.supported();
         let Some(call) = self.call_mut(id) else {
             return;
         };
-        call.media.session_version += 1;
+        if new_version {
+            call.media.session_version += 1;
+        }
         call.media.direction = call.media_direction();
         let body = sdp::build_offer(&call.media).into_bytes();
         let Some(dialog) = call.dialog.as_mut() else {
             return;
         };
         let mut invite = dialog.request(Method::Invite, None);
+        invite.headers.push("Supported", supported);
+        for (name, value) in session_headers {
+            invite.headers.push(name, value);
+        }
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = body;
         let hop = NextHop::Uri(dialog.next_hop_uri().clone());
         call.reinviting = true;
+        call.reinvite_is_refresh = !new_version;
         self.send_request(invite, hop, Owner::Reinvite(id), now);
-    }
-
-    pub(super) fn transfer(&mut self, id: u64, target: Uri, now: Instant) {
-        let Some(call) = self.call_mut(id) else {
-            return;
-        };
-        let Some(dialog) = call.dialog.as_mut() else {
-            return;
-        };
-        let mut refer = dialog.request(Method::Refer, None);
-        refer.headers.push("Refer-To", format!("<{target}>"));
-        let hop = NextHop::Uri(dialog.next_hop_uri().clone());
-        self.send_request(refer, hop, Owner::Call(id, Method::Refer), now);
     }
 
     /// Responses to our requests in calls.
@@ -437,17 +525,19 @@ impl UserAgent {
         let _ = tsx;
         match method {
             Method::Invite => self.invite_response(id, response, now),
-            Method::Bye | Method::Cancel | Method::Info | Method::Notify => {}
-            Method::Refer if response.is_final() && !response.is_success() => {
-                self.events.push_back(UaEvent::Error {
-                    message: format!("transfer refused: {} {}", response.code, response.reason),
-                });
-            }
+            Method::Update => self.update_response(id, response, now),
+            Method::Refer => self.refer_response(id, &response),
+            Method::Info if response.is_final() => self.info_done(id, now),
             _ => {}
         }
     }
 
     fn invite_response(&mut self, id: u64, response: Response, now: Instant) {
+        if response.allows_update()
+            && let Some(call) = self.call_mut(id)
+        {
+            call.peer_allows_update = true;
+        }
         let Some(call) = self.calls.iter().find(|c| c.id == id) else {
             // A 2xx for a call we already left: ACK and BYE it so the peer stops ringing.
             return;
@@ -476,6 +566,13 @@ impl UserAgent {
             if has_tag && call.dialog.is_none() {
                 call.dialog = Dialog::from_uac(&invite, &response, contact).ok();
             }
+            // A reliable 1xx is PRACKed (RFC 3262); a repeated or out-of-order one is dropped.
+            if !self.take_reliable_provisional(id, &invite, &response, now) {
+                return;
+            }
+            let Some(call) = self.call_mut(id) else {
+                return;
+            };
             if call.no_answer_at.is_none() {
                 call.no_answer_at = Some(now + NO_ANSWER_TIMEOUT);
             }
@@ -508,6 +605,13 @@ impl UserAgent {
         }
         // Failures.
         match code {
+            // RFC 4028 §7.3: the peer wants a longer session; retry with its Min-SE.
+            422 if !call.cancel_wanted => {
+                if let Some(next) = self.retry_after_422(id, &invite, &response) {
+                    self.send_invite(id, next, now);
+                    return;
+                }
+            }
             401 | 407 if call.auth_tries == 0 && !call.cancel_wanted => {
                 let retry = self.auth_retry(&invite, &response);
                 if let Some(next) = retry {
@@ -559,15 +663,21 @@ impl UserAgent {
             return;
         }
         // The 2xx fixes the dialog even if an early one had another tag (forking: first wins).
-        let dialog = match Dialog::from_uac(invite, &response, contact) {
+        let mut dialog = match Dialog::from_uac(invite, &response, contact) {
             Ok(d) => d,
             Err(_) => {
                 self.terminate(id, Some(502), Some("Malformed 2xx".into()));
                 return;
             }
         };
+        // The early dialog of the same peer went on (PRACK, UPDATE): its CSeq numbers too.
+        if let Some(early) = call.dialog.as_ref()
+            && early.remote_tag == dialog.remote_tag
+        {
+            dialog.local_seq = dialog.local_seq.max(early.local_seq);
+            dialog.remote_seq = early.remote_seq;
+        }
         let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
-        let mut dialog = dialog;
         // RFC 3261 §13.2.2.4: the ACK for a 2xx follows the dialog's route set, else goes to
         // the remote target; never to the outbound proxy unless it record-routed.
         let ack = dialog.request(Method::Ack, Some(seq));
@@ -582,6 +692,7 @@ impl UserAgent {
             self.send_bye(id, now);
             return;
         }
+        self.uac_session_from(id, &response, now);
         if self.calls.iter().any(|c| c.id == id && c.params.is_none()) {
             if let Err(reason) = self.take_answer(id, &response.body) {
                 // The user sees why (e.g. the peer refused the SRTP this account requires).
@@ -602,7 +713,7 @@ impl UserAgent {
     }
 
     /// Applies an SDP answer to our offer. Err(why) when it is unusable.
-    fn take_answer(&mut self, id: u64, body: &[u8]) -> Result<(), String> {
+    pub(super) fn take_answer(&mut self, id: u64, body: &[u8]) -> Result<(), String> {
         let Some(call) = self.call_mut(id) else {
             return Err("no such call".into());
         };
@@ -672,6 +783,7 @@ impl UserAgent {
             let ack = dialog.request(Method::Ack, Some(seq));
             let hop = dialog.next_hop_uri().clone();
             self.send_ack(id, ack, hop, now);
+            self.uac_session_from(id, &response, now);
             let _ = self.take_answer(id, &response.body);
             let state = if self.calls.iter().any(|c| c.id == id && c.on_hold) {
                 CallState::Held
@@ -705,9 +817,27 @@ impl UserAgent {
                 }
             }
             481 | 408 => self.send_bye(id, now),
+            // Our refresh asked for a shorter session than the peer takes (RFC 4028 §7.3).
+            422 => {
+                let peer_min = response
+                    .headers
+                    .get("Min-SE")
+                    .and_then(super::session_timer::parse_min_se);
+                if let (Some(min), Some(call)) = (peer_min, self.call_mut(id))
+                    && call.se_retries < super::session_timer::MAX_422_RETRIES
+                    && let Some(timer) = call.session.as_mut()
+                {
+                    call.se_retries += 1;
+                    timer.interval = timer.interval.max(min);
+                    self.send_reinvite_with(id, false, now);
+                }
+            }
             _ => {
-                // The peer kept the old session: undo our wish.
-                if let Some(call) = self.call_mut(id) {
+                // The peer kept the old session: undo our wish (a session refresh changed
+                // nothing to undo; the session timer ends the call if no refresh succeeds).
+                if let Some(call) = self.call_mut(id)
+                    && !call.reinvite_is_refresh
+                {
                     call.on_hold = !call.on_hold;
                 }
                 self.events.push_back(UaEvent::Error {
@@ -731,7 +861,14 @@ impl UserAgent {
 
     /// A request of call `id` failed: its transaction (timeout, transport error), or before it
     /// had one (DNS).
-    pub(super) fn call_failed(&mut self, id: u64, method: Method, code: u16, reason: &str) {
+    pub(super) fn call_failed(
+        &mut self,
+        id: u64,
+        method: Method,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
         match method {
             Method::Invite => {
                 let Some(call) = self.calls.iter().find(|c| c.id == id) else {
@@ -756,6 +893,23 @@ impl UserAgent {
             }
             Method::Cancel => {
                 // No answer to CANCEL: the INVITE transaction ends by itself (Timer B).
+            }
+            Method::Info => self.info_done(id, now),
+            Method::Update => {
+                if let Some(call) = self.call_mut(id) {
+                    call.updating = false;
+                }
+            }
+            Method::Refer => {
+                if let Some(call) = self.call_mut(id) {
+                    call.referring = None;
+                }
+                self.events.push_back(UaEvent::TransferStatus {
+                    call: id,
+                    code,
+                    reason: reason.to_string(),
+                    done: true,
+                });
             }
             _ => {}
         }
@@ -793,6 +947,7 @@ impl UserAgent {
             | Method::Refer
             | Method::Notify
             | Method::Update
+            | Method::Prack
                 if in_dialog =>
             {
                 let Some(id) = self
@@ -823,6 +978,23 @@ impl UserAgent {
 
     fn incoming_invite(&mut self, tsx: TsxId, request: Request, source: Destination, now: Instant) {
         let local_tag = self.ids.tag();
+        // RFC 3891: an INVITE that replaces one of our calls (attended transfer) is no new
+        // call for the user: no do-not-disturb, no busy, answered at once by the front end.
+        let replaces = match self.replaced_call(&request) {
+            Ok(replaces) => replaces,
+            Err(code) => {
+                let r = self.make_response(&request, code, Some(&local_tag));
+                self.tsx.send_response(tsx, r, now);
+                return;
+            }
+        };
+        if replaces.is_none() && self.refused_before_ringing(tsx, &request, &local_tag, now) {
+            return;
+        }
+        if let Some(r) = self.session_too_short(&request, Some(&local_tag)) {
+            self.tsx.send_response(tsx, r, now);
+            return;
+        }
         // Unanswered incoming calls are bounded per source address and overall, so a scanner's
         // INVITE flood leaves at most a couple of phantom calls ringing (for RING_TIMEOUT) and a
         // real call from elsewhere still rings. The proxy is exempt from the per-source bound
@@ -839,6 +1011,7 @@ impl UserAgent {
             || (ringing_from_source >= super::MAX_RINGING_PER_SOURCE
                 && !self.guard.is_trusted(source.addr.ip()));
         if (self.config.busy_when_in_call
+            && replaces.is_none()
             && self.calls.iter().any(|c| c.state != CallState::Terminated))
             || self.calls.len() >= MAX_CALLS
             || flooding
@@ -894,12 +1067,16 @@ impl UserAgent {
             r
         };
         let media = self.media_template();
+        let reliable = self.wants_reliable(&request);
+        let peer_allows_update = crate::sip::message::allows_update(&request.headers);
         self.calls.push(Call {
             dialog: Some(dialog),
             invite: Some(request),
             invite_tsx: Some(tsx),
             invite_dest: Some(source),
             remote_offer: offer,
+            peer_allows_update,
+            replaces,
             // An unanswered incoming call ends with 480 then (see call_timeouts); before,
             // one nobody answered or cancelled rang, and held its state, forever.
             no_answer_at: Some(now + RING_TIMEOUT),
@@ -913,8 +1090,55 @@ impl UserAgent {
             )
         });
         self.owners.insert(tsx, Owner::Call(id, Method::Invite));
-        self.tsx.send_response(tsx, ringing, now);
+        if reliable {
+            self.send_reliable(id, tsx, ringing, now);
+        } else {
+            self.tsx.send_response(tsx, ringing, now);
+        }
+        if let Some(replaced) = replaces {
+            // Before the call event: the front end answers instead of ringing.
+            self.events
+                .push_back(UaEvent::Replacing { call: id, replaced });
+        }
         self.emit_call(id, None, None);
+    }
+
+    /// Do-not-disturb and call-forward-always: the call is refused (or redirected) before it
+    /// rings, and the front end hears of it as a missed call. True when it was.
+    fn refused_before_ringing(
+        &mut self,
+        tsx: TsxId,
+        request: &Request,
+        local_tag: &str,
+        now: Instant,
+    ) -> bool {
+        let remote = request
+            .headers
+            .from()
+            .map(|f| f.uri.to_string())
+            .unwrap_or_default();
+        let (response, reason) = if let Some(target) = self.config.calls.forward_to.clone() {
+            let mut r = self.make_response(request, 302, Some(local_tag));
+            r.headers.push("Contact", format!("<{target}>"));
+            (r, format!("forwarded to {target}"))
+        } else if let Some(code) = self.config.calls.dnd {
+            let r = self.make_response(request, code, Some(local_tag));
+            (r, "do not disturb".to_string())
+        } else {
+            return false;
+        };
+        let code = response.code;
+        self.tsx.send_response(tsx, response, now);
+        tracing::info!(%remote, code, "{reason}: call refused before ringing");
+        // A flood of INVITEs under do-not-disturb must not become a flood of events.
+        if self.missed_events.allow(now) {
+            self.events.push_back(UaEvent::Missed {
+                remote,
+                code,
+                reason,
+            });
+        }
+        true
     }
 
     pub(super) fn answer(&mut self, id: u64, mut media: LocalMedia, now: Instant) {
@@ -971,11 +1195,32 @@ impl UserAgent {
             // Late offer: we offer in the 200, the answer comes in the ACK.
             None => (sdp::build_offer(&media), None),
         };
+        // RFC 3891 §3: the call this one replaces ends as it is accepted. First, so that its
+        // media (and a WAV it records) is gone before this call's starts.
+        let replaces = self.call_mut(id).and_then(|c| c.replaces.take());
+        if let Some(old) = replaces {
+            let reason = format!("Replaced by call {id} (transfer)");
+            let early_caller = self
+                .calls
+                .iter()
+                .any(|c| c.id == old && c.role == Role::Caller && !c.ack_done);
+            if early_caller {
+                self.cancel(old, now);
+            } else {
+                self.send_bye_because(old, reason, now);
+            }
+        }
         let mut ok = self.make_response(&invite, 200, Some(&local_tag));
         ok.headers
             .push("Contact", format!("<{}>", self.contact_for(source)));
         ok.headers.push("Allow", super::ALLOW);
-        ok.headers.push("Supported", super::SUPPORTED);
+        ok.headers.push("Supported", self.supported());
+        let session = self.uas_session(&invite, now);
+        if let Some((_, headers)) = &session {
+            for (name, value) in headers {
+                ok.headers.push(*name, value.clone());
+            }
+        }
         ok.headers.push("Content-Type", "application/sdp");
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
@@ -983,6 +1228,9 @@ impl UserAgent {
         let Some(call) = self.call_mut(id) else {
             return;
         };
+        // The 2xx ends the reliable 1xx's retransmissions (RFC 3262 §3).
+        call.reliable_1xx = None;
+        call.session = session.map(|(timer, _)| timer);
         call.media = media.clone();
         call.offered_in_ok = remote_offer.is_none();
         call.pending_ok = Some(PendingOk {
@@ -1008,6 +1256,11 @@ impl UserAgent {
     }
 
     pub(super) fn reject(&mut self, id: u64, code: u16, now: Instant) {
+        self.reject_with(id, code, reason_phrase(code), now);
+    }
+
+    /// Refuses the ringing call `id` with `code` and this reason phrase.
+    pub(super) fn reject_with(&mut self, id: u64, code: u16, reason: &str, now: Instant) {
         let Some(call) = self
             .calls
             .iter()
@@ -1019,9 +1272,10 @@ impl UserAgent {
             return;
         };
         let tag = call.local_tag.clone();
-        let r = self.make_response(&invite, code, Some(&tag));
+        let mut r = self.make_response(&invite, code, Some(&tag));
+        r.reason = reason.to_string();
         self.tsx.send_response(tsx, r, now);
-        self.terminate(id, Some(code), Some(reason_phrase(code).to_string()));
+        self.terminate(id, Some(code), Some(reason.to_string()));
     }
 
     fn incoming_cancel(&mut self, tsx: TsxId, request: Request, now: Instant) {
@@ -1158,61 +1412,15 @@ impl UserAgent {
                     self.events.push_back(UaEvent::Dtmf { call: id, digit });
                 }
             }
-            Method::Refer => {
-                let target = request.headers.get("Refer-To").and_then(|v| {
-                    let v = v.trim();
-                    let inner = v
-                        .strip_prefix('<')
-                        .and_then(|s| s.split_once('>'))
-                        .map(|(u, _)| u)
-                        .unwrap_or(v);
-                    inner.parse::<Uri>().ok()
-                });
-                match target {
-                    Some(target) => {
-                        let r = self.make_response(&request, 202, Some(&tag));
-                        self.tsx.send_response(tsx, r, now);
-                        self.notify_refer(id, "SIP/2.0 100 Trying", false, now);
-                        self.events
-                            .push_back(UaEvent::TransferRequested { call: id, target });
-                    }
-                    None => {
-                        let r = self.make_response(&request, 400, Some(&tag));
-                        self.tsx.send_response(tsx, r, now);
-                    }
-                }
-            }
+            Method::Refer => self.incoming_refer(id, tsx, request, now),
+            Method::Notify => self.incoming_notify(id, tsx, request, now),
+            Method::Prack => self.incoming_prack(id, tsx, request, now),
+            Method::Update => self.incoming_update(id, tsx, request, source, now),
             _ => {
                 let r = self.make_response(&request, 200, Some(&tag));
                 self.tsx.send_response(tsx, r, now);
             }
         }
-    }
-
-    /// NOTIFY with the transfer's progress as message/sipfrag (RFC 3515 §2.4.5).
-    pub(super) fn notify_refer(&mut self, id: u64, status_line: &str, last: bool, now: Instant) {
-        let Some(call) = self.call_mut(id) else {
-            return;
-        };
-        let Some(dialog) = call.dialog.as_mut() else {
-            return;
-        };
-        let mut notify = dialog.request(Method::Notify, None);
-        notify.headers.push("Event", "refer");
-        notify.headers.push(
-            "Subscription-State",
-            if last {
-                "terminated;reason=noresource".to_string()
-            } else {
-                "active;expires=60".to_string()
-            },
-        );
-        notify
-            .headers
-            .push("Content-Type", "message/sipfrag;version=2.0");
-        notify.body = format!("{status_line}\r\n").into_bytes();
-        let hop = NextHop::Uri(dialog.next_hop_uri().clone());
-        self.send_request(notify, hop, Owner::Call(id, Method::Notify), now);
     }
 
     fn incoming_reinvite(
@@ -1227,11 +1435,18 @@ impl UserAgent {
             return;
         };
         let tag = call.local_tag.clone();
-        if call.reinviting {
+        if call.reinviting || call.updating {
             let r = self.make_response(&request, 491, Some(&tag));
             self.tsx.send_response(tsx, r, now);
             return;
         }
+        if let Some(r) = self.session_too_short(&request, Some(&tag)) {
+            self.tsx.send_response(tsx, r, now);
+            return;
+        }
+        let Some(call) = self.calls.iter().find(|c| c.id == id) else {
+            return;
+        };
         let mut media = call.media.clone();
         media.session_version += 1;
         media.direction = call.media_direction();
@@ -1256,9 +1471,18 @@ impl UserAgent {
         let mut ok = self.make_response(&request, 200, Some(&tag));
         ok.headers
             .push("Contact", format!("<{}>", self.contact_for(source)));
+        ok.headers.push("Supported", self.supported());
+        // A re-INVITE refreshes the session (RFC 4028 §9).
+        let session = self.uas_session(&request, now);
+        if let Some((_, headers)) = &session {
+            for (name, value) in headers {
+                ok.headers.push(*name, value.clone());
+            }
+        }
         ok.headers.push("Content-Type", "application/sdp");
         ok.body = body.into_bytes();
         self.tsx.send_response(tsx, ok.clone(), now);
+        self.session_refreshed(id, session.map(|(t, _)| t), now);
         let t1 = self.config.timers.t1;
         // 2xx retransmissions go where the re-INVITE came from (RFC 3261 §18.2.2), as for the
         // initial INVITE; the remote target (Contact) may be unreachable behind NAT.
@@ -1337,9 +1561,12 @@ impl UserAgent {
                 && now >= at
             {
                 call.glare_retry_at = None;
-                self.send_reinvite(id, now);
+                self.send_offer(id, now);
                 continue;
             }
+            self.reliable_timeouts(id, now);
+            self.session_timeout(id, now);
+            self.transfer_timeouts(id, now);
             let Some(call) = self.call_mut(id) else {
                 continue;
             };
@@ -1377,6 +1604,10 @@ impl UserAgent {
                     c.no_answer_at,
                     c.glare_retry_at,
                     c.pending_ok.as_ref().map(|p| p.next.min(p.give_up)),
+                    c.reliable_1xx.as_ref().map(|p| p.next.min(p.give_up)),
+                    c.session.as_ref().map(|s| s.deadline()),
+                    c.asked_refer.as_ref().map(|a| a.deadline),
+                    c.transferred_bye_at,
                 ]
             })
             .flatten()
@@ -1431,7 +1662,7 @@ impl UserAgent {
 }
 
 /// The Contact URI of a request we built (before `localise` knew better).
-fn invite_contact(request: &Request) -> Uri {
+pub(super) fn invite_contact(request: &Request) -> Uri {
     request
         .headers
         .contacts()
@@ -1439,6 +1670,17 @@ fn invite_contact(request: &Request) -> Uri {
         .and_then(|c| c.into_iter().next())
         .map(|c| c.uri)
         .unwrap_or_default()
+}
+
+/// A new attempt of our INVITE (after a 422): the same request without the hop-by-hop
+/// headers the sending adds again, with the next CSeq.
+pub(super) fn retry_of(request: &Request) -> Request {
+    let mut next = request.clone();
+    for name in ["Via", "Route", "Max-Forwards", "User-Agent"] {
+        next.headers.remove(name);
+    }
+    bump_cseq(&mut next);
+    next
 }
 
 fn bump_cseq(request: &mut Request) {
@@ -1498,7 +1740,7 @@ pub fn is_dtmf(c: char) -> bool {
     c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
 }
 
-fn sanitize(s: &str) -> String {
+pub(super) fn sanitize(s: &str) -> String {
     s.chars()
         .filter(|c| *c != '"' && !c.is_control())
         .take(120)

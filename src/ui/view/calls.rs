@@ -55,6 +55,7 @@ fn call_lines(
     width: usize,
 ) -> [Line<'static>; 4] {
     let state_style = match call.state.as_str() {
+        "confirmed" if state.conference.contains(&call.id) => Style::new().fg(Color::Magenta),
         "confirmed" => Style::new().fg(Color::Green),
         "held" => Style::new().fg(Color::Blue),
         "incoming" => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
@@ -75,7 +76,13 @@ fn call_lines(
         )
     });
     let badge_len = finding.as_ref().map_or(0, |(text, _)| text.chars().count());
-    let right = format!(" {:<9} {duration}", call.state);
+    // An early call with SDP plays the other side's audio (announcements, its own ringback).
+    let shown_state = match call.state.as_str() {
+        "early" => "early media",
+        _ if state.conference.contains(&call.id) => "conference",
+        other => other,
+    };
+    let right = format!(" {shown_state:<9} {duration}");
     let room = width.saturating_sub(2 + id.len() + muted.len() + badge_len + right.chars().count());
     let remote = truncate(&printable(&call.remote), room);
     let pad = room.saturating_sub(remote.chars().count());

@@ -13,7 +13,7 @@ use crate::ui::state::{LogEntry, Popup, UiState};
 
 /// Every key, as the help popup lists it (kept here so help and keys.rs are read side by side).
 pub const HELP: &[(&str, &str)] = &[
-    ("type, Enter", "dial a number or URI (in the dial field)"),
+    ("type, Enter", "dial a number or URI (or click the pad)"),
     ("Enter", "on an empty field: answer the ringing call"),
     ("Up/Down j/k", "dial history; select a call or log message"),
     ("Esc", "leave the field, close a popup, follow log"),
@@ -22,9 +22,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("x", "hold / resume (others go on hold)"),
     ("m", "mute / unmute the microphone"),
     ("t", "transfer the call (asks for the target)"),
+    ("T", "attended transfer: consult, then T again"),
+    ("J / S / D", "conference / split it / do not disturb"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
-    ("d / i", "back to the dial field"),
-    ("Tab", "next pane: dial, calls, log"),
+    ("Tab, d / i", "next pane / back to the dial field"),
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
     ("c", "contacts and call history (Enter dials)"),
@@ -33,7 +34,6 @@ pub const HELP: &[(&str, &str)] = &[
     ("f / F", "log: this call only / cycle methods"),
     ("? or F1", "this help"),
     ("q, Ctrl-C/Q", "quit (asks: y confirms)"),
-    ("mouse", "click the dial pad buttons"),
 ];
 
 pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
@@ -43,7 +43,23 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(Popup::Incoming { call, remote }) => incoming(state, frame, area, *call, remote),
         Some(Popup::Message { entry, scroll }) => message(frame, area, entry, *scroll),
         Some(Popup::QuitConfirm) => quit(frame, area),
-        Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
+        Some(Popup::Transfer { call, target }) => transfer(
+            frame,
+            area,
+            &format!(" Transfer call {call} "),
+            " to (number or URI), Enter sends, Esc cancels:",
+            target,
+        ),
+        Some(Popup::Consult { call, target }) => transfer(
+            frame,
+            area,
+            &format!(" Attended transfer of call {call} "),
+            " consult whom first (number or URI)? Enter calls:",
+            target,
+        ),
+        Some(Popup::TransferRequest { call, target }) => {
+            transfer_request(frame, area, *call, target)
+        }
         Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
         Some(Popup::Ladder { call_id, scroll }) => {
             super::ladder::render(state, frame, area, call_id, *scroll);
@@ -230,20 +246,46 @@ fn quit(frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn transfer(frame: &mut Frame, area: Rect, call: u64, target: &str) {
-    let rect = centered(area, 56, 6);
+fn transfer_request(frame: &mut Frame, area: Rect, call: u64, target: &str) {
+    let rect = centered(area, 56, 7);
     let inner = frame_box(
         frame,
         rect,
-        format!(" Transfer call {call} "),
+        format!(" Transfer request in call {call} "),
         Color::Magenta,
     );
+    let target = truncate(
+        &printable(target),
+        usize::from(inner.width.saturating_sub(2)),
+    );
+    let key = Style::new().fg(Color::Black).add_modifier(Modifier::BOLD);
+    let lines = vec![
+        Line::raw(" The other side asks you to call:"),
+        Line::styled(
+            format!(" {target}"),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw(" "),
+            Span::styled(" a/Enter ", key.bg(Color::Green)),
+            Span::raw(" Accept   "),
+            Span::styled(" r/Esc ", key.bg(Color::Red)),
+            Span::raw(" Refuse"),
+        ]),
+    ];
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn transfer(frame: &mut Frame, area: Rect, title: &str, prompt: &str, target: &str) {
+    let rect = centered(area, 56, 6);
+    let inner = frame_box(frame, rect, title.to_string(), Color::Magenta);
     let room = usize::from(inner.width.saturating_sub(4));
     let target = printable(target);
     let skip = target.chars().count().saturating_sub(room);
     let shown: String = target.chars().skip(skip).collect();
     let lines = vec![
-        Line::raw(" to (number or URI), Enter sends, Esc cancels:"),
+        Line::raw(prompt.to_string()),
         Line::raw(""),
         Line::from(vec![
             Span::styled(" > ", Style::new().fg(Color::Cyan)),

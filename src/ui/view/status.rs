@@ -58,6 +58,22 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             super::diagnosis_style(worst).add_modifier(Modifier::BOLD),
         ));
     }
+    if let Some(code) = state.dnd {
+        spans.push(separator());
+        spans.push(Span::styled(
+            format!("DND {code}"),
+            Style::new()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD),
+        ));
+    }
+    if let Some(target) = &state.forward {
+        spans.push(separator());
+        spans.push(Span::styled(
+            format!("FWD → {}", printable(target)),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     if state.dropped_traces > 0 {
         spans.push(separator());
         spans.push(Span::styled(
