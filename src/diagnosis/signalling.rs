@@ -472,11 +472,12 @@ impl Diagnoser {
                     "extension required",
                     format!(
                         "{remote} refused the call ({said}) because it requires the SIP \
-                         extension {}, which sipterm does not support.",
+                         extension {}, which sipterm did not offer for this call.",
                         listing(&wanted)
                     ),
-                    "Ask the operator of the other side to make that extension optional \
-                     (e.g. `100rel`, `timer`) for calls from you.",
+                    "For `100rel` set the account's `100rel = \"supported\"` (or \"required\"), \
+                     for `timer` give it a `session_expires`; for anything else ask the \
+                     operator of the other side to make the extension optional for you.",
                 )
                 .with_evidence(base.with("require", wanted.join(", ")))
             }
