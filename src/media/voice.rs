@@ -64,6 +64,10 @@ impl VoiceSettings {
     }
 }
 
+/// Where the gain control brings speech (active speech level, dBFS): AGC2's adaptive digital
+/// controller with its default headroom, measured on speech by tests/voice_processing.rs.
+pub const AGC_TARGET_DBFS: f32 = -20.0;
+
 /// Processing runs on 10 ms blocks at one of these rates; 8 kHz audio is processed at 16 kHz.
 fn processing_rate(codec_rate: u32) -> u32 {
     match codec_rate {
@@ -293,8 +297,14 @@ impl VoiceProcessor {
 
 fn build_pipeline(rate: u32) -> Result<LinearPipeline, MediaError> {
     let format = AudioFormat::ten_ms(rate, 1);
+    let mut config = EchoCanceller3Config::default();
+    // A laptop's echo tail is short (a small room, speakers next to the microphone): the
+    // default reverberation assumption (0.83 per block) keeps suppressing near-end speech
+    // long after the far end stops.
+    config.ep_strength.default_len = 0.5;
+    config.ep_strength.nearend_len = 0.5;
     linear::builder(format, format)
-        .aec3_config(EchoCanceller3Config::default())
+        .aec3_config(config)
         .build()
         .map_err(MediaError::Voice)
 }
