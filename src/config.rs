@@ -114,6 +114,14 @@ pub struct AudioConfig {
     pub ringtone: String,
     /// Ringback and busy tones: "eu" (425 Hz) or "us" (440+480 / 480+620 Hz).
     pub tone_region: ToneRegion,
+    /// Where the ringtone plays (the speakers, while calls use a headset); unset: `output`.
+    #[serde(deserialize_with = "optional_non_empty_text")]
+    pub ring_device: Option<String>,
+    /// Echo cancellation, noise suppression, automatic gain: unset means on with a sound card
+    /// (echo cancellation needs both a microphone and a speaker), off with WAV files.
+    pub echo_cancel: Option<bool>,
+    pub noise_suppression: Option<bool>,
+    pub auto_gain: Option<bool>,
 }
 
 impl Default for AudioConfig {
@@ -123,6 +131,10 @@ impl Default for AudioConfig {
             output: "default".to_string(),
             ringtone: "builtin".to_string(),
             tone_region: ToneRegion::Eu,
+            ring_device: None,
+            echo_cancel: None,
+            noise_suppression: None,
+            auto_gain: None,
         }
     }
 }

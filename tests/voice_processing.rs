@@ -46,7 +46,12 @@ fn speech(dir: &Path, name: &str, voice: &str, text: &str, peak: f32) -> Vec<f32
     for chunk in samples.chunks_exact(samples_per_frame(rate)) {
         resampler.process(chunk, &mut out).expect("resample");
     }
-    let max = out.iter().map(|v| v.unsigned_abs()).max().unwrap_or(1).max(1);
+    let max = out
+        .iter()
+        .map(|v| v.unsigned_abs())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     out.iter()
         .map(|&v| f32::from(v) / f32::from(max) * peak)
         .collect()
@@ -272,10 +277,7 @@ fn a_jump_of_the_echo_delay_reconverges_within_1_s() {
 /// processing delay.
 fn snr(clean: &[f32], out: &[f32], lag: usize) -> (f64, f64) {
     let (mut speech, mut speech_blocks, mut noise, mut noise_blocks) = (0.0, 0, 0.0, 0);
-    let loudest = clean
-        .chunks_exact(FRAME)
-        .map(power)
-        .fold(0.0f64, f64::max);
+    let loudest = clean.chunks_exact(FRAME).map(power).fold(0.0f64, f64::max);
     for k in (seconds(3.0)..clean.len() - FRAME - lag).step_by(FRAME) {
         let c = power(&clean[k..k + FRAME]);
         let o = power(&out[k + lag..k + lag + FRAME]);

@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::call_audio::{CallAudio, Opened, ProcessingConfig};
+use super::command::AudioCommand;
 use super::transport::{canonical, on_socket_family};
 use crate::event::{Event, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
@@ -21,7 +23,7 @@ use crate::media::jitter::{JitterBuffer, Playout};
 
 /// Initial playout delay of the jitter buffer, in frames (it adapts to the measured jitter).
 const JITTER_FRAMES: u32 = 3;
-use crate::media::audio::{AudioDevice, AudioIo};
+use crate::media::audio::AudioDevice;
 use crate::media::quality;
 use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
@@ -63,6 +65,8 @@ pub struct MediaIo {
     /// A WAV output keeps what it holds (the tone the tone player recorded for this call just
     /// before) and the call's audio follows it; otherwise each call starts the file afresh.
     pub append_output: bool,
+    /// `[audio] echo_cancel`, `noise_suppression`, `auto_gain`.
+    pub processing: ProcessingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +77,8 @@ pub enum MediaControl {
     /// Call waiting: mix this region's call-waiting tone into what the call plays (`None`
     /// stops it). Sent by the SIP task while another call is `incoming`.
     CallWaiting(Option<ToneRegion>),
+    /// Recording, processing, devices (`driver::call_audio`).
+    Audio(AudioCommand),
     Stop,
 }
 
@@ -118,7 +124,8 @@ pub fn spawn(
 ) -> MediaHandle {
     let (control, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let mut media = match CallMedia::new(call, params, &io, events.clone()).await {
+        let (opened_tx, opened_rx) = mpsc::unbounded_channel();
+        let mut media = match CallMedia::new(call, params, &io, events.clone(), opened_tx).await {
             Ok(m) => m,
             Err(message) => {
                 let _ = events
@@ -129,7 +136,7 @@ pub fn spawn(
                 return;
             }
         };
-        media.run(rtp, rtcp, rx).await;
+        media.run(rtp, rtcp, rx, opened_rx).await;
     });
     MediaHandle { control, task }
 }
@@ -204,8 +211,9 @@ struct CallMedia {
     latch: Latch,
     /// Our RTP socket's address, for the `media` event.
     local: Option<SocketAddr>,
-    /// Sound devices, when an endpoint is `Device`; they take over from `source`/`sink`.
-    device: Option<AudioIo>,
+    /// Sound devices (when an endpoint is `Device`; they take over from `source`/`sink`),
+    /// voice processing and recording.
+    audio: CallAudio,
     /// What we captured (silence while muted) and played since the last `levels` event.
     mic_level: LevelMeter,
     speaker_level: LevelMeter,
@@ -221,6 +229,7 @@ impl CallMedia {
         params: MediaParams,
         io: &MediaIo,
         events: mpsc::Sender<Event>,
+        opened: mpsc::UnboundedSender<Opened>,
     ) -> Result<Self, String> {
         let kind = kind_of(params.codec);
         let rate = kind.sample_rate();
@@ -241,6 +250,14 @@ impl CallMedia {
             AudioEndpoint::Device(_) => FrameSource::null(rate),
         };
         let device = open_devices(io, rate, &events).await;
+        let settings = io.processing.resolve(
+            device.as_ref().is_some_and(|d| d.has_capture()),
+            device.as_ref().is_some_and(|d| d.has_playback()),
+        );
+        let (audio, warnings) = CallAudio::new(call, rate, device, settings, opened);
+        for warning in warnings {
+            warn(&events, warning).await;
+        }
         let sink = match &io.output {
             AudioEndpoint::Wav(path) => match create_sink(path, rate, io.append_output) {
                 Ok(s) => FrameSink::Wav(Box::new(s)),
@@ -289,7 +306,7 @@ impl CallMedia {
             events,
             latch: Latch::new(Negotiated::of(&params), io.rtp_latching),
             local: None,
-            device,
+            audio,
             srtp: match &params.srtp {
                 Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
                 None => None,
@@ -306,6 +323,7 @@ impl CallMedia {
         rtp: UdpSocket,
         rtcp: UdpSocket,
         mut control: mpsc::UnboundedReceiver<MediaControl>,
+        mut opened: mpsc::UnboundedReceiver<Opened>,
     ) {
         self.local = rtp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
@@ -321,8 +339,8 @@ impl CallMedia {
             tokio::select! {
                 _ = tick.tick() => {
                     frames += 1;
-                    if let Some(warning) = self.device.as_mut().and_then(AudioIo::poll_warning) {
-                        warn(&self.events, warning.0).await;
+                    if let Some(warning) = self.audio.poll() {
+                        warn(&self.events, warning).await;
                     }
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     self.play_frame(&mut pcm);
@@ -335,6 +353,9 @@ impl CallMedia {
                     }
                     if frames.is_multiple_of(LEVELS_EVERY) {
                         self.report_levels();
+                    }
+                    if let Some(event) = self.audio.poll_event() {
+                        let _ = self.events.send(event).await;
                     }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
@@ -376,9 +397,28 @@ impl CallMedia {
                         let rate = self.kind.sample_rate();
                         self.call_waiting = region.map(|r| (r, r.call_waiting(rate)));
                     }
+                    Some(MediaControl::Audio(change)) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        if let Some(message) = self.audio.handle_command(change, now) {
+                            warn(&self.events, message).await;
+                        }
+                    }
                     Some(MediaControl::Stop) | None => break,
                 },
+                Some(done) = opened.recv() => {
+                    if let Some(message) = self.audio.handle_opened(done) {
+                        warn(&self.events, message).await;
+                    }
+                }
             }
+        }
+        if let Some(path) = self.audio.stop_recording() {
+            tracing::info!(call = self.call, "recording saved: {}", path.display());
+        }
+        if let Some(event) = self.audio.poll_event() {
+            let _ = self.events.send(event).await;
         }
         self.report().await;
         let bye = self.rtcp.bye(None);
@@ -407,9 +447,9 @@ impl CallMedia {
         pcm.clear();
         // The source advances in real time whether or not we send (hold keeps the file's clock).
         let _ = self.source.next_frame(pcm);
-        if let Some(device) = &mut self.device {
-            device.read_frame(pcm);
-        }
+        self.audio.capture(pcm);
+        let sending = self.params.direction.sends() && !self.muted;
+        self.audio.sent(sending.then_some(pcm.as_slice()));
         if self.muted {
             self.mic_level.add_silence(pcm.len());
         } else {
@@ -498,8 +538,9 @@ impl CallMedia {
         }
         self.speaker_level.add(pcm);
         let _ = self.sink.write_frame(pcm);
-        if let Some(device) = &mut self.device {
-            device.write_frame(pcm);
+        if let Some(message) = self.audio.play(pcm) {
+            tracing::warn!("{message}");
+            let _ = self.events.try_send(Event::Warning { message });
         }
     }
 
@@ -635,10 +676,9 @@ impl CallMedia {
             let kind = kind_of(params.codec);
             if let (Ok(enc), Ok(dec)) = (codec::encoder(kind), codec::decoder(kind)) {
                 self.kind = kind;
-                if let Some(device) = &mut self.device
-                    && device.set_codec_rate(kind.sample_rate()).is_err()
-                {
-                    self.device = None;
+                for message in self.audio.set_codec_rate(kind.sample_rate()) {
+                    tracing::warn!("{message}");
+                    let _ = self.events.try_send(Event::Warning { message });
                 }
                 self.encoder = enc;
                 self.decoder = dec;
@@ -754,7 +794,11 @@ fn create_sink(
 
 /// Opens the sound devices of `Device` endpoints (on a blocking thread: backends take time);
 /// failures become warnings and that direction stays silent.
-async fn open_devices(io: &MediaIo, rate: u32, events: &mpsc::Sender<Event>) -> Option<AudioIo> {
+async fn open_devices(
+    io: &MediaIo,
+    rate: u32,
+    events: &mpsc::Sender<Event>,
+) -> Option<crate::media::audio::AudioIo> {
     let name = |e: &AudioEndpoint| match e {
         AudioEndpoint::Device(name) => Some(name.clone()),
         _ => None,

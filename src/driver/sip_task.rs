@@ -274,6 +274,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             output: media_task::AudioEndpoint::Null,
             rtp_latching: false,
             append_output: false,
+            processing: Default::default(),
         },
         tones: Tones::default(),
         sockets: HashMap::new(),
@@ -310,6 +311,7 @@ fn waits_for_media(command: &Command) -> bool {
         | Command::Resume(call)
         | Command::Transfer(call, _)
         | Command::Mute(call, _)
+        | Command::Audio(call, _)
         | Command::Dtmf(call, _) => call.is_none(),
     }
 }
@@ -579,6 +581,9 @@ impl Engine {
             }
             Command::Dtmf(call, digits) => {
                 return self.media_control(call, MediaControl::Dtmf(digits)).await;
+            }
+            Command::Audio(call, change) => {
+                return self.media_control(call, MediaControl::Audio(change)).await;
             }
         };
         self.ua.handle_command(ua_command, now);

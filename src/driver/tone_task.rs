@@ -52,6 +52,8 @@ pub enum Ringtone {
 pub struct ToneSettings {
     pub ringtone: Ringtone,
     pub region: ToneRegion,
+    /// `[audio] ring_device`: the ringtone plays here when calls use a sound device.
+    pub ring_device: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +142,14 @@ pub fn spawn(
     }
     let (stop, stop_rx) = oneshot::channel();
     let settings = settings.clone();
-    let output = output.clone();
+    let output = match (kind, &settings.ring_device, output) {
+        // The ringtone goes to the speakers while calls use the headset; a WAV output (a
+        // test's recording) keeps everything.
+        (ToneKind::Ringtone, Some(ring), AudioEndpoint::Device(_)) => {
+            AudioEndpoint::Device(ring.clone())
+        }
+        _ => output.clone(),
+    };
     let task =
         tokio::spawn(
             async move { play(kind, settings, output, device_warned, events, stop_rx).await },

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod jitter;
 pub mod quality;
+pub mod record;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

@@ -264,8 +264,7 @@ impl VoiceProcessor {
             {
                 *slot = f32::from(s) / 32768.0;
             }
-            if self.settings.echo_cancel && self.monitor.handle_capture(&self.frame_f32[..block])
-            {
+            if self.settings.echo_cancel && self.monitor.handle_capture(&self.frame_f32[..block]) {
                 self.reset_echo_path();
             }
             match self
@@ -352,7 +351,10 @@ impl EchoPathMonitor {
     }
 
     fn push(history: &mut Vec<f64>, block: &[f32]) {
-        let energy: f64 = block.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()
+        let energy: f64 = block
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
             / block.len().max(1) as f64;
         if history.len() == MONITOR_WINDOW + MONITOR_MAX_LAG {
             history.remove(0);
@@ -440,7 +442,11 @@ impl EchoPathMonitor {
 
 fn centered_norm(values: &[f64]) -> (f64, f64) {
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let norm = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt();
+    let norm = values
+        .iter()
+        .map(|v| (v - mean).powi(2))
+        .sum::<f64>()
+        .sqrt();
     (mean, norm)
 }
 

@@ -67,6 +67,15 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
+        Some(Popup::Devices { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Char('q' | 'D') => Some(Action::Cancel),
+                KeyCode::Enter => Some(Action::Submit),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -88,6 +97,9 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('x') => Some(Action::ToggleHold),
         KeyCode::Char('m') => Some(Action::ToggleMute),
         KeyCode::Char('t') => Some(Action::StartTransfer),
+        KeyCode::Char('p') => Some(Action::ToggleProcessing),
+        KeyCode::Char('R') => Some(Action::ToggleRecording),
+        KeyCode::Char('D') => Some(Action::ShowDevices),
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
         KeyCode::Char('e') => Some(Action::ExportCall),
@@ -426,6 +438,7 @@ mod tests {
                 remote: "sip:bob@b".into(),
             },
             Popup::Contacts { selected: 0 },
+            Popup::Devices { selected: 0 },
             Popup::Ladder {
                 call_id: "x".into(),
                 scroll: 0,

@@ -57,6 +57,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         config.log.sip_trace_limit,
         Instant::now(),
     );
+    // Before the alternate screen: enumerating ALSA devices prints alsa-lib noise to stderr.
+    (state.input_devices, state.output_devices) = crate::media::audio::device_ids();
     state.contacts = config.contacts.clone();
     // No --config and nothing at the default path: the built-in local account runs, and the
     // log pane says where the config file goes and how to try a call.

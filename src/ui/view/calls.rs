@@ -66,8 +66,15 @@ fn call_lines(
     let marker = if selected { "▶ " } else { "  " };
     let id = format!("{} ", call.id);
     let muted = if call.muted { " MUTED" } else { "" };
+    // The recording marker, on the call line while the call records.
+    let rec = if call.recording.is_some() {
+        " ●REC"
+    } else {
+        ""
+    };
     let right = format!(" {:<9} {duration}", call.state);
-    let room = width.saturating_sub(2 + id.len() + muted.len() + right.chars().count());
+    let room = width
+        .saturating_sub(2 + id.len() + muted.len() + rec.chars().count() + right.chars().count());
     let remote = truncate(&printable(&call.remote), room);
     let pad = room.saturating_sub(remote.chars().count());
     let name_style = if selected {
@@ -86,6 +93,10 @@ fn call_lines(
                 .fg(Color::LightRed)
                 .add_modifier(Modifier::BOLD),
         ),
+        Span::styled(
+            rec,
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
         Span::styled(right, state_style),
     ]);
 
@@ -101,6 +112,12 @@ fn call_lines(
             stats.push(Span::styled(printable(codec), Style::new().fg(Color::Cyan)));
             if call.encrypted {
                 stats.push(Span::styled(" SRTP", Style::new().fg(Color::Green)));
+            }
+            if let Some(processing) = call.processing.as_deref().filter(|p| *p != "-") {
+                stats.push(Span::styled(
+                    format!(" {processing}"),
+                    Style::new().fg(Color::Magenta),
+                ));
             }
             // Someone else is sending to this call's port: dropped, but worth knowing (and
             // before the packet counts, which are cut first on narrow terminals).

@@ -22,6 +22,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("x", "hold / resume (others go on hold)"),
     ("m", "mute / unmute the microphone"),
     ("t", "transfer the call (asks for the target)"),
+    ("p", "echo cancel, noise, gain on/off (call)"),
+    ("R", "record the call to a WAV / stop"),
+    ("D", "sound devices: move the call to one"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
     ("d / i", "back to the dial field"),
     ("Tab", "next pane: dial, calls, log"),
@@ -45,6 +48,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         Some(Popup::QuitConfirm) => quit(frame, area),
         Some(Popup::Transfer { call, target }) => transfer(frame, area, *call, target),
         Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
+        Some(Popup::Devices { selected }) => devices(state, frame, area, *selected),
         Some(Popup::Ladder { call_id, scroll }) => {
             super::ladder::render(state, frame, area, call_id, *scroll);
         }
@@ -87,6 +91,42 @@ fn contacts(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
         .collect();
     lines.push(Line::styled(
         " Up/Down select  Enter dial  Esc close",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn devices(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
+    let choices = state.device_choices();
+    let height = u16::try_from(choices.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3)
+        .min(area.height.saturating_sub(2));
+    let rect = centered(area, area.width.saturating_sub(8).min(70), height);
+    let inner = frame_box(frame, rect, " Sound devices ".into(), Color::Green);
+    let rows = usize::from(inner.height.saturating_sub(1)).max(1);
+    let first = selected.saturating_sub(rows - 1);
+    let width = usize::from(inner.width.saturating_sub(12));
+    let mut lines: Vec<Line> = choices
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(rows)
+        .map(|(i, (input, name))| {
+            let side = if *input { "input " } else { "output" };
+            let text = format!("{side}  {}", truncate(&printable(name), width));
+            if i == selected {
+                Line::styled(
+                    format!("▶ {text}"),
+                    Style::new().add_modifier(Modifier::REVERSED),
+                )
+            } else {
+                Line::raw(format!("  {text}"))
+            }
+        })
+        .collect();
+    lines.push(Line::styled(
+        " Up/Down select  Enter use for the call  Esc close",
         Style::new().fg(Color::DarkGray),
     ));
     frame.render_widget(Paragraph::new(lines), inner);
