@@ -154,6 +154,7 @@ fn codec_by_name(name: &str) -> Option<Codec> {
         "opus" => Some(Codec::Opus),
         "pcmu" => Some(Codec::Pcmu),
         "pcma" => Some(Codec::Pcma),
+        "g722" => Some(Codec::G722),
         _ => None,
     }
 }

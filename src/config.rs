@@ -21,7 +21,10 @@ use crate::cli::Cli;
 pub const CONFIG_FILE_NAME: &str = "config.toml";
 
 /// Codecs sipterm can negotiate, by their config names.
-pub const SUPPORTED_CODECS: [&str; 3] = ["opus", "pcmu", "pcma"];
+pub const SUPPORTED_CODECS: [&str; 4] = ["opus", "pcmu", "pcma", "g722"];
+/// What an account offers when its `codecs` key is absent. G.722 is opt-in: offering it
+/// changes every offer's payload list, and Opus already gives wideband to peers that have it.
+pub const DEFAULT_CODECS: [&str; 3] = ["opus", "pcmu", "pcma"];
 
 /// Config files are small; anything larger is a mistake (a wrong path), not a config.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -400,7 +403,7 @@ fn default_expires() -> u32 {
 }
 
 fn default_codecs() -> Vec<String> {
-    SUPPORTED_CODECS.iter().map(|c| c.to_string()).collect()
+    DEFAULT_CODECS.iter().map(|c| c.to_string()).collect()
 }
 
 impl Account {

@@ -187,6 +187,7 @@ fn kind_of(codec: Codec) -> CodecKind {
         Codec::Opus => CodecKind::Opus,
         Codec::Pcmu => CodecKind::Pcmu,
         Codec::Pcma => CodecKind::Pcma,
+        Codec::G722 => CodecKind::G722,
     }
 }
 
@@ -279,7 +280,7 @@ impl CallMedia {
         // off-path attacker who can guess them can inject into the stream) from the thread's
         // ChaCha12 generator, seeded by the OS.
         let seed: u64 = rand::random();
-        let sender = RtpSender::new(seed, params.payload_type, kind.samples_per_frame() as u32);
+        let sender = RtpSender::new(seed, params.payload_type, kind.timestamp_step());
         let cname = format!("sipterm-{:08x}@{}", sender.ssrc(), params.remote.ip());
         Ok(CallMedia {
             rtcp: RtcpSession::new(
@@ -299,7 +300,7 @@ impl CallMedia {
                 Some(pt) => RtpReceiver::new(kind.clock_rate()).with_event_payload_type(pt),
                 None => RtpReceiver::new(kind.clock_rate()),
             },
-            jitter: JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES),
+            jitter: JitterBuffer::new(kind.timestamp_step(), JITTER_FRAMES),
             dtmf_out: DtmfSender::with_defaults(kind.clock_rate()).map_err(|e| e.to_string())?,
             dtmf_in: DtmfReceiver::new(),
             muted: false,
@@ -685,11 +686,11 @@ impl CallMedia {
                 if let Some((region, tone)) = &mut self.call_waiting {
                     *tone = region.call_waiting(kind.sample_rate());
                 }
-                self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
+                self.jitter = JitterBuffer::new(kind.timestamp_step(), JITTER_FRAMES);
                 self.sender = RtpSender::new(
                     u64::from(self.sender.ssrc()) << 16 | 1,
                     params.payload_type,
-                    kind.samples_per_frame() as u32,
+                    kind.timestamp_step(),
                 );
             }
         }
