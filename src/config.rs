@@ -1154,6 +1154,20 @@ uri = "sips:bob@biloxi.com"
         let config = parse_ok("[audio]\nringtone = \"/tmp/ring.wav\"\ntone_region = \"us\"\n");
         assert_eq!(config.audio.ringtone, "/tmp/ring.wav");
         assert_eq!(config.audio.tone_region, ToneRegion::Us);
+        let config = parse_ok(
+            "[audio]\necho_cancel = false\nnoise_suppression = true\nring_device = \"pulseaudio:speakers\"\n",
+        );
+        assert_eq!(config.audio.echo_cancel, Some(false));
+        assert_eq!(config.audio.noise_suppression, Some(true));
+        assert_eq!(config.audio.auto_gain, None);
+        assert_eq!(
+            config.audio.ring_device.as_deref(),
+            Some("pulseaudio:speakers")
+        );
+        let error = error_text("[audio]\nauto_gain = \"yes\"\n");
+        assert!(error.contains("auto_gain"), "{error}");
+        let error = error_text("[audio]\nring_device = \"\"\n");
+        assert!(error.contains("ring_device"), "{error}");
         let error = error_text("[audio]\ntone_region = \"uk\"\n");
         assert!(
             error.contains("tone_region") || error.contains("uk"),
