@@ -142,7 +142,7 @@ impl VoiceWorker {
     }
 
     /// Processes one captured frame in place (unprocessed when the thread is late or gone).
-    pub fn process_capture(&mut self, frame: &mut Vec<i16>) {
+    pub fn process_capture(&mut self, frame: &mut [i16]) {
         self.seq += 1;
         let mut played = self.spare.pop().unwrap_or_default();
         played.clear();

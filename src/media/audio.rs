@@ -908,7 +908,6 @@ where
                     slot.write(0.0);
                 }
             }
-            drop(reference_slots);
             if let Some(chunk) = reference_chunk {
                 // SAFETY: the two loops above wrote one slot per played frame, `frames` in
                 // all, and the chunk holds at most `frames` slots: every slot is written.

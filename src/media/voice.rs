@@ -267,17 +267,15 @@ impl VoiceProcessor {
             if self.settings.echo_cancel && self.monitor.handle_capture(&self.frame_f32[..block]) {
                 self.reset_echo_path();
             }
-            match self
+            // The graph holds a block back only while it fills (Ok(false)): that one, and any
+            // error, passes through unprocessed.
+            if let Ok(true) = self
                 .pipeline
                 .process_capture_frame(&self.frame_f32[..block], &mut self.out_f32[..block])
             {
-                Ok(true) => {
-                    for (slot, &v) in self.scratch[range].iter_mut().zip(&self.out_f32[..block]) {
-                        *slot = (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-                    }
+                for (slot, &v) in self.scratch[range].iter_mut().zip(&self.out_f32[..block]) {
+                    *slot = (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
                 }
-                // The graph holds the block back only while it fills: pass this one through.
-                Ok(false) | Err(_) => {}
             }
         }
         match &mut self.capture_down {
