@@ -20,6 +20,7 @@ use crate::event::{Event, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::jitter::{JitterBuffer, Playout};
+use crate::media::ptime::{self, Packetizer};
 
 /// Initial playout delay of the jitter buffer, in frames (it adapts to the measured jitter).
 const JITTER_FRAMES: u32 = 3;
@@ -202,6 +203,11 @@ struct CallMedia {
     sender: RtpSender,
     receiver: RtpReceiver,
     jitter: JitterBuffer,
+    /// Gathers audio into packets of the peer's ptime; `packet_pcm` holds one packet's PCM.
+    packetizer: Packetizer,
+    packet_pcm: Vec<i16>,
+    /// The jitter buffer's frame: 20 ms, or 10 ms for peers sending 10/30/50 ms packets.
+    receive_frame_ms: u32,
     dtmf_out: DtmfSender,
     dtmf_in: DtmfReceiver,
     muted: bool,
@@ -300,7 +306,10 @@ impl CallMedia {
                 Some(pt) => RtpReceiver::new(kind.clock_rate()).with_event_payload_type(pt),
                 None => RtpReceiver::new(kind.clock_rate()),
             },
-            jitter: JitterBuffer::new(kind.timestamp_step(), JITTER_FRAMES),
+            jitter: jitter_buffer(kind, ptime::receive_frame_ms(kind, params.ptime_ms)),
+            packetizer: Packetizer::new(kind, ptime::send_ptime_ms(kind, params.ptime_ms)),
+            packet_pcm: Vec::with_capacity(kind.samples_per_frame() * 3),
+            receive_frame_ms: ptime::receive_frame_ms(kind, params.ptime_ms),
             dtmf_out: DtmfSender::with_defaults(kind.clock_rate()).map_err(|e| e.to_string())?,
             dtmf_in: DtmfReceiver::new(),
             muted: false,
@@ -457,6 +466,9 @@ impl CallMedia {
             self.mic_level.add(pcm);
         }
         packet.clear();
+        // Audio for the peer's packet time gathers here (`media::ptime`); a tick that sends
+        // none drops it and the RTP clock skips the time it covered.
+        let mut skipped = 0;
         let dtmf = match self.params.telephone_event_pt {
             Some(pt) => self
                 .dtmf_out
@@ -468,17 +480,34 @@ impl CallMedia {
             if self.sender.packetize_event(pt, &dtmf, packet).is_err() {
                 packet.clear();
             }
+            skipped = self.packetizer.discard(self.kind);
         } else if self.params.direction.sends() && !self.muted {
-            payload.clear();
-            if self.encoder.encode(pcm, payload).is_err()
-                || self.sender.packetize_audio(payload, packet).is_err()
-            {
+            self.packetizer.push(pcm);
+            let units = self.packetizer.units_per_packet();
+            while self.packetizer.pop(&mut self.packet_pcm) {
+                payload.clear();
                 packet.clear();
-                self.sender.skip_frame();
+                if self.encoder.encode(&self.packet_pcm, payload).is_err()
+                    || self
+                        .sender
+                        .packetize_audio_units(payload, units, packet)
+                        .is_err()
+                {
+                    packet.clear();
+                    self.sender.skip_units(units);
+                }
+                self.send_rtp(socket, packet).await;
             }
+            packet.clear();
         } else {
             self.sender.skip_frame();
+            skipped = self.packetizer.discard(self.kind);
         }
+        self.sender.skip_units(skipped);
+        self.send_rtp(socket, packet).await;
+    }
+
+    async fn send_rtp(&mut self, socket: &UdpSocket, packet: &[u8]) {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
@@ -518,22 +547,27 @@ impl CallMedia {
     fn play_frame(&mut self, pcm: &mut Vec<i16>) {
         pcm.clear();
         let frame = self.kind.samples_per_frame();
-        let ok = match self.jitter.pop_frame() {
-            Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
-            Playout::Missing => match self.jitter.peek_next() {
-                // Opus rebuilds a lost frame from the next packet's in-band FEC.
-                Some(next) => {
-                    let next = next.to_vec();
-                    self.decoder.decode_lost_with_next(&next, pcm).is_ok()
-                }
-                None => self.decoder.decode(None, pcm).is_ok(),
-            },
-            Playout::Buffering => false,
-        };
+        // One 20 ms tick is one jitter frame, or two of 10 ms (`media::ptime`).
+        let mut ok = true;
+        for _ in 0..20 / self.receive_frame_ms {
+            ok &= match self.jitter.pop_frame() {
+                Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
+                Playout::Missing => match self.jitter.peek_next() {
+                    // Opus rebuilds a lost frame from the next packet's in-band FEC.
+                    Some(next) => {
+                        let next = next.to_vec();
+                        self.decoder.decode_lost_with_next(&next, pcm).is_ok()
+                    }
+                    None => self.decoder.decode(None, pcm).is_ok(),
+                },
+                Playout::Buffering => false,
+            };
+        }
         if !ok || pcm.is_empty() {
             pcm.clear();
-            pcm.resize(frame, 0);
         }
+        // Whatever the packets held, the tick plays exactly one frame.
+        pcm.resize(frame, 0);
         if let Some((_, tone)) = &mut self.call_waiting {
             tone.mix(pcm);
         }
@@ -665,8 +699,17 @@ impl CallMedia {
                 if restarted {
                     self.jitter.reset();
                 }
-                self.jitter
-                    .insert_at(packet.timestamp(), packet.payload(), arrival_units);
+                if ptime::is_sample_codec(self.kind) {
+                    let units = (self.kind.clock_rate() * self.receive_frame_ms / 1000) as usize;
+                    for (timestamp, piece) in
+                        ptime::split_payload(packet.timestamp(), packet.payload(), units)
+                    {
+                        self.jitter.insert_at(timestamp, piece, arrival_units);
+                    }
+                } else {
+                    self.jitter
+                        .insert_at(packet.timestamp(), packet.payload(), arrival_units);
+                }
             }
             ReceiveOutcome::Duplicate | ReceiveOutcome::Discarded => {}
         }
@@ -686,12 +729,26 @@ impl CallMedia {
                 if let Some((region, tone)) = &mut self.call_waiting {
                     *tone = region.call_waiting(kind.sample_rate());
                 }
-                self.jitter = JitterBuffer::new(kind.timestamp_step(), JITTER_FRAMES);
+                self.receive_frame_ms = ptime::receive_frame_ms(kind, params.ptime_ms);
+                self.jitter = jitter_buffer(kind, self.receive_frame_ms);
+                self.packetizer =
+                    Packetizer::new(kind, ptime::send_ptime_ms(kind, params.ptime_ms));
                 self.sender = RtpSender::new(
                     u64::from(self.sender.ssrc()) << 16 | 1,
                     params.payload_type,
                     kind.timestamp_step(),
                 );
+            }
+        } else if params.ptime_ms != self.params.ptime_ms {
+            // Same codec, another packet time (a re-INVITE): what waits for the old one goes.
+            let skipped = self.packetizer.discard(self.kind);
+            self.sender.skip_units(skipped);
+            self.packetizer =
+                Packetizer::new(self.kind, ptime::send_ptime_ms(self.kind, params.ptime_ms));
+            let frame_ms = ptime::receive_frame_ms(self.kind, params.ptime_ms);
+            if frame_ms != self.receive_frame_ms {
+                self.receive_frame_ms = frame_ms;
+                self.jitter = jitter_buffer(self.kind, frame_ms);
             }
         }
         // A new SDP address forgets the latched source; the counters and the SSRC heard stay.
@@ -731,8 +788,8 @@ impl CallMedia {
             0.0
         };
         // One-way delay estimate: half the RTT when known, plus our playout buffer.
-        let delay_ms =
-            rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(self.jitter.target_delay() * 20);
+        let delay_ms = rtt_ms.map(|r| r / 2.0).unwrap_or(0.0)
+            + f64::from(self.jitter.target_delay() * self.receive_frame_ms);
         let mos = quality::mos(
             self.kind,
             delay_ms as f32,
@@ -832,6 +889,14 @@ async fn open_devices(
         return None;
     }
     (device.has_capture() || device.has_playback()).then_some(device)
+}
+
+/// A jitter buffer of `frame_ms` frames starting at the usual delay (`JITTER_FRAMES` of 20 ms).
+fn jitter_buffer(kind: CodecKind, frame_ms: u32) -> JitterBuffer {
+    JitterBuffer::new(
+        kind.clock_rate() * frame_ms / 1000,
+        JITTER_FRAMES * 20 / frame_ms.max(1),
+    )
 }
 
 fn round_db(db: f32) -> f32 {

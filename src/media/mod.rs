@@ -15,6 +15,7 @@ pub mod audio;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod ptime;
 pub mod quality;
 pub mod record;
 pub mod resample;
