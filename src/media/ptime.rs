@@ -48,7 +48,7 @@ pub fn split_payload(
     payload: &[u8],
     frame_units: usize,
 ) -> impl Iterator<Item = (u32, &[u8])> {
-    let whole = frame_units > 0 && !payload.is_empty() && payload.len() % frame_units == 0;
+    let whole = frame_units > 0 && !payload.is_empty() && payload.len().is_multiple_of(frame_units);
     let size = if whole {
         frame_units
     } else {
