@@ -231,7 +231,8 @@ fn keep_on_thread<T: Send + 'static>(
 /// An open capture device: its ring and the thread that keeps its stream.
 pub struct Capture {
     reader: CaptureReader,
-    /// Polls since the callback count last moved (a stall detector).
+    /// Polls since it opened, and since the callback count last moved (a stall detector).
+    polls: u32,
     still_polls: u32,
     last_callbacks: u64,
     _keeper: StreamKeeper,
@@ -240,6 +241,7 @@ pub struct Capture {
 /// An open playback device: its rings and the thread that keeps its stream.
 pub struct Playback {
     writer: PlaybackWriter,
+    polls: u32,
     still_polls: u32,
     last_callbacks: u64,
     _keeper: StreamKeeper,
@@ -252,6 +254,7 @@ impl Capture {
         Ok(
             keep_on_thread(move || open_capture(&name))?.map(|(reader, keeper)| Capture {
                 reader,
+                polls: 0,
                 still_polls: 0,
                 last_callbacks: 0,
                 _keeper: keeper,
@@ -271,6 +274,7 @@ impl Playback {
         Ok(
             keep_on_thread(move || open_playback(&name))?.map(|(writer, keeper)| Playback {
                 writer,
+                polls: 0,
                 still_polls: 0,
                 last_callbacks: 0,
                 _keeper: keeper,
@@ -283,8 +287,12 @@ impl Playback {
     }
 }
 
-/// Polls (20 ms each) without a single callback before a running stream counts as stalled.
-const STALL_POLLS: u32 = 15;
+/// Polls (20 ms each) without a single callback before a running stream counts as stalled:
+/// 500 ms, well above any buffer a 10 ms stream should see, yet a short gap in a call.
+const STALL_POLLS: u32 = 25;
+/// A stream's first polls are not judged: a sound server may take a while to settle a new
+/// stream into a device that is already playing (PulseAudio re-configures its latency).
+const STALL_GRACE_POLLS: u32 = 150;
 
 /// Which way a device carries sound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,8 +531,12 @@ impl AudioIo {
     pub fn poll(&mut self) -> Option<DeviceNews> {
         self.polls += 1;
         if let Some(c) = &mut self.capture
-            && let Some(why) =
-                side_trouble(&c.reader.status, &mut c.still_polls, &mut c.last_callbacks)
+            && let Some(why) = side_trouble(
+                &c.reader.status,
+                &mut c.polls,
+                &mut c.still_polls,
+                &mut c.last_callbacks,
+            )
         {
             let name = c.reader.name.clone();
             self.capture = None;
@@ -536,8 +548,12 @@ impl AudioIo {
             });
         }
         if let Some(p) = &mut self.playback
-            && let Some(why) =
-                side_trouble(&p.writer.status, &mut p.still_polls, &mut p.last_callbacks)
+            && let Some(why) = side_trouble(
+                &p.writer.status,
+                &mut p.polls,
+                &mut p.still_polls,
+                &mut p.last_callbacks,
+            )
         {
             let name = p.writer.name.clone();
             self.playback = None;
@@ -591,10 +607,16 @@ impl AudioIo {
 }
 
 /// Why a running stream is unusable: a fatal error, or no callback for `STALL_POLLS` polls.
-fn side_trouble(status: &SideStatus, still: &mut u32, last: &mut u64) -> Option<String> {
+fn side_trouble(
+    status: &SideStatus,
+    polls: &mut u32,
+    still: &mut u32,
+    last: &mut u64,
+) -> Option<String> {
     if status.failed.load(Ordering::Acquire) {
         return Some(failure_text(status));
     }
+    *polls = polls.saturating_add(1);
     let callbacks = status.callbacks.load(Ordering::Relaxed);
     if callbacks != *last {
         *last = callbacks;
@@ -602,8 +624,9 @@ fn side_trouble(status: &SideStatus, still: &mut u32, last: &mut u64) -> Option<
         return None;
     }
     *still += 1;
-    // Only a stream that has run counts as stalled (some backends start slowly).
-    (callbacks > 0 && *still >= STALL_POLLS).then(|| "the device stopped (unplugged?)".into())
+    // Only a stream that has run, and settled, counts as stalled.
+    (callbacks > 0 && *polls > STALL_GRACE_POLLS && *still >= STALL_POLLS)
+        .then(|| "the device stopped (unplugged?)".into())
 }
 
 fn failure_text(status: &SideStatus) -> String {

@@ -64,8 +64,7 @@ impl VoiceSettings {
     }
 }
 
-/// Where the gain control brings speech (active speech level, dBFS): AGC2's adaptive digital
-/// controller with its default headroom, measured on speech by tests/voice_processing.rs.
+/// Where the gain control brings speech (active speech level, dBFS).
 pub const AGC_TARGET_DBFS: f32 = -20.0;
 
 /// Processing runs on 10 ms blocks at one of these rates; 8 kHz audio is processed at 16 kHz.
@@ -96,6 +95,12 @@ pub struct VoiceProcessor {
     monitor: EchoPathMonitor,
     /// Times the canceller was restarted because the echo path jumped.
     restarts: u64,
+    gain: GainControl,
+    /// 10 ms blocks since the far end last played something audible.
+    blocks_since_far: u32,
+    /// 10 ms blocks since the canceller (re)started: until it has converged, what it lets
+    /// through may be echo.
+    blocks_since_reset: u32,
 }
 
 impl std::fmt::Debug for VoiceProcessor {
@@ -133,6 +138,9 @@ impl VoiceProcessor {
             scratch: Vec::with_capacity(samples_per_frame(rate)),
             monitor: EchoPathMonitor::new(),
             restarts: 0,
+            gain: GainControl::new(),
+            blocks_since_far: u32::MAX,
+            blocks_since_reset: 0,
         };
         processor.apply_settings()?;
         Ok(processor)
@@ -195,6 +203,7 @@ impl VoiceProcessor {
         if self.pipeline.reset_aec3().is_ok() {
             self.restarts += 1;
         }
+        self.blocks_since_reset = 0;
         self.monitor = EchoPathMonitor::new();
     }
 
@@ -224,6 +233,9 @@ impl VoiceProcessor {
                     *slot = f32::from(s) / 32768.0;
                 }
                 self.monitor.handle_render(&self.frame_f32[..block]);
+                if block_dbfs(&self.frame_f32[..block]) > FAR_ACTIVE_DBFS {
+                    self.blocks_since_far = 0;
+                }
                 // A render error only means this block is not used as reference.
                 let _ = self.pipeline.handle_render_frame(&self.frame_f32[..block]);
             }
@@ -267,15 +279,33 @@ impl VoiceProcessor {
             if self.settings.echo_cancel && self.monitor.handle_capture(&self.frame_f32[..block]) {
                 self.reset_echo_path();
             }
+            let mic_dbfs = block_dbfs(&self.frame_f32[..block]);
+            self.blocks_since_far = self.blocks_since_far.saturating_add(1);
+            self.blocks_since_reset = self.blocks_since_reset.saturating_add(1);
             // The graph holds a block back only while it fills (Ok(false)): that one, and any
             // error, passes through unprocessed.
-            if let Ok(true) = self
-                .pipeline
-                .process_capture_frame(&self.frame_f32[..block], &mut self.out_f32[..block])
-            {
-                for (slot, &v) in self.scratch[range].iter_mut().zip(&self.out_f32[..block]) {
-                    *slot = (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-                }
+            let processed = (self.settings.echo_cancel || self.settings.noise_suppression)
+                && matches!(
+                    self.pipeline.process_capture_frame(
+                        &self.frame_f32[..block],
+                        &mut self.out_f32[..block]
+                    ),
+                    Ok(true)
+                );
+            if !processed {
+                self.out_f32[..block].copy_from_slice(&self.frame_f32[..block]);
+            }
+            if self.settings.auto_gain {
+                // Echo the canceller took out is no talker to adjust to: the far end plays and
+                // the output is far below what the microphone had.
+                let echo_only = self.settings.echo_cancel
+                    && self.blocks_since_far < FAR_HANGOVER_BLOCKS
+                    && (self.blocks_since_reset < AEC_CONVERGENCE_BLOCKS
+                        || block_dbfs(&self.out_f32[..block]) < mic_dbfs - ECHO_REMOVED_DB);
+                self.gain.process(&mut self.out_f32[..block], !echo_only);
+            }
+            for (slot, &v) in self.scratch[range].iter_mut().zip(&self.out_f32[..block]) {
+                *slot = (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
             }
         }
         match &mut self.capture_down {
@@ -302,8 +332,131 @@ fn build_pipeline(rate: u32) -> Result<LinearPipeline, MediaError> {
     config.ep_strength.nearend_len = 0.5;
     linear::builder(format, format)
         .aec3_config(config)
+        // Gain control is ours (`GainControl`): AGC2 raises the canceller's residual echo
+        // as if it were a quiet talker (measured: 31.8 dB of echo loss fell to 11.5 dB).
+        .enable_gain_controller2(false)
         .build()
         .map_err(MediaError::Voice)
+}
+
+/// The far end counts as playing for this long after its last audible block (the echo tail).
+const FAR_HANGOVER_BLOCKS: u32 = 30;
+/// The canceller's first 3 s after a (re)start: while the far end plays, the gain holds.
+const AEC_CONVERGENCE_BLOCKS: u32 = 300;
+/// A reference block above this is audible far-end audio.
+const FAR_ACTIVE_DBFS: f32 = -55.0;
+/// While the far end plays, a block is the near-end talker only when the canceller took
+/// less than this out of it; anything more was (partly) echo.
+const ECHO_REMOVED_DB: f32 = 3.0;
+
+/// Gain control limits: the most it amplifies or attenuates, how fast it moves (dB per 10 ms
+/// block: 6 dB/s up, 20 dB/s down), and what counts as speech.
+const GAIN_MAX_DB: f32 = 30.0;
+const GAIN_MIN_DB: f32 = -12.0;
+const GAIN_UP_PER_BLOCK: f32 = 0.06;
+const GAIN_DOWN_PER_BLOCK: f32 = 0.2;
+const SPEECH_ABOVE_NOISE_DB: f32 = 9.0;
+/// Quieter blocks are no speech to adjust to (a -40 dBFS talker's syllables are louder; a
+/// canceller's residual echo is quieter).
+const SPEECH_MIN_DBFS: f32 = -55.0;
+/// The noise floor, after gain, stays below this.
+const GAIN_NOISE_CEILING_DBFS: f32 = -50.0;
+/// Output peaks stay below this (a hard limiter behind the gain).
+const LIMIT: f32 = 0.9;
+
+fn block_dbfs(block: &[f32]) -> f32 {
+    let power = block.iter().map(|v| v * v).sum::<f32>() / block.len().max(1) as f32;
+    10.0 * (power + 1e-12).log10()
+}
+
+/// Automatic gain: brings the active speech level to [`AGC_TARGET_DBFS`], adapting only on
+/// blocks that hold near-end speech (well above the noise floor, and not echo that the
+/// canceller removed), moving slowly up and faster down, never lifting the noise floor above
+/// `GAIN_NOISE_CEILING_DBFS`, with a limiter against clipping.
+#[derive(Debug)]
+pub struct GainControl {
+    gain_db: f32,
+    /// Smoothed level of speech blocks (dBFS), once there was speech.
+    speech_dbfs: Option<f32>,
+    noise_dbfs: f32,
+}
+
+impl Default for GainControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GainControl {
+    pub fn new() -> Self {
+        GainControl {
+            gain_db: 0.0,
+            speech_dbfs: None,
+            noise_dbfs: -70.0,
+        }
+    }
+
+    pub fn gain_db(&self) -> f32 {
+        self.gain_db
+    }
+
+    /// Applies the gain to one block (10 ms) in place; `may_adapt`: the block may be the
+    /// near-end talker (false for echo the canceller removed).
+    pub fn process(&mut self, block: &mut [f32], may_adapt: bool) {
+        let level = block_dbfs(block);
+        // Noise floor: follows quiet blocks at once, rises slowly (0.5 dB/s) through speech.
+        self.noise_dbfs = if level < self.noise_dbfs {
+            level.max(-90.0)
+        } else {
+            (self.noise_dbfs + 0.005).min(level)
+        };
+        let speech = level > SPEECH_MIN_DBFS && level > self.noise_dbfs + SPEECH_ABOVE_NOISE_DB;
+        if may_adapt && speech {
+            // The mean power of speech blocks (as the active speech level is measured), over
+            // about 0.5 s of speech: loud syllables and quiet ones average out.
+            let power = 10f32.powf(level / 10.0);
+            let smoothed = match self.speech_dbfs {
+                Some(s) => {
+                    let mean = 10f32.powf(s / 10.0);
+                    mean + 0.02 * (power - mean)
+                }
+                None => power,
+            };
+            self.speech_dbfs = Some(10.0 * (smoothed + 1e-12).log10());
+        }
+        let wanted = self
+            .speech_dbfs
+            .map_or(0.0, |s| AGC_TARGET_DBFS - s)
+            .min(GAIN_NOISE_CEILING_DBFS - self.noise_dbfs)
+            .clamp(GAIN_MIN_DB, GAIN_MAX_DB);
+        let previous = self.gain_db;
+        if may_adapt {
+            self.gain_db = if wanted > previous {
+                (previous + GAIN_UP_PER_BLOCK).min(wanted)
+            } else {
+                (previous - GAIN_DOWN_PER_BLOCK).max(wanted)
+            };
+        }
+        let (from, to) = (db_to_linear(previous), db_to_linear(self.gain_db));
+        let peak = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // The limiter: this block's peak must fit under LIMIT after the gain.
+        let loudest = peak * to.max(from);
+        let ceiling = if loudest > LIMIT {
+            LIMIT / loudest
+        } else {
+            1.0
+        };
+        let n = block.len().max(1) as f32;
+        for (i, v) in block.iter_mut().enumerate() {
+            // A ramp across the block: no step in the gain, no click.
+            let g = from + (to - from) * (i as f32 + 1.0) / n;
+            *v *= g * ceiling;
+        }
+    }
+}
+
+fn db_to_linear(db: f32) -> f32 {
+    10f32.powf(db / 20.0)
 }
 
 /// Envelope frames (10 ms) the monitor correlates over, and the largest lag it looks for.
