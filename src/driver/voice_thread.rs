@@ -63,7 +63,14 @@ impl VoiceWorker {
                         return;
                     }
                 };
+                let mut restarts = 0;
                 while let Ok(job) = job_rx.recv() {
+                    if processor.restarts() != restarts {
+                        restarts = processor.restarts();
+                        tracing::info!(
+                            "echo path changed: echo canceller restarted ({restarts} so far)"
+                        );
+                    }
                     match job {
                         Job::Process {
                             seq,

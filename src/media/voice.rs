@@ -98,9 +98,6 @@ pub struct VoiceProcessor {
     gain: GainControl,
     /// 10 ms blocks since the far end last played something audible.
     blocks_since_far: u32,
-    /// 10 ms blocks since the canceller (re)started: until it has converged, what it lets
-    /// through may be echo.
-    blocks_since_reset: u32,
 }
 
 impl std::fmt::Debug for VoiceProcessor {
@@ -140,7 +137,6 @@ impl VoiceProcessor {
             restarts: 0,
             gain: GainControl::new(),
             blocks_since_far: u32::MAX,
-            blocks_since_reset: 0,
         };
         processor.apply_settings()?;
         Ok(processor)
@@ -203,7 +199,6 @@ impl VoiceProcessor {
         if self.pipeline.reset_aec3().is_ok() {
             self.restarts += 1;
         }
-        self.blocks_since_reset = 0;
         self.monitor = EchoPathMonitor::new();
     }
 
@@ -279,9 +274,7 @@ impl VoiceProcessor {
             if self.settings.echo_cancel && self.monitor.handle_capture(&self.frame_f32[..block]) {
                 self.reset_echo_path();
             }
-            let mic_dbfs = block_dbfs(&self.frame_f32[..block]);
             self.blocks_since_far = self.blocks_since_far.saturating_add(1);
-            self.blocks_since_reset = self.blocks_since_reset.saturating_add(1);
             // The graph holds a block back only while it fills (Ok(false)): that one, and any
             // error, passes through unprocessed.
             let processed = (self.settings.echo_cancel || self.settings.noise_suppression)
@@ -296,13 +289,13 @@ impl VoiceProcessor {
                 self.out_f32[..block].copy_from_slice(&self.frame_f32[..block]);
             }
             if self.settings.auto_gain {
-                // Echo the canceller took out is no talker to adjust to: the far end plays and
-                // the output is far below what the microphone had.
-                let echo_only = self.settings.echo_cancel
-                    && self.blocks_since_far < FAR_HANGOVER_BLOCKS
-                    && (self.blocks_since_reset < AEC_CONVERGENCE_BLOCKS
-                        || block_dbfs(&self.out_f32[..block]) < mic_dbfs - ECHO_REMOVED_DB);
-                self.gain.process(&mut self.out_f32[..block], !echo_only);
+                // While the far end plays (and a second after), what the microphone has may be
+                // residual echo, which is no talker to adjust to: the gain holds. (Tried: letting
+                // blocks the canceller barely touched adapt; its quiet residual passed that test
+                // and the gain lifted it by up to 30 dB on the device path.)
+                let far_active =
+                    self.settings.echo_cancel && self.blocks_since_far < FAR_HANGOVER_BLOCKS;
+                self.gain.process(&mut self.out_f32[..block], !far_active);
             }
             for (slot, &v) in self.scratch[range].iter_mut().zip(&self.out_f32[..block]) {
                 *slot = (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
@@ -339,15 +332,11 @@ fn build_pipeline(rate: u32) -> Result<LinearPipeline, MediaError> {
         .map_err(MediaError::Voice)
 }
 
-/// The far end counts as playing for this long after its last audible block (the echo tail).
-const FAR_HANGOVER_BLOCKS: u32 = 30;
-/// The canceller's first 3 s after a (re)start: while the far end plays, the gain holds.
-const AEC_CONVERGENCE_BLOCKS: u32 = 300;
+/// The far end counts as playing for this long after its last audible block: the echo tail
+/// plus the device path and the capture backlog (a few hundred ms), with a margin.
+const FAR_HANGOVER_BLOCKS: u32 = 100;
 /// A reference block above this is audible far-end audio.
 const FAR_ACTIVE_DBFS: f32 = -55.0;
-/// While the far end plays, a block is the near-end talker only when the canceller took
-/// less than this out of it; anything more was (partly) echo.
-const ECHO_REMOVED_DB: f32 = 3.0;
 
 /// Gain control limits: the most it amplifies or attenuates, how fast it moves (dB per 10 ms
 /// block: 6 dB/s up, 20 dB/s down), and what counts as speech.
