@@ -19,6 +19,7 @@ use super::transport::{canonical, on_socket_family};
 use crate::event::{Event, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
+use crate::media::fec::FecPolicy;
 use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{JitterBuffer, Playout};
 use crate::media::mixer::ConferenceLeg;
@@ -28,7 +29,7 @@ use crate::media::ptime::{self, Packetizer};
 const JITTER_FRAMES: u32 = 3;
 use crate::media::audio::AudioDevice;
 use crate::media::quality;
-use crate::media::rtcp::{RtcpSession, is_rtcp};
+use crate::media::rtcp::{RtcpEvent, RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
 use crate::media::srtp::SrtpSession;
@@ -204,6 +205,8 @@ struct CallMedia {
     params: MediaParams,
     kind: CodecKind,
     encoder: Box<dyn Encoder>,
+    /// How much FEC the encoder spends, from the peer's receiver reports.
+    fec: FecPolicy,
     decoder: Box<dyn Decoder>,
     source: FrameSource,
     sink: FrameSink,
@@ -318,6 +321,7 @@ impl CallMedia {
             call,
             kind,
             encoder: codec::encoder(kind).map_err(|e| e.to_string())?,
+            fec: FecPolicy::default(),
             decoder: codec::decoder(kind).map_err(|e| e.to_string())?,
             source,
             sink,
@@ -571,7 +575,7 @@ impl CallMedia {
             && let Some(wire) = self.protect(packet, false)
         {
             let _ = socket
-                .send_to(&wire, on_socket_of(socket, self.destination()))
+                .send_to(&wire, on_socket_of(self.local, self.destination()))
                 .await;
         }
     }
@@ -731,7 +735,17 @@ impl CallMedia {
         }
         if let Some(plain) = self.unprotect(datagram, true) {
             // Malformed reports are dropped; the call goes on without them.
-            let _ = self.rtcp.handle_packet(&plain, arrival);
+            let Ok(events) = self.rtcp.handle_packet(&plain, arrival) else {
+                return;
+            };
+            for event in events {
+                if let RtcpEvent::ReportAboutUs { report, .. } = event
+                    && let Some(percent) = self.fec.handle_report(report.fraction_lost)
+                {
+                    // A codec without FEC ignores it; a failed ctl keeps the old setting.
+                    let _ = self.encoder.set_expected_loss(percent);
+                }
+            }
         }
     }
 
@@ -799,6 +813,9 @@ impl CallMedia {
                     let _ = self.events.try_send(Event::Warning { message });
                 }
                 self.encoder = enc;
+                let _ = self
+                    .encoder
+                    .set_expected_loss(self.fec.expected_loss_percent());
                 self.decoder = dec;
                 if let Some((region, tone)) = &mut self.call_waiting {
                     *tone = region.call_waiting(kind.sample_rate());
@@ -851,7 +868,7 @@ impl CallMedia {
         // Latched: beside the latched RTP source, where its RTCP is accepted from too.
         let dest = self.latch.rtcp_destination();
         let socket = if self.params.rtcp_mux { rtp } else { rtcp };
-        let _ = socket.send_to(bytes, on_socket_of(socket, dest)).await;
+        let _ = socket.send_to(bytes, on_socket_of(self.local, dest)).await;
     }
 
     async fn report(&mut self) {
@@ -1022,11 +1039,13 @@ async fn warn(events: &mpsc::Sender<Event>, message: String) {
     let _ = events.send(Event::Warning { message }).await;
 }
 
-/// `dest` as the socket can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
-/// reached at its IPv4-mapped address.
-fn on_socket_of(socket: &UdpSocket, dest: SocketAddr) -> SocketAddr {
-    match socket.local_addr() {
-        Ok(local) => on_socket_family(dest, local),
-        Err(_) => dest,
+/// `dest` as the media sockets can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
+/// reached at its IPv4-mapped address. `local` is the RTP socket's address, read once per call
+/// (RTP and RTCP sockets are bound alike): asking the kernel per packet was a getsockname(2)
+/// per packet sent.
+fn on_socket_of(local: Option<SocketAddr>, dest: SocketAddr) -> SocketAddr {
+    match local {
+        Some(local) => on_socket_family(dest, local),
+        None => dest,
     }
 }
