@@ -715,6 +715,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: None,
+                account: None,
             },
             now,
         );
@@ -1185,10 +1186,12 @@ mod tests {
             crate::config::Contact {
                 name: "Bob Smith".into(),
                 uri: "sip:bob@biloxi.com".into(),
+                account: None,
             },
             crate::config::Contact {
                 name: "echo test".into(),
                 uri: "echo".into(),
+                account: None,
             },
         ];
     }
@@ -1231,6 +1234,7 @@ mod tests {
                 code: Some(486),
                 reason: Some("Busy Here".into()),
                 sip_call_id: None,
+                account: None,
             },
             now,
         );
@@ -1314,6 +1318,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: Some("c1@x".into()),
+                account: None,
             },
             now,
         );

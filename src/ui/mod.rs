@@ -7,6 +7,7 @@
 pub mod action;
 pub mod history;
 pub mod keys;
+pub mod messaging;
 pub mod state;
 mod stderr;
 pub mod view;
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::driver::command::Command;
-use crate::driver::sip_task;
+use crate::driver::router;
 use crate::event::Event;
 
 use self::action::update;
@@ -44,19 +45,24 @@ const EVENT_BATCH: usize = 256;
 
 /// Runs the TUI until the user quits (or the engine stops).
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setup = crate::app::sip_setup(&cli, &config)?;
-    let account = setup.account.name.clone();
+    let setups = crate::app::sip_setups(&cli, &config)?;
+    let accounts: Vec<String> = setups
+        .iter()
+        .map(|s| s.setup.account.name.clone())
+        .collect();
+    let enabled: Vec<bool> = setups.iter().map(|s| s.enabled).collect();
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
-    let handle = sip_task::start(setup, event_tx)
+    let handle = router::start(setups, event_tx)
         .await
         .context("cannot start the SIP engine")?;
-    tracing::info!(listen = %handle.listen, %account, "TUI engine ready");
+    tracing::info!(listen = %handle.listen, ?accounts, "TUI engine ready");
 
-    let mut state = UiState::new(
-        std::slice::from_ref(&account),
-        config.log.sip_trace_limit,
-        Instant::now(),
-    );
+    let mut state = UiState::new(&accounts, config.log.sip_trace_limit, Instant::now());
+    for (status, enabled) in state.accounts.iter_mut().zip(enabled) {
+        if !enabled {
+            status.state = "disabled".into();
+        }
+    }
     state.contacts = config.contacts.clone();
     // The account's auto_answer (or --auto-answer) answers ringing calls here too, as in
     // headless mode.
@@ -92,6 +98,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Event::Ready {
             listen: handle.listen.to_string(),
             tls_listen: handle.tls_listen.map(|a| a.to_string()),
+            accounts: handle.accounts.clone(),
         },
         Instant::now(),
     );

@@ -83,10 +83,13 @@ pub enum Popup {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountStatus {
     pub name: String,
-    /// As the engine says it: registered, registering, failed, unregistered, ...
+    /// As the engine says it: registered, registering, failed, unregistered, ...; or
+    /// `disabled`.
     pub state: String,
     pub code: Option<u16>,
     pub reason: Option<String>,
+    /// Voicemail waiting (RFC 3842) and how many new messages, when the server says.
+    pub voicemail: Option<(bool, Option<u32>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -427,6 +430,22 @@ pub struct UiState {
     pub auto_answer_due: Option<(u64, Instant)>,
     /// A transfer request that came while another popup was open: shown when it closes.
     pub pending_transfer_request: Option<(u64, String)>,
+    /// The account new calls and messages go out on (index into `accounts`; `A` cycles it).
+    pub outgoing_account: usize,
+    /// Each account's `voicemail` number (`V` dials the outgoing account's).
+    pub voicemail_numbers: Vec<(String, String)>,
+    /// Conversations per peer, with unread counts (`M`).
+    pub chats: super::messaging::Chats,
+    /// The conversations changed since the run loop last saved them.
+    pub chats_dirty: bool,
+    /// Contacts the user added in the TUI (`contacts.toml`); `contacts` are the config's.
+    pub user_contacts: Vec<Contact>,
+    pub contacts_dirty: bool,
+    /// Busy lamps: state (available, busy, ringing, offline, unknown) and note per watched
+    /// URI, from `presence` events.
+    pub lamps: std::collections::HashMap<String, (String, Option<String>)>,
+    /// The account of each call on screen (incoming calls say which account).
+    pub call_accounts: Vec<(u64, String)>,
 }
 
 impl UiState {
@@ -442,6 +461,7 @@ impl UiState {
                     state: "unregistered".into(),
                     code: None,
                     reason: None,
+                    voicemail: None,
                 })
                 .collect(),
             calls: Vec::new(),
@@ -474,7 +494,64 @@ impl UiState {
             auto_answer: None,
             auto_answer_due: None,
             pending_transfer_request: None,
+            outgoing_account: 0,
+            voicemail_numbers: Vec::new(),
+            chats: super::messaging::Chats::default(),
+            chats_dirty: false,
+            user_contacts: Vec::new(),
+            contacts_dirty: false,
+            lamps: std::collections::HashMap::new(),
+            call_accounts: Vec::new(),
         }
+    }
+
+    /// A `message` event: into its conversation (unread unless it is open on screen).
+    fn apply_message(&mut self, message: crate::event::MessageEvent) {
+        let open: Option<(String, String)> = None;
+        let time = self.wall_start + self.now.saturating_duration_since(self.started).as_secs();
+        self.chats.apply(
+            &message,
+            time,
+            open.as_ref().map(|(a, p)| (a.as_str(), p.as_str())),
+        );
+        self.chats_dirty = true;
+        match (message.dir, &message.text, &message.status) {
+            (Direction::In, Some(text), _) => {
+                let who = message
+                    .display
+                    .clone()
+                    .unwrap_or_else(|| message.peer.clone());
+                let first: String = text.lines().next().unwrap_or("").chars().take(60).collect();
+                self.set_status(format!(
+                    "{}: message from {who}: {first} (M reads)",
+                    message.account
+                ));
+            }
+            (Direction::Out, None, Some(status)) if status == "failed" => {
+                self.set_status(format!(
+                    "message to {} failed: {} {}",
+                    message.peer,
+                    message.code.map(|c| c.to_string()).unwrap_or_default(),
+                    message.reason.clone().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// The account new calls go out on.
+    pub fn outgoing_account_name(&self) -> Option<&str> {
+        self.accounts
+            .get(self.outgoing_account)
+            .map(|a| a.name.as_str())
+    }
+
+    /// The account a call is on, when known.
+    pub fn call_account(&self, call: u64) -> Option<&str> {
+        self.call_accounts
+            .iter()
+            .find(|(id, _)| *id == call)
+            .map(|(_, a)| a.as_str())
     }
 
     /// Shows a transfer request that waited for another popup to close, if its call is still
@@ -629,15 +706,19 @@ impl UiState {
                     };
                     self.set_status(format!("{account}: registration failed{why}"));
                 }
-                let status = AccountStatus {
-                    name: account.clone(),
-                    state,
-                    code,
-                    reason,
-                };
                 match self.accounts.iter_mut().find(|a| a.name == account) {
-                    Some(existing) => *existing = status,
-                    None => self.accounts.push(status),
+                    Some(existing) => {
+                        existing.state = state;
+                        existing.code = code;
+                        existing.reason = reason;
+                    }
+                    None => self.accounts.push(AccountStatus {
+                        name: account.clone(),
+                        state,
+                        code,
+                        reason,
+                        voicemail: None,
+                    }),
                 }
             }
             Event::Sip {
@@ -661,7 +742,17 @@ impl UiState {
                 code,
                 reason,
                 sip_call_id,
+                account,
             } => {
+                if let (Ok(id), Some(account)) = (call.parse::<u64>(), account) {
+                    if state == "terminated" {
+                        self.call_accounts.retain(|(c, _)| *c != id);
+                    } else if self.call_account(id).is_none()
+                        && self.call_accounts.len() < CALL_LIMIT * 2
+                    {
+                        self.call_accounts.push((id, account));
+                    }
+                }
                 // The Call-ID pairs the call with its messages in the trace (ladder, `f`).
                 if let (Ok(id), Some(sip)) = (call.parse::<u64>(), sip_call_id)
                     && state != "terminated"
@@ -721,6 +812,40 @@ impl UiState {
             }
             Event::Dtmf { call, digit } => {
                 self.set_status(format!("call {call}: DTMF {digit} received"));
+            }
+            Event::Message(message) => self.apply_message(message),
+            Event::Presence {
+                contact,
+                state,
+                note,
+                ..
+            } => {
+                self.lamps.insert(contact, (state, note));
+            }
+            Event::Voicemail {
+                account,
+                waiting,
+                new,
+                ..
+            } => {
+                if let Some(status) = self.accounts.iter_mut().find(|a| a.name == account) {
+                    status.voicemail = Some((waiting, new));
+                }
+                if waiting {
+                    let count = new.map(|n| format!("{n} new ")).unwrap_or_default();
+                    self.set_status(format!("{account}: {count}voicemail waiting (V dials it)"));
+                }
+            }
+            Event::Account {
+                account, enabled, ..
+            } => {
+                if let Some(status) = self.accounts.iter_mut().find(|a| a.name == account) {
+                    status.state = if enabled { "unregistered" } else { "disabled" }.into();
+                    status.code = None;
+                    status.voicemail = None;
+                }
+                let word = if enabled { "enabled" } else { "disabled" };
+                self.set_status(format!("account {account} {word}"));
             }
             Event::TransferRequest { call, target, .. } => {
                 let Ok(id) = call.parse::<u64>() else {
@@ -1037,6 +1162,7 @@ mod tests {
             code: None,
             reason: None,
             sip_call_id: None,
+            account: None,
         }
     }
 
@@ -1077,6 +1203,7 @@ mod tests {
                 code: Some(487),
                 reason: Some("Request Terminated".into()),
                 sip_call_id: None,
+                account: None,
             },
             t0,
         );
@@ -1212,6 +1339,7 @@ mod tests {
             code: None,
             reason: None,
             sip_call_id: Some(sip_call_id.into()),
+            account: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub fn user_agent_with_srtp(spec: &AccountSpec<'_>, srtp: sipterm::sdp::SrtpPoli
         busy_when_in_call: false,
         srtp,
         calls: Default::default(),
+        messaging: Default::default(),
+        call_numbers: Default::default(),
     })
 }
 

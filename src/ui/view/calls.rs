@@ -268,6 +268,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: None,
+                account: None,
             },
             t0,
         );
