@@ -394,6 +394,10 @@ impl Router {
                     .await
             }
             Command::Split(call) => self.route_call(call, false, Command::Split).await,
+            Command::Audio(call, audio) => {
+                self.route_call(call, false, |c| Command::Audio(c, audio))
+                    .await
+            }
             Command::AttendedTransfer(call, consult) => {
                 let named = call.or(consult);
                 match self.call_target(named, false) {
