@@ -50,8 +50,9 @@ struct Slot {
     name: String,
     setup: AccountSetup,
     engine: Option<Running>,
-    /// A disabled engine still unregistering.
-    stopping: Option<JoinHandle<()>>,
+    /// A disabled engine still unregistering. Its command sender stays alive: a closed
+    /// channel would make the engine shut down a second time, cutting the un-REGISTER short.
+    stopping: Option<Running>,
 }
 
 struct Router {
@@ -146,7 +147,7 @@ impl Router {
             return Err(StartError::Stopping);
         };
         if let Some(old) = slot.stopping.take() {
-            let _ = tokio::time::timeout(STOP_TIMEOUT, old).await;
+            let _ = tokio::time::timeout(STOP_TIMEOUT, old.task).await;
         }
         let (tx, mut rx) = mpsc::channel::<Event>(4096);
         let handle =
@@ -216,7 +217,7 @@ impl Router {
                 let _ = engine.task.await;
             }
             if let Some(stopping) = slot.stopping.take() {
-                let _ = tokio::time::timeout(STOP_TIMEOUT, stopping).await;
+                let _ = tokio::time::timeout(STOP_TIMEOUT, stopping.task).await;
             }
         }
     }
@@ -457,7 +458,7 @@ impl Router {
         if let Some(engine) = self.slots[index].engine.take() {
             // Unregisters and hangs up its calls; the port is free once the task ended.
             let _ = engine.commands.send(Command::Quit).await;
-            self.slots[index].stopping = Some(engine.task);
+            self.slots[index].stopping = Some(engine);
         }
         self.calls.retain(|_, (slot, _)| *slot != index);
         if self.last_dial == Some(index) {

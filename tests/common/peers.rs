@@ -186,11 +186,20 @@ impl Sipp {
 pub struct KamailioOptions {
     /// Challenge INVITEs from outside a dialog with 407 (default: true).
     pub invite_auth: bool,
+    /// Digest challenges name SHA-256 (RFC 8760) instead of MD5.
+    pub sha256: bool,
+    /// Presence server too (PUBLISH, SUBSCRIBE presence / dialog / message-summary), its
+    /// state in db_text tables under the instance's directory.
+    pub presence: bool,
 }
 
 impl Default for KamailioOptions {
     fn default() -> Self {
-        KamailioOptions { invite_auth: true }
+        KamailioOptions {
+            invite_auth: true,
+            sha256: false,
+            presence: false,
+        }
     }
 }
 
@@ -306,6 +315,12 @@ impl Kamailio {
         }
         if tls.is_some() {
             command.args(["-A", "WITH_TLS"]);
+        }
+        if options.sha256 {
+            command.args(["-A", "WITH_SHA256"]);
+        }
+        if options.presence {
+            command.args(["-A", "WITH_PRESENCE"]);
         }
         let guard = ChildGuard::spawn("kamailio", command, Stdout::File, Some(dir.path()))?;
         let mut kamailio = Kamailio {
