@@ -61,6 +61,14 @@ pub enum Action {
     ToggleRecording,
     /// `D`: the sound device picker.
     ShowDevices,
+    /// `A`: the next account for outgoing calls and messages.
+    CycleAccount,
+    /// `E`: enable / disable the outgoing account (register and take calls, or not).
+    ToggleAccount,
+    /// `V`: dial the outgoing account's voicemail.
+    DialVoicemail,
+    /// `M`: the conversations (instant messages).
+    ShowChats,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -219,6 +227,55 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             state.popup = Some(Popup::Devices { selected: 0 });
             None
         }
+        Action::CycleAccount => {
+            if state.accounts.len() < 2 {
+                state.set_status("one account: calls and messages go out on it");
+                return None;
+            }
+            state.outgoing_account = (state.outgoing_account + 1) % state.accounts.len();
+            let name = state
+                .outgoing_account_name()
+                .unwrap_or_default()
+                .to_string();
+            state.set_status(format!("calls and messages go out on {name} (A: next)"));
+            None
+        }
+        Action::ToggleAccount => {
+            let account = state.accounts.get(state.outgoing_account)?;
+            let enable = account.state == "disabled";
+            let name = account.name.clone();
+            let word = if enable { "enabling" } else { "disabling" };
+            state.set_status(format!("{word} account {name}"));
+            Some(Command::Account(name, enable))
+        }
+        Action::DialVoicemail => {
+            let name = state.outgoing_account_name()?.to_string();
+            let number = state
+                .voicemail_numbers
+                .iter()
+                .find(|(account, _)| *account == name)
+                .map(|(_, number)| number.clone());
+            match number {
+                Some(number) => {
+                    state.set_status(format!("{name}: calling voicemail ({number})"));
+                    if state.accounts.len() > 1 {
+                        Some(Command::DialOn(name, number))
+                    } else {
+                        Some(Command::Dial(number))
+                    }
+                }
+                None => {
+                    state.set_status(format!(
+                        "{name}: no voicemail number (account key `voicemail`)"
+                    ));
+                    None
+                }
+            }
+        }
+        Action::ShowChats => {
+            state.popup = Some(Popup::Chats { selected: 0 });
+            None
+        }
         Action::StartTransfer => {
             match state.selected_call() {
                 Some(call) if call.is_up() => {
@@ -333,6 +390,81 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
 
 fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Command> {
     match popup {
+        Popup::Chats { selected } => {
+            let count = state.chats.chats.len();
+            let selected = match action {
+                Action::Up => selected.saturating_sub(1),
+                Action::Down => (selected + 1).min(count.saturating_sub(1)),
+                Action::Cancel | Action::ShowChats => return None,
+                Action::Submit => {
+                    // The list shows the most recent conversation first.
+                    let index = count.checked_sub(selected + 1)?;
+                    state.chats.mark_read(index);
+                    state.chats_dirty = true;
+                    let chat = state.chats.chats.get(index)?;
+                    state.popup = Some(Popup::Chat {
+                        account: chat.account.clone(),
+                        peer: chat.peer.clone(),
+                        input: String::new(),
+                    });
+                    return None;
+                }
+                _ => selected,
+            };
+            state.popup = Some(Popup::Chats { selected });
+            None
+        }
+        Popup::Chat {
+            account,
+            peer,
+            mut input,
+        } => match action {
+            Action::Cancel => None,
+            Action::Submit => {
+                let text = input.trim().to_string();
+                state.popup = Some(Popup::Chat {
+                    account: account.clone(),
+                    peer: peer.clone(),
+                    input: String::new(),
+                });
+                if text.is_empty() {
+                    return None;
+                }
+                Some(Command::Message {
+                    account: Some(account),
+                    target: peer,
+                    text,
+                })
+            }
+            Action::Type(c) | Action::Digit(c) => {
+                if input.len() < crate::sip::im::MAX_TEXT_BYTES {
+                    input.push(c);
+                }
+                state.popup = Some(Popup::Chat {
+                    account,
+                    peer,
+                    input,
+                });
+                None
+            }
+            Action::Backspace => {
+                input.pop();
+                state.popup = Some(Popup::Chat {
+                    account,
+                    peer,
+                    input,
+                });
+                None
+            }
+            _ => {
+                state.popup = Some(Popup::Chat {
+                    account,
+                    peer,
+                    input,
+                });
+                None
+            }
+        },
         Popup::Help => {
             if !matches!(action, Action::Cancel | Action::ShowHelp | Action::Submit) {
                 state.popup = Some(Popup::Help);
@@ -380,7 +512,7 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                     let (label, target) = choices.get(selected)?.clone();
                     state.dial.remember(&target);
                     state.set_status(format!("calling {label}"));
-                    return Some(Command::Dial(target));
+                    return Some(state.dial_command(&target));
                 }
                 _ => selected,
             };
@@ -635,14 +767,20 @@ fn submit(state: &mut UiState) -> Option<Command> {
             }
             state.dial.remember(&target);
             state.dial.text.clear();
-            // A contact name dials the contact's URI (the engine only knows URIs and numbers).
+            // A contact name dials the contact's URI (the engine only knows URIs and numbers),
+            // on the contact's account or the outgoing one.
             let resolved = state.resolve_contact(&target);
+            let command = state.dial_command(&target);
+            let on = match &command {
+                Command::DialOn(account, _) => format!(" on {account}"),
+                _ => String::new(),
+            };
             if resolved == target {
-                state.set_status(format!("calling {target}"));
+                state.set_status(format!("calling {target}{on}"));
             } else {
-                state.set_status(format!("calling {target} ({resolved})"));
+                state.set_status(format!("calling {target} ({resolved}){on}"));
             }
-            Some(Command::Dial(resolved))
+            Some(command)
         }
         Focus::Calls => answer(state),
         Focus::Log => {

@@ -107,6 +107,21 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if let Some(warning) = history_warning {
         state.set_status(format!("warning: {warning}"));
     }
+    state.voicemail_numbers = config
+        .accounts
+        .iter()
+        .filter_map(|a| Some((a.name.clone(), a.voicemail.clone()?)))
+        .collect();
+    // The conversations kept from earlier runs (bounded, cleaned again on load).
+    let messages_path = messaging::messages_path();
+    if let Some(path) = &messages_path {
+        let (chats, warning) = messaging::load_chats(path);
+        state.chats = chats;
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+            state.set_status(format!("warning: {warning}"));
+        }
+    }
 
     // C libraries (alsa-lib) write to fd 2; keep that off the screen for as long as we own it.
     let _stderr = crate::logging::log_file_path(config.log.file.as_deref())
@@ -129,6 +144,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     loop {
         if let Some(call_id) = state.export_request.take() {
             start_export(&mut state, &call_id, export_tx.clone());
+        }
+        if state.chats_dirty {
+            state.chats_dirty = false;
+            save_chats(messages_path.clone(), state.chats.clone());
         }
         if dirty {
             state.dropped_traces = handle.dropped_traces.load(Ordering::Relaxed);
@@ -242,6 +261,16 @@ fn save_history(path: Option<std::path::PathBuf>, calls: Vec<history::HistoryEnt
     tokio::task::spawn_blocking(move || {
         if let Err(error) = history::save(&path, &calls) {
             tracing::warn!(%error, path = %path.display(), "cannot save the call history");
+        }
+    });
+}
+
+/// Writes the message history on a blocking thread, like the call history.
+fn save_chats(path: Option<std::path::PathBuf>, chats: messaging::Chats) {
+    let Some(path) = path else { return };
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = messaging::save_chats(&path, &chats) {
+            tracing::warn!(%error, path = %path.display(), "cannot save the message history");
         }
     });
 }

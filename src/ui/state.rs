@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Contact;
+use crate::driver::command::Command;
 use crate::event::{Direction, Event};
 
 use super::history::{self, HistoryEntry};
@@ -77,6 +78,16 @@ pub enum Popup {
     /// The diagnosis: current findings, then past ones, with evidence; scrolled by lines.
     Diagnosis {
         scroll: u16,
+    },
+    /// The conversations, most recent first (`M`); Enter opens the `selected` one.
+    Chats {
+        selected: usize,
+    },
+    /// One conversation (`account`, `peer`) and the message being typed.
+    Chat {
+        account: String,
+        peer: String,
+        input: String,
     },
     /// The sound devices (inputs, then outputs); Enter moves the selected call to one.
     Devices {
@@ -450,9 +461,6 @@ pub struct UiState {
     pub chats: super::messaging::Chats,
     /// The conversations changed since the run loop last saved them.
     pub chats_dirty: bool,
-    /// Contacts the user added in the TUI (`contacts.toml`); `contacts` are the config's.
-    pub user_contacts: Vec<Contact>,
-    pub contacts_dirty: bool,
     /// Busy lamps: state (available, busy, ringing, offline, unknown) and note per watched
     /// URI, from `presence` events.
     pub lamps: std::collections::HashMap<String, (String, Option<String>)>,
@@ -512,8 +520,6 @@ impl UiState {
             voicemail_numbers: Vec::new(),
             chats: super::messaging::Chats::default(),
             chats_dirty: false,
-            user_contacts: Vec::new(),
-            contacts_dirty: false,
             lamps: std::collections::HashMap::new(),
             call_accounts: Vec::new(),
         }
@@ -521,7 +527,10 @@ impl UiState {
 
     /// A `message` event: into its conversation (unread unless it is open on screen).
     fn apply_message(&mut self, message: crate::event::MessageEvent) {
-        let open: Option<(String, String)> = None;
+        let open = match &self.popup {
+            Some(Popup::Chat { account, peer, .. }) => Some((account.clone(), peer.clone())),
+            _ => None,
+        };
         let time = self.wall_start + self.now.saturating_duration_since(self.started).as_secs();
         self.chats.apply(
             &message,
@@ -558,6 +567,25 @@ impl UiState {
         self.accounts
             .get(self.outgoing_account)
             .map(|a| a.name.as_str())
+    }
+
+    /// The command that dials `target` (a contact name or anything dialable): through the
+    /// contact's own account, else the outgoing one. With one account it stays a plain
+    /// `Dial`, as before several accounts existed.
+    pub fn dial_command(&self, target: &str) -> Command {
+        let wanted = target.trim();
+        let contact = self
+            .contacts
+            .iter()
+            .find(|c| c.name.trim().eq_ignore_ascii_case(wanted));
+        let uri = contact.map_or_else(|| wanted.to_string(), |c| c.uri.clone());
+        let account = contact
+            .and_then(|c| c.account.clone())
+            .or_else(|| self.outgoing_account_name().map(str::to_string));
+        match account {
+            Some(account) if self.accounts.len() > 1 => Command::DialOn(account, uri),
+            _ => Command::Dial(uri),
+        }
     }
 
     /// The account a call is on, when known.

@@ -243,6 +243,20 @@ impl UserAgent {
             }
             self.publish_own_state(now);
         }
+        if self.config.messaging.publish {
+            // Busy lamps of the account's contacts.
+            let contacts: Vec<Uri> = self
+                .config
+                .messaging
+                .contacts
+                .iter()
+                .take(MAX_WATCHED)
+                .filter_map(|c| format!("sip:{c}").parse::<Uri>().ok())
+                .collect();
+            for contact in contacts {
+                self.watch(contact, now);
+            }
+        }
         if self.config.messaging.mwi_subscribe {
             let key = format!("voicemail:{aor}");
             let id = self.subscribe(key, aor, Package::MessageSummary, now);
