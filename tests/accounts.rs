@@ -535,3 +535,95 @@ fn voicemail_notify_from_the_registrar_lights_the_indicator_and_a_strangers_does
     }
     assert_eq!(sipterm.quit(EXIT_TIMEOUT).and_then(|c| c.code()), Some(0));
 }
+
+// -------------------------------------------------------------------- presence
+
+/// The lamp changes (`presence` events about `contact`) in `seen`, each with whether the event
+/// just before it (skipping our own `sip out` lines) was a NOTIFY received.
+fn lamp_changes(seen: &[Value], contact: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut last_in_was_notify = false;
+    for e in seen {
+        if e["event"] == "sip" && e["dir"] == "in" {
+            last_in_was_notify = e["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("NOTIFY "));
+        } else if e["event"] == "presence" && e["contact"] == contact {
+            out.push((
+                e["state"].as_str().unwrap_or_default().to_string(),
+                last_in_was_notify,
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_contacts_lamp_goes_busy_in_a_call_and_back_through_kamailio_presence() {
+    let kamailio = start_kamailio(
+        &[("alice", "secret"), ("bob", "secret"), ("dave", "secret")],
+        KamailioOptions {
+            invite_auth: false,
+            presence: true,
+            ..KamailioOptions::default()
+        },
+    );
+    let ks = [&kamailio];
+    let with_presence = |name: &str| account(name, name, &kamailio) + "presence = true\n";
+    // Bob publishes his state (PUBLISH presence and dialog) to Kamailio.
+    let mut bob = start(config(&[with_presence("bob")]), &["--auto-answer"]);
+    all_registered(&mut bob, &["bob"], &ks);
+    let mut dave = start(
+        config(&[account("dave", "dave", &kamailio)]),
+        &["--auto-answer"],
+    );
+    all_registered(&mut dave, &["dave"], &ks);
+    // Alice watches her contact Bob (SUBSCRIBE presence and dialog at Kamailio).
+    let mut alice = start(
+        config(&[with_presence("alice")])
+            + "[[contact]]\nname = \"Bob\"\nuri = \"sip:bob@sipterm.test\"\n",
+        &[],
+    );
+    let bob_uri = "sip:bob@sipterm.test";
+    let lamp = |state: &'static str| {
+        move |e: &Value| e["event"] == "presence" && e["contact"] == bob_uri && e["state"] == state
+    };
+    expect(&mut alice, "bob available", lamp("available"), &ks);
+
+    // Bob takes a call: his lamp at Alice goes busy.
+    dave.send(&format!("dial {bob_uri}")).expect("dave dials");
+    expect(&mut bob, "bob in a call", call_in_state("confirmed"), &ks);
+    expect(&mut alice, "bob busy", lamp("busy"), &ks);
+    let during = lamp_changes(&alice.seen, bob_uri);
+    // ... and back when it ends.
+    dave.send("hangup").expect("hangup");
+    expect(
+        &mut bob,
+        "bob's call over",
+        call_in_state("terminated"),
+        &ks,
+    );
+    expect(&mut alice, "bob available again", lamp("available"), &ks);
+    let changes = lamp_changes(&alice.seen, bob_uri);
+    println!("lamp changes at alice: {changes:?}");
+    // Every change of the lamp came with the one NOTIFY just before it: no change waited for
+    // a second NOTIFY or a refresh.
+    assert!(
+        changes.iter().all(|(_, after_notify)| *after_notify),
+        "{changes:?}"
+    );
+    // The lamp went from available to ringing/busy and back, nothing else in between.
+    let states: Vec<&str> = changes.iter().map(|(s, _)| s.as_str()).collect();
+    let busy_at = during.len() - 1;
+    assert_eq!(states.first(), Some(&"available"), "{states:?}");
+    assert!(
+        states[1..busy_at]
+            .iter()
+            .all(|s| *s == "ringing" || *s == "available"),
+        "{states:?}"
+    );
+    assert_eq!(states.last(), Some(&"available"), "{states:?}");
+    for s in [&mut alice, &mut bob, &mut dave] {
+        assert_eq!(s.quit(EXIT_TIMEOUT).and_then(|c| c.code()), Some(0));
+    }
+}

@@ -4,6 +4,8 @@
 //! `state` (engine events -> state), `view` (pure render). This file is the shell: terminal
 //! set-up and restore, and the event loop.
 
+#[cfg(test)]
+mod accounts_tests;
 pub mod action;
 pub mod history;
 pub mod keys;

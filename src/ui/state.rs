@@ -697,10 +697,14 @@ impl UiState {
     }
 
     pub fn dial_choices(&self) -> Vec<(String, String)> {
-        let contacts = self
-            .contacts
-            .iter()
-            .map(|c| (format!("{}  {}", c.name, c.uri), c.uri.clone()));
+        let contacts = self.contacts.iter().map(|c| {
+            // The busy lamp, when the contact is watched (account key `presence`).
+            let lamp = self
+                .lamp_of(&c.uri)
+                .map(|(state, _)| format!("  ● {state}"))
+                .unwrap_or_default();
+            (format!("{}  {}{lamp}", c.name, c.uri), c.uri.clone())
+        });
         let calls = self.history.iter().rev().map(|h| {
             let arrow = if h.direction == "in" { "←" } else { "→" };
             (
@@ -709,6 +713,16 @@ impl UiState {
             )
         });
         contacts.chain(calls).collect()
+    }
+
+    /// The lamp (state, note) of a watched URI, `sip:` and case aside.
+    pub fn lamp_of(&self, uri: &str) -> Option<&(String, Option<String>)> {
+        let key = |u: &str| u.trim().trim_start_matches("sip:").to_ascii_lowercase();
+        let wanted = key(uri);
+        self.lamps
+            .iter()
+            .find(|(k, _)| key(k) == wanted)
+            .map(|(_, v)| v)
     }
 
     /// A contact's URI when `text` is a contact name (case-insensitive), else `text` itself.

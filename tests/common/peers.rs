@@ -294,6 +294,26 @@ impl Kamailio {
                 .replace("@TLS_PORT@", &tls.port.to_string())
                 .replace("@TLS_CFG@", &tls_cfg.display().to_string());
         }
+        if options.presence {
+            // The presence modules' db_text tables (schema and versions from Debian's
+            // kamailio package), empty, in a directory of this instance.
+            let db = dir.path().join("db");
+            std::fs::create_dir_all(&db)
+                .map_err(|e| HarnessError::io("creating the db_text dir", e))?;
+            let schemas = Path::new("/usr/share/kamailio/dbtext/kamailio");
+            for table in [
+                "version",
+                "presentity",
+                "active_watchers",
+                "watchers",
+                "xcap",
+            ] {
+                std::fs::copy(schemas.join(table), db.join(table)).map_err(|e| {
+                    HarnessError::io(format!("copying the db_text table {table}"), e)
+                })?;
+            }
+            config = config.replace("@DBDIR@", &db.display().to_string());
+        }
         let config_path = dir.path().join("kamailio.cfg");
         std::fs::write(&config_path, config)
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
