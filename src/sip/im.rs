@@ -36,7 +36,7 @@ pub fn build(
         .headers
         .push("From", format!("{from};tag={from_tag}"));
     request.headers.push("To", format!("<{target}>"));
-    request.headers.push("Call-ID", call_id.to_string());
+    request.headers.push("Call-ID", call_id);
     request.headers.push("CSeq", "1 MESSAGE");
     request
         .headers

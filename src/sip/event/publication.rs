@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn etag_flow_refresh_modify_and_412() {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         let mut p = publication();
         let first = p.publish("<a/>".into()).expect("sent");
         assert!(first.headers.get("SIP-If-Match").is_none());
@@ -304,7 +304,7 @@ mod tests {
         let mut p = publication();
         let first = p.publish("<a/>".into()).expect("sent");
         let refused = build_response(&first, 405, "Method Not Allowed", None, "t");
-        assert_eq!(p.handle_response(&refused, Instant::now()), None);
+        assert_eq!(p.handle_response(&refused, crate::test_clock::t0()), None);
         assert!(p.is_unsupported());
         assert_eq!(p.publish("<b/>".into()), None);
         assert_eq!(p.poll_timeout(), None);

@@ -548,7 +548,7 @@ mod tests {
         let mut ids = IdGen::new(1.into());
         let mut sub = Subscription::new(params(), &mut ids);
         let mut out = Vec::new();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         sub.start(&contact(), &mut ids, &mut out);
         let first = sent(&mut out);
         assert_eq!(first.headers.get("Event"), Some("dialog"));
@@ -603,7 +603,7 @@ mod tests {
         let mut ids = IdGen::new(2.into());
         let mut sub = Subscription::new(params(), &mut ids);
         let mut out = Vec::new();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         sub.start(&contact(), &mut ids, &mut out);
         let first = sent(&mut out);
         let n = notify(&first, 1, "active;expires=600");
@@ -644,7 +644,7 @@ mod tests {
         let mut ids = IdGen::new(3.into());
         let mut sub = Subscription::new(params(), &mut ids);
         let mut out = Vec::new();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::t0();
         sub.start(&contact(), &mut ids, &mut out);
         let first = sent(&mut out);
         sub.handle_response(&ok(&first, 600), &contact(), t0, &mut out);

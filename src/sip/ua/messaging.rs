@@ -388,7 +388,7 @@ impl UserAgent {
     }
 
     /// Whether `source` is the account's registrar or outbound proxy (IP and port).
-    fn from_registrar(&self, source: Destination) -> bool {
+    fn is_from_registrar(&self, source: Destination) -> bool {
         if self
             .registration_dest
             .is_some_and(|d| d.addr == source.addr)
@@ -497,7 +497,7 @@ impl UserAgent {
             WatcherPolicy::Any => true,
             WatcherPolicy::Contacts => request.headers.from().ok().is_some_and(|from| {
                 let who = user_host(&from.uri);
-                self.config.messaging.contacts.iter().any(|c| *c == who)
+                self.config.messaging.contacts.contains(&who)
             }),
         }
     }
@@ -587,7 +587,7 @@ impl UserAgent {
             .and_then(crate::sip::event::Package::from_event_header)
             == Some(Package::MessageSummary);
         if unsolicited_mwi {
-            if !self.from_registrar(source) {
+            if !self.is_from_registrar(source) {
                 tracing::info!(peer = %source.addr, "message-summary NOTIFY from a stranger ignored");
                 let r = self.make_response(request, 403, None);
                 self.tsx.send_response(tsx, r, now);
