@@ -627,3 +627,86 @@ fn a_contacts_lamp_goes_busy_in_a_call_and_back_through_kamailio_presence() {
         assert_eq!(s.quit(EXIT_TIMEOUT).and_then(|c| c.code()), Some(0));
     }
 }
+
+/// A voicemail system's PUBLISH of `alice`'s message summary to `kamailio`, from `socket`.
+fn publish_summary(socket: &UdpSocket, kamailio: &Kamailio, seq: u32, body: &str) -> u16 {
+    let from = socket.local_addr().expect("addr");
+    let request = format!(
+        "PUBLISH sip:alice@sipterm.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bK-pub-{seq};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:voicemail@sipterm.test>;tag=vm\r\n\
+         To: <sip:alice@sipterm.test>\r\n\
+         Call-ID: pub-{seq}@sipterm.test\r\n\
+         CSeq: {seq} PUBLISH\r\n\
+         Event: message-summary\r\n\
+         Expires: 120\r\n\
+         Content-Type: application/simple-message-summary\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket
+        .send_to(request.as_bytes(), kamailio.addr())
+        .expect("send");
+    response_code(socket, &format!("pub-{seq}@sipterm.test"))
+}
+
+#[test]
+fn voicemail_subscription_at_kamailio_lights_the_indicator() {
+    let kamailio = start_kamailio(
+        &[("alice", "secret")],
+        KamailioOptions {
+            invite_auth: false,
+            presence: true,
+            ..KamailioOptions::default()
+        },
+    );
+    let ks = [&kamailio];
+    // The voicemail system says two new messages wait for alice.
+    let voicemail = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let code = publish_summary(
+        &voicemail,
+        &kamailio,
+        1,
+        "Messages-Waiting: yes\r\nVoice-Message: 2/5\r\n",
+    );
+    assert_eq!(code, 200, "{}", kamailio.log());
+    // Alice subscribes to her message summary once registered (account key `mwi`).
+    let mut alice = start(
+        config(&[account("alice", "alice", &kamailio) + "mwi = true\n"]),
+        &[],
+    );
+    let lit = expect(
+        &mut alice,
+        "voicemail waiting",
+        |e| e["event"] == "voicemail",
+        &ks,
+    );
+    assert_eq!(lit["waiting"], true, "{lit}");
+    assert_eq!(lit["new"], 2, "{lit}");
+    assert_eq!(lit["old"], 5, "{lit}");
+    assert!(
+        alice.seen.iter().any(|e| e["event"] == "sip"
+            && e["dir"] == "out"
+            && e["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("SUBSCRIBE sip:alice@sipterm.test"))),
+        "alice subscribed to her own address"
+    );
+    // Listened to: the next NOTIFY clears it.
+    let code = publish_summary(
+        &voicemail,
+        &kamailio,
+        2,
+        "Messages-Waiting: no\r\nVoice-Message: 0/7\r\n",
+    );
+    assert_eq!(code, 200);
+    let off = expect(
+        &mut alice,
+        "voicemail cleared",
+        |e| e["event"] == "voicemail" && e["waiting"] == false,
+        &ks,
+    );
+    assert_eq!(off["old"], 7, "{off}");
+    assert_eq!(alice.quit(EXIT_TIMEOUT).and_then(|c| c.code()), Some(0));
+}
