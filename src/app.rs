@@ -68,9 +68,14 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
 /// `user@host` (lower-case) of every contact whose calls go through `account` (named, or
 /// unnamed while `account` is the default one): who may watch it, and whom it watches.
 pub fn contact_addresses(config: &Config, account: &str, is_default: bool) -> Vec<String> {
+    // The config's contacts and those added in the TUI (contacts.toml in the data dir).
+    let user = crate::ui::messaging::contacts_path()
+        .map(|path| crate::ui::messaging::load_contacts(&path).0)
+        .unwrap_or_default();
     config
         .contacts
         .iter()
+        .chain(&user)
         .filter(|c| match &c.account {
             Some(name) => name == account,
             None => is_default,

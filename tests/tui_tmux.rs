@@ -1166,6 +1166,42 @@ fn two_accounts_pick_the_outgoing_one_and_chat_in_tmux() {
         sleep(POLL);
     }
 
+    // A contact added in the TUI, on the work account (the outgoing one is home now): kept in
+    // contacts.toml, dialed by name through its own account.
+    tmux.wait_for("the chat closed", |s| !s.contains("Enter sends"));
+    tmux.keys(&["c"]);
+    tmux.wait_for("the contacts popup", |s| s.contains("n new"));
+    tmux.keys(&["n"]);
+    tmux.wait_for("the new contact form", |s| s.contains("New contact"));
+    tmux.type_text("Robert");
+    tmux.keys(&["Tab"]);
+    tmux.type_text(&format!("sip:bob@127.0.0.1:{bob_port}"));
+    tmux.keys(&["Tab", "Down"]);
+    tmux.wait_for("the account picked", |s| s.contains("account: work"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the contact listed", |s| s.contains("Robert  sip:bob@"));
+    shot("22-contact-added", &screen);
+    tmux.keys(&["Escape"]);
+    let path = tmux.home().join(".local/share/sipterm/contacts.toml");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let saved = std::fs::read_to_string(&path).unwrap_or_default();
+        if saved.contains("name = \"Robert\"") && saved.contains("account = \"work\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}: {saved}", path.display());
+        sleep(POLL);
+    }
+    tmux.keys(&["d"]);
+    tmux.type_text("robert");
+    tmux.keys(&["Enter"]);
+    incoming_from(&mut bob, "alice@127.0.0.1");
+    tmux.wait_for("the call to Robert confirmed", |s| s.contains("confirmed"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+
     tmux.keys(&["q"]);
     tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
     tmux.keys(&["y"]);

@@ -216,3 +216,76 @@ fn incoming_calls_name_their_account() {
     let shown = screen(&s);
     assert!(shown.contains("Incoming call 7 on home"), "{shown}");
 }
+
+fn type_text(s: &mut UiState, text: &str) {
+    for c in text.chars() {
+        update(s, Action::Type(c));
+    }
+}
+
+#[test]
+fn contacts_are_added_renamed_given_an_account_and_deleted_but_the_configs_stay() {
+    let mut s = two_accounts();
+    s.contacts = vec![Contact {
+        name: "Desk".into(),
+        uri: "sip:desk@h".into(),
+        account: None,
+    }];
+    update(&mut s, Action::ShowContacts);
+    // The config's contact is read-only.
+    update(&mut s, Action::DeleteContact);
+    assert_eq!(s.contacts.len(), 1);
+    assert!(s.status.as_deref().is_some_and(|m| m.contains("read-only")));
+    // n: name, Tab, URI, Tab, Down picks the first account ... Down again: the second.
+    update(&mut s, Action::NewContact);
+    type_text(&mut s, "Bob");
+    update(&mut s, Action::FocusNext);
+    type_text(&mut s, "sip:bob@h");
+    update(&mut s, Action::FocusNext);
+    update(&mut s, Action::Down);
+    update(&mut s, Action::Down);
+    assert!(screen(&s).contains("account: home"), "{}", screen(&s));
+    update(&mut s, Action::Submit);
+    assert_eq!(
+        s.user_contacts,
+        vec![Contact {
+            name: "Bob".into(),
+            uri: "sip:bob@h".into(),
+            account: Some("home".into()),
+        }]
+    );
+    assert!(s.contacts_dirty);
+    assert_eq!(
+        s.dial_command("bob"),
+        Command::DialOn("home".into(), "sip:bob@h".into())
+    );
+    // A second contact with a name taken is refused.
+    update(&mut s, Action::NewContact);
+    type_text(&mut s, "desk");
+    update(&mut s, Action::FocusNext);
+    type_text(&mut s, "1");
+    update(&mut s, Action::Submit);
+    assert!(matches!(s.popup, Some(Popup::ContactEdit { .. })));
+    assert!(s.status.as_deref().is_some_and(|m| m.contains("already")));
+    update(&mut s, Action::Cancel);
+    // e on Bob (after the config's Desk): rename, account back to the outgoing one.
+    update(&mut s, Action::Down);
+    update(&mut s, Action::EditContact);
+    for _ in 0..3 {
+        update(&mut s, Action::Backspace);
+    }
+    type_text(&mut s, "Robert");
+    update(&mut s, Action::FocusNext);
+    update(&mut s, Action::FocusNext);
+    update(&mut s, Action::Up);
+    update(&mut s, Action::Up);
+    update(&mut s, Action::Submit);
+    assert_eq!(s.user_contacts.len(), 1);
+    assert_eq!(s.user_contacts[0].name, "Robert");
+    assert_eq!(s.user_contacts[0].account, None);
+    // x deletes it.
+    update(&mut s, Action::Down);
+    update(&mut s, Action::DeleteContact);
+    assert!(s.user_contacts.is_empty());
+    assert_eq!(s.contacts.len(), 1);
+}

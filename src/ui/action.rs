@@ -69,6 +69,11 @@ pub enum Action {
     DialVoicemail,
     /// `M`: the conversations (instant messages).
     ShowChats,
+    /// In the contacts list: `n` adds a contact, `e` edits the selected one, `x` deletes it
+    /// (the user's own contacts only; the config's are read-only).
+    NewContact,
+    EditContact,
+    DeleteContact,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -276,6 +281,8 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             state.popup = Some(Popup::Chats { selected: 0 });
             None
         }
+        // Only inside the contacts list.
+        Action::NewContact | Action::EditContact | Action::DeleteContact => None,
         Action::StartTransfer => {
             match state.selected_call() {
                 Some(call) if call.is_up() => {
@@ -321,11 +328,14 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             None
         }
         Action::ShowContacts => {
-            if state.contacts.is_empty() && state.history.is_empty() {
-                state.set_status("no contacts ([[contact]] in the config) and no calls yet");
-            } else {
-                state.popup = Some(Popup::Contacts { selected: 0 });
+            if state.contacts.is_empty()
+                && state.user_contacts.is_empty()
+                && state.history.is_empty()
+            {
+                state.set_status("no contacts and no calls yet: n adds a contact");
             }
+            // Open even when empty: `n` adds the first contact from there.
+            state.popup = Some(Popup::Contacts { selected: 0 });
             None
         }
         Action::AskQuit => {
@@ -386,6 +396,56 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             None
         }
     }
+}
+
+/// Longest contact name or URI typed in the TUI.
+const MAX_CONTACT_FIELD: usize = 200;
+
+/// Adds (`index` None) or replaces one of the user's contacts after checking it: a name, a
+/// URI, a name no other contact has (names are dialed).
+fn save_contact(
+    state: &mut UiState,
+    index: Option<usize>,
+    name: &str,
+    uri: &str,
+    account: Option<String>,
+) -> Result<String, String> {
+    let (name, uri) = (name.trim(), uri.trim());
+    if name.is_empty() || uri.is_empty() {
+        return Err("a contact needs a name and a URI (Tab moves between the fields)".into());
+    }
+    let clash = state
+        .contacts
+        .iter()
+        .chain(
+            state
+                .user_contacts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != index)
+                .map(|(_, c)| c),
+        )
+        .any(|c| c.name.trim().eq_ignore_ascii_case(name));
+    if clash {
+        return Err(format!("there is a contact named {name} already"));
+    }
+    let contact = crate::config::Contact {
+        name: name.to_string(),
+        uri: uri.to_string(),
+        account,
+    };
+    let message = match index.and_then(|i| state.user_contacts.get_mut(i)) {
+        Some(existing) => {
+            *existing = contact;
+            format!("contact {name} saved")
+        }
+        None => {
+            state.user_contacts.push(contact);
+            format!("contact {name} added")
+        }
+    };
+    state.contacts_dirty = true;
+    Ok(message)
 }
 
 fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Command> {
@@ -514,9 +574,110 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                     state.set_status(format!("calling {label}"));
                     return Some(state.dial_command(&target));
                 }
+                Action::NewContact => {
+                    if state.user_contacts.len() >= super::messaging::MAX_USER_CONTACTS {
+                        state.set_status("too many contacts: delete some first");
+                    } else {
+                        state.popup = Some(Popup::ContactEdit {
+                            index: None,
+                            name: String::new(),
+                            uri: String::new(),
+                            account: None,
+                            field: 0,
+                        });
+                        return None;
+                    }
+                    selected
+                }
+                Action::EditContact | Action::DeleteContact => {
+                    let Some(index) = state.user_contact_at(selected) else {
+                        state.set_status(
+                            "only contacts added here can be changed (the config's are read-only)",
+                        );
+                        state.popup = Some(Popup::Contacts { selected });
+                        return None;
+                    };
+                    if action == Action::DeleteContact {
+                        let gone = state.user_contacts.remove(index);
+                        state.contacts_dirty = true;
+                        state.set_status(format!("contact {} deleted", gone.name));
+                        let last = state.dial_choices().len().saturating_sub(1);
+                        state.popup = Some(Popup::Contacts {
+                            selected: selected.min(last),
+                        });
+                        return None;
+                    }
+                    let contact = state.user_contacts.get(index)?.clone();
+                    state.popup = Some(Popup::ContactEdit {
+                        index: Some(index),
+                        name: contact.name,
+                        uri: contact.uri,
+                        account: contact.account,
+                        field: 0,
+                    });
+                    return None;
+                }
                 _ => selected,
             };
             state.popup = Some(Popup::Contacts { selected });
+            None
+        }
+        Popup::ContactEdit {
+            index,
+            mut name,
+            mut uri,
+            mut account,
+            mut field,
+        } => {
+            match action {
+                Action::Cancel => {
+                    state.popup = Some(Popup::Contacts { selected: 0 });
+                    return None;
+                }
+                Action::Submit => match save_contact(state, index, &name, &uri, account.clone()) {
+                    Ok(message) => {
+                        state.set_status(message);
+                        state.popup = Some(Popup::Contacts { selected: 0 });
+                        return None;
+                    }
+                    Err(message) => state.set_status(message),
+                },
+                Action::FocusNext => field = (field + 1) % 3,
+                // The account field: Up/Down go through "the outgoing one" and each account.
+                Action::Up | Action::Down if field == 2 => {
+                    let names: Vec<Option<String>> = std::iter::once(None)
+                        .chain(state.accounts.iter().map(|a| Some(a.name.clone())))
+                        .collect();
+                    let at = names.iter().position(|n| *n == account).unwrap_or(0);
+                    let next = if action == Action::Down {
+                        (at + 1) % names.len()
+                    } else {
+                        (at + names.len() - 1) % names.len()
+                    };
+                    account = names.get(next).cloned().flatten();
+                }
+                Action::Type(c) | Action::Digit(c) if field < 2 => {
+                    let text = if field == 0 { &mut name } else { &mut uri };
+                    if text.chars().count() < MAX_CONTACT_FIELD {
+                        text.push(c);
+                    }
+                }
+                Action::Backspace if field < 2 => {
+                    if field == 0 {
+                        name.pop();
+                    } else {
+                        uri.pop();
+                    }
+                }
+                _ => {}
+            }
+            state.popup = Some(Popup::ContactEdit {
+                index,
+                name,
+                uri,
+                account,
+                field,
+            });
             None
         }
         Popup::Ladder { call_id, scroll } => {
@@ -1442,7 +1603,9 @@ mod tests {
     fn the_contacts_popup_lists_contacts_then_newest_calls_and_enter_dials() {
         let mut s = state();
         assert_eq!(update(&mut s, Action::ShowContacts), None);
-        assert_eq!(s.popup, None, "nothing to list");
+        // Nothing to list yet: it opens anyway, `n` adds the first contact there.
+        assert!(s.status.as_deref().is_some_and(|m| m.contains("n adds")));
+        s.popup = None;
         with_contacts(&mut s);
         with_call(&mut s, "1", "calling");
         let now = s.now;

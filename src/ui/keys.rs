@@ -58,6 +58,9 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
             return match key.code {
                 KeyCode::Esc | KeyCode::Char('q' | 'c') => Some(Action::Cancel),
                 KeyCode::Enter => Some(Action::Submit),
+                KeyCode::Char('n') => Some(Action::NewContact),
+                KeyCode::Char('e') => Some(Action::EditContact),
+                KeyCode::Char('x') => Some(Action::DeleteContact),
                 KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
                 KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
                 _ => None,
@@ -102,8 +105,8 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
-        // Typing a message: every printable key is text.
-        Some(Popup::Chat { .. }) => return text_key(key.code),
+        // Typing a message or a contact: every printable key is text.
+        Some(Popup::Chat { .. } | Popup::ContactEdit { .. }) => return text_key(key.code),
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),

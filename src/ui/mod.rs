@@ -114,6 +114,16 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         .iter()
         .filter_map(|a| Some((a.name.clone(), a.voicemail.clone()?)))
         .collect();
+    // The user's own contacts (added in the TUI), after the config's read-only ones.
+    let contacts_path = messaging::contacts_path();
+    if let Some(path) = &contacts_path {
+        let (contacts, warning) = messaging::load_contacts(path);
+        state.user_contacts = contacts;
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+            state.set_status(format!("warning: {warning}"));
+        }
+    }
     // The conversations kept from earlier runs (bounded, cleaned again on load).
     let messages_path = messaging::messages_path();
     if let Some(path) = &messages_path {
@@ -150,6 +160,17 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         if state.chats_dirty {
             state.chats_dirty = false;
             save_chats(messages_path.clone(), state.chats.clone());
+        }
+        if state.contacts_dirty {
+            state.contacts_dirty = false;
+            if let Some(path) = contacts_path.clone() {
+                let contacts = state.user_contacts.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = messaging::save_contacts(&path, &contacts) {
+                        tracing::warn!(%error, path = %path.display(), "cannot save the contacts");
+                    }
+                });
+            }
         }
         if dirty {
             state.dropped_traces = handle.dropped_traces.load(Ordering::Relaxed);

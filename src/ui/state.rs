@@ -79,6 +79,15 @@ pub enum Popup {
     Diagnosis {
         scroll: u16,
     },
+    /// Adding (`index` None) or editing one of the user's own contacts (`user_contacts`):
+    /// `field` 0 name, 1 URI, 2 account (Up/Down pick it); Tab moves between them.
+    ContactEdit {
+        index: Option<usize>,
+        name: String,
+        uri: String,
+        account: Option<String>,
+        field: u8,
+    },
     /// The conversations, most recent first (`M`); Enter opens the `selected` one.
     Chats {
         selected: usize,
@@ -461,6 +470,11 @@ pub struct UiState {
     pub chats: super::messaging::Chats,
     /// The conversations changed since the run loop last saved them.
     pub chats_dirty: bool,
+    /// Contacts the user added in the TUI (`contacts.toml` in the data dir), after the
+    /// config's read-only `contacts`.
+    pub user_contacts: Vec<Contact>,
+    /// `user_contacts` changed since the run loop last saved them.
+    pub contacts_dirty: bool,
     /// Busy lamps: state (available, busy, ringing, offline, unknown) and note per watched
     /// URI, from `presence` events.
     pub lamps: std::collections::HashMap<String, (String, Option<String>)>,
@@ -520,6 +534,8 @@ impl UiState {
             voicemail_numbers: Vec::new(),
             chats: super::messaging::Chats::default(),
             chats_dirty: false,
+            user_contacts: Vec::new(),
+            contacts_dirty: false,
             lamps: std::collections::HashMap::new(),
             call_accounts: Vec::new(),
         }
@@ -577,6 +593,7 @@ impl UiState {
         let contact = self
             .contacts
             .iter()
+            .chain(&self.user_contacts)
             .find(|c| c.name.trim().eq_ignore_ascii_case(wanted));
         let uri = contact.map_or_else(|| wanted.to_string(), |c| c.uri.clone());
         let account = contact
@@ -697,7 +714,7 @@ impl UiState {
     }
 
     pub fn dial_choices(&self) -> Vec<(String, String)> {
-        let contacts = self.contacts.iter().map(|c| {
+        let contacts = self.contacts.iter().chain(&self.user_contacts).map(|c| {
             // The busy lamp, when the contact is watched (account key `presence`).
             let lamp = self
                 .lamp_of(&c.uri)
@@ -715,6 +732,14 @@ impl UiState {
         contacts.chain(calls).collect()
     }
 
+    /// The index in `user_contacts` of the `selected` line of the contacts popup, when that
+    /// line is one of the user's own contacts (the config's come first and are read-only).
+    pub fn user_contact_at(&self, selected: usize) -> Option<usize> {
+        selected
+            .checked_sub(self.contacts.len())
+            .filter(|i| *i < self.user_contacts.len())
+    }
+
     /// The lamp (state, note) of a watched URI, `sip:` and case aside.
     pub fn lamp_of(&self, uri: &str) -> Option<&(String, Option<String>)> {
         let key = |u: &str| u.trim().trim_start_matches("sip:").to_ascii_lowercase();
@@ -730,6 +755,7 @@ impl UiState {
         let wanted = text.trim();
         self.contacts
             .iter()
+            .chain(&self.user_contacts)
             .find(|c| c.name.trim().eq_ignore_ascii_case(wanted))
             .map_or_else(|| wanted.to_string(), |c| c.uri.clone())
     }

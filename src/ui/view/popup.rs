@@ -28,7 +28,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab, d / i", "next pane / back to the dial field"),
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
-    ("c", "contacts and call history (Enter dials)"),
+    ("c / n e x", "contacts (Enter dials) / add, edit, delete"),
     ("l / e", "ladder of the call / export it (PlantUML)"),
     ("w", "what's wrong: diagnosis, now and before"),
     ("f / F", "log: this call only / cycle methods"),
@@ -62,6 +62,13 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         }
         Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
         Some(Popup::Chats { selected }) => chats(state, frame, area, *selected),
+        Some(Popup::ContactEdit {
+            index,
+            name,
+            uri,
+            account,
+            field,
+        }) => contact_edit(frame, area, index.is_none(), [name, uri], account, *field),
         Some(Popup::Chat {
             account,
             peer,
@@ -110,7 +117,56 @@ fn contacts(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
         })
         .collect();
     lines.push(Line::styled(
-        " Up/Down select  Enter dial  Esc close",
+        " Enter dial  n new  e edit  x delete  Esc close",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The contact being added or edited: name, URI, account; the field being typed is marked.
+fn contact_edit(
+    frame: &mut Frame,
+    area: Rect,
+    new: bool,
+    [name, uri]: [&String; 2],
+    account: &Option<String>,
+    field: u8,
+) {
+    let rect = centered(area, area.width.saturating_sub(8).min(70), 7);
+    let title = if new {
+        " New contact "
+    } else {
+        " Edit contact "
+    };
+    let inner = frame_box(frame, rect, title.into(), Color::Green);
+    let width = usize::from(inner.width.saturating_sub(12));
+    let account = account.as_deref().unwrap_or("(the outgoing one)");
+    let rows = [
+        ("name", name.as_str()),
+        ("URI", uri.as_str()),
+        ("account", account),
+    ];
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let shown = printable(value);
+            let count = shown.chars().count();
+            let tail: String = shown.chars().skip(count.saturating_sub(width)).collect();
+            if usize::from(field) == i {
+                let cursor = if i < 2 { "▏" } else { " ↑↓" };
+                Line::styled(
+                    format!(" {label:>8}: {tail}{cursor}"),
+                    Style::new().fg(Color::Yellow),
+                )
+            } else {
+                Line::raw(format!(" {label:>8}: {tail}"))
+            }
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        " Tab next field  Enter save  Esc cancel",
         Style::new().fg(Color::DarkGray),
     ));
     frame.render_widget(Paragraph::new(lines), inner);
