@@ -245,6 +245,7 @@ fn contacts_are_added_renamed_given_an_account_and_deleted_but_the_configs_stay(
     update(&mut s, Action::Down);
     update(&mut s, Action::Down);
     assert!(screen(&s).contains("account: home"), "{}", screen(&s));
+    s.presence_accounts = vec!["home".into()];
     update(&mut s, Action::Submit);
     assert_eq!(
         s.user_contacts,
@@ -252,6 +253,14 @@ fn contacts_are_added_renamed_given_an_account_and_deleted_but_the_configs_stay(
             name: "Bob".into(),
             uri: "sip:bob@h".into(),
             account: Some("home".into()),
+        }]
+    );
+    // Home watches lamps: Bob is watched at once.
+    assert_eq!(
+        s.outbox.drain(..).collect::<Vec<_>>(),
+        [Command::Watch {
+            account: Some("home".into()),
+            target: "sip:bob@h".into()
         }]
     );
     assert!(s.contacts_dirty);
@@ -283,6 +292,14 @@ fn contacts_are_added_renamed_given_an_account_and_deleted_but_the_configs_stay(
     assert_eq!(s.user_contacts.len(), 1);
     assert_eq!(s.user_contacts[0].name, "Robert");
     assert_eq!(s.user_contacts[0].account, None);
+    // Moved off home (to the outgoing work, which watches nothing): no longer watched there.
+    assert_eq!(
+        s.outbox.drain(..).collect::<Vec<_>>(),
+        [Command::Unwatch {
+            account: Some("home".into()),
+            target: "sip:bob@h".into()
+        }]
+    );
     // x deletes it.
     update(&mut s, Action::Down);
     update(&mut s, Action::DeleteContact);

@@ -434,9 +434,13 @@ fn save_contact(
         uri: uri.to_string(),
         account,
     };
+    let watch = watch_command(state, &contact, true);
     let message = match index.and_then(|i| state.user_contacts.get_mut(i)) {
         Some(existing) => {
-            *existing = contact;
+            let old = std::mem::replace(existing, contact);
+            if let Some(unwatch) = watch_command(state, &old, false) {
+                state.outbox.push(unwatch);
+            }
             format!("contact {name} saved")
         }
         None => {
@@ -444,8 +448,31 @@ fn save_contact(
             format!("contact {name} added")
         }
     };
+    state.outbox.extend(watch);
     state.contacts_dirty = true;
     Ok(message)
+}
+
+/// Watch (or stop watching) a contact's lamp when its account watches lamps: the engine
+/// subscribes now instead of at the next start.
+fn watch_command(
+    state: &UiState,
+    contact: &crate::config::Contact,
+    watch: bool,
+) -> Option<Command> {
+    let account = contact
+        .account
+        .clone()
+        .or_else(|| state.outgoing_account_name().map(str::to_string))?;
+    if !state.presence_accounts.contains(&account) {
+        return None;
+    }
+    let (account, target) = (Some(account), contact.uri.clone());
+    Some(if watch {
+        Command::Watch { account, target }
+    } else {
+        Command::Unwatch { account, target }
+    })
 }
 
 fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Command> {
@@ -599,6 +626,9 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                     };
                     if action == Action::DeleteContact {
                         let gone = state.user_contacts.remove(index);
+                        if let Some(unwatch) = watch_command(state, &gone, false) {
+                            state.outbox.push(unwatch);
+                        }
                         state.contacts_dirty = true;
                         state.set_status(format!("contact {} deleted", gone.name));
                         let last = state.dial_choices().len().saturating_sub(1);

@@ -109,6 +109,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if let Some(warning) = history_warning {
         state.set_status(format!("warning: {warning}"));
     }
+    state.presence_accounts = config
+        .accounts
+        .iter()
+        .filter(|a| a.presence && a.registrar.is_some())
+        .map(|a| a.name.clone())
+        .collect();
     state.voicemail_numbers = config
         .accounts
         .iter()

@@ -475,6 +475,9 @@ pub struct UiState {
     pub user_contacts: Vec<Contact>,
     /// `user_contacts` changed since the run loop last saved them.
     pub contacts_dirty: bool,
+    /// Accounts that watch their contacts' lamps (`presence = true` with a registrar): a
+    /// contact added on one is watched at once.
+    pub presence_accounts: Vec<String>,
     /// Busy lamps: state (available, busy, ringing, offline, unknown) and note per watched
     /// URI, from `presence` events.
     pub lamps: std::collections::HashMap<String, (String, Option<String>)>,
@@ -536,6 +539,7 @@ impl UiState {
             chats_dirty: false,
             user_contacts: Vec::new(),
             contacts_dirty: false,
+            presence_accounts: Vec::new(),
             lamps: std::collections::HashMap::new(),
             call_accounts: Vec::new(),
         }
