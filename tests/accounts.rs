@@ -612,15 +612,26 @@ fn a_contacts_lamp_goes_busy_in_a_call_and_back_through_kamailio_presence() {
         changes.iter().all(|(_, after_notify)| *after_notify),
         "{changes:?}"
     );
-    // The lamp went from available to ringing/busy and back, nothing else in between.
+    // From available (Alice may have subscribed before Bob's first PUBLISH: offline before
+    // that) the lamp went through ringing to busy and back, nothing else in between.
     let states: Vec<&str> = changes.iter().map(|(s, _)| s.as_str()).collect();
+    let first_available = states
+        .iter()
+        .position(|s| *s == "available")
+        .expect("available");
     let busy_at = during.len() - 1;
-    assert_eq!(states.first(), Some(&"available"), "{states:?}");
+    assert_eq!(states[busy_at], "busy", "{states:?}");
     assert!(
-        states[1..busy_at]
+        states[first_available..busy_at]
             .iter()
             .all(|s| *s == "ringing" || *s == "available"),
         "{states:?}"
+    );
+    assert!(
+        states[busy_at..states.len() - 1]
+            .iter()
+            .all(|s| *s == "busy"),
+        "busy until the call ended: {states:?}"
     );
     assert_eq!(states.last(), Some(&"available"), "{states:?}");
     for s in [&mut alice, &mut bob, &mut dave] {
