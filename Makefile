@@ -2,7 +2,7 @@
 # packages they need first (apt-get as root, sudo otherwise), only when missing.
 
 BUILD_DEPS := libasound2-dev libopus-dev pkg-config
-TEST_DEPS  := sip-tester kamailio kamailio-tls-modules baresip-core tshark tmux pulseaudio pulseaudio-utils \
+TEST_DEPS  := sip-tester kamailio kamailio-tls-modules kamailio-presence-modules baresip-core tshark tmux pulseaudio pulseaudio-utils \
               iproute2 nftables dnsmasq-base espeak-ng
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo

@@ -378,6 +378,41 @@ pub struct Account {
     /// info, or inband (tones in the audio).
     #[serde(default)]
     pub dtmf: Dtmf,
+    /// Start this account (register, take calls) with sipterm; it can be enabled later.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// This account's own SIP address (IP:PORT). Default: `[sip] listen` for the first
+    /// account, the same IP on a free port for the others.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// What the voicemail key dials (a number, user or URI, e.g. "*97").
+    #[serde(default, deserialize_with = "optional_header_text")]
+    pub voicemail: Option<String>,
+    /// Busy lamps: watch the contacts of this account (SUBSCRIBE presence and dialog state)
+    /// and publish our own state to its server (PUBLISH, where it takes it).
+    #[serde(default)]
+    pub presence: bool,
+    /// Subscribe to the voicemail indicator (RFC 3842 message-summary) at the registrar.
+    #[serde(default)]
+    pub mwi: bool,
+    /// Who may subscribe to our presence and dialog state: "contacts", "any" or "none".
+    #[serde(default)]
+    pub watchers: Watchers,
+}
+
+/// `watchers` of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watchers {
+    /// Only the addresses of our contacts.
+    #[default]
+    Contacts,
+    Any,
+    None,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `100rel` of an account (RFC 3262).
@@ -438,6 +473,12 @@ impl fmt::Debug for Account {
             forward_to,
             auto_accept_transfer,
             dtmf,
+            enabled,
+            listen,
+            voicemail,
+            presence,
+            mwi,
+            watchers,
         } = self;
         let redacted = |set: bool| if set { Some("***") } else { None };
         f.debug_struct("Account")
@@ -465,6 +506,12 @@ impl fmt::Debug for Account {
             .field("forward_to", forward_to)
             .field("auto_accept_transfer", auto_accept_transfer)
             .field("dtmf", dtmf)
+            .field("enabled", enabled)
+            .field("listen", listen)
+            .field("voicemail", voicemail)
+            .field("presence", presence)
+            .field("mwi", mwi)
+            .field("watchers", watchers)
             .finish()
     }
 }
@@ -517,6 +564,12 @@ impl Account {
             forward_to: None,
             auto_accept_transfer: false,
             dtmf: Dtmf::default(),
+            enabled: true,
+            listen: None,
+            voicemail: None,
+            presence: false,
+            mwi: false,
+            watchers: Watchers::default(),
         }
     }
 
@@ -587,7 +640,7 @@ impl Account {
 }
 
 /// `[[contact]]`: a name for something dialable.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     /// Typed in the dial field (case-insensitive) instead of the URI; unique.
@@ -596,6 +649,13 @@ pub struct Contact {
     /// What is dialed: anything the dial field takes (`sip:` URI, user@host, number, `echo`).
     #[serde(deserialize_with = "header_text")]
     pub uri: String,
+    /// The account calls and messages to this contact go through (default: the outgoing one).
+    #[serde(
+        default,
+        deserialize_with = "optional_header_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub account: Option<String>,
 }
 
 /// What can go wrong loading the config or resolving a password.
@@ -770,6 +830,14 @@ impl Config {
         for spanned in file.contact {
             let span = spanned.span();
             let contact = spanned.into_inner();
+            if let Some(account) = &contact.account
+                && !accounts.iter().any(|a: &Account| &a.name == account)
+            {
+                return Err(invalid(
+                    Some(span),
+                    format!("contact `{}`: no account named `{account}`", contact.name),
+                ));
+            }
             if !contact_names.insert(contact.name.trim().to_lowercase()) {
                 return Err(invalid(
                     Some(span),
@@ -806,6 +874,15 @@ impl Config {
                 path.display()
             )
         })
+    }
+
+    /// The accounts to run: the one `--account` names, else every enabled one (at least the
+    /// first, so that a config whose accounts are all disabled still starts).
+    pub fn running_accounts(&self, name: Option<&str>) -> Result<Vec<&Account>, ConfigError> {
+        if name.is_some() {
+            return Ok(vec![self.account(name)?]);
+        }
+        Ok(self.accounts.iter().collect())
     }
 
     /// The account called `name`, or the first account when `name` is `None`.
@@ -1264,11 +1341,13 @@ uri = "sips:bob@biloxi.com"
             vec![
                 Contact {
                     name: "Bob".into(),
-                    uri: "sip:bob@biloxi.com".into()
+                    uri: "sip:bob@biloxi.com".into(),
+                    account: None,
                 },
                 Contact {
                     name: "Echo".into(),
-                    uri: "echo".into()
+                    uri: "echo".into(),
+                    account: None,
                 },
             ]
         );

@@ -3,11 +3,42 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    #[default]
     In,
     Out,
+}
+
+/// An account and its SIP address, in `ready` and `account` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountListen {
+    pub name: String,
+    pub listen: String,
+}
+
+/// An instant message in or out (`message` event): `dir` in with the text; out once with
+/// `status` `sending` (and the text), then `delivered` or `failed` with the response code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct MessageEvent {
+    pub account: String,
+    pub dir: Direction,
+    /// Our message number (outgoing messages; per account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The other side's URI.
+    pub peer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,6 +50,9 @@ pub enum Event {
         /// The TLS listener's address, when `[sip] tls_listen` is set and it started.
         #[serde(skip_serializing_if = "Option::is_none")]
         tls_listen: Option<String>,
+        /// Every running account and its address (`listen` is the default account's).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        accounts: Vec<AccountListen>,
     },
     Registration {
         account: String,
@@ -51,6 +85,9 @@ pub enum Event {
         /// in the trace); absent before the UA has one.
         #[serde(skip_serializing_if = "Option::is_none")]
         sip_call_id: Option<String>,
+        /// The account the call is on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
     },
     /// Media statistics of a call, sent every few seconds and when the call ends.
     Media {
@@ -153,6 +190,31 @@ pub enum Event {
     Forward {
         #[serde(skip_serializing_if = "Option::is_none")]
         target: Option<String>,
+    },
+    Message(MessageEvent),
+    /// A watched contact's busy lamp: available, busy, ringing, offline or unknown.
+    Presence {
+        account: String,
+        contact: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Voicemail waiting on an account (RFC 3842), with the counts when the server gives them.
+    Voicemail {
+        account: String,
+        waiting: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        old: Option<u32>,
+    },
+    /// An account was enabled (started, with its address) or disabled at run time.
+    Account {
+        account: String,
+        enabled: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<String>,
     },
     /// A call's audio set-up: at its start and whenever it changes (devices, processing,
     /// recording). `processing`: the stages that run (`AEC NS AGC`, `-` for none).
@@ -262,6 +324,33 @@ mod tests {
     }
 
     #[test]
+    fn message_presence_and_voicemail_events_serialize() {
+        let e = Event::Message(MessageEvent {
+            account: "work".into(),
+            dir: Direction::In,
+            peer: "sip:bob@h".into(),
+            text: Some("Grüße".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(
+                r#"{"event":"message","account":"work","dir":"in","peer":"sip:bob@h","text":"Grüße"}"#
+            )
+        );
+        let e = Event::Voicemail {
+            account: "work".into(),
+            waiting: true,
+            new: Some(2),
+            old: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(r#"{"event":"voicemail","account":"work","waiting":true,"new":2}"#)
+        );
+    }
+
+    #[test]
     fn call_events_carry_the_sip_call_id_only_when_known() {
         let mut e = Event::Call {
             call: "1".into(),
@@ -270,6 +359,7 @@ mod tests {
             code: None,
             reason: None,
             sip_call_id: None,
+            account: None,
         };
         assert_eq!(
             serde_json::to_string(&e).ok().as_deref(),

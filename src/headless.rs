@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::driver::command::{Command, parse_line};
-use crate::driver::sip_task;
+use crate::driver::router;
 use crate::event::Event;
 use crate::export::{RECORD_LIMIT, Record};
 
@@ -32,10 +32,13 @@ pub fn emit(event: &Event) {
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setup = crate::app::sip_setup(&cli, &config)?;
-    let account_name = setup.account.name.clone();
+    let setups = crate::app::sip_setups(&cli, &config)?;
+    let account_names: Vec<String> = setups
+        .iter()
+        .map(|s| s.setup.account.name.clone())
+        .collect();
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
-    let handle = match sip_task::start(setup, event_tx.clone()).await {
+    let handle = match router::start(setups, event_tx.clone()).await {
         Ok(handle) => handle,
         Err(e) => {
             emit(&Event::Error {
@@ -44,10 +47,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             return Err(e).context("cannot start the SIP engine");
         }
     };
-    tracing::info!(listen = %handle.listen, account = %account_name, "headless engine ready");
+    tracing::info!(listen = %handle.listen, accounts = ?account_names, "headless engine ready");
     emit(&Event::Ready {
         listen: handle.listen.to_string(),
         tls_listen: handle.tls_listen.map(|a| a.to_string()),
+        accounts: handle.accounts.clone(),
     });
     // Every SIP message of the session, for --ladder-out / --pcap-out at exit (bounded).
     let mut recorder =
@@ -67,7 +71,6 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let commands = handle.commands.clone();
     let mut task = handle.task;
     let mut quitting = false;
-    let auto_answer = crate::app::auto_answer(&cli, &config);
     let mut pending_auto_answer: Option<(Option<u64>, tokio::time::Instant)> = None;
     let mut quit_deadline = None;
     let mut sigterm =
@@ -76,8 +79,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         let deadline = quit_deadline;
         tokio::select! {
             Some(event) = event_rx.recv() => {
-                if let (Some(delay), Event::Call { call, state, .. }) = (auto_answer, &event)
+                if let Event::Call { call, state, account, .. } = &event
                     && state == "incoming"
+                    && let Some(delay) = crate::app::auto_answer_for(&cli, &config, account.as_deref())
                 {
                     pending_auto_answer = Some((call.parse::<u64>().ok(), tokio::time::Instant::now() + delay));
                 }

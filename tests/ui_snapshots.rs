@@ -44,6 +44,7 @@ fn call(id: &str, state: &str, remote: &str) -> Event {
         code: None,
         reason: None,
         sip_call_id: None,
+        account: None,
     }
 }
 
@@ -54,6 +55,7 @@ fn registered(t0: Instant) -> UiState {
         Event::Ready {
             listen: "127.0.0.1:5062".into(),
             tls_listen: None,
+            accounts: Vec::new(),
         },
         t0,
     );
@@ -437,6 +439,7 @@ fn ladder_of_the_selected_call() {
             code: None,
             reason: None,
             sip_call_id: None,
+            account: None,
         },
         at(t0, 9001),
     );
@@ -620,6 +623,7 @@ fn call_with_sip_id(id: &str, state: &str, remote: &str, sip_call_id: &str) -> E
         code: None,
         reason: None,
         sip_call_id: Some(sip_call_id.into()),
+        account: None,
     }
 }
 
@@ -695,6 +699,7 @@ fn first_run_banner_says_where_the_config_goes_and_how_to_start() {
         Event::Ready {
             listen: "127.0.0.1:5062".into(),
             tls_listen: None,
+            accounts: Vec::new(),
         },
         t0,
     );

@@ -82,6 +82,7 @@ impl Rig {
             code,
             reason: reason.map(str::to_string),
             sip_call_id: Some(format!("call{call}@h")),
+            account: None,
         });
     }
 

@@ -8,6 +8,7 @@ pub mod icmp;
 pub mod locate;
 pub mod media_task;
 pub mod nat;
+pub mod router;
 pub mod sip_task;
 pub mod tls;
 pub mod tone_task;

@@ -286,6 +286,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: None,
+                account: None,
             },
             t0,
         );

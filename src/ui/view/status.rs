@@ -36,6 +36,26 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             _ => account.state.clone(),
         };
         spans.push(Span::styled(text, registration_style(&account.state)));
+        // Voicemail waiting on this account (RFC 3842), with the new count when given.
+        if let Some((true, new)) = account.voicemail {
+            let count = new.map(|n| format!(" {n}")).unwrap_or_default();
+            spans.push(Span::styled(
+                format!(" ✉{count}"),
+                Style::new()
+                    .fg(Color::LightYellow)
+                    .add_modifier(Modifier::BOLD),
+            ));
+        }
+    }
+    let unread = state.chats.unread();
+    if unread > 0 {
+        spans.push(separator());
+        spans.push(Span::styled(
+            format!("{unread} new msg (M)"),
+            Style::new()
+                .fg(Color::LightCyan)
+                .add_modifier(Modifier::BOLD),
+        ));
     }
     if let Some(listen) = &state.listen {
         spans.push(separator());
