@@ -110,6 +110,7 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
                 noise_suppression: config.audio.noise_suppression,
                 auto_gain: config.audio.auto_gain,
             },
+            capture: None,
         },
         nat: nat_setup(account, config),
         tones: tone_settings(config),
@@ -117,7 +118,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             config::AcceptFrom::Proxy => crate::sip::ua::AcceptFrom::Proxy,
             config::AcceptFrom::Any => crate::sip::ua::AcceptFrom::Any,
         },
-        warnings: config.permission_warning().into_iter().collect(),
+        warnings: config
+            .permission_warning()
+            .into_iter()
+            .chain(config.self_loop_warning(account))
+            .collect(),
         tls: TlsOptions {
             ca_file: config.sip.tls_ca_file.clone(),
             insecure: config.sip.tls_insecure,

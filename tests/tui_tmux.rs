@@ -403,8 +403,8 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     assert!(
         screen
             .lines()
-            .any(|l| l.contains("opus/48000 SRTP") && l.contains("MOS")),
-        "SRTP marker on the echo call:\n{screen}"
+            .any(|l| l.contains("opus/48000 SRTP/clear-keys") && l.contains("MOS")),
+        "SRTP marker on the echo call (keys went over UDP):\n{screen}"
     );
     shot_with_colours(&tmux, "02-in-call", &screen);
     println!("in call:\n{screen}");
@@ -428,9 +428,14 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     for _ in 0..12 {
         tmux.keys(&["Down"]);
     }
-    tmux.wait_for("the SDP's m= line and SDES key", |s| {
-        s.contains("m=audio") && s.contains("a=crypto:")
+    // The key itself is masked on screen (SDES over UDP: it went in clear on the wire, but
+    // a screenshot or a shared screen must not give it away too).
+    let sdp = tmux.wait_for("the SDP's m= line and masked SDES key", |s| {
+        s.contains("m=audio") && s.contains("a=crypto:") && s.contains("inline:REDACTED")
     });
+    for key in sdp.split("inline:").skip(1) {
+        assert!(key.starts_with("REDACTED"), "an SRTP key on screen:\n{sdp}");
+    }
     tmux.keys(&["Escape"]);
     tmux.wait_for("the message closed", |s| !s.contains("Call-ID:"));
 

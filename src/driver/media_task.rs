@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::call_audio::{CallAudio, Opened, ProcessingConfig};
+use super::capture::PacketTap;
 use super::command::AudioCommand;
 use super::transport::{canonical, on_socket_family};
-use crate::event::{Event, MicReport, PeerReport, SrtpStats};
+use crate::event::{Direction, Event, KeyTransport, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::inband_dtmf::InbandDtmf;
@@ -70,6 +71,8 @@ pub struct MediaIo {
     pub append_output: bool,
     /// `[audio] echo_cancel`, `noise_suppression`, `auto_gain`.
     pub processing: ProcessingConfig,
+    /// `--pcap-out`: every RTP/RTCP datagram sent or received goes here too (never waiting).
+    pub capture: Option<PacketTap>,
 }
 
 #[derive(Debug)]
@@ -248,6 +251,8 @@ struct CallMedia {
     inband_dtmf: InbandDtmf,
     /// This call's leg of a local conference, while it is in one.
     conference: Option<Box<ConferenceLeg>>,
+    /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
+    capture: Option<PacketTap>,
 }
 
 impl CallMedia {
@@ -357,6 +362,7 @@ impl CallMedia {
             mic_peak_db: None,
             inband_dtmf: InbandDtmf::new(rate),
             conference: None,
+            capture: io.capture.clone(),
         })
     }
 
@@ -414,6 +420,7 @@ impl CallMedia {
                         let from = canonical(from);
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
+                        self.tap(Direction::In, &rtp, from, bytes);
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
                         // STUN answer (our Binding before the call) is neither, and no media:
                         // not counted as foreign. (SRTP leaves the header, so the RTCP test
@@ -430,6 +437,7 @@ impl CallMedia {
                     if let Ok((n, from)) = received {
                         let from = canonical(from);
                         let bytes = rtcp_buf.get(..n).unwrap_or_default();
+                        self.tap(Direction::In, &rtcp, from, bytes);
                         self.receive_rtcp(bytes, from, started.elapsed());
                     }
                 }
@@ -570,9 +578,18 @@ impl CallMedia {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
-            let _ = socket
-                .send_to(&wire, on_socket_of(socket, self.destination()))
-                .await;
+            let dest = self.destination();
+            let _ = socket.send_to(&wire, on_socket_of(socket, dest)).await;
+            self.tap(Direction::Out, socket, dest, &wire);
+        }
+    }
+
+    /// `--pcap-out`: a copy of the datagram to the recorder (a no-op without it).
+    fn tap(&self, dir: Direction, socket: &UdpSocket, peer: SocketAddr, bytes: &[u8]) {
+        if let Some(tap) = &self.capture
+            && let Ok(local) = socket.local_addr()
+        {
+            tap.offer(dir, canonical(local), canonical(peer), bytes);
         }
     }
 
@@ -852,6 +869,7 @@ impl CallMedia {
         let dest = self.latch.rtcp_destination();
         let socket = if self.params.rtcp_mux { rtp } else { rtcp };
         let _ = socket.send_to(bytes, on_socket_of(socket, dest)).await;
+        self.tap(Direction::Out, socket, dest, bytes);
     }
 
     async fn report(&mut self) {
@@ -914,8 +932,13 @@ impl CallMedia {
                 foreign: self.latch.stats().foreign(),
                 encrypted: self.srtp.is_some(),
                 srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
-                    suite: srtp.suite().name().to_owned(),
+                    suite: srtp.suite().name(),
                     auth_failures: srtp.auth_failures(),
+                    keys: if self.params.signalling_tls {
+                        KeyTransport::Tls
+                    } else {
+                        KeyTransport::Clear
+                    },
                 }),
                 foreign_from: self.last_foreign.map(|a| a.to_string()),
                 peer,

@@ -334,6 +334,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             rtp_latching: false,
             append_output: false,
             processing: Default::default(),
+            capture: None,
         },
         tones: Tones::default(),
         sockets: HashMap::new(),
@@ -1489,14 +1490,16 @@ fn trace(
     bytes: &[u8],
 ) {
     // The log file keeps whole messages at debug level (digest responses are not secrets; no
-    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked
-    // (the trace event below keeps the message as sent).
-    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", crate::sdp::redact_inline_keys(&String::from_utf8_lossy(bytes)));
+    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked,
+    // here for the log and in the trace event for everything downstream (TUI log, ladder,
+    // text and pcap exports), so no front end can show them by mistake.
+    let masked = crate::sdp::redact_inline_key_bytes(bytes);
+    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(&masked));
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),
-        summary: first_line(bytes),
-        raw: Arc::from(bytes),
+        summary: first_line(&masked),
+        raw: Arc::from(masked.as_ref()),
     };
     if events.try_send(event).is_err() {
         dropped.fetch_add(1, Ordering::Relaxed);

@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::driver::command::Command;
 use crate::driver::sip_task;
 use crate::event::Event;
+use crate::session_export::SessionExport;
 
 use self::action::update;
 use self::state::UiState;
@@ -44,12 +45,16 @@ const EVENT_BATCH: usize = 256;
 
 /// Runs the TUI until the user quits (or the engine stops).
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setup = crate::app::sip_setup(&cli, &config)?;
+    let mut setup = crate::app::sip_setup(&cli, &config)?;
     let account = setup.account.name.clone();
+    // --ladder-out / --pcap-out work here as in headless mode (`session_export`).
+    let (mut export, export_problems) = SessionExport::open(&cli);
+    setup.media.capture = export.media_tap();
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
     let handle = sip_task::start(setup, event_tx)
         .await
         .context("cannot start the SIP engine")?;
+    export.set_local(handle.listen);
     tracing::info!(listen = %handle.listen, %account, "TUI engine ready");
 
     let mut state = UiState::new(
@@ -99,6 +104,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     );
     if let Some(warning) = history_warning {
         state.set_status(format!("warning: {warning}"));
+    }
+    for problem in export_problems {
+        state.apply_event(problem, Instant::now());
     }
 
     // C libraries (alsa-lib) write to fd 2; keep that off the screen for as long as we own it.
@@ -171,11 +179,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             },
             Some(event) = event_rx.recv() => {
                 let now = Instant::now();
+                export.on_event(&event);
                 state.apply_event(event, now);
                 let mut batch = 1;
                 while batch < EVENT_BATCH
                     && let Ok(event) = event_rx.try_recv()
                 {
+                    export.on_event(&event);
                     state.apply_event(event, now);
                     batch += 1;
                 }
@@ -205,6 +215,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
     }
     drop(terminal);
+    // The screen is the user's shell again: say here what went wrong with the exports.
+    for problem in export.finish().await {
+        if let Event::Warning { message } | Event::Error { message } = problem {
+            eprintln!("sipterm: {message}");
+        }
+    }
     Ok(())
 }
 

@@ -112,6 +112,8 @@ pub struct CallView {
     pub mos: Option<f64>,
     /// SRTP protects the media (from the last `media` event).
     pub encrypted: bool,
+    /// The SRTP keys (SDES) went in clear: over UDP or TCP, not TLS.
+    pub keys_in_clear: bool,
     /// RTP/RTCP packets from strangers dropped so far (from the last `media` event).
     pub foreign: u64,
     pub held: bool,
@@ -715,6 +717,7 @@ impl UiState {
                 rtt_ms,
                 mos,
                 encrypted,
+                srtp,
                 foreign,
                 ..
             } => {
@@ -739,6 +742,9 @@ impl UiState {
                     view.rtt_ms = rtt_ms;
                     view.mos = mos;
                     view.encrypted = encrypted;
+                    // Only a report that says TLS clears the warning.
+                    view.keys_in_clear =
+                        srtp.is_none_or(|s| s.keys != crate::event::KeyTransport::Tls);
                     view.foreign = foreign;
                 }
             }
@@ -1059,6 +1065,7 @@ impl UiState {
                     rtt_ms: None,
                     mos: None,
                     encrypted: false,
+                    keys_in_clear: false,
                     foreign: 0,
                     muted: false,
                     mic_db: None,
@@ -1222,7 +1229,11 @@ mod tests {
                 local: None,
                 foreign: 12,
                 encrypted: true,
-                srtp: None,
+                srtp: Some(crate::event::SrtpStats {
+                    suite: "AES_CM_128_HMAC_SHA1_80",
+                    auth_failures: 0,
+                    keys: crate::event::KeyTransport::Tls,
+                }),
                 foreign_from: None,
                 peer: None,
                 mic: None,
@@ -1233,6 +1244,11 @@ mod tests {
         assert_eq!(call.and_then(|c| c.codec.as_deref()), Some("opus/48000"));
         assert_eq!(call.map(|c| c.lost), Some(2));
         assert_eq!(call.map(|c| c.encrypted), Some(true));
+        assert_eq!(
+            call.map(|c| c.keys_in_clear),
+            Some(false),
+            "keys went over TLS"
+        );
         assert_eq!(call.map(|c| c.foreign), Some(12));
     }
 
