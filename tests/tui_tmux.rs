@@ -233,11 +233,14 @@ impl Drop for Tmux {
 }
 
 /// The bottom line shows the pane that has the keyboard: ` DIAL `, ` CALLS `, ...
+/// The mode badge starts the bottom line: the last row, or higher when a long status message
+/// wraps below it (the rows under the panes' bottom border).
 fn mode_is(screen: &str, mode: &str) -> bool {
     screen
         .lines()
-        .last()
-        .is_some_and(|l| l.starts_with(&format!(" {mode} ")))
+        .rev()
+        .take_while(|l| !l.starts_with('└'))
+        .any(|l| l.starts_with(&format!(" {mode} ")))
 }
 
 fn log_has(screen: &str, needle: &str) -> bool {
