@@ -1,7 +1,8 @@
 //! `--ladder-out` and `--pcap-out` for both front ends (headless and TUI alike): the ladder
 //! is the session's SIP messages kept in memory (bounded) and written as PlantUML at exit; the
-//! pcap file is written as the session goes (SIP from the front end's `sip` events, RTP and
-//! RTCP from the media tasks' tap), so a long call does not pile up in memory.
+//! pcap file is written as the session goes (SIP from the SIP task, RTP and RTCP from the
+//! media tasks, both through the tap in `MediaIo::capture`, timestamped as they hit the
+//! wire), so a long call does not pile up in memory.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -58,7 +59,8 @@ impl SessionExport {
         self.local = Some(local);
     }
 
-    /// Records what is to be exported of an engine event (SIP messages; media comes by tap).
+    /// Records what is to be exported of an engine event (SIP messages for the ladder; the
+    /// pcap gets everything through the tap).
     pub fn on_event(&mut self, event: &Event) {
         let Event::Sip { dir, peer, raw, .. } = event else {
             return;
@@ -66,9 +68,6 @@ impl SessionExport {
         let (Some(local), Ok(peer)) = (self.local, peer.parse::<SocketAddr>()) else {
             return;
         };
-        if let Some((_, writer)) = &self.pcap {
-            writer.offer_sip(*dir, local, peer, raw);
-        }
         if let Some((_, ladder)) = &mut self.ladder {
             ladder.push(Record {
                 time: SystemTime::now(),

@@ -83,8 +83,8 @@ enum Message {
 }
 
 /// The `--pcap-out` file, written as packets come by a thread of its own (file writes never
-/// run on the async threads). SIP comes from the front end (`offer_sip`), RTP/RTCP from the
-/// media tasks through `tap()`.
+/// run on the async threads). SIP (masked by the SIP task's trace) and RTP/RTCP come through
+/// `tap()`, which goes into `MediaIo::capture`.
 #[derive(Debug)]
 pub struct PcapWriter {
     tap: PacketTap,
@@ -156,13 +156,6 @@ impl PcapWriter {
     /// The tap for the media tasks (`MediaIo::capture`).
     pub fn tap(&self) -> PacketTap {
         self.tap.clone()
-    }
-
-    /// A SIP message as traced (already masked: `sdp::redact_inline_key_bytes`, applied again
-    /// here so nothing unmasked can reach the file).
-    pub fn offer_sip(&self, dir: Direction, local: SocketAddr, peer: SocketAddr, raw: &[u8]) {
-        let masked = crate::sdp::redact_inline_key_bytes(raw);
-        self.tap.offer(dir, local, peer, &masked);
     }
 
     /// Flushes and closes the file: (packets written, packets dropped because the writer

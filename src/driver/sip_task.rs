@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use std::collections::HashMap;
 
+use super::capture::PacketTap;
 use super::command::Command;
 use super::diagnosis_task::{self, DiagnosisFeed};
 use super::dns::SystemDns;
@@ -476,6 +477,12 @@ struct PreparedMedia {
 }
 
 impl Engine {
+    /// The `--pcap-out` tap and our SIP address, when capturing.
+    fn capture(&self) -> Option<(&PacketTap, SocketAddr)> {
+        let tap = self.media_io.capture.as_ref()?;
+        Some((tap, self.transport.local_addr()))
+    }
+
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
@@ -545,7 +552,7 @@ impl Engine {
                             self.nat_outputs(out).await;
                         }
                         Inbound::Message { source, bytes } => {
-                            trace(&self.events, &self.dropped, Direction::In, source.addr, &bytes);
+                            trace(&self.events, &self.dropped, self.capture(), Direction::In, source.addr, &bytes);
                             self.transport.learn_alias(source, &bytes);
                             self.ua.handle_datagram(source, &bytes, now);
                         }
@@ -1080,6 +1087,7 @@ impl Engine {
                 trace(
                     &self.events,
                     &self.dropped,
+                    self.capture(),
                     Direction::Out,
                     peer,
                     &out.bytes,
@@ -1482,9 +1490,12 @@ fn release_after_flood(peak: usize, alive: usize) -> usize {
 }
 
 /// Trace events never block the UA: when the front end lags they are counted and dropped.
+/// With `--pcap-out` the message also goes to the pcap writer (`capture`: the tap and our
+/// SIP address), timestamped here, as it goes out or comes in.
 fn trace(
     events: &mpsc::Sender<Event>,
     dropped: &AtomicU64,
+    capture: Option<(&PacketTap, SocketAddr)>,
     dir: Direction,
     peer: SocketAddr,
     bytes: &[u8],
@@ -1495,6 +1506,9 @@ fn trace(
     // text and pcap exports), so no front end can show them by mistake.
     let masked = crate::sdp::redact_inline_key_bytes(bytes);
     tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(&masked));
+    if let Some((tap, local)) = capture {
+        tap.offer(dir, local, peer, &masked);
+    }
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),
