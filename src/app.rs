@@ -45,8 +45,8 @@ pub fn sip_setups(cli: &Cli, config: &Config) -> anyhow::Result<Vec<AccountSetup
                 .unwrap_or_else(|| std::net::SocketAddr::new(config.sip.listen.ip(), 0));
             // One TLS listener (the `[sip]` keys) only: the first account's.
             setup.tls.listen = None;
-            // The config's permission warning once.
-            setup.warnings.clear();
+            // The config's permission warning once; each account's own self-loop warning.
+            setup.warnings = config.self_loop_warning(account).into_iter().collect();
         } else if let Some(listen) = account.listen.filter(|_| cli.listen.is_none()) {
             setup.listen = listen;
         }
@@ -183,6 +183,7 @@ fn account_setup(
                 noise_suppression: config.audio.noise_suppression,
                 auto_gain: config.audio.auto_gain,
             },
+            capture: None,
         },
         nat: nat_setup(account, config),
         tones: tone_settings(config),
@@ -190,7 +191,11 @@ fn account_setup(
             config::AcceptFrom::Proxy => crate::sip::ua::AcceptFrom::Proxy,
             config::AcceptFrom::Any => crate::sip::ua::AcceptFrom::Any,
         },
-        warnings: config.permission_warning().into_iter().collect(),
+        warnings: config
+            .permission_warning()
+            .into_iter()
+            .chain(config.self_loop_warning(account))
+            .collect(),
         tls: TlsOptions {
             ca_file: config.sip.tls_ca_file.clone(),
             insecure: config.sip.tls_insecure,

@@ -885,6 +885,40 @@ impl Config {
         Ok(self.accounts.iter().collect())
     }
 
+    /// A warning when `account` sends its requests to sipterm itself: an `outbound_proxy` or
+    /// `registrar` whose host is an IP and whose port (5060 when absent; 5061 for sips:) is
+    /// our own `listen` address (or, on a wildcard listen, a loopback IP at our port). Such a
+    /// config (e.g. the old example's proxy copied as is) REGISTERs and calls to itself.
+    pub fn self_loop_warning(&self, account: &Account) -> Option<String> {
+        let listen = self.sip.listen;
+        [
+            ("outbound_proxy", account.outbound_proxy.as_deref()),
+            ("registrar", account.registrar.as_deref()),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| {
+            let uri: crate::sip::uri::Uri = value?.parse().ok()?;
+            let ip: std::net::IpAddr = uri.host_unbracketed().parse().ok()?;
+            let default_port = if uri.scheme.as_str() == "sips" {
+                5061
+            } else {
+                5060
+            };
+            let port = uri.port.unwrap_or(default_port);
+            let ours = port == listen.port()
+                && (ip.to_canonical() == listen.ip().to_canonical()
+                    || (listen.ip().is_unspecified() && ip.is_loopback()));
+            ours.then(|| {
+                format!(
+                    "account `{}`: {key} {} is sipterm's own listen address ({listen}): requests \
+                     would go to sipterm itself; set it to your provider's proxy",
+                    account.name,
+                    value.unwrap_or_default()
+                )
+            })
+        })
+    }
+
     /// The account called `name`, or the first account when `name` is `None`.
     pub fn account(&self, name: Option<&str>) -> Result<&Account, ConfigError> {
         let found = match name {
@@ -1328,6 +1362,48 @@ uri = "sips:bob@biloxi.com"
             Err(error) => panic!("config.example.toml must load: {error}"),
         };
         assert!(config.accounts.iter().any(|a| a.registrar.is_some()));
+        // Copied as is, the example must not send sipterm's requests to sipterm itself.
+        for account in &config.accounts {
+            assert_eq!(config.self_loop_warning(account), None, "{}", account.name);
+        }
+    }
+
+    #[test]
+    fn a_proxy_or_registrar_at_our_own_listen_address_is_warned_about() {
+        let config = parse_ok(
+            "[sip]\nlisten = \"0.0.0.0:5060\"\n[[account]]\nname = \"a\"\n\
+             uri = \"sip:a@atlanta.com\"\noutbound_proxy = \"sip:127.0.0.1:5060\"\n",
+        );
+        let warning = config.self_loop_warning(&config.accounts[0]);
+        assert!(
+            warning
+                .as_deref()
+                .is_some_and(|w| w.contains("outbound_proxy sip:127.0.0.1:5060")
+                    && w.contains("0.0.0.0:5060")),
+            "{warning:?}"
+        );
+        // No port means 5060; a listen on that very IP counts too.
+        let config = parse_ok(
+            "[sip]\nlisten = \"192.0.2.7:5060\"\n[[account]]\nname = \"a\"\n\
+             uri = \"sip:a@atlanta.com\"\nregistrar = \"sip:192.0.2.7\"\n",
+        );
+        assert!(config.self_loop_warning(&config.accounts[0]).is_some());
+        // Another port, another host, or a name: no warning.
+        for proxy in [
+            "sip:127.0.0.1:5070",
+            "sip:192.0.2.9",
+            "sip:proxy.atlanta.com",
+        ] {
+            let config = parse_ok(&format!(
+                "[sip]\nlisten = \"0.0.0.0:5060\"\n[[account]]\nname = \"a\"\n\
+                 uri = \"sip:a@atlanta.com\"\noutbound_proxy = \"{proxy}\"\n"
+            ));
+            assert_eq!(
+                config.self_loop_warning(&config.accounts[0]),
+                None,
+                "{proxy}"
+            );
+        }
     }
 
     #[test]

@@ -243,9 +243,20 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SrtpStats {
     /// `AES_CM_128_HMAC_SHA1_80` or `AES_CM_128_HMAC_SHA1_32`.
-    pub suite: String,
+    pub suite: &'static str,
     /// Incoming packets dropped: bad authentication tag, replay, or not SRTP at all.
     pub auth_failures: u64,
+    /// How the keys travelled (SDES, in the SDP).
+    pub keys: KeyTransport,
+}
+
+/// How a call's SDES keys travelled: `"tls"` when the SIP hop was TLS, `"clear"` over UDP or
+/// TCP, where anyone on the path could read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyTransport {
+    Tls,
+    Clear,
 }
 
 /// What the peer's RTCP receiver reports (RFC 3550 §6.4) say about the stream we send.
@@ -374,5 +385,92 @@ mod tests {
                 r#"{"event":"call","call":"1","state":"calling","remote":"sip:bob@b","sip_call_id":"abc@h"}"#
             )
         );
+    }
+
+    /// The `event` name of each kind; the match is exhaustive, so a new kind must be named
+    /// here, and the test below then wants it in the README.
+    fn name_of(event: &Event) -> &'static str {
+        match event {
+            Event::Ready { .. } => "ready",
+            Event::Registration { .. } => "registration",
+            Event::Sip { .. } => "sip",
+            Event::Call { .. } => "call",
+            Event::Media { .. } => "media",
+            Event::Diagnosis { .. } => "diagnosis",
+            Event::Levels { .. } => "levels",
+            Event::Dtmf { .. } => "dtmf",
+            Event::TransferRequest { .. } => "transfer_request",
+            Event::Transfer { .. } => "transfer",
+            Event::Replaces { .. } => "replaces",
+            Event::Missed { .. } => "missed",
+            Event::Conference { .. } => "conference",
+            Event::Dnd { .. } => "dnd",
+            Event::Forward { .. } => "forward",
+            Event::Audio { .. } => "audio",
+            Event::Error { .. } => "error",
+            Event::Warning { .. } => "warning",
+        }
+    }
+
+    /// README's headless section shows an example line of every event kind, and names each
+    /// field the `ready`, `registration`, `media` and `levels` events can carry.
+    #[test]
+    fn readme_shows_every_event_and_field() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_default();
+        let warning = Event::Warning {
+            message: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&warning).ok().as_deref(),
+            Some(r#"{"event":"warning","message":"m"}"#)
+        );
+        for name in [
+            "ready",
+            "registration",
+            "sip",
+            "call",
+            "media",
+            "diagnosis",
+            "levels",
+            "dtmf",
+            "transfer_request",
+            "transfer",
+            "replaces",
+            "missed",
+            "conference",
+            "dnd",
+            "forward",
+            "audio",
+            "error",
+            "warning",
+        ] {
+            assert!(
+                readme.contains(&format!("{{\"event\":\"{name}\"")),
+                "README has no {name} event line"
+            );
+        }
+        assert_eq!(name_of(&warning), "warning");
+        for field in [
+            "\"tls_listen\"",
+            "\"expires\"",
+            "\"loss_pct\"",
+            "\"rtt_ms\"",
+            "\"mos\"",
+            "\"foreign_from\"",
+            "\"peer\"",
+            "\"mic\"",
+            "\"keys\"",
+            "\"auth_failures\"",
+            "\"mic_db\"",
+            "\"speaker_db\"",
+            "\"sip_call_id\"",
+            "\"referred_by\"",
+        ] {
+            assert!(
+                readme.contains(field),
+                "README never shows the field {field}"
+            );
+        }
     }
 }

@@ -94,6 +94,11 @@ impl Tmux {
     /// Starts sipterm's TUI in a new 80x24 session with a private HOME and XDG dirs; the
     /// microphone is `audio_in` (a WAV file) or silence.
     fn start_sipterm(&self, config: Option<&Path>, audio_in: Option<&Path>) {
+        self.start_sipterm_with(config, audio_in, &[]);
+    }
+
+    /// `start_sipterm` with more flags (e.g. `--pcap-out FILE`).
+    fn start_sipterm_with(&self, config: Option<&Path>, audio_in: Option<&Path>, extra: &[&str]) {
         let home = self.home();
         let env = |k: &str, v: &Path| format!("{k}={}", v.display());
         let vars = [
@@ -135,6 +140,7 @@ impl Tmux {
             args.push("--config".into());
             args.push(config.display().to_string());
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ok(&args);
     }
@@ -227,11 +233,14 @@ impl Drop for Tmux {
 }
 
 /// The bottom line shows the pane that has the keyboard: ` DIAL `, ` CALLS `, ...
+/// The mode badge starts the bottom line: the last row, or higher when a long status message
+/// wraps below it (the rows under the panes' bottom border).
 fn mode_is(screen: &str, mode: &str) -> bool {
     screen
         .lines()
-        .last()
-        .is_some_and(|l| l.starts_with(&format!(" {mode} ")))
+        .rev()
+        .take_while(|l| !l.starts_with('└'))
+        .any(|l| l.starts_with(&format!(" {mode} ")))
 }
 
 fn log_has(screen: &str, needle: &str) -> bool {
@@ -403,8 +412,8 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     assert!(
         screen
             .lines()
-            .any(|l| l.contains("opus/48000 SRTP") && l.contains("MOS")),
-        "SRTP marker on the echo call:\n{screen}"
+            .any(|l| l.contains("opus/48000 SRTP/clear-keys") && l.contains("MOS")),
+        "SRTP marker on the echo call (keys went over UDP):\n{screen}"
     );
     shot_with_colours(&tmux, "02-in-call", &screen);
     println!("in call:\n{screen}");
@@ -428,9 +437,14 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     for _ in 0..12 {
         tmux.keys(&["Down"]);
     }
-    tmux.wait_for("the SDP's m= line and SDES key", |s| {
-        s.contains("m=audio") && s.contains("a=crypto:")
+    // The key itself is masked on screen (SDES over UDP: it went in clear on the wire, but
+    // a screenshot or a shared screen must not give it away too).
+    let sdp = tmux.wait_for("the SDP's m= line and masked SDES key", |s| {
+        s.contains("m=audio") && s.contains("a=crypto:") && s.contains("inline:REDACTED")
     });
+    for key in sdp.split("inline:").skip(1) {
+        assert!(key.starts_with("REDACTED"), "an SRTP key on screen:\n{sdp}");
+    }
     tmux.keys(&["Escape"]);
     tmux.wait_for("the message closed", |s| !s.contains("Call-ID:"));
 
@@ -585,6 +599,85 @@ fn contact_names_dial_and_calls_land_in_the_history() {
         sleep(POLL);
     }
     assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+}
+
+/// `--pcap-out` and `--ladder-out` in the TUI, as in headless mode: an echo call, then quit;
+/// the pcap holds the SIP and the RTP both ways (tshark sets the streams up from the SDP),
+/// with the SRTP keys masked, and the ladder the call's arrows.
+#[test]
+fn pcap_and_ladder_out_work_in_the_tui() {
+    let tmux = Tmux::new();
+    let pcap = tmux.dir.path().join("tui.pcap");
+    let ladder = tmux.dir.path().join("tui.puml");
+    let (pcap_arg, ladder_arg) = (pcap.display().to_string(), ladder.display().to_string());
+    tmux.start_sipterm_with(
+        None,
+        None,
+        &["--pcap-out", &pcap_arg, "--ladder-out", &ladder_arg],
+    );
+    tmux.wait_for("the dial field", |s| s.contains("listening on 127.0.0.1:"));
+    tmux.type_text("echo");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the echo call with a score", |s| {
+        s.contains("confirmed") && shows_a_score(s)
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
+    tmux.keys(&["y"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "sipterm did not quit");
+        sleep(POLL);
+    }
+    assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+
+    let puml = std::fs::read_to_string(&ladder).expect("the ladder file");
+    assert!(puml.starts_with("@startuml\n"), "{puml}");
+    assert!(puml.contains(" : INVITE sip:echo@"), "{puml}");
+    assert!(puml.contains(" : BYE sip:"), "{puml}");
+
+    let bytes = std::fs::read(&pcap).expect("the pcap file");
+    let text = String::from_utf8_lossy(&bytes);
+    let keys: Vec<&str> = text.split("inline:").skip(1).collect();
+    assert!(
+        !keys.is_empty(),
+        "the echo call offers SRTP: a=crypto in the pcap"
+    );
+    for key in keys {
+        assert!(
+            key.starts_with("REDACTED"),
+            "an SRTP key in clear in the pcap"
+        );
+    }
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+        ])
+        .output()
+        .expect("tshark runs (the Makefile installs it)");
+    let mut flows: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        *flows.entry(line.to_string()).or_insert(0) += 1;
+    }
+    println!("RTP flows in the TUI's pcap: {flows:?}");
+    assert_eq!(flows.len(), 2, "RTP both ways: {flows:?}");
+    assert!(
+        flows.values().all(|&n| n >= 25),
+        "at least 0.5 s each way: {flows:?}"
+    );
 }
 
 /// `RcvbufErrors` of /proc/net/snmp: datagrams the kernel dropped because a socket's

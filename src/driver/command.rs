@@ -441,4 +441,81 @@ mod tests {
                 .contains("frobnicate")
         );
     }
+
+    /// The README's "Headless protocol" section, where users look the grammar up.
+    fn readme_protocol() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_default();
+        let start = readme.find("## Headless protocol").unwrap_or(readme.len());
+        let rest = &readme[start..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+        rest[..end].to_string()
+    }
+
+    /// Every verb `parse_line` knows, aliases included, is in the README's table (as `` `verb``),
+    /// and every one of them parses (a verb missing here would be "unknown command").
+    #[test]
+    fn readme_lists_every_command_and_alias() {
+        const VERBS: &[&str] = &[
+            "dial",
+            "call",
+            "answer",
+            "reject",
+            "hangup",
+            "bye",
+            "hold",
+            "resume",
+            "unhold",
+            "mute",
+            "unmute",
+            "dtmf",
+            "transfer",
+            "attended-transfer",
+            "atransfer",
+            "accept-transfer",
+            "refuse-transfer",
+            "conference",
+            "conf",
+            "split",
+            "dnd",
+            "forward",
+            "record",
+            "processing",
+            "device",
+            "register",
+            "unregister",
+            "quit",
+            "exit",
+            "message",
+            "watch",
+            "unwatch",
+            "account",
+        ];
+        let readme = readme_protocol();
+        assert!(readme.contains("| command (aliases) |"), "{readme}");
+        for verb in VERBS {
+            let line = format!("{verb} x");
+            let unknown = parse_line(&line).is_err_and(|e| e.starts_with("unknown command"));
+            assert!(!unknown, "{verb} is not a command");
+            assert!(
+                readme.contains(&format!("`{verb}")),
+                "README lacks `{verb}`"
+            );
+        }
+        // The error for an unknown verb lists the same commands.
+        let Err(message) = parse_line("frobnicate") else {
+            panic!("frobnicate parsed");
+        };
+        for verb in VERBS
+            .iter()
+            .filter(|v| !["call", "bye", "unhold", "atransfer", "conf", "exit"].contains(v))
+        {
+            assert!(message.contains(verb), "{message} lacks {verb}");
+        }
+        // The optional call number is explained.
+        assert!(
+            readme.contains("`[call]` is an optional call number"),
+            "{readme}"
+        );
+    }
 }

@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::call_audio::{CallAudio, Opened, ProcessingConfig};
+use super::capture::PacketTap;
 use super::command::AudioCommand;
 use super::transport::{canonical, on_socket_family};
-use crate::event::{Event, MicReport, PeerReport, SrtpStats};
+use crate::event::{Direction, Event, KeyTransport, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::fec::FecPolicy;
@@ -71,6 +72,8 @@ pub struct MediaIo {
     pub append_output: bool,
     /// `[audio] echo_cancel`, `noise_suppression`, `auto_gain`.
     pub processing: ProcessingConfig,
+    /// `--pcap-out`: every RTP/RTCP datagram sent or received goes here too (never waiting).
+    pub capture: Option<PacketTap>,
 }
 
 #[derive(Debug)]
@@ -251,6 +254,8 @@ struct CallMedia {
     inband_dtmf: InbandDtmf,
     /// This call's leg of a local conference, while it is in one.
     conference: Option<Box<ConferenceLeg>>,
+    /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
+    capture: Option<PacketTap>,
 }
 
 impl CallMedia {
@@ -361,6 +366,7 @@ impl CallMedia {
             mic_peak_db: None,
             inband_dtmf: InbandDtmf::new(rate),
             conference: None,
+            capture: io.capture.clone(),
         })
     }
 
@@ -418,6 +424,7 @@ impl CallMedia {
                         let from = canonical(from);
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
+                        self.tap(Direction::In, &rtp, from, bytes);
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
                         // STUN answer (our Binding before the call) is neither, and no media:
                         // not counted as foreign. (SRTP leaves the header, so the RTCP test
@@ -434,6 +441,7 @@ impl CallMedia {
                     if let Ok((n, from)) = received {
                         let from = canonical(from);
                         let bytes = rtcp_buf.get(..n).unwrap_or_default();
+                        self.tap(Direction::In, &rtcp, from, bytes);
                         self.receive_rtcp(bytes, from, started.elapsed());
                     }
                 }
@@ -574,9 +582,18 @@ impl CallMedia {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
-            let _ = socket
-                .send_to(&wire, on_socket_of(self.local, self.destination()))
-                .await;
+            let dest = self.destination();
+            let _ = socket.send_to(&wire, on_socket_of(self.local, dest)).await;
+            self.tap(Direction::Out, socket, dest, &wire);
+        }
+    }
+
+    /// `--pcap-out`: a copy of the datagram to the recorder (a no-op without it).
+    fn tap(&self, dir: Direction, socket: &UdpSocket, peer: SocketAddr, bytes: &[u8]) {
+        if let Some(tap) = &self.capture
+            && let Ok(local) = socket.local_addr()
+        {
+            tap.offer(dir, canonical(local), canonical(peer), bytes);
         }
     }
 
@@ -869,6 +886,7 @@ impl CallMedia {
         let dest = self.latch.rtcp_destination();
         let socket = if self.params.rtcp_mux { rtp } else { rtcp };
         let _ = socket.send_to(bytes, on_socket_of(self.local, dest)).await;
+        self.tap(Direction::Out, socket, dest, bytes);
     }
 
     async fn report(&mut self) {
@@ -931,8 +949,13 @@ impl CallMedia {
                 foreign: self.latch.stats().foreign(),
                 encrypted: self.srtp.is_some(),
                 srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
-                    suite: srtp.suite().name().to_owned(),
+                    suite: srtp.suite().name(),
                     auth_failures: srtp.auth_failures(),
+                    keys: if self.params.signalling_tls {
+                        KeyTransport::Tls
+                    } else {
+                        KeyTransport::Clear
+                    },
                 }),
                 foreign_from: self.last_foreign.map(|a| a.to_string()),
                 peer,

@@ -1,6 +1,7 @@
 //! tokio drivers: sockets and timers around the sans-IO cores.
 
 pub mod call_audio;
+pub mod capture;
 pub mod command;
 pub mod diagnosis_task;
 pub mod dns;

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use std::collections::HashMap;
 
+use super::capture::PacketTap;
 use super::command::Command;
 use super::diagnosis_task::{self, DiagnosisFeed};
 use super::dns::SystemDns;
@@ -353,6 +354,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             rtp_latching: false,
             append_output: false,
             processing: Default::default(),
+            capture: None,
         },
         tones: Tones::default(),
         sockets: HashMap::new(),
@@ -501,6 +503,12 @@ struct PreparedMedia {
 }
 
 impl Engine {
+    /// The `--pcap-out` tap and our SIP address, when capturing.
+    fn capture(&self) -> Option<(&PacketTap, SocketAddr)> {
+        let tap = self.media_io.capture.as_ref()?;
+        Some((tap, self.transport.local_addr()))
+    }
+
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
@@ -570,7 +578,7 @@ impl Engine {
                             self.nat_outputs(out).await;
                         }
                         Inbound::Message { source, bytes } => {
-                            trace(&self.events, &self.dropped, Direction::In, source.addr, &bytes);
+                            trace(&self.events, &self.dropped, self.capture(), Direction::In, source.addr, &bytes);
                             self.transport.learn_alias(source, &bytes);
                             self.ua.handle_datagram(source, &bytes, now);
                         }
@@ -1127,6 +1135,7 @@ impl Engine {
                 trace(
                     &self.events,
                     &self.dropped,
+                    self.capture(),
                     Direction::Out,
                     peer,
                     &out.bytes,
@@ -1589,22 +1598,30 @@ fn release_after_flood(peak: usize, alive: usize) -> usize {
 }
 
 /// Trace events never block the UA: when the front end lags they are counted and dropped.
+/// With `--pcap-out` the message also goes to the pcap writer (`capture`: the tap and our
+/// SIP address), timestamped here, as it goes out or comes in.
 fn trace(
     events: &mpsc::Sender<Event>,
     dropped: &AtomicU64,
+    capture: Option<(&PacketTap, SocketAddr)>,
     dir: Direction,
     peer: SocketAddr,
     bytes: &[u8],
 ) {
     // The log file keeps whole messages at debug level (digest responses are not secrets; no
-    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked
-    // (the trace event below keeps the message as sent).
-    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", crate::sdp::redact_inline_keys(&String::from_utf8_lossy(bytes)));
+    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked,
+    // here for the log and in the trace event for everything downstream (TUI log, ladder,
+    // text and pcap exports), so no front end can show them by mistake.
+    let masked = crate::sdp::redact_inline_key_bytes(bytes);
+    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(&masked));
+    if let Some((tap, local)) = capture {
+        tap.offer(dir, local, peer, &masked);
+    }
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),
-        summary: first_line(bytes),
-        raw: Arc::from(bytes),
+        summary: first_line(&masked),
+        raw: Arc::from(masked.as_ref()),
     };
     if events.try_send(event).is_err() {
         dropped.fetch_add(1, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 pub use crypto::{
     CryptoAttribute, CryptoError, CryptoSuite, KEY_SALT_LEN, KeySalt, LocalSrtp, SrtpParams,
-    SrtpPolicy, redact_inline_keys,
+    SrtpPolicy, redact_inline_key_bytes, redact_inline_keys,
 };
 pub use scan::{MAX_MEDIA_SECTIONS, MAX_SDP_BYTES, crypto_lines};
 
@@ -206,6 +206,10 @@ pub struct MediaParams {
     pub rtcp_mux: bool,
     /// SRTP suite and keys when both sides agreed on `a=crypto`; `None`: plain RTP.
     pub srtp: Option<SrtpParams>,
+    /// The SDP (and so any SDES keys in it) went over TLS to or from the next hop; false:
+    /// over UDP or TCP, readable by anyone on the path. SDP parsing leaves it false; the SIP
+    /// layer fills it from the call's transport.
+    pub signalling_tls: bool,
     /// IPs the SIP layer knows for the peer (where its SIP came from, its Contact host). On
     /// plain RTP, a packet from one of them may move the RTP latch (`nat::latch`, rule b), as
     /// the SDP's own address may. SDP parsing leaves it empty; the SIP layer fills it.
@@ -515,6 +519,7 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
         rtcp_mux: media.rtcp_mux,
         srtp,
         peer_signalling: Vec::new(),
+        signalling_tls: false,
     };
     Ok((write::finish(lines), params))
 }
@@ -571,6 +576,7 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
         rtcp_mux: false,
         srtp,
         peer_signalling: Vec::new(),
+        signalling_tls: false,
     })
 }
 

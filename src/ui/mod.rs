@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::driver::command::Command;
 use crate::driver::router;
 use crate::event::Event;
+use crate::session_export::SessionExport;
 
 use self::action::update;
 use self::state::UiState;
@@ -47,16 +48,22 @@ const EVENT_BATCH: usize = 256;
 
 /// Runs the TUI until the user quits (or the engine stops).
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setups = crate::app::sip_setups(&cli, &config)?;
+    let mut setups = crate::app::sip_setups(&cli, &config)?;
     let accounts: Vec<String> = setups
         .iter()
         .map(|s| s.setup.account.name.clone())
         .collect();
     let enabled: Vec<bool> = setups.iter().map(|s| s.enabled).collect();
+    // --ladder-out / --pcap-out work here as in headless mode (`session_export`).
+    let (mut export, export_problems) = SessionExport::open(&cli);
+    for account in &mut setups {
+        account.setup.media.capture = export.media_tap();
+    }
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
     let handle = router::start(setups, event_tx)
         .await
         .context("cannot start the SIP engine")?;
+    export.set_local(handle.listen);
     tracing::info!(listen = %handle.listen, ?accounts, "TUI engine ready");
 
     let mut state = UiState::new(&accounts, config.log.sip_trace_limit, Instant::now());
@@ -139,6 +146,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::warn!("{warning}");
             state.set_status(format!("warning: {warning}"));
         }
+    }
+    for problem in export_problems {
+        state.apply_event(problem, Instant::now());
     }
 
     // C libraries (alsa-lib) write to fd 2; keep that off the screen for as long as we own it.
@@ -226,11 +236,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             },
             Some(event) = event_rx.recv() => {
                 let now = Instant::now();
+                export.on_event(&event);
                 state.apply_event(event, now);
                 let mut batch = 1;
                 while batch < EVENT_BATCH
                     && let Ok(event) = event_rx.try_recv()
                 {
+                    export.on_event(&event);
                     state.apply_event(event, now);
                     batch += 1;
                 }
@@ -260,6 +272,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
     }
     drop(terminal);
+    // The screen is the user's shell again: say here what went wrong with the exports.
+    for problem in export.finish().await {
+        if let Event::Warning { message } | Event::Error { message } = problem {
+            eprintln!("sipterm: {message}");
+        }
+    }
     Ok(())
 }
 

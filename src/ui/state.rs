@@ -135,6 +135,8 @@ pub struct CallView {
     pub mos: Option<f64>,
     /// SRTP protects the media (from the last `media` event).
     pub encrypted: bool,
+    /// The SRTP keys (SDES) went in clear: over UDP or TCP, not TLS.
+    pub keys_in_clear: bool,
     /// RTP/RTCP packets from strangers dropped so far (from the last `media` event).
     pub foreign: u64,
     pub held: bool,
@@ -878,6 +880,7 @@ impl UiState {
                 rtt_ms,
                 mos,
                 encrypted,
+                srtp,
                 foreign,
                 ..
             } => {
@@ -902,6 +905,9 @@ impl UiState {
                     view.rtt_ms = rtt_ms;
                     view.mos = mos;
                     view.encrypted = encrypted;
+                    // Only a report that says TLS clears the warning.
+                    view.keys_in_clear =
+                        srtp.is_none_or(|s| s.keys != crate::event::KeyTransport::Tls);
                     view.foreign = foreign;
                 }
             }
@@ -1256,6 +1262,7 @@ impl UiState {
                     rtt_ms: None,
                     mos: None,
                     encrypted: false,
+                    keys_in_clear: false,
                     foreign: 0,
                     muted: false,
                     mic_db: None,
@@ -1421,7 +1428,11 @@ mod tests {
                 local: None,
                 foreign: 12,
                 encrypted: true,
-                srtp: None,
+                srtp: Some(crate::event::SrtpStats {
+                    suite: "AES_CM_128_HMAC_SHA1_80",
+                    auth_failures: 0,
+                    keys: crate::event::KeyTransport::Tls,
+                }),
                 foreign_from: None,
                 peer: None,
                 mic: None,
@@ -1432,6 +1443,11 @@ mod tests {
         assert_eq!(call.and_then(|c| c.codec.as_deref()), Some("opus/48000"));
         assert_eq!(call.map(|c| c.lost), Some(2));
         assert_eq!(call.map(|c| c.encrypted), Some(true));
+        assert_eq!(
+            call.map(|c| c.keys_in_clear),
+            Some(false),
+            "keys went over TLS"
+        );
         assert_eq!(call.map(|c| c.foreign), Some(12));
     }
 

@@ -195,6 +195,10 @@ impl Call {
         };
         params.peer_signalling = contact_ip.into_iter().chain(source_ip).collect();
         params.peer_signalling.dedup();
+        // Where the INVITE went or came from: SDES keys in its SDP were as safe as that hop.
+        params.signalling_tls = self
+            .invite_dest
+            .is_some_and(|d| d.transport == TransportKind::Tls);
         params
     }
 

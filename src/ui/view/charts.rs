@@ -144,6 +144,7 @@ mod tests {
             rtt_ms: None,
             mos: None,
             encrypted: false,
+            keys_in_clear: false,
             foreign: 0,
             held: false,
             muted: false,
