@@ -407,6 +407,10 @@ mod tests {
             Event::Dnd { .. } => "dnd",
             Event::Forward { .. } => "forward",
             Event::Audio { .. } => "audio",
+            Event::Message(_) => "message",
+            Event::Presence { .. } => "presence",
+            Event::Voicemail { .. } => "voicemail",
+            Event::Account { .. } => "account",
             Event::Error { .. } => "error",
             Event::Warning { .. } => "warning",
         }
@@ -442,6 +446,10 @@ mod tests {
             "dnd",
             "forward",
             "audio",
+            "message",
+            "presence",
+            "voicemail",
+            "account",
             "error",
             "warning",
         ] {
@@ -466,6 +474,7 @@ mod tests {
             "\"speaker_db\"",
             "\"sip_call_id\"",
             "\"referred_by\"",
+            "\"accounts\"",
         ] {
             assert!(
                 readme.contains(field),

@@ -48,6 +48,8 @@ const STATS_EVERY: u32 = 100; // frames: 2 s
 const LEVELS_EVERY: u32 = 5; // frames: 100 ms
 /// Largest RTP datagram we read; bigger ones are truncated garbage.
 const MAX_RTP: usize = 1500;
+/// Concealment of missing frames in a row lasts this long; then the output is silence.
+const MAX_CONCEALED_MS: u32 = 100;
 /// RTP port range for calls (even ports; RTCP on the next odd one).
 const RTP_PORTS: std::ops::Range<u16> = 16384..32768;
 
@@ -208,6 +210,8 @@ struct CallMedia {
     params: MediaParams,
     kind: CodecKind,
     encoder: Box<dyn Encoder>,
+    /// Frames missing in a row at playout: concealed up to `MAX_CONCEALED_MS`, then silence.
+    missing_run: u32,
     /// How much FEC the encoder spends, from the peer's receiver reports.
     fec: FecPolicy,
     decoder: Box<dyn Decoder>,
@@ -327,6 +331,7 @@ impl CallMedia {
             kind,
             encoder: codec::encoder(kind).map_err(|e| e.to_string())?,
             fec: FecPolicy::default(),
+            missing_run: 0,
             decoder: codec::decoder(kind).map_err(|e| e.to_string())?,
             source,
             sink,
@@ -630,8 +635,20 @@ impl CallMedia {
         // One 20 ms tick is one jitter frame, or two of 10 ms (`media::ptime`).
         let mut ok = true;
         for _ in 0..20 / self.receive_frame_ms {
-            ok &= match self.jitter.pop_frame() {
+            let playout = self.jitter.pop_frame();
+            if matches!(playout, Playout::Missing) {
+                self.missing_run = self.missing_run.saturating_add(1);
+            } else {
+                self.missing_run = 0;
+            }
+            ok &= match playout {
                 Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
+                // The peer stopped sending (hold, mute without packets, a dead link): after
+                // `MAX_CONCEALED_MS` of concealment, silence. Opus's CELT-mode concealment
+                // would otherwise go on repeating the last sound at a slowly falling level.
+                Playout::Missing if self.missing_run * self.receive_frame_ms > MAX_CONCEALED_MS => {
+                    false
+                }
                 Playout::Missing => match self.jitter.peek_next() {
                     // Opus rebuilds a lost frame from the next packet's in-band FEC.
                     Some(next) => {
