@@ -404,30 +404,8 @@ def run_baresip(workdir, input_wav, seconds):
     sipp, sipp_port = start_sipp(workdir, seconds)
     conf = os.path.join(workdir, "baresip")
     dumps = os.path.join(workdir, "dumps")
-    for d in (conf, dumps):
-        os.makedirs(d, exist_ok=True)
     port = free_udp_port()
-    with open(os.path.join(conf, "config"), "w") as f:
-        f.write(
-            "poll_method\t\tepoll\n"
-            f"sip_listen\t\t127.0.0.1:{port}\n"
-            "net_interface\t\t127.0.0.1\n"
-            "call_local_timeout\t120\n"
-            f"audio_source\t\taufile,{input_wav}\n"
-            f"module_path\t\t{BARESIP_MODULES}\n"
-            "module\t\t\tstdio.so\n"
-            "module\t\t\topus.so\n"
-            "module\t\t\taufile.so\n"
-            "module\t\t\tsndfile.so\n"
-            "module_tmp\t\tuuid.so\n"
-            "module_tmp\t\taccount.so\n"
-            "module_app\t\tmenu.so\n"
-            f"snd_path\t\t{dumps}\n"
-        )
-    with open(os.path.join(conf, "accounts"), "w") as f:
-        f.write(f"<sip:bench@127.0.0.1:{port}>;regint=0;answermode=manual\n")
-    with open(os.path.join(conf, "contacts"), "w") as f:
-        f.write("")
+    baresip_config(conf, dumps, port, input_wav, "manual")
     env = dict(os.environ, HOME=workdir)
     watcher = FirstWrites(dumps)
     client = None

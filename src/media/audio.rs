@@ -88,6 +88,16 @@ pub struct SideStatus {
 }
 
 impl SideStatus {
+    /// Called at the start of every callback (realtime: atomics only): counts it and keeps
+    /// the device period and the backend's latency.
+    fn note_callback(&self, frames: usize, latency: Duration) {
+        self.callbacks.fetch_add(1, Ordering::Relaxed);
+        self.period_frames
+            .fetch_max(frames as u64, Ordering::Relaxed);
+        self.device_latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
     fn on_error(&self, error: cpal::Error) {
         match error.kind() {
             ErrorKind::BackendError | ErrorKind::Xrun => {
@@ -878,16 +888,9 @@ where
         config,
         move |data: &[T], info: &cpal::InputCallbackInfo| {
             // Realtime: no allocation, lock or I/O here.
-            data_status.callbacks.fetch_add(1, Ordering::Relaxed);
-            data_status
-                .period_frames
-                .fetch_max((data.len() / channels) as u64, Ordering::Relaxed);
-            let stamp = info.timestamp();
-            let latency = stamp.callback.duration_since(stamp.capture);
-            data_status
-                .device_latency_us
-                .store(latency.as_micros() as u64, Ordering::Relaxed);
             let frames = data.len() / channels;
+            let stamp = info.timestamp();
+            data_status.note_callback(frames, stamp.callback.duration_since(stamp.capture));
             let n = frames.min(producer.slots());
             if n < frames {
                 data_status
@@ -943,16 +946,9 @@ where
         config,
         move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
             // Realtime: no allocation, lock or I/O here.
-            data_status.callbacks.fetch_add(1, Ordering::Relaxed);
-            data_status
-                .period_frames
-                .fetch_max((data.len() / channels) as u64, Ordering::Relaxed);
-            let stamp = info.timestamp();
-            let latency = stamp.playback.duration_since(stamp.callback);
-            data_status
-                .device_latency_us
-                .store(latency.as_micros() as u64, Ordering::Relaxed);
             let frames = data.len() / channels;
+            let stamp = info.timestamp();
+            data_status.note_callback(frames, stamp.playback.duration_since(stamp.callback));
             if !primed && consumer.slots() >= prime {
                 primed = true;
             }
