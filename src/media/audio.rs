@@ -30,7 +30,8 @@ const RING_MS: u32 = 500;
 /// Device buffer asked for: 5 ms (PulseAudio's default is 2 s buffers, see tests/data/pulse).
 const BUFFER_MS: u32 = 5;
 /// Capture: a frame is read once it is all there. What the ring holds beyond it, lastingly
-/// (over `TRIM_WINDOW` ticks), is latency: it is cut down to `CAPTURE_SLACK_MS`.
+/// (over `TRIM_WINDOW` ticks), is latency: it is cut down to `CAPTURE_SLACK_MS` or one device
+/// period, whichever is larger (the next chunk must still find what it needs).
 const CAPTURE_SLACK_MS: u32 = 5;
 /// Playback: the callback starts (again) once one frame is queued; a lasting backlog before
 /// our write beyond the slack is cut from the frame being written. The slack is what absorbs
