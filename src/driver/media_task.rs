@@ -233,8 +233,10 @@ struct CallMedia {
     /// Which sources are the peer's and where our RTP goes (symmetric RTP when the SDP address
     /// is private or `rtp_latching` is set): every RTP and RTCP datagram asks it first.
     latch: Latch,
-    /// Our RTP socket's address, for the `media` event.
+    /// Our RTP socket's address, for the `media` event, the socket family and `--pcap-out`.
     local: Option<SocketAddr>,
+    /// Our RTCP socket's address (`--pcap-out`), read once like `local`.
+    local_rtcp: Option<SocketAddr>,
     /// Sound devices (when an endpoint is `Device`; they take over from `source`/`sink`),
     /// voice processing and recording.
     audio: CallAudio,
@@ -350,6 +352,7 @@ impl CallMedia {
             events,
             latch: Latch::new(Negotiated::of(&params), io.rtp_latching),
             local: None,
+            local_rtcp: None,
             audio,
             srtp: match &params.srtp {
                 Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
@@ -383,6 +386,7 @@ impl CallMedia {
         mut opened: mpsc::UnboundedReceiver<Opened>,
     ) {
         self.local = rtp.local_addr().ok();
+        self.local_rtcp = rtcp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let started = Instant::now();
@@ -429,7 +433,7 @@ impl CallMedia {
                         let from = canonical(from);
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
-                        self.tap(Direction::In, &rtp, from, bytes);
+                        self.tap(Direction::In, self.local, from, bytes);
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
                         // STUN answer (our Binding before the call) is neither, and no media:
                         // not counted as foreign. (SRTP leaves the header, so the RTCP test
@@ -446,7 +450,7 @@ impl CallMedia {
                     if let Ok((n, from)) = received {
                         let from = canonical(from);
                         let bytes = rtcp_buf.get(..n).unwrap_or_default();
-                        self.tap(Direction::In, &rtcp, from, bytes);
+                        self.tap(Direction::In, self.local_rtcp, from, bytes);
                         self.receive_rtcp(bytes, from, started.elapsed());
                     }
                 }
@@ -589,14 +593,15 @@ impl CallMedia {
         {
             let dest = self.destination();
             let _ = socket.send_to(&wire, on_socket_of(self.local, dest)).await;
-            self.tap(Direction::Out, socket, dest, &wire);
+            self.tap(Direction::Out, self.local, dest, &wire);
         }
     }
 
     /// `--pcap-out`: a copy of the datagram to the recorder (a no-op without it).
-    fn tap(&self, dir: Direction, socket: &UdpSocket, peer: SocketAddr, bytes: &[u8]) {
+    /// `local` is the socket's address read at the start of the call, not asked per packet.
+    fn tap(&self, dir: Direction, local: Option<SocketAddr>, peer: SocketAddr, bytes: &[u8]) {
         if let Some(tap) = &self.capture
-            && let Ok(local) = socket.local_addr()
+            && let Some(local) = local
         {
             tap.offer(dir, canonical(local), canonical(peer), bytes);
         }
@@ -901,9 +906,13 @@ impl CallMedia {
         let bytes = bytes.as_ref();
         // Latched: beside the latched RTP source, where its RTCP is accepted from too.
         let dest = self.latch.rtcp_destination();
-        let socket = if self.params.rtcp_mux { rtp } else { rtcp };
+        let (socket, local) = if self.params.rtcp_mux {
+            (rtp, self.local)
+        } else {
+            (rtcp, self.local_rtcp)
+        };
         let _ = socket.send_to(bytes, on_socket_of(self.local, dest)).await;
-        self.tap(Direction::Out, socket, dest, bytes);
+        self.tap(Direction::Out, local, dest, bytes);
     }
 
     async fn report(&mut self) {
