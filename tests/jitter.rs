@@ -206,8 +206,12 @@ struct Run {
     out_of_order: u32,
 }
 
-/// Plays the schedule through a buffer built like the media task's.
-fn simulate(scenario: &Scenario, seed: u64) -> Run {
+/// Plays the schedule through a buffer built like the media task's. Untimed, pops fall on
+/// the 20 ms grid (`pop_frame`, what WAV-file calls and 10 ms packets use).
+///
+/// `timed`: pops with `pop_frame_at`, the playout clock moving earlier by each phase advance
+/// the buffer asks for, as the media task's does with a 20 ms packet time.
+fn simulate_mode(scenario: &Scenario, seed: u64, timed: bool) -> Run {
     let arrivals = schedule(scenario, seed);
     let mut buffer = JitterBuffer::new(FRAME, 3);
     // Our arrival clock has its own origin, close to wrapping too.
@@ -220,15 +224,31 @@ fn simulate(scenario: &Scenario, seed: u64) -> Run {
     let mut last_index = None;
     let mut out_of_order = 0;
     let total_ticks = (scenario.seconds * 1000.0 / TICK_MS) as u32 + 20;
-    for tick in 1..=total_ticks {
-        let now = f64::from(tick) * TICK_MS;
+    let mut now = 0.0;
+    for _ in 1..=total_ticks {
+        now += TICK_MS;
         while let Some(arrival) = pending.next_if(|a| a.at_ms <= now) {
             sent.insert(arrival.index, arrival.sent_ms);
             let units = clock_origin.wrapping_add((arrival.at_ms * UNITS_PER_MS) as u32);
             buffer.insert_at(arrival.timestamp, &arrival.index.to_be_bytes(), units);
             max_len = max_len.max(buffer.len());
         }
-        let tick = match buffer.pop_frame() {
+        let mut advance_ms = 0.0;
+        let playout = if timed {
+            let playout =
+                buffer.pop_frame_at(clock_origin.wrapping_add((now * UNITS_PER_MS) as u32));
+            if let Some(units) = buffer.take_phase_advance() {
+                assert!(
+                    units < FRAME,
+                    "a phase advance of {units} units: whole frames are skips"
+                );
+                advance_ms = f64::from(units) / UNITS_PER_MS;
+            }
+            playout
+        } else {
+            buffer.pop_frame()
+        };
+        let tick = match playout {
             Playout::Buffering => Tick::Buffering,
             Playout::Missing => Tick::Concealed,
             Playout::Frame(payload) => {
@@ -243,6 +263,8 @@ fn simulate(scenario: &Scenario, seed: u64) -> Run {
             }
         };
         ticks.push(tick);
+        // The next pop comes that much sooner.
+        now -= advance_ms;
         targets.push(buffer.target_delay());
         max_len = max_len.max(buffer.len());
     }
@@ -446,129 +468,140 @@ fn jitter_buffer_results() {
 
     println!("{HEADER}");
     let mut failures = Vec::new();
-    for (seed, scenario) in scenarios.iter().enumerate() {
-        let run = simulate(scenario, seed as u64 + 1);
-        let result = std::panic::catch_unwind(|| check(scenario, &run));
-        let summary = summarize(&run, 2.0, scenario.seconds);
-        println!(
-            "{}",
-            row(
-                scenario.name,
-                "all",
-                &run,
-                &summary,
-                expected_packets(scenario)
-            )
-        );
-        if let Err(panic) = result {
-            failures.push(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .unwrap_or_else(|| scenario.name.to_string()),
-            );
-            continue;
-        }
-        let late_pct = 100.0 * run.late as f64 / expected_packets(scenario);
-        let delay = summary.mean_delay_ms;
-        let checks: Vec<(bool, String)> = match scenario.name {
-            "clean" | "loss 5% random" | "loss 10% random" | "loss 20% random"
-            | "loss 5% bursty" | "loss 10% bursty" | "loss 20% bursty" => vec![
-                (
-                    delay <= 50.0,
-                    format!("mean delay {delay:.1} ms on a clean path"),
-                ),
-                (
-                    run.late == 0,
-                    format!("{} late packets on a clean path", run.late),
-                ),
-            ],
-            "jitter ±40 ms uniform" | "±40 ms + 10% bursty loss" | "drift -0.1% + ±40 ms" => {
-                vec![
-                    (
-                        (60.0..=160.0).contains(&delay),
-                        format!("mean delay {delay:.1} ms under ±40 ms jitter"),
-                    ),
-                    (
-                        late_pct <= 5.0,
-                        format!("{late_pct:.2} % late under ±40 ms"),
-                    ),
-                ]
-            }
-            "jitter spiky (stalls)" => vec![(
-                delay <= 160.0,
-                format!("mean delay {delay:.1} ms with stalls"),
-            )],
-            "reorder 10% + dup 10%" => vec![
-                (
-                    late_pct <= 1.0,
-                    format!("{late_pct:.2} % late with 1-2 frame reordering"),
-                ),
-                (
-                    delay <= 100.0,
-                    format!("mean delay {delay:.1} ms with reordering"),
-                ),
-            ],
-            _ => vec![],
-        };
-        for (ok, message) in checks {
-            if !ok {
-                failures.push(format!("{}: {message}", scenario.name));
-            }
-        }
-        if scenario.drift != 0.0 {
-            // Neither grows nor starves: the last minute looks like the second.
-            let early = summarize(&run, 60.0, 120.0);
-            let late = summarize(&run, scenario.seconds - 60.0, scenario.seconds);
+    // Both schedules: pops on the 20 ms grid, and timed pops whose phase follows the packets.
+    for (mode, timed) in [("grid", false), ("timed", true)] {
+        for (seed, scenario) in scenarios.iter().enumerate() {
+            let run = simulate_mode(scenario, seed as u64 + 1, timed);
+            let result = std::panic::catch_unwind(|| check(scenario, &run));
+            let summary = summarize(&run, 2.0, scenario.seconds);
             println!(
                 "{}",
                 row(
                     scenario.name,
-                    "min 2",
+                    "all",
                     &run,
-                    &early,
+                    &summary,
                     expected_packets(scenario)
                 )
+                .replacen("| all", &format!("| {mode:<3}"), 1)
             );
-            println!(
-                "{}",
-                row(
-                    scenario.name,
-                    "min 10",
+            if let Err(panic) = result {
+                failures.push(
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .map(|message| format!("{mode}: {message}"))
+                        .unwrap_or_else(|| format!("{mode}: {}", scenario.name)),
+                );
+                continue;
+            }
+            let late_pct = 100.0 * run.late as f64 / expected_packets(scenario);
+            let delay = summary.mean_delay_ms;
+            let checks: Vec<(bool, String)> = match scenario.name {
+                "clean" | "loss 5% random" | "loss 10% random" | "loss 20% random"
+                | "loss 5% bursty" | "loss 10% bursty" | "loss 20% bursty" => vec![
+                    (
+                        delay <= 50.0,
+                        format!("mean delay {delay:.1} ms on a clean path"),
+                    ),
+                    // Timed, a packet waits the guard and the path's 2 ms of noise, not the
+                    // phase between its arrival and the 20 ms grid.
+                    (
+                        !timed || delay <= 12.0,
+                        format!("mean delay {delay:.1} ms on a clean path with timed pops"),
+                    ),
+                    (
+                        run.late == 0,
+                        format!("{} late packets on a clean path", run.late),
+                    ),
+                ],
+                "jitter ±40 ms uniform" | "±40 ms + 10% bursty loss" | "drift -0.1% + ±40 ms" => {
+                    vec![
+                        (
+                            (60.0..=160.0).contains(&delay),
+                            format!("mean delay {delay:.1} ms under ±40 ms jitter"),
+                        ),
+                        (
+                            late_pct <= 5.0,
+                            format!("{late_pct:.2} % late under ±40 ms"),
+                        ),
+                    ]
+                }
+                "jitter spiky (stalls)" => vec![(
+                    delay <= 160.0,
+                    format!("mean delay {delay:.1} ms with stalls"),
+                )],
+                "reorder 10% + dup 10%" => vec![
+                    (
+                        late_pct <= 1.0,
+                        format!("{late_pct:.2} % late with 1-2 frame reordering"),
+                    ),
+                    (
+                        delay <= 100.0,
+                        format!("mean delay {delay:.1} ms with reordering"),
+                    ),
+                ],
+                _ => vec![],
+            };
+            for (ok, message) in checks {
+                if !ok {
+                    failures.push(format!("{mode}: {}: {message}", scenario.name));
+                }
+            }
+            if scenario.drift != 0.0 {
+                // Neither grows nor starves: the last minute looks like the second.
+                let early = summarize(&run, 60.0, 120.0);
+                let late = summarize(&run, scenario.seconds - 60.0, scenario.seconds);
+                println!(
+                    "{}",
+                    row(
+                        scenario.name,
+                        "min 2",
+                        &run,
+                        &early,
+                        expected_packets(scenario)
+                    )
+                );
+                println!(
+                    "{}",
+                    row(
+                        scenario.name,
+                        "min 10",
+                        &run,
+                        &late,
+                        expected_packets(scenario)
+                    )
+                );
+                // Drift needs one stretch (sender slower) or skip (faster) per frame of clock
+                // difference; more than that is the buffer hunting around its target.
+                let needed = scenario.drift.abs() * scenario.seconds * 1000.0 / TICK_MS;
+                let adjustments = (run.stretched + run.shrunk) as f64;
+                if adjustments > needed * 1.5 + 5.0 {
+                    failures.push(format!(
+                        "{}: {} stretches + {} skips where the drift needs {needed:.0}",
+                        scenario.name, run.stretched, run.shrunk
+                    ));
+                }
+                if (late.mean_delay_ms - early.mean_delay_ms).abs() > 30.0 {
+                    failures.push(format!(
+                        "{}: delay moved from {:.1} to {:.1} ms over the call",
+                        scenario.name, early.mean_delay_ms, late.mean_delay_ms
+                    ));
+                }
+            }
+            if scenario.jump != 0 {
+                // Restarting after the jump costs a few ticks of buffering, not seconds.
+                let middle = summarize(
                     &run,
-                    &late,
-                    expected_packets(scenario)
-                )
-            );
-            // Drift needs one stretch (sender slower) or skip (faster) per frame of clock
-            // difference; more than that is the buffer hunting around its target.
-            let needed = scenario.drift.abs() * scenario.seconds * 1000.0 / TICK_MS;
-            let adjustments = (run.stretched + run.shrunk) as f64;
-            if adjustments > needed * 1.5 + 5.0 {
-                failures.push(format!(
-                    "{}: {} stretches + {} skips where the drift needs {needed:.0}",
-                    scenario.name, run.stretched, run.shrunk
-                ));
-            }
-            if (late.mean_delay_ms - early.mean_delay_ms).abs() > 30.0 {
-                failures.push(format!(
-                    "{}: delay moved from {:.1} to {:.1} ms over the call",
-                    scenario.name, early.mean_delay_ms, late.mean_delay_ms
-                ));
-            }
-        }
-        if scenario.jump != 0 {
-            // Restarting after the jump costs a few ticks of buffering, not seconds.
-            let middle = summarize(
-                &run,
-                scenario.seconds / 2.0 - 2.0,
-                scenario.seconds / 2.0 + 5.0,
-            );
-            if middle.buffering_run > MAX_TARGET_FRAMES as usize + 2 {
-                failures.push(format!(
-                    "{}: {} ticks of buffering after the jump",
-                    scenario.name, middle.buffering_run
-                ));
+                    scenario.seconds / 2.0 - 2.0,
+                    scenario.seconds / 2.0 + 5.0,
+                );
+                if middle.buffering_run > MAX_TARGET_FRAMES as usize + 2 {
+                    failures.push(format!(
+                        "{}: {} ticks of buffering after the jump",
+                        scenario.name, middle.buffering_run
+                    ));
+                }
             }
         }
     }
@@ -579,13 +612,19 @@ fn jitter_buffer_results() {
 /// down once it is over.
 #[test]
 fn delay_grows_under_jitter_and_shrinks_back() {
+    for timed in [false, true] {
+        delay_grows_and_shrinks(timed);
+    }
+}
+
+fn delay_grows_and_shrinks(timed: bool) {
     let mut scenario = Scenario::new("clean → ±40 ms → clean", 90.0);
     scenario.jitter = vec![
         (0.0, Jitter::Low),
         (30.0, Jitter::Uniform(40.0)),
         (60.0, Jitter::Low),
     ];
-    let run = simulate(&scenario, 99);
+    let run = simulate_mode(&scenario, 99, timed);
     check(&scenario, &run);
     let before = summarize(&run, 10.0, 30.0);
     let during = summarize(&run, 40.0, 60.0);

@@ -389,6 +389,12 @@ impl CallMedia {
         self.local_rtcp = rtcp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        // Received audio plays on a clock of its own: its phase follows the packets' arrival
+        // (`JitterBuffer::pop_frame_at`), so a packet waits a few milliseconds for its pop
+        // rather than up to a frame for the next send tick.
+        let mut playout = tokio::time::interval(FRAME);
+        playout.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut played_pcm: Vec<i16> = Vec::with_capacity(960);
         let started = Instant::now();
         let mut frames: u32 = 0;
         let mut buf = vec![0u8; MAX_RTP];
@@ -410,7 +416,6 @@ impl CallMedia {
                         leg.gather(self.kind.samples_per_frame());
                     }
                     self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
-                    self.play_frame(&mut pcm);
                     let now = started.elapsed();
                     if now >= self.rtcp.poll_timeout() {
                         let report = self.rtcp.poll_report(now, &self.sender.stats(), &self.receiver.stats(), self.sender.timestamp());
@@ -426,6 +431,16 @@ impl CallMedia {
                     }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
+                    }
+                }
+                scheduled = playout.tick() => {
+                    let now = clock_units(started.elapsed(), self.kind.clock_rate());
+                    self.play_frame(&mut played_pcm, now);
+                    if let Some(units) = self.jitter.take_phase_advance() {
+                        let advance = Duration::from_nanos(
+                            u64::from(units) * 1_000_000_000 / u64::from(self.kind.clock_rate().max(1)),
+                        );
+                        playout.reset_at(scheduled + FRAME.saturating_sub(advance));
                     }
                 }
                 received = rtp.recv_from(&mut buf) => {
@@ -634,13 +649,20 @@ impl CallMedia {
         plain.map(Cow::Owned)
     }
 
-    fn play_frame(&mut self, pcm: &mut Vec<i16>) {
+    /// Plays the frame due at `now` (clock units, the arrival clock of `receive`).
+    fn play_frame(&mut self, pcm: &mut Vec<i16>, now: u32) {
         pcm.clear();
         let frame = self.kind.samples_per_frame();
-        // One 20 ms tick is one jitter frame, or two of 10 ms (`media::ptime`).
+        // One 20 ms tick is one jitter frame, or two of 10 ms (`media::ptime`), popped
+        // together: only 20 ms frames are popped on the timed schedule.
+        let timed = self.receive_frame_ms == 20;
         let mut ok = true;
         for _ in 0..20 / self.receive_frame_ms {
-            let playout = self.jitter.pop_frame();
+            let playout = if timed {
+                self.jitter.pop_frame_at(now)
+            } else {
+                self.jitter.pop_frame()
+            };
             if matches!(playout, Playout::Missing) {
                 self.missing_run = self.missing_run.saturating_add(1);
             } else {

@@ -134,6 +134,9 @@ pub struct PlaybackWriter {
     trim: BacklogTrim,
     /// Underruns already answered by widening the slack.
     underruns_seen: u64,
+    /// Samples of excess backlog still to cut: only the frame being written can be cut, so
+    /// a backlog longer than a frame (a stalled sound server) goes over the next ticks.
+    owed: usize,
     name: String,
     status: Arc<SideStatus>,
 }
@@ -187,6 +190,8 @@ impl PlaybackWriter {
         let underruns = self.status.underruns.load(Ordering::Relaxed);
         if underruns > self.underruns_seen {
             self.underruns_seen = underruns;
+            // The ring ran dry: nothing is left to cut.
+            self.owed = 0;
             let ms = |ms: u32| samples_per_frame(self.rate) * ms as usize / 20;
             self.trim
                 .widen(ms(PLAYBACK_SLACK_STEP_MS), ms(PLAYBACK_SLACK_MAX_MS));
@@ -194,8 +199,11 @@ impl PlaybackWriter {
         let period = self.status.period_frames.load(Ordering::Relaxed) as usize;
         self.trim.at_least(period);
         // What waits in the ring before this frame is latency beyond the slack; a lasting
-        // excess is cut from this frame's start (`media::backlog`).
-        let cut = self.trim.observe(backlog).min(samples.len());
+        // excess is cut from this frame's start, and the next frames' when it is longer
+        // (`media::backlog`).
+        self.owed += self.trim.observe(backlog);
+        let cut = self.owed.min(samples.len());
+        self.owed -= cut;
         if cut > 0 {
             self.status
                 .overruns
@@ -865,6 +873,7 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
                 TRIM_WINDOW,
             ),
             underruns_seen: 0,
+            owed: 0,
             name: device_label(&device),
             status,
         },

@@ -15,6 +15,14 @@
 //! clock slower than ours) or skipping one queued frame (too much: jitter went down, a sender
 //! clock faster than ours). Packets given by [`JitterBuffer::insert`] carry no arrival time,
 //! and a buffer fed only by it keeps the fixed delay it was built with.
+//!
+//! Timed playout: when frames are taken with [`JitterBuffer::pop_frame_at`] (the time of each
+//! pop, on the arrival clock), the level is measured in time, not whole frames: how long
+//! before the pop that plays it a packet with the baseline transit arrives. The target is then
+//! the jitter estimate plus [`PHASE_GUARD_MS`], and a lead that exceeds it by part of a frame
+//! is handed to the caller as a phase advance ([`JitterBuffer::take_phase_advance`]): pop that
+//! much earlier from now on. On a clean path a packet then waits a few milliseconds for its
+//! pop instead of up to two frames, whatever the phase between its arrival and our clock.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -40,6 +48,15 @@ const JITTER_WINDOW: usize = 100;
 const MIN_SAMPLES: usize = 10;
 /// Fraction of packets the target delay should have arrived in time for.
 const JITTER_PERCENTILE: f64 = 0.95;
+/// The same for timed playout, which has no whole-frame rounding to spare.
+const TIMED_JITTER_PERCENTILE: f64 = 0.98;
+/// Timed playout: ticks after a stretch before the pops may move earlier again. A sender
+/// clock slower than ours makes packets come later and later; moving earlier between the
+/// stretches that drift needs would only bring the next one sooner.
+const ADVANCE_AFTER_STRETCH_TICKS: u32 = 750;
+/// Stretches in the first ticks of playout find the packets' phase; they do not hold back
+/// advances.
+const SETTLING_TICKS: u32 = 250;
 /// Ticks between one-frame decreases of the target (shrinks slowly, 2 s a frame).
 const SHRINK_HOLD_TICKS: u32 = 100;
 /// Ticks the level must stay above the target band before a frame is skipped, and the least
@@ -48,6 +65,15 @@ const ABOVE_TICKS_BEFORE_SKIP: u32 = 25;
 const TICKS_BETWEEN_SKIPS: u32 = 50;
 /// Smoothing of the level estimate (per packet).
 const LEVEL_GAIN: f64 = 1.0 / 16.0;
+/// Timed playout: how long, beyond the jitter estimate, a packet should arrive before its pop.
+/// Covers the playout timer's own lateness (a millisecond of timer resolution, scheduling).
+pub const PHASE_GUARD_MS: u32 = 3;
+/// Timed playout: a lead above the target by more than this (in frames) moves the pops
+/// earlier, down to `PHASE_KEEP` above the target; a lead below the target by more than
+/// `PHASE_KEEP` stretches. The band between keeps noise in the smoothed level from
+/// alternating stretches and advances.
+const PHASE_ADVANCE_ABOVE: f64 = 0.25;
+const PHASE_KEEP: f64 = 0.1;
 
 /// What to play this tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +155,18 @@ pub struct JitterBuffer {
     ticks_since_skip: u32,
     /// The last tick was a stretch: the next packet's FEC would rebuild a frame already played.
     stretched: bool,
+    /// Arrival-clock time of the last [`Self::pop_frame_at`]: timed playout.
+    last_pop: Option<u32>,
+    /// Latest jitter estimate (95th percentile above the baseline), in clock units.
+    jitter_units: Option<i64>,
+    /// Ticks the timed level stayed above the target by part of a frame.
+    ticks_phase_above: u32,
+    /// Ticks since the last stretch (saturating; starts high: no stretch yet).
+    ticks_since_stretch: u32,
+    /// Ticks played with a level, since the timeline (re)started.
+    ticks_playing: u32,
+    /// Clock units the caller should pop earlier (taken by [`Self::take_phase_advance`]).
+    phase_advance: Option<u32>,
 }
 
 impl JitterBuffer {
@@ -154,6 +192,12 @@ impl JitterBuffer {
             ticks_above: 0,
             ticks_since_skip: 0,
             stretched: false,
+            last_pop: None,
+            jitter_units: None,
+            ticks_phase_above: 0,
+            ticks_since_stretch: u32::MAX,
+            ticks_playing: 0,
+            phase_advance: None,
         }
     }
 
@@ -203,6 +247,10 @@ impl JitterBuffer {
         self.transit_reference = None;
         self.level = None;
         self.ticks_above = 0;
+        self.ticks_phase_above = 0;
+        self.ticks_playing = 0;
+        self.ticks_since_stretch = u32::MAX;
+        self.jitter_units = None;
         self.stretched = false;
     }
 
@@ -239,6 +287,9 @@ impl JitterBuffer {
             self.transits.pop_front();
         }
         self.transits.push_back(transit);
+        if self.last_pop.is_some() {
+            self.jitter_units = self.percentile_above_baseline(TIMED_JITTER_PERCENTILE);
+        }
         if let Some(units) = self.jitter_percentile() {
             let fd = i64::from(self.frame_duration);
             let frames = (units.max(0) as u64).div_ceil(fd as u64);
@@ -258,11 +309,15 @@ impl JitterBuffer {
             };
         }
         // Lead of this packet over the playout point plus its extra transit: the lead a
-        // packet with the baseline transit would have had.
+        // packet with the baseline transit would have had. Timed, the lead also counts the
+        // time from its arrival to the next pop.
         if let (State::Playing { next }, Some(&baseline)) = (self.state, self.transits.iter().min())
         {
             let unwrapped = self.unwrap_timestamp(timestamp);
-            let lead = unwrapped as i64 - next as i64 + (transit - baseline);
+            let until_pop = self.last_pop.map_or(0, |at| {
+                i64::from(at.wrapping_add(self.frame_duration).wrapping_sub(arrival) as i32)
+            });
+            let lead = unwrapped as i64 - next as i64 + until_pop + (transit - baseline);
             let sample = lead as f64 / f64::from(self.frame_duration);
             let level = self.level.get_or_insert(sample);
             *level += (sample - *level) * LEVEL_GAIN;
@@ -272,6 +327,11 @@ impl JitterBuffer {
 
     /// 95th percentile of the recent transits above the baseline, in clock units.
     fn jitter_percentile(&self) -> Option<i64> {
+        self.percentile_above_baseline(JITTER_PERCENTILE)
+    }
+
+    /// The `fraction` percentile of the recent transits above the baseline, in clock units.
+    fn percentile_above_baseline(&self, fraction: f64) -> Option<i64> {
         if self.transits.len() < MIN_SAMPLES {
             return None;
         }
@@ -284,8 +344,7 @@ impl JitterBuffer {
             .map(|t| t - baseline)
             .collect();
         recent.sort_unstable();
-        let index =
-            ((recent.len() as f64 * JITTER_PERCENTILE).ceil() as usize).clamp(1, recent.len());
+        let index = ((recent.len() as f64 * fraction).ceil() as usize).clamp(1, recent.len());
         recent.get(index - 1).copied()
     }
 
@@ -369,6 +428,30 @@ impl JitterBuffer {
         self.stats.queued += 1;
     }
 
+    /// [`Self::pop_frame`] at `now` (arrival clock units, as given to [`Self::insert_at`]):
+    /// timed playout, see the module documentation. Call it every frame duration, moving the
+    /// schedule earlier by what [`Self::take_phase_advance`] returns.
+    pub fn pop_frame_at(&mut self, now: u32) -> Playout {
+        self.last_pop = Some(now);
+        self.pop_frame()
+    }
+
+    /// Clock units by which timed pops should move earlier, once (then `None` until the lead
+    /// again exceeds the target for a while).
+    pub fn take_phase_advance(&mut self) -> Option<u32> {
+        self.phase_advance.take()
+    }
+
+    /// Timed playout: the lead wanted, in frames (the jitter estimate plus the guard; the
+    /// configured delay until there is an estimate).
+    fn timed_target(&self) -> f64 {
+        let fd = f64::from(self.frame_duration);
+        match self.jitter_units {
+            Some(units) => (units.max(0) as f64 + fd * f64::from(PHASE_GUARD_MS) / 20.0) / fd,
+            None => f64::from(self.target_delay_frames),
+        }
+    }
+
     /// The frame to play for this tick; call exactly once per 20 ms.
     pub fn pop_frame(&mut self) -> Playout {
         let next = match self.state {
@@ -446,24 +529,54 @@ impl JitterBuffer {
             self.target_delay_frames -= 1;
             self.ticks_since_target_change = 0;
         }
-        let target = f64::from(self.target_delay_frames);
         let level = self.level?;
         if !matches!(self.state, State::Playing { .. }) {
             return None;
         }
-        if level < target - 0.75 {
+        let timed = self.last_pop.is_some();
+        self.ticks_since_stretch = self.ticks_since_stretch.saturating_add(1);
+        self.ticks_playing = self.ticks_playing.saturating_add(1);
+        // Untimed, the level counts whole frames against a whole-frame target: stretch below
+        // three quarters of a frame under it, skip half a frame above. Timed, it is exact:
+        // stretch just under the target, skip when a whole frame could go.
+        let (target, stretch_below, skip_above) = if timed {
+            (self.timed_target(), PHASE_KEEP, 1.0 + PHASE_ADVANCE_ABOVE)
+        } else {
+            (f64::from(self.target_delay_frames), 0.75, 0.5)
+        };
+        if level < target - stretch_below {
             // Too little buffered: play a concealment frame and keep `next` due.
             self.level = Some(level + 1.0);
             self.ticks_above = 0;
+            if self.ticks_playing > SETTLING_TICKS {
+                self.ticks_since_stretch = 0;
+            }
             self.stats.concealed += 1;
             self.stats.stretched += 1;
             self.stretched = true;
             return Some(Playout::Missing);
         }
-        if level > target + 0.5 {
+        if level > target + skip_above {
             self.ticks_above += 1;
         } else {
             self.ticks_above = 0;
+        }
+        if timed
+            && level > target + PHASE_ADVANCE_ABOVE
+            && level <= target + skip_above
+            && self.ticks_since_stretch >= ADVANCE_AFTER_STRETCH_TICKS
+        {
+            self.ticks_phase_above += 1;
+        } else {
+            self.ticks_phase_above = 0;
+        }
+        if self.ticks_phase_above >= ABOVE_TICKS_BEFORE_SKIP {
+            // Part of a frame too early: pop earlier by it, keeping a little above the target.
+            // Less than a frame at a time: whole frames are skips.
+            let frames = (level - target - PHASE_KEEP).min(1.0 - PHASE_KEEP);
+            self.phase_advance = Some((frames * f64::from(self.frame_duration)) as u32);
+            self.level = Some(level - frames);
+            self.ticks_phase_above = 0;
         }
         if self.ticks_above >= ABOVE_TICKS_BEFORE_SKIP
             && self.ticks_since_skip >= TICKS_BETWEEN_SKIPS
@@ -750,6 +863,61 @@ mod tests {
             }
         }
         assert_eq!(outcome, InsertOutcome::Resynchronized);
+    }
+
+    /// Packets on a clean path arrive 2 ms after each grid pop; pops move to just after them.
+    /// Returns, per pop, the time (clock units) the packet it played had waited.
+    fn timed_waits(arrival_phase: u32, pops: u32) -> (Vec<u32>, u32) {
+        let mut buffer = JitterBuffer::new(FRAME, 3);
+        let mut arrived = std::collections::BTreeMap::new();
+        let mut pop_at: u32 = FRAME;
+        let mut waits = Vec::new();
+        let mut advanced = 0;
+        let mut index = 0u32;
+        for _ in 0..pops {
+            // Packets sent every 20 ms reach us `arrival_phase` after each grid point.
+            while index * FRAME + arrival_phase <= pop_at {
+                let at = index * FRAME + arrival_phase;
+                buffer.insert_at(index * FRAME, &payload(index), at);
+                arrived.insert(index, at);
+                index += 1;
+            }
+            if let Some(played) = frame_index(&buffer.pop_frame_at(pop_at)) {
+                waits.push(pop_at - arrived[&played]);
+            }
+            let advance = buffer.take_phase_advance().unwrap_or(0);
+            advanced += advance;
+            pop_at += FRAME - advance;
+        }
+        (waits, advanced)
+    }
+
+    #[test]
+    fn timed_pops_follow_the_packets_phase() {
+        // 160 units = 20 ms: 8 units a millisecond.
+        for phase_ms in [2, 10, 19] {
+            let (waits, advanced) = timed_waits(phase_ms * 8, 500);
+            let last = &waits[waits.len() - 100..];
+            let guard = PHASE_GUARD_MS * 8;
+            assert!(
+                last.iter().all(|&w| w >= guard && w <= guard + 3 * 8),
+                "arrival {phase_ms} ms after the grid: waits {last:?} (units of 1/8 ms), advanced {advanced}"
+            );
+        }
+        // Untimed, the same packets wait for the grid: at least a frame minus the phase.
+        let mut buffer = JitterBuffer::new(FRAME, 3);
+        let mut waits = Vec::new();
+        for i in 0..500u32 {
+            buffer.insert_at(i * FRAME, &payload(i), i * FRAME + 16);
+            if let Some(played) = frame_index(&buffer.pop_frame()) {
+                waits.push((i + 1) * FRAME - (played * FRAME + 16));
+            }
+        }
+        assert!(
+            waits[400..].iter().all(|&w| w >= FRAME - 16),
+            "{:?}",
+            &waits[400..]
+        );
     }
 
     #[test]
