@@ -1198,7 +1198,7 @@ impl Engine {
                 );
                 Event::Registration {
                     account,
-                    state: state.as_str().to_string(),
+                    state,
                     code,
                     reason,
                     expires,
@@ -1251,7 +1251,7 @@ impl Engine {
                 self.track_call_waiting(call, state);
                 Event::Call {
                     call: call.to_string(),
-                    state: state.as_str().to_string(),
+                    state,
                     remote,
                     code,
                     reason,
