@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -1098,75 +1098,53 @@ fn optional_sip_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
     sip_uri(d).map(Some)
 }
 
-fn t1_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let value = u64::deserialize(d)?;
-    if !(50..=10_000).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "t1_ms = {value} is out of range 50..=10000 (RFC 3261 default: 500)"
-        )));
+/// The one range check of numeric keys: `value` if it lies in `range`, else a message that
+/// names the key, the value and the allowed range, then `note` (unit, default, RFC).
+/// toml adds the line and column; an account's key also gets the account's name.
+fn check_range<T>(key: &str, value: T, range: RangeInclusive<T>, note: &str) -> Result<T, String>
+where
+    T: PartialOrd + fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(value);
     }
-    Ok(value)
+    Err(format!(
+        "{key} = {value} is out of range {}..={}{note}",
+        range.start(),
+        range.end()
+    ))
 }
 
-fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let value = usize::deserialize(d)?;
-    if !(1..=100_000).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "max_connections = {value} is out of range 1..=100000 (default: 256)"
-        )));
-    }
-    Ok(value)
+/// Declares a `deserialize_with` function per ranged key: `name: type = range, note`.
+macro_rules! ranged_keys {
+    ($($key:ident: $ty:ty = $range:expr, $note:expr;)*) => {$(
+        fn $key<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+            let value = <$ty>::deserialize(d)?;
+            check_range(stringify!($key), value, $range, $note).map_err(serde::de::Error::custom)
+        }
+    )*};
 }
 
-fn message_timeout_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let value = u64::deserialize(d)?;
-    if !(1..=3600).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "message_timeout_secs = {value} is out of range 1..=3600 (default: 32)"
-        )));
-    }
-    Ok(value)
-}
-
-fn sip_trace_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let value = usize::deserialize(d)?;
-    if !(1..=1_000_000).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "sip_trace_limit = {value} is out of range 1..=1000000"
-        )));
-    }
-    Ok(value)
-}
-
-fn expires<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let value = u32::deserialize(d)?;
-    if !(60..=86_400).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "expires = {value} is out of range 60..=86400 seconds"
-        )));
-    }
-    Ok(value)
+ranged_keys! {
+    t1_ms: u64 = 50..=10_000, " (RFC 3261 default: 500)";
+    max_connections: usize = 1..=100_000, " (default: 256)";
+    message_timeout_secs: u64 = 1..=3600, " (default: 32)";
+    sip_trace_limit: usize = 1..=1_000_000, "";
+    expires: u32 = 60..=86_400, " seconds";
+    min_se: u32 = 90..=86_400, " seconds (RFC 4028: at least 90)";
 }
 
 fn session_expires<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let value = u32::deserialize(d)?;
-    if value != 0 && !(90..=86_400).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "session_expires = {value} is out of range 90..=86400 seconds (0: no session timer; \
-             RFC 4028 recommends 1800)"
-        )));
+    match u32::deserialize(d)? {
+        0 => Ok(0),
+        value => check_range(
+            "session_expires",
+            value,
+            90..=86_400,
+            " seconds (0: no session timer; RFC 4028 recommends 1800)",
+        )
+        .map_err(serde::de::Error::custom),
     }
-    Ok(value)
-}
-
-fn min_se<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let value = u32::deserialize(d)?;
-    if !(90..=86_400).contains(&value) {
-        return Err(serde::de::Error::custom(format!(
-            "min_se = {value} is out of range 90..=86400 seconds (RFC 4028: at least 90)"
-        )));
-    }
-    Ok(value)
 }
 
 fn dnd_code<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
@@ -1568,6 +1546,58 @@ uri = "sips:bob@biloxi.com"
         assert!(error.contains("transport"), "{error}");
         assert!(error.contains("sctp") && error.contains("udp"), "{error}");
         assert!(error.contains("account `b`"), "{error}");
+    }
+
+    /// The messages name the key, the value, the range and the note, as they always did.
+    #[test]
+    fn range_errors_name_key_value_and_range() {
+        assert_eq!(check_range("t1_ms", 50u64, 50..=10_000, ""), Ok(50));
+        assert_eq!(check_range("t1_ms", 10_000u64, 50..=10_000, ""), Ok(10_000));
+        assert_eq!(
+            check_range("t1_ms", 49u64, 50..=10_000, " (RFC 3261 default: 500)"),
+            Err("t1_ms = 49 is out of range 50..=10000 (RFC 3261 default: 500)".to_string())
+        );
+        let cases = [
+            (
+                "[sip]\nt1_ms = 10001\n",
+                "t1_ms = 10001 is out of range 50..=10000 (RFC 3261 default: 500)",
+            ),
+            (
+                "[sip]\nmax_connections = 0\n",
+                "max_connections = 0 is out of range 1..=100000 (default: 256)",
+            ),
+            (
+                "[sip]\nmessage_timeout_secs = 3601\n",
+                "message_timeout_secs = 3601 is out of range 1..=3600 (default: 32)",
+            ),
+            (
+                "[log]\nsip_trace_limit = 0\n",
+                "sip_trace_limit = 0 is out of range 1..=1000000",
+            ),
+            (
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nexpires = 86401\n",
+                "expires = 86401 is out of range 60..=86400 seconds",
+            ),
+            (
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nmin_se = 89\n",
+                "min_se = 89 is out of range 90..=86400 seconds (RFC 4028: at least 90)",
+            ),
+            (
+                "[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nsession_expires = 89\n",
+                "session_expires = 89 is out of range 90..=86400 seconds (0: no \
+                 session timer; RFC 4028 recommends 1800)",
+            ),
+        ];
+        for (text, message) in cases {
+            let error = error_text(text);
+            assert!(error.ends_with(message), "{error}");
+            if text.starts_with("[[account]]") {
+                assert!(error.contains("account `a`: "), "{error}");
+            }
+        }
+        let config =
+            parse_ok("[[account]]\nname = \"a\"\nuri = \"sip:a@b\"\nsession_expires = 0\n");
+        assert_eq!(config.accounts[0].session_expires, 0);
     }
 
     #[test]

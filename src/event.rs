@@ -1,7 +1,24 @@
 //! What the engine tells its front ends (TUI, headless). One stream of small events; the
 //! headless front end prints each as one JSON line.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+
+pub use crate::sip::registration::RegistrationState;
+pub use crate::sip::ua::CallState;
+
+/// A call's state goes on the wire as the word `CallState::as_str` gives (`"confirmed"`).
+impl Serialize for CallState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A registration's state goes on the wire as `RegistrationState::as_str` (`"registered"`).
+impl Serialize for RegistrationState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -56,7 +73,7 @@ pub enum Event {
     },
     Registration {
         account: String,
-        state: String,
+        state: RegistrationState,
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +92,7 @@ pub enum Event {
     },
     Call {
         call: String,
-        state: String,
+        state: CallState,
         remote: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
@@ -309,7 +326,7 @@ mod tests {
     fn events_serialize_as_the_headless_contract_says() {
         let e = Event::Registration {
             account: "alice".into(),
-            state: "registered".into(),
+            state: RegistrationState::Registered,
             code: Some(200),
             reason: None,
             expires: Some(600),
@@ -332,6 +349,31 @@ mod tests {
                 r#"{"event":"sip","dir":"in","peer":"127.0.0.1:5060","summary":"OPTIONS sip:a@b SIP/2.0"}"#
             )
         );
+    }
+
+    /// Every call and registration state keeps the word the headless contract names.
+    #[test]
+    fn states_serialize_as_the_words_of_the_contract() {
+        fn json(state: impl Serialize) -> String {
+            serde_json::to_string(&state).ok().unwrap_or_default()
+        }
+        let words = [
+            (json(CallState::Calling), "calling"),
+            (json(CallState::Incoming), "incoming"),
+            (json(CallState::Ringing), "ringing"),
+            (json(CallState::Early), "early"),
+            (json(CallState::Confirmed), "confirmed"),
+            (json(CallState::Held), "held"),
+            (json(CallState::Terminated), "terminated"),
+            (json(RegistrationState::Unregistered), "unregistered"),
+            (json(RegistrationState::Registering), "registering"),
+            (json(RegistrationState::Registered), "registered"),
+            (json(RegistrationState::Failed), "failed"),
+            (json(RegistrationState::Unregistering), "unregistering"),
+        ];
+        for (serialized, word) in words {
+            assert_eq!(serialized, format!("\"{word}\""));
+        }
     }
 
     #[test]
@@ -365,7 +407,7 @@ mod tests {
     fn call_events_carry_the_sip_call_id_only_when_known() {
         let mut e = Event::Call {
             call: "1".into(),
-            state: "calling".into(),
+            state: CallState::Calling,
             remote: "sip:bob@b".into(),
             code: None,
             reason: None,

@@ -84,7 +84,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         tokio::select! {
             Some(event) = event_rx.recv() => {
                 if let Event::Call { call, state, account, .. } = &event
-                    && state == "incoming"
+                    && *state == crate::event::CallState::Incoming
                     && let Some(delay) = crate::app::auto_answer_for(&cli, &config, account.as_deref())
                 {
                     pending_auto_answer = Some((call.parse::<u64>().ok(), tokio::time::Instant::now() + delay));

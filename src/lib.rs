@@ -16,6 +16,7 @@ pub mod headless;
 pub mod logging;
 pub mod media;
 pub mod nat;
+pub mod policy;
 pub mod sdp;
 pub mod session_export;
 pub mod sip;

@@ -9,9 +9,9 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use common::headless::{Headless, HeadlessOptions, config_with_account, recv_text};
 use common::peers::{Kamailio, KamailioOptions};
 use common::ports::free_udp_port;
-use common::run::{RunOptions, Sipterm, config_with_account, recv_text};
 use serde_json::Value;
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +55,7 @@ fn registered(account: &'static str) -> impl Fn(&Value) -> bool {
 }
 
 /// Waits until every account in `names` has reported `registered` (in any order).
-fn all_registered(who: &mut Sipterm, names: &[&str], registrars: &[&Kamailio]) {
+fn all_registered(who: &mut Headless, names: &[&str], registrars: &[&Kamailio]) {
     let done = |seen: &[Value]| {
         names.iter().all(|n| {
             seen.iter().any(|e| {
@@ -63,7 +63,7 @@ fn all_registered(who: &mut Sipterm, names: &[&str], registrars: &[&Kamailio]) {
             })
         })
     };
-    while !done(&who.seen) {
+    while !done(who.history()) {
         expect(
             who,
             "accounts registered",
@@ -77,22 +77,22 @@ fn call_in_state(state: &'static str) -> impl Fn(&Value) -> bool {
     move |e| e["event"] == "call" && e["state"] == state
 }
 
-fn start(config: String, args: &[&str]) -> Sipterm {
-    let mut options = RunOptions::with_config(config);
+fn start(config: String, args: &[&str]) -> Headless {
+    let mut options = HeadlessOptions::with_config(config);
     for arg in args {
         options = options.arg(arg);
     }
-    Sipterm::start(&options).expect("sipterm starts")
+    Headless::spawn("sipterm", &options).expect("sipterm starts")
 }
 
 /// `who` waits for `what`, failing with the logs of both registrars.
 fn expect(
-    who: &mut Sipterm,
+    who: &mut Headless,
     what: &str,
     pred: impl Fn(&Value) -> bool,
     registrars: &[&Kamailio],
 ) -> Value {
-    match who.expect_event(what, EVENT_TIMEOUT, pred) {
+    match who.expect_event(what, pred, EVENT_TIMEOUT) {
         Ok(event) => event,
         Err(e) => {
             let logs: Vec<String> = registrars.iter().map(|k| k.log()).collect();
@@ -109,9 +109,9 @@ fn expect(
 /// then the caller hangs up. Returns the caller's and the callee's `confirmed` / `incoming`
 /// events.
 fn call_through(
-    caller: &mut Sipterm,
+    caller: &mut Headless,
     dial: &str,
-    callee: &mut Sipterm,
+    callee: &mut Headless,
     registrars: &[&Kamailio],
 ) -> (Value, Value) {
     caller.send(dial).expect("dial");
@@ -167,7 +167,7 @@ fn two_accounts_on_two_registrars_call_out_and_in_and_message_on_each() {
         config(&[account("dave", "dave", &home)]),
         &["--auto-answer"],
     );
-    let ready = me.seen.iter().find(|e| e["event"] == "ready").cloned();
+    let ready = me.history().iter().find(|e| e["event"] == "ready").cloned();
     let ready = ready.expect("ready event");
     let names: Vec<&str> = ready["accounts"]
         .as_array()
@@ -306,16 +306,16 @@ fn an_account_disabled_at_run_time_unregisters_and_comes_back_when_enabled() {
     let unregistered = |e: &Value| {
         e["event"] == "registration" && e["account"] == "home" && e["state"] == "unregistered"
     };
-    if !me.seen.iter().any(unregistered) {
+    if !me.history().iter().any(unregistered) {
         expect(&mut me, "home unregistered", unregistered, &ks);
     }
     assert!(
-        me.seen
+        me.history()
             .iter()
             .any(|e| e["event"] == "account" && e["account"] == "home" && e["enabled"] == false),
         "home disabled"
     );
-    let last = me.seen.iter().rev().find(|e| unregistered(e)).cloned();
+    let last = me.history().iter().rev().find(|e| unregistered(e)).cloned();
     assert_eq!(last.map(|e| e["code"].clone()), Some(Value::from(200)));
     // Its calls are refused by the router: no engine for it.
     me.send("dial --account home sip:alice@sipterm.test")
@@ -352,11 +352,17 @@ fn sha256_digest_registers_to_kamailio() {
         "",
         &format!("password = \"secret\"\nregistrar = \"sip:{registrar}\"\nexpires = 120\n"),
     );
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let event = sipterm
-        .expect_event("a final registration state", EVENT_TIMEOUT, |e| {
-            e["event"] == "registration" && (e["state"] == "registered" || e["state"] == "failed")
-        })
+        .expect_event(
+            "a final registration state",
+            |e| {
+                e["event"] == "registration"
+                    && (e["state"] == "registered" || e["state"] == "failed")
+            },
+            EVENT_TIMEOUT,
+        )
         .unwrap_or_else(|e| panic!("{e}\nkamailio: {}", kamailio.log()));
     assert_eq!(event["state"], "registered", "{event}\n{}", kamailio.log());
     assert_eq!(event["code"], 200);
@@ -452,7 +458,8 @@ fn voicemail_notify_from_the_registrar_lights_the_indicator_and_a_strangers_does
         "",
         &format!("password = \"secret\"\nregistrar = \"sip:{registrar_addr}\"\nexpires = 120\n"),
     );
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let me = sipterm.addr();
     // Be the registrar: take the REGISTER.
     let register = loop {
@@ -470,9 +477,11 @@ fn voicemail_notify_from_the_registrar_lights_the_indicator_and_a_strangers_does
     );
     registrar.send_to(ok.as_bytes(), me).expect("send");
     sipterm
-        .expect_event("registered", EVENT_TIMEOUT, |e| {
-            e["event"] == "registration" && e["state"] == "registered"
-        })
+        .expect_event(
+            "registered",
+            |e| e["event"] == "registration" && e["state"] == "registered",
+            EVENT_TIMEOUT,
+        )
         .expect("registered");
 
     // A stranger's NOTIFY is refused and lights nothing.
@@ -497,7 +506,7 @@ fn voicemail_notify_from_the_registrar_lights_the_indicator_and_a_strangers_does
     registrar.send_to(real.as_bytes(), me).expect("send");
     assert_eq!(response_code(&registrar, "mwi-2@sipterm.test"), 200);
     let lit = sipterm
-        .expect_event("voicemail", EVENT_TIMEOUT, |e| e["event"] == "voicemail")
+        .expect_event("voicemail", |e| e["event"] == "voicemail", EVENT_TIMEOUT)
         .expect("voicemail event");
     // The first voicemail event is the registrar's (2 new), never the stranger's (9 new).
     assert_eq!(lit["waiting"], true, "{lit}");
@@ -514,13 +523,15 @@ fn voicemail_notify_from_the_registrar_lights_the_indicator_and_a_strangers_does
     registrar.send_to(cleared.as_bytes(), me).expect("send");
     assert_eq!(response_code(&registrar, "mwi-3@sipterm.test"), 200);
     let off = sipterm
-        .expect_event("voicemail cleared", EVENT_TIMEOUT, |e| {
-            e["event"] == "voicemail" && e["waiting"] == false
-        })
+        .expect_event(
+            "voicemail cleared",
+            |e| e["event"] == "voicemail" && e["waiting"] == false,
+            EVENT_TIMEOUT,
+        )
         .expect("voicemail cleared");
     assert_eq!(off["new"], 0, "{off}");
     let voicemail_events = sipterm
-        .seen
+        .history()
         .iter()
         .filter(|e| e["event"] == "voicemail")
         .count();
@@ -594,7 +605,7 @@ fn a_contacts_lamp_goes_busy_in_a_call_and_back_through_kamailio_presence() {
     dave.send(&format!("dial {bob_uri}")).expect("dave dials");
     expect(&mut bob, "bob in a call", call_in_state("confirmed"), &ks);
     expect(&mut alice, "bob busy", lamp("busy"), &ks);
-    let during = lamp_changes(&alice.seen, bob_uri);
+    let during = lamp_changes(alice.history(), bob_uri);
     // ... and back when it ends.
     dave.send("hangup").expect("hangup");
     expect(
@@ -604,7 +615,7 @@ fn a_contacts_lamp_goes_busy_in_a_call_and_back_through_kamailio_presence() {
         &ks,
     );
     expect(&mut alice, "bob available again", lamp("available"), &ks);
-    let changes = lamp_changes(&alice.seen, bob_uri);
+    let changes = lamp_changes(alice.history(), bob_uri);
     println!("lamp changes at alice: {changes:?}");
     // Every change of the lamp came with the one NOTIFY just before it: no change waited for
     // a second NOTIFY or a refresh.
@@ -697,7 +708,7 @@ fn voicemail_subscription_at_kamailio_lights_the_indicator() {
     assert_eq!(lit["new"], 2, "{lit}");
     assert_eq!(lit["old"], 5, "{lit}");
     assert!(
-        alice.seen.iter().any(|e| e["event"] == "sip"
+        alice.history().iter().any(|e| e["event"] == "sip"
             && e["dir"] == "out"
             && e["summary"]
                 .as_str()

@@ -11,9 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::headless::{Account, Headless, HeadlessOptions};
 use common::peers::{Baresip, Kamailio, Sipp};
 use common::ports::free_udp_port;
-use common::sipterm::{Account, Options, Sipterm};
 use serde_json::Value;
 use sipterm::media::tones::{dominant_frequency, goertzel_power, rms};
 
@@ -135,22 +135,22 @@ fn account(name: &str) -> Account {
     Account::new(name, &format!("sip:{name}@127.0.0.1"))
 }
 
-fn start_sipterm(name: &str, options: &Options) -> Sipterm {
-    Sipterm::start(name, options).unwrap_or_else(|e| panic!("sipterm {name} did not start: {e}"))
+fn start_sipterm(name: &str, options: &HeadlessOptions) -> Headless {
+    Headless::spawn(name, options).unwrap_or_else(|e| panic!("sipterm {name} did not start: {e}"))
 }
 
 /// Unwraps a harness result, adding sipterm's log to the panic.
-fn check<T>(result: Result<T, common::HarnessError>, sipterm: &Sipterm) -> T {
+fn check<T>(result: Result<T, common::HarnessError>, sipterm: &Headless) -> T {
     result.unwrap_or_else(|e| panic!("{e}\n{}", sipterm.log()))
 }
 
 /// Waits for the call's `terminated` event.
-fn expect_terminated(sipterm: &mut Sipterm) -> Value {
+fn expect_terminated(sipterm: &mut Headless) -> Value {
     let result = sipterm.expect_call_state("terminated", SIGNALLING);
     check(result, sipterm)
 }
 
-fn count_sip(sipterm: &Sipterm, dir: &str, prefix: &str) -> usize {
+fn count_sip(sipterm: &Headless, dir: &str, prefix: &str) -> usize {
     sipterm
         .sip_trace()
         .iter()
@@ -159,9 +159,9 @@ fn count_sip(sipterm: &Sipterm, dir: &str, prefix: &str) -> usize {
 }
 
 /// The last media statistics of the session (sent/received packets).
-fn last_media(sipterm: &Sipterm) -> Option<Value> {
+fn last_media(sipterm: &Headless) -> Option<Value> {
     sipterm
-        .events()
+        .history()
         .iter()
         .rev()
         .find(|e| e["event"] == "media")
@@ -169,7 +169,7 @@ fn last_media(sipterm: &Sipterm) -> Option<Value> {
 }
 
 /// Quits sipterm (finishing its --audio-out WAV) and prints its media figures.
-fn finish(sipterm: &mut Sipterm, what: &str) {
+fn finish(sipterm: &mut Headless, what: &str) {
     let status = sipterm.quit(Duration::from_secs(8));
     println!(
         "{what}: sipterm exit {status:?}, last media event {}",
@@ -182,7 +182,7 @@ fn finish(sipterm: &mut Sipterm, what: &str) {
     );
 }
 
-fn wait_sipp(sipp: &mut Sipp, sipterm: &Sipterm) {
+fn wait_sipp(sipp: &mut Sipp, sipterm: &Headless) {
     if let Err(e) = sipp.wait_success(SIGNALLING) {
         panic!("sipp did not succeed: {e}\n{}", sipterm.log());
     }
@@ -200,11 +200,11 @@ fn sipterm_calls_sipp_and_hears_the_echo() {
     let audio_out = dir.path().join("heard.wav");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
             audio_in: Some(tone_file(dir.path(), "tone.wav", SIPTERM_TONE, 8000)),
             audio_out: Some(audio_out.clone()),
-            ..Options::default()
+            ..HeadlessOptions::default()
         },
     );
     let started = Instant::now();
@@ -243,12 +243,15 @@ fn sipterm_answers_a_401_on_invite() {
     let mut sipp = Sipp::uas(&Sipp::scenario("uas_answer_auth.xml"), sipp_port, &[]).expect("sipp");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(Account {
-                password: Some("secret".to_owned()),
-                ..account("alice")
-            }),
-            ..Options::default()
+        &HeadlessOptions {
+            config_toml: Some(
+                Account {
+                    password: Some("secret".to_owned()),
+                    ..account("alice")
+                }
+                .config(),
+            ),
+            ..HeadlessOptions::default()
         },
     );
     check(
@@ -285,10 +288,10 @@ fn sipterm_answers_a_401_on_invite() {
 fn sipp_calls_sipterm_which_auto_answers() {
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
             auto_answer_ms: Some(0),
-            ..Options::default()
+            ..HeadlessOptions::default()
         },
     );
     let sipp_port = free_udp_port().expect("port");
@@ -335,9 +338,9 @@ fn sipp_calls_sipterm_which_auto_answers() {
 fn sipp_cancels_a_ringing_call() {
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
-            ..Options::default()
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
+            ..HeadlessOptions::default()
         },
     );
     let sipp_port = free_udp_port().expect("port");
@@ -382,9 +385,9 @@ fn sipp_hangs_up_on_sipterm() {
     let mut sipp = Sipp::uas(&Sipp::scenario("uas_bye.xml"), sipp_port, &[]).expect("sipp");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
-            ..Options::default()
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
+            ..HeadlessOptions::default()
         },
     );
     check(
@@ -448,11 +451,11 @@ fn sipterm_calls_baresip_audio_both_ways() {
     let audio_out = dir.path().join("heard.wav");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
             audio_in: Some(tone_file(dir.path(), "tone.wav", SIPTERM_TONE, 8000)),
             audio_out: Some(audio_out.clone()),
-            ..Options::default()
+            ..HeadlessOptions::default()
         },
     );
     check(
@@ -487,11 +490,12 @@ fn baresip_calls_sipterm_audio_both_ways() {
     let audio_out = dir.path().join("heard.wav");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
             audio_in: Some(tone_file(dir.path(), "tone.wav", SIPTERM_TONE, 8000)),
             audio_out: Some(audio_out.clone()),
             auto_answer_ms: Some(0),
+            ..HeadlessOptions::default()
         },
     );
     let baresip_port = free_udp_port().expect("port");
@@ -555,20 +559,21 @@ fn call_through_kamailio_with_record_route() {
     let bob_heard = dir.path().join("bob-heard.wav");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(registered_account("alice", "alicepw")),
+        &HeadlessOptions {
+            config_toml: Some(registered_account("alice", "alicepw").config()),
             audio_in: Some(tone_file(dir.path(), "alice.wav", SIPTERM_TONE, 8000)),
             audio_out: Some(alice_heard.clone()),
-            ..Options::default()
+            ..HeadlessOptions::default()
         },
     );
     let mut bob = start_sipterm(
         "bob",
-        &Options {
-            account: Some(registered_account("bob", "bobpw")),
+        &HeadlessOptions {
+            config_toml: Some(registered_account("bob", "bobpw").config()),
             audio_in: Some(tone_file(dir.path(), "bob.wav", PEER_TONE, 8000)),
             audio_out: Some(bob_heard.clone()),
             auto_answer_ms: Some(0),
+            ..HeadlessOptions::default()
         },
     );
     for sipterm in [&mut alice, &mut bob] {
@@ -662,11 +667,11 @@ fn sipterm_calls_baresip_with_opus() {
     let audio_out = dir.path().join("heard.wav");
     let mut alice = start_sipterm(
         "alice",
-        &Options {
-            account: Some(account("alice")),
+        &HeadlessOptions {
+            config_toml: Some(account("alice").config()),
             audio_in: Some(tone_file(dir.path(), "tone.wav", SIPTERM_TONE, 48000)),
             audio_out: Some(audio_out.clone()),
-            ..Options::default()
+            ..HeadlessOptions::default()
         },
     );
     check(

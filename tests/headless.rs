@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::run::{RunOptions, Sipterm, config_with_account, options_probe};
+use common::headless::{Headless, HeadlessOptions, config_with_account, options_probe};
 use serde_json::Value;
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,7 +18,7 @@ fn status_line(response: &str) -> &str {
     response.lines().next().unwrap_or("")
 }
 
-fn assert_answers_options(sipterm: &Sipterm, context: &str) {
+fn assert_answers_options(sipterm: &Headless, context: &str) {
     let response = options_probe(sipterm.addr(), Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{context}: no answer to OPTIONS: {e}"));
     assert_eq!(
@@ -30,8 +30,9 @@ fn assert_answers_options(sipterm: &Sipterm, context: &str) {
 
 /// Runs sipterm with a config file that must be refused; returns (exit code, stderr).
 fn refused_config(config: &str) -> (Option<i32>, String, String) {
-    let mut sipterm = Sipterm::spawn(&RunOptions::with_config(config)).expect("spawn sipterm");
-    let status = sipterm.guard.wait_timeout(EXIT_TIMEOUT);
+    let mut sipterm =
+        Headless::launch("sipterm", &HeadlessOptions::with_config(config)).expect("spawn sipterm");
+    let status = sipterm.guard().wait_timeout(EXIT_TIMEOUT);
     let path = sipterm.dir().join("config.toml").display().to_string();
     let stderr = sipterm.stderr_text();
     assert!(
@@ -43,7 +44,7 @@ fn refused_config(config: &str) -> (Option<i32>, String, String) {
 
 #[test]
 fn ready_reports_the_real_port() {
-    let sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm ready");
+    let sipterm = Headless::spawn("sipterm", &HeadlessOptions::default()).expect("sipterm ready");
     let listen = sipterm.addr();
     println!("ready: listen = {listen}");
     assert_eq!(listen.ip().to_string(), "127.0.0.1");
@@ -97,7 +98,8 @@ fn unknown_key_is_named_with_its_position() {
 
 #[test]
 fn bad_commands_get_error_events_and_the_process_keeps_going() {
-    let mut sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm ready");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::default()).expect("sipterm ready");
     // Each of these is a mistake; each must produce one error event, in order.
     let mistakes = [
         ("frobnicate", "frobnicate"),
@@ -115,9 +117,11 @@ fn bad_commands_get_error_events_and_the_process_keeps_going() {
     for (line, needle) in mistakes {
         sipterm.send(line).expect("send a command");
         let event = sipterm
-            .expect_event(&format!("an error for `{line}`"), EVENT_TIMEOUT, |e| {
-                e["event"] == "error"
-            })
+            .expect_event(
+                &format!("an error for `{line}`"),
+                |e| e["event"] == "error",
+                EVENT_TIMEOUT,
+            )
             .unwrap_or_else(|e| panic!("`{line}`: {e}"));
         let message = event["message"].as_str().unwrap_or_default();
         println!("{line:>14} -> {message}");
@@ -126,7 +130,7 @@ fn bad_commands_get_error_events_and_the_process_keeps_going() {
             "`{line}`: error should mention {needle:?}: {message}"
         );
         assert!(
-            sipterm.guard.try_exit_status().is_none(),
+            sipterm.guard().try_exit_status().is_none(),
             "sipterm died after `{line}`"
         );
     }
@@ -139,14 +143,17 @@ fn bad_commands_get_error_events_and_the_process_keeps_going() {
 
 #[test]
 fn quit_ends_the_process_with_exit_0() {
-    let mut sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm ready");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::default()).expect("sipterm ready");
     // One command answered first, so the stdin reader is surely blocked in its next read when
     // `quit` comes (that read once kept the process alive until stdin closed).
     sipterm.send("mute").expect("send");
     sipterm
-        .expect_event("an error for mute", EVENT_TIMEOUT, |e| {
-            e["event"] == "error"
-        })
+        .expect_event(
+            "an error for mute",
+            |e| e["event"] == "error",
+            EVENT_TIMEOUT,
+        )
         .expect("mute without a call is an error");
     let started = Instant::now();
     let status = sipterm.quit(EXIT_TIMEOUT);
@@ -164,26 +171,27 @@ fn quit_ends_the_process_with_exit_0() {
 
 #[test]
 fn stdin_eof_keeps_it_running_and_sigterm_ends_it_cleanly() {
-    let mut sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm ready");
-    sipterm.guard.close_stdin();
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::default()).expect("sipterm ready");
+    sipterm.guard().close_stdin();
     // Several probes spread over a second: it keeps serving after EOF.
     for round in 0..4 {
         assert_answers_options(&sipterm, &format!("probe {round} after stdin EOF"));
         assert!(
-            sipterm.guard.try_exit_status().is_none(),
+            sipterm.guard().try_exit_status().is_none(),
             "sipterm exited after stdin EOF"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
     let started = Instant::now();
-    let pid = sipterm.guard.pid().to_string();
+    let pid = sipterm.guard().pid().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("run kill");
     assert!(killed.success());
     let status = sipterm
-        .guard
+        .guard()
         .wait_timeout(EXIT_TIMEOUT)
         .expect("SIGTERM must end sipterm within 5 s");
     println!("SIGTERM -> exit {status} in {:?}", started.elapsed());
@@ -192,7 +200,8 @@ fn stdin_eof_keeps_it_running_and_sigterm_ends_it_cleanly() {
 
 #[test]
 fn junk_datagrams_and_streams_do_not_kill_it() {
-    let mut sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm ready");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::default()).expect("sipterm ready");
     let target = sipterm.addr();
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     // Deterministic pseudo-random junk.
@@ -242,7 +251,7 @@ fn junk_datagrams_and_streams_do_not_kill_it() {
     println!("sent {sent} bytes of junk over UDP, {tcp_sent} over TCP");
     drop(tcp);
     assert!(
-        sipterm.guard.try_exit_status().is_none(),
+        sipterm.guard().try_exit_status().is_none(),
         "sipterm died of junk"
     );
     assert_answers_options(&sipterm, "after junk");
@@ -345,12 +354,14 @@ fn the_password_never_appears_in_events_stderr_or_the_log() {
         "",
         &format!("password = \"{PASSWORD}\"\nregistrar = \"sip:{registrar}\"\nexpires = 600\n"),
     );
-    let mut sipterm =
-        Sipterm::start(&RunOptions::with_config(config).arg("-v")).expect("sipterm ready");
+    let mut sipterm = Headless::spawn("sipterm", &HeadlessOptions::with_config(config).arg("-v"))
+        .expect("sipterm ready");
     sipterm
-        .expect_event("registered", EVENT_TIMEOUT, |e| {
-            e["event"] == "registration" && e["state"] == "registered"
-        })
+        .expect_event(
+            "registered",
+            |e| e["event"] == "registration" && e["state"] == "registered",
+            EVENT_TIMEOUT,
+        )
         .expect("registration with the test registrar");
     let status = sipterm.quit(EXIT_TIMEOUT).expect("quit");
     assert_eq!(status.code(), Some(0));

@@ -8,9 +8,9 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::headless::{Headless, HeadlessOptions, config_with_account, recv_text};
 use common::peers::{Kamailio, Sipp};
 use common::ports::free_udp_port;
-use common::run::{RunOptions, Sipterm, config_with_account, recv_text};
 use serde_json::Value;
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,7 +25,7 @@ fn is_final_registration(e: &Value) -> bool {
 }
 
 /// The REGISTERs sipterm reported sending: (peer, summary).
-fn registers_sent(sipterm: &Sipterm) -> Vec<(String, String)> {
+fn registers_sent(sipterm: &Headless) -> Vec<(String, String)> {
     sipterm
         .sip_events("out")
         .into_iter()
@@ -68,13 +68,14 @@ fn registers_to_sipp_through_the_outbound_proxy_and_unregisters_on_quit() {
              outbound_proxy = \"sip:{proxy}\"\nexpires = 600\n"
         ),
     );
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let started = Instant::now();
     let event = sipterm
         .expect_event(
             "a final registration state",
-            EVENT_TIMEOUT,
             is_final_registration,
+            EVENT_TIMEOUT,
         )
         .unwrap_or_else(|e| panic!("{e}\nsipp: {}", sipp.log()));
     println!("registered in {:?}: {event}", started.elapsed());
@@ -105,11 +106,11 @@ fn registers_to_sipp_through_the_outbound_proxy_and_unregisters_on_quit() {
     assert_eq!(status.code(), Some(0));
     assert!(
         sipterm
-            .seen
+            .history()
             .iter()
             .any(|e| is_registration("unregistered")(e) && e["code"] == 200),
         "the unregister was answered 200: {:?}",
-        sipterm.seen
+        sipterm.history()
     );
     sipp.wait_success(Duration::from_secs(10))
         .expect("sipp saw the challenge answered and the Expires: 0 unregister");
@@ -128,12 +129,13 @@ fn kamailio_right_password_registers() {
         "",
         &format!("password = \"secret\"\nregistrar = \"sip:{registrar}\"\nexpires = 120\n"),
     );
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let event = sipterm
         .expect_event(
             "a final registration state",
-            EVENT_TIMEOUT,
             is_final_registration,
+            EVENT_TIMEOUT,
         )
         .unwrap_or_else(|e| panic!("{e}\nkamailio: {}", kamailio.log()));
     println!("kamailio: {event}");
@@ -144,11 +146,11 @@ fn kamailio_right_password_registers() {
     assert_eq!(status.code(), Some(0));
     assert!(
         sipterm
-            .seen
+            .history()
             .iter()
             .any(|e| is_registration("unregistered")(e) && e["code"] == 200),
         "the binding was removed on quit: {:?}",
-        sipterm.seen
+        sipterm.history()
     );
 }
 
@@ -160,13 +162,14 @@ fn kamailio_wrong_password_fails_without_a_retry_storm() {
         "",
         &format!("password = \"wrong\"\nregistrar = \"sip:{registrar}\"\n"),
     );
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let started = Instant::now();
     let event = sipterm
         .expect_event(
             "a final registration state",
-            EVENT_TIMEOUT,
             is_final_registration,
+            EVENT_TIMEOUT,
         )
         .unwrap_or_else(|e| panic!("{e}\nkamailio: {}", kamailio.log()));
     println!("wrong password -> {event} after {:?}", started.elapsed());
@@ -229,12 +232,13 @@ fn dead_registrar_fails_with_408_after_timer_f() {
         }
         arrivals
     });
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let event = sipterm
         .expect_event(
             "a final registration state",
-            Duration::from_secs(15),
             is_final_registration,
+            Duration::from_secs(15),
         )
         .expect("registration must fail by itself");
     let failed_at = Instant::now();
@@ -297,7 +301,7 @@ fn dead_registrar_fails_with_408_after_timer_f() {
 
 #[test]
 fn options_gets_200_with_capabilities_sent_to_the_source_port() {
-    let sipterm = Sipterm::start(&RunOptions::default()).expect("sipterm");
+    let sipterm = Headless::spawn("sipterm", &HeadlessOptions::default()).expect("sipterm");
     let target = sipterm.addr();
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let local = socket.local_addr().expect("addr");
@@ -372,12 +376,13 @@ fn registers_over_tcp_to_kamailio() {
             "password = \"secret\"\nregistrar = \"sip:{registrar}\"\ntransport = \"tcp\"\nexpires = 120\n"
         ),
     );
-    let mut sipterm = Sipterm::start(&RunOptions::with_config(config)).expect("sipterm");
+    let mut sipterm =
+        Headless::spawn("sipterm", &HeadlessOptions::with_config(config)).expect("sipterm");
     let event = sipterm
         .expect_event(
             "a final registration state",
-            EVENT_TIMEOUT,
             is_final_registration,
+            EVENT_TIMEOUT,
         )
         .unwrap_or_else(|e| panic!("{e}\nkamailio: {}", kamailio.log()));
     println!("TCP registration: {event}");
@@ -392,10 +397,10 @@ fn registers_over_tcp_to_kamailio() {
     assert_eq!(status.code(), Some(0));
     assert!(
         sipterm
-            .seen
+            .history()
             .iter()
             .any(|e| is_registration("unregistered")(e) && e["code"] == 200),
         "the binding was removed over TCP too: {:?}",
-        sipterm.seen
+        sipterm.history()
     );
 }

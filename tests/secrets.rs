@@ -14,7 +14,6 @@ use std::time::Duration;
 use common::headless::{Headless, HeadlessOptions};
 use common::peers::Kamailio;
 use common::ports::free_udp_port;
-use common::run::{RunOptions, Sipterm};
 
 const SIGNALLING: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "S3cr3t-PW-xyz";
@@ -182,12 +181,13 @@ fn a_failing_password_command_does_not_echo_the_secret() {
         "[[account]]\nname = \"alice\"\nuri = \"sip:alice@127.0.0.1\"\n\
          password_command = \"echo {COMMAND_SECRET}; echo {COMMAND_SECRET} >&2; exit 1\"\n"
     );
-    let mut sipterm = Sipterm::spawn(&RunOptions::with_config(config)).expect("spawn");
-    let status = sipterm.guard.wait_timeout(Duration::from_secs(20));
+    let mut sipterm =
+        Headless::launch("sipterm", &HeadlessOptions::with_config(config)).expect("spawn");
+    let status = sipterm.guard().wait_timeout(Duration::from_secs(20));
     assert!(status.is_some_and(|s| !s.success()), "{status:?}");
-    let dir = sipterm.guard.log_dir().to_path_buf();
-    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-    let stdout = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
+    let dir = sipterm.dir().to_path_buf();
+    let stderr = sipterm.stderr_text();
+    let stdout = sipterm.stdout_text();
     println!("stderr: {stderr}\nstdout: {stdout}");
     assert!(
         stderr.contains("password_command") && stderr.contains("alice"),

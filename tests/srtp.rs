@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
+use common::audio::assert_hears;
+use common::headless::{Headless, HeadlessOptions, assert_log_masks_keys, sine, write_wav};
 use common::peers::{Baresip, BaresipConfig, Sipp};
 use common::ports::free_udp_port;
 use common::process::{ChildGuard, Stdout};
 use serde_json::Value;
 use sipterm::media::codec::g711::ulaw_to_linear;
-use sipterm::media::tones::{dominant_frequency, goertzel_power, rms};
+use sipterm::media::tones::{goertzel_power, rms};
 
 const CALLER_TONE: f32 = 440.0;
 const CALLEE_TONE: f32 = 1000.0;
@@ -120,59 +121,6 @@ fn assert_encrypted(media: &Value, encrypted: bool) {
     } else {
         assert!(media.get("srtp").is_none(), "{media}");
     }
-}
-
-/// The log file has the SIP messages with `a=crypto` lines, but every key is masked.
-fn assert_log_masks_keys(side: &Headless) {
-    let log = std::fs::read_to_string(side.log_dir().join("sipterm.log")).unwrap_or_default();
-    let keys: Vec<&str> = log.split("inline:").skip(1).collect();
-    println!("{}: {} inline keys in the log", side.name(), keys.len());
-    // Our offer (2 lines) or answer (1) and the peer's: at least 3 on each side.
-    assert!(
-        keys.len() >= 3,
-        "{}: SIP messages missing from the debug log",
-        side.name()
-    );
-    for key in keys {
-        assert!(
-            key.starts_with("REDACTED"),
-            "{}: key in the log: inline:{}",
-            side.name(),
-            &key[..key.len().min(12)]
-        );
-    }
-}
-
-/// The recording's dominant frequency (middle second of its sound) must be `tone`.
-fn assert_hears(path: &Path, who: &str, tone: f32) -> TestResult {
-    let (rate, samples) = read_wav(path)?;
-    let loud: Vec<usize> = samples
-        .chunks(160)
-        .enumerate()
-        .filter(|(_, frame)| rms(frame) > 500.0)
-        .map(|(i, _)| i)
-        .collect();
-    let (Some(&first), Some(&last)) = (loud.first(), loud.last()) else {
-        return Err(format!("{who}: no sound in {}", path.display()).into());
-    };
-    let center = (first + last) / 2 * 160;
-    let window = &samples[center.saturating_sub(4000)..(center + 4000).min(samples.len())];
-    let frequency = dominant_frequency(window, rate);
-    println!(
-        "{who} heard {frequency:.1} Hz at RMS {:.0} ({} s of sound)",
-        rms(window),
-        loud.len() as f32 * 0.02
-    );
-    assert!(
-        (frequency - tone).abs() < tone * 0.02,
-        "{who} heard {frequency} Hz, expected {tone} Hz"
-    );
-    assert!(
-        loud.len() >= 50,
-        "{who}: only {} frames of sound",
-        loud.len()
-    );
-    Ok(())
 }
 
 // ------------------------------------------------------------------- capture ----

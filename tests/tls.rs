@@ -9,16 +9,18 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::certs::{Certs, make_certs};
-use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
+use common::audio::assert_hears;
+use common::certs::{Certs, make_certs, toml_path};
+use common::headless::{
+    Headless, HeadlessOptions, local_account, no_panic, sine, tls_listen, write_wav,
+};
 use common::peers::Kamailio;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::Value;
-use sipterm::media::tones::{dominant_frequency, rms};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -27,10 +29,6 @@ const CALLER_TONE: f32 = 440.0;
 const CALLEE_TONE: f32 = 1000.0;
 const FILE_RATE: u32 = 48_000;
 
-fn toml_path(path: &Path) -> String {
-    format!("{:?}", path.display().to_string())
-}
-
 /// `[sip]` of a callee that accepts TLS on an ephemeral port.
 fn tls_server_sip(certs: &Certs) -> String {
     format!(
@@ -38,10 +36,6 @@ fn tls_server_sip(certs: &Certs) -> String {
         toml_path(&certs.cert_pem),
         toml_path(&certs.key_pem)
     )
-}
-
-fn account(name: &str, extra: &str) -> String {
-    format!("[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\n{extra}")
 }
 
 fn spawn(
@@ -66,65 +60,6 @@ fn spawn(
             ..HeadlessOptions::default()
         },
     )?)
-}
-
-/// The TLS listener from the `ready` event.
-fn tls_listen(side: &Headless) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let ready = side
-        .events_of("ready")
-        .first()
-        .map(|e| (*e).clone())
-        .ok_or("no ready event")?;
-    let addr = ready["tls_listen"]
-        .as_str()
-        .ok_or_else(|| format!("ready has no tls_listen: {ready}"))?;
-    Ok(addr.parse()?)
-}
-
-/// The dominant frequency and level of the middle 0.5 s of a recording's sound.
-fn heard(path: &Path) -> Result<(f32, f32, f32), Box<dyn std::error::Error>> {
-    let (rate, samples) = read_wav(path)?;
-    let frame = sipterm::media::samples_per_frame(rate);
-    let loud: Vec<usize> = samples
-        .chunks(frame)
-        .enumerate()
-        .filter(|(_, c)| rms(c) > 500.0)
-        .map(|(i, _)| i)
-        .collect();
-    let (Some(&first), Some(&last)) = (loud.first(), loud.last()) else {
-        return Err(format!("{}: no sound", path.display()).into());
-    };
-    let center = first + (last + 1 - first) / 2;
-    let half = ((last + 1 - first) / 4).clamp(1, 12);
-    let window = &samples[(center - half) * frame..((center + half) * frame).min(samples.len())];
-    Ok((
-        dominant_frequency(window, rate),
-        rms(window),
-        loud.len() as f32 * 0.02,
-    ))
-}
-
-fn assert_hears(path: &Path, who: &str, tone: f32) -> TestResult {
-    let (frequency, level, seconds) = heard(path)?;
-    println!(
-        "{who} heard {frequency:.1} Hz at RMS {level:.0} for {seconds:.2} s (expected {tone} Hz)"
-    );
-    assert!(
-        (frequency - tone).abs() < tone * 0.02,
-        "{who} heard {frequency} Hz, expected {tone} Hz"
-    );
-    assert!(level > 2000.0, "{who}: tone too weak (RMS {level})");
-    assert!(seconds >= 1.0, "{who}: only {seconds} s of sound");
-    Ok(())
-}
-
-fn no_panic(side: &Headless) {
-    let output = side.recent_output();
-    assert!(
-        !output.contains("panicked"),
-        "{} panicked:\n{output}",
-        side.name()
-    );
 }
 
 /// Two sipterms over TLS: the caller trusts the test CA (`tls_ca_file`), dials the callee's
@@ -154,7 +89,7 @@ fn tls_call_with_test_ca_two_way_audio() -> TestResult {
 
     let mut callee = spawn(
         "callee",
-        tls_server_sip(&certs) + &account("callee", ""),
+        tls_server_sip(&certs) + &local_account("callee", ""),
         Some((callee_in, callee_out.clone())),
         Some(0),
         vec![format!("--pcap-out={}", callee_pcap.display())],
@@ -164,7 +99,7 @@ fn tls_call_with_test_ca_two_way_audio() -> TestResult {
     let mut caller = spawn(
         "caller",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account("caller", "transport = \"tls\"\n"),
+            + &local_account("caller", "transport = \"tls\"\n"),
         Some((caller_in, caller_out.clone())),
         None,
         vec![format!("--pcap-out={}", caller_pcap.display())],
@@ -241,7 +176,7 @@ fn tls_unknown_issuer_fails_with_clear_error() -> TestResult {
     let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let callee = spawn(
         "callee",
-        tls_server_sip(&certs) + &account("callee", ""),
+        tls_server_sip(&certs) + &local_account("callee", ""),
         None,
         Some(0),
         Vec::new(),
@@ -249,7 +184,7 @@ fn tls_unknown_issuer_fails_with_clear_error() -> TestResult {
     let callee_tls = tls_listen(&callee)?;
     let mut caller = spawn(
         "caller",
-        account("caller", "transport = \"tls\"\n"),
+        local_account("caller", "transport = \"tls\"\n"),
         None,
         None,
         Vec::new(),
@@ -289,7 +224,7 @@ fn tls_insecure_connects_and_warns() -> TestResult {
     let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let mut callee = spawn(
         "callee",
-        tls_server_sip(&certs) + &account("callee", ""),
+        tls_server_sip(&certs) + &local_account("callee", ""),
         None,
         Some(0),
         Vec::new(),
@@ -297,7 +232,8 @@ fn tls_insecure_connects_and_warns() -> TestResult {
     let callee_tls = tls_listen(&callee)?;
     let mut caller = spawn(
         "caller",
-        "[sip]\ntls_insecure = true\n".to_string() + &account("caller", "transport = \"tls\"\n"),
+        "[sip]\ntls_insecure = true\n".to_string()
+            + &local_account("caller", "transport = \"tls\"\n"),
         None,
         None,
         Vec::new(),
@@ -375,7 +311,7 @@ fn crlf_ping_gets_pong_over_tls_and_tcp() -> TestResult {
     let certs = make_certs().map_err(|e| e as Box<dyn std::error::Error>)?;
     let sipterm = spawn(
         "server",
-        tls_server_sip(&certs) + &account("server", ""),
+        tls_server_sip(&certs) + &local_account("server", ""),
         None,
         None,
         Vec::new(),
@@ -459,7 +395,7 @@ fn sni_is_the_registrar_host_name() -> TestResult {
     let mut alice = spawn(
         "alice",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account(
+            + &local_account(
                 "alice",
                 &format!("registrar = \"sips:localhost:{port}\"\ntransport = \"tls\"\n"),
             ),
@@ -516,7 +452,7 @@ fn tls_client_sends_crlf_keepalive_pings() -> TestResult {
     let mut caller = spawn(
         "caller",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account("caller", "transport = \"tls\"\nkeepalive_secs = 1\n"),
+            + &local_account("caller", "transport = \"tls\"\nkeepalive_secs = 1\n"),
         None,
         None,
         Vec::new(),
@@ -577,7 +513,7 @@ fn kamailio_register_over_tls() -> TestResult {
     let mut alice = spawn(
         "alice",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account(
+            + &local_account(
                 "alice",
                 &format!(
                     "password = \"alicepw\"\nregistrar = \"sip:127.0.0.1:{tls_port};transport=tls\"\n\
@@ -619,7 +555,7 @@ fn kamailio_register_over_tls() -> TestResult {
     // bob over UDP calls alice, who is reachable only over her TLS connection.
     let mut bob = spawn(
         "bob",
-        account(
+        local_account(
             "bob",
             &format!("password = \"bobpw\"\nregistrar = \"sip:127.0.0.1:{port}\"\n"),
         ),
@@ -698,7 +634,7 @@ fn missing_certificate_file_is_an_error_not_a_crash() -> TestResult {
             "[sip]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = {}\ntls_key = {}\n",
             toml_path(&missing),
             toml_path(&certs.key_pem)
-        ) + &account("server", ""),
+        ) + &local_account("server", ""),
         None,
         None,
         Vec::new(),

@@ -9,14 +9,14 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::certs::{
     BoxError, TlsServer, make_certs, server_config, tls_client, tls_listener_keys, toml_path,
 };
-use common::headless::{Headless, HeadlessOptions};
+use common::headless::{Headless, HeadlessOptions, local_account, no_panic, tls_listen};
 
 type TestResult = Result<(), BoxError>;
 
@@ -31,29 +31,6 @@ fn spawn(name: &str, config: String, auto_answer_ms: Option<u64>) -> Result<Head
             ..HeadlessOptions::default()
         },
     )?)
-}
-
-fn account(name: &str, extra: &str) -> String {
-    format!("[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\n{extra}")
-}
-
-/// The TLS listener from the `ready` event.
-fn tls_listen(side: &Headless) -> Result<SocketAddr, BoxError> {
-    let ready = side.events_of("ready");
-    let addr = ready
-        .first()
-        .and_then(|e| e["tls_listen"].as_str())
-        .ok_or("ready has no tls_listen")?;
-    Ok(addr.parse()?)
-}
-
-fn no_panic(side: &Headless) {
-    let output = side.recent_output();
-    assert!(
-        !output.contains("panicked"),
-        "{} panicked:\n{output}",
-        side.name()
-    );
 }
 
 fn timed_out(e: &std::io::Error) -> bool {
@@ -189,7 +166,7 @@ fn split_crlf_ping_gets_a_pong_over_tls_and_tcp() -> TestResult {
     let certs = make_certs()?;
     let sipterm = spawn(
         "server",
-        format!("[sip]\n{}", tls_listener_keys(&certs)) + &account("server", ""),
+        format!("[sip]\n{}", tls_listener_keys(&certs)) + &local_account("server", ""),
         None,
     )?;
     let mut tls = tls_client(&certs, tls_listen(&sipterm)?, Duration::from_millis(200))?;
@@ -240,7 +217,7 @@ fn aliased_tls_connection_closing_fails_its_requests_at_once() -> TestResult {
     let certs = make_certs()?;
     let mut callee = spawn(
         "callee",
-        format!("[sip]\n{}", tls_listener_keys(&certs)) + &account("callee", ""),
+        format!("[sip]\n{}", tls_listener_keys(&certs)) + &local_account("callee", ""),
         Some(0),
     )?;
     let server = tls_listen(&callee)?;
@@ -357,7 +334,7 @@ fn registrar_drop_then_automatic_refresh_reconnects() -> TestResult {
     let mut alice = spawn(
         "alice",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account(
+            + &local_account(
                 "alice",
                 &format!("registrar = \"sips:localhost:{port}\"\ntransport = \"tls\"\n"),
             ),
@@ -426,7 +403,7 @@ fn silent_registrar_connection_is_reported_lost() -> TestResult {
     let mut alice = spawn(
         "alice",
         format!("[sip]\ntls_ca_file = {}\n", toml_path(&certs.ca_pem))
-            + &account(
+            + &local_account(
                 "alice",
                 &format!(
                     "registrar = \"sips:localhost:{port}\"\ntransport = \"tls\"\nkeepalive_secs = 1\n"
@@ -544,7 +521,7 @@ fn listener_connection_cap() -> TestResult {
     let sipterm = spawn(
         "server",
         format!("[sip]\nmax_connections = 3\n{}", tls_listener_keys(&certs))
-            + &account("server", ""),
+            + &local_account("server", ""),
         None,
     )?;
     let addr = tls_listen(&sipterm)?;
@@ -624,7 +601,7 @@ fn slowloris_does_not_block_other_clients() -> TestResult {
         format!(
             "[sip]\nmessage_timeout_secs = 2\n{}",
             tls_listener_keys(&certs)
-        ) + &account("server", ""),
+        ) + &local_account("server", ""),
         None,
     )?;
     let tls_addr = tls_listen(&sipterm)?;
@@ -726,7 +703,7 @@ fn closing_the_only_connection_after_the_ack_keeps_the_call() -> TestResult {
     let certs = make_certs()?;
     let mut callee = spawn(
         "callee",
-        format!("[sip]\n{}", tls_listener_keys(&certs)) + &account("callee", ""),
+        format!("[sip]\n{}", tls_listener_keys(&certs)) + &local_account("callee", ""),
         Some(0),
     )?;
     let server = tls_listen(&callee)?;
@@ -791,7 +768,7 @@ fn tcp_registrar_closing_the_connection_gets_a_new_register_at_once() -> TestRes
     listener.set_nonblocking(true)?;
     let mut alice = spawn(
         "alice",
-        account(
+        local_account(
             "alice",
             &format!("registrar = \"sip:127.0.0.1:{port};transport=tcp\"\ntransport = \"tcp\"\n"),
         ),

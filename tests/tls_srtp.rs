@@ -7,15 +7,17 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::certs::{Certs, make_certs};
-use common::headless::{Headless, HeadlessOptions, read_wav, sine, write_wav};
+use common::audio::assert_hears;
+use common::certs::{Certs, make_certs, toml_path};
+use common::headless::{
+    Headless, HeadlessOptions, assert_log_masks_keys, local_account, no_panic, sine, tls_listen,
+    write_wav,
+};
 use common::peers::Kamailio;
 use serde_json::Value;
-use sipterm::media::tones::{dominant_frequency, rms};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -24,10 +26,6 @@ const CALLER_TONE: f32 = 440.0;
 const CALLEE_TONE: f32 = 1000.0;
 const FILE_RATE: u32 = 48_000;
 const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
-
-fn toml_path(path: &Path) -> String {
-    format!("{:?}", path.display().to_string())
-}
 
 /// Debug logging (the log file then holds every SIP message, keys masked) plus `[sip]` lines.
 fn sip_section(sip: &str) -> String {
@@ -45,10 +43,6 @@ fn tls_server(certs: &Certs) -> String {
 
 fn trust(certs: &Certs) -> String {
     format!("tls_ca_file = {}\n", toml_path(&certs.ca_pem))
-}
-
-fn account(name: &str, extra: &str) -> String {
-    format!("[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@127.0.0.1\"\n{extra}")
 }
 
 /// A sipterm sending `tone` (6 s) and recording to `<dir>/<name>-out.wav`.
@@ -77,16 +71,6 @@ fn spawn(
     Ok((sipterm, out))
 }
 
-/// The TLS listener from the `ready` event.
-fn tls_listen(side: &Headless) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let ready = side.events_of("ready");
-    let addr = ready
-        .first()
-        .and_then(|e| e["tls_listen"].as_str())
-        .ok_or_else(|| format!("ready has no tls_listen: {ready:?}"))?;
-    Ok(addr.parse()?)
-}
-
 /// A `media` event with at least 75 packets received (1.5 s of audio; one comes every 2 s).
 fn wait_media(side: &mut Headless) -> Result<Value, Box<dyn std::error::Error>> {
     let media = side.expect_event(
@@ -107,66 +91,6 @@ fn assert_encrypted(media: &Value, keys: &str) {
     assert_eq!(media["srtp"]["keys"], keys, "{media}");
 }
 
-/// The recording's dominant frequency (middle of its sound) must be `tone`, for >= 1 s.
-fn assert_hears(path: &Path, who: &str, tone: f32) -> TestResult {
-    let (rate, samples) = read_wav(path)?;
-    let frame = sipterm::media::samples_per_frame(rate);
-    let loud: Vec<usize> = samples
-        .chunks(frame)
-        .enumerate()
-        .filter(|(_, c)| rms(c) > 500.0)
-        .map(|(i, _)| i)
-        .collect();
-    let (Some(&first), Some(&last)) = (loud.first(), loud.last()) else {
-        return Err(format!("{who}: no sound in {}", path.display()).into());
-    };
-    let center = first + (last + 1 - first) / 2;
-    let half = ((last + 1 - first) / 4).clamp(1, 12);
-    let window = &samples[(center - half) * frame..((center + half) * frame).min(samples.len())];
-    let frequency = dominant_frequency(window, rate);
-    let seconds = loud.len() as f32 * 0.02;
-    println!(
-        "{who} heard {frequency:.1} Hz at RMS {:.0} for {seconds:.2} s (expected {tone} Hz)",
-        rms(window)
-    );
-    assert!(
-        (frequency - tone).abs() < tone * 0.02,
-        "{who} heard {frequency} Hz, expected {tone} Hz"
-    );
-    assert!(seconds >= 1.0, "{who}: only {seconds} s of sound");
-    Ok(())
-}
-
-/// The debug log has the SIP messages with their `a=crypto` lines, every key masked.
-fn assert_log_masks_keys(side: &Headless) {
-    let log = std::fs::read_to_string(side.log_dir().join("sipterm.log")).unwrap_or_default();
-    let keys: Vec<&str> = log.split("inline:").skip(1).collect();
-    println!("{}: {} inline keys in the log", side.name(), keys.len());
-    // Our offer (2 lines) or answer (1) and the peer's: at least 3.
-    assert!(
-        keys.len() >= 3,
-        "{}: SIP messages missing from the debug log",
-        side.name()
-    );
-    for key in keys {
-        assert!(
-            key.starts_with("REDACTED"),
-            "{}: key in clear in the log: inline:{}",
-            side.name(),
-            &key[..key.len().min(12)]
-        );
-    }
-}
-
-fn no_panic(side: &Headless) {
-    let output = side.recent_output();
-    assert!(
-        !output.contains("panicked"),
-        "{} panicked:\n{output}",
-        side.name()
-    );
-}
-
 fn peers_of(side: &Headless) -> HashSet<String> {
     side.events_of("sip")
         .iter()
@@ -185,7 +109,7 @@ fn tls_and_srtp_between_two_sipterms() -> TestResult {
     let (mut callee, callee_out) = spawn(
         dir,
         "callee",
-        sip_section(&tls_server(&certs)) + &account("callee", "srtp = \"mandatory\"\n"),
+        sip_section(&tls_server(&certs)) + &local_account("callee", "srtp = \"mandatory\"\n"),
         CALLEE_TONE,
         true,
         Vec::new(),
@@ -195,7 +119,7 @@ fn tls_and_srtp_between_two_sipterms() -> TestResult {
         dir,
         "caller",
         sip_section(&trust(&certs))
-            + &account("caller", "transport = \"tls\"\nsrtp = \"mandatory\"\n"),
+            + &local_account("caller", "transport = \"tls\"\nsrtp = \"mandatory\"\n"),
         CALLER_TONE,
         false,
         vec![format!("--pcap-out={}", caller_pcap.display())],
@@ -259,7 +183,7 @@ fn tls_and_srtp_through_kamailio() -> TestResult {
         dir,
         "alice",
         sip_section(&trust(&certs))
-            + &account(
+            + &local_account(
                 "alice",
                 &format!(
                     "password = \"alicepw\"\nregistrar = \"sip:127.0.0.1:{tls_port};transport=tls\"\n\
@@ -282,7 +206,7 @@ fn tls_and_srtp_through_kamailio() -> TestResult {
         dir,
         "bob",
         sip_section("")
-            + &account(
+            + &local_account(
                 "bob",
                 &format!(
                     "password = \"bobpw\"\nregistrar = \"sip:127.0.0.1:{port}\"\nsrtp = \"mandatory\"\n"
@@ -354,7 +278,7 @@ fn tls_mandatory_caller_gets_488_from_a_plain_callee() -> TestResult {
     let (mut callee, _) = spawn(
         dir,
         "callee",
-        sip_section(&tls_server(&certs)) + &account("callee", "srtp = \"off\"\n"),
+        sip_section(&tls_server(&certs)) + &local_account("callee", "srtp = \"off\"\n"),
         CALLEE_TONE,
         true,
         Vec::new(),
@@ -364,7 +288,7 @@ fn tls_mandatory_caller_gets_488_from_a_plain_callee() -> TestResult {
         dir,
         "caller",
         sip_section(&trust(&certs))
-            + &account("caller", "transport = \"tls\"\nsrtp = \"mandatory\"\n"),
+            + &local_account("caller", "transport = \"tls\"\nsrtp = \"mandatory\"\n"),
         CALLER_TONE,
         false,
         Vec::new(),

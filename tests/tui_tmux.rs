@@ -1116,29 +1116,31 @@ fn auto_answer_dnd_and_attended_transfer_in_tmux() {
 
 /// A headless sipterm peer `user` on its own free port (the URI names the port, so replies to
 /// its messages find it), auto-answering calls.
-fn peer(user: &str) -> (common::run::Sipterm, u16) {
+fn peer(user: &str) -> (common::headless::Headless, u16) {
     let port = common::ports::free_udp_port().expect("free port");
     let config = format!(
         "[sip]\nlisten = \"127.0.0.1:{port}\"\n\n[[account]]\nname = \"{user}\"\n\
          uri = \"sip:{user}@127.0.0.1:{port}\"\n"
     );
-    let options = common::run::RunOptions {
-        config: Some(config),
-        no_listen: true,
-        args: vec!["--auto-answer".into()],
+    let options = common::headless::HeadlessOptions {
+        config_toml: Some(config),
+        listen: Some(format!("127.0.0.1:{port}")),
+        extra_args: vec!["--auto-answer".into()],
         ..Default::default()
     };
     (
-        common::run::Sipterm::start(&options).expect("peer starts"),
+        common::headless::Headless::spawn(user, &options).expect("peer starts"),
         port,
     )
 }
 
-fn incoming_from(peer: &mut common::run::Sipterm, who: &str) -> serde_json::Value {
+fn incoming_from(peer: &mut common::headless::Headless, who: &str) -> serde_json::Value {
     let call = peer
-        .expect_event("an incoming call", WAIT, |e| {
-            e["event"] == "call" && e["state"] == "incoming"
-        })
+        .expect_event(
+            "an incoming call",
+            |e| e["event"] == "call" && e["state"] == "incoming",
+            WAIT,
+        )
         .expect("incoming call");
     assert!(
         call["remote"].as_str().is_some_and(|r| r.contains(who)),
@@ -1232,9 +1234,11 @@ fn two_accounts_pick_the_outgoing_one_and_chat_in_tmux() {
     tmux.type_text("bin gleich da");
     tmux.keys(&["Enter"]);
     let got = bob
-        .expect_event("the answer", WAIT, |e| {
-            e["event"] == "message" && e["dir"] == "in"
-        })
+        .expect_event(
+            "the answer",
+            |e| e["event"] == "message" && e["dir"] == "in",
+            WAIT,
+        )
         .expect("bob gets the answer");
     assert_eq!(got["text"], "bin gleich da", "{got}");
     assert!(

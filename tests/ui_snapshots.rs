@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use sipterm::event::{Direction, Event};
+use sipterm::event::{CallState, Direction, Event, RegistrationState};
 use sipterm::ui::action::{Action, update};
 use sipterm::ui::state::{Focus, UiState};
 use sipterm::ui::view;
@@ -36,10 +36,10 @@ fn sip(dir: Direction, raw: &str) -> Event {
     }
 }
 
-fn call(id: &str, state: &str, remote: &str) -> Event {
+fn call(id: &str, state: CallState, remote: &str) -> Event {
     Event::Call {
         call: id.into(),
-        state: state.into(),
+        state,
         remote: remote.into(),
         code: None,
         reason: None,
@@ -73,7 +73,7 @@ fn registered(t0: Instant) -> UiState {
     state.apply_event(
         Event::Registration {
             account: "alice".into(),
-            state: "registered".into(),
+            state: RegistrationState::Registered,
             code: Some(200),
             reason: None,
             expires: Some(600),
@@ -87,7 +87,10 @@ fn registered(t0: Instant) -> UiState {
 /// A call to Bob: INVITE / 100 / 180 / 200 / ACK, answered at 3.2 s, stats at 68 s.
 fn in_call(t0: Instant) -> UiState {
     let mut state = registered(t0);
-    state.apply_event(call("1", "calling", "sip:bob@biloxi.com"), at(t0, 1000));
+    state.apply_event(
+        call("1", CallState::Calling, "sip:bob@biloxi.com"),
+        at(t0, 1000),
+    );
     state.apply_event(sip(Direction::Out, INVITE), at(t0, 1002));
     state.apply_event(
         sip(Direction::In, "SIP/2.0 100 Trying\r\n\r\n"),
@@ -97,7 +100,10 @@ fn in_call(t0: Instant) -> UiState {
         sip(Direction::In, "SIP/2.0 180 Ringing\r\n\r\n"),
         at(t0, 1200),
     );
-    state.apply_event(call("1", "ringing", "sip:bob@biloxi.com"), at(t0, 1200));
+    state.apply_event(
+        call("1", CallState::Ringing, "sip:bob@biloxi.com"),
+        at(t0, 1200),
+    );
     state.apply_event(
         sip(
             Direction::In,
@@ -112,7 +118,10 @@ fn in_call(t0: Instant) -> UiState {
         ),
         at(t0, 3201),
     );
-    state.apply_event(call("1", "confirmed", "sip:bob@biloxi.com"), at(t0, 3201));
+    state.apply_event(
+        call("1", CallState::Confirmed, "sip:bob@biloxi.com"),
+        at(t0, 3201),
+    );
     state.apply_event(
         Event::Media {
             call: "1".into(),
@@ -163,7 +172,11 @@ fn incoming_call_popup() {
     let t0 = Instant::now();
     let mut state = registered(t0);
     state.apply_event(
-        call("2", "incoming", "\"Carol\" <sip:carol@chicago.com>"),
+        call(
+            "2",
+            CallState::Incoming,
+            "\"Carol\" <sip:carol@chicago.com>",
+        ),
         at(t0, 5000),
     );
     state.apply_event(
@@ -273,7 +286,7 @@ fn wide_120x40_with_two_calls_and_dropped_traces() {
     let t0 = Instant::now();
     let mut state = in_call(t0);
     state.apply_event(
-        call("2", "incoming", "sip:carol@chicago.com"),
+        call("2", CallState::Incoming, "sip:carol@chicago.com"),
         at(t0, 68_500),
     );
     update(&mut state, Action::Cancel); // hide the popup: the call rings in the panel
@@ -371,7 +384,10 @@ fn ladder_of_the_selected_call() {
     let mut state = registered(t0);
     let bob = "127.0.0.1:5070";
     let id = "c4ll-1@127.0.0.1";
-    state.apply_event(call("1", "calling", "sip:bob@127.0.0.1:5070"), at(t0, 1000));
+    state.apply_event(
+        call("1", CallState::Calling, "sip:bob@127.0.0.1:5070"),
+        at(t0, 1000),
+    );
     let flow = [
         (
             Direction::Out,
@@ -412,7 +428,7 @@ fn ladder_of_the_selected_call() {
         at(t0, 2000),
     );
     state.apply_event(
-        call("1", "confirmed", "sip:bob@127.0.0.1:5070"),
+        call("1", CallState::Confirmed, "sip:bob@127.0.0.1:5070"),
         at(t0, 3201),
     );
     state.apply_event(
@@ -434,7 +450,7 @@ fn ladder_of_the_selected_call() {
     state.apply_event(
         Event::Call {
             call: "1".into(),
-            state: "terminated".into(),
+            state: CallState::Terminated,
             remote: "sip:bob@127.0.0.1:5070".into(),
             code: None,
             reason: None,
@@ -496,7 +512,7 @@ fn vu_meters_for_mic_and_speaker_and_a_muted_call() {
     let t0 = Instant::now();
     let mut state = in_call(t0);
     state.apply_event(
-        call("2", "confirmed", "sip:carol@chicago.com"),
+        call("2", CallState::Confirmed, "sip:carol@chicago.com"),
         at(t0, 60_000),
     );
     // Synthetic levels as the media task sends them (10 a second); the last one counts.
@@ -615,10 +631,10 @@ fn full_message_view_with_sdp_body() {
     insta::assert_snapshot!(screen);
 }
 
-fn call_with_sip_id(id: &str, state: &str, remote: &str, sip_call_id: &str) -> Event {
+fn call_with_sip_id(id: &str, state: CallState, remote: &str, sip_call_id: &str) -> Event {
     Event::Call {
         call: id.into(),
-        state: state.into(),
+        state,
         remote: remote.into(),
         code: None,
         reason: None,
@@ -633,7 +649,12 @@ fn log_filtered_by_call_and_method() {
     let mut state = registered(t0);
     let bob = "127.0.0.1:5070";
     state.apply_event(
-        call_with_sip_id("1", "calling", "sip:bob@127.0.0.1:5070", "bob-call@x"),
+        call_with_sip_id(
+            "1",
+            CallState::Calling,
+            "sip:bob@127.0.0.1:5070",
+            "bob-call@x",
+        ),
         at(t0, 1000),
     );
     let flow = [
@@ -666,7 +687,12 @@ fn log_filtered_by_call_and_method() {
         );
     }
     state.apply_event(
-        call_with_sip_id("1", "confirmed", "sip:bob@127.0.0.1:5070", "bob-call@x"),
+        call_with_sip_id(
+            "1",
+            CallState::Confirmed,
+            "sip:bob@127.0.0.1:5070",
+            "bob-call@x",
+        ),
         at(t0, 3201),
     );
     state.focus = Focus::Log;
@@ -809,7 +835,11 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
     let t0 = Instant::now();
     let mut state = in_call(t0);
     state.apply_event(
-        call("2", "incoming", "\"Carol\" <sip:carol@chicago.com>"),
+        call(
+            "2",
+            CallState::Incoming,
+            "\"Carol\" <sip:carol@chicago.com>",
+        ),
         at(t0, 68_100),
     );
     state.focus = Focus::Calls;
@@ -834,9 +864,16 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
         vec![sipterm::driver::command::Command::Hold(Some(1))]
     );
     state.outbox.clear();
-    state.apply_event(call("1", "held", "sip:bob@biloxi.com"), at(t0, 68_200));
     state.apply_event(
-        call("2", "confirmed", "\"Carol\" <sip:carol@chicago.com>"),
+        call("1", CallState::Held, "sip:bob@biloxi.com"),
+        at(t0, 68_200),
+    );
+    state.apply_event(
+        call(
+            "2",
+            CallState::Confirmed,
+            "\"Carol\" <sip:carol@chicago.com>",
+        ),
         at(t0, 68_200),
     );
     state.apply_event(
@@ -991,9 +1028,12 @@ fn diagnosis_on_the_call_line_the_charts_and_the_pane() {
 fn early_media_conference_dnd_and_forwarding() {
     let t0 = Instant::now();
     let mut state = registered(t0);
-    state.apply_event(call("1", "confirmed", "sip:bob@biloxi.com"), at(t0, 1000));
     state.apply_event(
-        call("2", "confirmed", "sip:carol@chicago.com"),
+        call("1", CallState::Confirmed, "sip:bob@biloxi.com"),
+        at(t0, 1000),
+    );
+    state.apply_event(
+        call("2", CallState::Confirmed, "sip:carol@chicago.com"),
         at(t0, 2000),
     );
     state.apply_event(
@@ -1003,7 +1043,7 @@ fn early_media_conference_dnd_and_forwarding() {
         at(t0, 3000),
     );
     state.apply_event(
-        call("3", "early", "sip:announcements@carrier.net"),
+        call("3", CallState::Early, "sip:announcements@carrier.net"),
         at(t0, 4000),
     );
     state.apply_event(

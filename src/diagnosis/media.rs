@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::trace::{is_private, is_unroutable};
 use super::{Diagnoser, Evidence, Finding, Severity, listing, seconds};
-use crate::event::{Event, MicReport, PeerReport};
+use crate::event::{CallState, Event, MicReport, PeerReport};
 use crate::media::codec::CodecKind;
 use crate::media::quality;
 
@@ -147,7 +147,7 @@ impl Diagnoser {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let up = call.state == "confirmed";
+        let up = call.state == Some(CallState::Confirmed);
         let track = &mut call.media;
         let previous = track.last.replace(sample.clone());
         let (prev_sent, prev_received, prev_reports, prev_about_us) =

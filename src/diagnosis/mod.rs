@@ -29,7 +29,7 @@ pub use facts::{DnsFailure, Fact, Setup, Target, TlsFailure};
 pub use finding::{Change, Evidence, Finding, FindingState, Severity};
 use trace::{SdpView, TraceMessage};
 
-use crate::event::Event;
+use crate::event::{CallState, Event};
 
 /// Calls whose SIP messages are remembered at most (a flood of INVITEs must not grow it).
 const MAX_TRACKED_DIALOGS: usize = 64;
@@ -57,7 +57,8 @@ struct Dialog {
 /// A call as the call and media events tell it.
 #[derive(Debug, Clone)]
 struct CallTrack {
-    state: String,
+    /// None until the first state arrives.
+    state: Option<CallState>,
     remote: String,
     sip_call_id: Option<String>,
     /// When it was last confirmed (answered, or resumed).
@@ -104,7 +105,7 @@ impl Diagnoser {
                 reason,
                 expires,
                 ..
-            } => self.registration_changed(state, *code, reason.as_deref(), *expires, now),
+            } => self.registration_changed(*state, *code, reason.as_deref(), *expires, now),
             Event::Call {
                 call,
                 state,
@@ -117,7 +118,7 @@ impl Diagnoser {
                 if let Ok(id) = call.parse::<u64>() {
                     self.call_changed(
                         id,
-                        state,
+                        *state,
                         remote,
                         *code,
                         reason.as_deref(),
@@ -281,7 +282,7 @@ impl Diagnoser {
     fn call_changed(
         &mut self,
         call: u64,
-        state: &str,
+        state: CallState,
         remote: &str,
         code: Option<u16>,
         reason: Option<&str>,
@@ -289,7 +290,7 @@ impl Diagnoser {
         now: Instant,
     ) {
         let is_new = !self.calls.contains_key(&call);
-        if is_new && state != "terminated" {
+        if is_new && state != CallState::Terminated {
             // A new call: what the last failed call said is history now.
             // (Findings of a call that ended were raised as it ended: why it failed.)
             let live: Vec<u64> = self.calls.keys().copied().collect();
@@ -299,7 +300,7 @@ impl Diagnoser {
             });
         }
         let track = self.calls.entry(call).or_insert_with(|| CallTrack {
-            state: String::new(),
+            state: None,
             remote: remote.to_string(),
             sip_call_id: None,
             confirmed_at: None,
@@ -311,13 +312,13 @@ impl Diagnoser {
         if !remote.is_empty() {
             track.remote = remote.to_string();
         }
-        let was = std::mem::replace(&mut track.state, state.to_string());
-        if state == "confirmed" && was != "confirmed" {
+        let was = track.state.replace(state);
+        if state == CallState::Confirmed && was != Some(CallState::Confirmed) {
             track.confirmed_at = Some(now);
             // Media is judged afresh after answering or resuming.
             track.media.restart(now);
         }
-        if state == "terminated" {
+        if state == CallState::Terminated {
             self.clear_where(|f| f.call == Some(call));
             self.call_failed(call, code, reason, now);
             self.calls.remove(&call);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::trace::TraceMessage;
 use super::{Diagnoser, Evidence, Finding, Severity, listing};
-use crate::event::Direction;
+use crate::event::{Direction, RegistrationState};
 
 pub const WRONG_PASSWORD: &str = "registration.wrong_password";
 pub const PASSWORD_MISSING: &str = "registration.password_missing";
@@ -100,16 +100,18 @@ impl Diagnoser {
 
     pub(super) fn registration_changed(
         &mut self,
-        state: &str,
+        state: RegistrationState,
         code: Option<u16>,
         reason: Option<&str>,
         expires: Option<u32>,
         now: Instant,
     ) {
         match state {
-            "registered" => self.registered(expires, now),
-            "failed" => self.registration_failed(code, reason.unwrap_or_default(), now),
-            "unregistered" => {
+            RegistrationState::Registered => self.registered(expires, now),
+            RegistrationState::Failed => {
+                self.registration_failed(code, reason.unwrap_or_default(), now)
+            }
+            RegistrationState::Unregistered => {
                 for code in REGISTRATION_FAILURES {
                     self.clear(code, None);
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::event::{Direction, MicReport, PeerReport, SrtpStats};
+use crate::event::{Direction, MicReport, PeerReport, RegistrationState, SrtpStats};
 
 const PROXY: &str = "203.0.113.10:5060";
 const ME: &str = "10.0.0.10:5060";
@@ -74,10 +74,10 @@ impl Rig {
         });
     }
 
-    fn call(&mut self, call: u64, state: &str, code: Option<u16>, reason: Option<&str>) {
+    fn call(&mut self, call: u64, state: CallState, code: Option<u16>, reason: Option<&str>) {
         self.event(Event::Call {
             call: call.to_string(),
-            state: state.into(),
+            state,
             remote: "sip:bob@biloxi.test".into(),
             code,
             reason: reason.map(str::to_string),
@@ -86,10 +86,10 @@ impl Rig {
         });
     }
 
-    fn registration(&mut self, state: &str, code: Option<u16>, expires: Option<u32>) {
+    fn registration(&mut self, state: RegistrationState, code: Option<u16>, expires: Option<u32>) {
         self.event(Event::Registration {
             account: "alice".into(),
-            state: state.into(),
+            state,
             code,
             reason: None,
             expires,
@@ -206,14 +206,14 @@ fn sdp(address: &str, codecs: &str, extra: &str) -> String {
 
 /// An answered call 1 whose peer's SDP (from the proxy) is `their_sdp`.
 fn answered_call(rig: &mut Rig, their_sdp: &str) {
-    rig.call(1, "calling", None, None);
+    rig.call(1, CallState::Calling, None, None);
     rig.sip(
         Direction::Out,
         PROXY,
         &invite(1, &sdp("192.0.2.101", "0 8", "")),
     );
     rig.sip(Direction::In, PROXY, &response(1, 200, "OK", "", their_sdp));
-    rig.call(1, "confirmed", Some(200), Some("OK"));
+    rig.call(1, CallState::Confirmed, Some(200), Some("OK"));
 }
 
 /// Media events every 2 s for `seconds`: we send 100 packets per report, the peer's figures
@@ -276,7 +276,7 @@ fn no_audio_from_a_private_sdp_address_names_it() {
 #[test]
 fn a_private_address_on_our_own_lan_is_not_blamed() {
     let mut rig = Rig::new();
-    rig.call(1, "calling", None, None);
+    rig.call(1, CallState::Calling, None, None);
     rig.sip(
         Direction::Out,
         "10.0.0.5:5060",
@@ -287,7 +287,7 @@ fn a_private_address_on_our_own_lan_is_not_blamed() {
         "10.0.0.5:5060",
         &response(1, 200, "OK", "", &sdp("10.0.0.5", "0", "")),
     );
-    rig.call(1, "confirmed", Some(200), None);
+    rig.call(1, CallState::Confirmed, Some(200), None);
     media_for(&mut rig, 6, |_| Media::default());
     let finding = rig.expect(media::NO_AUDIO_NOTHING, Some(1));
     assert!(
@@ -367,7 +367,7 @@ fn media_findings_clear_when_the_call_ends() {
     answered_call(&mut rig, &sdp("192.0.2.50", "0", ""));
     media_for(&mut rig, 6, |_| Media::default());
     rig.expect(media::NO_AUDIO_NOTHING, Some(1));
-    rig.call(1, "terminated", None, Some("Hung up"));
+    rig.call(1, CallState::Terminated, None, Some("Hung up"));
     assert!(rig.cleared(media::NO_AUDIO_NOTHING));
     assert_eq!(rig.diagnoser.active().count(), 0);
 }
@@ -572,7 +572,7 @@ fn a_second_challenge_after_our_credentials_is_a_wrong_password() {
     register_response(&mut rig, 401, "Unauthorized", "", challenge);
     register(&mut rig, true, 600);
     register_response(&mut rig, 401, "Unauthorized", "", challenge);
-    rig.registration("failed", Some(401), None);
+    rig.registration(RegistrationState::Failed, Some(401), None);
     let finding = rig.expect(signalling::WRONG_PASSWORD, None);
     assert!(
         finding.message.contains("realm atlanta.test") && finding.message.contains("password"),
@@ -588,7 +588,7 @@ fn a_second_challenge_after_our_credentials_is_a_wrong_password() {
         "",
         "Contact: <sip:alice@10.0.0.10:5060>;expires=600\n",
     );
-    rig.registration("registered", Some(200), Some(600));
+    rig.registration(RegistrationState::Registered, Some(200), Some(600));
     assert!(rig.cleared(signalling::WRONG_PASSWORD));
 }
 
@@ -606,7 +606,7 @@ fn a_challenge_without_a_password_configured_says_so() {
         "",
         "WWW-Authenticate: Digest realm=\"x\"\n",
     );
-    rig.registration("failed", Some(401), None);
+    rig.registration(RegistrationState::Failed, Some(401), None);
     rig.expect(signalling::PASSWORD_MISSING, None);
 }
 
@@ -615,7 +615,7 @@ fn a_403_or_404_from_the_registrar_is_an_unknown_user() {
     let mut rig = Rig::new();
     register(&mut rig, true, 600);
     register_response(&mut rig, 403, "Unknown user", "", "Server: kamailio\n");
-    rig.registration("failed", Some(403), None);
+    rig.registration(RegistrationState::Failed, Some(403), None);
     let finding = rig.expect(signalling::UNKNOWN_USER, None);
     assert!(
         finding.message.contains("403 Unknown user"),
@@ -631,7 +631,7 @@ fn a_registrar_that_never_answers_is_named_with_address_and_transport() {
     rig.fact(Fact::Unreachable {
         peer: PROXY.parse().expect("addr"),
     });
-    rig.registration("failed", Some(503), None);
+    rig.registration(RegistrationState::Failed, Some(503), None);
     let finding = rig.expect(signalling::REGISTRAR_UNREACHABLE, None);
     assert!(
         finding.message.contains("203.0.113.10:5060 over UDP") && finding.message.contains("ICMP"),
@@ -645,7 +645,7 @@ fn other_refusals_are_explained_in_words() {
     let mut rig = Rig::new();
     register(&mut rig, true, 600);
     register_response(&mut rig, 503, "Service Unavailable", "", "");
-    rig.registration("failed", Some(503), None);
+    rig.registration(RegistrationState::Failed, Some(503), None);
     let finding = rig.expect(signalling::REGISTRATION_REJECTED, None);
     assert!(
         finding.message.contains("overloaded"),
@@ -660,7 +660,7 @@ fn the_registrar_changing_the_expiry_is_explained() {
     let mut rig = Rig::new();
     register(&mut rig, false, 7200);
     register_response(&mut rig, 200, "OK", "", "Expires: 3600\n");
-    rig.registration("registered", Some(200), Some(3600));
+    rig.registration(RegistrationState::Registered, Some(200), Some(3600));
     let finding = rig.expect(signalling::EXPIRY_CHANGED, None);
     assert!(
         finding.message.contains("shortened") && finding.message.contains("3600 s"),
@@ -679,7 +679,7 @@ fn the_registrar_changing_the_expiry_is_explained() {
     );
     register(&mut rig, false, 300);
     register_response(&mut rig, 200, "OK", "", "Expires: 300\n");
-    rig.registration("registered", Some(200), Some(300));
+    rig.registration(RegistrationState::Registered, Some(200), Some(300));
     let finding = rig.expect(signalling::EXPIRY_CHANGED, None);
     assert!(
         finding.message.contains("at least 300 s") && finding.message.contains("423"),
@@ -699,7 +699,7 @@ fn behind_a_nat_and_a_nat_that_forgot_us() {
         ";received=198.51.100.1;rport=40000",
         "",
     );
-    rig.registration("registered", Some(200), Some(600));
+    rig.registration(RegistrationState::Registered, Some(200), Some(600));
     let finding = rig.expect(network::BEHIND_NAT, None);
     assert!(
         finding.message.contains("198.51.100.1:40000") && finding.message.contains(ME),
@@ -716,7 +716,7 @@ fn behind_a_nat_and_a_nat_that_forgot_us() {
         ";received=198.51.100.1;rport=41234",
         "",
     );
-    rig.registration("registered", Some(200), Some(600));
+    rig.registration(RegistrationState::Registered, Some(200), Some(600));
     let lost = rig.expect(network::MAPPING_LOST, None);
     assert!(
         lost.message.contains("198.51.100.1:41234") && lost.message.contains("198.51.100.1:40000"),
@@ -733,9 +733,9 @@ fn behind_a_nat_and_a_nat_that_forgot_us() {
         ";received=198.51.100.1;rport=41234",
         "",
     );
-    rig.registration("registered", Some(200), Some(600));
+    rig.registration(RegistrationState::Registered, Some(200), Some(600));
     assert!(rig.cleared(network::MAPPING_LOST));
-    rig.registration("unregistered", Some(200), None);
+    rig.registration(RegistrationState::Unregistered, Some(200), None);
     assert!(rig.cleared(network::BEHIND_NAT));
 }
 
@@ -770,16 +770,16 @@ fn a_domain_without_records_and_a_dns_without_answers() {
         )),
     });
     assert!(rig.active(network::DNS_UNANSWERED, None).is_none());
-    rig.call(1, "calling", None, None);
+    rig.call(1, CallState::Calling, None, None);
     rig.call(
         1,
-        "terminated",
+        CallState::Terminated,
         Some(503),
         Some("Cannot resolve DNS server did not answer for nowhere.test (timed out)"),
     );
     rig.expect(network::DNS_UNANSWERED, Some(1));
     // The next call: history.
-    rig.call(2, "calling", None, None);
+    rig.call(2, CallState::Calling, None, None);
     assert!(rig.cleared(network::DNS_UNANSWERED));
 }
 
@@ -807,7 +807,7 @@ fn every_srv_target_dead_is_one_finding_naming_them_all() {
     rig.sip(Direction::Out, &a.to_string(), "REGISTER sip:atlanta.test SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.10:5060;branch=z9hG4bK1\nFrom: <sip:alice@atlanta.test>;tag=r\nTo: <sip:alice@atlanta.test>\nCall-ID: reg@h\nCSeq: 1 REGISTER\nContent-Length: 0\n\n");
     rig.fact(Fact::Unreachable { peer: a });
     rig.sip(Direction::Out, &b.to_string(), "REGISTER sip:atlanta.test SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.10:5060;branch=z9hG4bK2\nFrom: <sip:alice@atlanta.test>;tag=r\nTo: <sip:alice@atlanta.test>\nCall-ID: reg@h\nCSeq: 2 REGISTER\nContent-Length: 0\n\n");
-    rig.registration("failed", Some(408), None);
+    rig.registration(RegistrationState::Failed, Some(408), None);
     let finding = rig.expect(network::DNS_ALL_TARGETS_DEAD, None);
     assert!(
         finding.message.contains("192.0.2.11:5070 over UDP (ICMP")
@@ -865,7 +865,7 @@ fn tls_failures_name_the_certificate_problem_and_clear_when_the_server_answers()
         assert!(finding.message.contains(words), "{}", finding.message);
         // The registration fails because of it: no second finding.
         rig.sip(Direction::Out, &peer.to_string(), "REGISTER sip:atlanta.test SIP/2.0\nVia: SIP/2.0/TLS 10.0.0.10:5061;branch=z9hG4bK1\nFrom: <sip:alice@atlanta.test>;tag=r\nTo: <sip:alice@atlanta.test>\nCall-ID: reg@h\nCSeq: 1 REGISTER\nContent-Length: 0\n\n");
-        rig.registration("failed", Some(503), None);
+        rig.registration(RegistrationState::Failed, Some(503), None);
         assert!(
             rig.active(signalling::REGISTRAR_UNREACHABLE, None)
                 .is_none()
@@ -879,7 +879,7 @@ fn tls_failures_name_the_certificate_problem_and_clear_when_the_server_answers()
 fn a_488_lists_the_codecs_each_side_offered() {
     // We called: ours from our offer, theirs from the 488's SDP.
     let mut rig = Rig::new();
-    rig.call(1, "calling", None, None);
+    rig.call(1, CallState::Calling, None, None);
     rig.sip(
         Direction::Out,
         PROXY,
@@ -899,7 +899,12 @@ fn a_488_lists_the_codecs_each_side_offered() {
             &sdp("192.0.2.50", "18 9", ""),
         ),
     );
-    rig.call(1, "terminated", Some(488), Some("Not Acceptable Here"));
+    rig.call(
+        1,
+        CallState::Terminated,
+        Some(488),
+        Some("Not Acceptable Here"),
+    );
     let finding = rig.expect(signalling::CODEC_MISMATCH, Some(1));
     assert!(
         finding.message.contains("opus, PCMU and PCMA")
@@ -909,7 +914,7 @@ fn a_488_lists_the_codecs_each_side_offered() {
     );
     // They called with codecs we lack and we refused.
     let mut rig = Rig::new();
-    rig.call(2, "incoming", None, None);
+    rig.call(2, CallState::Incoming, None, None);
     let theirs =
         invite(2, &sdp("192.0.2.50", "18", "")).replace("INVITE sip:bob", "INVITE sip:alice");
     rig.sip(Direction::In, PROXY, &theirs);
@@ -918,7 +923,12 @@ fn a_488_lists_the_codecs_each_side_offered() {
         PROXY,
         &response(2, 488, "Not Acceptable Here", "", ""),
     );
-    rig.call(2, "terminated", Some(488), Some("Not Acceptable Here"));
+    rig.call(
+        2,
+        CallState::Terminated,
+        Some(488),
+        Some("Not Acceptable Here"),
+    );
     let finding = rig.expect(signalling::CODEC_MISMATCH, Some(2));
     assert!(
         finding.message.contains("offered G729") && finding.message.contains("opus, PCMU and PCMA"),
@@ -984,14 +994,14 @@ fn call_failures_in_words() {
     ];
     for (code, reason, extra, finding_code, words) in cases {
         let mut rig = Rig::new();
-        rig.call(1, "calling", None, None);
+        rig.call(1, CallState::Calling, None, None);
         rig.sip(
             Direction::Out,
             PROXY,
             &invite(1, &sdp("192.0.2.101", "0", "")),
         );
         rig.sip(Direction::In, PROXY, &response(1, *code, reason, extra, ""));
-        rig.call(1, "terminated", Some(*code), Some(reason));
+        rig.call(1, CallState::Terminated, Some(*code), Some(reason));
         let finding = rig.expect(finding_code, Some(1));
         assert!(
             finding.message.contains(words),
@@ -999,7 +1009,7 @@ fn call_failures_in_words() {
             finding.message
         );
         // The next call makes it history.
-        rig.call(2, "calling", None, None);
+        rig.call(2, CallState::Calling, None, None);
         assert!(rig.cleared(finding_code), "{code}");
     }
 }
@@ -1007,7 +1017,7 @@ fn call_failures_in_words() {
 #[test]
 fn an_invite_nobody_answered_names_the_dead_server() {
     let mut rig = Rig::new();
-    rig.call(1, "calling", None, None);
+    rig.call(1, CallState::Calling, None, None);
     rig.sip(
         Direction::Out,
         PROXY,
@@ -1018,7 +1028,7 @@ fn an_invite_nobody_answered_names_the_dead_server() {
     });
     rig.call(
         1,
-        "terminated",
+        CallState::Terminated,
         Some(503),
         Some("Service Unavailable (transport error)"),
     );

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use super::command::{CallRef, Command};
 use super::sip_task::{self, StartError};
 use crate::app::AccountSetup;
-use crate::event::{AccountListen, Event};
+use crate::event::{AccountListen, CallState, Event};
 
 /// How long a disabled account's engine may take to unregister before its port is reused.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,7 +58,7 @@ struct Slot {
 struct Router {
     slots: Vec<Slot>,
     /// Live calls: number -> (slot, state).
-    calls: BTreeMap<u64, (usize, String)>,
+    calls: BTreeMap<u64, (usize, CallState)>,
     /// The slot the last dial went to (commands naming no call before its call event).
     last_dial: Option<usize>,
     merged_tx: Option<mpsc::Sender<(usize, Event)>>,
@@ -237,10 +237,10 @@ impl Router {
         if let Event::Call { call, state, .. } = event
             && let Ok(id) = call.parse::<u64>()
         {
-            if state == "terminated" {
+            if *state == CallState::Terminated {
                 self.calls.remove(&id);
             } else {
-                self.calls.insert(id, (slot, state.clone()));
+                self.calls.insert(id, (slot, *state));
             }
         }
     }
@@ -278,17 +278,18 @@ impl Router {
                 .map(|s| (s, None)),
             [one] => Some((*one, None)),
             _ => {
-                let newest = |pick: &dyn Fn(&str) -> bool| {
+                let newest = |pick: &dyn Fn(CallState) -> bool| {
                     self.calls
                         .iter()
                         .rev()
-                        .find(|(_, (_, state))| pick(state))
+                        .find(|(_, (_, state))| pick(*state))
                         .map(|(id, (slot, _))| (*slot, Some(*id)))
                 };
                 if ringing {
-                    newest(&|s| s == "incoming")
+                    newest(&|s| s == CallState::Incoming)
                 } else {
-                    newest(&|s| s == "confirmed" || s == "held").or_else(|| newest(&|_| true))
+                    newest(&|s| matches!(s, CallState::Confirmed | CallState::Held))
+                        .or_else(|| newest(&|_| true))
                 }
             }
         }

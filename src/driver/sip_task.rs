@@ -19,11 +19,12 @@ use super::locate::{Dns, Resolved};
 use super::media_task::{self, MediaControl, MediaHandle, MediaIo};
 use super::nat::{MEDIA_SCHEDULE, NatOutput, NatSetup, SipNat};
 use super::tls::{self, TlsOptions};
-use super::tone_task::{self, ToneHandle, ToneKind, ToneSettings};
+use super::tone_task::{self, ToneHandle, ToneSettings};
 use super::transport::{Inbound, ListenerLimits, Transport, TransportError};
 use crate::diagnosis::Fact;
 use crate::event::{Direction, Event, first_line};
 use crate::nat::stun::is_stun;
+use crate::policy::{Action as PolicyAction, CallPolicy};
 use crate::sdp::{Codec, Direction as MediaDirection, LocalMedia};
 use crate::sip::ids::Seed;
 use crate::sip::registration::RegistrationState;
@@ -205,8 +206,8 @@ pub async fn start_with(
             ..Tones::default()
         },
         sockets: HashMap::new(),
+        policy: CallPolicy::new(),
         media: HashMap::new(),
-        transfers: HashMap::new(),
         done: false,
         echo_mode: false,
         echo_service: start_echo_service(listen.ip()).await,
@@ -358,8 +359,8 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         },
         tones: Tones::default(),
         sockets: HashMap::new(),
+        policy: CallPolicy::echo_service(),
         media: HashMap::new(),
-        transfers: HashMap::new(),
         done: false,
         echo_mode: true,
         echo_service: None,
@@ -408,22 +409,16 @@ fn waits_for_media(command: &Command) -> bool {
     }
 }
 
-/// The tone player's state: at most one tone plays, for one call, while no call has media.
+/// The tone player: at most one tone plays, for one call (which one is `CallPolicy`'s
+/// decision).
 #[derive(Default)]
 struct Tones {
     settings: ToneSettings,
     playing: Option<(u64, ToneHandle)>,
-    /// Calls we placed (a busy answer to those plays the busy tone).
-    outgoing: std::collections::HashSet<u64>,
     /// The call whose tone the WAV output holds (its media keeps it at the file's head).
     recorded: Option<u64>,
     /// A failing sound device warns once, not at every ring.
     device_warned: Arc<std::sync::atomic::AtomicBool>,
-    /// Call waiting: calls now `incoming`, calls now `confirmed` (not held), and the call
-    /// whose media mixes the call-waiting tone.
-    incoming: std::collections::HashSet<u64>,
-    confirmed: std::collections::HashSet<u64>,
-    waiting_on: Option<u64>,
 }
 
 /// The SIP task's state: the UA, the sockets, and the media of each call.
@@ -434,11 +429,12 @@ struct Engine {
     dropped: Arc<AtomicU64>,
     media_io: MediaIo,
     tones: Tones,
+    /// Tones, call waiting, calls answered at once and transfer NOTIFYs (pure; see
+    /// `crate::policy`): fed call states and media starts and stops, drained by `run_policy`.
+    policy: CallPolicy,
     /// RTP/RTCP sockets bound for calls whose media has not started yet, by RTP port.
     sockets: HashMap<u16, (tokio::net::UdpSocket, tokio::net::UdpSocket)>,
     media: HashMap<u64, MediaHandle>,
-    /// Calls we placed because a peer REFERred us: new call -> referring call.
-    transfers: HashMap<u64, u64>,
     done: bool,
     /// The built-in echo service answers every call and reflects its RTP (for `dial echo`).
     echo_mode: bool,
@@ -475,8 +471,6 @@ struct Pbx {
     telephone_event: std::collections::HashSet<u64>,
     /// The calls mixed in the local conference (empty: none); the first one is the host leg.
     conference: Vec<u64>,
-    /// Incoming calls that replace one of ours (RFC 3891): answered at once, no ringtone.
-    replacing: std::collections::HashSet<u64>,
     dnd: bool,
     dnd_code: u16,
     forward: Option<Uri>,
@@ -551,7 +545,8 @@ impl Engine {
         loop {
             self.flush().await;
             if self.done {
-                self.stop_tone(None).await;
+                self.policy.handle_shutdown();
+                self.run_policy().await;
                 for (_, media) in self.media.drain() {
                     let _ = media.control.send(MediaControl::Stop);
                     let _ = media.task.await;
@@ -1041,7 +1036,7 @@ impl Engine {
                 self.ua
                     .handle_command(ua::Command::Dial { target, media }, now);
                 if let Some(new_call) = self.ua.last_call_id() {
-                    self.transfers.insert(new_call, referrer);
+                    self.policy.handle_transfer_placed(new_call, referrer);
                 }
             }
         }
@@ -1198,7 +1193,7 @@ impl Engine {
                 );
                 Event::Registration {
                     account,
-                    state: state.as_str().to_string(),
+                    state,
                     code,
                     reason,
                     expires,
@@ -1230,28 +1225,20 @@ impl Engine {
                 reason,
                 sip_call_id,
             } => {
-                // A call that replaces one of ours (attended transfer) is answered at once,
-                // without ringing.
-                let replacing = state == CallState::Incoming && self.pbx.replacing.remove(&call);
-                if (self.echo_mode || replacing) && state == CallState::Incoming {
-                    self.command(Command::Answer(Some(call))).await;
-                }
-                self.transfer_progress(call, state, code);
-                if !replacing {
-                    self.call_tone(call, state, code).await;
-                }
+                // Answers (echo service, a call that replaces one of ours), tones, call
+                // waiting and transfer NOTIFYs: the policy decides, `run_policy` does it.
+                self.policy.handle_call(call, state, code);
+                self.run_policy().await;
                 if state == CallState::Terminated {
                     self.leave_conference(call).await;
                     self.stop_media(call).await;
                     self.pbx.telephone_event.remove(&call);
-                    self.pbx.replacing.remove(&call);
                     let live = self.ua.media_ports();
                     self.sockets.retain(|port, _| live.contains(port));
                 }
-                self.track_call_waiting(call, state);
                 Event::Call {
                     call: call.to_string(),
-                    state: state.as_str().to_string(),
+                    state,
                     remote,
                     code,
                     reason,
@@ -1271,17 +1258,21 @@ impl Engine {
                     Some((rtp, _rtcp)) if self.echo_mode => {
                         let handle = media_task::spawn_echo(rtp, params.srtp.clone());
                         self.media.insert(call, handle);
+                        self.policy.handle_media_started(call);
+                        self.run_policy().await;
                     }
                     Some((rtp, rtcp)) => {
                         // The tone player releases the output before the call opens it; a
                         // WAV output keeps the tone recorded for this call.
-                        self.stop_tone(Some(call)).await;
+                        self.policy.handle_media_starting(call);
+                        self.run_policy().await;
                         let mut io = self.media_io.clone();
                         io.append_output = self.tones.recorded.take() == Some(call);
                         let handle =
                             media_task::spawn(call, rtp, rtcp, params, io, self.events.clone());
                         self.media.insert(call, handle);
-                        self.update_call_waiting();
+                        self.policy.handle_media_started(call);
+                        self.run_policy().await;
                     }
                     None => {
                         self.error(format!(
@@ -1307,7 +1298,8 @@ impl Engine {
             UaEvent::MediaStop { call } => {
                 self.leave_conference(call).await;
                 self.stop_media(call).await;
-                self.update_call_waiting();
+                self.policy.handle_media_stopped(call);
+                self.run_policy().await;
                 return;
             }
             UaEvent::Dtmf { call, digit } => Event::Dtmf {
@@ -1335,7 +1327,7 @@ impl Engine {
                 done,
             },
             UaEvent::Replacing { call, replaced } => {
-                self.pbx.replacing.insert(call);
+                self.policy.handle_replacing(call);
                 Event::Replaces {
                     call: call.to_string(),
                     replaces: replaced.to_string(),
@@ -1422,150 +1414,56 @@ impl Engine {
         let _ = self.events.send(forward).await;
     }
 
-    fn transfer_progress(&mut self, call: u64, state: CallState, code: Option<u16>) {
-        let Some(&referrer) = self.transfers.get(&call) else {
-            return;
-        };
-        let now = std::time::Instant::now();
-        let (code, last) = match state {
-            CallState::Confirmed => (200, true),
-            CallState::Terminated => (code.unwrap_or(487), true),
-            CallState::Ringing | CallState::Early => (code.unwrap_or(180), false),
-            _ => return,
-        };
-        self.ua.handle_command(
-            ua::Command::TransferProgress {
-                call: referrer,
-                code,
-                last,
-            },
-            now,
-        );
-        if last {
-            // The UA ends the referring call after a 2xx if the transferor does not.
-            self.transfers.remove(&call);
-        }
-    }
-
-    /// Starts or stops the tone a call state asks for: the ringtone while incoming, ringback
-    /// while an outgoing call rings without early media, a busy tone after 486/600. Tones
-    /// play only while no call has media (the output device is the call's then).
-    async fn call_tone(&mut self, call: u64, state: CallState, code: Option<u16>) {
-        if self.echo_mode {
-            return;
-        }
-        let wanted = match state {
-            CallState::Calling => {
-                self.tones.outgoing.insert(call);
-                None
-            }
-            CallState::Incoming => Some(ToneKind::Ringtone),
-            CallState::Ringing | CallState::Early
-                if self.tones.outgoing.contains(&call) && !self.media.contains_key(&call) =>
-            {
-                Some(ToneKind::Ringback)
-            }
-            CallState::Terminated => {
-                let ours = self.tones.outgoing.remove(&call);
-                (ours && matches!(code, Some(486 | 600))).then_some(ToneKind::Busy)
-            }
-            _ => None,
-        };
-        let current = self
-            .tones
-            .playing
-            .as_ref()
-            .filter(|(c, _)| *c == call)
-            .map(|(_, h)| h.kind);
-        if wanted.is_some() && wanted == current {
-            return;
-        }
-        if current.is_some() {
-            self.stop_tone(Some(call)).await;
-        }
-        let Some(kind) = wanted else { return };
-        // Another call's tone or media owns the output: this one stays silent.
-        if !self.media.is_empty()
-            || (kind != ToneKind::Busy
-                && self
-                    .tones
-                    .playing
-                    .as_ref()
-                    .is_some_and(|(c, h)| *c != call && h.kind != ToneKind::Busy))
-        {
-            return;
-        }
-        // A finished (or finishing) busy tone of another call gives way.
-        self.stop_tone(None).await;
-        if let Some(handle) = tone_task::spawn(
-            kind,
-            &self.tones.settings,
-            &self.media_io.output,
-            self.tones.device_warned.clone(),
-            self.events.clone(),
-        ) {
-            self.tones.recorded = None;
-            self.tones.playing = Some((call, handle));
-        }
-    }
-
-    /// Notes `call`'s new state for call waiting and starts or stops the tone.
-    fn track_call_waiting(&mut self, call: u64, state: CallState) {
-        if self.echo_mode {
-            return;
-        }
-        let tones = &mut self.tones;
-        if state == CallState::Incoming {
-            tones.incoming.insert(call);
-        } else {
-            tones.incoming.remove(&call);
-        }
-        if state == CallState::Confirmed {
-            tones.confirmed.insert(call);
-        } else {
-            tones.confirmed.remove(&call);
-        }
-        self.update_call_waiting();
-    }
-
-    /// Call waiting (like baresip's): while a call is `incoming` and another is confirmed
-    /// with media, that call's media task mixes the call-waiting tone into what it plays;
-    /// it stops when no call is incoming any more (answered, rejected, cancelled, timed out)
-    /// or the active call is held or ends.
-    fn update_call_waiting(&mut self) {
-        let wanted = if self.tones.incoming.is_empty() {
-            None
-        } else {
-            self.tones
-                .confirmed
-                .iter()
-                .copied()
-                .filter(|c| self.media.contains_key(c))
-                .min()
-        };
-        if wanted == self.tones.waiting_on {
-            return;
-        }
-        let control = |call: Option<u64>, region| {
-            if let Some(handle) = call.and_then(|c| self.media.get(&c)) {
-                let _ = handle.control.send(MediaControl::CallWaiting(region));
-            }
-        };
-        control(self.tones.waiting_on, None);
-        control(wanted, Some(self.tones.settings.region));
-        self.tones.waiting_on = wanted;
-    }
-
-    /// Stops the tone of `call` (any tone with `None`) and waits until the output is free.
-    /// A tone recorded into the WAV output is remembered in `tones.recorded`.
-    async fn stop_tone(&mut self, call: Option<u64>) {
-        match self.tones.playing.take() {
-            Some((c, handle)) if call.is_none_or(|call| call == c) => {
-                if handle.stop().await {
-                    self.tones.recorded = Some(c);
+    /// Carries out, in order, what the call policy decided.
+    async fn run_policy(&mut self) {
+        while let Some(action) = self.policy.poll_action() {
+            match action {
+                PolicyAction::Answer { call } => self.command(Command::Answer(Some(call))).await,
+                PolicyAction::StopTone => self.stop_tone().await,
+                PolicyAction::StartTone { call, kind } => {
+                    match tone_task::spawn(
+                        kind,
+                        &self.tones.settings,
+                        &self.media_io.output,
+                        self.tones.device_warned.clone(),
+                        self.events.clone(),
+                    ) {
+                        Some(handle) => {
+                            self.tones.recorded = None;
+                            self.tones.playing = Some((call, handle));
+                        }
+                        None => self.policy.tone_failed(),
+                    }
                 }
+                PolicyAction::CallWaiting { call, on } => {
+                    if let Some(handle) = self.media.get(&call) {
+                        let region = on.then_some(self.tones.settings.region);
+                        let _ = handle.control.send(MediaControl::CallWaiting(region));
+                    }
+                }
+                PolicyAction::TransferProgress {
+                    referrer,
+                    code,
+                    last,
+                } => self.ua.handle_command(
+                    ua::Command::TransferProgress {
+                        call: referrer,
+                        code,
+                        last,
+                    },
+                    std::time::Instant::now(),
+                ),
             }
-            other => self.tones.playing = other,
+        }
+    }
+
+    /// Stops the tone that plays and waits until the output is free. A tone recorded into
+    /// the WAV output is remembered in `tones.recorded`.
+    async fn stop_tone(&mut self) {
+        if let Some((call, handle)) = self.tones.playing.take()
+            && handle.stop().await
+        {
+            self.tones.recorded = Some(call);
         }
     }
 

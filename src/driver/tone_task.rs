@@ -56,12 +56,8 @@ pub struct ToneSettings {
     pub ring_device: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToneKind {
-    Ringtone,
-    Ringback,
-    Busy,
-}
+/// Which tone plays is the call policy's decision (`crate::policy`).
+pub use crate::policy::ToneKind;
 
 /// A playing tone. Dropping `stop` (or `stop()`) ends it.
 pub struct ToneHandle {

@@ -235,20 +235,9 @@ fn address(value: &[u8], xor: Option<&TransactionId>) -> Result<SocketAddr, Stun
     Ok(SocketAddr::new(ip, port))
 }
 
-/// CRC-32 (ISO-HDLC, as in RFC 5389 §15.5), bitwise: messages are tiny.
+/// CRC-32 (ISO-HDLC, as in RFC 5389 §15.5).
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for b in bytes {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 /// Encodes a Binding success response carrying `mapped` as XOR-MAPPED-ADDRESS (for tests and

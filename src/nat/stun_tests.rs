@@ -276,3 +276,10 @@ fn error_response_is_a_failure() {
         ))))
     );
 }
+
+/// The CRC-32 behind FINGERPRINT is ISO-HDLC: its check value and the empty input.
+#[test]
+fn crc32_is_iso_hdlc() {
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    assert_eq!(crc32(b""), 0);
+}

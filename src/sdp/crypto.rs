@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use rand::RngCore;
 
 /// Master key (16 bytes) followed by master salt (14 bytes), as `inline:` carries it.
@@ -356,54 +358,20 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 (RFC 4648 §4) with padding.
 fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = (n >> (18 - 6 * i)) & 63;
-                out.push(char::from(BASE64[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    STANDARD.encode(bytes)
 }
 
-/// Standard base64, padding optional (some phones leave it off); `None` for anything else.
+/// Standard base64, padding optional (some phones leave it off) but canonical when present;
+/// leftover bits must be zero. `None` for anything else.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let data = text.trim_end_matches('=');
-    if text.len() - data.len() > 2 || data.len() % 4 == 1 {
-        return None;
-    }
-    if text.len() != data.len() && !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for byte in data.bytes() {
-        let value = BASE64.iter().position(|b| *b == byte)? as u32;
-        acc = acc << 6 | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be zero in canonical base64.
-    (acc == 0).then_some(out)
+    let engine = if text.ends_with('=') {
+        &STANDARD
+    } else {
+        &STANDARD_NO_PAD
+    };
+    engine.decode(text).ok()
 }
 
 #[cfg(test)]
@@ -429,7 +397,17 @@ mod tests {
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
         assert_eq!(base64_decode("Zm8"), Some(b"fo".to_vec()));
-        for bad in ["Zm9v!mFy", "Z", "Zm8===", "Zm9=", "Zm=8"] {
+        assert_eq!(base64_decode(""), Some(Vec::new()));
+        for bad in [
+            "Zm9v!mFy",
+            "Z",
+            "Zm8===",
+            "Zm9=",
+            "Zm=8",
+            "Zm9vYg=",
+            "Zm9vYmFy==",
+            "Zm9v Zg==",
+        ] {
             assert_eq!(base64_decode(bad), None, "{bad}");
         }
     }

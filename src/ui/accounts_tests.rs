@@ -10,7 +10,7 @@ use super::action::{Action, update};
 use super::state::{Focus, Popup, UiState};
 use crate::config::Contact;
 use crate::driver::command::Command;
-use crate::event::{Direction, Event, MessageEvent};
+use crate::event::{CallState, Direction, Event, MessageEvent};
 
 fn two_accounts() -> UiState {
     let mut s = UiState::new(&["work".into(), "home".into()], 100, Instant::now());
@@ -204,7 +204,7 @@ fn incoming_calls_name_their_account() {
     s.apply_event(
         Event::Call {
             call: "7".into(),
-            state: "incoming".into(),
+            state: CallState::Incoming,
             remote: "sip:bob@h".into(),
             code: None,
             reason: None,

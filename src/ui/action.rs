@@ -3,7 +3,8 @@
 
 use crate::driver::command::{AudioCommand, Command};
 
-use super::state::{FIELD_LIMIT, Focus, Popup, UiState};
+use super::state::{AccountState, FIELD_LIMIT, Focus, Popup, UiState};
+use crate::event::CallState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -247,7 +248,7 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
         }
         Action::ToggleAccount => {
             let account = state.accounts.get(state.outgoing_account)?;
-            let enable = account.state == "disabled";
+            let enable = account.state == AccountState::Disabled;
             let name = account.name.clone();
             let word = if enable { "enabling" } else { "disabling" };
             state.set_status(format!("{word} account {name}"));
@@ -754,7 +755,7 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                 if state
                     .calls
                     .iter()
-                    .any(|c| c.id == call && c.state == "confirmed")
+                    .any(|c| c.id == call && c.state == CallState::Confirmed)
                 {
                     state.outbox.push(Command::Hold(Some(call)));
                 }
@@ -1020,7 +1021,7 @@ fn hold_others(state: &mut UiState, except: u64) {
     let others: Vec<u64> = state
         .calls
         .iter()
-        .filter(|c| c.id != except && c.state == "confirmed")
+        .filter(|c| c.id != except && c.state == CallState::Confirmed)
         .map(|c| c.id)
         .collect();
     if others.is_empty() {
@@ -1116,12 +1117,12 @@ mod tests {
         UiState::new(&["alice".into()], 100, Instant::now())
     }
 
-    fn with_call(state: &mut UiState, id: &str, call_state: &str) {
+    fn with_call(state: &mut UiState, id: &str, call_state: CallState) {
         let now = state.now;
         state.apply_event(
             Event::Call {
                 call: id.into(),
-                state: call_state.into(),
+                state: call_state,
                 remote: "sip:bob@biloxi.com".into(),
                 code: None,
                 reason: None,
@@ -1142,7 +1143,7 @@ mod tests {
     fn attended_transfer_consults_then_transfers_to_the_consulted_call() {
         let mut s = state();
         s.focus = Focus::Calls;
-        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "1", CallState::Confirmed);
         assert_eq!(update(&mut s, Action::AttendedTransfer), None);
         assert!(matches!(s.popup, Some(Popup::Consult { call: 1, .. })));
         type_text(&mut s, "carol");
@@ -1154,10 +1155,10 @@ mod tests {
         assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
         s.outbox.clear();
         assert_eq!(s.consult, Some((1, None)));
-        with_call(&mut s, "1", "held");
-        with_call(&mut s, "2", "calling");
+        with_call(&mut s, "1", CallState::Held);
+        with_call(&mut s, "2", CallState::Calling);
         assert_eq!(s.consult, Some((1, Some(2))));
-        with_call(&mut s, "2", "confirmed");
+        with_call(&mut s, "2", CallState::Confirmed);
         assert_eq!(
             update(&mut s, Action::AttendedTransfer),
             Some(Command::AttendedTransfer(Some(1), Some(2)))
@@ -1169,9 +1170,9 @@ mod tests {
     fn attended_transfer_with_two_calls_up_sends_the_held_one_to_the_other() {
         let mut s = state();
         s.focus = Focus::Calls;
-        with_call(&mut s, "1", "confirmed");
-        with_call(&mut s, "2", "confirmed");
-        with_call(&mut s, "1", "held");
+        with_call(&mut s, "1", CallState::Confirmed);
+        with_call(&mut s, "2", CallState::Confirmed);
+        with_call(&mut s, "1", CallState::Held);
         assert_eq!(
             update(&mut s, Action::AttendedTransfer),
             Some(Command::AttendedTransfer(Some(1), Some(2)))
@@ -1187,7 +1188,7 @@ mod tests {
     fn a_transfer_request_is_accepted_or_refused_from_its_popup() {
         let mut s = state();
         s.focus = Focus::Calls;
-        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "1", CallState::Confirmed);
         let request = Event::TransferRequest {
             call: "1".into(),
             target: "sip:carol@c".into(),
@@ -1223,13 +1224,13 @@ mod tests {
     fn conference_split_and_do_not_disturb_keys() {
         let mut s = state();
         s.focus = Focus::Calls;
-        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "1", CallState::Confirmed);
         assert_eq!(
             update(&mut s, Action::Conference),
             None,
             "one call is no conference"
         );
-        with_call(&mut s, "2", "confirmed");
+        with_call(&mut s, "2", CallState::Confirmed);
         assert_eq!(
             update(&mut s, Action::Conference),
             Some(Command::Conference(Vec::new()))
@@ -1245,7 +1246,7 @@ mod tests {
         assert_eq!(s.conference, vec![1, 2]);
         s.selected_call = 1;
         assert_eq!(update(&mut s, Action::Split), Some(Command::Split(Some(2))));
-        with_call(&mut s, "1", "terminated");
+        with_call(&mut s, "1", CallState::Terminated);
         assert_eq!(s.conference, vec![2]);
         assert_eq!(update(&mut s, Action::ToggleDnd), Some(Command::Dnd(None)));
         s.apply_event(
@@ -1271,8 +1272,8 @@ mod tests {
         let mut s = state();
         s.auto_answer = Some(std::time::Duration::from_millis(250));
         let t0 = s.now;
-        with_call(&mut s, "1", "confirmed");
-        with_call(&mut s, "2", "incoming");
+        with_call(&mut s, "1", CallState::Confirmed);
+        with_call(&mut s, "2", CallState::Incoming);
         assert_eq!(
             s.auto_answer_due,
             Some((2, t0 + std::time::Duration::from_millis(250)))
@@ -1288,11 +1289,11 @@ mod tests {
         assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
         assert_eq!(s.auto_answer_due, None);
         // A call that stopped ringing (cancelled, answered by hand) is left alone.
-        with_call(&mut s, "3", "incoming");
-        with_call(&mut s, "3", "terminated");
+        with_call(&mut s, "3", CallState::Incoming);
+        with_call(&mut s, "3", CallState::Terminated);
         assert_eq!(s.auto_answer_due, None);
         let mut off = state();
-        with_call(&mut off, "1", "incoming");
+        with_call(&mut off, "1", CallState::Incoming);
         assert_eq!(off.auto_answer_due, None, "no auto_answer configured");
     }
 
@@ -1311,7 +1312,7 @@ mod tests {
     #[test]
     fn enter_on_an_empty_field_answers_the_ringing_call() {
         let mut s = state();
-        with_call(&mut s, "4", "incoming");
+        with_call(&mut s, "4", CallState::Incoming);
         s.popup = None; // dismissed with Esc
         assert_eq!(
             update(&mut s, Action::Submit),
@@ -1349,7 +1350,7 @@ mod tests {
     #[test]
     fn incoming_popup_answers_and_rejects_that_call() {
         let mut s = state();
-        with_call(&mut s, "9", "incoming");
+        with_call(&mut s, "9", CallState::Incoming);
         let mut rejecting = s.clone();
         assert_eq!(
             update(&mut s, Action::Answer),
@@ -1365,7 +1366,7 @@ mod tests {
     #[test]
     fn esc_hides_the_incoming_popup_without_rejecting() {
         let mut s = state();
-        with_call(&mut s, "9", "incoming");
+        with_call(&mut s, "9", CallState::Incoming);
         assert_eq!(update(&mut s, Action::Cancel), None);
         assert_eq!(s.popup, None);
         assert_eq!(s.calls.len(), 1);
@@ -1374,12 +1375,12 @@ mod tests {
     #[test]
     fn hold_toggles_with_the_call_state_and_mute_with_the_ui_flag() {
         let mut s = state();
-        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "1", CallState::Confirmed);
         assert_eq!(
             update(&mut s, Action::ToggleHold),
             Some(Command::Hold(Some(1)))
         );
-        with_call(&mut s, "1", "held");
+        with_call(&mut s, "1", CallState::Held);
         assert_eq!(
             update(&mut s, Action::ToggleHold),
             Some(Command::Resume(Some(1)))
@@ -1397,13 +1398,13 @@ mod tests {
     #[test]
     fn hangup_on_a_ringing_call_rejects_it() {
         let mut s = state();
-        with_call(&mut s, "3", "incoming");
+        with_call(&mut s, "3", CallState::Incoming);
         s.popup = None;
         assert_eq!(
             update(&mut s, Action::Hangup),
             Some(Command::Reject(Some(3)))
         );
-        with_call(&mut s, "3", "confirmed");
+        with_call(&mut s, "3", CallState::Confirmed);
         assert_eq!(
             update(&mut s, Action::Hangup),
             Some(Command::Hangup(Some(3)))
@@ -1413,8 +1414,8 @@ mod tests {
     #[test]
     fn a_waiting_call_is_answered_with_the_first_on_hold_and_either_can_be_resumed() {
         let mut s = state();
-        with_call(&mut s, "1", "confirmed");
-        with_call(&mut s, "2", "incoming");
+        with_call(&mut s, "1", CallState::Confirmed);
+        with_call(&mut s, "2", CallState::Incoming);
         assert!(matches!(s.popup, Some(Popup::Incoming { call: 2, .. })));
         assert_eq!(s.calls.len(), 2);
         // The keys stay on the call the user talks to while the second one rings.
@@ -1426,8 +1427,8 @@ mod tests {
         assert_eq!(s.outbox, vec![Command::Hold(Some(1))], "first call held");
         assert_eq!(s.selected_call().map(|c| c.id), Some(2));
         s.outbox.clear();
-        with_call(&mut s, "1", "held");
-        with_call(&mut s, "2", "confirmed");
+        with_call(&mut s, "1", CallState::Held);
+        with_call(&mut s, "2", CallState::Confirmed);
 
         // Select the held call and resume it: the other one goes on hold.
         s.focus = Focus::Calls;
@@ -1439,8 +1440,8 @@ mod tests {
         );
         assert_eq!(s.outbox, vec![Command::Hold(Some(2))]);
         s.outbox.clear();
-        with_call(&mut s, "2", "held");
-        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "2", CallState::Held);
+        with_call(&mut s, "1", CallState::Confirmed);
 
         // Holding the active call holds only that one.
         assert_eq!(
@@ -1448,14 +1449,14 @@ mod tests {
             Some(Command::Hold(Some(1)))
         );
         assert!(s.outbox.is_empty());
-        with_call(&mut s, "1", "held");
+        with_call(&mut s, "1", CallState::Held);
 
         // Hang up either: the selected one goes, the other stays selectable.
         assert_eq!(
             update(&mut s, Action::Hangup),
             Some(Command::Hangup(Some(1)))
         );
-        with_call(&mut s, "1", "terminated");
+        with_call(&mut s, "1", CallState::Terminated);
         assert_eq!(s.calls.len(), 1);
         assert_eq!(s.selected_call().map(|c| c.id), Some(2));
         // Both on hold before: resuming the last one holds nothing else.
@@ -1473,8 +1474,8 @@ mod tests {
     #[test]
     fn enter_on_the_empty_field_answers_a_waiting_call_holding_the_first() {
         let mut s = state();
-        with_call(&mut s, "1", "confirmed");
-        with_call(&mut s, "2", "incoming");
+        with_call(&mut s, "1", CallState::Confirmed);
+        with_call(&mut s, "2", CallState::Incoming);
         update(&mut s, Action::Cancel); // the popup hidden: the call rings in the panel
         s.focus = Focus::Dial;
         assert_eq!(
@@ -1484,8 +1485,8 @@ mod tests {
         assert_eq!(s.outbox, vec![Command::Hold(Some(1))]);
         // `r` on a waiting call rejects it, not the call in progress.
         let mut s = state();
-        with_call(&mut s, "1", "confirmed");
-        with_call(&mut s, "2", "incoming");
+        with_call(&mut s, "1", CallState::Confirmed);
+        with_call(&mut s, "2", CallState::Incoming);
         update(&mut s, Action::Cancel);
         s.focus = Focus::Calls;
         assert_eq!(
@@ -1512,7 +1513,7 @@ mod tests {
     #[test]
     fn transfer_prompt_sends_the_typed_target() {
         let mut s = state();
-        with_call(&mut s, "5", "confirmed");
+        with_call(&mut s, "5", CallState::Confirmed);
         update(&mut s, Action::StartTransfer);
         for c in "carol@h".chars() {
             update(&mut s, Action::Type(c));
@@ -1533,7 +1534,7 @@ mod tests {
         assert_eq!(update(&mut s, Action::Digit('5')), None);
         assert_eq!(s.dial.text, "5");
         assert_eq!(s.focus, Focus::Dial);
-        with_call(&mut s, "1", "confirmed");
+        with_call(&mut s, "1", CallState::Confirmed);
         assert_eq!(
             update(&mut s, Action::Digit('#')),
             Some(Command::Dtmf(Some(1), "#".into()))
@@ -1637,12 +1638,12 @@ mod tests {
         assert!(s.status.as_deref().is_some_and(|m| m.contains("n adds")));
         s.popup = None;
         with_contacts(&mut s);
-        with_call(&mut s, "1", "calling");
+        with_call(&mut s, "1", CallState::Calling);
         let now = s.now;
         s.apply_event(
             Event::Call {
                 call: "1".into(),
-                state: "terminated".into(),
+                state: CallState::Terminated,
                 remote: "sip:carol@chicago.com".into(),
                 code: Some(486),
                 reason: Some("Busy Here".into()),
@@ -1680,11 +1681,11 @@ mod tests {
     #[test]
     fn missed_and_answered_calls_are_recorded() {
         let mut s = state();
-        with_call(&mut s, "7", "incoming");
-        with_call(&mut s, "7", "terminated");
-        with_call(&mut s, "8", "incoming");
-        with_call(&mut s, "8", "confirmed");
-        with_call(&mut s, "8", "terminated");
+        with_call(&mut s, "7", CallState::Incoming);
+        with_call(&mut s, "7", CallState::Terminated);
+        with_call(&mut s, "8", CallState::Incoming);
+        with_call(&mut s, "8", CallState::Confirmed);
+        with_call(&mut s, "8", CallState::Terminated);
         let results: Vec<(&str, &str)> = s
             .history
             .iter()
@@ -1726,7 +1727,7 @@ mod tests {
         s.apply_event(
             Event::Call {
                 call: "1".into(),
-                state: "calling".into(),
+                state: CallState::Calling,
                 remote: "sip:bob@b".into(),
                 code: None,
                 reason: None,

@@ -69,7 +69,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let mut state = UiState::new(&accounts, config.log.sip_trace_limit, Instant::now());
     for (status, enabled) in state.accounts.iter_mut().zip(enabled) {
         if !enabled {
-            status.state = "disabled".into();
+            status.state = state::AccountState::Disabled;
         }
     }
     // Before the alternate screen: enumerating ALSA devices prints alsa-lib noise to stderr.

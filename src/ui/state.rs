@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Contact;
 use crate::driver::command::Command;
-use crate::event::{Direction, Event};
+use crate::event::{CallState, Direction, Event, RegistrationState};
 
 use super::history::{self, HistoryEntry};
 
@@ -107,13 +107,30 @@ pub enum Popup {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountStatus {
     pub name: String,
-    /// As the engine says it: registered, registering, failed, unregistered, ...; or
-    /// `disabled`.
-    pub state: String,
+    /// As the engine says it (registered, registering, failed, ...), or disabled.
+    pub state: AccountState,
     pub code: Option<u16>,
     pub reason: Option<String>,
     /// Voicemail waiting (RFC 3842) and how many new messages, when the server says.
     pub voicemail: Option<(bool, Option<u32>)>,
+}
+
+/// An account's line in the status bar: its registration as the engine reports it, or
+/// disabled by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    Registration(RegistrationState),
+    Disabled,
+}
+
+impl AccountState {
+    /// The word the status bar shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::Registration(state) => state.as_str(),
+            AccountState::Disabled => "disabled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +138,7 @@ pub struct CallView {
     pub id: u64,
     pub remote: String,
     /// As the engine says it: calling, incoming, ringing, early, confirmed, held.
-    pub state: String,
+    pub state: CallState,
     /// When the call was first confirmed: the duration timer counts from here.
     pub connected_at: Option<Instant>,
     pub codec: Option<String>,
@@ -210,7 +227,7 @@ impl CallView {
     }
 
     pub fn is_ringing_in(&self) -> bool {
-        self.state == "incoming"
+        self.state == CallState::Incoming
     }
 
     pub fn is_up(&self) -> bool {
@@ -499,7 +516,7 @@ impl UiState {
                 .iter()
                 .map(|name| AccountStatus {
                     name: name.clone(),
-                    state: "unregistered".into(),
+                    state: AccountState::Registration(RegistrationState::Unregistered),
                     code: None,
                     reason: None,
                     voicemail: None,
@@ -805,7 +822,7 @@ impl UiState {
                 reason,
                 ..
             } => {
-                if state == "failed" {
+                if state == RegistrationState::Failed {
                     let why = match (&code, &reason) {
                         (Some(c), Some(r)) => format!(": {c} {r}"),
                         (Some(c), None) => format!(": {c}"),
@@ -816,13 +833,13 @@ impl UiState {
                 }
                 match self.accounts.iter_mut().find(|a| a.name == account) {
                     Some(existing) => {
-                        existing.state = state;
+                        existing.state = AccountState::Registration(state);
                         existing.code = code;
                         existing.reason = reason;
                     }
                     None => self.accounts.push(AccountStatus {
                         name: account.clone(),
-                        state,
+                        state: AccountState::Registration(state),
                         code,
                         reason,
                         voicemail: None,
@@ -853,7 +870,7 @@ impl UiState {
                 account,
             } => {
                 if let (Ok(id), Some(account)) = (call.parse::<u64>(), account) {
-                    if state == "terminated" {
+                    if state == CallState::Terminated {
                         self.call_accounts.retain(|(c, _)| *c != id);
                     } else if self.call_account(id).is_none()
                         && self.call_accounts.len() < CALL_LIMIT * 2
@@ -863,7 +880,7 @@ impl UiState {
                 }
                 // The Call-ID pairs the call with its messages in the trace (ladder, `f`).
                 if let (Ok(id), Some(sip)) = (call.parse::<u64>(), sip_call_id)
-                    && state != "terminated"
+                    && state != CallState::Terminated
                     && !self.call_sip_ids.iter().any(|(known, _)| *known == id)
                 {
                     self.call_sip_ids.push((id, sip));
@@ -973,7 +990,11 @@ impl UiState {
                 account, enabled, ..
             } => {
                 if let Some(status) = self.accounts.iter_mut().find(|a| a.name == account) {
-                    status.state = if enabled { "unregistered" } else { "disabled" }.into();
+                    status.state = if enabled {
+                        AccountState::Registration(RegistrationState::Unregistered)
+                    } else {
+                        AccountState::Disabled
+                    };
                     status.code = None;
                     status.voicemail = None;
                 }
@@ -1134,7 +1155,7 @@ impl UiState {
     fn apply_call(
         &mut self,
         call: &str,
-        state: String,
+        state: CallState,
         remote: String,
         code: Option<u16>,
         reason: Option<String>,
@@ -1144,7 +1165,7 @@ impl UiState {
             self.set_status(format!("engine sent an unknown call id `{call}`"));
             return;
         };
-        if state == "terminated" {
+        if state == CallState::Terminated {
             let why = match (code, reason) {
                 (Some(c), Some(r)) => format!(" ({c} {r})"),
                 (Some(c), None) => format!(" ({c})"),
@@ -1202,7 +1223,7 @@ impl UiState {
         }
         let new_call = !self.calls.iter().any(|c| c.id == id);
         if new_call
-            && state == "incoming"
+            && state == CallState::Incoming
             && let Some(delay) = self.auto_answer
             && self.auto_answer_due.is_none()
         {
@@ -1210,26 +1231,26 @@ impl UiState {
         }
         // The call placed after `T` asked whom to consult is the consultation call.
         if new_call
-            && state == "calling"
+            && state == CallState::Calling
             && let Some((transferee, None)) = self.consult
         {
             self.consult = Some((transferee, Some(id)));
         }
-        if state == "incoming" && self.popup.is_none() && new_call {
+        if state == CallState::Incoming && self.popup.is_none() && new_call {
             self.popup = Some(Popup::Incoming {
                 call: id,
                 remote: remote.clone(),
             });
         }
-        if state != "incoming"
+        if state != CallState::Incoming
             && matches!(&self.popup, Some(Popup::Incoming { call, .. }) if *call == id)
         {
             self.popup = None;
         }
-        let up = state == "confirmed" || state == "held";
+        let up = matches!(state, CallState::Confirmed | CallState::Held);
         match self.call_mut(id) {
             Some(view) => {
-                view.held = state == "held";
+                view.held = state == CallState::Held;
                 if up && view.connected_at.is_none() {
                     view.connected_at = Some(now);
                 }
@@ -1246,12 +1267,13 @@ impl UiState {
                 // A new call is what the user wants to act on next, except a call waiting:
                 // while another call is up, `h`/`x`/`m`/`t` stay on the call the user talks
                 // to (`a`/`r` find the ringing call anyway).
-                let waiting = state == "incoming" && self.calls.iter().any(CallView::is_up);
+                let waiting =
+                    state == CallState::Incoming && self.calls.iter().any(CallView::is_up);
                 self.calls.push(CallView {
                     id,
-                    incoming: state == "incoming",
+                    incoming: state == CallState::Incoming,
                     remote,
-                    held: state == "held",
+                    held: state == CallState::Held,
                     connected_at: up.then_some(now),
                     state,
                     codec: None,
@@ -1290,10 +1312,10 @@ mod tests {
     use super::*;
     use crate::event::first_line;
 
-    fn call_event(id: &str, state: &str) -> Event {
+    fn call_event(id: &str, state: CallState) -> Event {
         Event::Call {
             call: id.into(),
-            state: state.into(),
+            state,
             remote: "sip:bob@biloxi.com".into(),
             code: None,
             reason: None,
@@ -1315,8 +1337,11 @@ mod tests {
     fn duration_counts_from_confirmation_not_from_ringing() {
         let t0 = Instant::now();
         let mut state = UiState::new(&["alice".into()], 10, t0);
-        state.apply_event(call_event("1", "calling"), t0);
-        state.apply_event(call_event("1", "confirmed"), t0 + Duration::from_secs(5));
+        state.apply_event(call_event("1", CallState::Calling), t0);
+        state.apply_event(
+            call_event("1", CallState::Confirmed),
+            t0 + Duration::from_secs(5),
+        );
         state.tick(t0 + Duration::from_secs(70));
         let call = state.selected_call().cloned();
         assert_eq!(
@@ -1329,12 +1354,12 @@ mod tests {
     fn incoming_call_opens_the_popup_and_hangup_by_peer_closes_it() {
         let t0 = Instant::now();
         let mut state = UiState::new(&[], 10, t0);
-        state.apply_event(call_event("7", "incoming"), t0);
+        state.apply_event(call_event("7", CallState::Incoming), t0);
         assert!(matches!(state.popup, Some(Popup::Incoming { call: 7, .. })));
         state.apply_event(
             Event::Call {
                 call: "7".into(),
-                state: "terminated".into(),
+                state: CallState::Terminated,
                 remote: "sip:bob@biloxi.com".into(),
                 code: Some(487),
                 reason: Some("Request Terminated".into()),
@@ -1391,7 +1416,7 @@ mod tests {
         state.apply_event(
             Event::Registration {
                 account: "alice".into(),
-                state: "failed".into(),
+                state: RegistrationState::Failed,
                 code: Some(403),
                 reason: Some("Forbidden".into()),
                 expires: None,
@@ -1412,7 +1437,7 @@ mod tests {
     fn media_stats_land_on_their_call() {
         let t0 = Instant::now();
         let mut state = UiState::new(&[], 3, t0);
-        state.apply_event(call_event("2", "confirmed"), t0);
+        state.apply_event(call_event("2", CallState::Confirmed), t0);
         state.apply_event(
             Event::Media {
                 call: "2".into(),
@@ -1476,10 +1501,10 @@ mod tests {
         }
     }
 
-    fn call_with_id(id: &str, state: &str, sip_call_id: &str) -> Event {
+    fn call_with_id(id: &str, state: CallState, sip_call_id: &str) -> Event {
         Event::Call {
             call: id.into(),
-            state: state.into(),
+            state,
             remote: "sip:bob@biloxi.com".into(),
             code: None,
             reason: None,
@@ -1493,13 +1518,13 @@ mod tests {
         let t0 = Instant::now();
         let mut state = UiState::new(&[], 100, t0);
         // Outgoing: the call event, then the trace of its INVITE.
-        state.apply_event(call_with_id("1", "calling", "first@x"), t0);
+        state.apply_event(call_with_id("1", CallState::Calling, "first@x"), t0);
         state.apply_event(invite("first@x"), t0);
         // Incoming: the INVITE's trace, then the call event; an unrelated INVITE in between
         // (which the old heuristic pairing could have taken) changes nothing.
         state.apply_event(invite("second@x"), t0);
         state.apply_event(invite("stray@x"), t0);
-        state.apply_event(call_with_id("2", "incoming", "second@x"), t0);
+        state.apply_event(call_with_id("2", CallState::Incoming, "second@x"), t0);
         assert_eq!(
             state.call_sip_ids,
             vec![(1, "first@x".to_string()), (2, "second@x".to_string())]
@@ -1509,7 +1534,7 @@ mod tests {
         assert_eq!(state.call_log("first@x").len(), 1);
         state.selected_call = 1;
         assert_eq!(state.ladder_call_id().as_deref(), Some("second@x"));
-        state.apply_event(call_with_id("2", "terminated", "second@x"), t0);
+        state.apply_event(call_with_id("2", CallState::Terminated, "second@x"), t0);
         assert_eq!(state.call_sip_ids, vec![(1, "first@x".to_string())]);
     }
 
@@ -1586,7 +1611,7 @@ mod tests {
     fn levels_land_on_their_call_and_go_stale() {
         let t0 = Instant::now();
         let mut state = UiState::new(&[], 3, t0);
-        state.apply_event(call_event("4", "confirmed"), t0);
+        state.apply_event(call_event("4", CallState::Confirmed), t0);
         state.apply_event(
             Event::Levels {
                 call: "4".into(),

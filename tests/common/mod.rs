@@ -15,9 +15,7 @@ pub mod peers;
 pub mod ports;
 pub mod process;
 pub mod rtp_stream;
-pub mod run;
 pub mod sim;
-pub mod sipterm;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use super::{border_style, clock, printable, truncate};
+use crate::event::CallState;
 use crate::ui::state::{CallView, Focus, UiState};
 
 /// Screen lines per call.
@@ -54,11 +55,13 @@ fn call_lines(
     selected: bool,
     width: usize,
 ) -> [Line<'static>; 4] {
-    let state_style = match call.state.as_str() {
-        "confirmed" if state.conference.contains(&call.id) => Style::new().fg(Color::Magenta),
-        "confirmed" => Style::new().fg(Color::Green),
-        "held" => Style::new().fg(Color::Blue),
-        "incoming" => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+    let state_style = match call.state {
+        CallState::Confirmed if state.conference.contains(&call.id) => {
+            Style::new().fg(Color::Magenta)
+        }
+        CallState::Confirmed => Style::new().fg(Color::Green),
+        CallState::Held => Style::new().fg(Color::Blue),
+        CallState::Incoming => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         _ => Style::new().fg(Color::Yellow),
     };
     let duration = call
@@ -77,10 +80,10 @@ fn call_lines(
     });
     let badge_len = finding.as_ref().map_or(0, |(text, _)| text.chars().count());
     // An early call with SDP plays the other side's audio (announcements, its own ringback).
-    let shown_state = match call.state.as_str() {
-        "early" => "early media",
+    let shown_state = match call.state {
+        CallState::Early => "early media",
         _ if state.conference.contains(&call.id) => "conference",
-        other => other,
+        other => other.as_str(),
     };
     let right = format!(" {shown_state:<9} {duration}");
     // The recording marker, on the call line while the call records.
@@ -288,7 +291,7 @@ mod tests {
         state.apply_event(
             Event::Call {
                 call: "1".into(),
-                state: "confirmed".into(),
+                state: CallState::Confirmed,
                 remote: "sip:bob@b".into(),
                 code: None,
                 reason: None,

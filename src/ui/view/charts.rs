@@ -4,6 +4,8 @@
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 
+#[cfg(test)]
+use crate::event::CallState;
 use crate::ui::state::{CallView, QualityPoint};
 
 /// Eight heights, lowest first.
@@ -134,7 +136,7 @@ mod tests {
         CallView {
             id: 1,
             remote: String::new(),
-            state: "confirmed".into(),
+            state: CallState::Confirmed,
             connected_at: None,
             codec: None,
             sent: 0,

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::{centered, clock_millis, printable, truncate};
-use crate::event::Direction;
+use crate::event::{CallState, Direction};
 use crate::ui::state::{LogEntry, Popup, UiState};
 
 /// Every key, as the help popup lists it (kept here so help and keys.rs are read side by side).
@@ -381,7 +381,7 @@ fn incoming(state: &UiState, frame: &mut Frame, area: Rect, call: u64, remote: &
     let active: Vec<String> = state
         .calls
         .iter()
-        .filter(|c| c.id != call && c.state == "confirmed")
+        .filter(|c| c.id != call && c.state == CallState::Confirmed)
         .map(|c| c.id.to_string())
         .collect();
     let note = if active.is_empty() {

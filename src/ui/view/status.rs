@@ -8,15 +8,20 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::printable;
-use crate::ui::state::{Focus, UiState};
+use crate::event::RegistrationState;
+use crate::ui::state::{AccountState, Focus, UiState};
 
-fn registration_style(state: &str) -> Style {
+fn registration_style(state: AccountState) -> Style {
     match state {
-        "registered" => Style::new().fg(Color::LightGreen),
-        "failed" => Style::new()
+        AccountState::Registration(RegistrationState::Registered) => {
+            Style::new().fg(Color::LightGreen)
+        }
+        AccountState::Registration(RegistrationState::Failed) => Style::new()
             .fg(Color::LightRed)
             .add_modifier(Modifier::BOLD),
-        "registering" | "unregistering" => Style::new().fg(Color::Yellow),
+        AccountState::Registration(
+            RegistrationState::Registering | RegistrationState::Unregistering,
+        ) => Style::new().fg(Color::Yellow),
         _ => Style::new().fg(Color::Gray),
     }
 }
@@ -32,10 +37,14 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
         spans.push(separator());
         spans.push(Span::raw(format!("{}: ", printable(&account.name))));
         let text = match account.code {
-            Some(code) if account.state != "registered" => format!("{} ({code})", account.state),
-            _ => account.state.clone(),
+            Some(code)
+                if account.state != AccountState::Registration(RegistrationState::Registered) =>
+            {
+                format!("{} ({code})", account.state.as_str())
+            }
+            _ => account.state.as_str().to_string(),
         };
-        spans.push(Span::styled(text, registration_style(&account.state)));
+        spans.push(Span::styled(text, registration_style(account.state)));
         // Voicemail waiting on this account (RFC 3842), with the new count when given.
         if let Some((true, new)) = account.voicemail {
             let count = new.map(|n| format!(" {n}")).unwrap_or_default();
