@@ -21,7 +21,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{BufferSize, ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use super::backlog::BacklogTrim;
+use super::backlog::{BacklogTrim, RecentMax};
 use super::resample::Resampler;
 use super::{MediaError, samples_per_frame};
 
@@ -80,8 +80,9 @@ pub struct SideStatus {
     /// The backend's latency at the last callback, in microseconds: capture time to callback
     /// (capture), callback to playback time (playback). 0 when the backend does not say.
     pub device_latency_us: AtomicU64,
-    /// The largest callback so far, in frames: the device's period, which the backend may
-    /// choose larger than `BUFFER_MS` (PulseAudio's null sinks deliver 20 ms at a time).
+    /// The largest callback since the media task last took it, in frames: the device's
+    /// period, which the backend may choose larger than `BUFFER_MS` (PulseAudio's null sinks
+    /// deliver 20 ms at a time).
     pub period_frames: AtomicU64,
     /// Set once by a fatal stream error; the message is in `failure`.
     failed: AtomicBool,
@@ -120,6 +121,8 @@ pub struct CaptureReader {
     consumer: Consumer<f32>,
     rate: u32,
     trim: BacklogTrim,
+    /// The device's recent period.
+    period: RecentMax,
     name: String,
     status: Arc<SideStatus>,
 }
@@ -132,6 +135,8 @@ pub struct PlaybackWriter {
     played: Consumer<f32>,
     rate: u32,
     trim: BacklogTrim,
+    /// The device's recent period.
+    period: RecentMax,
     /// Underruns already answered by widening the slack.
     underruns_seen: u64,
     /// Samples of excess backlog still to cut: only the frame being written can be cut, so
@@ -152,8 +157,10 @@ impl CaptureReader {
         let frame = samples_per_frame(self.rate);
         out.clear();
         let mut available = self.consumer.slots();
-        let period = self.status.period_frames.load(Ordering::Relaxed) as usize;
-        self.trim.at_least(frame + period);
+        let period = self
+            .period
+            .observe(self.status.period_frames.swap(0, Ordering::Relaxed) as usize);
+        self.trim.keep_at_least(frame + period);
         // A stall, a late start or a device clock faster than ours leaves more than a frame
         // waiting: that is latency, cut once it lasted a second (`media::backlog`).
         let skip = self.trim.observe(available);
@@ -196,8 +203,10 @@ impl PlaybackWriter {
             self.trim
                 .widen(ms(PLAYBACK_SLACK_STEP_MS), ms(PLAYBACK_SLACK_MAX_MS));
         }
-        let period = self.status.period_frames.load(Ordering::Relaxed) as usize;
-        self.trim.at_least(period);
+        let period = self
+            .period
+            .observe(self.status.period_frames.swap(0, Ordering::Relaxed) as usize);
+        self.trim.keep_at_least(period);
         // What waits in the ring before this frame is latency beyond the slack; a lasting
         // excess is cut from this frame's start, and the next frames' when it is longer
         // (`media::backlog`).
@@ -828,6 +837,7 @@ fn open_capture(name: &str) -> Opened<CaptureReader> {
                 samples_per_frame(rate) * (20 + CAPTURE_SLACK_MS) as usize / 20,
                 TRIM_WINDOW,
             ),
+            period: RecentMax::new(TRIM_WINDOW),
             name: device_label(&device),
             status,
         },
@@ -872,6 +882,7 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
                 samples_per_frame(rate) * PLAYBACK_SLACK_MS as usize / 20,
                 TRIM_WINDOW,
             ),
+            period: RecentMax::new(TRIM_WINDOW),
             underruns_seen: 0,
             owed: 0,
             name: device_label(&device),

@@ -12,8 +12,10 @@
 /// Observes the backlog once per tick and says how many samples to drop.
 #[derive(Debug, Clone)]
 pub struct BacklogTrim {
-    /// Backlog to keep, in samples: what absorbs the callbacks' and ticks' jitter.
-    target: usize,
+    /// Backlog to keep, in samples: what absorbs the ticks' jitter (widened by underruns).
+    slack: usize,
+    /// Backlog the device's chunks need (its recent period): kept even above the slack.
+    floor: usize,
     /// Readings per window.
     window: u32,
     seen: u32,
@@ -25,7 +27,8 @@ impl BacklogTrim {
     /// readings is dropped.
     pub fn new(target: usize, window: u32) -> Self {
         Self {
-            target,
+            slack: target,
+            floor: 0,
             window: window.max(1),
             seen: 0,
             minimum: usize::MAX,
@@ -33,7 +36,7 @@ impl BacklogTrim {
     }
 
     pub fn target(&self) -> usize {
-        self.target
+        self.slack.max(self.floor)
     }
 
     /// One reading of the backlog (samples queued, before this tick's read or write). Returns
@@ -44,7 +47,7 @@ impl BacklogTrim {
         if self.seen < self.window {
             return 0;
         }
-        let excess = self.minimum.saturating_sub(self.target);
+        let excess = self.minimum.saturating_sub(self.target());
         self.seen = 0;
         self.minimum = usize::MAX;
         excess
@@ -55,21 +58,57 @@ impl BacklogTrim {
     /// buffer grows after a late packet; each underrun is a gap and a change of the echo
     /// path, worse than a few milliseconds of delay.
     pub fn widen(&mut self, step: usize, max: usize) {
-        self.target = (self.target + step).min(max.max(self.target));
+        self.slack = (self.slack + step).min(max.max(self.slack));
         self.reset();
     }
 
-    /// Keeps at least `target`: the device delivers or takes audio in chunks of this size
-    /// (its period, which the backend may choose larger than asked), and a slack below one
-    /// chunk would cut what the next chunk needs.
-    pub fn at_least(&mut self, target: usize) {
-        self.target = self.target.max(target);
+    /// Keeps at least `floor` whatever the slack: the device delivers or takes audio in
+    /// chunks of its period (which the backend may choose larger than asked), and a backlog
+    /// below one chunk would cut what the next chunk needs. Follows the recent period
+    /// ([`RecentMax`]): one large chunk when a stream starts does not hold latency up for
+    /// the rest of the call.
+    pub fn keep_at_least(&mut self, floor: usize) {
+        self.floor = floor;
     }
 
     /// The ring was emptied or restarted: start a new window.
     pub fn reset(&mut self) {
         self.seen = 0;
         self.minimum = usize::MAX;
+    }
+}
+
+/// The largest of values seen over the last one to two windows of readings: a device's
+/// recent period, from the largest callback between ticks.
+#[derive(Debug, Clone)]
+pub struct RecentMax {
+    window: u32,
+    seen: u32,
+    current: usize,
+    previous: usize,
+}
+
+impl RecentMax {
+    pub fn new(window: u32) -> Self {
+        Self {
+            window: window.max(1),
+            seen: 0,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    /// One reading (0: nothing happened since the last); returns the recent maximum.
+    pub fn observe(&mut self, value: usize) -> usize {
+        self.current = self.current.max(value);
+        self.seen += 1;
+        let recent = self.current.max(self.previous);
+        if self.seen >= self.window {
+            self.previous = self.current;
+            self.current = 0;
+            self.seen = 0;
+        }
+        recent
     }
 }
 
@@ -134,11 +173,31 @@ mod tests {
     }
 
     #[test]
-    fn the_slack_is_never_below_the_device_period() {
+    fn the_backlog_kept_is_never_below_the_recent_device_period() {
         let mut trim = BacklogTrim::new(240, 50);
-        trim.at_least(960);
-        trim.at_least(480);
+        trim.keep_at_least(960);
         assert_eq!(trim.target(), 960);
+        assert_eq!(trim.observe(960), 0);
+        // The period went back down: the slack rules again.
+        trim.keep_at_least(120);
+        assert_eq!(trim.target(), 240);
+    }
+
+    #[test]
+    fn recent_max_forgets_a_large_value_after_two_windows() {
+        let mut recent = RecentMax::new(50);
+        // One 480-frame callback at the start, then 240-frame ones.
+        let seen: Vec<usize> = (0..200)
+            .map(|tick| recent.observe(if tick == 0 { 480 } else { 240 }))
+            .collect();
+        assert!(seen[..50].iter().all(|&p| p == 480), "{:?}", &seen[..50]);
+        assert!(seen[100..].iter().all(|&p| p == 240), "{:?}", &seen[100..]);
+        // Ticks with no callback in between do not lower it.
+        let mut recent = RecentMax::new(50);
+        let seen: Vec<usize> = (0..200)
+            .map(|tick| recent.observe(if tick % 2 == 0 { 960 } else { 0 }))
+            .collect();
+        assert!(seen.iter().all(|&p| p == 960));
     }
 
     #[test]
