@@ -13,7 +13,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::command::AudioCommand;
-use super::voice_thread::VoiceWorker;
+use super::voice_thread::{Done, VoiceWorker};
 use crate::event::Event;
 use crate::media::audio::{AudioDevice, AudioIo, Capture, DeviceNews, Direction, Playback};
 use crate::media::record::{CallRecorder, default_recording_path};
@@ -139,19 +139,46 @@ impl CallAudio {
     }
 
     /// One 20 ms frame from the microphone (when there is one; else `pcm` keeps what the
-    /// WAV source gave), through the voice processing, into `pcm`.
-    pub fn capture(&mut self, pcm: &mut Vec<i16>) {
+    /// WAV source gave) into `pcm`. True: ready to send. False: it went to the voice
+    /// processing, and [`Self::processed`] / [`Self::take_processed`] bring it back.
+    pub fn capture(&mut self, pcm: &mut Vec<i16>) -> bool {
         self.played.clear();
         let mut from_device = false;
         if let Some(device) = &mut self.device {
             device.read_frame(pcm);
             from_device = device.read_played(&mut self.played);
         }
-        if let Some(voice) = &mut self.voice {
-            if from_device {
-                voice.handle_played(&self.played);
+        match &mut self.voice {
+            Some(voice) => {
+                if from_device {
+                    voice.handle_played(&self.played);
+                }
+                voice.submit(pcm);
+                false
             }
-            voice.process_capture(pcm);
+            None => true,
+        }
+    }
+
+    /// The next frame back from the voice processing; never, without it (a `select!` branch).
+    pub async fn processed(&mut self) -> Option<Done> {
+        match &mut self.voice {
+            Some(voice) => voice.processed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Puts a processed frame into `pcm`; false when it is not the frame last captured.
+    pub fn take_processed(&mut self, done: Done, pcm: &mut [i16]) -> bool {
+        self.voice
+            .as_mut()
+            .is_some_and(|voice| voice.take(done, pcm))
+    }
+
+    /// The frame last captured was not processed in time: it goes out as it is.
+    pub fn processing_late(&mut self) {
+        if let Some(voice) = &mut self.voice {
+            voice.note_late();
         }
     }
 

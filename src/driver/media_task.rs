@@ -240,6 +240,8 @@ struct CallMedia {
     /// Sound devices (when an endpoint is `Device`; they take over from `source`/`sink`),
     /// voice processing and recording.
     audio: CallAudio,
+    /// This tick's frame went to the voice processing and has not come back yet.
+    awaiting_processing: bool,
     /// What we captured (silence while muted) and played since the last `levels` event.
     mic_level: LevelMeter,
     speaker_level: LevelMeter,
@@ -354,6 +356,7 @@ impl CallMedia {
             local: None,
             local_rtcp: None,
             audio,
+            awaiting_processing: false,
             srtp: match &params.srtp {
                 Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
                 None => None,
@@ -415,7 +418,17 @@ impl CallMedia {
                     if let Some(leg) = &mut self.conference {
                         leg.gather(self.kind.samples_per_frame());
                     }
-                    self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    if self.awaiting_processing {
+                        // The voice thread missed a whole frame: send it as captured.
+                        self.awaiting_processing = false;
+                        self.audio.processing_late();
+                        self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    }
+                    if self.capture_frame(&mut pcm) {
+                        self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    } else {
+                        self.awaiting_processing = true;
+                    }
                     let now = started.elapsed();
                     if now >= self.rtcp.poll_timeout() {
                         let report = self.rtcp.poll_report(now, &self.sender.stats(), &self.receiver.stats(), self.sender.timestamp());
@@ -431,6 +444,17 @@ impl CallMedia {
                     }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
+                    }
+                }
+                done = self.audio.processed(), if self.awaiting_processing => {
+                    let ready = match done {
+                        Some(done) => self.audio.take_processed(done, &mut pcm),
+                        // The thread is gone: the frame goes as captured.
+                        None => true,
+                    };
+                    if ready {
+                        self.awaiting_processing = false;
+                        self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     }
                 }
                 scheduled = playout.tick() => {
@@ -533,6 +557,16 @@ impl CallMedia {
         self.latch.destination()
     }
 
+    /// This tick's frame into `pcm`: true when it is ready to send, false when it went to the
+    /// voice processing (`awaiting_processing`).
+    fn capture_frame(&mut self, pcm: &mut Vec<i16>) -> bool {
+        pcm.clear();
+        // The source advances in real time whether or not we send (hold keeps the file's clock).
+        let _ = self.source.next_frame(pcm);
+        self.audio.capture(pcm)
+    }
+
+    /// Sends the frame in `pcm` (captured, and processed when processing is on).
     async fn send_frame(
         &mut self,
         socket: &UdpSocket,
@@ -540,10 +574,6 @@ impl CallMedia {
         payload: &mut Vec<u8>,
         packet: &mut Vec<u8>,
     ) {
-        pcm.clear();
-        // The source advances in real time whether or not we send (hold keeps the file's clock).
-        let _ = self.source.next_frame(pcm);
-        self.audio.capture(pcm);
         let sending = self.params.direction.sends() && !self.muted;
         self.audio.sent(sending.then_some(pcm.as_slice()));
         if self.muted {

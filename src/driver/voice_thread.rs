@@ -1,18 +1,17 @@
 //! Runs a call's [`VoiceProcessor`] on a thread of its own. The processor (the `aec3` graph)
 //! is not `Send`, so it cannot live in the media task, which tokio moves between threads; it
 //! is built on its thread and stays there. Each tick the media task hands over the reference
-//! played since the last tick and the captured frame, and waits (bounded) for the processed
-//! frame: the same work as processing in place, on another core when one is free. Buffers go
-//! back and forth, so nothing is allocated per tick.
+//! played since the last tick and the captured frame ([`VoiceWorker::submit`]), and goes on:
+//! the processed frame comes back on a channel the task awaits with its sockets and timers
+//! ([`VoiceWorker::processed`]), so waiting for it never holds up received audio. A frame
+//! still missing at the next tick goes out unprocessed. Buffers go back and forth, so nothing
+//! is allocated per tick.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::time::Duration;
+use std::sync::mpsc::{Sender, channel};
+
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::media::voice::{VoiceProcessor, VoiceSettings};
-
-/// The longest the media task waits for a processed frame before sending it unprocessed
-/// (a frame is 20 ms; processing one takes well under 1 ms on a laptop).
-const PROCESS_TIMEOUT: Duration = Duration::from_millis(8);
 
 enum Job {
     Process {
@@ -24,7 +23,8 @@ enum Job {
     ResetEchoPath,
 }
 
-struct Done {
+/// A processed frame back from the thread ([`VoiceWorker::take`] copies it out).
+pub struct Done {
     seq: u64,
     played: Vec<i16>,
     frame: Vec<i16>,
@@ -32,7 +32,7 @@ struct Done {
 
 pub struct VoiceWorker {
     jobs: Option<Sender<Job>>,
-    done: Receiver<Done>,
+    done: UnboundedReceiver<Done>,
     thread: Option<std::thread::JoinHandle<()>>,
     settings: VoiceSettings,
     codec_rate: u32,
@@ -48,7 +48,7 @@ pub struct VoiceWorker {
 impl VoiceWorker {
     pub fn start(codec_rate: u32, settings: VoiceSettings) -> Result<VoiceWorker, String> {
         let (jobs, job_rx) = channel::<Job>();
-        let (done_tx, done) = channel::<Done>();
+        let (done_tx, done) = unbounded_channel::<Done>();
         let (ready_tx, ready_rx) = channel::<Result<(), String>>();
         let thread = std::thread::Builder::new()
             .name("sipterm-voice".into())
@@ -148,8 +148,9 @@ impl VoiceWorker {
         }
     }
 
-    /// Processes one captured frame in place (unprocessed when the thread is late or gone).
-    pub fn process_capture(&mut self, frame: &mut [i16]) {
+    /// Hands one captured frame (and the reference played since the last) to the thread;
+    /// [`Self::processed`] brings it back.
+    pub fn submit(&mut self, frame: &[i16]) {
         self.seq += 1;
         let mut played = self.spare.pop().unwrap_or_default();
         played.clear();
@@ -162,33 +163,35 @@ impl VoiceWorker {
             played,
             frame: copy,
         });
-        loop {
-            match self.done.recv_timeout(PROCESS_TIMEOUT) {
-                Ok(done) => {
-                    let fresh = done.seq == self.seq;
-                    if fresh && done.frame.len() == frame.len() {
-                        frame.copy_from_slice(&done.frame);
-                    }
-                    if self.spare.len() < 4 {
-                        self.spare.push(done.played);
-                        self.spare.push(done.frame);
-                    }
-                    if fresh {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.late += 1;
-                    if self.late.is_power_of_two() {
-                        tracing::warn!(
-                            "voice processing late {} time(s): frame sent unprocessed",
-                            self.late
-                        );
-                    }
-                    return;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+    }
+
+    /// The next frame back from the thread (`None`: the thread is gone).
+    pub async fn processed(&mut self) -> Option<Done> {
+        self.done.recv().await
+    }
+
+    /// Copies a processed frame into `frame` when it is the one submitted last (true); an
+    /// older one, given up on at a tick, is only recycled.
+    pub fn take(&mut self, done: Done, frame: &mut [i16]) -> bool {
+        let fresh = done.seq == self.seq && done.frame.len() == frame.len();
+        if fresh {
+            frame.copy_from_slice(&done.frame);
+        }
+        if self.spare.len() < 4 {
+            self.spare.push(done.played);
+            self.spare.push(done.frame);
+        }
+        fresh
+    }
+
+    /// The last frame submitted did not come back before the next tick: it goes unprocessed.
+    pub fn note_late(&mut self) {
+        self.late += 1;
+        if self.late.is_power_of_two() {
+            tracing::warn!(
+                "voice processing late {} time(s): frame sent unprocessed",
+                self.late
+            );
         }
     }
 }
