@@ -967,6 +967,7 @@ impl Engine {
             session_version: 0,
             // Fresh SDES keys for every call (never logged: see sdp::KeySalt).
             srtp: crate::sdp::LocalSrtp::new(self.ua.config().srtp),
+            ice: None,
         };
         let now = std::time::Instant::now();
         match prepared.purpose {

@@ -1652,6 +1652,7 @@ impl UserAgent {
             session_id: 0,
             session_version: 0,
             srtp: sdp::LocalSrtp::new(self.config.srtp),
+            ice: None,
         }
     }
 
