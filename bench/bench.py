@@ -325,12 +325,18 @@ def json_event(line, **want):
     return None
 
 
-def run_sipterm(binary, workdir, input_wav, seconds):
+# Voice processing forced on with WAV files (it is off with files by default): echo
+# cancellation (the reference is what sipterm plays, here the sipp echo), noise suppression, gain.
+PROCESSING_ON = "[audio]\necho_cancel = true\nnoise_suppression = true\nauto_gain = true\n"
+
+
+def run_sipterm(binary, workdir, input_wav, seconds, audio_config=""):
     sipp, sipp_port = start_sipp(workdir, seconds)
     out_wav = os.path.join(workdir, "sipterm-out.wav")
     config = os.path.join(workdir, "sipterm.toml")
     with open(config, "w") as f:
         f.write('[log]\nlevel = "warn"\nfile = "%s"\n' % os.path.join(workdir, "sipterm-internal.log"))
+        f.write(audio_config)
     env = dict(os.environ, HOME=workdir, XDG_CONFIG_HOME=workdir, XDG_STATE_HOME=workdir)
     args = [binary, "--headless", "--listen", "127.0.0.1:0", "--audio-in", input_wav,
             "--audio-out", out_wav, "--config", config]
@@ -504,6 +510,10 @@ def main():
     s_dir = os.path.join(workdir, "sipterm")
     os.makedirs(s_dir)
     s_cpu, s_rss, s_offsets = run_sipterm(opts.sipterm, s_dir, sipterm_in, opts.seconds)
+    log(f"sipterm with echo cancellation, noise suppression and gain: {opts.seconds:.0f} s ...")
+    p_dir = os.path.join(workdir, "sipterm-processing")
+    os.makedirs(p_dir)
+    p_cpu, p_rss, _ = run_sipterm(opts.sipterm, p_dir, sipterm_in, opts.seconds, PROCESSING_ON)
     log(f"baresip: {opts.seconds:.0f} s Opus call to a sipp echo ...")
     b_dir = os.path.join(workdir, "baresip")
     os.makedirs(b_dir)
@@ -514,6 +524,8 @@ def main():
     b_lat, b_found, b_total = median_ms(b_offsets)
     rows = [
         ("CPU s (utime+stime)", fmt(s_cpu), fmt(b_cpu), ratio(s_cpu, b_cpu)),
+        ("CPU s with AEC+NS+AGC (sipterm; baresip without)", fmt(p_cpu), fmt(b_cpu), ratio(p_cpu, b_cpu)),
+        ("peak RSS MB with AEC+NS+AGC", fmt(p_rss, 1), fmt(b_rss, 1), ratio(p_rss, b_rss)),
         ("peak RSS MB (VmHWM)", fmt(s_rss, 1), fmt(b_rss, 1), ratio(s_rss, b_rss)),
         (f"round-trip latency ms (median; floor 2 x ptime = {PACKETISATION_FLOOR_MS})",
          fmt(s_lat, 1), fmt(b_lat, 1), ratio(s_lat, b_lat)),

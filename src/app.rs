@@ -105,6 +105,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             output: endpoint(cli.audio_out.as_ref(), &config.audio.output),
             rtp_latching: config.sip.rtp_latching,
             append_output: false,
+            processing: crate::driver::call_audio::ProcessingConfig {
+                echo_cancel: config.audio.echo_cancel,
+                noise_suppression: config.audio.noise_suppression,
+                auto_gain: config.audio.auto_gain,
+            },
         },
         nat: nat_setup(account, config),
         tones: tone_settings(config),
@@ -183,7 +188,11 @@ fn tone_settings(config: &Config) -> ToneSettings {
         config::ToneRegion::Eu => ToneRegion::Eu,
         config::ToneRegion::Us => ToneRegion::Us,
     };
-    ToneSettings { ringtone, region }
+    ToneSettings {
+        ringtone,
+        region,
+        ring_device: config.audio.ring_device.clone(),
+    }
 }
 
 fn codec_by_name(name: &str) -> Option<Codec> {
@@ -191,6 +200,7 @@ fn codec_by_name(name: &str) -> Option<Codec> {
         "opus" => Some(Codec::Opus),
         "pcmu" => Some(Codec::Pcmu),
         "pcma" => Some(Codec::Pcma),
+        "g722" => Some(Codec::G722),
         _ => None,
     }
 }

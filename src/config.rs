@@ -21,7 +21,10 @@ use crate::cli::Cli;
 pub const CONFIG_FILE_NAME: &str = "config.toml";
 
 /// Codecs sipterm can negotiate, by their config names.
-pub const SUPPORTED_CODECS: [&str; 3] = ["opus", "pcmu", "pcma"];
+pub const SUPPORTED_CODECS: [&str; 4] = ["opus", "pcmu", "pcma", "g722"];
+/// What an account offers when its `codecs` key is absent. G.722 is opt-in: offering it
+/// changes every offer's payload list, and Opus already gives wideband to peers that have it.
+pub const DEFAULT_CODECS: [&str; 3] = ["opus", "pcmu", "pcma"];
 
 /// Config files are small; anything larger is a mistake (a wrong path), not a config.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -114,6 +117,14 @@ pub struct AudioConfig {
     pub ringtone: String,
     /// Ringback and busy tones: "eu" (425 Hz) or "us" (440+480 / 480+620 Hz).
     pub tone_region: ToneRegion,
+    /// Where the ringtone plays (the speakers, while calls use a headset); unset: `output`.
+    #[serde(deserialize_with = "optional_non_empty_text")]
+    pub ring_device: Option<String>,
+    /// Echo cancellation, noise suppression, automatic gain: unset means on with a sound card
+    /// (echo cancellation needs both a microphone and a speaker), off with WAV files.
+    pub echo_cancel: Option<bool>,
+    pub noise_suppression: Option<bool>,
+    pub auto_gain: Option<bool>,
 }
 
 impl Default for AudioConfig {
@@ -123,6 +134,10 @@ impl Default for AudioConfig {
             output: "default".to_string(),
             ringtone: "builtin".to_string(),
             tone_region: ToneRegion::Eu,
+            ring_device: None,
+            echo_cancel: None,
+            noise_suppression: None,
+            auto_gain: None,
         }
     }
 }
@@ -471,7 +486,7 @@ fn default_dnd_code() -> u16 {
 }
 
 fn default_codecs() -> Vec<String> {
-    SUPPORTED_CODECS.iter().map(|c| c.to_string()).collect()
+    DEFAULT_CODECS.iter().map(|c| c.to_string()).collect()
 }
 
 impl Account {
@@ -1271,6 +1286,20 @@ uri = "sips:bob@biloxi.com"
         let config = parse_ok("[audio]\nringtone = \"/tmp/ring.wav\"\ntone_region = \"us\"\n");
         assert_eq!(config.audio.ringtone, "/tmp/ring.wav");
         assert_eq!(config.audio.tone_region, ToneRegion::Us);
+        let config = parse_ok(
+            "[audio]\necho_cancel = false\nnoise_suppression = true\nring_device = \"pulseaudio:speakers\"\n",
+        );
+        assert_eq!(config.audio.echo_cancel, Some(false));
+        assert_eq!(config.audio.noise_suppression, Some(true));
+        assert_eq!(config.audio.auto_gain, None);
+        assert_eq!(
+            config.audio.ring_device.as_deref(),
+            Some("pulseaudio:speakers")
+        );
+        let error = error_text("[audio]\nauto_gain = \"yes\"\n");
+        assert!(error.contains("auto_gain"), "{error}");
+        let error = error_text("[audio]\nring_device = \"\"\n");
+        assert!(error.contains("ring_device"), "{error}");
         let error = error_text("[audio]\ntone_region = \"uk\"\n");
         assert!(
             error.contains("tone_region") || error.contains("uk"),

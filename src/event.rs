@@ -154,6 +154,20 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
+    /// A call's audio set-up: at its start and whenever it changes (devices, processing,
+    /// recording). `processing`: the stages that run (`AEC NS AGC`, `-` for none).
+    Audio {
+        call: String,
+        processing: String,
+        /// The WAV file being recorded, while recording.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recording: Option<String>,
+        /// Sound devices in use (absent: none, e.g. WAV files).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
     Error {
         message: String,
     },

@@ -908,7 +908,7 @@ fn headless_echo_call_cpu_for_comparison() {
 }
 
 /// The PBX keys end to end (issue 15): the account's `auto_answer` answers in the TUI as in
-/// headless mode; `D` turns do-not-disturb on (a caller gets 486, nothing rings) and off;
+/// headless mode; `N` turns do-not-disturb on (a caller gets 486, nothing rings) and off;
 /// `T` consults a second party (the first call goes on hold) and `T` again transfers the first
 /// caller to it: the first peer is asked, accepts, and its new call replaces the TUI's.
 #[test]
@@ -947,7 +947,7 @@ fn auto_answer_dnd_and_attended_transfer_in_tmux() {
     // Do-not-disturb from the keyboard: the second caller gets 486 without ringing.
     tmux.keys(&["Escape"]);
     tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
-    tmux.keys(&["D"]);
+    tmux.keys(&["N"]);
     let screen = tmux.wait_for("DND on in the status bar", |s| s.contains("DND 486"));
     shot("12-do-not-disturb", &screen);
     second.send(&format!("dial {tui}")).expect("dial");
@@ -959,7 +959,7 @@ fn auto_answer_dnd_and_attended_transfer_in_tmux() {
         s.contains("do not disturb")
     });
     assert!(!tmux.screen().contains("Incoming call"));
-    tmux.keys(&["D"]);
+    tmux.keys(&["N"]);
     tmux.wait_for("DND off", |s| !s.contains("DND 486"));
 
     // Attended transfer: T asks whom to consult, dials them with call 1 on hold.

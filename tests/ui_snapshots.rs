@@ -197,6 +197,48 @@ fn confirmed_call_with_stats_and_sip_log() {
     insta::assert_snapshot!(screen);
 }
 
+/// A call that records, with voice processing on, and the device picker over it.
+#[test]
+fn recording_marker_processing_and_device_picker() {
+    let t0 = Instant::now();
+    let mut state = in_call(t0);
+    state.focus = Focus::Calls;
+    state.input_devices = vec![
+        "pulseaudio:alsa_input.usb-headset.mono".into(),
+        "pulseaudio:alsa_input.pci.analog-stereo".into(),
+    ];
+    state.output_devices = vec!["pulseaudio:alsa_output.usb-headset.analog-stereo".into()];
+    state.apply_event(
+        Event::Audio {
+            call: "1".into(),
+            processing: "AEC NS AGC".into(),
+            recording: Some("/home/me/.local/share/sipterm/recordings/call-1.wav".into()),
+            input: Some("pulseaudio:alsa_input.usb-headset.mono".into()),
+            output: None,
+        },
+        at(t0, 70_000),
+    );
+    let screen = draw(&state, 80, 24).backend().to_string();
+    assert!(screen.contains("●REC"), "the recording marker:\n{screen}");
+    assert!(
+        screen.contains("AEC NS AGC"),
+        "the processing stages:\n{screen}"
+    );
+    // R stops the recording that runs; p turns processing off.
+    assert!(matches!(
+        update(&mut state.clone(), Action::ToggleRecording),
+        Some(sipterm::driver::command::Command::Audio(
+            Some(1),
+            sipterm::driver::command::AudioCommand::RecordStop
+        ))
+    ));
+    update(&mut state, Action::ShowDevices);
+    update(&mut state, Action::Down);
+    let picker = draw(&state, 80, 24).backend().to_string();
+    assert!(picker.contains("Sound devices"), "{picker}");
+    insta::assert_snapshot!(picker);
+}
+
 #[test]
 fn help_overlay() {
     let t0 = Instant::now();
@@ -283,6 +325,7 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
         Action::AttendedTransfer,
         Action::ToggleLadder,
         Action::ToggleDiagnosis,
+        Action::ShowDevices,
     ] {
         let mut state = base.clone();
         state.focus = Focus::Calls;

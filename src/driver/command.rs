@@ -28,9 +28,30 @@ pub enum Command {
     Dnd(Option<bool>),
     /// Call-forward-always to this target; `None` turns it off.
     Forward(Option<String>),
+    /// Recording, voice processing and devices of a call's audio (`driver::call_audio`).
+    Audio(CallRef, AudioCommand),
     Register,
     Unregister,
     Quit,
+}
+
+/// What a user changes about a call's audio while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioCommand {
+    /// Start recording the call to this stereo WAV file (`None`: a new file in the data dir).
+    Record(Option<std::path::PathBuf>),
+    RecordStop,
+    /// Switch processing stages on or off: `None` leaves a stage as it is.
+    Processing {
+        echo_cancel: Option<bool>,
+        noise_suppression: Option<bool>,
+        auto_gain: Option<bool>,
+    },
+    /// Move the call to other devices (`None` keeps that direction's device).
+    Devices {
+        input: Option<String>,
+        output: Option<String>,
+    },
 }
 
 /// The headless grammar: one command per line, e.g. `dial sip:bob@127.0.0.1:5070`,
@@ -129,12 +150,55 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
             [target] => Command::Forward(Some((*target).to_string())),
             _ => return Err("usage: forward <uri>|off".into()),
         },
+        "record" => match args.as_slice() {
+            [] => Command::Audio(None, AudioCommand::Record(None)),
+            ["stop"] => Command::Audio(None, AudioCommand::RecordStop),
+            [file] => Command::Audio(None, AudioCommand::Record(Some((*file).into()))),
+            _ => return Err("usage: record [file.wav] | record stop".into()),
+        },
+        "processing" => {
+            let usage = "usage: processing <aec|ns|agc|all> <on|off>";
+            let (stage, on) = match args.as_slice() {
+                [stage, "on"] => (*stage, true),
+                [stage, "off"] => (*stage, false),
+                _ => return Err(usage.into()),
+            };
+            let pick = |name: &str| (stage == name || stage == "all").then_some(on);
+            if !matches!(stage, "aec" | "ns" | "agc" | "all") {
+                return Err(usage.into());
+            }
+            Command::Audio(
+                None,
+                AudioCommand::Processing {
+                    echo_cancel: pick("aec"),
+                    noise_suppression: pick("ns"),
+                    auto_gain: pick("agc"),
+                },
+            )
+        }
+        "device" => match args.as_slice() {
+            ["input", name @ ..] if !name.is_empty() => Command::Audio(
+                None,
+                AudioCommand::Devices {
+                    input: Some(name.join(" ")),
+                    output: None,
+                },
+            ),
+            ["output", name @ ..] if !name.is_empty() => Command::Audio(
+                None,
+                AudioCommand::Devices {
+                    input: None,
+                    output: Some(name.join(" ")),
+                },
+            ),
+            _ => return Err("usage: device <input|output> <name|default|null>".into()),
+        },
         "register" => return no_args(Command::Register),
         "unregister" => return no_args(Command::Unregister),
         "quit" | "exit" => return no_args(Command::Quit),
         _ => {
             return Err(format!(
-                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, register, unregister, quit)"
+                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, record, processing, device, register, unregister, quit)"
             ));
         }
     };
@@ -208,6 +272,43 @@ mod tests {
             Ok(Some(Command::Forward(Some("sip:vm@h".into()))))
         );
         assert_eq!(parse_line("forward off"), Ok(Some(Command::Forward(None))));
+        assert_eq!(
+            parse_line("record /tmp/call.wav"),
+            Ok(Some(Command::Audio(
+                None,
+                AudioCommand::Record(Some("/tmp/call.wav".into()))
+            )))
+        );
+        assert_eq!(
+            parse_line("record"),
+            Ok(Some(Command::Audio(None, AudioCommand::Record(None))))
+        );
+        assert_eq!(
+            parse_line("record stop"),
+            Ok(Some(Command::Audio(None, AudioCommand::RecordStop)))
+        );
+        assert_eq!(
+            parse_line("processing ns off"),
+            Ok(Some(Command::Audio(
+                None,
+                AudioCommand::Processing {
+                    echo_cancel: None,
+                    noise_suppression: Some(false),
+                    auto_gain: None
+                }
+            )))
+        );
+        assert!(parse_line("processing loud on").is_err());
+        assert_eq!(
+            parse_line("device output pulseaudio:sipterm_out"),
+            Ok(Some(Command::Audio(
+                None,
+                AudioCommand::Devices {
+                    input: None,
+                    output: Some("pulseaudio:sipterm_out".into())
+                }
+            )))
+        );
     }
 
     #[test]

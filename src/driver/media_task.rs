@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::call_audio::{CallAudio, Opened, ProcessingConfig};
+use super::command::AudioCommand;
 use super::transport::{canonical, on_socket_family};
 use crate::event::{Event, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
@@ -20,10 +22,11 @@ use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{JitterBuffer, Playout};
 use crate::media::mixer::ConferenceLeg;
+use crate::media::ptime::{self, Packetizer};
 
 /// Initial playout delay of the jitter buffer, in frames (it adapts to the measured jitter).
 const JITTER_FRAMES: u32 = 3;
-use crate::media::audio::{AudioDevice, AudioIo};
+use crate::media::audio::AudioDevice;
 use crate::media::quality;
 use crate::media::rtcp::{RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
@@ -65,6 +68,8 @@ pub struct MediaIo {
     /// A WAV output keeps what it holds (the tone the tone player recorded for this call just
     /// before) and the call's audio follows it; otherwise each call starts the file afresh.
     pub append_output: bool,
+    /// `[audio] echo_cancel`, `noise_suppression`, `auto_gain`.
+    pub processing: ProcessingConfig,
 }
 
 #[derive(Debug)]
@@ -80,6 +85,8 @@ pub enum MediaControl {
     /// Call waiting: mix this region's call-waiting tone into what the call plays (`None`
     /// stops it). Sent by the SIP task while another call is `incoming`.
     CallWaiting(Option<ToneRegion>),
+    /// Recording, processing, devices (`driver::call_audio`).
+    Audio(AudioCommand),
     Stop,
 }
 
@@ -125,7 +132,8 @@ pub fn spawn(
 ) -> MediaHandle {
     let (control, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let mut media = match CallMedia::new(call, params, &io, events.clone()).await {
+        let (opened_tx, opened_rx) = mpsc::unbounded_channel();
+        let mut media = match CallMedia::new(call, params, &io, events.clone(), opened_tx).await {
             Ok(m) => m,
             Err(message) => {
                 let _ = events
@@ -136,7 +144,7 @@ pub fn spawn(
                 return;
             }
         };
-        media.run(rtp, rtcp, rx).await;
+        media.run(rtp, rtcp, rx, opened_rx).await;
     });
     MediaHandle { control, task }
 }
@@ -187,6 +195,7 @@ fn kind_of(codec: Codec) -> CodecKind {
         Codec::Opus => CodecKind::Opus,
         Codec::Pcmu => CodecKind::Pcmu,
         Codec::Pcma => CodecKind::Pcma,
+        Codec::G722 => CodecKind::G722,
     }
 }
 
@@ -201,6 +210,11 @@ struct CallMedia {
     sender: RtpSender,
     receiver: RtpReceiver,
     jitter: JitterBuffer,
+    /// Gathers audio into packets of the peer's ptime; `packet_pcm` holds one packet's PCM.
+    packetizer: Packetizer,
+    packet_pcm: Vec<i16>,
+    /// The jitter buffer's frame: 20 ms, or 10 ms for peers sending 10/30/50 ms packets.
+    receive_frame_ms: u32,
     dtmf_out: DtmfSender,
     dtmf_in: DtmfReceiver,
     muted: bool,
@@ -211,8 +225,9 @@ struct CallMedia {
     latch: Latch,
     /// Our RTP socket's address, for the `media` event.
     local: Option<SocketAddr>,
-    /// Sound devices, when an endpoint is `Device`; they take over from `source`/`sink`.
-    device: Option<AudioIo>,
+    /// Sound devices (when an endpoint is `Device`; they take over from `source`/`sink`),
+    /// voice processing and recording.
+    audio: CallAudio,
     /// What we captured (silence while muted) and played since the last `levels` event.
     mic_level: LevelMeter,
     speaker_level: LevelMeter,
@@ -241,6 +256,7 @@ impl CallMedia {
         params: MediaParams,
         io: &MediaIo,
         events: mpsc::Sender<Event>,
+        opened: mpsc::UnboundedSender<Opened>,
     ) -> Result<Self, String> {
         let kind = kind_of(params.codec);
         let rate = kind.sample_rate();
@@ -261,6 +277,14 @@ impl CallMedia {
             AudioEndpoint::Device(_) => FrameSource::null(rate),
         };
         let (device, mic_failure) = open_devices(io, rate, &events).await;
+        let settings = io.processing.resolve(
+            device.as_ref().is_some_and(|d| d.has_capture()),
+            device.as_ref().is_some_and(|d| d.has_playback()),
+        );
+        let (audio, warnings) = CallAudio::new(call, rate, device, settings, opened);
+        for warning in warnings {
+            warn(&events, warning).await;
+        }
         let sink = match &io.output {
             AudioEndpoint::Wav(path) => match create_sink(path, rate, io.append_output) {
                 Ok(s) => FrameSink::Wav(Box::new(s)),
@@ -282,7 +306,7 @@ impl CallMedia {
         // off-path attacker who can guess them can inject into the stream) from the thread's
         // ChaCha12 generator, seeded by the OS.
         let seed: u64 = rand::random();
-        let sender = RtpSender::new(seed, params.payload_type, kind.samples_per_frame() as u32);
+        let sender = RtpSender::new(seed, params.payload_type, kind.timestamp_step());
         let cname = format!("sipterm-{:08x}@{}", sender.ssrc(), params.remote.ip());
         Ok(CallMedia {
             rtcp: RtcpSession::new(
@@ -302,14 +326,17 @@ impl CallMedia {
                 Some(pt) => RtpReceiver::new(kind.clock_rate()).with_event_payload_type(pt),
                 None => RtpReceiver::new(kind.clock_rate()),
             },
-            jitter: JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES),
+            jitter: jitter_buffer(kind, ptime::receive_frame_ms(kind, params.ptime_ms)),
+            packetizer: Packetizer::new(kind, ptime::send_ptime_ms(kind, params.ptime_ms)),
+            packet_pcm: Vec::with_capacity(kind.samples_per_frame() * 3),
+            receive_frame_ms: ptime::receive_frame_ms(kind, params.ptime_ms),
             dtmf_out: DtmfSender::with_defaults(kind.clock_rate()).map_err(|e| e.to_string())?,
             dtmf_in: DtmfReceiver::new(),
             muted: false,
             events,
             latch: Latch::new(Negotiated::of(&params), io.rtp_latching),
             local: None,
-            device,
+            audio,
             srtp: match &params.srtp {
                 Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
                 None => None,
@@ -338,6 +365,7 @@ impl CallMedia {
         rtp: UdpSocket,
         rtcp: UdpSocket,
         mut control: mpsc::UnboundedReceiver<MediaControl>,
+        mut opened: mpsc::UnboundedReceiver<Opened>,
     ) {
         self.local = rtp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
@@ -353,11 +381,11 @@ impl CallMedia {
             tokio::select! {
                 _ = tick.tick() => {
                     frames += 1;
-                    if let Some(warning) = self.device.as_mut().and_then(AudioIo::poll_warning) {
-                        if warning.0.starts_with("sound input") {
-                            self.mic_failure = Some(warning.0.clone());
+                    if let Some(warning) = self.audio.poll() {
+                        if warning.starts_with("sound input") {
+                            self.mic_failure = Some(warning.clone());
                         }
-                        warn(&self.events, warning.0).await;
+                        warn(&self.events, warning).await;
                     }
                     if let Some(leg) = &mut self.conference {
                         leg.gather(self.kind.samples_per_frame());
@@ -373,6 +401,9 @@ impl CallMedia {
                     }
                     if frames.is_multiple_of(LEVELS_EVERY) {
                         self.report_levels();
+                    }
+                    if let Some(event) = self.audio.poll_event() {
+                        let _ = self.events.send(event).await;
                     }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
@@ -426,9 +457,28 @@ impl CallMedia {
                         let rate = self.kind.sample_rate();
                         self.call_waiting = region.map(|r| (r, r.call_waiting(rate)));
                     }
+                    Some(MediaControl::Audio(change)) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        if let Some(message) = self.audio.handle_command(change, now) {
+                            warn(&self.events, message).await;
+                        }
+                    }
                     Some(MediaControl::Stop) | None => break,
                 },
+                Some(done) = opened.recv() => {
+                    if let Some(message) = self.audio.handle_opened(done) {
+                        warn(&self.events, message).await;
+                    }
+                }
             }
+        }
+        if let Some(path) = self.audio.stop_recording() {
+            tracing::info!(call = self.call, "recording saved: {}", path.display());
+        }
+        if let Some(event) = self.audio.poll_event() {
+            let _ = self.events.send(event).await;
         }
         self.report().await;
         let bye = self.rtcp.bye(None);
@@ -457,9 +507,9 @@ impl CallMedia {
         pcm.clear();
         // The source advances in real time whether or not we send (hold keeps the file's clock).
         let _ = self.source.next_frame(pcm);
-        if let Some(device) = &mut self.device {
-            device.read_frame(pcm);
-        }
+        self.audio.capture(pcm);
+        let sending = self.params.direction.sends() && !self.muted;
+        self.audio.sent(sending.then_some(pcm.as_slice()));
         if self.muted {
             self.mic_level.add_silence(pcm.len());
         } else {
@@ -475,6 +525,9 @@ impl CallMedia {
             leg.add_others(pcm);
         }
         packet.clear();
+        // Audio for the peer's packet time gathers here (`media::ptime`); a tick that sends
+        // none drops it and the RTP clock skips the time it covered.
+        let mut skipped = 0;
         let dtmf = match self.params.telephone_event_pt {
             Some(pt) => self
                 .dtmf_out
@@ -486,17 +539,34 @@ impl CallMedia {
             if self.sender.packetize_event(pt, &dtmf, packet).is_err() {
                 packet.clear();
             }
+            skipped = self.packetizer.discard(self.kind);
         } else if self.params.direction.sends() && (!self.muted || conferencing || inband) {
-            payload.clear();
-            if self.encoder.encode(pcm, payload).is_err()
-                || self.sender.packetize_audio(payload, packet).is_err()
-            {
+            self.packetizer.push(pcm);
+            let units = self.packetizer.units_per_packet();
+            while self.packetizer.pop(&mut self.packet_pcm) {
+                payload.clear();
                 packet.clear();
-                self.sender.skip_frame();
+                if self.encoder.encode(&self.packet_pcm, payload).is_err()
+                    || self
+                        .sender
+                        .packetize_audio_units(payload, units, packet)
+                        .is_err()
+                {
+                    packet.clear();
+                    self.sender.skip_units(units);
+                }
+                self.send_rtp(socket, packet).await;
             }
+            packet.clear();
         } else {
             self.sender.skip_frame();
+            skipped = self.packetizer.discard(self.kind);
         }
+        self.sender.skip_units(skipped);
+        self.send_rtp(socket, packet).await;
+    }
+
+    async fn send_rtp(&mut self, socket: &UdpSocket, packet: &[u8]) {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
@@ -536,22 +606,27 @@ impl CallMedia {
     fn play_frame(&mut self, pcm: &mut Vec<i16>) {
         pcm.clear();
         let frame = self.kind.samples_per_frame();
-        let ok = match self.jitter.pop_frame() {
-            Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
-            Playout::Missing => match self.jitter.peek_next() {
-                // Opus rebuilds a lost frame from the next packet's in-band FEC.
-                Some(next) => {
-                    let next = next.to_vec();
-                    self.decoder.decode_lost_with_next(&next, pcm).is_ok()
-                }
-                None => self.decoder.decode(None, pcm).is_ok(),
-            },
-            Playout::Buffering => false,
-        };
+        // One 20 ms tick is one jitter frame, or two of 10 ms (`media::ptime`).
+        let mut ok = true;
+        for _ in 0..20 / self.receive_frame_ms {
+            ok &= match self.jitter.pop_frame() {
+                Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
+                Playout::Missing => match self.jitter.peek_next() {
+                    // Opus rebuilds a lost frame from the next packet's in-band FEC.
+                    Some(next) => {
+                        let next = next.to_vec();
+                        self.decoder.decode_lost_with_next(&next, pcm).is_ok()
+                    }
+                    None => self.decoder.decode(None, pcm).is_ok(),
+                },
+                Playout::Buffering => false,
+            };
+        }
         if !ok || pcm.is_empty() {
             pcm.clear();
-            pcm.resize(frame, 0);
         }
+        // Whatever the packets held, the tick plays exactly one frame.
+        pcm.resize(frame, 0);
         // In a conference the other legs hear this peer; the local output gets the whole mix
         // once, from the host leg.
         if let Some(leg) = &mut self.conference {
@@ -567,8 +642,9 @@ impl CallMedia {
         }
         self.speaker_level.add(pcm);
         let _ = self.sink.write_frame(pcm);
-        if let Some(device) = &mut self.device {
-            device.write_frame(pcm);
+        if let Some(message) = self.audio.play(pcm) {
+            tracing::warn!("{message}");
+            let _ = self.events.try_send(Event::Warning { message });
         }
     }
 
@@ -697,8 +773,17 @@ impl CallMedia {
                 if restarted {
                     self.jitter.reset();
                 }
-                self.jitter
-                    .insert_at(packet.timestamp(), packet.payload(), arrival_units);
+                if ptime::is_sample_codec(self.kind) {
+                    let units = (self.kind.clock_rate() * self.receive_frame_ms / 1000) as usize;
+                    for (timestamp, piece) in
+                        ptime::split_payload(packet.timestamp(), packet.payload(), units)
+                    {
+                        self.jitter.insert_at(timestamp, piece, arrival_units);
+                    }
+                } else {
+                    self.jitter
+                        .insert_at(packet.timestamp(), packet.payload(), arrival_units);
+                }
             }
             ReceiveOutcome::Duplicate | ReceiveOutcome::Discarded => {}
         }
@@ -709,10 +794,9 @@ impl CallMedia {
             let kind = kind_of(params.codec);
             if let (Ok(enc), Ok(dec)) = (codec::encoder(kind), codec::decoder(kind)) {
                 self.kind = kind;
-                if let Some(device) = &mut self.device
-                    && device.set_codec_rate(kind.sample_rate()).is_err()
-                {
-                    self.device = None;
+                for message in self.audio.set_codec_rate(kind.sample_rate()) {
+                    tracing::warn!("{message}");
+                    let _ = self.events.try_send(Event::Warning { message });
                 }
                 self.encoder = enc;
                 self.decoder = dec;
@@ -723,12 +807,26 @@ impl CallMedia {
                 if let Some(leg) = &mut self.conference {
                     leg.set_rate(kind.sample_rate());
                 }
-                self.jitter = JitterBuffer::new(kind.samples_per_frame() as u32, JITTER_FRAMES);
+                self.receive_frame_ms = ptime::receive_frame_ms(kind, params.ptime_ms);
+                self.jitter = jitter_buffer(kind, self.receive_frame_ms);
+                self.packetizer =
+                    Packetizer::new(kind, ptime::send_ptime_ms(kind, params.ptime_ms));
                 self.sender = RtpSender::new(
                     u64::from(self.sender.ssrc()) << 16 | 1,
                     params.payload_type,
-                    kind.samples_per_frame() as u32,
+                    kind.timestamp_step(),
                 );
+            }
+        } else if params.ptime_ms != self.params.ptime_ms {
+            // Same codec, another packet time (a re-INVITE): what waits for the old one goes.
+            let skipped = self.packetizer.discard(self.kind);
+            self.sender.skip_units(skipped);
+            self.packetizer =
+                Packetizer::new(self.kind, ptime::send_ptime_ms(self.kind, params.ptime_ms));
+            let frame_ms = ptime::receive_frame_ms(self.kind, params.ptime_ms);
+            if frame_ms != self.receive_frame_ms {
+                self.receive_frame_ms = frame_ms;
+                self.jitter = jitter_buffer(self.kind, frame_ms);
             }
         }
         // A new SDP address forgets the latched source; the counters and the SSRC heard stay.
@@ -768,8 +866,8 @@ impl CallMedia {
             0.0
         };
         // One-way delay estimate: half the RTT when known, plus our playout buffer.
-        let delay_ms =
-            rtt_ms.map(|r| r / 2.0).unwrap_or(0.0) + f64::from(self.jitter.target_delay() * 20);
+        let delay_ms = rtt_ms.map(|r| r / 2.0).unwrap_or(0.0)
+            + f64::from(self.jitter.target_delay() * self.receive_frame_ms);
         // The score of what arrived since the last report (none: no score for silence).
         let lost = stats.lost.max(0) as u64;
         let mos = quality::interval_mos(
@@ -859,7 +957,7 @@ async fn open_devices(
     io: &MediaIo,
     rate: u32,
     events: &mpsc::Sender<Event>,
-) -> (Option<AudioIo>, Option<String>) {
+) -> (Option<crate::media::audio::AudioIo>, Option<String>) {
     let name = |e: &AudioEndpoint| match e {
         AudioEndpoint::Device(name) => Some(name.clone()),
         _ => None,
@@ -905,6 +1003,14 @@ async fn open_devices(
     }
     let device = (device.has_capture() || device.has_playback()).then_some(device);
     (device, input_failure)
+}
+
+/// A jitter buffer of `frame_ms` frames starting at the usual delay (`JITTER_FRAMES` of 20 ms).
+fn jitter_buffer(kind: CodecKind, frame_ms: u32) -> JitterBuffer {
+    JitterBuffer::new(
+        kind.clock_rate() * frame_ms / 1000,
+        JITTER_FRAMES * 20 / frame_ms.max(1),
+    )
 }
 
 fn round_db(db: f32) -> f32 {

@@ -1,5 +1,6 @@
 //! tokio drivers: sockets and timers around the sans-IO cores.
 
+pub mod call_audio;
 pub mod command;
 pub mod diagnosis_task;
 pub mod dns;
@@ -11,3 +12,4 @@ pub mod sip_task;
 pub mod tls;
 pub mod tone_task;
 pub mod transport;
+pub mod voice_thread;

@@ -333,6 +333,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             output: media_task::AudioEndpoint::Null,
             rtp_latching: false,
             append_output: false,
+            processing: Default::default(),
         },
         tones: Tones::default(),
         sockets: HashMap::new(),
@@ -374,6 +375,7 @@ fn waits_for_media(command: &Command) -> bool {
         | Command::Resume(call)
         | Command::Transfer(call, _)
         | Command::Mute(call, _)
+        | Command::Audio(call, _)
         | Command::Dtmf(call, _) => call.is_none(),
     }
 }
@@ -704,6 +706,9 @@ impl Engine {
                 self.pbx.forward = target.clone();
                 self.announce_forward().await;
                 ua::Command::SetForward(target)
+            }
+            Command::Audio(call, change) => {
+                return self.media_control(call, MediaControl::Audio(change)).await;
             }
         };
         self.ua.handle_command(ua_command, now);

@@ -52,6 +52,8 @@ pub enum Ringtone {
 pub struct ToneSettings {
     pub ringtone: Ringtone,
     pub region: ToneRegion,
+    /// `[audio] ring_device`: the ringtone plays here when calls use a sound device.
+    pub ring_device: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +142,7 @@ pub fn spawn(
     }
     let (stop, stop_rx) = oneshot::channel();
     let settings = settings.clone();
-    let output = output.clone();
+    let output = tone_output(kind, &settings, output);
     let task =
         tokio::spawn(
             async move { play(kind, settings, output, device_warned, events, stop_rx).await },
@@ -150,6 +152,17 @@ pub fn spawn(
         stop: Some(stop),
         task,
     })
+}
+
+/// Where a tone plays: the ringtone goes to `[audio] ring_device` (the speakers while calls use
+/// the headset) when calls use a sound device; a WAV output (a test's recording) keeps all.
+fn tone_output(kind: ToneKind, settings: &ToneSettings, output: &AudioEndpoint) -> AudioEndpoint {
+    match (kind, &settings.ring_device, output) {
+        (ToneKind::Ringtone, Some(ring), AudioEndpoint::Device(_)) => {
+            AudioEndpoint::Device(ring.clone())
+        }
+        _ => output.clone(),
+    }
 }
 
 async fn play(
@@ -301,6 +314,32 @@ async fn warn(events: &mpsc::Sender<Event>, message: String) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_ringtone_plays_on_the_ring_device_when_calls_use_sound_devices() {
+        let settings = ToneSettings {
+            ring_device: Some("speakers".into()),
+            ..ToneSettings::default()
+        };
+        let headset = AudioEndpoint::Device("headset".into());
+        assert_eq!(
+            tone_output(ToneKind::Ringtone, &settings, &headset),
+            AudioEndpoint::Device("speakers".into())
+        );
+        // Ringback and busy belong to the call being placed: the headset.
+        assert_eq!(
+            tone_output(ToneKind::Ringback, &settings, &headset),
+            headset
+        );
+        // A WAV output records everything, the ringtone too.
+        let wav = AudioEndpoint::Wav("out.wav".into());
+        assert_eq!(tone_output(ToneKind::Ringtone, &settings, &wav), wav);
+        assert_eq!(
+            tone_output(ToneKind::Ringtone, &ToneSettings::default(), &headset),
+            headset
+        );
+    }
+
     use super::*;
     use crate::media::tones::{cadence, goertzel_power};
 

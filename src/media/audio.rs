@@ -63,6 +63,9 @@ pub struct SideStatus {
     pub underruns: AtomicU64,
     /// `BackendError`s: noisy but not fatal (the ALSA `pulse` plugin fires hundreds a second).
     pub backend_errors: AtomicU64,
+    /// Callbacks so far: a stream whose count stops moving has stalled (a device unplugged
+    /// without an error from the backend).
+    pub callbacks: AtomicU64,
     /// Set once by a fatal stream error; the message is in `failure`.
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -97,6 +100,9 @@ pub struct CaptureReader {
 /// Audio for a device: mono samples at the device rate.
 pub struct PlaybackWriter {
     producer: Producer<f32>,
+    /// What the callback actually played, sample for sample (silence on underrun): the echo
+    /// canceller's reference.
+    played: Consumer<f32>,
     rate: u32,
     name: String,
     status: Arc<SideStatus>,
@@ -171,28 +177,177 @@ fn to_i16(s: f32) -> i16 {
     (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
+/// Keeps one cpal stream alive on its own thread (streams are not `Send` on every host) until
+/// dropped.
+struct StreamKeeper {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StreamKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Opens a stream with `open` on a new thread and keeps it there. `Ok(None)`: the `null` device.
+fn keep_on_thread<T: Send + 'static>(
+    open: impl FnOnce() -> Opened<T> + Send + 'static,
+) -> Result<Option<(T, StreamKeeper)>, String> {
+    let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("sipterm-audio".into())
+        .spawn(move || match open() {
+            Ok(Some((stream, end))) => {
+                let _ = ready_tx.send(Ok(Some(end)));
+                // Keep the stream alive until the keeper drops its sender.
+                let _ = stop_rx.recv();
+                drop(stream);
+            }
+            Ok(None) => {
+                let _ = ready_tx.send(Ok(None));
+            }
+            Err(message) => {
+                let _ = ready_tx.send(Err(message));
+            }
+        })
+        .map_err(|e| format!("cannot start the audio thread: {e}"))?;
+    let keeper = StreamKeeper {
+        stop: Some(stop),
+        thread: Some(thread),
+    };
+    match ready_rx.recv() {
+        Ok(Ok(Some(end))) => Ok(Some((end, keeper))),
+        Ok(Ok(None)) => Ok(None),
+        Ok(Err(message)) => Err(message),
+        Err(_) => Err("the audio thread ended before opening the device".into()),
+    }
+}
+
+/// An open capture device: its ring and the thread that keeps its stream.
+pub struct Capture {
+    reader: CaptureReader,
+    /// Polls since it opened, and since the callback count last moved (a stall detector).
+    polls: u32,
+    still_polls: u32,
+    last_callbacks: u64,
+    _keeper: StreamKeeper,
+}
+
+/// An open playback device: its rings and the thread that keeps its stream.
+pub struct Playback {
+    writer: PlaybackWriter,
+    polls: u32,
+    still_polls: u32,
+    last_callbacks: u64,
+    _keeper: StreamKeeper,
+}
+
+impl Capture {
+    /// Opens `name` (see [`AudioDevice::open`]); `Ok(None)` for `null`. Blocks up to seconds.
+    pub fn open(name: &str) -> Result<Option<Capture>, String> {
+        let name = name.to_owned();
+        Ok(
+            keep_on_thread(move || open_capture(&name))?.map(|(reader, keeper)| Capture {
+                reader,
+                polls: 0,
+                still_polls: 0,
+                last_callbacks: 0,
+                _keeper: keeper,
+            }),
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.reader.name
+    }
+}
+
+impl Playback {
+    /// Opens `name` (see [`AudioDevice::open`]); `Ok(None)` for `null`. Blocks up to seconds.
+    pub fn open(name: &str) -> Result<Option<Playback>, String> {
+        let name = name.to_owned();
+        Ok(
+            keep_on_thread(move || open_playback(&name))?.map(|(writer, keeper)| Playback {
+                writer,
+                polls: 0,
+                still_polls: 0,
+                last_callbacks: 0,
+                _keeper: keeper,
+            }),
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.writer.name
+    }
+}
+
+/// Polls (20 ms each) without a single callback before a running stream counts as stalled:
+/// 500 ms, well above any buffer a 10 ms stream should see, yet a short gap in a call.
+const STALL_POLLS: u32 = 25;
+/// A stream's first polls are not judged: a sound server may take a while to settle a new
+/// stream into a device that is already playing (PulseAudio re-configures its latency).
+const STALL_GRACE_POLLS: u32 = 150;
+
+/// Which way a device carries sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+/// What [`AudioIo::poll`] has to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceNews {
+    /// Something to tell the user; audio goes on.
+    Warning(Warning),
+    /// The device of that direction failed or stalled and is closed (that direction is null
+    /// now): `name` is the device, `why` what happened.
+    Lost {
+        direction: Direction,
+        name: String,
+        why: String,
+    },
+}
+
 /// The device ends of one call. Dropping it stops the streams.
 pub struct AudioIo {
-    capture: Option<CaptureReader>,
-    playback: Option<PlaybackWriter>,
+    capture: Option<Capture>,
+    playback: Option<Playback>,
     codec_rate: u32,
     up: Option<Resampler>,
     down: Option<Resampler>,
+    /// Device output rate to codec rate, for the played reference.
+    played_down: Option<Resampler>,
+    /// Played samples (device rate) waiting for a whole 20 ms frame.
+    played_pending: Vec<i16>,
     scratch: Vec<i16>,
     polls: u64,
     backend_reported: u64,
     backend_warned_at: Option<u64>,
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl fmt::Debug for AudioIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AudioIo")
-            .field("capture", &self.capture.as_ref().map(|c| (&c.name, c.rate)))
+            .field(
+                "capture",
+                &self
+                    .capture
+                    .as_ref()
+                    .map(|c| (&c.reader.name, c.reader.rate)),
+            )
             .field(
                 "playback",
-                &self.playback.as_ref().map(|p| (&p.name, p.rate)),
+                &self
+                    .playback
+                    .as_ref()
+                    .map(|p| (&p.writer.name, p.writer.rate)),
             )
             .field("codec_rate", &self.codec_rate)
             .finish()
@@ -209,46 +364,25 @@ impl AudioDevice {
     /// that cannot be opened becomes a warning and that direction stays null. Blocks for up to
     /// a few seconds (backends are slow to start): call it from a blocking context.
     pub fn open(input: &str, output: &str) -> Result<(AudioIo, Vec<Warning>), AudioError> {
-        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (input, output) = (input.to_owned(), output.to_owned());
-        let thread = std::thread::Builder::new()
-            .name("sipterm-audio".into())
-            .spawn(move || {
-                let mut warnings = Vec::new();
-                let mut streams = Vec::new();
-                let capture = match open_capture(&input) {
-                    Ok(Some((stream, reader))) => {
-                        streams.push(stream);
-                        Some(reader)
-                    }
-                    Ok(None) => None,
-                    Err(message) => {
-                        warnings.push(Warning(format!(
-                            "sound input `{input}`: {message}; sending silence"
-                        )));
-                        None
-                    }
-                };
-                let playback = match open_playback(&output) {
-                    Ok(Some((stream, writer))) => {
-                        streams.push(stream);
-                        Some(writer)
-                    }
-                    Ok(None) => None,
-                    Err(message) => {
-                        warnings.push(Warning(format!(
-                            "sound output `{output}`: {message}; received audio is discarded"
-                        )));
-                        None
-                    }
-                };
-                let _ = ready_tx.send((capture, playback, warnings));
-                // Keep the streams alive until the AudioIo drops its sender.
-                let _ = stop_rx.recv();
-                drop(streams);
-            })?;
-        let (capture, playback, warnings) = ready_rx.recv().map_err(|_| AudioError::ThreadGone)?;
+        let mut warnings = Vec::new();
+        let capture = match Capture::open(input) {
+            Ok(capture) => capture,
+            Err(message) => {
+                warnings.push(Warning(format!(
+                    "sound input `{input}`: {message}; sending silence"
+                )));
+                None
+            }
+        };
+        let playback = match Playback::open(output) {
+            Ok(playback) => playback,
+            Err(message) => {
+                warnings.push(Warning(format!(
+                    "sound output `{output}`: {message}; received audio is discarded"
+                )));
+                None
+            }
+        };
         Ok((
             AudioIo {
                 capture,
@@ -256,12 +390,12 @@ impl AudioDevice {
                 codec_rate: 0,
                 up: None,
                 down: None,
+                played_down: None,
+                played_pending: Vec::with_capacity(1920),
                 scratch: Vec::with_capacity(960),
                 polls: 0,
                 backend_reported: 0,
                 backend_warned_at: None,
-                stop: Some(stop),
-                thread: Some(thread),
             },
             warnings,
         ))
@@ -277,13 +411,51 @@ impl AudioIo {
         self.playback.is_some()
     }
 
+    /// The devices in use (their ids), for the user.
+    pub fn input_name(&self) -> Option<&str> {
+        self.capture.as_ref().map(Capture::name)
+    }
+
+    pub fn output_name(&self) -> Option<&str> {
+        self.playback.as_ref().map(Playback::name)
+    }
+
     /// The capture and playback counters, when that direction is open.
     pub fn capture_status(&self) -> Option<&SideStatus> {
-        self.capture.as_ref().map(|c| &*c.status)
+        self.capture.as_ref().map(|c| &*c.reader.status)
     }
 
     pub fn playback_status(&self) -> Option<&SideStatus> {
-        self.playback.as_ref().map(|p| &*p.status)
+        self.playback.as_ref().map(|p| &*p.writer.status)
+    }
+
+    /// Puts another capture device in place (or none); returns the old one, to be dropped
+    /// off the async runtime (dropping joins its thread).
+    pub fn replace_capture(
+        &mut self,
+        capture: Option<Capture>,
+    ) -> Result<Option<Capture>, MediaError> {
+        self.up = match (&capture, self.codec_rate) {
+            (Some(c), rate) if rate > 0 => Some(Resampler::new(c.reader.rate, rate)?),
+            _ => None,
+        };
+        Ok(std::mem::replace(&mut self.capture, capture))
+    }
+
+    /// Puts another playback device in place (or none); returns the old one.
+    pub fn replace_playback(
+        &mut self,
+        playback: Option<Playback>,
+    ) -> Result<Option<Playback>, MediaError> {
+        (self.down, self.played_down) = match (&playback, self.codec_rate) {
+            (Some(p), rate) if rate > 0 => (
+                Some(Resampler::new(rate, p.writer.rate)?),
+                Some(Resampler::new(p.writer.rate, rate)?),
+            ),
+            _ => (None, None),
+        };
+        self.played_pending.clear();
+        Ok(std::mem::replace(&mut self.playback, playback))
     }
 
     /// Sets the codec's rate; frames are resampled between it and the device rates.
@@ -292,13 +464,17 @@ impl AudioIo {
             return Ok(());
         }
         self.up = match &self.capture {
-            Some(c) => Some(Resampler::new(c.rate, rate)?),
+            Some(c) => Some(Resampler::new(c.reader.rate, rate)?),
             None => None,
         };
-        self.down = match &self.playback {
-            Some(p) => Some(Resampler::new(rate, p.rate)?),
-            None => None,
+        (self.down, self.played_down) = match &self.playback {
+            Some(p) => (
+                Some(Resampler::new(rate, p.writer.rate)?),
+                Some(Resampler::new(p.writer.rate, rate)?),
+            ),
+            None => (None, None),
         };
+        self.played_pending.clear();
         self.codec_rate = rate;
         Ok(())
     }
@@ -309,7 +485,7 @@ impl AudioIo {
         let (Some(capture), Some(up)) = (&mut self.capture, &mut self.up) else {
             return false;
         };
-        capture.read_frame(&mut self.scratch);
+        capture.reader.read_frame(&mut self.scratch);
         out.clear();
         if up.process(&self.scratch, out).is_err() {
             out.clear();
@@ -325,35 +501,69 @@ impl AudioIo {
         };
         self.scratch.clear();
         if down.process(samples, &mut self.scratch).is_ok() {
-            playback.write_frame(&self.scratch);
+            playback.writer.write_frame(&self.scratch);
         }
     }
 
-    /// Call once per 20 ms frame: a device that failed is closed (that direction goes on as
-    /// null) with a warning; backend error storms give at most one warning per 10 s.
-    pub fn poll_warning(&mut self) -> Option<Warning> {
+    /// Appends what the speaker played since the last call (codec rate, whole 20 ms frames):
+    /// the echo reference. False without a playback device.
+    pub fn read_played(&mut self, out: &mut Vec<i16>) -> bool {
+        let (Some(playback), Some(resampler)) = (&mut self.playback, &mut self.played_down) else {
+            return false;
+        };
+        let available = playback.writer.played.slots();
+        if let Ok(chunk) = playback.writer.played.read_chunk(available) {
+            self.played_pending.extend(chunk.into_iter().map(to_i16));
+        }
+        let frame = samples_per_frame(playback.writer.rate);
+        let mut start = 0;
+        while self.played_pending.len() - start >= frame {
+            let _ = resampler.process(&self.played_pending[start..start + frame], out);
+            start += frame;
+        }
+        self.played_pending.drain(..start);
+        true
+    }
+
+    /// Call once per 20 ms frame: a device that failed or stalled is closed (that direction
+    /// goes on as null) and reported as lost; backend error storms give at most one warning
+    /// per 10 s.
+    pub fn poll(&mut self) -> Option<DeviceNews> {
         self.polls += 1;
-        if let Some(c) = &self.capture
-            && c.status.failed.load(Ordering::Acquire)
+        if let Some(c) = &mut self.capture
+            && let Some(why) = side_trouble(
+                &c.reader.status,
+                &mut c.polls,
+                &mut c.still_polls,
+                &mut c.last_callbacks,
+            )
         {
-            let why = failure_text(&c.status);
-            let name = c.name.clone();
+            let name = c.reader.name.clone();
             self.capture = None;
             self.up = None;
-            return Some(Warning(format!(
-                "sound input `{name}` failed: {why}; sending silence"
-            )));
+            return Some(DeviceNews::Lost {
+                direction: Direction::Input,
+                name,
+                why,
+            });
         }
-        if let Some(p) = &self.playback
-            && p.status.failed.load(Ordering::Acquire)
+        if let Some(p) = &mut self.playback
+            && let Some(why) = side_trouble(
+                &p.writer.status,
+                &mut p.polls,
+                &mut p.still_polls,
+                &mut p.last_callbacks,
+            )
         {
-            let why = failure_text(&p.status);
-            let name = p.name.clone();
+            let name = p.writer.name.clone();
             self.playback = None;
             self.down = None;
-            return Some(Warning(format!(
-                "sound output `{name}` failed: {why}; received audio is discarded"
-            )));
+            self.played_down = None;
+            return Some(DeviceNews::Lost {
+                direction: Direction::Output,
+                name,
+                why,
+            });
         }
         let backend: u64 = [self.capture_status(), self.playback_status()]
             .into_iter()
@@ -367,12 +577,56 @@ impl AudioIo {
             let new = backend - self.backend_reported;
             self.backend_reported = backend;
             self.backend_warned_at = Some(self.polls);
-            return Some(Warning(format!(
+            return Some(DeviceNews::Warning(Warning(format!(
                 "sound device reported {new} backend error(s) (audio continues)"
-            )));
+            ))));
         }
         None
     }
+
+    /// [`AudioIo::poll`] as a warning only (a lost device is described and closed).
+    pub fn poll_warning(&mut self) -> Option<Warning> {
+        match self.poll()? {
+            DeviceNews::Warning(w) => Some(w),
+            DeviceNews::Lost {
+                direction: Direction::Input,
+                name,
+                why,
+            } => Some(Warning(format!(
+                "sound input `{name}` failed: {why}; sending silence"
+            ))),
+            DeviceNews::Lost {
+                direction: Direction::Output,
+                name,
+                why,
+            } => Some(Warning(format!(
+                "sound output `{name}` failed: {why}; received audio is discarded"
+            ))),
+        }
+    }
+}
+
+/// Why a running stream is unusable: a fatal error, or no callback for `STALL_POLLS` polls.
+fn side_trouble(
+    status: &SideStatus,
+    polls: &mut u32,
+    still: &mut u32,
+    last: &mut u64,
+) -> Option<String> {
+    if status.failed.load(Ordering::Acquire) {
+        return Some(failure_text(status));
+    }
+    *polls = polls.saturating_add(1);
+    let callbacks = status.callbacks.load(Ordering::Relaxed);
+    if callbacks != *last {
+        *last = callbacks;
+        *still = 0;
+        return None;
+    }
+    *still += 1;
+    // Only a stream that has run, and settled, counts as stalled.
+    (callbacks > 0 && *polls > STALL_GRACE_POLLS && *still >= STALL_POLLS)
+        .then(|| "the device stopped (unplugged?)".into())
 }
 
 fn failure_text(status: &SideStatus) -> String {
@@ -398,10 +652,6 @@ impl Drop for AudioIo {
                     s.backend_errors.load(Ordering::Relaxed)
                 );
             }
-        }
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -535,15 +785,21 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
     let rate = config.sample_rate;
     let (producer, consumer) = RingBuffer::new(samples_per_frame(rate) * (RING_MS / 20) as usize);
     let status = Arc::new(SideStatus::default());
-    let prime = samples_per_frame(rate) * (PRIME_MS / 20) as usize;
+    let (played_producer, played) =
+        RingBuffer::new(samples_per_frame(rate) * (RING_MS / 20) as usize);
+    let rings = PlaybackRings {
+        queue: consumer,
+        played: played_producer,
+        prime: samples_per_frame(rate) * (PRIME_MS / 20) as usize,
+    };
     let stream = match format {
-        SampleFormat::F32 => build_playback::<f32>(&device, config, consumer, prime, &status),
-        SampleFormat::I16 => build_playback::<i16>(&device, config, consumer, prime, &status),
-        SampleFormat::I32 => build_playback::<i32>(&device, config, consumer, prime, &status),
-        SampleFormat::U16 => build_playback::<u16>(&device, config, consumer, prime, &status),
-        SampleFormat::U8 => build_playback::<u8>(&device, config, consumer, prime, &status),
-        SampleFormat::I8 => build_playback::<i8>(&device, config, consumer, prime, &status),
-        SampleFormat::F64 => build_playback::<f64>(&device, config, consumer, prime, &status),
+        SampleFormat::F32 => build_playback::<f32>(&device, config, rings, &status),
+        SampleFormat::I16 => build_playback::<i16>(&device, config, rings, &status),
+        SampleFormat::I32 => build_playback::<i32>(&device, config, rings, &status),
+        SampleFormat::U16 => build_playback::<u16>(&device, config, rings, &status),
+        SampleFormat::U8 => build_playback::<u8>(&device, config, rings, &status),
+        SampleFormat::I8 => build_playback::<i8>(&device, config, rings, &status),
+        SampleFormat::F64 => build_playback::<f64>(&device, config, rings, &status),
         other => return Err(format!("sample format {other} is not supported")),
     }
     .map_err(|e| e.to_string())?;
@@ -552,6 +808,7 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
         stream,
         PlaybackWriter {
             producer,
+            played,
             rate,
             name: device_label(&device),
             status,
@@ -577,6 +834,7 @@ where
         config,
         move |data: &[T], _| {
             // Realtime: no allocation, lock or I/O here.
+            data_status.callbacks.fetch_add(1, Ordering::Relaxed);
             let frames = data.len() / channels;
             let n = frames.min(producer.slots());
             if n < frames {
@@ -603,11 +861,18 @@ where
     )
 }
 
+/// The playback callback's rings: what to play, and where it reports what it played.
+struct PlaybackRings {
+    queue: Consumer<f32>,
+    played: Producer<f32>,
+    /// Samples to gather before starting (again) after an underrun.
+    prime: usize,
+}
+
 fn build_playback<T>(
     device: &cpal::Device,
     config: StreamConfig,
-    mut consumer: Consumer<f32>,
-    prime: usize,
+    rings: PlaybackRings,
     status: &Arc<SideStatus>,
 ) -> Result<cpal::Stream, cpal::Error>
 where
@@ -616,11 +881,17 @@ where
     let channels = usize::from(config.channels.max(1));
     let data_status = Arc::clone(status);
     let error_status = Arc::clone(status);
+    let PlaybackRings {
+        queue: mut consumer,
+        mut played,
+        prime,
+    } = rings;
     let mut primed = false;
     device.build_output_stream::<T, _, _>(
         config,
         move |data: &mut [T], _| {
             // Realtime: no allocation, lock or I/O here.
+            data_status.callbacks.fetch_add(1, Ordering::Relaxed);
             let frames = data.len() / channels;
             if !primed && consumer.slots() >= prime {
                 primed = true;
@@ -635,21 +906,58 @@ where
                 primed = false;
             }
             let silence = T::EQUILIBRIUM;
+            // The echo reference gets exactly what this callback plays; when the media task
+            // does not drain it (no echo canceller) it fills up and the rest is not copied.
+            let reference = played.slots().min(frames);
+            let mut reference_chunk = played.write_chunk_uninit(reference).ok();
+            let mut reference_slots = reference_chunk.as_mut().map(|c| {
+                let (a, b) = c.as_mut_slices();
+                a.iter_mut().chain(b.iter_mut())
+            });
             let mut out = data.chunks_exact_mut(channels);
             if let Ok(chunk) = consumer.read_chunk(n) {
                 let (a, b) = chunk.as_slices();
                 for (&v, frame) in a.iter().chain(b.iter()).zip(out.by_ref()) {
                     frame.fill(T::from_sample(v));
+                    if let Some(slot) = reference_slots.as_mut().and_then(Iterator::next) {
+                        slot.write(v);
+                    }
                 }
                 chunk.commit_all();
             }
             for frame in out {
                 frame.fill(silence);
+                if let Some(slot) = reference_slots.as_mut().and_then(Iterator::next) {
+                    slot.write(0.0);
+                }
+            }
+            if let Some(chunk) = reference_chunk {
+                // SAFETY: the two loops above wrote one slot per played frame, `frames` in
+                // all, and the chunk holds at most `frames` slots: every slot is written.
+                unsafe { chunk.commit_all() };
             }
         },
         move |error| error_status.on_error(error),
         Some(BUILD_TIMEOUT),
     )
+}
+
+/// The ids of every host's input and output devices (what `--list-devices` lists), for the
+/// TUI's device picker.
+pub fn device_ids() -> (Vec<String>, Vec<String>) {
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    for host_id in cpal::available_hosts() {
+        let Ok(host) = cpal::host_from_id(host_id) else {
+            continue;
+        };
+        if let Ok(devices) = host.input_devices() {
+            inputs.extend(devices.map(|d| device_label(&d)));
+        }
+        if let Ok(devices) = host.output_devices() {
+            outputs.extend(devices.map(|d| device_label(&d)));
+        }
+    }
+    (inputs, outputs)
 }
 
 /// Every host's input and output devices, defaults marked with `*`, for `--list-devices`.

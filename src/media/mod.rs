@@ -17,13 +17,16 @@ pub mod dtmf;
 pub mod inband_dtmf;
 pub mod jitter;
 pub mod mixer;
+pub mod ptime;
 pub mod quality;
+pub mod record;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
 pub mod srtp;
 pub mod tones;
+pub mod voice;
 pub mod wav;
 
 /// Every frame the engine moves is this long; ptime is fixed at 20 ms for now.
@@ -60,6 +63,8 @@ pub enum MediaError {
     Wav(#[from] hound::Error),
     #[error("unsupported WAV format: {0}")]
     WavFormat(&'static str),
+    #[error("voice processing: {0}")]
+    Voice(#[from] aec3::graph::GraphError),
     #[error("{0:?} is not a DTMF digit (0-9 * # A-D)")]
     DtmfDigit(char),
     #[error("telephone-event payload of {0} bytes is shorter than 4")]

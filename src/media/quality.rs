@@ -47,6 +47,9 @@ impl From<CodecKind> for CodecImpairment {
     fn from(codec: CodecKind) -> Self {
         match codec {
             CodecKind::Pcmu | CodecKind::Pcma => Self::G711_WITH_PLC,
+            // The narrowband E-model has no wideband entry; G.722 at 64 kbit/s codes at least
+            // as well as G.711, and conceals losses the same simple way here.
+            CodecKind::G722 => Self::G711_WITH_PLC,
             CodecKind::Opus => Self::OPUS_ESTIMATE,
         }
     }

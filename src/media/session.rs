@@ -109,6 +109,30 @@ impl RtpSender {
         Ok(())
     }
 
+    /// Like [`Self::packetize_audio`] for a packet of `units` timestamp units (a packet time
+    /// other than the 20 ms frame).
+    pub fn packetize_audio_units(
+        &mut self,
+        payload: &[u8],
+        units: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaError> {
+        let marker = self.marker_pending;
+        self.write(self.payload_type, marker, self.timestamp, payload, out)?;
+        self.marker_pending = false;
+        self.timestamp = self.timestamp.wrapping_add(units);
+        Ok(())
+    }
+
+    /// Time without packets that is not a whole frame (audio gathered for a longer packet and
+    /// then dropped): the next audio packet starts a new talkspurt.
+    pub fn skip_units(&mut self, units: u32) {
+        if units > 0 {
+            self.marker_pending = true;
+            self.timestamp = self.timestamp.wrapping_add(units);
+        }
+    }
+
     /// No packet for this frame (muted, on hold, silence): time moves on, and the next audio
     /// packet starts a new talkspurt.
     pub fn skip_frame(&mut self) {

@@ -38,6 +38,8 @@ pub enum Codec {
     Opus,
     Pcmu,
     Pcma,
+    /// G.722: 16 kHz audio, but 8000 in SDP and RTP timestamps (RFC 3551 §4.5.2).
+    G722,
 }
 
 impl Codec {
@@ -47,6 +49,7 @@ impl Codec {
             Codec::Opus => "opus",
             Codec::Pcmu => "pcmu",
             Codec::Pcma => "pcma",
+            Codec::G722 => "g722",
         }
     }
 
@@ -56,6 +59,7 @@ impl Codec {
             Codec::Opus => "opus",
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
+            Codec::G722 => "G722",
         }
     }
 
@@ -63,7 +67,7 @@ impl Codec {
     pub fn clock_rate(self) -> u32 {
         match self {
             Codec::Opus => 48_000,
-            Codec::Pcmu | Codec::Pcma => 8_000,
+            Codec::Pcmu | Codec::Pcma | Codec::G722 => 8_000,
         }
     }
 
@@ -72,7 +76,7 @@ impl Codec {
     pub fn channels(self) -> u8 {
         match self {
             Codec::Opus => 2,
-            Codec::Pcmu | Codec::Pcma => 1,
+            Codec::Pcmu | Codec::Pcma | Codec::G722 => 1,
         }
     }
 
@@ -82,6 +86,7 @@ impl Codec {
             Codec::Opus => None,
             Codec::Pcmu => Some(0),
             Codec::Pcma => Some(8),
+            Codec::G722 => Some(9),
         }
     }
 
@@ -91,7 +96,7 @@ impl Codec {
     }
 
     fn from_rtpmap(encoding_name: &str, clock_rate: u32) -> Option<Codec> {
-        [Codec::Opus, Codec::Pcmu, Codec::Pcma]
+        [Codec::Opus, Codec::Pcmu, Codec::Pcma, Codec::G722]
             .into_iter()
             .find(|codec| {
                 codec.encoding_name().eq_ignore_ascii_case(encoding_name)
@@ -105,7 +110,7 @@ impl FromStr for Codec {
 
     /// Parses a config name, case-insensitively.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        [Codec::Opus, Codec::Pcmu, Codec::Pcma]
+        [Codec::Opus, Codec::Pcmu, Codec::Pcma, Codec::G722]
             .into_iter()
             .find(|codec| codec.config_name().eq_ignore_ascii_case(name.trim()))
             .ok_or_else(|| SdpError::UnknownCodecName(name.to_owned()))
@@ -343,7 +348,7 @@ fn choose_codec(
 
 /// Payload types every peer knows without an rtpmap (RFC 3551).
 fn static_codec(payload_type: u8) -> Option<Codec> {
-    [Codec::Pcmu, Codec::Pcma]
+    [Codec::Pcmu, Codec::Pcma, Codec::G722]
         .into_iter()
         .find(|codec| codec.static_payload_type() == Some(payload_type))
 }

@@ -77,12 +77,12 @@ impl fmt::Display for Method {
     }
 }
 
-/// One header line: the name as spelled on the wire and the raw value (leading/trailing
-/// whitespace trimmed, line folding replaced by a single space).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: String,
+/// One header line, borrowed from its message: the name as spelled on the wire and the raw
+/// value (leading/trailing whitespace trimmed, line folding replaced by a single space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
 }
 
 /// Compact forms (RFC 3261 §7.3.3 and extensions) mapped to their long names.
@@ -121,49 +121,109 @@ pub fn same_header(a: &str, b: &str) -> bool {
     long_name(a).eq_ignore_ascii_case(long_name(b))
 }
 
+/// Where one header line's name and value are in `Headers::text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Line {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
 /// The ordered header list of a message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub Vec<Header>);
+///
+/// Every name and value lives in one string, one after the other, and the lines are offsets
+/// into it: parsing a message costs two allocations for all its headers instead of two per
+/// header (allocation was most of the parse time). A value replaced by `set` leaves its old
+/// text behind until the message is dropped; messages are short-lived and their edits few.
+#[derive(Clone, Default)]
+pub struct Headers {
+    text: String,
+    lines: Vec<Line>,
+}
 
 impl Headers {
     pub fn new() -> Self {
-        Headers(Vec::new())
+        Headers::default()
+    }
+
+    /// Room for `lines` header lines holding `bytes` of text, allocated once.
+    pub fn with_capacity(lines: usize, bytes: usize) -> Self {
+        Headers {
+            text: String::with_capacity(bytes),
+            lines: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Appends `part` to the text and returns where it is.
+    fn store(&mut self, part: &str) -> (u32, u32) {
+        let start = self.text.len();
+        self.text.push_str(part);
+        // Messages are bounded far below 4 GiB (parse::MAX_MESSAGE_BYTES); saturate rather
+        // than wrap if a caller ever builds a monster.
+        let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        (offset(start), offset(self.text.len()))
+    }
+
+    fn slice(&self, (start, end): (u32, u32)) -> &str {
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    fn header(&self, line: &Line) -> Header<'_> {
+        Header {
+            name: self.slice(line.name),
+            value: self.slice(line.value),
+        }
+    }
+
+    fn line(&mut self, name: &str, value: &str) -> Line {
+        Line {
+            name: self.store(name),
+            value: self.store(value),
+        }
     }
 
     /// Appends a header line.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push(Header {
-            name: name.into(),
-            value: value.into(),
-        });
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let line = self.line(name.as_ref(), value.as_ref());
+        self.lines.push(line);
     }
 
     /// Inserts a header line at the top (used for Via).
-    pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(
-            0,
-            Header {
-                name: name.into(),
-                value: value.into(),
-            },
-        );
+    pub fn push_front(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let line = self.line(name.as_ref(), value.as_ref());
+        self.lines.insert(0, line);
+    }
+
+    /// Adds folded text to the value of the last line (a continuation line, RFC 3261 §7.3.1):
+    /// one space, then `more`. Returns the new length of that value, or None without lines.
+    pub fn continue_last(&mut self, more: &str) -> Option<usize> {
+        let last = *self.lines.last()?;
+        let mut value = self.slice(last.value).to_string();
+        if !value.is_empty() {
+            value.push(' ');
+        }
+        value.push_str(more);
+        let stored = self.store(&value);
+        if let Some(line) = self.lines.last_mut() {
+            line.value = stored;
+        }
+        Some(value.len())
     }
 
     /// The raw value of the first line with this name.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|h| same_header(&h.name, name))
-            .map(|h| h.value.as_str())
+        self.iter()
+            .find(|h| same_header(h.name, name))
+            .map(|h| h.value)
     }
 
     /// The raw values of every line with this name, in order (one per line; comma-separated
     /// values inside a line are split by the typed views).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |h| same_header(&h.name, name))
-            .map(|h| h.value.as_str())
+        self.iter()
+            .filter(move |h| same_header(h.name, name))
+            .map(|h| h.value)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -172,43 +232,87 @@ impl Headers {
 
     /// Replaces every line with this name by one line with this value (appended at the end when
     /// absent, otherwise at the place of the first one).
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let value = value.into();
-        match self.0.iter().position(|h| same_header(&h.name, name)) {
+    pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
+        match self.position(name) {
             Some(first) => {
-                self.0[first].value = value;
+                let stored = self.store(value.as_ref());
+                self.lines[first].value = stored;
+                let text = &self.text;
                 let mut index = 0;
-                self.0.retain(|h| {
-                    let keep = index <= first || !same_header(&h.name, name);
+                self.lines.retain(|line| {
+                    let line_name = text
+                        .get(line.name.0 as usize..line.name.1 as usize)
+                        .unwrap_or_default();
+                    let keep = index <= first || !same_header(line_name, name);
                     index += 1;
                     keep
                 });
             }
-            None => self.push(name.to_string(), value),
+            None => self.push(name, value),
         }
+    }
+
+    /// Replaces the value of the first line with this name only (other lines of the name stay).
+    /// False when there is none.
+    pub fn set_first(&mut self, name: &str, value: impl AsRef<str>) -> bool {
+        let Some(first) = self.position(name) else {
+            return false;
+        };
+        let stored = self.store(value.as_ref());
+        self.lines[first].value = stored;
+        true
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.iter().position(|h| same_header(h.name, name))
     }
 
     /// Removes every line with this name.
     pub fn remove(&mut self, name: &str) {
-        self.0.retain(|h| !same_header(&h.name, name));
+        let text = &self.text;
+        self.lines.retain(|line| {
+            let line_name = text
+                .get(line.name.0 as usize..line.name.1 as usize)
+                .unwrap_or_default();
+            !same_header(line_name, name)
+        });
     }
 
     /// Removes the first line with this name and returns its value.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
-        let at = self.0.iter().position(|h| same_header(&h.name, name))?;
-        Some(self.0.remove(at).value)
+        let at = self.position(name)?;
+        let line = self.lines.remove(at);
+        Some(self.slice(line.value).to_string())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Header> {
-        self.0.iter()
+    /// The lines in order.
+    pub fn iter(&self) -> impl Iterator<Item = Header<'_>> {
+        self.lines.iter().map(|line| self.header(line))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.lines.is_empty()
+    }
+}
+
+/// Equal when the lines are (names and values, in order), whatever text `set` left behind.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|h| (h.name, h.value)))
+            .finish()
     }
 }
 
@@ -404,7 +508,7 @@ mod tests {
         h.push("B", "2");
         h.push("expires", "20");
         h.set("Expires", "30");
-        let names: Vec<_> = h.iter().map(|x| x.name.as_str()).collect();
+        let names: Vec<_> = h.iter().map(|x| x.name).collect();
         assert_eq!(names, ["A", "Expires", "B"]);
         assert_eq!(h.get("Expires"), Some("30"));
     }

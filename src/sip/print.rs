@@ -28,7 +28,7 @@ fn serialize(first_line: &str, headers: &super::message::Headers, body: &[u8]) -
     out.extend_from_slice(first_line.as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in headers.iter() {
-        if super::message::same_header(&h.name, "Content-Length") {
+        if super::message::same_header(h.name, "Content-Length") {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());

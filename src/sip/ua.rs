@@ -1221,16 +1221,14 @@ pub fn build_response(
 ) -> Response {
     let mut response = Response::new(code, reason);
     for header in request.headers.iter() {
-        let name = super::message::long_name(&header.name);
+        let name = super::message::long_name(header.name);
         if ["Via", "From", "Call-ID", "CSeq"]
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name))
         {
-            response
-                .headers
-                .push(header.name.clone(), header.value.clone());
+            response.headers.push(header.name, header.value);
         } else if name.eq_ignore_ascii_case("To") {
-            let mut value = header.value.clone();
+            let mut value = header.value.to_string();
             let has_tag = request
                 .headers
                 .to()
@@ -1242,14 +1240,12 @@ pub fn build_response(
                     .unwrap_or_else(|| fallback_tag(request));
                 value = format!("{value};tag={tag}");
             }
-            response.headers.push(header.name.clone(), value);
+            response.headers.push(header.name, value);
         } else if name.eq_ignore_ascii_case("Record-Route") && (101..300).contains(&code) {
             // RFC 3261 §12.1.1: a response that (may) establish a dialog carries the request's
             // Record-Route values, in order. Without them the caller's route set was empty and
             // its ACK and BYE went straight to our Contact, bypassing the record-routing proxy.
-            response
-                .headers
-                .push(header.name.clone(), header.value.clone());
+            response.headers.push(header.name, header.value);
         }
     }
     response.headers.push("Server", server);
@@ -1290,17 +1286,12 @@ fn stamp_received(request: &mut Request, source: SocketAddr) {
         via.set_param("rport", Some(&source.port().to_string()));
     }
     // Replace only the first Via value of the first Via line.
-    if let Some(first) = request
-        .headers
-        .0
-        .iter_mut()
-        .find(|h| super::message::same_header(&h.name, "Via"))
-    {
-        let rest = split_first_value(&first.value).1.map(str::to_string);
-        first.value = match rest {
+    if let Some(first) = request.headers.get("Via") {
+        let value = match split_first_value(first).1 {
             Some(rest) => format!("{via}, {rest}"),
             None => via.to_string(),
         };
+        request.headers.set_first("Via", value);
     }
 }
 

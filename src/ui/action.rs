@@ -1,7 +1,7 @@
 //! What the user asked for, and `update`: the one place user intent changes `UiState` and
 //! becomes an engine `Command`. Pure (no I/O, no clock), so every key's effect is unit tested.
 
-use crate::driver::command::Command;
+use crate::driver::command::{AudioCommand, Command};
 
 use super::state::{FIELD_LIMIT, Focus, Popup, UiState};
 
@@ -54,6 +54,13 @@ pub enum Action {
     CycleMethodFilter,
     /// `w` ("what's wrong?"): open / close the diagnosis pane.
     ToggleDiagnosis,
+    /// `p`: voice processing (echo cancellation, noise suppression, gain) on / off for the
+    /// selected call.
+    ToggleProcessing,
+    /// `R`: start / stop recording the selected call.
+    ToggleRecording,
+    /// `D`: the sound device picker.
+    ShowDevices,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -171,6 +178,46 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             // The engine does not report mute back, so the UI keeps the flag.
             call.muted = !call.muted;
             Some(Command::Mute(Some(call.id), call.muted))
+        }
+        Action::ToggleProcessing => {
+            let Some(call) = state.selected_call() else {
+                state.set_status("no call to process");
+                return None;
+            };
+            // Anything running goes off; nothing running (or unknown yet) turns all on.
+            let on = call.processing.as_deref().is_none_or(|p| p == "-");
+            let id = call.id;
+            state.set_status(format!(
+                "call {id}: voice processing {}",
+                if on { "on" } else { "off" }
+            ));
+            Some(Command::Audio(
+                Some(id),
+                AudioCommand::Processing {
+                    echo_cancel: Some(on),
+                    noise_suppression: Some(on),
+                    auto_gain: Some(on),
+                },
+            ))
+        }
+        Action::ToggleRecording => {
+            let Some(call) = state.selected_call() else {
+                state.set_status("no call to record");
+                return None;
+            };
+            let id = call.id;
+            Some(Command::Audio(
+                Some(id),
+                if call.recording.is_some() {
+                    AudioCommand::RecordStop
+                } else {
+                    AudioCommand::Record(None)
+                },
+            ))
+        }
+        Action::ShowDevices => {
+            state.popup = Some(Popup::Devices { selected: 0 });
+            None
         }
         Action::StartTransfer => {
             match state.selected_call() {
@@ -423,6 +470,41 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                 None
             }
         },
+        Popup::Devices { selected } => {
+            let choices = state.device_choices();
+            let last = choices.len().saturating_sub(1);
+            let selected = match action {
+                Action::Up => selected.saturating_sub(1),
+                Action::Down => (selected + 1).min(last),
+                Action::Cancel | Action::ShowDevices => return None,
+                Action::Submit => {
+                    let (input, name) = choices.get(selected)?.clone();
+                    let Some(call) = state.selected_call().map(|c| c.id) else {
+                        state.set_status("no call: devices are chosen for a call in progress");
+                        return None;
+                    };
+                    let what = if input { "input" } else { "output" };
+                    state.set_status(format!("call {call}: switching {what} to {name}"));
+                    return Some(Command::Audio(
+                        Some(call),
+                        if input {
+                            AudioCommand::Devices {
+                                input: Some(name),
+                                output: None,
+                            }
+                        } else {
+                            AudioCommand::Devices {
+                                input: None,
+                                output: Some(name),
+                            }
+                        },
+                    ));
+                }
+                _ => selected,
+            };
+            state.popup = Some(Popup::Devices { selected });
+            None
+        }
         Popup::Transfer { call, mut target } => match action {
             Action::Cancel => None,
             Action::Submit => {

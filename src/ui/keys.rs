@@ -84,6 +84,15 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
+        Some(Popup::Devices { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Char('q' | 'D') => Some(Action::Cancel),
+                KeyCode::Enter => Some(Action::Submit),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -108,7 +117,10 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('T') => Some(Action::AttendedTransfer),
         KeyCode::Char('J') => Some(Action::Conference),
         KeyCode::Char('S') => Some(Action::Split),
-        KeyCode::Char('D') => Some(Action::ToggleDnd),
+        KeyCode::Char('N') => Some(Action::ToggleDnd),
+        KeyCode::Char('p') => Some(Action::ToggleProcessing),
+        KeyCode::Char('R') => Some(Action::ToggleRecording),
+        KeyCode::Char('D') => Some(Action::ShowDevices),
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
         KeyCode::Char('w') => Some(Action::ToggleDiagnosis),
@@ -448,6 +460,7 @@ mod tests {
                 remote: "sip:bob@b".into(),
             },
             Popup::Contacts { selected: 0 },
+            Popup::Devices { selected: 0 },
             Popup::Ladder {
                 call_id: "x".into(),
                 scroll: 0,

@@ -57,6 +57,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         config.log.sip_trace_limit,
         Instant::now(),
     );
+    // Before the alternate screen: enumerating ALSA devices prints alsa-lib noise to stderr.
+    (state.input_devices, state.output_devices) = crate::media::audio::device_ids();
     state.contacts = config.contacts.clone();
     // The account's auto_answer (or --auto-answer) answers ringing calls here too, as in
     // headless mode.

@@ -78,6 +78,10 @@ pub enum Popup {
     Diagnosis {
         scroll: u16,
     },
+    /// The sound devices (inputs, then outputs); Enter moves the selected call to one.
+    Devices {
+        selected: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +124,10 @@ pub struct CallView {
     pub levels_at: Option<Instant>,
     /// MOS, loss, jitter and round trip of each `media` event, for the small charts.
     pub quality: QualityHistory,
+    /// Voice processing stages that run (`AEC NS AGC`, `-`), from the last `audio` event.
+    pub processing: Option<String>,
+    /// The file being recorded, while the call records (the `REC` marker).
+    pub recording: Option<String>,
 }
 
 /// One `media` event's figures for the quality charts; loss is over that report's interval
@@ -365,6 +373,10 @@ impl DialField {
 pub struct UiState {
     /// When the UI started: log times are relative to it.
     pub started: Instant,
+    /// Sound devices for the picker (ids as `--list-devices` prints them), probed before the
+    /// TUI takes the terminal (alsa-lib prints to stderr).
+    pub input_devices: Vec<String>,
+    pub output_devices: Vec<String>,
     /// The clock as of the last event, key or tick; render reads time only from here.
     pub now: Instant,
     pub listen: Option<String>,
@@ -433,6 +445,8 @@ impl UiState {
     pub fn new(accounts: &[String], log_capacity: usize, now: Instant) -> UiState {
         UiState {
             started: now,
+            input_devices: Vec::new(),
+            output_devices: Vec::new(),
             now,
             listen: None,
             accounts: accounts
@@ -557,6 +571,26 @@ impl UiState {
     }
 
     /// What the contacts popup lists, in order: `(label, what to dial)`.
+    /// The device picker's lines: (input?, device id), the defaults first.
+    pub fn device_choices(&self) -> Vec<(bool, String)> {
+        let inputs = std::iter::once("default".to_string()).chain(
+            self.input_devices
+                .iter()
+                .filter(|d| d.as_str() != "default")
+                .cloned(),
+        );
+        let outputs = std::iter::once("default".to_string()).chain(
+            self.output_devices
+                .iter()
+                .filter(|d| d.as_str() != "default")
+                .cloned(),
+        );
+        inputs
+            .map(|d| (true, d))
+            .chain(outputs.map(|d| (false, d)))
+            .collect()
+    }
+
     pub fn dial_choices(&self) -> Vec<(String, String)> {
         let contacts = self
             .contacts
@@ -717,6 +751,27 @@ impl UiState {
                     view.mic_db = Some(mic_db);
                     view.speaker_db = Some(speaker_db);
                     view.levels_at = Some(now);
+                }
+            }
+            Event::Audio {
+                call,
+                processing,
+                recording,
+                ..
+            } => {
+                if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
+                    if recording.is_some() && view.recording.is_none() {
+                        let path = recording.clone().unwrap_or_default();
+                        self.set_status(format!("call {call}: recording to {path}"));
+                    } else if recording.is_none()
+                        && let Some(path) = view.recording.take()
+                    {
+                        self.set_status(format!("call {call}: recording saved to {path}"));
+                    }
+                    if let Some(view) = self.call_mut(call.parse().unwrap_or_default()) {
+                        view.processing = Some(processing);
+                        view.recording = recording;
+                    }
                 }
             }
             Event::Dtmf { call, digit } => {
@@ -1010,6 +1065,8 @@ impl UiState {
                     speaker_db: None,
                     levels_at: None,
                     quality: QualityHistory::default(),
+                    processing: None,
+                    recording: None,
                 });
                 if !waiting {
                     self.selected_call = self.calls.len() - 1;

@@ -1,6 +1,7 @@
 //! Audio codecs behind two small traits, so the media task handles Opus and G.711 alike.
 
 pub mod g711;
+pub mod g722;
 pub mod opus;
 
 use super::{MediaError, samples_per_frame};
@@ -11,6 +12,7 @@ pub enum CodecKind {
     Opus,
     Pcmu,
     Pcma,
+    G722,
 }
 
 impl CodecKind {
@@ -18,13 +20,17 @@ impl CodecKind {
     pub const fn clock_rate(self) -> u32 {
         match self {
             Self::Opus => 48_000,
-            Self::Pcmu | Self::Pcma => 8_000,
+            // G.722's clock says 8000 for 16 kHz audio (RFC 3551 §4.5.2, a historical error).
+            Self::Pcmu | Self::Pcma | Self::G722 => 8_000,
         }
     }
 
-    /// Rate of the PCM the encoder takes and the decoder returns; equal to the clock rate here.
+    /// Rate of the PCM the encoder takes and the decoder returns.
     pub const fn sample_rate(self) -> u32 {
-        self.clock_rate()
+        match self {
+            Self::G722 => 16_000,
+            _ => self.clock_rate(),
+        }
     }
 
     /// Static payload type from RFC 3551, if the codec has one (Opus is dynamic).
@@ -33,12 +39,18 @@ impl CodecKind {
             Self::Opus => None,
             Self::Pcmu => Some(0),
             Self::Pcma => Some(8),
+            Self::G722 => Some(9),
         }
     }
 
-    /// PCM samples in one 20 ms frame, which is also the RTP timestamp step per packet.
+    /// PCM samples in one 20 ms frame (at the sample rate).
     pub const fn samples_per_frame(self) -> usize {
-        samples_per_frame(self.clock_rate())
+        samples_per_frame(self.sample_rate())
+    }
+
+    /// RTP timestamp units in one 20 ms frame (at the clock rate).
+    pub const fn timestamp_step(self) -> u32 {
+        samples_per_frame(self.clock_rate()) as u32
     }
 
     /// Encoding name as SDP's `a=rtpmap` writes it.
@@ -47,6 +59,7 @@ impl CodecKind {
             Self::Opus => "opus",
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
+            Self::G722 => "G722",
         }
     }
 
@@ -54,13 +67,13 @@ impl CodecKind {
     pub const fn sdp_channels(self) -> u8 {
         match self {
             Self::Opus => 2,
-            Self::Pcmu | Self::Pcma => 1,
+            Self::Pcmu | Self::Pcma | Self::G722 => 1,
         }
     }
 
     /// Looks up an `a=rtpmap` encoding name (case-insensitive, as RFC 4855 says).
     pub fn from_encoding_name(name: &str) -> Option<Self> {
-        [Self::Opus, Self::Pcmu, Self::Pcma]
+        [Self::Opus, Self::Pcmu, Self::Pcma, Self::G722]
             .into_iter()
             .find(|kind| kind.encoding_name().eq_ignore_ascii_case(name))
     }
@@ -98,6 +111,7 @@ pub fn encoder(kind: CodecKind) -> Result<Box<dyn Encoder>, MediaError> {
         CodecKind::Opus => Box::new(opus::OpusEncoder::new()?),
         CodecKind::Pcmu => Box::new(g711::G711Encoder::new(g711::Law::Mu)),
         CodecKind::Pcma => Box::new(g711::G711Encoder::new(g711::Law::A)),
+        CodecKind::G722 => Box::new(g722::G722Encoder::new()),
     })
 }
 
@@ -107,6 +121,7 @@ pub fn decoder(kind: CodecKind) -> Result<Box<dyn Decoder>, MediaError> {
         CodecKind::Opus => Box::new(opus::OpusDecoder::new()?),
         CodecKind::Pcmu => Box::new(g711::G711Decoder::new(g711::Law::Mu)),
         CodecKind::Pcma => Box::new(g711::G711Decoder::new(g711::Law::A)),
+        CodecKind::G722 => Box::new(g722::G722Decoder::new()),
     })
 }
 
@@ -125,12 +140,22 @@ mod tests {
         assert_eq!(CodecKind::Pcma.samples_per_frame(), 160);
         assert_eq!(CodecKind::from_encoding_name("pcmu"), Some(CodecKind::Pcmu));
         assert_eq!(CodecKind::from_encoding_name("OPUS"), Some(CodecKind::Opus));
-        assert_eq!(CodecKind::from_encoding_name("G722"), None);
+        assert_eq!(CodecKind::from_encoding_name("G722"), Some(CodecKind::G722));
+        assert_eq!(CodecKind::G722.clock_rate(), 8_000);
+        assert_eq!(CodecKind::G722.sample_rate(), 16_000);
+        assert_eq!(CodecKind::G722.samples_per_frame(), 320);
+        assert_eq!(CodecKind::G722.timestamp_step(), 160);
+        assert_eq!(CodecKind::G722.static_payload_type(), Some(9));
     }
 
     #[test]
     fn every_codec_round_trips_a_frame_through_the_traits() {
-        for kind in [CodecKind::Opus, CodecKind::Pcmu, CodecKind::Pcma] {
+        for kind in [
+            CodecKind::Opus,
+            CodecKind::Pcmu,
+            CodecKind::Pcma,
+            CodecKind::G722,
+        ] {
             let mut encoder = encoder(kind).unwrap();
             let mut decoder = decoder(kind).unwrap();
             let pcm = vec![0i16; kind.samples_per_frame()];

@@ -25,8 +25,8 @@ impl Headers {
     fn single(&self, name: &str) -> Result<Option<&str>, ParseError> {
         let mut values = self
             .iter()
-            .filter(|h| same_header(&h.name, name))
-            .map(|h| h.value.as_str());
+            .filter(|h| same_header(h.name, name))
+            .map(|h| h.value);
         let first = values.next();
         if values.next().is_some() {
             return Err(ParseError::header(name, "appears more than once"));

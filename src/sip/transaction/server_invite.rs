@@ -181,11 +181,9 @@ pub(crate) fn trying_for(request: &Request) -> Response {
     for header in request.headers.iter() {
         let copied = ["Via", "From", "To", "Call-ID", "CSeq", "Timestamp"]
             .iter()
-            .any(|name| crate::sip::message::same_header(&header.name, name));
+            .any(|name| crate::sip::message::same_header(header.name, name));
         if copied {
-            trying
-                .headers
-                .push(header.name.clone(), header.value.clone());
+            trying.headers.push(header.name, header.value);
         }
     }
     trying

@@ -417,7 +417,7 @@ impl UserAgent {
                 Some(v) => cancel.headers.push(name, v),
                 None => {
                     for v in invite.headers.get_all(name) {
-                        cancel.headers.push(name, v.to_string());
+                        cancel.headers.push(name, v);
                     }
                 }
             }

@@ -83,7 +83,15 @@ fn call_lines(
         other => other,
     };
     let right = format!(" {shown_state:<9} {duration}");
-    let room = width.saturating_sub(2 + id.len() + muted.len() + badge_len + right.chars().count());
+    // The recording marker, on the call line while the call records.
+    let rec = if call.recording.is_some() {
+        " ●REC"
+    } else {
+        ""
+    };
+    let room = width.saturating_sub(
+        2 + id.len() + muted.len() + badge_len + rec.chars().count() + right.chars().count(),
+    );
     let remote = truncate(&printable(&call.remote), room);
     let pad = room.saturating_sub(remote.chars().count());
     let name_style = if selected {
@@ -104,6 +112,10 @@ fn call_lines(
                 .fg(Color::LightRed)
                 .add_modifier(Modifier::BOLD),
         ),
+        Span::styled(
+            rec,
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
         Span::styled(right, state_style),
     ]);
 
@@ -119,6 +131,12 @@ fn call_lines(
             stats.push(Span::styled(printable(codec), Style::new().fg(Color::Cyan)));
             if call.encrypted {
                 stats.push(Span::styled(" SRTP", Style::new().fg(Color::Green)));
+            }
+            if let Some(processing) = call.processing.as_deref().filter(|p| *p != "-") {
+                stats.push(Span::styled(
+                    format!(" {processing}"),
+                    Style::new().fg(Color::Magenta),
+                ));
             }
             // Someone else is sending to this call's port: dropped, but worth knowing (and
             // before the packet counts, which are cut first on narrow terminals).

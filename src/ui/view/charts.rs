@@ -152,6 +152,8 @@ mod tests {
             speaker_db: None,
             levels_at: None,
             quality,
+            processing: None,
+            recording: None,
         }
     }
 

@@ -21,9 +21,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("h", "hang up the selected call"),
     ("x", "hold / resume (others go on hold)"),
     ("m", "mute / unmute the microphone"),
-    ("t", "transfer the call (asks for the target)"),
-    ("T", "attended transfer: consult, then T again"),
-    ("J / S / D", "conference / split it / do not disturb"),
+    ("t / T", "transfer: blind (asks whom) / attended"),
+    ("J / S / N", "conference / split it / do not disturb"),
+    ("p / R / D", "voice processing / record / devices"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
     ("Tab, d / i", "next pane / back to the dial field"),
     ("Enter (log)", "show the whole SIP message"),
@@ -61,6 +61,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             transfer_request(frame, area, *call, target)
         }
         Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
+        Some(Popup::Devices { selected }) => devices(state, frame, area, *selected),
         Some(Popup::Ladder { call_id, scroll }) => {
             super::ladder::render(state, frame, area, call_id, *scroll);
         }
@@ -104,6 +105,42 @@ fn contacts(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
         .collect();
     lines.push(Line::styled(
         " Up/Down select  Enter dial  Esc close",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn devices(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
+    let choices = state.device_choices();
+    let height = u16::try_from(choices.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3)
+        .min(area.height.saturating_sub(2));
+    let rect = centered(area, area.width.saturating_sub(8).min(70), height);
+    let inner = frame_box(frame, rect, " Sound devices ".into(), Color::Green);
+    let rows = usize::from(inner.height.saturating_sub(1)).max(1);
+    let first = selected.saturating_sub(rows - 1);
+    let width = usize::from(inner.width.saturating_sub(12));
+    let mut lines: Vec<Line> = choices
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(rows)
+        .map(|(i, (input, name))| {
+            let side = if *input { "input " } else { "output" };
+            let text = format!("{side}  {}", truncate(&printable(name), width));
+            if i == selected {
+                Line::styled(
+                    format!("▶ {text}"),
+                    Style::new().add_modifier(Modifier::REVERSED),
+                )
+            } else {
+                Line::raw(format!("  {text}"))
+            }
+        })
+        .collect();
+    lines.push(Line::styled(
+        " Up/Down select  Enter use for the call  Esc close",
         Style::new().fg(Color::DarkGray),
     ));
     frame.render_widget(Paragraph::new(lines), inner);
