@@ -9,14 +9,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::call_audio::{CallAudio, Opened, ProcessingConfig};
 use super::command::AudioCommand;
+use super::ice_task::{IceLink, IceSender, IceStatus};
 use super::transport::{canonical, on_socket_family};
-use crate::event::{Event, MicReport, PeerReport, SrtpStats};
+use crate::event::{Event, IceReport, MicReport, PeerReport, SrtpStats};
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::inband_dtmf::InbandDtmf;
@@ -122,6 +123,8 @@ pub async fn bind_rtp_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no free RTP port pair")))
 }
 
+/// `ice`: media goes over the pair the call's ICE selects (`driver::ice_task`) instead of
+/// `rtp`, which then only keeps the port.
 pub fn spawn(
     call: u64,
     rtp: UdpSocket,
@@ -129,6 +132,7 @@ pub fn spawn(
     params: MediaParams,
     io: MediaIo,
     events: mpsc::Sender<Event>,
+    ice: Option<IceLink>,
 ) -> MediaHandle {
     let (control, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -144,7 +148,12 @@ pub fn spawn(
                 return;
             }
         };
-        media.run(rtp, rtcp, rx, opened_rx).await;
+        let ice_in = ice.map(|link| {
+            media.ice = Some(link.sender);
+            media.ice_status = Some(link.status);
+            link.incoming
+        });
+        media.run(rtp, rtcp, rx, opened_rx, ice_in).await;
     });
     MediaHandle { control, task }
 }
@@ -248,6 +257,9 @@ struct CallMedia {
     inband_dtmf: InbandDtmf,
     /// This call's leg of a local conference, while it is in one.
     conference: Option<Box<ConferenceLeg>>,
+    /// With ICE: where our RTP and RTCP go (the selected pair), and what ICE is doing.
+    ice: Option<IceSender>,
+    ice_status: Option<watch::Receiver<IceStatus>>,
 }
 
 impl CallMedia {
@@ -357,6 +369,8 @@ impl CallMedia {
             mic_peak_db: None,
             inband_dtmf: InbandDtmf::new(rate),
             conference: None,
+            ice: None,
+            ice_status: None,
         })
     }
 
@@ -366,6 +380,7 @@ impl CallMedia {
         rtcp: UdpSocket,
         mut control: mpsc::UnboundedReceiver<MediaControl>,
         mut opened: mpsc::UnboundedReceiver<Opened>,
+        mut ice_in: Option<mpsc::Receiver<Vec<u8>>>,
     ) {
         self.local = rtp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
@@ -424,6 +439,17 @@ impl CallMedia {
                         } else {
                             self.receive_rtp(bytes, from, arrival).await;
                         }
+                    }
+                }
+                Some(bytes) = recv_ice(&mut ice_in) => {
+                    // ICE hands over only what came on a checked pair (unwrapped from TURN):
+                    // the peer's, as its negotiated address would be.
+                    let from = self.params.remote;
+                    let arrival = started.elapsed();
+                    if is_rtcp(&bytes) {
+                        self.receive_rtcp(&bytes, from, arrival);
+                    } else {
+                        self.receive_rtp(&bytes, from, arrival).await;
                     }
                 }
                 received = rtcp.recv_from(&mut rtcp_buf) => {
@@ -570,6 +596,10 @@ impl CallMedia {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
+            if let Some(ice) = &self.ice {
+                ice.send(&wire);
+                return;
+            }
             let _ = socket
                 .send_to(&wire, on_socket_of(socket, self.destination()))
                 .await;
@@ -848,6 +878,11 @@ impl CallMedia {
             return;
         };
         let bytes = bytes.as_ref();
+        // ICE: rtcp-mux on the selected pair.
+        if let Some(ice) = &self.ice {
+            ice.send(bytes);
+            return;
+        }
         // Latched: beside the latched RTP source, where its RTCP is accepted from too.
         let dest = self.latch.rtcp_destination();
         let socket = if self.params.rtcp_mux { rtp } else { rtcp };
@@ -896,6 +931,7 @@ impl CallMedia {
         let _ = self
             .events
             .send(Event::Media {
+                ice: self.ice_status.as_ref().map(|s| ice_report(&s.borrow())),
                 call: self.call.to_string(),
                 codec: format!(
                     "{}/{}",
@@ -909,8 +945,20 @@ impl CallMedia {
                 loss_pct: (loss_pct * 100.0).round() / 100.0,
                 rtt_ms,
                 mos: mos.map(|mos| (f64::from(mos) * 100.0).round() / 100.0),
-                remote: Some(self.destination().to_string()),
-                local: self.local.map(|a| a.to_string()),
+                // With ICE, the selected pair's ends.
+                remote: Some(
+                    self.ice_status
+                        .as_ref()
+                        .and_then(|s| s.borrow().selected.as_ref().map(|p| p.remote.address))
+                        .unwrap_or_else(|| self.destination())
+                        .to_string(),
+                ),
+                local: self
+                    .ice_status
+                    .as_ref()
+                    .and_then(|s| s.borrow().selected.as_ref().map(|p| p.local.address))
+                    .or(self.local)
+                    .map(|a| a.to_string()),
                 foreign: self.latch.stats().foreign(),
                 encrypted: self.srtp.is_some(),
                 srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
@@ -1024,6 +1072,38 @@ async fn warn(events: &mpsc::Sender<Event>, message: String) {
 
 /// `dest` as the socket can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
 /// reached at its IPv4-mapped address.
+/// The next media packet from ICE; never, without ICE.
+async fn recv_ice(ice: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match ice {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// ICE's part of the `media` event.
+fn ice_report(status: &IceStatus) -> IceReport {
+    match (&status.selected, &status.failed) {
+        (_, Some(tried)) => IceReport {
+            path: "failed".to_owned(),
+            local: None,
+            remote: None,
+            tried: tried.iter().map(ToString::to_string).collect(),
+        },
+        (Some(pair), None) => IceReport {
+            path: pair.path().to_owned(),
+            local: Some(format!("{} {}", pair.local.kind, pair.local.address)),
+            remote: Some(format!("{} {}", pair.remote.kind, pair.remote.address)),
+            tried: Vec::new(),
+        },
+        (None, None) => IceReport {
+            path: "checking".to_owned(),
+            local: None,
+            remote: None,
+            tried: Vec::new(),
+        },
+    }
+}
+
 fn on_socket_of(socket: &UdpSocket, dest: SocketAddr) -> SocketAddr {
     match socket.local_addr() {
         Ok(local) => on_socket_family(dest, local),

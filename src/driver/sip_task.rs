@@ -193,6 +193,8 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         echo_mode: false,
         echo_service: start_echo_service(listen.ip()).await,
         nat,
+        ice: setup.nat.ice.clone(),
+        ice_handles: HashMap::new(),
         keepalive_off: setup.nat.keepalive_off,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -343,6 +345,8 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         echo_mode: true,
         echo_service: None,
         nat: SipNat::new(None, None, None),
+        ice: None,
+        ice_handles: HashMap::new(),
         keepalive_off: true,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -437,6 +441,10 @@ struct Engine {
     diagnosis: DiagnosisFeed,
     /// Conference, DTMF mode, do-not-disturb and forwarding state.
     pbx: Pbx,
+    /// The account's ICE settings; `None`: no ICE.
+    ice: Option<super::nat::IceAccount>,
+    /// Calls' ICE between gathering and media start, by the SDP's RTP port (as `sockets`).
+    ice_handles: HashMap<u16, super::ice_task::IceHandle>,
 }
 
 /// What the engine keeps for the PBX features (issue 15).
@@ -472,6 +480,8 @@ struct PreparedMedia {
     rtcp: tokio::net::UdpSocket,
     local: SocketAddr,
     public: Option<Result<SocketAddr, String>>,
+    /// ICE gathered on `rtp` (which then sits in the ICE task until media starts), or why not.
+    ice: Option<Result<super::ice_prepare::PreparedIce, String>>,
 }
 
 impl Engine {
@@ -920,7 +930,11 @@ impl Engine {
             rtcp,
             local: SocketAddr::new(ip, port),
             public: None,
+            ice: None,
         };
+        if let (Some(account), Some(ready)) = (self.ice.clone(), self.media_ready.clone()) {
+            return self.prepare_ice(prepared, account, ready);
+        }
         let (Some(server), Some(ready)) = (self.nat.stun_server(), self.media_ready.clone()) else {
             return self.media_prepared(prepared).await;
         };
@@ -932,6 +946,69 @@ impl Engine {
             prepared.public = Some(outcome.map_err(|e| format!("STUN for RTP ({server}): {e}")));
             // The engine is gone: nothing to dial any more.
             let _ = ready.send(prepared);
+        });
+    }
+
+    /// ICE gathers on the RTP socket (STUN and TURN included) in a task of its own; the dial
+    /// or answer goes on with its candidates (`media_prepared`). The offerer controls.
+    fn prepare_ice(
+        &mut self,
+        prepared: PreparedMedia,
+        account: super::nat::IceAccount,
+        ready: mpsc::UnboundedSender<PreparedMedia>,
+    ) {
+        let controlling = !matches!(prepared.purpose, MediaUse::Answer(_));
+        let stun = self.nat.stun_server();
+        self.preparing += 1;
+        tokio::spawn(async move {
+            let PreparedMedia {
+                purpose,
+                rtp,
+                rtcp,
+                local,
+                ..
+            } = prepared;
+            use super::ice_prepare::Outcome;
+            let (rtp, ice) =
+                match super::ice_prepare::prepare(rtp, &account, stun, controlling).await {
+                    Outcome::Ice(ice) => {
+                        // The ICE task holds the RTP socket; this one only fills the slot.
+                        match tokio::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await {
+                            Ok(placeholder) => (placeholder, Some(Ok(ice))),
+                            Err(e) => {
+                                tracing::warn!("no socket: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    Outcome::Plain { rtp, warning } => (rtp, warning.map(Err)),
+                    Outcome::Lost(message) => {
+                        // A fresh pair, without ICE: the call still goes.
+                        match media_task::bind_rtp_pair(local.ip()).await {
+                            Ok((rtp, rtcp)) => {
+                                let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+                                let _ = ready.send(PreparedMedia {
+                                    purpose,
+                                    rtp,
+                                    rtcp,
+                                    local: SocketAddr::new(local.ip(), port),
+                                    public: None,
+                                    ice: Some(Err(message)),
+                                });
+                            }
+                            Err(e) => tracing::warn!("{message}; no RTP port either: {e}"),
+                        }
+                        return;
+                    }
+                };
+            let _ = ready.send(PreparedMedia {
+                purpose,
+                rtp,
+                rtcp,
+                local,
+                public: None,
+                ice,
+            });
         });
     }
 
@@ -962,6 +1039,22 @@ impl Engine {
                 (local.ip(), local.port())
             }
         };
+        // With ICE the SDP's address is the default candidate, and the RTP socket is the ICE
+        // task's (`prepared.rtp` only keeps the map's shape).
+        let (address, port, ice) = match prepared.ice {
+            Some(Ok(ice)) => {
+                let default = ice.default;
+                let key = default.port();
+                self.ice_handles.insert(key, ice.handle);
+                (default.ip(), key, Some(ice.local))
+            }
+            Some(Err(message)) => {
+                tracing::warn!("{message}");
+                let _ = self.events.send(Event::Warning { message }).await;
+                (address, port, None)
+            }
+            None => (address, port, None),
+        };
         self.sockets.insert(port, (prepared.rtp, prepared.rtcp));
         let media = LocalMedia {
             address,
@@ -972,7 +1065,7 @@ impl Engine {
             session_version: 0,
             // Fresh SDES keys for every call (never logged: see sdp::KeySalt).
             srtp: crate::sdp::LocalSrtp::new(self.ua.config().srtp),
-            ice: None,
+            ice,
         };
         let now = std::time::Instant::now();
         match prepared.purpose {
@@ -1191,6 +1284,7 @@ impl Engine {
                     self.pbx.replacing.remove(&call);
                     let live = self.ua.media_ports();
                     self.sockets.retain(|port, _| live.contains(port));
+                    self.ice_handles.retain(|port, _| live.contains(port));
                 }
                 self.track_call_waiting(call, state);
                 Event::Call {
@@ -1215,14 +1309,38 @@ impl Engine {
                         let handle = media_task::spawn_echo(rtp, params.srtp.clone());
                         self.media.insert(call, handle);
                     }
-                    Some((rtp, rtcp)) => {
+                    Some((mut rtp, rtcp)) => {
                         // The tone player releases the output before the call opens it; a
                         // WAV output keeps the tone recorded for this call.
                         self.stop_tone(Some(call)).await;
                         let mut io = self.media_io.clone();
                         io.append_output = self.tones.recorded.take() == Some(call);
-                        let handle =
-                            media_task::spawn(call, rtp, rtcp, params, io, self.events.clone());
+                        // ICE on both sides: media over its pair. Our ICE but not the
+                        // peer's: its `c=` address over our RTP socket, as without ICE.
+                        let mut link = None;
+                        if let Some(handle) = self.ice_handles.remove(&local.rtp_port) {
+                            match params.ice.clone() {
+                                Some(remote) => link = handle.start(remote),
+                                None => {
+                                    tracing::info!(
+                                        call,
+                                        "the peer does no ICE: media to its c= address"
+                                    );
+                                    if let Some(socket) = handle.release().await {
+                                        rtp = socket;
+                                    }
+                                }
+                            }
+                        }
+                        let handle = media_task::spawn(
+                            call,
+                            rtp,
+                            rtcp,
+                            params,
+                            io,
+                            self.events.clone(),
+                            link,
+                        );
                         self.media.insert(call, handle);
                         self.update_call_waiting();
                     }

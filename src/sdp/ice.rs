@@ -212,21 +212,31 @@ mod tests {
     #[test]
     fn random_credentials_are_valid_and_differ() {
         let a = IceCredentials::from_random([7; 32]);
-        let b = IceCredentials::from_random(std::array::from_fn(|i| i as u8 * 37));
+        let b = IceCredentials::from_random(std::array::from_fn(|i| (i as u8).wrapping_mul(37)));
         assert!(a.valid() && b.valid());
         assert_eq!((a.ufrag.len(), a.pwd.len()), (8, 24));
         assert_ne!(a, b);
-        assert!(!format!("{a:?}").contains(&a.pwd), "the password is not logged");
+        assert!(
+            !format!("{a:?}").contains(&a.pwd),
+            "the password is not logged"
+        );
     }
 
     #[test]
     fn media_level_credentials_win_and_candidates_are_bounded() {
-        let session = scanned(&["ice-ufrag:sess", "ice-pwd:sessionpasswordsessionpw", "ice-lite"]);
+        let session = scanned(&[
+            "ice-ufrag:sess",
+            "ice-pwd:sessionpasswordsessionpw",
+            "ice-lite",
+        ]);
         let mut media = scanned(&["ice-ufrag:medi"]);
         for i in 0..(MAX_CANDIDATES + 10) {
             media.scan_attribute(
                 "candidate",
-                Some(&format!("{i} 1 UDP 2130706431 192.0.2.1 {} typ host", 1000 + i)),
+                Some(&format!(
+                    "{i} 1 UDP 2130706431 192.0.2.1 {} typ host",
+                    1000 + i
+                )),
             );
         }
         let remote = ScannedIce::remote(&session, &media).expect("ICE");
@@ -245,7 +255,11 @@ mod tests {
         let none = scanned(&["ice-ufrag:abcd", "ice-pwd:0123456789012345678901"]);
         assert!(ScannedIce::remote(&session, &none).is_none());
         assert!(ScannedIce::offered(&session, &none));
-        let mut mismatch = scanned(&["ice-ufrag:abcd", "ice-pwd:0123456789012345678901", candidate]);
+        let mut mismatch = scanned(&[
+            "ice-ufrag:abcd",
+            "ice-pwd:0123456789012345678901",
+            candidate,
+        ]);
         assert!(ScannedIce::remote(&session, &mismatch).is_some());
         mismatch.mismatch = true;
         assert!(ScannedIce::remote(&session, &mismatch).is_none());
@@ -257,8 +271,14 @@ mod tests {
             "1 1 UDP 2130706431 10.0.0.10 4000 typ host".to_owned(),
             "2 1 UDP 1694498815 203.0.113.1 4000 typ srflx raddr 10.0.0.10 rport 4000".to_owned(),
         ];
-        assert!(default_is_candidate("203.0.113.1:4000".parse().unwrap(), &candidates));
-        assert!(!default_is_candidate("203.0.113.9:4000".parse().unwrap(), &candidates));
+        assert!(default_is_candidate(
+            "203.0.113.1:4000".parse().unwrap(),
+            &candidates
+        ));
+        assert!(!default_is_candidate(
+            "203.0.113.9:4000".parse().unwrap(),
+            &candidates
+        ));
         assert_eq!(candidate_address("1 1 UDP"), None);
     }
 }

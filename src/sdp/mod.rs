@@ -594,8 +594,13 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
     let endpoint = remote_endpoint(&session, media, rtcp_mux)?;
     // ICE when we offered it and the answer does it too; a lite answerer leaves us in
     // control, and so does a full one (we offered).
-    let ice = match (&our_offer.ice, ice::ScannedIce::remote(&session.ice, &media.ice)) {
-        (Some(ours), Some(remote)) if ice::default_is_candidate(endpoint.rtp, &remote.candidates) => {
+    let ice = match (
+        &our_offer.ice,
+        ice::ScannedIce::remote(&session.ice, &media.ice),
+    ) {
+        (Some(ours), Some(remote))
+            if ice::default_is_candidate(endpoint.rtp, &remote.candidates) =>
+        {
             Some(NegotiatedIce {
                 local: ours.credentials.clone(),
                 remote,

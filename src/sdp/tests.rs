@@ -434,13 +434,19 @@ fn an_offer_with_ice_carries_credentials_candidates_and_rtcp_mux() {
     ] {
         assert!(lines.contains(&wanted), "{wanted} missing in {offer}");
     }
-    assert!(!build_offer(&all_codecs()).contains("ice-"), "no ICE without local ICE");
+    assert!(
+        !build_offer(&all_codecs()).contains("ice-"),
+        "no ICE without local ICE"
+    );
 }
 
 #[test]
 fn an_ice_offer_is_answered_with_ice_and_a_lite_offerer_leaves_us_in_control() {
     let (answer, params) = answer_offer(ICE_OFFER, &with_ice(all_codecs())).expect("answer");
-    assert!(answer.contains("a=ice-ufrag:ourU") && answer.contains("a=rtcp-mux"), "{answer}");
+    assert!(
+        answer.contains("a=ice-ufrag:ourU") && answer.contains("a=rtcp-mux"),
+        "{answer}"
+    );
     let ice = params.ice.expect("ICE negotiated");
     assert!(ice.controlling && ice.remote.lite);
     assert_eq!(ice.remote.credentials.ufrag, "Peer");
@@ -460,12 +466,18 @@ fn an_offer_without_ice_gets_no_ice_back_and_a_rewritten_default_gets_ice_mismat
         .join("\r\n")
         + "\r\n";
     let (answer, params) = answer_offer(&plain, &with_ice(all_codecs())).expect("answer");
-    assert!(!answer.contains("ice-") && !answer.contains("candidate"), "{answer}");
+    assert!(
+        !answer.contains("ice-") && !answer.contains("candidate"),
+        "{answer}"
+    );
     assert!(params.ice.is_none());
     // An ALG rewrote c= to an address that is none of the candidates.
     let rewritten = ICE_OFFER.replace("c=IN IP4 203.0.113.7", "c=IN IP4 198.51.100.99");
     let (answer, params) = answer_offer(&rewritten, &with_ice(all_codecs())).expect("answer");
-    assert!(answer.contains("a=ice-mismatch") && !answer.contains("a=candidate"), "{answer}");
+    assert!(
+        answer.contains("a=ice-mismatch") && !answer.contains("a=candidate"),
+        "{answer}"
+    );
     assert!(params.ice.is_none());
 }
 

@@ -112,6 +112,9 @@ pub struct CallView {
     pub mos: Option<f64>,
     /// SRTP protects the media (from the last `media` event).
     pub encrypted: bool,
+    /// ICE's pair (`ICE relay 198.51.100.1:49152 -> srflx 203.0.113.2:40000`) or its failure
+    /// with the pairs tried; `None` without ICE.
+    pub ice: Option<String>,
     /// RTP/RTCP packets from strangers dropped so far (from the last `media` event).
     pub foreign: u64,
     pub held: bool,
@@ -716,6 +719,7 @@ impl UiState {
                 mos,
                 encrypted,
                 foreign,
+                ice,
                 ..
             } => {
                 if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
@@ -740,6 +744,13 @@ impl UiState {
                     view.mos = mos;
                     view.encrypted = encrypted;
                     view.foreign = foreign;
+                    view.ice = ice.map(|ice| match (ice.local, ice.remote) {
+                        (Some(local), Some(remote)) => format!("ICE {local} -> {remote}"),
+                        _ if !ice.tried.is_empty() => {
+                            format!("ICE failed, tried: {}", ice.tried.join(", "))
+                        }
+                        _ => format!("ICE {}", ice.path),
+                    });
                 }
             }
             Event::Levels {
@@ -1059,6 +1070,7 @@ impl UiState {
                     rtt_ms: None,
                     mos: None,
                     encrypted: false,
+                    ice: None,
                     foreign: 0,
                     muted: false,
                     mic_db: None,
@@ -1226,6 +1238,7 @@ mod tests {
                 foreign_from: None,
                 peer: None,
                 mic: None,
+                ice: None,
             },
             t0,
         );

@@ -144,6 +144,7 @@ mod tests {
             rtt_ms: None,
             mos: None,
             encrypted: false,
+            ice: None,
             foreign: 0,
             held: false,
             muted: false,

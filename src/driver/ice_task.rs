@@ -1,0 +1,417 @@
+//! The I/O of a call's ICE agent (`ice::IceAgent`): it owns the RTP socket (and a UDP socket
+//! or TCP connections to the TURN server) from before the offer until the call ends, moves
+//! datagrams between them and the agent, arms its timer, and hands media to the media task
+//! through channels. The protocol is all in `ice`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::ice::agent::{GATHER_LIMIT, IceSetup, TurnSetup};
+use crate::ice::{IceAgent, IceEvent, PairInfo, TurnTransport};
+use crate::sdp::{LocalIce, NegotiatedIce};
+
+/// Media packets waiting for the media task; beyond that they are dropped (it is stuck).
+const INCOMING_QUEUE: usize = 256;
+/// Largest datagram or TCP read.
+const MAX_DATAGRAM: usize = 2048;
+/// Most TCP connections to TURN servers per call (one per TCP/TLS server).
+const MAX_TCP: usize = 4;
+
+/// What the call's ICE is doing, for the `media` event and the call line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceStatus {
+    pub selected: Option<PairInfo>,
+    /// Set when ICE failed: the pairs that were tried.
+    pub failed: Option<Vec<PairInfo>>,
+}
+
+enum Control {
+    Remote(Box<NegotiatedIce>),
+    Send(Vec<u8>),
+    /// The peer does no ICE: give the RTP socket back for plain RTP, and stop.
+    Release(oneshot::Sender<UdpSocket>),
+    Stop,
+}
+
+/// The SIP task's handle on a call's ICE, until the media task takes the link.
+pub struct IceHandle {
+    control: mpsc::UnboundedSender<Control>,
+    incoming: Option<mpsc::Receiver<Vec<u8>>>,
+    status: watch::Receiver<IceStatus>,
+}
+
+/// What the media task uses: send media, receive media, read the status.
+pub struct IceLink {
+    pub sender: IceSender,
+    pub incoming: mpsc::Receiver<Vec<u8>>,
+    pub status: watch::Receiver<IceStatus>,
+}
+
+/// Sends media over the selected pair; dropping it ends the call's ICE.
+pub struct IceSender {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl IceSender {
+    pub fn send(&self, data: &[u8]) {
+        let _ = self.control.send(Control::Send(data.to_vec()));
+    }
+}
+
+impl Drop for IceSender {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+    }
+}
+
+impl IceHandle {
+    /// The peer's ICE is known: checks start, and the media task gets the link.
+    pub fn start(mut self, remote: NegotiatedIce) -> Option<IceLink> {
+        let _ = self.control.send(Control::Remote(Box::new(remote)));
+        Some(IceLink {
+            sender: IceSender {
+                control: self.control.clone(),
+            },
+            incoming: self.incoming.take()?,
+            status: self.status.clone(),
+        })
+    }
+
+    /// The peer does no ICE: the RTP socket back, for plain RTP to its `c=` address.
+    pub async fn release(self) -> Option<UdpSocket> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Control::Release(tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+impl Drop for IceHandle {
+    fn drop(&mut self) {
+        // Only a handle that never became a link stops the task (a link stops it itself).
+        if self.incoming.is_some() {
+            let _ = self.control.send(Control::Stop);
+        }
+    }
+}
+
+/// Gathers candidates on `rtp` (and the TURN servers): returns once gathering ended or after
+/// `GATHER_LIMIT`, with our ICE attributes and the default candidate for `c=`/`m=`.
+pub async fn gather(
+    rtp: UdpSocket,
+    mut setup: IceSetup,
+) -> Result<(IceHandle, LocalIce, SocketAddr), String> {
+    let turn_udp = match setup
+        .turn
+        .iter()
+        .find(|t| t.transport == TurnTransport::Udp)
+    {
+        Some(_) => Some(
+            UdpSocket::bind(SocketAddr::new(setup.host.ip(), 0))
+                .await
+                .map_err(|e| format!("cannot open a socket for TURN: {e}"))?,
+        ),
+        None => None,
+    };
+    for turn in &mut setup.turn {
+        turn.local = match (&turn_udp, turn.transport) {
+            (Some(socket), TurnTransport::Udp) => socket.local_addr().map_err(|e| e.to_string())?,
+            // TCP: the agent asks to connect from this address (`IceEvent::Connect`).
+            _ => SocketAddr::new(setup.host.ip(), 0),
+        };
+    }
+    let now = Instant::now();
+    let agent = IceAgent::new(&setup, now)?;
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let (status_tx, status) = watch::channel(IceStatus::default());
+    let (gathered_tx, gathered_rx) = oneshot::channel();
+    let task = Task {
+        agent,
+        host: setup.host,
+        rtp: Some(rtp),
+        turn_udp,
+        tcp: Vec::new(),
+        incoming: incoming_tx,
+        status: status_tx,
+        gathered: Some(gathered_tx),
+        started: now,
+    };
+    tokio::spawn(task.run(control_rx));
+    let handle = IceHandle {
+        control,
+        incoming: Some(incoming),
+        status,
+    };
+    let (local, default) = gathered_rx
+        .await
+        .map_err(|_| "ICE gathering stopped".to_owned())?;
+    Ok((handle, local, default))
+}
+
+/// A TCP connection to a TURN server: writes go straight to it, reads come from a reader
+/// task through `tcp_in`.
+struct Tcp {
+    local: SocketAddr,
+    remote: SocketAddr,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+struct Task {
+    agent: IceAgent,
+    host: SocketAddr,
+    rtp: Option<UdpSocket>,
+    turn_udp: Option<UdpSocket>,
+    tcp: Vec<Tcp>,
+    incoming: mpsc::Sender<Vec<u8>>,
+    status: watch::Sender<IceStatus>,
+    gathered: Option<oneshot::Sender<(LocalIce, SocketAddr)>>,
+    started: Instant,
+}
+
+/// What the helper tasks report: a TCP connection made (or not), bytes read from one.
+enum TcpNews {
+    Connected {
+        from: SocketAddr,
+        to: SocketAddr,
+        stream: std::io::Result<TcpStream>,
+    },
+    Read {
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Task {
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpNews>(64);
+        let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
+        let mut turn_buf = vec![0u8; MAX_DATAGRAM];
+        let gather_deadline = self.started + GATHER_LIMIT;
+        loop {
+            self.drive(&tcp_tx).await;
+            let mut wake = self
+                .agent
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(60));
+            if self.gathered.is_some() {
+                wake = wake.min(gather_deadline);
+            }
+            let Some(rtp) = self.rtp.as_ref() else { return };
+            let mut media = Vec::new();
+            tokio::select! {
+                received = rtp.recv_from(&mut rtp_buf) => {
+                    if let Ok((n, from)) = received {
+                        let bytes = rtp_buf.get(..n).unwrap_or_default();
+                        self.agent.handle_datagram(false, self.host, canonical(from), bytes, Instant::now(), &mut media);
+                    }
+                }
+                received = recv_opt(self.turn_udp.as_ref(), &mut turn_buf) => {
+                    if let (Ok((n, from)), Some(local)) = (received, self.turn_udp.as_ref().and_then(|s| s.local_addr().ok())) {
+                        let bytes = turn_buf.get(..n).unwrap_or_default();
+                        self.agent.handle_datagram(false, local, canonical(from), bytes, Instant::now(), &mut media);
+                    }
+                }
+                Some(news) = tcp_rx.recv() => self.tcp_news(news, &tcp_tx, &mut media),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if self.gathered.is_some() && Instant::now() >= gather_deadline {
+                        tracing::info!("ICE: gathering took too long; the SDP gets what there is");
+                        self.report_gathered(self.agent.local_ice());
+                    }
+                }
+                command = control.recv() => match command {
+                    Some(Control::Remote(remote)) => self.agent.set_remote(&remote, Instant::now()),
+                    Some(Control::Send(data)) => {
+                        if let Some(transmit) = self.agent.send(&data, Instant::now()) {
+                            self.transmit(transmit).await;
+                        }
+                    }
+                    Some(Control::Release(back)) => {
+                        if let Some(rtp) = self.rtp.take() {
+                            let _ = back.send(rtp);
+                        }
+                        return;
+                    }
+                    Some(Control::Stop) | None => {
+                        self.agent.close(Instant::now());
+                        self.drive(&tcp_tx).await;
+                        return;
+                    }
+                },
+            }
+            for packet in media {
+                // The media task is behind: drop rather than stall ICE.
+                let _ = self.incoming.try_send(packet);
+            }
+        }
+    }
+
+    fn tcp_news(
+        &mut self,
+        news: TcpNews,
+        tcp_tx: &mpsc::Sender<TcpNews>,
+        media: &mut Vec<Vec<u8>>,
+    ) {
+        match news {
+            TcpNews::Connected { from, to, stream } => {
+                let connected = stream.and_then(|s| Ok((s.local_addr()?, s)));
+                match connected {
+                    Ok((local, stream)) if self.tcp.len() < MAX_TCP => {
+                        let (mut reader, writer) = stream.into_split();
+                        self.tcp.push(Tcp {
+                            local,
+                            remote: to,
+                            writer,
+                        });
+                        let tx = tcp_tx.clone();
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; MAX_DATAGRAM];
+                            while let Ok(n) = reader.read(&mut buf).await {
+                                let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+                                    break;
+                                };
+                                let news = TcpNews::Read {
+                                    local,
+                                    remote: to,
+                                    bytes: bytes.to_vec(),
+                                };
+                                if tx.send(news).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        self.agent
+                            .handle_connected(from, to, Ok(local), Instant::now());
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::info!(%to, "ICE: no TCP connection to the TURN server");
+                        self.agent
+                            .handle_connected(from, to, Err(()), Instant::now());
+                    }
+                }
+            }
+            TcpNews::Read {
+                local,
+                remote,
+                bytes,
+            } => self
+                .agent
+                .handle_datagram(true, local, remote, &bytes, Instant::now(), media),
+        }
+    }
+
+    /// Runs the agent until it waits: sends what it wants sent, acts on its events.
+    async fn drive(&mut self, tcp_tx: &mpsc::Sender<TcpNews>) {
+        // Bounded like the agent's own loop: a burst of checks, then the timer.
+        for _ in 0..64 {
+            let now = Instant::now();
+            let mut busy = false;
+            while let Some(transmit) = self.agent.poll_transmit(now) {
+                busy = true;
+                self.transmit(transmit).await;
+            }
+            if let Some(event) = self.agent.poll_event(now) {
+                busy = true;
+                self.event(event, tcp_tx);
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+
+    fn event(&mut self, event: IceEvent, tcp_tx: &mpsc::Sender<TcpNews>) {
+        match event {
+            IceEvent::Gathered(local) => self.report_gathered(local),
+            IceEvent::Connect { from, to } => {
+                let tx = tcp_tx.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::time::timeout(GATHER_LIMIT, TcpStream::connect(to))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+                    let _ = tx.send(TcpNews::Connected { from, to, stream }).await;
+                });
+            }
+            IceEvent::Selected(pair) => {
+                tracing::info!(%pair, path = pair.path(), "ICE: media goes over this pair");
+                self.status.send_modify(|s| {
+                    s.selected = Some(pair);
+                    s.failed = None;
+                });
+            }
+            IceEvent::Failed { tried } => {
+                let list: Vec<String> = tried.iter().map(ToString::to_string).collect();
+                tracing::warn!(tried = ?list, "ICE failed: no candidate pair works");
+                self.status.send_modify(|s| s.failed = Some(tried));
+            }
+        }
+    }
+
+    fn report_gathered(&mut self, local: LocalIce) {
+        if let Some(tx) = self.gathered.take() {
+            let default = self.agent.default_candidate().unwrap_or(self.host);
+            tracing::info!(candidates = ?local.candidates, %default, "ICE: candidates gathered");
+            let _ = tx.send((local, default));
+        }
+    }
+
+    async fn transmit(&mut self, transmit: crate::ice::Transmit) {
+        if transmit.tcp {
+            if let Some(tcp) = self
+                .tcp
+                .iter_mut()
+                .find(|t| t.local == transmit.from && t.remote == transmit.to)
+                && let Err(error) = tcp.writer.write_all(&transmit.data).await
+            {
+                tracing::debug!(%error, to = %transmit.to, "ICE: TCP send failed");
+            }
+            return;
+        }
+        let socket = match &self.turn_udp {
+            Some(turn) if turn.local_addr().ok() == Some(transmit.from) => turn,
+            _ => match &self.rtp {
+                Some(rtp) => rtp,
+                None => return,
+            },
+        };
+        tracing::trace!(from = %transmit.from, to = %transmit.to, len = transmit.data.len(), "ICE: send");
+        if let Err(error) = socket.send_to(&transmit.data, transmit.to).await {
+            tracing::debug!(%error, to = %transmit.to, "ICE: send failed");
+        }
+    }
+}
+
+async fn recv_opt(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Builds the agent's setup for one call.
+pub fn setup(
+    credentials: crate::sdp::IceCredentials,
+    host: SocketAddr,
+    stun: Option<SocketAddr>,
+    turn: Vec<TurnSetup>,
+    controlling: bool,
+) -> IceSetup {
+    IceSetup {
+        credentials,
+        host,
+        stun,
+        turn,
+        controlling,
+    }
+}

@@ -1,0 +1,622 @@
+//! One call's ICE agent: a single stream with a single component (RTP with rtcp-mux), on
+//! rice-proto. Inputs: `handle_datagram`, `handle_connected` (a TCP connection to the TURN
+//! server the driver opened), `set_remote` and time; outputs: `poll_transmit`, `poll_event`,
+//! `poll_timeout`. Time is `std::time::Instant` handed in, turned into rice's own clock
+//! from the first `now` the agent was given.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rice_proto::agent::{Agent, AgentPoll};
+use rice_proto::candidate::{Candidate, CandidateType, TransportType};
+use rice_proto::component::ComponentConnectionState;
+use rice_proto::stream::{Credentials, GatheredCandidate};
+use rice_proto::turn::{TurnConfig, TurnCredentials};
+use stun_proto::Instant as IceInstant;
+use stun_proto::agent::{StunError, Transmit as RiceTransmit};
+
+use super::pair::{PairInfo, kind};
+use super::server::TurnTransport;
+use crate::sdp::{IceCredentials, LocalIce, NegotiatedIce};
+
+/// The one component: RTP, with RTCP multiplexed on it (RFC 5761).
+const COMPONENT: usize = 1;
+/// How long the controlling agent checks direct paths before relayed candidates join in.
+/// rice-proto nominates the first pair that succeeds (`try_nominate`), and a relay pair
+/// always succeeds at once, so without this a call between two cone NATs would go through
+/// the TURN server although the server-reflexive pair works (RFC 8445 §8.1.1 leaves to the
+/// controlling agent when to stop checking; we make it wait for the better pairs first).
+pub const RELAY_HOLDBACK: Duration = Duration::from_millis(1500);
+/// Most pairs listed when ICE fails (the user sees them; the checklist is bounded by the
+/// candidates, which `sdp::ice` bounds).
+const MAX_TRIED: usize = 16;
+
+/// Where the agent gathers from: our RTP socket, the STUN server, the TURN servers.
+#[derive(Clone)]
+pub struct IceSetup {
+    pub credentials: IceCredentials,
+    /// Our RTP socket's address (a concrete one, not a wildcard): the host candidate.
+    pub host: SocketAddr,
+    pub stun: Option<SocketAddr>,
+    pub turn: Vec<TurnSetup>,
+    /// Whether we start as the controlling agent (RFC 8445 §6.1.1: the offerer, unless the
+    /// peer is the full one and we lite; a conflict is repaired by the checks themselves).
+    pub controlling: bool,
+}
+
+/// One way to the TURN server.
+#[derive(Clone)]
+pub struct TurnSetup {
+    pub server: SocketAddr,
+    pub transport: TurnTransport,
+    /// The local address to reach it from: a UDP socket of its own for UDP (not the RTP
+    /// socket), the address to connect from for TCP and TLS.
+    pub local: SocketAddr,
+    pub username: String,
+    pub password: String,
+    /// For TLS: the client configuration and the server's name.
+    pub tls: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl std::fmt::Debug for TurnSetup {
+    /// The password never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSetup")
+            .field("server", &self.server)
+            .field("transport", &self.transport)
+            .field("local", &self.local)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A datagram (or TCP bytes) to send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub tcp: bool,
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub data: Box<[u8]>,
+}
+
+/// What the agent tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IceEvent {
+    /// Gathering ended: these are our candidates for the SDP.
+    Gathered(LocalIce),
+    /// Open a TCP connection from `from` (its IP; any port) to `to` and say so with
+    /// `handle_connected`.
+    Connect { from: SocketAddr, to: SocketAddr },
+    /// Media goes over this pair now.
+    Selected(PairInfo),
+    /// No pair works: these were tried.
+    Failed { tried: Vec<PairInfo> },
+}
+
+pub struct IceAgent {
+    agent: Agent,
+    stream: usize,
+    epoch: Instant,
+    events: VecDeque<IceEvent>,
+    timeout: Option<Instant>,
+    gathered: bool,
+    /// Every local candidate gathered (the SDP's), whether or not given to rice yet.
+    local: Vec<Candidate>,
+    /// Held back while the direct paths are checked (`RELAY_HOLDBACK`, controlling only):
+    /// our relayed candidates and the peer's, released at `release_at`.
+    held_local: Vec<GatheredCandidate>,
+    held_remote: Vec<Candidate>,
+    release_at: Option<Instant>,
+    controlling: bool,
+    selected: Option<PairInfo>,
+    /// The relayed address of our TURN allocations, to name the pair by it.
+    credentials: IceCredentials,
+    remote_set: bool,
+}
+
+impl std::fmt::Debug for IceAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceAgent")
+            .field("selected", &self.selected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IceAgent {
+    /// Starts gathering. `now` is the agent's epoch.
+    pub fn new(setup: &IceSetup, now: Instant) -> Result<IceAgent, String> {
+        let mut agent = Agent::builder()
+            .controlling(setup.controlling)
+            .trickle_ice(false)
+            .build();
+        let stream = agent.add_stream();
+        let turn_configs: Vec<(SocketAddr, TurnConfig)> = setup
+            .turn
+            .iter()
+            .map(|turn| {
+                let transport = match turn.transport {
+                    TurnTransport::Udp => TransportType::Udp,
+                    TurnTransport::Tcp | TurnTransport::Tls => TransportType::Tcp,
+                };
+                let mut config = TurnConfig::new(
+                    transport,
+                    turn.server,
+                    TurnCredentials::new(&turn.username, &turn.password),
+                );
+                if let Some((client, name)) = &turn.tls {
+                    config.set_tls_config(rice_proto::turn::TurnTlsConfig::Rustls(
+                        rice_proto::turn::RustlsTurnConfig::new(client.clone(), name.clone()),
+                    ));
+                }
+                (turn.local, config)
+            })
+            .collect();
+        {
+            let mut stream = agent
+                .mut_stream(stream)
+                .ok_or_else(|| "ICE stream missing".to_owned())?;
+            stream.set_local_credentials(Credentials::new(
+                setup.credentials.ufrag.clone(),
+                setup.credentials.pwd.clone(),
+            ));
+            let component = stream.add_component().map_err(|e| e.to_string())?;
+            if component != COMPONENT {
+                return Err(format!("ICE component {component}, expected {COMPONENT}"));
+            }
+            let stun: Vec<(TransportType, SocketAddr)> = setup
+                .stun
+                .iter()
+                .map(|s| (TransportType::Udp, *s))
+                .collect();
+            let turn: Vec<(SocketAddr, &TurnConfig)> =
+                turn_configs.iter().map(|(l, c)| (*l, c)).collect();
+            stream
+                .mut_component(COMPONENT)
+                .ok_or_else(|| "ICE component missing".to_owned())?
+                .gather_candidates(&[(TransportType::Udp, setup.host)], &stun, &turn)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(IceAgent {
+            agent,
+            stream,
+            epoch: now,
+            events: VecDeque::new(),
+            timeout: Some(now),
+            gathered: false,
+            local: Vec::new(),
+            held_local: Vec::new(),
+            held_remote: Vec::new(),
+            release_at: None,
+            controlling: setup.controlling,
+            selected: None,
+            credentials: setup.credentials.clone(),
+            remote_set: false,
+        })
+    }
+
+    fn ice_now(&self, now: Instant) -> IceInstant {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        IceInstant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    fn std_time(&self, at: IceInstant) -> Instant {
+        self.epoch + at.saturating_duration_since(IceInstant::ZERO)
+    }
+
+    /// The peer's credentials and candidates (from its offer or answer): checks start. Only
+    /// UDP candidates of the RTP component are used (we offer UDP only).
+    pub fn set_remote(&mut self, remote: &NegotiatedIce, now: Instant) {
+        let Some(mut stream) = self.agent.mut_stream(self.stream) else {
+            return;
+        };
+        stream.set_remote_credentials(Credentials::new(
+            remote.remote.credentials.ufrag.clone(),
+            remote.remote.credentials.pwd.clone(),
+        ));
+        let hold = self.controlling;
+        for text in &remote.remote.candidates {
+            match format!("a=candidate:{text}").parse::<Candidate>() {
+                Ok(c) if c.component_id == COMPONENT && c.transport_type == TransportType::Udp => {
+                    if hold && c.candidate_type == CandidateType::Relayed {
+                        self.held_remote.push(c);
+                    } else {
+                        stream.add_remote_candidate(c);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(candidate = %text, error = ?e, "ICE: candidate ignored"),
+            }
+        }
+        if hold && !(self.held_remote.is_empty() && self.held_local.is_empty()) {
+            self.release_at = Some(now + RELAY_HOLDBACK);
+        } else {
+            stream.end_of_remote_candidates();
+        }
+        self.remote_set = true;
+        self.timeout = Some(now);
+    }
+
+    /// A datagram (or TCP bytes) that arrived on one of our sockets. Returns the media it
+    /// carried (unwrapped from TURN when relayed); STUN and TURN control stay here.
+    pub fn handle_datagram(
+        &mut self,
+        tcp: bool,
+        local: SocketAddr,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+        media: &mut Vec<Vec<u8>>,
+    ) {
+        let at = self.ice_now(now);
+        let transport = if tcp {
+            TransportType::Tcp
+        } else {
+            TransportType::Udp
+        };
+        let Some(mut stream) = self.agent.mut_stream(self.stream) else {
+            return;
+        };
+        let reply = stream.handle_incoming_data(
+            COMPONENT,
+            RiceTransmit::new(bytes, transport, from, local),
+            at,
+        );
+        if let Some(data) = reply.data {
+            media.push(data.as_ref().to_vec());
+        }
+        if reply.have_more_data {
+            while let Some(pending) = stream.poll_recv() {
+                media.push(pending.data);
+            }
+        }
+        self.timeout = Some(now);
+    }
+
+    /// A TCP connection the agent asked for (`IceEvent::Connect`) is open (`Ok(local)`) or
+    /// failed.
+    pub fn handle_connected(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        result: Result<SocketAddr, ()>,
+        now: Instant,
+    ) {
+        let at = self.ice_now(now);
+        if let Some(mut stream) = self.agent.mut_stream(self.stream) {
+            stream.allocated_socket(
+                COMPONENT,
+                TransportType::Tcp,
+                from,
+                to,
+                result.map_err(|()| StunError::ResourceNotFound),
+                at,
+            );
+        }
+        self.timeout = Some(now);
+    }
+
+    /// Media to send over the selected pair; `None` before one is selected.
+    pub fn send(&mut self, data: &[u8], now: Instant) -> Option<Transmit> {
+        let at = self.ice_now(now);
+        let mut stream = self.agent.mut_stream(self.stream)?;
+        let mut component = stream.mut_component(COMPONENT)?;
+        let transmit = component.send(data, at).ok()?;
+        Some(Transmit {
+            tcp: transmit.transport == TransportType::Tcp,
+            from: transmit.from,
+            to: transmit.to,
+            data: transmit.data,
+        })
+    }
+
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let at = self.ice_now(now);
+        let transmit = self.agent.poll_transmit(at)?;
+        Some(Transmit {
+            tcp: transmit.transmit.transport == TransportType::Tcp,
+            from: transmit.transmit.from,
+            to: transmit.transmit.to,
+            data: transmit.transmit.data,
+        })
+    }
+
+    /// Drives the agent; returns what the owner must act on or show.
+    pub fn poll_event(&mut self, now: Instant) -> Option<IceEvent> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        if self.release_at.is_some_and(|at| now >= at) {
+            self.release_relays();
+        }
+        let at = self.ice_now(now);
+        // Bounded: each poll either returns or makes progress; a stuck agent waits for time.
+        for _ in 0..256 {
+            match self.agent.poll(at) {
+                AgentPoll::WaitUntil(when) => {
+                    self.timeout = Some(self.std_time(when));
+                    break;
+                }
+                AgentPoll::Closed => {
+                    self.timeout = None;
+                    break;
+                }
+                AgentPoll::AllocateSocket(socket) => {
+                    if socket.transport == TransportType::Tcp {
+                        self.events.push_back(IceEvent::Connect {
+                            from: socket.from,
+                            to: socket.to,
+                        });
+                    }
+                }
+                AgentPoll::RemoveSocket(_) => {}
+                AgentPoll::GatheredCandidate(gathered) => {
+                    let gathered = gathered.gathered;
+                    self.local.push(gathered.candidate.clone());
+                    if self.controlling
+                        && gathered.candidate.candidate_type == CandidateType::Relayed
+                        && self.selected.is_none()
+                    {
+                        self.held_local.push(gathered);
+                    } else if let Some(mut stream) = self.agent.mut_stream(self.stream) {
+                        stream.add_local_gathered_candidate(gathered);
+                    }
+                }
+                AgentPoll::GatheringComplete(_) => {
+                    // With relays held back, their end comes when they are released.
+                    if self.held_local.is_empty()
+                        && let Some(mut stream) = self.agent.mut_stream(self.stream)
+                    {
+                        stream.end_of_local_candidates();
+                    }
+                    self.gathered = true;
+                    self.events.push_back(IceEvent::Gathered(self.local_ice()));
+                }
+                AgentPoll::SelectedPair(selected) => {
+                    let pair = selected.selected.candidate_pair().clone();
+                    // rice-proto reports the pair but leaves installing it to its owner, and
+                    // its Rust API offers only `set_selected_pair` (its C API installs the
+                    // agent's own record); `send` finds a relay's TURN client by address.
+                    if let Some(mut stream) = self.agent.mut_stream(self.stream)
+                        && let Some(mut component) = stream.mut_component(COMPONENT)
+                        && let Err(e) = component.set_selected_pair(pair.clone())
+                    {
+                        tracing::warn!(error = %e, "ICE: cannot use the selected pair");
+                    }
+                    let info = PairInfo::of(&pair.local, &pair.remote);
+                    if self.selected.as_ref() != Some(&info) {
+                        self.selected = Some(info.clone());
+                        self.events.push_back(IceEvent::Selected(info));
+                    }
+                }
+                AgentPoll::ComponentStateChange(change) => {
+                    if change.state == ComponentConnectionState::Failed {
+                        self.events.push_back(IceEvent::Failed {
+                            tried: self.tried(),
+                        });
+                    }
+                }
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// When the agent next needs `handle_timeout`-like attention (`poll_event`).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.timeout, self.release_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The held-back relayed candidates join the checks (unless a direct pair was selected
+    /// meanwhile: then they are not needed), and both candidate lists end.
+    fn release_relays(&mut self) {
+        self.release_at = None;
+        let gathered = self.gathered;
+        let direct = self.selected.is_some();
+        let held_local = std::mem::take(&mut self.held_local);
+        let held_remote = std::mem::take(&mut self.held_remote);
+        let Some(mut stream) = self.agent.mut_stream(self.stream) else {
+            return;
+        };
+        if !direct {
+            tracing::debug!(
+                local = held_local.len(),
+                remote = held_remote.len(),
+                "ICE: relayed candidates join the checks"
+            );
+            for candidate in held_local {
+                stream.add_local_gathered_candidate(candidate);
+            }
+            for candidate in held_remote {
+                stream.add_remote_candidate(candidate);
+            }
+        }
+        stream.end_of_remote_candidates();
+        if gathered {
+            stream.end_of_local_candidates();
+        }
+    }
+
+    pub fn selected(&self) -> Option<&PairInfo> {
+        self.selected.as_ref()
+    }
+
+    pub fn gathered(&self) -> bool {
+        self.gathered
+    }
+
+    pub fn remote_set(&self) -> bool {
+        self.remote_set
+    }
+
+    /// Our credentials and candidates as the SDP carries them, the best candidate first
+    /// (the one to put in `c=`/`m=`: `default_candidate`).
+    pub fn local_ice(&self) -> LocalIce {
+        let mut candidates = self.local.clone();
+        candidates
+            .retain(|c| c.component_id == COMPONENT && c.transport_type == TransportType::Udp);
+        candidates.sort_by(|a, b| b.priority.cmp(&a.priority));
+        LocalIce {
+            credentials: self.credentials.clone(),
+            candidates: candidates
+                .iter()
+                .map(|c| {
+                    let sdp = c.to_sdp_string();
+                    sdp.strip_prefix("a=candidate:").unwrap_or(&sdp).to_owned()
+                })
+                .collect(),
+        }
+    }
+
+    /// The default candidate (`c=`/`m=`, RFC 8445 §5.1.4): server-reflexive, else host, else
+    /// relayed. RFC 8445 suggests the relay, but a peer without ICE then sends to an address
+    /// the TURN server only opens to peers we gave permission; the reflexive address is what
+    /// sipterm's STUN put there before ICE, and what a latching peer answers to.
+    pub fn default_candidate(&self) -> Option<SocketAddr> {
+        let rank = |c: &Candidate| match c.candidate_type {
+            CandidateType::ServerReflexive => 0,
+            CandidateType::Host => 1,
+            CandidateType::PeerReflexive => 2,
+            CandidateType::Relayed => 3,
+        };
+        self.local
+            .iter()
+            .filter(|c| c.component_id == COMPONENT && c.transport_type == TransportType::Udp)
+            .min_by_key(|c| rank(c))
+            .map(|c| c.address)
+    }
+
+    /// The pairs ICE formed (RFC 8445 §6.1.2.2: same component, same address family), as the
+    /// user sees them when none worked.
+    pub fn tried(&self) -> Vec<PairInfo> {
+        let Some(stream) = self.agent.stream(self.stream) else {
+            return Vec::new();
+        };
+        let remote = stream.remote_candidates();
+        let mut tried = Vec::new();
+        for local in stream.local_candidates() {
+            for remote in remote {
+                if local.address.is_ipv4() == remote.address.is_ipv4()
+                    && local.transport_type == remote.transport_type
+                    && tried.len() < MAX_TRIED
+                {
+                    tried.push(PairInfo::of(local, remote));
+                }
+            }
+        }
+        tried
+    }
+
+    /// Why a pair's kind is what it is, for logs.
+    pub fn describe(candidate: &Candidate) -> &'static str {
+        kind(candidate.candidate_type)
+    }
+
+    /// Forgets the agent's timers, for a call that ended.
+    pub fn close(&mut self, now: Instant) {
+        let at = self.ice_now(now);
+        self.agent.close(at);
+        self.timeout = Some(now);
+    }
+}
+
+/// How long gathering may take before the SDP goes out with what there is: a dead STUN or
+/// TURN server must not hold a call up (RFC 8445 leaves the bound to the application).
+pub const GATHER_LIMIT: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdp::RemoteIce;
+
+    fn agent(host: &str, controlling: bool, seed: u8, now: Instant) -> IceAgent {
+        let setup = IceSetup {
+            credentials: IceCredentials::from_random([seed; 32]),
+            host: host.parse().expect("address"),
+            stun: None,
+            turn: Vec::new(),
+            controlling,
+        };
+        IceAgent::new(&setup, now).expect("agent")
+    }
+
+    fn gathered(agent: &mut IceAgent, now: Instant) -> LocalIce {
+        for _ in 0..10 {
+            if let Some(IceEvent::Gathered(local)) = agent.poll_event(now) {
+                return local;
+            }
+        }
+        panic!("no gathering");
+    }
+
+    fn negotiated(local: &LocalIce, remote: &LocalIce, controlling: bool) -> NegotiatedIce {
+        NegotiatedIce {
+            local: local.credentials.clone(),
+            remote: RemoteIce {
+                credentials: remote.credentials.clone(),
+                candidates: remote.candidates.clone(),
+                lite: false,
+            },
+            controlling,
+        }
+    }
+
+    fn deliver(from: &mut IceAgent, to: &mut IceAgent, now: Instant) {
+        while let Some(t) = from.poll_transmit(now) {
+            let mut media = Vec::new();
+            to.handle_datagram(false, t.to, t.from, &t.data, now, &mut media);
+            assert!(media.is_empty(), "checks are not media");
+        }
+    }
+
+    /// Two full agents on an in-memory wire, on virtual time: the controlling one nominates,
+    /// both select the host pair, and media passes both ways.
+    #[test]
+    fn two_agents_select_the_host_pair_and_carry_media() {
+        let mut now = Instant::now();
+        let mut a = agent("192.0.2.1:4000", true, 1, now);
+        let mut b = agent("192.0.2.2:5000", false, 2, now);
+        let (la, lb) = (gathered(&mut a, now), gathered(&mut b, now));
+        assert_eq!(la.candidates.len(), 1, "{la:?}");
+        assert!(
+            la.candidates[0].contains("192.0.2.1 4000 typ host"),
+            "{la:?}"
+        );
+        a.set_remote(&negotiated(&la, &lb, true), now);
+        b.set_remote(&negotiated(&lb, &la, false), now);
+        let mut selected = (None, None);
+        for _ in 0..2000 {
+            deliver(&mut a, &mut b, now);
+            deliver(&mut b, &mut a, now);
+            while let Some(e) = a.poll_event(now) {
+                if let IceEvent::Selected(p) = e {
+                    selected.0 = Some(p);
+                }
+            }
+            while let Some(e) = b.poll_event(now) {
+                if let IceEvent::Selected(p) = e {
+                    selected.1 = Some(p);
+                }
+            }
+            if selected.0.is_some() && selected.1.is_some() {
+                break;
+            }
+            now += Duration::from_millis(5);
+        }
+        let (pa, pb) = (
+            selected.0.expect("a selects"),
+            selected.1.expect("b selects"),
+        );
+        assert_eq!(pa.to_string(), "host 192.0.2.1:4000 -> host 192.0.2.2:5000");
+        assert_eq!(pb.path(), "host");
+        let t = a.send(b"rtp", now).expect("a sends");
+        let mut media = Vec::new();
+        b.handle_datagram(false, t.to, t.from, &t.data, now, &mut media);
+        assert_eq!(media, vec![b"rtp".to_vec()]);
+    }
+}

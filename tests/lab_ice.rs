@@ -1,0 +1,346 @@
+//! ICE (RFC 8445) with STUN and TURN between two headless sipterms, each behind a NAT of its
+//! own (tests/common/lab.rs), signalling through a Kamailio registrar that Record-Routes, a
+//! coturn STUN/TURN server on the "internet" segment. Every call checks audio both ways (each
+//! side sends its own tone and must hear the other's) and which candidate pair carried it (the
+//! `ice` part of the `media` event). Figures (time from 200 OK to first audio, the relay's
+//! added delay) are printed for the note; nothing is asserted on the wall clock.
+//!
+//! Root only (network namespaces). CI runs as root and fails rather than skips otherwise;
+//! coturn (`turnserver`) comes with `make test-deps` and its absence fails the test.
+
+mod common;
+
+use std::error::Error;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::audio::assert_hears;
+use common::headless::{Headless, HeadlessOptions, sine, write_wav};
+use common::lab::{DnsRecord, Host, KamailioLab, Lab, NatKind, Router, root_or_skip};
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+const SIGNALLING: Duration = Duration::from_secs(20);
+const RATE: u32 = 48_000;
+const TONE_SECONDS: f32 = 40.0;
+const AMPLITUDE: f32 = 8000.0;
+const TURN_IP: &str = "203.0.113.30";
+const TURN_USER: &str = "icetest";
+const TURN_PASSWORD: &str = "Relay-pass-42";
+
+struct Phone {
+    sipterm: Headless,
+    out: PathBuf,
+}
+
+/// The lab: two homes behind NATs of the given kinds, a registrar, DNS, coturn.
+struct IceLab {
+    lab: Lab,
+    alice_host: Host,
+    bob_host: Host,
+    nat_a: Router,
+    _nat_b: Router,
+}
+
+fn ice_lab(kind_a: NatKind, kind_b: NatKind) -> Result<IceLab, Box<dyn Error>> {
+    let lab = Lab::new()?;
+    let home_a = lab.segment("homea")?;
+    let home_b = lab.segment("homeb")?;
+    let wan = lab.segment("wan")?;
+    let nat_a = lab.nat_router(
+        "nata",
+        &home_a,
+        "10.0.1.1/24",
+        &wan,
+        "203.0.113.1/24",
+        kind_a,
+    )?;
+    let nat_b = lab.nat_router(
+        "natb",
+        &home_b,
+        "10.0.2.1/24",
+        &wan,
+        "203.0.113.2/24",
+        kind_b,
+    )?;
+    let ns = lab.host("ns", &wan, &["203.0.113.53/24"], &[])?;
+    let registrar = lab.host("registrar", &wan, &["203.0.113.10/24"], &[])?;
+    let turn = lab.host("turn", &wan, &[&format!("{TURN_IP}/24")], &[])?;
+    let alice_host = lab.host("alice", &home_a, &["10.0.1.10/24"], &["10.0.1.1"])?;
+    let bob_host = lab.host("bob", &home_b, &["10.0.2.20/24"], &["10.0.2.1"])?;
+    let dns = lab.dns(&ns, &[DnsRecord::host("atlanta.test", &registrar.addrs())])?;
+    for host in [&registrar, &alice_host, &bob_host] {
+        lab.use_dns(host, dns.ip()?)?;
+    }
+    lab.kamailio(
+        &registrar,
+        &KamailioLab {
+            domain: "atlanta.test",
+            listen: &["203.0.113.10:5060".parse()?],
+            users: &[("alice", "secret"), ("bob", "secret")],
+            record_route: true,
+            ..KamailioLab::default()
+        },
+    )?;
+    start_coturn(&lab, &turn)?;
+    Ok(IceLab {
+        lab,
+        alice_host,
+        bob_host,
+        nat_a,
+        _nat_b: nat_b,
+    })
+}
+
+/// coturn with one long-term-credential user, STUN and TURN on UDP and TCP 3478 (no TLS).
+fn start_coturn(lab: &Lab, host: &Host) -> TestResult {
+    let mut command = host.command("/usr/bin/turnserver");
+    command.args([
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--fingerprint",
+        "--lt-cred-mech",
+        "--realm=lab.test",
+        &format!("--user={TURN_USER}:{TURN_PASSWORD}"),
+        &format!("--listening-ip={TURN_IP}"),
+        &format!("--relay-ip={TURN_IP}"),
+        "--listening-port=3478",
+        "--min-port=50000",
+        "--max-port=50100",
+        "--log-file=stdout",
+        "--simple-log",
+        "--verbose",
+    ]);
+    lab.spawn("coturn", command)?;
+    // Ready when its TCP listener accepts (UDP starts with it).
+    let target: SocketAddr = format!("{TURN_IP}:3478").parse()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let connected = host.enter(move || {
+            TcpStream::connect_timeout(&target, Duration::from_millis(200)).map(|_| ())
+        });
+        if connected.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("coturn did not start:\n{}", lab.logs()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn account(name: &str, extra: &str) -> String {
+    format!(
+        "[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@atlanta.test\"\npassword = \"secret\"\n\
+         registrar = \"sip:atlanta.test\"\nsrtp = \"off\"\n{extra}"
+    )
+}
+
+fn turn_lines() -> String {
+    format!(
+        "stun_server = \"{TURN_IP}:3478\"\nturn_server = \"turn:{TURN_IP}:3478\"\n\
+         turn_username = \"{TURN_USER}\"\nturn_password_command = \"echo {TURN_PASSWORD}\"\n"
+    )
+}
+
+fn phone(
+    lab: &Lab,
+    name: &str,
+    host: &Host,
+    tone: f32,
+    config: String,
+    answering: bool,
+) -> Result<Phone, Box<dyn Error>> {
+    let input = lab.dir().join(format!("{name}-in.wav"));
+    write_wav(&input, RATE, &sine(tone, RATE, TONE_SECONDS, AMPLITUDE))?;
+    let out = lab.dir().join(format!("{name}-out.wav"));
+    let mut sipterm = Headless::spawn_with(
+        name,
+        &HeadlessOptions {
+            audio_in: Some(input),
+            audio_out: Some(out.clone()),
+            auto_answer_ms: answering.then_some(0),
+            config_toml: Some(config),
+            extra_args: Vec::new(),
+            netns: Some(host.netns().to_string()),
+            listen: Some("0.0.0.0:5060".to_string()),
+        },
+        &[("RUST_LOG", std::ffi::OsStr::new("info,rice_proto=info"))],
+        false,
+    )?;
+    sipterm.expect_event(
+        "registration `registered`",
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        SIGNALLING,
+    )?;
+    Ok(Phone { sipterm, out })
+}
+
+/// A media event showing `packets` received; returns it.
+fn media_flowing(phone: &mut Phone, packets: u64) -> Result<Value, Box<dyn Error>> {
+    Ok(phone.sipterm.expect_event(
+        &format!("a media event with >= {packets} packets received"),
+        |e| e["event"] == "media" && e["received"].as_u64().unwrap_or(0) >= packets,
+        SIGNALLING,
+    )?)
+}
+
+/// Alice (the caller) dials Bob (auto-answering); both hear the other's tone; Alice hangs up.
+/// Returns both sides' last media events and the time from `confirmed` to the caller's first
+/// media event with audio received (a figure for the note; media events come every 2 s, so
+/// it is coarse by that much).
+fn call(alice: &mut Phone, bob: &mut Phone) -> Result<(Value, Value), Box<dyn Error>> {
+    alice.sipterm.send("dial sip:bob@atlanta.test")?;
+    alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    let confirmed = Instant::now();
+    bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    let first = media_flowing(alice, 1)?;
+    println!(
+        "first media event with audio at the caller {:?} after 200 OK: {first}",
+        confirmed.elapsed()
+    );
+    let a = media_flowing(alice, 75)?;
+    let b = media_flowing(bob, 75)?;
+    alice.sipterm.send("hangup")?;
+    alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    bob.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    assert_hears(&alice.out, "alice", 1000.0)?;
+    assert_hears(&bob.out, "bob", 440.0)?;
+    println!("alice media: {a}\nbob media: {b}");
+    Ok((a, b))
+}
+
+fn path(media: &Value) -> String {
+    media["ice"]["path"].as_str().unwrap_or("none").to_owned()
+}
+
+fn run(
+    test: &str,
+    kinds: (NatKind, NatKind),
+    alice_extra: &str,
+    bob_extra: &str,
+    block_udp_to_turn: bool,
+) -> Result<Option<(Value, Value)>, Box<dyn Error>> {
+    if !root_or_skip(test) {
+        return Ok(None);
+    }
+    let lab = ice_lab(kinds.0, kinds.1)?;
+    if block_udp_to_turn {
+        lab.nat_a.block_udp_to(TURN_IP.parse::<IpAddr>()?)?;
+    }
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", alice_extra),
+        false,
+    )?;
+    let mut bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", bob_extra),
+        true,
+    )?;
+    let result = call(&mut alice, &mut bob);
+    if result.is_err() {
+        println!("{}", lab.lab.logs());
+        for phone in [&alice, &bob] {
+            let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
+                .unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("ICE") || l.contains("rice")) {
+                println!("{}: {line}", phone.sipterm.name());
+            }
+        }
+    }
+    Ok(Some(result?))
+}
+
+/// Case 1: two cone NATs: the checks find a server-reflexive path; no relay is needed.
+#[test]
+fn two_cone_nats_carry_audio_over_a_server_reflexive_pair() -> TestResult {
+    let extra = turn_lines();
+    let Some((a, b)) = run(
+        "ice_cone",
+        (NatKind::Cone, NatKind::Cone),
+        &extra,
+        &extra,
+        false,
+    )?
+    else {
+        return Ok(());
+    };
+    for media in [&a, &b] {
+        let path = path(media);
+        assert!(
+            path == "srflx" || path == "prflx",
+            "a reflexive pair through the NATs, not {path}: {media}"
+        );
+    }
+    Ok(())
+}
+
+/// Case 2: two symmetric NATs (a new port per destination): only the TURN relay works.
+#[test]
+fn two_symmetric_nats_carry_audio_through_the_turn_relay() -> TestResult {
+    let extra = turn_lines();
+    let Some((a, b)) = run(
+        "ice_symmetric",
+        (NatKind::Symmetric, NatKind::Symmetric),
+        &extra,
+        &extra,
+        false,
+    )?
+    else {
+        return Ok(());
+    };
+    for media in [&a, &b] {
+        assert_eq!(path(media), "relay", "{media}");
+    }
+    Ok(())
+}
+
+/// Case 3: Alice's NAT drops UDP to the TURN server: her relay is allocated over TCP.
+#[test]
+fn turn_over_tcp_carries_the_call_when_udp_to_the_server_is_blocked() -> TestResult {
+    let extra = turn_lines();
+    let Some((a, b)) = run(
+        "ice_turn_tcp",
+        (NatKind::Symmetric, NatKind::Symmetric),
+        &extra,
+        &extra,
+        true,
+    )?
+    else {
+        return Ok(());
+    };
+    for media in [&a, &b] {
+        assert_eq!(path(media), "relay", "{media}");
+    }
+    Ok(())
+}
+
+/// Case 4: Alice has `ice = false`: Bob falls back to her `c=` address, which STUN and
+/// the NATs' filtering (each side sends first) make work through two cone NATs, as before.
+#[test]
+fn a_peer_without_ice_still_gets_audio_through_cone_nats() -> TestResult {
+    let stun = format!("stun_server = \"{TURN_IP}:3478\"\n");
+    let Some((a, b)) = run(
+        "ice_off",
+        (NatKind::Cone, NatKind::Cone),
+        &format!("{stun}ice = false\n"),
+        &stun,
+        false,
+    )?
+    else {
+        return Ok(());
+    };
+    assert!(a.get("ice").is_none() && b.get("ice").is_none(), "{a}\n{b}");
+    Ok(())
+}
