@@ -3,7 +3,7 @@
 
 BUILD_DEPS := libasound2-dev libopus-dev pkg-config
 TEST_DEPS  := sip-tester kamailio kamailio-tls-modules baresip-core tshark tmux pulseaudio pulseaudio-utils \
-              iproute2 nftables dnsmasq-base espeak-ng
+              iproute2 nftables dnsmasq-base espeak-ng coturn
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 

@@ -10,6 +10,9 @@ pub enum Direction {
     Out,
 }
 
+// `Media` is the big one (a few hundred bytes), sent every 2 s per call: boxing it would
+// cost every reader a dereference for nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
@@ -94,7 +97,7 @@ pub enum Event {
         /// The call's ICE: which candidate pair carries the media, or which were tried when
         /// none worked. Absent without ICE.
         #[serde(skip_serializing_if = "Option::is_none")]
-        ice: Option<IceReport>,
+        ice: Option<Box<IceReport>>,
     },
     /// A finding of the live diagnosis (`crate::diagnosis`) became active or cleared.
     Diagnosis {

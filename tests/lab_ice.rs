@@ -254,7 +254,10 @@ fn run(
         for phone in [&alice, &bob] {
             let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
                 .unwrap_or_default();
-            for line in log.lines().filter(|l| l.contains("ICE") || l.contains("rice")) {
+            for line in log
+                .lines()
+                .filter(|l| l.contains("ICE") || l.contains("rice"))
+            {
                 println!("{}: {line}", phone.sipterm.name());
             }
         }

@@ -70,8 +70,8 @@ impl Drop for IceSender {
 
 impl IceHandle {
     /// The peer's ICE is known: checks start, and the media task gets the link.
-    pub fn start(mut self, remote: NegotiatedIce) -> Option<IceLink> {
-        let _ = self.control.send(Control::Remote(Box::new(remote)));
+    pub fn start(mut self, remote: Box<NegotiatedIce>) -> Option<IceLink> {
+        let _ = self.control.send(Control::Remote(remote));
         Some(IceLink {
             sender: IceSender {
                 control: self.control.clone(),

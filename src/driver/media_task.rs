@@ -931,7 +931,10 @@ impl CallMedia {
         let _ = self
             .events
             .send(Event::Media {
-                ice: self.ice_status.as_ref().map(|s| ice_report(&s.borrow())),
+                ice: self
+                    .ice_status
+                    .as_ref()
+                    .map(|s| Box::new(ice_report(&s.borrow()))),
                 call: self.call.to_string(),
                 codec: format!(
                     "{}/{}",

@@ -460,7 +460,7 @@ impl IceAgent {
         let mut candidates = self.local.clone();
         candidates
             .retain(|c| c.component_id == COMPONENT && c.transport_type == TransportType::Udp);
-        candidates.sort_by(|a, b| b.priority.cmp(&a.priority));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.priority));
         LocalIce {
             credentials: self.credentials.clone(),
             candidates: candidates

@@ -217,7 +217,7 @@ pub struct MediaParams {
     pub peer_signalling: Vec<IpAddr>,
     /// Both sides do ICE on the stream: media goes over the pair ICE selects, not to `remote`
     /// (the peer's default candidate). `None`: the `c=`/`m=` address as without ICE.
-    pub ice: Option<NegotiatedIce>,
+    pub ice: Option<Box<NegotiatedIce>>,
 }
 
 /// Why an SDP body cannot be used. Every variant is answered with 488 by the UA when it comes
@@ -488,12 +488,12 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
             .as_ref()
             .is_some_and(|r| !ice::default_is_candidate(endpoint.rtp, &r.candidates));
     let negotiated_ice = match (&local.ice, remote_ice) {
-        (Some(ours), Some(remote)) if !ice_mismatch => Some(NegotiatedIce {
+        (Some(ours), Some(remote)) if !ice_mismatch => Some(Box::new(NegotiatedIce {
             local: ours.credentials.clone(),
             // A lite offerer leaves control to us, a full answerer (RFC 8445 §6.1.1).
             controlling: remote.lite,
             remote,
-        }),
+        })),
         _ => None,
     };
     let our_ice = negotiated_ice
@@ -601,11 +601,11 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
         (Some(ours), Some(remote))
             if ice::default_is_candidate(endpoint.rtp, &remote.candidates) =>
         {
-            Some(NegotiatedIce {
+            Some(Box::new(NegotiatedIce {
                 local: ours.credentials.clone(),
                 remote,
                 controlling: true,
-            })
+            }))
         }
         _ => None,
     };
