@@ -11,6 +11,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ice::agent::{GATHER_LIMIT, IceSetup, TurnSetup};
+use crate::ice::tcp_frame::TcpFramer;
 use crate::ice::{IceAgent, IceEvent, PairInfo, TurnTransport};
 use crate::sdp::{LocalIce, NegotiatedIce};
 
@@ -123,6 +124,12 @@ pub async fn gather(
             _ => SocketAddr::new(setup.host.ip(), 0),
         };
     }
+    let tls_servers = setup
+        .turn
+        .iter()
+        .filter(|t| t.transport == TurnTransport::Tls)
+        .map(|t| t.server)
+        .collect();
     let now = Instant::now();
     let agent = IceAgent::new(&setup, now)?;
     let (control, control_rx) = mpsc::unbounded_channel();
@@ -139,6 +146,7 @@ pub async fn gather(
         status: status_tx,
         gathered: Some(gathered_tx),
         started: now,
+        tls_servers,
     };
     tokio::spawn(task.run(control_rx));
     let handle = IceHandle {
@@ -170,6 +178,8 @@ struct Task {
     status: watch::Sender<IceStatus>,
     gathered: Option<oneshot::Sender<(LocalIce, SocketAddr)>>,
     started: Instant,
+    /// TURN servers reached over TLS (their bytes go to rice unframed).
+    tls_servers: Vec<SocketAddr>,
 }
 
 /// What the helper tasks report: a TCP connection made (or not), bytes read from one.
@@ -268,19 +278,30 @@ impl Task {
                             writer,
                         });
                         let tx = tcp_tx.clone();
+                        // TLS is rice's own (its TURN client decrypts); over plain TCP the
+                        // agent gets whole messages (see `ice::tcp_frame` for why).
+                        let tls = self.tls_servers.contains(&to);
                         tokio::spawn(async move {
                             let mut buf = vec![0u8; MAX_DATAGRAM];
+                            let mut framer = TcpFramer::default();
                             while let Ok(n) = reader.read(&mut buf).await {
                                 let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
                                     break;
                                 };
-                                let news = TcpNews::Read {
-                                    local,
-                                    remote: to,
-                                    bytes: bytes.to_vec(),
+                                let messages = if tls {
+                                    vec![bytes.to_vec()]
+                                } else {
+                                    framer.push(bytes)
                                 };
-                                if tx.send(news).await.is_err() {
-                                    break;
+                                for bytes in messages {
+                                    let news = TcpNews::Read {
+                                        local,
+                                        remote: to,
+                                        bytes,
+                                    };
+                                    if tx.send(news).await.is_err() {
+                                        return;
+                                    }
                                 }
                             }
                         });

@@ -578,7 +578,7 @@ mod tests {
     /// both select the host pair, and media passes both ways.
     #[test]
     fn two_agents_select_the_host_pair_and_carry_media() {
-        let mut now = Instant::now();
+        let mut now = crate::test_clock::t0();
         let mut a = agent("192.0.2.1:4000", true, 1, now);
         let mut b = agent("192.0.2.2:5000", false, 2, now);
         let (la, lb) = (gathered(&mut a, now), gathered(&mut b, now));

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod pair;
 pub mod server;
+pub mod tcp_frame;
 
 pub use agent::{IceAgent, IceEvent, IceSetup, Transmit};
 pub use pair::PairInfo;
