@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ice::agent::{GATHER_LIMIT, IceSetup, TurnSetup};
 use crate::ice::tcp_frame::TcpFramer;
-use crate::ice::{IceAgent, IceEvent, PairInfo, TurnTransport};
+use crate::ice::{IceAgent, IceEvent, Inbound, PairInfo, TurnTransport};
 use crate::sdp::{LocalIce, NegotiatedIce};
 
 /// Media packets waiting for the media task; beyond that they are dropped (it is stuck).
@@ -41,14 +41,14 @@ enum Control {
 /// The SIP task's handle on a call's ICE, until the media task takes the link.
 pub struct IceHandle {
     control: mpsc::UnboundedSender<Control>,
-    incoming: Option<mpsc::Receiver<Vec<u8>>>,
+    incoming: Option<mpsc::Receiver<Inbound>>,
     status: watch::Receiver<IceStatus>,
 }
 
 /// What the media task uses: send media, receive media, read the status.
 pub struct IceLink {
     pub sender: IceSender,
-    pub incoming: mpsc::Receiver<Vec<u8>>,
+    pub incoming: mpsc::Receiver<Inbound>,
     pub status: watch::Receiver<IceStatus>,
 }
 
@@ -174,7 +174,7 @@ struct Task {
     rtp: Option<UdpSocket>,
     turn_udp: Option<UdpSocket>,
     tcp: Vec<Tcp>,
-    incoming: mpsc::Sender<Vec<u8>>,
+    incoming: mpsc::Sender<Inbound>,
     status: watch::Sender<IceStatus>,
     gathered: Option<oneshot::Sender<(LocalIce, SocketAddr)>>,
     started: Instant,
@@ -264,7 +264,7 @@ impl Task {
         &mut self,
         news: TcpNews,
         tcp_tx: &mpsc::Sender<TcpNews>,
-        media: &mut Vec<Vec<u8>>,
+        media: &mut Vec<Inbound>,
     ) {
         match news {
             TcpNews::Connected { from, to, stream } => {
@@ -375,7 +375,11 @@ impl Task {
     fn report_gathered(&mut self, local: LocalIce) {
         if let Some(tx) = self.gathered.take() {
             let default = self.agent.default_candidate().unwrap_or(self.host);
-            tracing::info!(candidates = ?local.candidates, %default, "ICE: candidates gathered");
+            if local.candidates.is_empty() {
+                tracing::debug!("ICE: no usable candidate (loopback or no route); no ICE");
+            } else {
+                tracing::info!(candidates = ?local.candidates, %default, "ICE: candidates gathered");
+            }
             let _ = tx.send((local, default));
         }
     }

@@ -18,6 +18,7 @@ use super::command::AudioCommand;
 use super::ice_task::{IceLink, IceSender, IceStatus};
 use super::transport::{canonical, on_socket_family};
 use crate::event::{Event, IceReport, MicReport, PeerReport, SrtpStats};
+use crate::ice::Inbound;
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::inband_dtmf::InbandDtmf;
@@ -380,7 +381,7 @@ impl CallMedia {
         rtcp: UdpSocket,
         mut control: mpsc::UnboundedReceiver<MediaControl>,
         mut opened: mpsc::UnboundedReceiver<Opened>,
-        mut ice_in: Option<mpsc::Receiver<Vec<u8>>>,
+        mut ice_in: Option<mpsc::Receiver<Inbound>>,
     ) {
         self.local = rtp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
@@ -441,17 +442,29 @@ impl CallMedia {
                         }
                     }
                 }
-                Some(bytes) = recv_ice(&mut ice_in) => {
-                    // ICE hands over only what came on a checked pair (unwrapped from TURN):
+                Some(inbound) = recv_ice(&mut ice_in) => match inbound {
+                    // ICE hands over what came on the selected pair (unwrapped from TURN):
                     // the peer's, as its negotiated address would be.
-                    let from = self.params.remote;
-                    let arrival = started.elapsed();
-                    if is_rtcp(&bytes) {
-                        self.receive_rtcp(&bytes, from, arrival);
-                    } else {
-                        self.receive_rtp(&bytes, from, arrival).await;
+                    Inbound::Media(bytes) => {
+                        let from = self.params.remote;
+                        let arrival = started.elapsed();
+                        if is_rtcp(&bytes) {
+                            self.receive_rtcp(&bytes, from, arrival);
+                        } else {
+                            self.receive_rtp(&bytes, from, arrival).await;
+                        }
                     }
-                }
+                    // Someone else's: the latch screens it as without ICE (counted as
+                    // foreign, never played unless it proves to be the peer's).
+                    Inbound::Stranger { from, bytes } => {
+                        let arrival = started.elapsed();
+                        if is_rtcp(&bytes) {
+                            self.receive_rtcp(&bytes, from, arrival);
+                        } else {
+                            self.receive_rtp(&bytes, from, arrival).await;
+                        }
+                    }
+                },
                 received = rtcp.recv_from(&mut rtcp_buf) => {
                     if let Ok((n, from)) = received {
                         let from = canonical(from);
@@ -1076,7 +1089,7 @@ async fn warn(events: &mpsc::Sender<Event>, message: String) {
 /// `dest` as the socket can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
 /// reached at its IPv4-mapped address.
 /// The next media packet from ICE; never, without ICE.
-async fn recv_ice(ice: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+async fn recv_ice(ice: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> {
     match ice {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -83,6 +83,15 @@ pub struct Transmit {
     pub data: Box<[u8]>,
 }
 
+/// What arrived for the media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// From the peer over the selected pair.
+    Media(Vec<u8>),
+    /// From someone else: dropped, but counted (`foreign` in the `media` event).
+    Stranger { from: SocketAddr, bytes: Vec<u8> },
+}
+
 /// What the agent tells its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IceEvent {
@@ -241,7 +250,10 @@ impl IceAgent {
     }
 
     /// A datagram (or TCP bytes) that arrived on one of our sockets. Returns the media it
-    /// carried (unwrapped from TURN when relayed); STUN and TURN control stay here.
+    /// carried (unwrapped from TURN when relayed); STUN and TURN control stay here. Media
+    /// straight from the network counts only from the selected pair's remote address: other
+    /// sources are strangers (a relay's peers are filtered by the TURN server's permissions),
+    /// and before a pair is selected nothing is media yet.
     pub fn handle_datagram(
         &mut self,
         tcp: bool,
@@ -249,8 +261,9 @@ impl IceAgent {
         from: SocketAddr,
         bytes: &[u8],
         now: Instant,
-        media: &mut Vec<Vec<u8>>,
+        media: &mut Vec<Inbound>,
     ) {
+        let peer = self.selected.as_ref().map(|p| p.remote.address);
         let at = self.ice_now(now);
         let transport = if tcp {
             TransportType::Tcp
@@ -265,12 +278,30 @@ impl IceAgent {
             RiceTransmit::new(bytes, transport, from, local),
             at,
         );
+        // Not ICE's and from no pair rice knows: a stranger's (once the call has a pair).
+        if !reply.handled && reply.data.is_none() && !reply.have_more_data {
+            if peer.is_some() {
+                media.push(Inbound::Stranger {
+                    from,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            self.timeout = Some(now);
+            return;
+        }
         if let Some(data) = reply.data {
-            media.push(data.as_ref().to_vec());
+            match peer {
+                Some(peer) if peer == from => media.push(Inbound::Media(data.as_ref().to_vec())),
+                Some(_) => media.push(Inbound::Stranger {
+                    from,
+                    bytes: data.as_ref().to_vec(),
+                }),
+                None => {}
+            }
         }
         if reply.have_more_data {
             while let Some(pending) = stream.poll_recv() {
-                media.push(pending.data);
+                media.push(Inbound::Media(pending.data));
             }
         }
         self.timeout = Some(now);
@@ -617,6 +648,17 @@ mod tests {
         let t = a.send(b"rtp", now).expect("a sends");
         let mut media = Vec::new();
         b.handle_datagram(false, t.to, t.from, &t.data, now, &mut media);
-        assert_eq!(media, vec![b"rtp".to_vec()]);
+        assert_eq!(media, vec![Inbound::Media(b"rtp".to_vec())]);
+        // The same bytes from anyone else are a stranger's.
+        let stranger: SocketAddr = "192.0.2.66:4000".parse().expect("address");
+        let mut media = Vec::new();
+        b.handle_datagram(false, t.to, stranger, b"rtp", now, &mut media);
+        assert_eq!(
+            media,
+            vec![Inbound::Stranger {
+                from: stranger,
+                bytes: b"rtp".to_vec()
+            }]
+        );
     }
 }

@@ -14,6 +14,6 @@ pub mod pair;
 pub mod server;
 pub mod tcp_frame;
 
-pub use agent::{IceAgent, IceEvent, IceSetup, Transmit};
+pub use agent::{IceAgent, IceEvent, IceSetup, Inbound, Transmit};
 pub use pair::PairInfo;
 pub use server::{TurnServer, TurnTransport, parse_turn_server};
