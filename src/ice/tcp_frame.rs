@@ -21,10 +21,7 @@ impl TcpFramer {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         self.buffer.extend_from_slice(bytes);
         let mut messages = Vec::new();
-        loop {
-            let Some(header) = self.buffer.get(..4) else {
-                break;
-            };
+        while let Some(header) = self.buffer.get(..4) {
             let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
             let (message, frame) = match header[0] >> 6 {
                 // STUN: a 20-byte header, then `length` bytes (always a multiple of four).
@@ -59,7 +56,7 @@ mod tests {
         let mut out = number.to_be_bytes().to_vec();
         out.extend_from_slice(&(data.len() as u16).to_be_bytes());
         out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out
