@@ -31,7 +31,8 @@ pub struct IceStatus {
 }
 
 enum Control {
-    Remote(Box<NegotiatedIce>),
+    /// The peer's ICE, and its `c=` address for when ICE fails.
+    Remote(Box<NegotiatedIce>, SocketAddr),
     Send(Vec<u8>),
     /// The peer does no ICE: give the RTP socket back for plain RTP, and stop.
     Release(oneshot::Sender<UdpSocket>),
@@ -71,8 +72,8 @@ impl Drop for IceSender {
 
 impl IceHandle {
     /// The peer's ICE is known: checks start, and the media task gets the link.
-    pub fn start(mut self, remote: Box<NegotiatedIce>) -> Option<IceLink> {
-        let _ = self.control.send(Control::Remote(remote));
+    pub fn start(mut self, remote: Box<NegotiatedIce>, fallback: SocketAddr) -> Option<IceLink> {
+        let _ = self.control.send(Control::Remote(remote, fallback));
         Some(IceLink {
             sender: IceSender {
                 control: self.control.clone(),
@@ -147,6 +148,7 @@ pub async fn gather(
         gathered: Some(gathered_tx),
         started: now,
         tls_servers,
+        fallback: None,
     };
     tokio::spawn(task.run(control_rx));
     let handle = IceHandle {
@@ -180,6 +182,8 @@ struct Task {
     started: Instant,
     /// TURN servers reached over TLS (their bytes go to rice unframed).
     tls_servers: Vec<SocketAddr>,
+    /// The peer's `c=` address: media goes there when ICE fails.
+    fallback: Option<SocketAddr>,
 }
 
 /// What the helper tasks report: a TCP connection made (or not), bytes read from one.
@@ -234,10 +238,17 @@ impl Task {
                     }
                 }
                 command = control.recv() => match command {
-                    Some(Control::Remote(remote)) => self.agent.set_remote(&remote, Instant::now()),
+                    Some(Control::Remote(remote, fallback)) => {
+                        self.fallback = Some(fallback);
+                        self.agent.set_remote(&remote, Instant::now());
+                    }
                     Some(Control::Send(data)) => {
                         if let Some(transmit) = self.agent.send(&data, Instant::now()) {
                             self.transmit(transmit).await;
+                        } else if self.agent.failed()
+                            && let (Some(rtp), Some(to)) = (self.rtp.as_ref(), self.fallback)
+                        {
+                            let _ = rtp.send_to(&data, to).await;
                         }
                     }
                     Some(Control::Release(back)) => {

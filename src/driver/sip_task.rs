@@ -959,6 +959,7 @@ impl Engine {
     ) {
         let controlling = !matches!(prepared.purpose, MediaUse::Answer(_));
         let stun = self.nat.stun_server();
+        let stun_id = self.nat.next_transaction();
         self.preparing += 1;
         tokio::spawn(async move {
             let PreparedMedia {
@@ -1001,12 +1002,22 @@ impl Engine {
                         return;
                     }
                 };
+            // No ICE after all (loopback, no route): the RTP socket's public address from
+            // STUN, as without ICE.
+            let public = match (&ice, stun) {
+                (Some(Ok(_)), _) | (_, None) => None,
+                (_, Some(server)) => Some(
+                    super::nat::binding_on_socket(&rtp, server, stun_id, MEDIA_SCHEDULE)
+                        .await
+                        .map_err(|e| format!("STUN for RTP ({server}): {e}")),
+                ),
+            };
             let _ = ready.send(PreparedMedia {
                 purpose,
                 rtp,
                 rtcp,
                 local,
-                public: None,
+                public,
                 ice,
             });
         });
@@ -1320,7 +1331,7 @@ impl Engine {
                         let mut link = None;
                         if let Some(handle) = self.ice_handles.remove(&local.rtp_port) {
                             match params.ice.clone() {
-                                Some(remote) => link = handle.start(remote),
+                                Some(remote) => link = handle.start(remote, params.remote),
                                 None => {
                                     tracing::info!(
                                         call,

@@ -28,6 +28,10 @@ const COMPONENT: usize = 1;
 /// the TURN server although the server-reflexive pair works (RFC 8445 §8.1.1 leaves to the
 /// controlling agent when to stop checking; we make it wait for the better pairs first).
 pub const RELAY_HOLDBACK: Duration = Duration::from_millis(1500);
+/// Without a selected pair this long after the checks began, ICE has failed: the call falls
+/// back to the peer's `c=` address (its default candidate), which is what it would have used
+/// without ICE; a firewall or an odd network then shows as missing audio, not as silence.
+pub const CHECK_LIMIT: Duration = Duration::from_secs(5);
 /// Most pairs listed when ICE fails (the user sees them; the checklist is bounded by the
 /// candidates, which `sdp::ice` bounds).
 const MAX_TRIED: usize = 16;
@@ -121,6 +125,10 @@ pub struct IceAgent {
     held_remote: Vec<Candidate>,
     release_at: Option<Instant>,
     controlling: bool,
+    /// When checks began (`set_remote`), and whether ICE failed (no pair in `CHECK_LIMIT`, or
+    /// rice said so).
+    checks_since: Option<Instant>,
+    failed: bool,
     selected: Option<PairInfo>,
     /// The relayed address of our TURN allocations, to name the pair by it.
     credentials: IceCredentials,
@@ -201,6 +209,8 @@ impl IceAgent {
             held_remote: Vec::new(),
             release_at: None,
             controlling: setup.controlling,
+            checks_since: None,
+            failed: false,
             selected: None,
             credentials: setup.credentials.clone(),
             remote_set: false,
@@ -246,6 +256,7 @@ impl IceAgent {
             stream.end_of_remote_candidates();
         }
         self.remote_set = true;
+        self.checks_since = Some(now);
         self.timeout = Some(now);
     }
 
@@ -278,9 +289,10 @@ impl IceAgent {
             RiceTransmit::new(bytes, transport, from, local),
             at,
         );
-        // Not ICE's and from no pair rice knows: a stranger's (once the call has a pair).
+        // Not ICE's and from no pair rice knows: a stranger's (once the call has a pair or
+        // ICE failed: then the media task's latch decides, as without ICE).
         if !reply.handled && reply.data.is_none() && !reply.have_more_data {
-            if peer.is_some() {
+            if peer.is_some() || self.failed {
                 media.push(Inbound::Stranger {
                     from,
                     bytes: bytes.to_vec(),
@@ -293,6 +305,11 @@ impl IceAgent {
             match peer {
                 Some(peer) if peer == from => media.push(Inbound::Media(data.as_ref().to_vec())),
                 Some(_) => media.push(Inbound::Stranger {
+                    from,
+                    bytes: data.as_ref().to_vec(),
+                }),
+                // ICE failed: the media task's latch decides, as without ICE.
+                None if self.failed => media.push(Inbound::Stranger {
                     from,
                     bytes: data.as_ref().to_vec(),
                 }),
@@ -363,6 +380,17 @@ impl IceAgent {
         if self.release_at.is_some_and(|at| now >= at) {
             self.release_relays();
         }
+        if !self.failed
+            && self.selected.is_none()
+            && self
+                .checks_since
+                .is_some_and(|since| now >= since + CHECK_LIMIT)
+        {
+            self.failed = true;
+            return Some(IceEvent::Failed {
+                tried: self.tried(),
+            });
+        }
         let at = self.ice_now(now);
         // Bounded: each poll either returns or makes progress; a stuck agent waits for time.
         for _ in 0..256 {
@@ -424,7 +452,8 @@ impl IceAgent {
                     }
                 }
                 AgentPoll::ComponentStateChange(change) => {
-                    if change.state == ComponentConnectionState::Failed {
+                    if change.state == ComponentConnectionState::Failed && !self.failed {
+                        self.failed = true;
                         self.events.push_back(IceEvent::Failed {
                             tried: self.tried(),
                         });
@@ -437,10 +466,19 @@ impl IceAgent {
 
     /// When the agent next needs `handle_timeout`-like attention (`poll_event`).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.timeout, self.release_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let limit = self
+            .checks_since
+            .filter(|_| !self.failed && self.selected.is_none())
+            .map(|since| since + CHECK_LIMIT);
+        [self.timeout, self.release_at, limit]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// ICE gave up: media goes to the peer's `c=` address (`CHECK_LIMIT`).
+    pub fn failed(&self) -> bool {
+        self.failed && self.selected.is_none()
     }
 
     /// The held-back relayed candidates join the checks (unless a direct pair was selected
