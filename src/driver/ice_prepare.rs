@@ -20,6 +20,9 @@ pub struct PreparedIce {
     pub handle: IceHandle,
     pub local: LocalIce,
     pub default: SocketAddr,
+    /// The default candidate is our host address: the SDP's `c=` then stays what the UA
+    /// picks towards the peer (as without ICE), which may be another of our addresses.
+    pub default_is_host: bool,
 }
 
 /// How a call's media is prepared.
@@ -73,6 +76,7 @@ pub async fn prepare(
             handle,
             local,
             default,
+            default_is_host: default == host,
         }),
         Err(e) => Outcome::Lost(format!("ICE: {e}")),
     }

@@ -1054,10 +1054,13 @@ impl Engine {
         // task's (`prepared.rtp` only keeps the map's shape).
         let (address, port, ice) = match prepared.ice {
             Some(Ok(ice)) => {
-                let default = ice.default;
-                let key = default.port();
+                let (address, key) = if ice.default_is_host {
+                    (address, port)
+                } else {
+                    (ice.default.ip(), ice.default.port())
+                };
                 self.ice_handles.insert(key, ice.handle);
-                (default.ip(), key, Some(ice.local))
+                (address, key, Some(ice.local))
             }
             Some(Err(message)) => {
                 tracing::warn!("{message}");
