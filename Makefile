@@ -2,12 +2,12 @@
 # packages they need first (apt-get as root, sudo otherwise), only when missing.
 
 BUILD_DEPS := libasound2-dev libopus-dev pkg-config
-TEST_DEPS  := sip-tester kamailio kamailio-tls-modules baresip-core tshark tmux pulseaudio pulseaudio-utils \
+TEST_DEPS  := sip-tester kamailio kamailio-tls-modules kamailio-presence-modules baresip-core tshark tmux pulseaudio pulseaudio-utils \
               iproute2 nftables dnsmasq-base espeak-ng coturn
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 
-.PHONY: run test build deps test-deps lint sans-io fmt bench fuzz clean
+.PHONY: run test build deps test-deps lint sans-io fmt bench bench-latency bench-parse fuzz clean
 
 define install_missing
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -55,6 +55,18 @@ fmt:
 bench: test-deps
 	$(CARGO) build --release
 	python3 bench/bench.py --sipterm target/release/sipterm --out bench/results.md
+
+# Round trip through real sound devices (PulseAudio null sinks; left channel = microphone path,
+# right = speaker path, one recording): calibrated against a module-loopback, then an Opus call
+# to a sipp echo. Not part of `make test`. LATENCY_SECONDS=600 for the 10-minute check.
+LATENCY_SECONDS ?= 30
+bench-latency: test-deps
+	$(CARGO) build --release
+	python3 bench/device_latency.py --sipterm target/release/sipterm --seconds $(LATENCY_SECONDS)
+
+# SIP parse/serialize against the rsip crate (divan): `cargo bench --bench sip_parse`.
+bench-parse:
+	$(CARGO) bench --bench sip_parse
 
 # cargo-fuzz targets for SIP, SDP, RTP/RTCP/jitter buffer (and STUN): FUZZ_SECONDS each (default
 # 60), results in fuzz/results.md. Not part of `make test`. Needs C++ (build-essential) for libFuzzer.

@@ -404,30 +404,8 @@ def run_baresip(workdir, input_wav, seconds):
     sipp, sipp_port = start_sipp(workdir, seconds)
     conf = os.path.join(workdir, "baresip")
     dumps = os.path.join(workdir, "dumps")
-    for d in (conf, dumps):
-        os.makedirs(d, exist_ok=True)
     port = free_udp_port()
-    with open(os.path.join(conf, "config"), "w") as f:
-        f.write(
-            "poll_method\t\tepoll\n"
-            f"sip_listen\t\t127.0.0.1:{port}\n"
-            "net_interface\t\t127.0.0.1\n"
-            "call_local_timeout\t120\n"
-            f"audio_source\t\taufile,{input_wav}\n"
-            f"module_path\t\t{BARESIP_MODULES}\n"
-            "module\t\t\tstdio.so\n"
-            "module\t\t\topus.so\n"
-            "module\t\t\taufile.so\n"
-            "module\t\t\tsndfile.so\n"
-            "module_tmp\t\tuuid.so\n"
-            "module_tmp\t\taccount.so\n"
-            "module_app\t\tmenu.so\n"
-            f"snd_path\t\t{dumps}\n"
-        )
-    with open(os.path.join(conf, "accounts"), "w") as f:
-        f.write(f"<sip:bench@127.0.0.1:{port}>;regint=0;answermode=manual\n")
-    with open(os.path.join(conf, "contacts"), "w") as f:
-        f.write("")
+    baresip_config(conf, dumps, port, input_wav, "manual")
     env = dict(os.environ, HOME=workdir)
     watcher = FirstWrites(dumps)
     client = None
@@ -465,6 +443,97 @@ def run_baresip(workdir, input_wav, seconds):
     return cpu, rss, offsets, start_gap_ms
 
 
+# ------------------------------------------------------------ pair calls ----
+# The CPU measure: one call between two sipterms against one between two baresips,
+# CPU of both ends summed, each pair run back to back in the same invocation.
+
+
+def run_sipterm_pair(binary, workdir, input_wav, seconds):
+    env = dict(os.environ, HOME=workdir, XDG_CONFIG_HOME=workdir, XDG_STATE_HOME=workdir,
+               XDG_DATA_HOME=workdir)
+    procs = []
+    try:
+        for name in ("callee", "caller"):
+            config = os.path.join(workdir, f"{name}.toml")
+            with open(config, "w") as f:
+                f.write('[log]\nlevel = "warn"\nfile = "%s"\n' % os.path.join(workdir, f"{name}-internal.log"))
+            args = [binary, "--headless", "--listen", "127.0.0.1:0", "--audio-in", input_wav,
+                    "--audio-out", os.path.join(workdir, f"{name}-out.wav"), "--config", config]
+            if name == "callee":
+                args.append("--auto-answer")
+            procs.append(Process(f"sipterm-{name}", args, workdir, env=env))
+        callee, caller = procs
+        ready = json.loads(callee.expect("callee ready", lambda l: json_event(l, event="ready"), 10))
+        caller.expect("caller ready", lambda l: json_event(l, event="ready"), 10)
+        caller.send(f"dial sip:bench@{ready['listen']}")
+        caller.expect("call confirmed", lambda l: json_event(l, event="call", state="confirmed"), 10)
+        time.sleep(seconds)
+        usage = [proc_usage(p.proc.pid) for p in procs]
+        caller.send("hangup")
+        caller.expect("call terminated", lambda l: json_event(l, event="call", state="terminated"), 10)
+        for p in procs:
+            p.send("quit")
+            p.stop()
+    finally:
+        for p in procs:
+            p.stop(0.1)
+    return sum(u[0] for u in usage), [u[0] for u in usage]
+
+
+def baresip_config(conf, dumps, port, input_wav, answermode):
+    for d in (conf, dumps):
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(conf, "config"), "w") as f:
+        f.write(
+            "poll_method\t\tepoll\n"
+            f"sip_listen\t\t127.0.0.1:{port}\n"
+            "net_interface\t\t127.0.0.1\n"
+            "call_local_timeout\t120\n"
+            f"audio_source\t\taufile,{input_wav}\n"
+            f"module_path\t\t{BARESIP_MODULES}\n"
+            "module\t\t\tstdio.so\n"
+            "module\t\t\topus.so\n"
+            "module\t\t\taufile.so\n"
+            "module\t\t\tsndfile.so\n"
+            "module_tmp\t\tuuid.so\n"
+            "module_tmp\t\taccount.so\n"
+            "module_app\t\tmenu.so\n"
+            f"snd_path\t\t{dumps}\n"
+        )
+    with open(os.path.join(conf, "accounts"), "w") as f:
+        f.write(f"<sip:bench@127.0.0.1:{port}>;regint=0;answermode={answermode}\n")
+    with open(os.path.join(conf, "contacts"), "w") as f:
+        f.write("")
+
+
+def run_baresip_pair(workdir, input_wav, seconds):
+    procs = []
+    ports = {}
+    try:
+        for name, mode in (("callee", "auto"), ("caller", "manual")):
+            home = os.path.join(workdir, name)
+            conf = os.path.join(home, "baresip")
+            ports[name] = free_udp_port()
+            baresip_config(conf, os.path.join(home, "dumps"), ports[name], input_wav, mode)
+            procs.append(Process(f"baresip-{name}", ["baresip", "-f", conf], home,
+                                 env=dict(os.environ, HOME=home)))
+            wait_until(f"baresip {name} to listen", lambda: udp_port_bound(ports[name]), 10, procs[-1].proc)
+        callee, caller = procs
+        caller.send(f"/dial sip:bench@127.0.0.1:{ports['callee']}")
+        caller.expect("call established", lambda l: "established" in l.lower(), 10)
+        time.sleep(seconds)
+        usage = [proc_usage(p.proc.pid) for p in procs]
+        caller.send("/hangup")
+        caller.expect("call terminated", lambda l: "terminated" in l.lower(), 10)
+        for p in procs:
+            p.send("/quit")
+            p.stop()
+    finally:
+        for p in procs:
+            p.stop(0.1)
+    return sum(u[0] for u in usage), [u[0] for u in usage]
+
+
 # ------------------------------------------------------------------- table ----
 
 
@@ -487,6 +556,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--out", default=os.path.join(HERE, "results.md"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--pair-only", action="store_true",
+                        help="only the sipterm-sipterm and baresip-baresip calls (CPU), no file written")
     opts = parser.parse_args()
     opts.sipterm = os.path.abspath(opts.sipterm)
     for tool in ("sipp", "baresip"):
@@ -506,6 +577,21 @@ def main():
     write_wav(baresip_in, mono, 2)  # baresip's opus is opus/48000/2; aufile wants 2 channels
 
     log(f"scratch dir {workdir}; load average {load_before[0]:.2f}")
+    log(f"sipterm calls sipterm: {opts.seconds:.0f} s Opus call ...")
+    sp_dir = os.path.join(workdir, "sipterm-pair")
+    os.makedirs(sp_dir)
+    sp_cpu, sp_each = run_sipterm_pair(opts.sipterm, sp_dir, sipterm_in, opts.seconds)
+    log(f"baresip calls baresip: {opts.seconds:.0f} s Opus call ...")
+    bp_dir = os.path.join(workdir, "baresip-pair")
+    os.makedirs(bp_dir)
+    bp_cpu, bp_each = run_baresip_pair(bp_dir, baresip_in, opts.seconds)
+    pair_row = ("CPU s, both ends of a call between two of each (caller + callee)",
+                f"{fmt(sp_cpu)} ({fmt(sp_each[1])} + {fmt(sp_each[0])})",
+                f"{fmt(bp_cpu)} ({fmt(bp_each[1])} + {fmt(bp_each[0])})", ratio(sp_cpu, bp_cpu))
+    if opts.pair_only:
+        print("| {} | {} | {} | {} |".format(*pair_row))
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
     log(f"sipterm: {opts.seconds:.0f} s Opus call to a sipp echo ...")
     s_dir = os.path.join(workdir, "sipterm")
     os.makedirs(s_dir)
@@ -523,7 +609,8 @@ def main():
     s_lat, s_found, s_total = median_ms(s_offsets)
     b_lat, b_found, b_total = median_ms(b_offsets)
     rows = [
-        ("CPU s (utime+stime)", fmt(s_cpu), fmt(b_cpu), ratio(s_cpu, b_cpu)),
+        pair_row,
+        ("CPU s (utime+stime), call to a sipp echo", fmt(s_cpu), fmt(b_cpu), ratio(s_cpu, b_cpu)),
         ("CPU s with AEC+NS+AGC (sipterm; baresip without)", fmt(p_cpu), fmt(b_cpu), ratio(p_cpu, b_cpu)),
         ("peak RSS MB with AEC+NS+AGC", fmt(p_rss, 1), fmt(b_rss, 1), ratio(p_rss, b_rss)),
         ("peak RSS MB (VmHWM)", fmt(s_rss, 1), fmt(b_rss, 1), ratio(s_rss, b_rss)),
@@ -534,8 +621,12 @@ def main():
     lines = [
         f"# sipterm vs baresip ({now})",
         "",
-        f"{opts.seconds:.0f} s Opus call each to a sipp UAS echoing RTP (-rtp_echo), 127.0.0.1; "
-        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / {load_after[0]:.2f} after.",
+        f"{opts.seconds:.0f} s Opus calls on 127.0.0.1: sipterm to sipterm and baresip to baresip "
+        "(the callee answers at once; CPU of both processes), then each to a sipp UAS echoing RTP "
+        f"(-rtp_echo). {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / "
+        f"{load_after[0]:.2f} after. Defaults of each (sipterm: SRTP optional; baresip: none), "
+        "WAV files instead of sound cards (baresip: aufile source, sndfile dumps of what it "
+        "encodes and decodes; sipterm: --audio-in / --audio-out).",
         "",
         "| metric | sipterm | baresip | sipterm/baresip |",
         "|---|---|---|---|",

@@ -17,14 +17,87 @@ use crate::media::tones::ToneRegion;
 use crate::sdp::Codec;
 use crate::sip::auth::Password;
 use crate::sip::transaction::{TimerConfig, TransportKind};
-use crate::sip::ua::{AccountParams, CallPolicy, Rel100};
+use crate::sip::ua::{AccountParams, CallPolicy, MessagingPolicy, Rel100, WatcherPolicy};
 use crate::sip::uri::Uri;
 
 /// CRLFCRLF ping interval on TCP/TLS connections when the account does not set one.
 const DEFAULT_STREAM_KEEPALIVE_SECS: u32 = 30;
 
+/// One account to run: its engine's set-up and whether it starts enabled.
+#[derive(Debug, Clone)]
+pub struct AccountSetup {
+    pub setup: SipSetup,
+    pub enabled: bool,
+}
+
+/// The set-ups of every account to run (`Config::running_accounts`): the first (the
+/// default outgoing account) listens on `[sip] listen` / `--listen`, the others on their own
+/// `listen` or the same IP with a free port; they share call numbers.
+pub fn sip_setups(cli: &Cli, config: &Config) -> anyhow::Result<Vec<AccountSetup>> {
+    let accounts = config.running_accounts(cli.account.as_deref())?;
+    let call_numbers = crate::sip::ua::CallNumbers::default();
+    let mut setups = Vec::with_capacity(accounts.len());
+    for (index, account) in accounts.into_iter().enumerate() {
+        let mut setup = account_setup(cli, config, account)?;
+        if index > 0 {
+            setup.listen = account
+                .listen
+                .unwrap_or_else(|| std::net::SocketAddr::new(config.sip.listen.ip(), 0));
+            // One TLS listener (the `[sip]` keys) only: the first account's.
+            setup.tls.listen = None;
+            // The config's permission warning once; each account's own self-loop warning.
+            setup.warnings = config.self_loop_warning(account).into_iter().collect();
+        } else if let Some(listen) = account.listen.filter(|_| cli.listen.is_none()) {
+            setup.listen = listen;
+        }
+        setup.call_numbers = call_numbers.clone();
+        setups.push(AccountSetup {
+            setup,
+            enabled: account.enabled || cli.account.is_some(),
+        });
+    }
+    Ok(setups)
+}
+
+/// The set-up of the account `--account` names (or the first).
 pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
     let account = config.account(cli.account.as_deref())?;
+    account_setup(cli, config, account)
+}
+
+/// `user@host` (lower-case) of every contact whose calls go through `account` (named, or
+/// unnamed while `account` is the default one): who may watch it, and whom it watches.
+pub fn contact_addresses(config: &Config, account: &str, is_default: bool) -> Vec<String> {
+    // The config's contacts and those added in the TUI (contacts.toml in the data dir).
+    let user = crate::ui::messaging::contacts_path()
+        .map(|path| crate::ui::messaging::load_contacts(&path).0)
+        .unwrap_or_default();
+    config
+        .contacts
+        .iter()
+        .chain(&user)
+        .filter(|c| match &c.account {
+            Some(name) => name == account,
+            None => is_default,
+        })
+        .filter_map(|c| c.uri.parse::<Uri>().ok())
+        .filter(|u| u.user.is_some())
+        .map(|u| {
+            format!(
+                "{}@{}",
+                u.user.as_deref().unwrap_or(""),
+                u.host_unbracketed()
+            )
+            .to_ascii_lowercase()
+        })
+        .collect()
+}
+
+fn account_setup(
+    cli: &Cli,
+    config: &Config,
+    account: &config::Account,
+) -> anyhow::Result<SipSetup> {
     let parse = |what: &str, text: &str| -> anyhow::Result<Uri> {
         text.parse::<Uri>().map_err(|e| {
             anyhow!(
@@ -116,6 +189,7 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
                 noise_suppression: config.audio.noise_suppression,
                 auto_gain: config.audio.auto_gain,
             },
+            capture: None,
         },
         nat: nat_setup(account, config, turn_password),
         tones: tone_settings(config),
@@ -123,7 +197,11 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             config::AcceptFrom::Proxy => crate::sip::ua::AcceptFrom::Proxy,
             config::AcceptFrom::Any => crate::sip::ua::AcceptFrom::Any,
         },
-        warnings: config.permission_warning().into_iter().collect(),
+        warnings: config
+            .permission_warning()
+            .into_iter()
+            .chain(config.self_loop_warning(account))
+            .collect(),
         tls: TlsOptions {
             ca_file: config.sip.tls_ca_file.clone(),
             insecure: config.sip.tls_insecure,
@@ -141,6 +219,25 @@ pub fn sip_setup(cli: &Cli, config: &Config) -> anyhow::Result<SipSetup> {
             max_connections: config.sip.max_connections,
             message_timeout: Duration::from_secs(config.sip.message_timeout_secs),
         },
+        messaging: MessagingPolicy {
+            publish: account.presence && account.registrar.is_some(),
+            mwi_subscribe: account.mwi && account.registrar.is_some(),
+            watchers: match account.watchers {
+                config::Watchers::Contacts => WatcherPolicy::Contacts,
+                config::Watchers::Any => WatcherPolicy::Any,
+                config::Watchers::None => WatcherPolicy::None,
+            },
+            contacts: contact_addresses(
+                config,
+                &account.name,
+                config
+                    .running_accounts(cli.account.as_deref())
+                    .ok()
+                    .and_then(|a| a.first().map(|f| f.name == account.name))
+                    .unwrap_or(false),
+            ),
+        },
+        call_numbers: crate::sip::ua::CallNumbers::default(),
     })
 }
 
@@ -179,6 +276,20 @@ pub fn auto_answer(cli: &Cli, config: &Config) -> Option<Duration> {
         config
             .account(cli.account.as_deref())
             .ok()
+            .and_then(|a| a.auto_answer)
+            .map(Duration::from_millis)
+    })
+}
+
+/// Auto-answer for a call on `account` (the `account` of its `call` event): `--auto-answer`,
+/// else that account's `auto_answer`.
+pub fn auto_answer_for(cli: &Cli, config: &Config, account: Option<&str>) -> Option<Duration> {
+    cli.auto_answer_delay().or_else(|| {
+        let account = match account {
+            Some(name) => config.accounts.iter().find(|a| a.name == name),
+            None => config.account(cli.account.as_deref()).ok(),
+        };
+        account
             .and_then(|a| a.auto_answer)
             .map(Duration::from_millis)
     })

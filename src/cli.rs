@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 
 /// `sipterm [--config FILE] [--account NAME] [--headless] ...`
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -51,7 +51,8 @@ pub struct Cli {
     )]
     pub auto_answer: Option<u64>,
 
-    /// Headless: also print `levels` events (VU levels, about ten a second per call).
+    /// Headless: also print `levels` events (VU levels, about ten a second per call). The TUI
+    /// always shows them, as VU meters with dBFS figures.
     #[arg(long)]
     pub levels: bool,
 
@@ -59,7 +60,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILE.puml")]
     pub ladder_out: Option<PathBuf>,
 
-    /// Write every SIP and RTP packet sent or received to FILE (pcap format).
+    /// Write every SIP, RTP and RTCP packet sent or received to FILE (pcap; SRTP keys masked).
     #[arg(long, value_name = "FILE.pcap")]
     pub pcap_out: Option<PathBuf>,
 
@@ -74,6 +75,37 @@ pub struct Cli {
     /// More log detail: -v debug, -vv trace (overrides RUST_LOG and `[log] level`).
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
+
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+}
+
+/// Helpers for installing sipterm; each prints to stdout and exits.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Tool {
+    /// Print a shell completion script, e.g. `sipterm completions bash > /etc/bash_completion.d/sipterm`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `sipterm man > ~/.local/share/man/man1/sipterm.1`.
+    Man,
+}
+
+impl Tool {
+    /// The script or page, generated from this very CLI definition (so it never goes stale).
+    pub fn render(&self) -> std::io::Result<Vec<u8>> {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let mut out = Vec::new();
+        match self {
+            Tool::Completions { shell } => {
+                clap_complete::generate(*shell, &mut command, "sipterm", &mut out);
+            }
+            Tool::Man => clap_mangen::Man::new(command).render(&mut out)?,
+        }
+        Ok(out)
+    }
 }
 
 impl Cli {

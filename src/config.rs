@@ -393,6 +393,41 @@ pub struct Account {
     /// info, or inband (tones in the audio).
     #[serde(default)]
     pub dtmf: Dtmf,
+    /// Start this account (register, take calls) with sipterm; it can be enabled later.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// This account's own SIP address (IP:PORT). Default: `[sip] listen` for the first
+    /// account, the same IP on a free port for the others.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// What the voicemail key dials (a number, user or URI, e.g. "*97").
+    #[serde(default, deserialize_with = "optional_header_text")]
+    pub voicemail: Option<String>,
+    /// Busy lamps: watch the contacts of this account (SUBSCRIBE presence and dialog state)
+    /// and publish our own state to its server (PUBLISH, where it takes it).
+    #[serde(default)]
+    pub presence: bool,
+    /// Subscribe to the voicemail indicator (RFC 3842 message-summary) at the registrar.
+    #[serde(default)]
+    pub mwi: bool,
+    /// Who may subscribe to our presence and dialog state: "contacts", "any" or "none".
+    #[serde(default)]
+    pub watchers: Watchers,
+}
+
+/// `watchers` of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watchers {
+    /// Only the addresses of our contacts.
+    #[default]
+    Contacts,
+    Any,
+    None,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `100rel` of an account (RFC 3262).
@@ -458,6 +493,12 @@ impl fmt::Debug for Account {
             forward_to,
             auto_accept_transfer,
             dtmf,
+            enabled,
+            listen,
+            voicemail,
+            presence,
+            mwi,
+            watchers,
         } = self;
         let redacted = |set: bool| if set { Some("***") } else { None };
         f.debug_struct("Account")
@@ -493,12 +534,14 @@ impl fmt::Debug for Account {
             .field("forward_to", forward_to)
             .field("auto_accept_transfer", auto_accept_transfer)
             .field("dtmf", dtmf)
+            .field("enabled", enabled)
+            .field("listen", listen)
+            .field("voicemail", voicemail)
+            .field("presence", presence)
+            .field("mwi", mwi)
+            .field("watchers", watchers)
             .finish()
     }
-}
-
-fn default_true() -> bool {
-    true
 }
 
 fn default_expires() -> u32 {
@@ -554,6 +597,12 @@ impl Account {
             forward_to: None,
             auto_accept_transfer: false,
             dtmf: Dtmf::default(),
+            enabled: true,
+            listen: None,
+            voicemail: None,
+            presence: false,
+            mwi: false,
+            watchers: Watchers::default(),
         }
     }
 
@@ -633,7 +682,7 @@ impl Account {
 }
 
 /// `[[contact]]`: a name for something dialable.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     /// Typed in the dial field (case-insensitive) instead of the URI; unique.
@@ -642,6 +691,13 @@ pub struct Contact {
     /// What is dialed: anything the dial field takes (`sip:` URI, user@host, number, `echo`).
     #[serde(deserialize_with = "header_text")]
     pub uri: String,
+    /// The account calls and messages to this contact go through (default: the outgoing one).
+    #[serde(
+        default,
+        deserialize_with = "optional_header_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub account: Option<String>,
 }
 
 /// What can go wrong loading the config or resolving a password.
@@ -816,6 +872,14 @@ impl Config {
         for spanned in file.contact {
             let span = spanned.span();
             let contact = spanned.into_inner();
+            if let Some(account) = &contact.account
+                && !accounts.iter().any(|a: &Account| &a.name == account)
+            {
+                return Err(invalid(
+                    Some(span),
+                    format!("contact `{}`: no account named `{account}`", contact.name),
+                ));
+            }
             if !contact_names.insert(contact.name.trim().to_lowercase()) {
                 return Err(invalid(
                     Some(span),
@@ -851,6 +915,49 @@ impl Config {
                 mode & 0o777,
                 path.display()
             )
+        })
+    }
+
+    /// The accounts to run: the one `--account` names, else every enabled one (at least the
+    /// first, so that a config whose accounts are all disabled still starts).
+    pub fn running_accounts(&self, name: Option<&str>) -> Result<Vec<&Account>, ConfigError> {
+        if name.is_some() {
+            return Ok(vec![self.account(name)?]);
+        }
+        Ok(self.accounts.iter().collect())
+    }
+
+    /// A warning when `account` sends its requests to sipterm itself: an `outbound_proxy` or
+    /// `registrar` whose host is an IP and whose port (5060 when absent; 5061 for sips:) is
+    /// our own `listen` address (or, on a wildcard listen, a loopback IP at our port). Such a
+    /// config (e.g. the old example's proxy copied as is) REGISTERs and calls to itself.
+    pub fn self_loop_warning(&self, account: &Account) -> Option<String> {
+        let listen = self.sip.listen;
+        [
+            ("outbound_proxy", account.outbound_proxy.as_deref()),
+            ("registrar", account.registrar.as_deref()),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| {
+            let uri: crate::sip::uri::Uri = value?.parse().ok()?;
+            let ip: std::net::IpAddr = uri.host_unbracketed().parse().ok()?;
+            let default_port = if uri.scheme.as_str() == "sips" {
+                5061
+            } else {
+                5060
+            };
+            let port = uri.port.unwrap_or(default_port);
+            let ours = port == listen.port()
+                && (ip.to_canonical() == listen.ip().to_canonical()
+                    || (listen.ip().is_unspecified() && ip.is_loopback()));
+            ours.then(|| {
+                format!(
+                    "account `{}`: {key} {} is sipterm's own listen address ({listen}): requests \
+                     would go to sipterm itself; set it to your provider's proxy",
+                    account.name,
+                    value.unwrap_or_default()
+                )
+            })
         })
     }
 
@@ -1297,6 +1404,48 @@ uri = "sips:bob@biloxi.com"
             Err(error) => panic!("config.example.toml must load: {error}"),
         };
         assert!(config.accounts.iter().any(|a| a.registrar.is_some()));
+        // Copied as is, the example must not send sipterm's requests to sipterm itself.
+        for account in &config.accounts {
+            assert_eq!(config.self_loop_warning(account), None, "{}", account.name);
+        }
+    }
+
+    #[test]
+    fn a_proxy_or_registrar_at_our_own_listen_address_is_warned_about() {
+        let config = parse_ok(
+            "[sip]\nlisten = \"0.0.0.0:5060\"\n[[account]]\nname = \"a\"\n\
+             uri = \"sip:a@atlanta.com\"\noutbound_proxy = \"sip:127.0.0.1:5060\"\n",
+        );
+        let warning = config.self_loop_warning(&config.accounts[0]);
+        assert!(
+            warning
+                .as_deref()
+                .is_some_and(|w| w.contains("outbound_proxy sip:127.0.0.1:5060")
+                    && w.contains("0.0.0.0:5060")),
+            "{warning:?}"
+        );
+        // No port means 5060; a listen on that very IP counts too.
+        let config = parse_ok(
+            "[sip]\nlisten = \"192.0.2.7:5060\"\n[[account]]\nname = \"a\"\n\
+             uri = \"sip:a@atlanta.com\"\nregistrar = \"sip:192.0.2.7\"\n",
+        );
+        assert!(config.self_loop_warning(&config.accounts[0]).is_some());
+        // Another port, another host, or a name: no warning.
+        for proxy in [
+            "sip:127.0.0.1:5070",
+            "sip:192.0.2.9",
+            "sip:proxy.atlanta.com",
+        ] {
+            let config = parse_ok(&format!(
+                "[sip]\nlisten = \"0.0.0.0:5060\"\n[[account]]\nname = \"a\"\n\
+                 uri = \"sip:a@atlanta.com\"\noutbound_proxy = \"{proxy}\"\n"
+            ));
+            assert_eq!(
+                config.self_loop_warning(&config.accounts[0]),
+                None,
+                "{proxy}"
+            );
+        }
     }
 
     #[test]
@@ -1310,11 +1459,13 @@ uri = "sips:bob@biloxi.com"
             vec![
                 Contact {
                     name: "Bob".into(),
-                    uri: "sip:bob@biloxi.com".into()
+                    uri: "sip:bob@biloxi.com".into(),
+                    account: None,
                 },
                 Contact {
                     name: "Echo".into(),
-                    uri: "echo".into()
+                    uri: "echo".into(),
+                    account: None,
                 },
             ]
         );

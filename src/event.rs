@@ -3,11 +3,42 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    #[default]
     In,
     Out,
+}
+
+/// An account and its SIP address, in `ready` and `account` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountListen {
+    pub name: String,
+    pub listen: String,
+}
+
+/// An instant message in or out (`message` event): `dir` in with the text; out once with
+/// `status` `sending` (and the text), then `delivered` or `failed` with the response code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct MessageEvent {
+    pub account: String,
+    pub dir: Direction,
+    /// Our message number (outgoing messages; per account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The other side's URI.
+    pub peer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 // `Media` is the big one (a few hundred bytes), sent every 2 s per call: boxing it would
@@ -22,6 +53,9 @@ pub enum Event {
         /// The TLS listener's address, when `[sip] tls_listen` is set and it started.
         #[serde(skip_serializing_if = "Option::is_none")]
         tls_listen: Option<String>,
+        /// Every running account and its address (`listen` is the default account's).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        accounts: Vec<AccountListen>,
     },
     Registration {
         account: String,
@@ -54,6 +88,9 @@ pub enum Event {
         /// in the trace); absent before the UA has one.
         #[serde(skip_serializing_if = "Option::is_none")]
         sip_call_id: Option<String>,
+        /// The account the call is on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
     },
     /// Media statistics of a call, sent every few seconds and when the call ends.
     Media {
@@ -161,6 +198,31 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
+    Message(MessageEvent),
+    /// A watched contact's busy lamp: available, busy, ringing, offline or unknown.
+    Presence {
+        account: String,
+        contact: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Voicemail waiting on an account (RFC 3842), with the counts when the server gives them.
+    Voicemail {
+        account: String,
+        waiting: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        old: Option<u32>,
+    },
+    /// An account was enabled (started, with its address) or disabled at run time.
+    Account {
+        account: String,
+        enabled: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<String>,
+    },
     /// A call's audio set-up: at its start and whenever it changes (devices, processing,
     /// recording). `processing`: the stages that run (`AEC NS AGC`, `-` for none).
     Audio {
@@ -188,9 +250,20 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SrtpStats {
     /// `AES_CM_128_HMAC_SHA1_80` or `AES_CM_128_HMAC_SHA1_32`.
-    pub suite: String,
+    pub suite: &'static str,
     /// Incoming packets dropped: bad authentication tag, replay, or not SRTP at all.
     pub auth_failures: u64,
+    /// How the keys travelled (SDES, in the SDP).
+    pub keys: KeyTransport,
+}
+
+/// How a call's SDES keys travelled: `"tls"` when the SIP hop was TLS, `"clear"` over UDP or
+/// TCP, where anyone on the path could read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyTransport {
+    Tls,
+    Clear,
 }
 
 /// What the peer's RTCP receiver reports (RFC 3550 §6.4) say about the stream we send.
@@ -285,6 +358,33 @@ mod tests {
     }
 
     #[test]
+    fn message_presence_and_voicemail_events_serialize() {
+        let e = Event::Message(MessageEvent {
+            account: "work".into(),
+            dir: Direction::In,
+            peer: "sip:bob@h".into(),
+            text: Some("Grüße".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(
+                r#"{"event":"message","account":"work","dir":"in","peer":"sip:bob@h","text":"Grüße"}"#
+            )
+        );
+        let e = Event::Voicemail {
+            account: "work".into(),
+            waiting: true,
+            new: Some(2),
+            old: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(r#"{"event":"voicemail","account":"work","waiting":true,"new":2}"#)
+        );
+    }
+
+    #[test]
     fn call_events_carry_the_sip_call_id_only_when_known() {
         let mut e = Event::Call {
             call: "1".into(),
@@ -293,6 +393,7 @@ mod tests {
             code: None,
             reason: None,
             sip_call_id: None,
+            account: None,
         };
         assert_eq!(
             serde_json::to_string(&e).ok().as_deref(),
@@ -307,5 +408,101 @@ mod tests {
                 r#"{"event":"call","call":"1","state":"calling","remote":"sip:bob@b","sip_call_id":"abc@h"}"#
             )
         );
+    }
+
+    /// The `event` name of each kind; the match is exhaustive, so a new kind must be named
+    /// here, and the test below then wants it in the README.
+    fn name_of(event: &Event) -> &'static str {
+        match event {
+            Event::Ready { .. } => "ready",
+            Event::Registration { .. } => "registration",
+            Event::Sip { .. } => "sip",
+            Event::Call { .. } => "call",
+            Event::Media { .. } => "media",
+            Event::Diagnosis { .. } => "diagnosis",
+            Event::Levels { .. } => "levels",
+            Event::Dtmf { .. } => "dtmf",
+            Event::TransferRequest { .. } => "transfer_request",
+            Event::Transfer { .. } => "transfer",
+            Event::Replaces { .. } => "replaces",
+            Event::Missed { .. } => "missed",
+            Event::Conference { .. } => "conference",
+            Event::Dnd { .. } => "dnd",
+            Event::Forward { .. } => "forward",
+            Event::Audio { .. } => "audio",
+            Event::Message(_) => "message",
+            Event::Presence { .. } => "presence",
+            Event::Voicemail { .. } => "voicemail",
+            Event::Account { .. } => "account",
+            Event::Error { .. } => "error",
+            Event::Warning { .. } => "warning",
+        }
+    }
+
+    /// README's headless section shows an example line of every event kind, and names each
+    /// field the `ready`, `registration`, `media` and `levels` events can carry.
+    #[test]
+    fn readme_shows_every_event_and_field() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_default();
+        let warning = Event::Warning {
+            message: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&warning).ok().as_deref(),
+            Some(r#"{"event":"warning","message":"m"}"#)
+        );
+        for name in [
+            "ready",
+            "registration",
+            "sip",
+            "call",
+            "media",
+            "diagnosis",
+            "levels",
+            "dtmf",
+            "transfer_request",
+            "transfer",
+            "replaces",
+            "missed",
+            "conference",
+            "dnd",
+            "forward",
+            "audio",
+            "message",
+            "presence",
+            "voicemail",
+            "account",
+            "error",
+            "warning",
+        ] {
+            assert!(
+                readme.contains(&format!("{{\"event\":\"{name}\"")),
+                "README has no {name} event line"
+            );
+        }
+        assert_eq!(name_of(&warning), "warning");
+        for field in [
+            "\"tls_listen\"",
+            "\"expires\"",
+            "\"loss_pct\"",
+            "\"rtt_ms\"",
+            "\"mos\"",
+            "\"foreign_from\"",
+            "\"peer\"",
+            "\"mic\"",
+            "\"keys\"",
+            "\"auth_failures\"",
+            "\"mic_db\"",
+            "\"speaker_db\"",
+            "\"sip_call_id\"",
+            "\"referred_by\"",
+            "\"accounts\"",
+        ] {
+            assert!(
+                readme.contains(field),
+                "README never shows the field {field}"
+            );
+        }
     }
 }

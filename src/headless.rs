@@ -1,10 +1,8 @@
 //! The headless front end: one command per stdin line, one JSON event per stdout line.
 //! Same engine and events as the TUI; scripts and tests drive sipterm through it.
 
-use std::collections::VecDeque;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::AsyncBufReadExt;
@@ -13,9 +11,9 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::driver::command::{Command, parse_line};
-use crate::driver::sip_task;
+use crate::driver::router;
 use crate::event::Event;
-use crate::export::{RECORD_LIMIT, Record};
+use crate::session_export::SessionExport;
 
 /// How long `quit` may take (unregistering) before we leave anyway.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,10 +30,21 @@ pub fn emit(event: &Event) {
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setup = crate::app::sip_setup(&cli, &config)?;
-    let account_name = setup.account.name.clone();
+    let mut setups = crate::app::sip_setups(&cli, &config)?;
+    // --ladder-out / --pcap-out: the pcap file is written as the session goes (RTP included).
+    let (mut export, problems) = SessionExport::open(&cli);
+    for problem in &problems {
+        emit(problem);
+    }
+    for account in &mut setups {
+        account.setup.media.capture = export.media_tap();
+    }
+    let account_names: Vec<String> = setups
+        .iter()
+        .map(|s| s.setup.account.name.clone())
+        .collect();
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
-    let handle = match sip_task::start(setup, event_tx.clone()).await {
+    let handle = match router::start(setups, event_tx.clone()).await {
         Ok(handle) => handle,
         Err(e) => {
             emit(&Event::Error {
@@ -44,14 +53,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             return Err(e).context("cannot start the SIP engine");
         }
     };
-    tracing::info!(listen = %handle.listen, account = %account_name, "headless engine ready");
+    tracing::info!(listen = %handle.listen, accounts = ?account_names, "headless engine ready");
     emit(&Event::Ready {
         listen: handle.listen.to_string(),
         tls_listen: handle.tls_listen.map(|a| a.to_string()),
+        accounts: handle.accounts.clone(),
     });
-    // Every SIP message of the session, for --ladder-out / --pcap-out at exit (bounded).
-    let mut recorder =
-        (cli.ladder_out.is_some() || cli.pcap_out.is_some()).then(|| Recorder::new(handle.listen));
+    export.set_local(handle.listen);
 
     let (line_tx, mut line_rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {
@@ -67,7 +75,6 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let commands = handle.commands.clone();
     let mut task = handle.task;
     let mut quitting = false;
-    let auto_answer = crate::app::auto_answer(&cli, &config);
     let mut pending_auto_answer: Option<(Option<u64>, tokio::time::Instant)> = None;
     let mut quit_deadline = None;
     let mut sigterm =
@@ -76,14 +83,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         let deadline = quit_deadline;
         tokio::select! {
             Some(event) = event_rx.recv() => {
-                if let (Some(delay), Event::Call { call, state, .. }) = (auto_answer, &event)
+                if let Event::Call { call, state, account, .. } = &event
                     && state == "incoming"
+                    && let Some(delay) = crate::app::auto_answer_for(&cli, &config, account.as_deref())
                 {
                     pending_auto_answer = Some((call.parse::<u64>().ok(), tokio::time::Instant::now() + delay));
                 }
-                if let Some(recorder) = recorder.as_mut() {
-                    recorder.record(&event);
-                }
+                export.on_event(&event);
                 // Ten lines a second per call would drown the events scripts wait for.
                 if !cli.levels && matches!(event, Event::Levels { .. }) {
                     continue;
@@ -126,81 +132,14 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
     }
     while let Ok(event) = event_rx.try_recv() {
-        if let Some(recorder) = recorder.as_mut() {
-            recorder.record(&event);
+        export.on_event(&event);
+        if !cli.levels && matches!(event, Event::Levels { .. }) {
+            continue;
         }
         emit(&event);
     }
-    if let Some(recorder) = recorder {
-        recorder.write(&cli);
+    for problem in export.finish().await {
+        emit(&problem);
     }
     Ok(())
-}
-
-/// The session's SIP messages as export records, oldest dropped past `RECORD_LIMIT`.
-struct Recorder {
-    local: SocketAddr,
-    records: VecDeque<Record>,
-    dropped: u64,
-}
-
-impl Recorder {
-    fn new(local: SocketAddr) -> Recorder {
-        Recorder {
-            local,
-            records: VecDeque::new(),
-            dropped: 0,
-        }
-    }
-
-    fn record(&mut self, event: &Event) {
-        let Event::Sip { dir, peer, raw, .. } = event else {
-            return;
-        };
-        let Ok(peer) = peer.parse::<SocketAddr>() else {
-            return;
-        };
-        if self.records.len() >= RECORD_LIMIT {
-            self.records.pop_front();
-            self.dropped += 1;
-        }
-        self.records.push_back(Record {
-            time: SystemTime::now(),
-            dir: *dir,
-            local: self.local,
-            peer,
-            raw: raw.clone(),
-        });
-    }
-
-    /// Writes the files asked for; failures become `error` events (the session is over anyway).
-    fn write(self, cli: &Cli) {
-        let records: Vec<Record> = self.records.into();
-        let all: Vec<&Record> = records.iter().collect();
-        if self.dropped > 0 {
-            emit(&Event::Warning {
-                message: format!(
-                    "only the last {} SIP messages are exported ({} older ones dropped)",
-                    records.len(),
-                    self.dropped
-                ),
-            });
-        }
-        if let Some(path) = &cli.ladder_out {
-            let text = crate::export::plantuml::render(&all, None);
-            if let Err(e) = std::fs::write(path, text) {
-                emit(&Event::Error {
-                    message: format!("cannot write {}: {e}", path.display()),
-                });
-            }
-        }
-        if let Some(path) = &cli.pcap_out {
-            let (bytes, _) = crate::export::pcap::render(&all);
-            if let Err(e) = std::fs::write(path, bytes) {
-                emit(&Event::Error {
-                    message: format!("cannot write {}: {e}", path.display()),
-                });
-            }
-        }
-    }
 }

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod media;
 pub mod nat;
 pub mod sdp;
+pub mod session_export;
 pub mod sip;
 #[cfg(test)]
 mod test_clock;

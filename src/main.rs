@@ -13,6 +13,20 @@ const QUIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `sipterm completions SHELL` / `sipterm man`: no config, no logging, just the text.
+    if let Some(tool) = &cli.tool {
+        use std::io::Write;
+        return match tool
+            .render()
+            .and_then(|text| std::io::stdout().write_all(&text))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("sipterm: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
 
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config.with_cli_overrides(&cli),

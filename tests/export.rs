@@ -181,6 +181,231 @@ fn a_call_between_two_sipterms_exports_ladder_and_pcap() -> TestResult {
     Ok(())
 }
 
+/// One UDP datagram of a pcap written by sipterm (LINKTYPE_RAW, IPv4 or IPv6).
+struct Datagram {
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// Reads a classic little-endian pcap of raw IP packets: every UDP datagram in it.
+fn read_pcap(path: &Path) -> Result<Vec<Datagram>, Box<dyn std::error::Error>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let bytes = std::fs::read(path)?;
+    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let be16 = |b: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    };
+    if u32_at(&bytes, 0) != Some(0xa1b2_c3d4) || u32_at(&bytes, 20) != Some(101) {
+        return Err("not a LINKTYPE_RAW pcap".into());
+    }
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let len = u32_at(&bytes, at + 8).ok_or("truncated record header")? as usize;
+        let packet = bytes
+            .get(at + 16..at + 16 + len)
+            .ok_or("truncated packet")?;
+        at += 16 + len;
+        let (src_ip, dst_ip, udp) = match packet.first().map(|b| b >> 4) {
+            Some(4) => {
+                let ihl = usize::from(packet[0] & 0x0f) * 4;
+                let ip = |o: usize| -> Option<IpAddr> {
+                    let o: [u8; 4] = packet.get(o..o + 4)?.try_into().ok()?;
+                    Some(IpAddr::V4(Ipv4Addr::from(o)))
+                };
+                (ip(12), ip(16), packet.get(ihl..))
+            }
+            Some(6) => {
+                let ip = |o: usize| -> Option<IpAddr> {
+                    let o: [u8; 16] = packet.get(o..o + 16)?.try_into().ok()?;
+                    Some(IpAddr::V6(Ipv6Addr::from(o)))
+                };
+                (ip(8), ip(24), packet.get(40..))
+            }
+            _ => (None, None, None),
+        };
+        let (Some(src_ip), Some(dst_ip), Some(udp)) = (src_ip, dst_ip, udp) else {
+            return Err("a packet that is not IPv4/IPv6".into());
+        };
+        let (Some(sport), Some(dport)) = (be16(udp, 0), be16(udp, 2)) else {
+            return Err("a packet without a UDP header".into());
+        };
+        out.push(Datagram {
+            src: SocketAddr::new(src_ip, sport),
+            dst: SocketAddr::new(dst_ip, dport),
+            payload: udp.get(8..).unwrap_or_default().to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// RTP (RFC 3550 version 2, not an RTCP packet type) or RTCP (types 200-204).
+fn media_kind(payload: &[u8]) -> Option<&'static str> {
+    let (first, second) = (*payload.first()?, *payload.get(1)?);
+    if first >> 6 != 2 {
+        return None;
+    }
+    Some(if (200..=204).contains(&second) {
+        "rtcp"
+    } else {
+        "rtp"
+    })
+}
+
+/// `--pcap-out` holds the call's media, not only its SIP: RTP both ways (as many packets
+/// out as the caller's last `media` event says it sent), RTCP, and tshark finds the RTP
+/// streams from the SDP in the same file (what Wireshark's RTP player needs).
+#[test]
+fn pcap_out_holds_rtp_and_rtcp_of_both_directions() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut caller = spawn("caller", dir.path(), None)?;
+    let mut callee = spawn("callee", dir.path(), Some(0))?;
+    caller.send(&format!("dial {}", callee.uri("callee")))?;
+    caller.expect_call_state("confirmed", SIGNALLING)?;
+    // A media report (every 2 s) shows packets went both ways; then end the call.
+    caller.expect_event(
+        "a media report with packets both ways",
+        |e| {
+            e["event"] == "media"
+                && e["sent"].as_u64().is_some_and(|n| n > 0)
+                && e["received"].as_u64().is_some_and(|n| n > 0)
+        },
+        SIGNALLING,
+    )?;
+    caller.send("hangup")?;
+    caller.expect_call_state("terminated", SIGNALLING)?;
+    callee.expect_call_state("terminated", SIGNALLING)?;
+    // The final media report comes as the media task stops (before `terminated`).
+    let last = caller
+        .events_of("media")
+        .last()
+        .copied()
+        .cloned()
+        .ok_or("no media report")?;
+    caller.quit(SIGNALLING).ok_or("caller did not exit")?;
+    callee.quit(SIGNALLING).ok_or("callee did not exit")?;
+    let (sent, received) = (
+        last["sent"].as_u64().unwrap_or(0),
+        last["received"].as_u64().unwrap_or(0),
+    );
+
+    let pcap = dir.path().join("caller.pcap");
+    let datagrams = read_pcap(&pcap)?;
+    let sip_port = caller.listen.port();
+    let mut flows: BTreeMap<(String, String, &str), usize> = BTreeMap::new();
+    for d in &datagrams {
+        if d.src.port() == sip_port || d.dst.port() == sip_port {
+            continue;
+        }
+        if let Some(kind) = media_kind(&d.payload) {
+            *flows
+                .entry((d.src.to_string(), d.dst.to_string(), kind))
+                .or_insert(0) += 1;
+        }
+    }
+    println!(
+        "caller's pcap: {} datagrams; media flows {flows:?}",
+        datagrams.len()
+    );
+    println!("caller's last media report: {last}");
+    let rtp: Vec<(&(String, String, &str), &usize)> =
+        flows.iter().filter(|(k, _)| k.2 == "rtp").collect();
+    assert_eq!(
+        rtp.len(),
+        2,
+        "one RTP flow each way, nothing else: {flows:?}"
+    );
+    // The media event names both ends of the caller's RTP.
+    let (local, remote) = (
+        last["local"]
+            .as_str()
+            .ok_or("no local in the media event")?
+            .to_owned(),
+        last["remote"]
+            .as_str()
+            .ok_or("no remote in the media event")?
+            .to_owned(),
+    );
+    let count = |src: &str, dst: &str| {
+        flows
+            .get(&(src.to_owned(), dst.to_owned(), "rtp"))
+            .copied()
+            .unwrap_or(0)
+    };
+    let sent_here = count(&local, &remote);
+    let received_here = count(&remote, &local);
+    println!(
+        "{local} -> {remote}: {} RTP; back: {}",
+        sent_here, received_here
+    );
+    assert_eq!(
+        sent_here as u64, sent,
+        "every RTP packet the caller sent is in its pcap: {flows:?}, last report {last}"
+    );
+    assert!(
+        received_here as u64 >= received && received > 25,
+        "the callee's RTP is in the caller's pcap: {flows:?}, last report {last}"
+    );
+    assert!(
+        flows.iter().any(|(k, n)| k.2 == "rtcp" && *n > 0),
+        "RTCP (at least the BYE) is in the pcap: {flows:?}"
+    );
+
+    // Two default sipterms negotiate SRTP (SDES over UDP): the keys are in the SDP, so the
+    // pcap and the ladder show where they were, masked, never the keys themselves.
+    for file in ["caller.pcap", "callee.pcap", "caller.puml", "callee.puml"] {
+        assert_keys_masked(&dir.path().join(file), file.ends_with(".pcap"))?;
+    }
+
+    // tshark sets the RTP streams up from the SDP in the same file, as Wireshark does for
+    // its RTP player: both SSRCs decode as RTP.
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-Y", "rtp", "-T", "fields", "-e", "rtp.ssrc"])
+        .output()
+        .map_err(|e| format!("cannot run tshark (the Makefile installs it): {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let ssrcs: std::collections::BTreeSet<&str> = text.lines().collect();
+    println!(
+        "tshark: {} RTP packets, SSRCs {ssrcs:?}",
+        text.lines().count()
+    );
+    assert_eq!(ssrcs.len(), 2, "tshark decodes both RTP streams: {ssrcs:?}");
+    assert_eq!(
+        text.lines().count(),
+        rtp.iter().map(|(_, n)| **n).sum::<usize>(),
+        "tshark decodes every RTP packet"
+    );
+    Ok(())
+}
+
+/// Every `inline:` (an SDES key parameter) in `path` is followed by `REDACTED...`; with
+/// `expect_some`, there is at least one (the check looked at real SDP).
+fn assert_keys_masked(path: &Path, expect_some: bool) -> TestResult {
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let keys: Vec<&str> = text.split("inline:").skip(1).collect();
+    println!("{}: {} inline: parameters", path.display(), keys.len());
+    assert!(
+        !expect_some || !keys.is_empty(),
+        "{}: no a=crypto at all (is SRTP off?)",
+        path.display()
+    );
+    for key in keys {
+        assert!(
+            key.starts_with("REDACTED"),
+            "{}: an SRTP key in clear: inline:{}",
+            path.display(),
+            key.chars().take(40).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
 /// tshark's verdict on each packet's checksums and its timestamp: (ip, udp, epoch seconds).
 fn tshark_checks(pcap: &Path) -> Result<Checks, Box<dyn std::error::Error>> {
     let output = Command::new("tshark")

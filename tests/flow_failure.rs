@@ -253,6 +253,8 @@ fn registering_ua(transport: TransportKind) -> UserAgent {
         busy_when_in_call: false,
         srtp: sipterm::sdp::SrtpPolicy::Off,
         calls: Default::default(),
+        messaging: Default::default(),
+        call_numbers: Default::default(),
     })
 }
 

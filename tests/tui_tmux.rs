@@ -94,6 +94,11 @@ impl Tmux {
     /// Starts sipterm's TUI in a new 80x24 session with a private HOME and XDG dirs; the
     /// microphone is `audio_in` (a WAV file) or silence.
     fn start_sipterm(&self, config: Option<&Path>, audio_in: Option<&Path>) {
+        self.start_sipterm_with(config, audio_in, &[]);
+    }
+
+    /// `start_sipterm` with more flags (e.g. `--pcap-out FILE`).
+    fn start_sipterm_with(&self, config: Option<&Path>, audio_in: Option<&Path>, extra: &[&str]) {
         let home = self.home();
         let env = |k: &str, v: &Path| format!("{k}={}", v.display());
         let vars = [
@@ -135,6 +140,7 @@ impl Tmux {
             args.push("--config".into());
             args.push(config.display().to_string());
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ok(&args);
     }
@@ -227,11 +233,14 @@ impl Drop for Tmux {
 }
 
 /// The bottom line shows the pane that has the keyboard: ` DIAL `, ` CALLS `, ...
+/// The mode badge starts the bottom line: the last row, or higher when a long status message
+/// wraps below it (the rows under the panes' bottom border).
 fn mode_is(screen: &str, mode: &str) -> bool {
     screen
         .lines()
-        .last()
-        .is_some_and(|l| l.starts_with(&format!(" {mode} ")))
+        .rev()
+        .take_while(|l| !l.starts_with('└'))
+        .any(|l| l.starts_with(&format!(" {mode} ")))
 }
 
 fn log_has(screen: &str, needle: &str) -> bool {
@@ -403,8 +412,8 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     assert!(
         screen
             .lines()
-            .any(|l| l.contains("opus/48000 SRTP") && l.contains("MOS")),
-        "SRTP marker on the echo call:\n{screen}"
+            .any(|l| l.contains("opus/48000 SRTP/clear-keys") && l.contains("MOS")),
+        "SRTP marker on the echo call (keys went over UDP):\n{screen}"
     );
     shot_with_colours(&tmux, "02-in-call", &screen);
     println!("in call:\n{screen}");
@@ -428,9 +437,14 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     for _ in 0..12 {
         tmux.keys(&["Down"]);
     }
-    tmux.wait_for("the SDP's m= line and SDES key", |s| {
-        s.contains("m=audio") && s.contains("a=crypto:")
+    // The key itself is masked on screen (SDES over UDP: it went in clear on the wire, but
+    // a screenshot or a shared screen must not give it away too).
+    let sdp = tmux.wait_for("the SDP's m= line and masked SDES key", |s| {
+        s.contains("m=audio") && s.contains("a=crypto:") && s.contains("inline:REDACTED")
     });
+    for key in sdp.split("inline:").skip(1) {
+        assert!(key.starts_with("REDACTED"), "an SRTP key on screen:\n{sdp}");
+    }
     tmux.keys(&["Escape"]);
     tmux.wait_for("the message closed", |s| !s.contains("Call-ID:"));
 
@@ -585,6 +599,85 @@ fn contact_names_dial_and_calls_land_in_the_history() {
         sleep(POLL);
     }
     assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+}
+
+/// `--pcap-out` and `--ladder-out` in the TUI, as in headless mode: an echo call, then quit;
+/// the pcap holds the SIP and the RTP both ways (tshark sets the streams up from the SDP),
+/// with the SRTP keys masked, and the ladder the call's arrows.
+#[test]
+fn pcap_and_ladder_out_work_in_the_tui() {
+    let tmux = Tmux::new();
+    let pcap = tmux.dir.path().join("tui.pcap");
+    let ladder = tmux.dir.path().join("tui.puml");
+    let (pcap_arg, ladder_arg) = (pcap.display().to_string(), ladder.display().to_string());
+    tmux.start_sipterm_with(
+        None,
+        None,
+        &["--pcap-out", &pcap_arg, "--ladder-out", &ladder_arg],
+    );
+    tmux.wait_for("the dial field", |s| s.contains("listening on 127.0.0.1:"));
+    tmux.type_text("echo");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the echo call with a score", |s| {
+        s.contains("confirmed") && shows_a_score(s)
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
+    tmux.keys(&["y"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "sipterm did not quit");
+        sleep(POLL);
+    }
+    assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+
+    let puml = std::fs::read_to_string(&ladder).expect("the ladder file");
+    assert!(puml.starts_with("@startuml\n"), "{puml}");
+    assert!(puml.contains(" : INVITE sip:echo@"), "{puml}");
+    assert!(puml.contains(" : BYE sip:"), "{puml}");
+
+    let bytes = std::fs::read(&pcap).expect("the pcap file");
+    let text = String::from_utf8_lossy(&bytes);
+    let keys: Vec<&str> = text.split("inline:").skip(1).collect();
+    assert!(
+        !keys.is_empty(),
+        "the echo call offers SRTP: a=crypto in the pcap"
+    );
+    for key in keys {
+        assert!(
+            key.starts_with("REDACTED"),
+            "an SRTP key in clear in the pcap"
+        );
+    }
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+        ])
+        .output()
+        .expect("tshark runs (the Makefile installs it)");
+    let mut flows: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        *flows.entry(line.to_string()).or_insert(0) += 1;
+    }
+    println!("RTP flows in the TUI's pcap: {flows:?}");
+    assert_eq!(flows.len(), 2, "RTP both ways: {flows:?}");
+    assert!(
+        flows.values().all(|&n| n >= 25),
+        "at least 0.5 s each way: {flows:?}"
+    );
 }
 
 /// `RcvbufErrors` of /proc/net/snmp: datagrams the kernel dropped because a socket's
@@ -1019,4 +1112,196 @@ fn auto_answer_dnd_and_attended_transfer_in_tmux() {
             PEER_WAIT,
         )
         .expect("second hung up");
+}
+
+/// A headless sipterm peer `user` on its own free port (the URI names the port, so replies to
+/// its messages find it), auto-answering calls.
+fn peer(user: &str) -> (common::run::Sipterm, u16) {
+    let port = common::ports::free_udp_port().expect("free port");
+    let config = format!(
+        "[sip]\nlisten = \"127.0.0.1:{port}\"\n\n[[account]]\nname = \"{user}\"\n\
+         uri = \"sip:{user}@127.0.0.1:{port}\"\n"
+    );
+    let options = common::run::RunOptions {
+        config: Some(config),
+        no_listen: true,
+        args: vec!["--auto-answer".into()],
+        ..Default::default()
+    };
+    (
+        common::run::Sipterm::start(&options).expect("peer starts"),
+        port,
+    )
+}
+
+fn incoming_from(peer: &mut common::run::Sipterm, who: &str) -> serde_json::Value {
+    let call = peer
+        .expect_event("an incoming call", WAIT, |e| {
+            e["event"] == "call" && e["state"] == "incoming"
+        })
+        .expect("incoming call");
+    assert!(
+        call["remote"].as_str().is_some_and(|r| r.contains(who)),
+        "the call comes from {who}: {call}"
+    );
+    call
+}
+
+/// Two accounts in the TUI: `A` picks the one calls go out on (the dial field's title names
+/// it, the callee sees that account's address), incoming calls say which account they came in
+/// on, and a message is read and answered in the chat view, its history in the data dir.
+#[test]
+fn two_accounts_pick_the_outgoing_one_and_chat_in_tmux() {
+    let (mut bob, bob_port) = peer("bob");
+    let (mut dave, dave_port) = peer("dave");
+    let tmux = Tmux::new();
+    let home_port = common::ports::free_udp_port().expect("free port");
+    let config = tmux.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[account]]\nname = \"work\"\nuri = \"sip:alice@127.0.0.1\"\n\n\
+             [[account]]\nname = \"home\"\nuri = \"sip:carol@127.0.0.1\"\n\
+             listen = \"127.0.0.1:{home_port}\"\n"
+        ),
+    )
+    .expect("writing the config");
+    tmux.start_sipterm(Some(&config), None);
+    let screen = tmux.wait_for("both accounts in the status bar", |s| {
+        s.contains("work:") && s.contains("home:") && s.contains("listening on 127.0.0.1:")
+    });
+    let work_port = number_after(&screen, "listening on 127.0.0.1:").expect("work's port");
+    assert!(screen.contains("Dial · work (A)"), "{screen}");
+
+    // Out on work: bob sees alice.
+    tmux.type_text(&format!("sip:bob@127.0.0.1:{bob_port}"));
+    tmux.keys(&["Enter"]);
+    incoming_from(&mut bob, "alice@127.0.0.1");
+    tmux.wait_for("the call to bob confirmed", |s| s.contains("confirmed"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+
+    // `A`: out on home: dave sees carol.
+    tmux.keys(&["A"]);
+    tmux.wait_for("home picked", |s| s.contains("Dial · home (A)"));
+    tmux.keys(&["d"]);
+    tmux.type_text(&format!("sip:dave@127.0.0.1:{dave_port}"));
+    tmux.keys(&["Enter"]);
+    incoming_from(&mut dave, "carol@127.0.0.1");
+    tmux.wait_for("the call to dave confirmed", |s| s.contains("confirmed"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+
+    // In on each: the popup names the account.
+    bob.send(&format!("dial sip:alice@127.0.0.1:{work_port}"))
+        .expect("bob dials");
+    let screen = tmux.wait_for("the incoming call on work", |s| s.contains("on work"));
+    assert!(screen.contains("Incoming call"), "{screen}");
+    shot("20-incoming-on-account", &screen);
+    tmux.keys(&["r"]);
+    tmux.wait_for("the call rejected", |s| s.contains("Calls (0)"));
+    dave.send(&format!("dial sip:carol@127.0.0.1:{home_port}"))
+        .expect("dave dials");
+    tmux.wait_for("the incoming call on home", |s| {
+        s.contains("Incoming call") && s.contains("on home")
+    });
+    tmux.keys(&["r"]);
+    tmux.wait_for("the call rejected", |s| s.contains("Calls (0)"));
+
+    // A message in on work: counted unread, read in the chat view, answered from there.
+    let text = "Grüße ☎ schon da?";
+    bob.send(&format!("message sip:alice@127.0.0.1:{work_port} {text}"))
+        .expect("bob sends");
+    tmux.wait_for("the unread count", |s| s.contains("1 new msg (M)"));
+    tmux.keys(&["M"]);
+    let screen = tmux.wait_for("the conversations", |s| s.contains("Messages"));
+    assert!(
+        screen.contains("(1 new)") && screen.contains("[work]"),
+        "{screen}"
+    );
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the conversation", |s| s.contains(text));
+    assert!(
+        !screen.contains("new msg"),
+        "reading it clears the count: {screen}"
+    );
+    tmux.type_text("bin gleich da");
+    tmux.keys(&["Enter"]);
+    let got = bob
+        .expect_event("the answer", WAIT, |e| {
+            e["event"] == "message" && e["dir"] == "in"
+        })
+        .expect("bob gets the answer");
+    assert_eq!(got["text"], "bin gleich da", "{got}");
+    assert!(
+        got["peer"]
+            .as_str()
+            .is_some_and(|p| p.contains("alice@127.0.0.1")),
+        "answered from the work account: {got}"
+    );
+    let screen = tmux.wait_for("the delivery status", |s| s.contains("[delivered]"));
+    shot("21-chat", &screen);
+    tmux.keys(&["Escape"]);
+
+    // The conversation is in messages.json in the XDG data dir.
+    let path = tmux.home().join(".local/share/sipterm/messages.json");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let saved = std::fs::read_to_string(&path).unwrap_or_default();
+        if saved.contains(text) && saved.contains("bin gleich da") && saved.contains("delivered") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}: {saved}", path.display());
+        sleep(POLL);
+    }
+
+    // A contact added in the TUI, on the work account (the outgoing one is home now): kept in
+    // contacts.toml, dialed by name through its own account.
+    tmux.wait_for("the chat closed", |s| !s.contains("Enter sends"));
+    tmux.keys(&["c"]);
+    tmux.wait_for("the contacts popup", |s| s.contains("n new"));
+    tmux.keys(&["n"]);
+    tmux.wait_for("the new contact form", |s| s.contains("New contact"));
+    tmux.type_text("Robert");
+    tmux.keys(&["Tab"]);
+    tmux.type_text(&format!("sip:bob@127.0.0.1:{bob_port}"));
+    tmux.keys(&["Tab", "Down"]);
+    tmux.wait_for("the account picked", |s| s.contains("account: work"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the contact listed", |s| s.contains("Robert  sip:bob@"));
+    shot("22-contact-added", &screen);
+    tmux.keys(&["Escape"]);
+    let path = tmux.home().join(".local/share/sipterm/contacts.toml");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let saved = std::fs::read_to_string(&path).unwrap_or_default();
+        if saved.contains("name = \"Robert\"") && saved.contains("account = \"work\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}: {saved}", path.display());
+        sleep(POLL);
+    }
+    tmux.keys(&["d"]);
+    tmux.type_text("robert");
+    tmux.keys(&["Enter"]);
+    incoming_from(&mut bob, "alice@127.0.0.1");
+    tmux.wait_for("the call to Robert confirmed", |s| s.contains("confirmed"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the calls pane focused", |s| mode_is(s, "CALLS"));
+    tmux.keys(&["h"]);
+    tmux.wait_for("the call ended", |s| s.contains("Calls (0)"));
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
+    tmux.keys(&["y"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "sipterm did not quit");
+        sleep(POLL);
+    }
+    assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
 }

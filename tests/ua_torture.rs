@@ -320,13 +320,32 @@ fn zeromf_max_forwards_zero_is_handled_normally_by_a_ua() {
 }
 
 #[test]
-fn valid_registers_get_405_and_message_gets_405() {
+fn valid_registers_get_405() {
     for name in [
-        "cparam01", "cparam02", "regescrt", "dblreq", "escnull", "unksm2", "mpart01",
+        "cparam01", "cparam02", "regescrt", "dblreq", "escnull", "unksm2",
     ] {
         let response = answered(name, &rfc4475(name), &[405]);
         assert!(header(&response, "Allow").contains("INVITE"), "{name}");
     }
+}
+
+#[test]
+fn multipart_message_gets_415_with_what_we_accept() {
+    // mpart01 is a MESSAGE (RFC 3428) with a multipart/mixed body: instant messages are
+    // text/plain only here, so 415 naming it (RFC 3261 §21.4.13), and nothing reaches the user.
+    let outcome = feed(&rfc4475("mpart01"));
+    assert_eq!(outcome.responses.len(), 1);
+    let response = &outcome.responses[0];
+    assert_eq!(response.code, 415, "{}", response.first_line());
+    assert!(header(response, "Accept").contains("text/plain"));
+    assert!(
+        outcome
+            .events
+            .iter()
+            .all(|e| !matches!(e, sipterm::sip::ua::UaEvent::MessageReceived { .. })),
+        "{:?}",
+        outcome.events
+    );
 }
 
 #[test]

@@ -44,6 +44,7 @@ fn call(id: &str, state: &str, remote: &str) -> Event {
         code: None,
         reason: None,
         sip_call_id: None,
+        account: None,
     }
 }
 
@@ -54,6 +55,7 @@ fn registered(t0: Instant) -> UiState {
         Event::Ready {
             listen: "127.0.0.1:5062".into(),
             tls_listen: None,
+            accounts: Vec::new(),
         },
         t0,
     );
@@ -438,6 +440,7 @@ fn ladder_of_the_selected_call() {
             code: None,
             reason: None,
             sip_call_id: None,
+            account: None,
         },
         at(t0, 9001),
     );
@@ -621,6 +624,7 @@ fn call_with_sip_id(id: &str, state: &str, remote: &str, sip_call_id: &str) -> E
         code: None,
         reason: None,
         sip_call_id: Some(sip_call_id.into()),
+        account: None,
     }
 }
 
@@ -696,6 +700,7 @@ fn first_run_banner_says_where_the_config_goes_and_how_to_start() {
         Event::Ready {
             listen: "127.0.0.1:5062".into(),
             tls_listen: None,
+            accounts: Vec::new(),
         },
         t0,
     );
@@ -713,6 +718,88 @@ fn first_run_banner_says_where_the_config_goes_and_how_to_start() {
     );
     let screen = draw(&state, 80, 24).backend().to_string();
     assert!(!screen.contains("Welcome"), "{screen}");
+}
+
+/// The log pane's text of a screen: what lies between its side borders, row after row.
+fn log_pane_text(screen: &str) -> String {
+    screen
+        .lines()
+        .filter_map(|line| {
+            // Right of the 26-column left column, inside the pane's side borders.
+            let right: String = line.trim_matches('"').chars().skip(26).collect();
+            let inner = right.strip_prefix('│')?.strip_suffix('│')?;
+            Some(inner.trim().to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// In a 72-column tmux pane the log pane is 44 columns inside: the welcome text wraps there
+/// (nothing cut at the border), and at 120 columns it uses the width it has.
+#[test]
+fn first_run_banner_wraps_at_the_pane_width() {
+    let t0 = Instant::now();
+    let mut state = UiState::new(&["local".into()], 5000, t0);
+    state.first_run = Some("~/.config/sipterm/config.toml".into());
+    for width in [72u16, 120] {
+        let screen = draw(&state, width, 24).backend().to_string();
+        let text = log_pane_text(&screen);
+        for words in [
+            "Welcome to sipterm! No config file yet; it goes in",
+            "(config.example.toml shows accounts and codecs).",
+            "To start: type echo and press Enter for a test call to the built-in echo service (you hear yourself), or dial sip:user@host directly.",
+        ] {
+            assert!(
+                text.contains(words),
+                "{width} columns: {words:?} not whole in\n{screen}"
+            );
+        }
+    }
+    let wide = draw(&state, 120, 24).backend().to_string();
+    assert!(
+        wide.contains(
+            "To start: type echo and press Enter for a test call to the built-in echo service"
+        ),
+        "one row at 120 columns:\n{wide}"
+    );
+}
+
+/// With no sound card (tmux on a server) the missing-device warning is long; the bottom line
+/// wraps it so all of it can be read in a 72-column pane, not "...It may have bee".
+#[test]
+fn a_long_warning_wraps_instead_of_being_cut() {
+    let t0 = Instant::now();
+    let mut state = UiState::new(&["local".into()], 5000, t0);
+    let message = "sound output \"default\" cannot be opened (DeviceNotAvailable: The requested \
+                   device is no longer available. It may have been disconnected.); playing \
+                   nothing";
+    state.apply_event(
+        Event::Warning {
+            message: message.into(),
+        },
+        t0,
+    );
+    let screen = draw(&state, 72, 24).backend().to_string();
+    let rows: Vec<&str> = screen.lines().collect();
+    // The bottom rows, from the one with the mode badge down, joined.
+    let from = rows
+        .iter()
+        .rposition(|l| l.starts_with("\" DIAL "))
+        .unwrap_or(rows.len());
+    let bottom: String = rows[from..]
+        .iter()
+        .map(|l| l.trim_matches('"'))
+        .collect::<Vec<_>>()
+        .concat();
+    assert!(
+        bottom.contains("It may have been disconnected.); playing nothing"),
+        "{screen}"
+    );
+    assert!(rows.len() == 24, "the screen keeps its height");
+    assert!(
+        rows[from - 1].contains('└'),
+        "the panes end above the message:\n{screen}"
+    );
 }
 
 /// Call waiting: Carol rings in while Bob's call is up; the popup offers her call, the keys
@@ -788,7 +875,8 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
         carol.is_some_and(|l| l.contains("▶") && l.contains("confirmed") && l.contains("00:03")),
         "{screen}"
     );
-    assert!(screen.contains("pcmu/8000 SRTP"), "{screen}");
+    // No report that the keys went over TLS: the badge warns they travelled in clear.
+    assert!(screen.contains("pcmu/8000 SRTP/clear-keys"), "{screen}");
     insta::assert_snapshot!("call_waiting_answered", screen);
 }
 

@@ -36,6 +36,8 @@ fn user_agent() -> Option<UserAgent> {
         busy_when_in_call: false,
         srtp: SrtpPolicy::Optional,
         calls: Default::default(),
+        messaging: Default::default(),
+        call_numbers: Default::default(),
     }))
 }
 

@@ -112,6 +112,7 @@ impl Diagnoser {
                 code,
                 reason,
                 sip_call_id,
+                ..
             } => {
                 if let Ok(id) = call.parse::<u64>() {
                     self.call_changed(

@@ -82,6 +82,7 @@ impl Rig {
             code,
             reason: reason.map(str::to_string),
             sip_call_id: Some(format!("call{call}@h")),
+            account: None,
         });
     }
 
@@ -160,8 +161,9 @@ impl Media {
             foreign: self.foreign,
             encrypted: self.auth_failures.is_some(),
             srtp: self.auth_failures.map(|n| SrtpStats {
-                suite: "AES_CM_128_HMAC_SHA1_80".into(),
+                suite: "AES_CM_128_HMAC_SHA1_80",
                 auth_failures: n,
+                keys: crate::event::KeyTransport::Clear,
             }),
             foreign_from: self.foreign_from,
             peer: self.peer,

@@ -6,7 +6,10 @@ pub type CallRef = Option<u64>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Dial on the default (outgoing) account.
     Dial(String),
+    /// Dial on the named account.
+    DialOn(String, String),
     Answer(CallRef),
     Reject(CallRef),
     Hangup(CallRef),
@@ -32,6 +35,23 @@ pub enum Command {
     Audio(CallRef, AudioCommand),
     Register,
     Unregister,
+    /// An instant message to `target` from the named (else the default) account.
+    Message {
+        account: Option<String>,
+        target: String,
+        text: String,
+    },
+    /// Watch `target`'s presence and dialog state (busy lamp) through an account.
+    Watch {
+        account: Option<String>,
+        target: String,
+    },
+    Unwatch {
+        account: Option<String>,
+        target: String,
+    },
+    /// Enable (start and register) or disable (unregister and stop) an account.
+    Account(String, bool),
     Quit,
 }
 
@@ -85,7 +105,49 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
     let command = match verb {
         "dial" | "call" => match args.as_slice() {
             [target] => Command::Dial((*target).to_string()),
-            _ => return Err("usage: dial <uri|user@host|number|echo>".into()),
+            ["--account", account, target] => {
+                Command::DialOn((*account).to_string(), (*target).to_string())
+            }
+            _ => {
+                return Err("usage: dial [--account NAME] <uri|user@host|number|echo>".into());
+            }
+        },
+        "message" | "msg" => {
+            let (account, rest) = match args.as_slice() {
+                ["--account", account, rest @ ..] => (Some((*account).to_string()), rest),
+                rest => (None, rest),
+            };
+            let [target, ..] = rest else {
+                return Err("usage: message [--account NAME] <uri> <text>".into());
+            };
+            // The text is the rest of the line as typed (inner spaces kept).
+            let text = text_after(line, rest.len()).unwrap_or_default();
+            if text.trim().is_empty() {
+                return Err("usage: message [--account NAME] <uri> <text>".into());
+            }
+            Command::Message {
+                account,
+                target: (*target).to_string(),
+                text,
+            }
+        }
+        "watch" | "unwatch" => {
+            let (account, target) = match args.as_slice() {
+                [target] => (None, *target),
+                ["--account", account, target] => (Some((*account).to_string()), *target),
+                _ => return Err(format!("usage: {verb} [--account NAME] <uri>")),
+            };
+            let target = target.to_string();
+            if verb == "watch" {
+                Command::Watch { account, target }
+            } else {
+                Command::Unwatch { account, target }
+            }
+        }
+        "account" => match args.as_slice() {
+            ["enable", name] => Command::Account((*name).to_string(), true),
+            ["disable", name] => Command::Account((*name).to_string(), false),
+            _ => return Err("usage: account enable|disable <name>".into()),
         },
         "answer" => Command::Answer(call_ref(&args)?),
         "reject" => Command::Reject(call_ref(&args)?),
@@ -198,11 +260,24 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "quit" | "exit" => return no_args(Command::Quit),
         _ => {
             return Err(format!(
-                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, record, processing, device, register, unregister, quit)"
+                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, record, processing, device, message, watch, unwatch, account, register, unregister, quit)"
             ));
         }
     };
     Ok(Some(command))
+}
+
+/// The message text: the line after its target word, as typed (inner spacing kept).
+/// `words_left` counts the target and the text's words, the last words of the line.
+fn text_after(line: &str, words_left: usize) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let skip = words.len().checked_sub(words_left)? + 1;
+    let mut rest = line.trim_start();
+    for _ in 0..skip {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = rest[word_end..].trim_start();
+    }
+    Some(rest.trim_end().to_string())
 }
 
 fn call_number(text: &str) -> Result<u64, String> {
@@ -273,6 +348,39 @@ mod tests {
         );
         assert_eq!(parse_line("forward off"), Ok(Some(Command::Forward(None))));
         assert_eq!(
+            parse_line("dial --account work 1234"),
+            Ok(Some(Command::DialOn("work".into(), "1234".into())))
+        );
+        assert_eq!(
+            parse_line("message --account home sip:bob@h  Grüße,  Bob! "),
+            Ok(Some(Command::Message {
+                account: Some("home".into()),
+                target: "sip:bob@h".into(),
+                text: "Grüße,  Bob!".into()
+            }))
+        );
+        assert_eq!(
+            parse_line("message bob hi"),
+            Ok(Some(Command::Message {
+                account: None,
+                target: "bob".into(),
+                text: "hi".into()
+            }))
+        );
+        assert_eq!(
+            parse_line("watch sip:bob@h"),
+            Ok(Some(Command::Watch {
+                account: None,
+                target: "sip:bob@h".into()
+            }))
+        );
+        assert_eq!(
+            parse_line("account disable work"),
+            Ok(Some(Command::Account("work".into(), false)))
+        );
+        assert!(parse_line("message bob").is_err());
+        assert!(parse_line("account maybe work").is_err());
+        assert_eq!(
             parse_line("record /tmp/call.wav"),
             Ok(Some(Command::Audio(
                 None,
@@ -331,6 +439,83 @@ mod tests {
                 .err()
                 .unwrap_or_default()
                 .contains("frobnicate")
+        );
+    }
+
+    /// The README's "Headless protocol" section, where users look the grammar up.
+    fn readme_protocol() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_default();
+        let start = readme.find("## Headless protocol").unwrap_or(readme.len());
+        let rest = &readme[start..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+        rest[..end].to_string()
+    }
+
+    /// Every verb `parse_line` knows, aliases included, is in the README's table (as `` `verb``),
+    /// and every one of them parses (a verb missing here would be "unknown command").
+    #[test]
+    fn readme_lists_every_command_and_alias() {
+        const VERBS: &[&str] = &[
+            "dial",
+            "call",
+            "answer",
+            "reject",
+            "hangup",
+            "bye",
+            "hold",
+            "resume",
+            "unhold",
+            "mute",
+            "unmute",
+            "dtmf",
+            "transfer",
+            "attended-transfer",
+            "atransfer",
+            "accept-transfer",
+            "refuse-transfer",
+            "conference",
+            "conf",
+            "split",
+            "dnd",
+            "forward",
+            "record",
+            "processing",
+            "device",
+            "register",
+            "unregister",
+            "quit",
+            "exit",
+            "message",
+            "watch",
+            "unwatch",
+            "account",
+        ];
+        let readme = readme_protocol();
+        assert!(readme.contains("| command (aliases) |"), "{readme}");
+        for verb in VERBS {
+            let line = format!("{verb} x");
+            let unknown = parse_line(&line).is_err_and(|e| e.starts_with("unknown command"));
+            assert!(!unknown, "{verb} is not a command");
+            assert!(
+                readme.contains(&format!("`{verb}")),
+                "README lacks `{verb}`"
+            );
+        }
+        // The error for an unknown verb lists the same commands.
+        let Err(message) = parse_line("frobnicate") else {
+            panic!("frobnicate parsed");
+        };
+        for verb in VERBS
+            .iter()
+            .filter(|v| !["call", "bye", "unhold", "atransfer", "conf", "exit"].contains(v))
+        {
+            assert!(message.contains(verb), "{message} lacks {verb}");
+        }
+        // The optional call number is explained.
+        assert!(
+            readme.contains("`[call]` is an optional call number"),
+            "{readme}"
         );
     }
 }

@@ -14,13 +14,15 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::call_audio::{CallAudio, Opened, ProcessingConfig};
+use super::capture::PacketTap;
 use super::command::AudioCommand;
 use super::ice_task::{IceLink, IceSender, IceStatus};
 use super::transport::{canonical, on_socket_family};
-use crate::event::{Event, IceReport, MicReport, PeerReport, SrtpStats};
+use crate::event::{Direction, Event, IceReport, KeyTransport, MicReport, PeerReport, SrtpStats};
 use crate::ice::Inbound;
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
+use crate::media::fec::FecPolicy;
 use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{JitterBuffer, Playout};
 use crate::media::mixer::ConferenceLeg;
@@ -30,7 +32,7 @@ use crate::media::ptime::{self, Packetizer};
 const JITTER_FRAMES: u32 = 3;
 use crate::media::audio::AudioDevice;
 use crate::media::quality;
-use crate::media::rtcp::{RtcpSession, is_rtcp};
+use crate::media::rtcp::{RtcpEvent, RtcpSession, is_rtcp};
 use crate::media::rtp::RtpPacket;
 use crate::media::session::{ReceiveOutcome, RtpReceiver, RtpSender, clock_units};
 use crate::media::srtp::SrtpSession;
@@ -48,6 +50,8 @@ const STATS_EVERY: u32 = 100; // frames: 2 s
 const LEVELS_EVERY: u32 = 5; // frames: 100 ms
 /// Largest RTP datagram we read; bigger ones are truncated garbage.
 const MAX_RTP: usize = 1500;
+/// Concealment of missing frames in a row lasts this long; then the output is silence.
+const MAX_CONCEALED_MS: u32 = 100;
 /// RTP port range for calls (even ports; RTCP on the next odd one).
 const RTP_PORTS: std::ops::Range<u16> = 16384..32768;
 
@@ -72,6 +76,8 @@ pub struct MediaIo {
     pub append_output: bool,
     /// `[audio] echo_cancel`, `noise_suppression`, `auto_gain`.
     pub processing: ProcessingConfig,
+    /// `--pcap-out`: every RTP/RTCP datagram sent or received goes here too (never waiting).
+    pub capture: Option<PacketTap>,
 }
 
 #[derive(Debug)]
@@ -214,6 +220,10 @@ struct CallMedia {
     params: MediaParams,
     kind: CodecKind,
     encoder: Box<dyn Encoder>,
+    /// Frames missing in a row at playout: concealed up to `MAX_CONCEALED_MS`, then silence.
+    missing_run: u32,
+    /// How much FEC the encoder spends, from the peer's receiver reports.
+    fec: FecPolicy,
     decoder: Box<dyn Decoder>,
     source: FrameSource,
     sink: FrameSink,
@@ -233,8 +243,10 @@ struct CallMedia {
     /// Which sources are the peer's and where our RTP goes (symmetric RTP when the SDP address
     /// is private or `rtp_latching` is set): every RTP and RTCP datagram asks it first.
     latch: Latch,
-    /// Our RTP socket's address, for the `media` event.
+    /// Our RTP socket's address, for the `media` event, the socket family and `--pcap-out`.
     local: Option<SocketAddr>,
+    /// Our RTCP socket's address (`--pcap-out`), read once like `local`.
+    local_rtcp: Option<SocketAddr>,
     /// Sound devices (when an endpoint is `Device`; they take over from `source`/`sink`),
     /// voice processing and recording.
     audio: CallAudio,
@@ -261,6 +273,8 @@ struct CallMedia {
     /// With ICE: where our RTP and RTCP go (the selected pair), and what ICE is doing.
     ice: Option<IceSender>,
     ice_status: Option<watch::Receiver<IceStatus>>,
+    /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
+    capture: Option<PacketTap>,
 }
 
 impl CallMedia {
@@ -331,6 +345,8 @@ impl CallMedia {
             call,
             kind,
             encoder: codec::encoder(kind).map_err(|e| e.to_string())?,
+            fec: FecPolicy::default(),
+            missing_run: 0,
             decoder: codec::decoder(kind).map_err(|e| e.to_string())?,
             source,
             sink,
@@ -349,6 +365,7 @@ impl CallMedia {
             events,
             latch: Latch::new(Negotiated::of(&params), io.rtp_latching),
             local: None,
+            local_rtcp: None,
             audio,
             srtp: match &params.srtp {
                 Some(keys) => Some(SrtpSession::new(keys).map_err(|e| e.to_string())?),
@@ -372,6 +389,7 @@ impl CallMedia {
             conference: None,
             ice: None,
             ice_status: None,
+            capture: io.capture.clone(),
         })
     }
 
@@ -384,6 +402,7 @@ impl CallMedia {
         mut ice_in: Option<mpsc::Receiver<Inbound>>,
     ) {
         self.local = rtp.local_addr().ok();
+        self.local_rtcp = rtcp.local_addr().ok();
         let mut tick = tokio::time::interval(FRAME);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let started = Instant::now();
@@ -430,6 +449,7 @@ impl CallMedia {
                         let from = canonical(from);
                         let arrival = started.elapsed();
                         let bytes = buf.get(..n).unwrap_or_default();
+                        self.tap(Direction::In, self.local, from, bytes);
                         // rtcp-mux (RFC 5761): RTCP shares the RTP port when negotiated. A late
                         // STUN answer (our Binding before the call) is neither, and no media:
                         // not counted as foreign. (SRTP leaves the header, so the RTCP test
@@ -446,6 +466,7 @@ impl CallMedia {
                     // ICE hands over what came on the selected pair (unwrapped from TURN):
                     // the peer's, as its negotiated address would be.
                     Inbound::Media(bytes) => {
+                        self.tap_ice(Direction::In, &bytes);
                         let from = self.params.remote;
                         let arrival = started.elapsed();
                         if is_rtcp(&bytes) {
@@ -469,6 +490,7 @@ impl CallMedia {
                     if let Ok((n, from)) = received {
                         let from = canonical(from);
                         let bytes = rtcp_buf.get(..n).unwrap_or_default();
+                        self.tap(Direction::In, self.local_rtcp, from, bytes);
                         self.receive_rtcp(bytes, from, started.elapsed());
                     }
                 }
@@ -611,11 +633,37 @@ impl CallMedia {
         {
             if let Some(ice) = &self.ice {
                 ice.send(&wire);
+                self.tap_ice(Direction::Out, &wire);
                 return;
             }
-            let _ = socket
-                .send_to(&wire, on_socket_of(socket, self.destination()))
-                .await;
+            let dest = self.destination();
+            let _ = socket.send_to(&wire, on_socket_of(self.local, dest)).await;
+            self.tap(Direction::Out, self.local, dest, &wire);
+        }
+    }
+
+    /// `--pcap-out`: a copy of the datagram to the recorder (a no-op without it).
+    /// `local` is the socket's address read at the start of the call, not asked per packet.
+    fn tap(&self, dir: Direction, local: Option<SocketAddr>, peer: SocketAddr, bytes: &[u8]) {
+        if let Some(tap) = &self.capture
+            && let Some(local) = local
+        {
+            tap.offer(dir, canonical(local), canonical(peer), bytes);
+        }
+    }
+
+    /// `--pcap-out` with ICE: the datagram as carried on the selected pair (its two ends; a
+    /// relayed pair shows the relay's address). Nothing before a pair is selected.
+    fn tap_ice(&self, dir: Direction, bytes: &[u8]) {
+        if self.capture.is_none() {
+            return;
+        }
+        let pair = self
+            .ice_status
+            .as_ref()
+            .and_then(|status| status.borrow().selected.clone());
+        if let Some(pair) = pair {
+            self.tap(dir, Some(pair.local.address), pair.remote.address, bytes);
         }
     }
 
@@ -652,8 +700,20 @@ impl CallMedia {
         // One 20 ms tick is one jitter frame, or two of 10 ms (`media::ptime`).
         let mut ok = true;
         for _ in 0..20 / self.receive_frame_ms {
-            ok &= match self.jitter.pop_frame() {
+            let playout = self.jitter.pop_frame();
+            if matches!(playout, Playout::Missing) {
+                self.missing_run = self.missing_run.saturating_add(1);
+            } else {
+                self.missing_run = 0;
+            }
+            ok &= match playout {
                 Playout::Frame(payload) => self.decoder.decode(Some(&payload), pcm).is_ok(),
+                // The peer stopped sending (hold, mute without packets, a dead link): after
+                // `MAX_CONCEALED_MS` of concealment, silence. Opus's CELT-mode concealment
+                // would otherwise go on repeating the last sound at a slowly falling level.
+                Playout::Missing if self.missing_run * self.receive_frame_ms > MAX_CONCEALED_MS => {
+                    false
+                }
                 Playout::Missing => match self.jitter.peek_next() {
                     // Opus rebuilds a lost frame from the next packet's in-band FEC.
                     Some(next) => {
@@ -774,7 +834,17 @@ impl CallMedia {
         }
         if let Some(plain) = self.unprotect(datagram, true) {
             // Malformed reports are dropped; the call goes on without them.
-            let _ = self.rtcp.handle_packet(&plain, arrival);
+            let Ok(events) = self.rtcp.handle_packet(&plain, arrival) else {
+                return;
+            };
+            for event in events {
+                if let RtcpEvent::ReportAboutUs { report, .. } = event
+                    && let Some(percent) = self.fec.handle_report(report.fraction_lost)
+                {
+                    // A codec without FEC ignores it; a failed ctl keeps the old setting.
+                    let _ = self.encoder.set_expected_loss(percent);
+                }
+            }
         }
     }
 
@@ -842,6 +912,9 @@ impl CallMedia {
                     let _ = self.events.try_send(Event::Warning { message });
                 }
                 self.encoder = enc;
+                let _ = self
+                    .encoder
+                    .set_expected_loss(self.fec.expected_loss_percent());
                 self.decoder = dec;
                 if let Some((region, tone)) = &mut self.call_waiting {
                     *tone = region.call_waiting(kind.sample_rate());
@@ -894,12 +967,18 @@ impl CallMedia {
         // ICE: rtcp-mux on the selected pair.
         if let Some(ice) = &self.ice {
             ice.send(bytes);
+            self.tap_ice(Direction::Out, bytes);
             return;
         }
         // Latched: beside the latched RTP source, where its RTCP is accepted from too.
         let dest = self.latch.rtcp_destination();
-        let socket = if self.params.rtcp_mux { rtp } else { rtcp };
-        let _ = socket.send_to(bytes, on_socket_of(socket, dest)).await;
+        let (socket, local) = if self.params.rtcp_mux {
+            (rtp, self.local)
+        } else {
+            (rtcp, self.local_rtcp)
+        };
+        let _ = socket.send_to(bytes, on_socket_of(self.local, dest)).await;
+        self.tap(Direction::Out, local, dest, bytes);
     }
 
     async fn report(&mut self) {
@@ -978,8 +1057,13 @@ impl CallMedia {
                 foreign: self.latch.stats().foreign(),
                 encrypted: self.srtp.is_some(),
                 srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
-                    suite: srtp.suite().name().to_owned(),
+                    suite: srtp.suite().name(),
                     auth_failures: srtp.auth_failures(),
+                    keys: if self.params.signalling_tls {
+                        KeyTransport::Tls
+                    } else {
+                        KeyTransport::Clear
+                    },
                 }),
                 foreign_from: self.last_foreign.map(|a| a.to_string()),
                 peer,
@@ -1086,8 +1170,6 @@ async fn warn(events: &mpsc::Sender<Event>, message: String) {
     let _ = events.send(Event::Warning { message }).await;
 }
 
-/// `dest` as the socket can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
-/// reached at its IPv4-mapped address.
 /// The next media packet from ICE; never, without ICE.
 async fn recv_ice(ice: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> {
     match ice {
@@ -1120,9 +1202,13 @@ fn ice_report(status: &IceStatus) -> IceReport {
     }
 }
 
-fn on_socket_of(socket: &UdpSocket, dest: SocketAddr) -> SocketAddr {
-    match socket.local_addr() {
-        Ok(local) => on_socket_family(dest, local),
-        Err(_) => dest,
+/// `dest` as the media sockets can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is
+/// reached at its IPv4-mapped address. `local` is the RTP socket's address, read once per call
+/// (RTP and RTCP sockets are bound alike): asking the kernel per packet was a getsockname(2)
+/// per packet sent.
+fn on_socket_of(local: Option<SocketAddr>, dest: SocketAddr) -> SocketAddr {
+    match local {
+        Some(local) => on_socket_family(dest, local),
+        None => dest,
     }
 }

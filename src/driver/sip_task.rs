@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use std::collections::HashMap;
 
+use super::capture::PacketTap;
 use super::command::Command;
 use super::diagnosis_task::{self, DiagnosisFeed};
 use super::dns::SystemDns;
@@ -79,6 +80,10 @@ pub struct SipSetup {
     pub stream_keepalive: Option<Duration>,
     /// Bounds on connections accepted by the TCP and TLS listeners.
     pub listener_limits: ListenerLimits,
+    /// Presence, busy lamps, voicemail indicator, watchers (the account's keys).
+    pub messaging: ua::MessagingPolicy,
+    /// Call numbers shared with the other accounts' engines (`ua::CallNumbers`).
+    pub call_numbers: ua::CallNumbers,
 }
 
 pub struct SipHandle {
@@ -98,12 +103,24 @@ pub struct SipHandle {
 pub enum StartError {
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error("sipterm is stopping")]
+    Stopping,
 }
 
 /// Binds the sockets and spawns the SIP task. Nothing here waits for DNS: the registrar and
 /// proxy are resolved by the task (RFC 3263) when the first request goes, so an offline laptop
 /// or a name that does not resolve yet never stops sipterm from starting.
 pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHandle, StartError> {
+    start_with(setup, events, Arc::new(AtomicU64::new(0))).await
+}
+
+/// Like `start`, counting dropped trace events in `dropped_traces` (shared by the engines of
+/// several accounts: the front end shows one number).
+pub async fn start_with(
+    setup: SipSetup,
+    events: mpsc::Sender<Event>,
+    dropped_traces: Arc<AtomicU64>,
+) -> Result<SipHandle, StartError> {
     // Every event goes out through the live diagnosis, which adds its own.
     let (events, diagnosis, relay) = diagnosis_task::spawn(events, diagnosis_setup(&setup));
     let (mut transport, inbound) =
@@ -162,9 +179,10 @@ pub async fn start(setup: SipSetup, events: mpsc::Sender<Event>) -> Result<SipHa
         busy_when_in_call: setup.busy_when_in_call,
         srtp: setup.srtp,
         calls: setup.calls.clone(),
+        messaging: setup.messaging.clone(),
+        call_numbers: setup.call_numbers.clone(),
     };
     let (commands, command_rx) = mpsc::channel(64);
-    let dropped_traces = Arc::new(AtomicU64::new(0));
     let mut ua = UserAgent::new(config);
     ua.set_source_policy(setup.accept_from, trusted);
     ua.set_local_routes(Box::new(KernelRoutes));
@@ -321,6 +339,8 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             session_expires: None,
             ..ua::CallPolicy::default()
         },
+        messaging: ua::MessagingPolicy::default(),
+        call_numbers: ua::CallNumbers::default(),
     };
     let (events, mut sink) = mpsc::channel::<Event>(256);
     tokio::spawn(async move { while sink.recv().await.is_some() {} });
@@ -336,6 +356,7 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
             rtp_latching: false,
             append_output: false,
             processing: Default::default(),
+            capture: None,
         },
         tones: Tones::default(),
         sockets: HashMap::new(),
@@ -367,8 +388,15 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
 /// call being placed). Those naming a call mean one that exists; (un)register never waits.
 fn waits_for_media(command: &Command) -> bool {
     match command {
-        Command::Register | Command::Unregister | Command::Dnd(_) | Command::Forward(_) => false,
-        Command::Dial(_) | Command::Quit => true,
+        Command::Register
+        | Command::Unregister
+        | Command::Dnd(_)
+        | Command::Forward(_)
+        | Command::Message { .. }
+        | Command::Watch { .. }
+        | Command::Unwatch { .. }
+        | Command::Account(..) => false,
+        Command::Dial(_) | Command::DialOn(..) | Command::Quit => true,
         Command::AttendedTransfer(call, consult) => call.is_none() || consult.is_none(),
         Command::Conference(calls) => calls.is_empty(),
         Command::TransferAnswer(call, _) | Command::Split(call) => call.is_none(),
@@ -485,6 +513,12 @@ struct PreparedMedia {
 }
 
 impl Engine {
+    /// The `--pcap-out` tap and our SIP address, when capturing.
+    fn capture(&self) -> Option<(&PacketTap, SocketAddr)> {
+        let tap = self.media_io.capture.as_ref()?;
+        Some((tap, self.transport.local_addr()))
+    }
+
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
@@ -554,7 +588,7 @@ impl Engine {
                             self.nat_outputs(out).await;
                         }
                         Inbound::Message { source, bytes } => {
-                            trace(&self.events, &self.dropped, Direction::In, source.addr, &bytes);
+                            trace(&self.events, &self.dropped, self.capture(), Direction::In, source.addr, &bytes);
                             self.transport.learn_alias(source, &bytes);
                             self.ua.handle_datagram(source, &bytes, now);
                         }
@@ -656,7 +690,13 @@ impl Engine {
             return;
         }
         let now = std::time::Instant::now();
+        // The router picked this engine for the account: here it is a dial like any other.
+        let command = match command {
+            Command::DialOn(_, target) => Command::Dial(target),
+            other => other,
+        };
         let ua_command = match command {
+            Command::DialOn(..) => return,
             Command::Register => ua::Command::Register,
             Command::Unregister => ua::Command::Unregister,
             Command::Quit => ua::Command::Shutdown,
@@ -684,6 +724,22 @@ impl Engine {
                 Ok(uri) => return self.prepare_media(MediaUse::Dial(uri)).await,
                 Err(message) => return self.error(message).await,
             },
+            Command::Message { target, text, .. } => match self.dial_target(&target) {
+                Ok(target) => ua::Command::SendMessage { target, text },
+                Err(message) => return self.error(message).await,
+            },
+            Command::Watch { target, .. } => match self.dial_target(&target) {
+                Ok(uri) => ua::Command::Watch { target: uri },
+                Err(message) => return self.error(message).await,
+            },
+            Command::Unwatch { target, .. } => match self.dial_target(&target) {
+                Ok(uri) => ua::Command::Unwatch {
+                    target: uri.to_string(),
+                },
+                Err(message) => return self.error(message).await,
+            },
+            // Enabling and disabling accounts is the router's business.
+            Command::Account(..) => return,
             Command::Answer(call) => return self.prepare_media(MediaUse::Answer(call)).await,
             Command::Reject(call) => ua::Command::Reject { call, code: 486 },
             Command::Hangup(call) => ua::Command::Hangup { call },
@@ -1187,6 +1243,7 @@ impl Engine {
                 trace(
                     &self.events,
                     &self.dropped,
+                    self.capture(),
                     Direction::Out,
                     peer,
                     &out.bytes,
@@ -1308,6 +1365,7 @@ impl Engine {
                     code,
                     reason,
                     sip_call_id,
+                    account: Some(self.ua.config().account.name.clone()),
                 }
             }
             UaEvent::MediaStart {
@@ -1424,6 +1482,65 @@ impl Engine {
                 remote,
                 code,
                 reason,
+            },
+            UaEvent::MessageReceived {
+                from,
+                display,
+                text,
+            } => Event::Message(crate::event::MessageEvent {
+                account: self.ua.config().account.name.clone(),
+                dir: Direction::In,
+                peer: from,
+                display,
+                text: Some(text),
+                ..Default::default()
+            }),
+            UaEvent::MessageQueued { id, to, text } => Event::Message(crate::event::MessageEvent {
+                account: self.ua.config().account.name.clone(),
+                dir: Direction::Out,
+                id: Some(id.to_string()),
+                peer: to,
+                text: Some(text),
+                status: Some("sending".into()),
+                ..Default::default()
+            }),
+            UaEvent::MessageStatus {
+                id,
+                to,
+                code,
+                reason,
+            } => Event::Message(crate::event::MessageEvent {
+                account: self.ua.config().account.name.clone(),
+                dir: Direction::Out,
+                id: Some(id.to_string()),
+                peer: to,
+                status: Some(
+                    if (200..300).contains(&code) {
+                        "delivered"
+                    } else {
+                        "failed"
+                    }
+                    .into(),
+                ),
+                code: Some(code),
+                reason: Some(reason),
+                ..Default::default()
+            }),
+            UaEvent::Presence {
+                contact,
+                availability,
+                note,
+            } => Event::Presence {
+                account: self.ua.config().account.name.clone(),
+                contact,
+                state: availability.as_str().to_string(),
+                note,
+            },
+            UaEvent::Voicemail { waiting, new, old } => Event::Voicemail {
+                account: self.ua.config().account.name.clone(),
+                waiting,
+                new,
+                old,
             },
             UaEvent::TransferRequested { call, target } => {
                 // Blind transfer asked by the peer: call the target, report progress by NOTIFY.
@@ -1614,22 +1731,30 @@ fn release_after_flood(peak: usize, alive: usize) -> usize {
 }
 
 /// Trace events never block the UA: when the front end lags they are counted and dropped.
+/// With `--pcap-out` the message also goes to the pcap writer (`capture`: the tap and our
+/// SIP address), timestamped here, as it goes out or comes in.
 fn trace(
     events: &mpsc::Sender<Event>,
     dropped: &AtomicU64,
+    capture: Option<(&PacketTap, SocketAddr)>,
     dir: Direction,
     peer: SocketAddr,
     bytes: &[u8],
 ) {
     // The log file keeps whole messages at debug level (digest responses are not secrets; no
-    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked
-    // (the trace event below keeps the message as sent).
-    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", crate::sdp::redact_inline_keys(&String::from_utf8_lossy(bytes)));
+    // password is ever in a message), but not SRTP keys: the SDES `inline:` keys are masked,
+    // here for the log and in the trace event for everything downstream (TUI log, ladder,
+    // text and pcap exports), so no front end can show them by mistake.
+    let masked = crate::sdp::redact_inline_key_bytes(bytes);
+    tracing::debug!(target: "sipterm::sip_trace", ?dir, %peer, "\n{}", String::from_utf8_lossy(&masked));
+    if let Some((tap, local)) = capture {
+        tap.offer(dir, local, peer, &masked);
+    }
     let event = Event::Sip {
         dir,
         peer: peer.to_string(),
-        summary: first_line(bytes),
-        raw: Arc::from(bytes),
+        summary: first_line(&masked),
+        raw: Arc::from(masked.as_ref()),
     };
     if events.try_send(event).is_err() {
         dropped.fetch_add(1, Ordering::Relaxed);

@@ -1,10 +1,11 @@
 //! A classic libpcap file (magic 0xa1b2c3d4, microsecond timestamps, LINKTYPE_RAW) with an
 //! IPv4 or IPv6 header and a UDP header around each SIP message, using the real addresses and
-//! ports, so Wireshark and tshark decode the trace as SIP. (Messages that went over TCP are
-//! written as UDP too: the ladder is what matters, not the stream reassembly.)
+//! ports, so Wireshark and tshark decode the trace as SIP, and RTP/RTCP (`--pcap-out`, streamed
+//! by `driver::capture`) so Wireshark's RTP player plays the call. (Messages that went over
+//! TCP are written as UDP too: the ladder is what matters, not the stream reassembly.)
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Record;
 
@@ -18,35 +19,58 @@ const PROTO_UDP: u8 = 17;
 
 /// The whole file. Messages whose two addresses are of different families, or too big for one
 /// UDP datagram, are left out (the count of written packets is returned with the bytes).
+/// SRTP keys in SDP bodies are masked (`sdp::redact_inline_key_bytes`).
 pub fn render(records: &[&Record]) -> (Vec<u8>, usize) {
     let mut out = Vec::with_capacity(24 + records.iter().map(|r| r.raw.len() + 64).sum::<usize>());
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes()); // version 2.4
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-    out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-    out.extend_from_slice(&SNAPLEN.to_le_bytes());
-    out.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    out.extend_from_slice(&file_header());
     let mut written = 0;
     for (index, r) in records.iter().enumerate() {
         let (src, dst) = r.endpoints();
         let id = u16::try_from(index & 0xffff).unwrap_or(0);
-        let Some(packet) = packet(src, dst, &r.raw, id) else {
-            continue;
-        };
-        let Ok(len) = u32::try_from(packet.len()) else {
-            continue;
-        };
-        let since = r.time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = u32::try_from(since.as_secs()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&secs.to_le_bytes());
-        out.extend_from_slice(&since.subsec_micros().to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes()); // captured
-        out.extend_from_slice(&len.to_le_bytes()); // on the wire
-        out.extend_from_slice(&packet);
-        written += 1;
+        let raw = crate::sdp::redact_inline_key_bytes(&r.raw);
+        if append_record(&mut out, r.time, src, dst, &raw, id) {
+            written += 1;
+        }
     }
     (out, written)
+}
+
+/// The 24-byte file header: classic libpcap, microseconds, LINKTYPE_RAW.
+pub fn file_header() -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out[4..6].copy_from_slice(&2u16.to_le_bytes()); // version 2.4
+    out[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // thiszone and sigfigs stay 0
+    out[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
+    out[20..24].copy_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    out
+}
+
+/// Appends one packet record (header + IP + UDP + payload) to `out`; false when the payload
+/// cannot be one datagram between these addresses (different families, too big).
+pub fn append_record(
+    out: &mut Vec<u8>,
+    time: SystemTime,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+    id: u16,
+) -> bool {
+    let Some(packet) = packet(src, dst, payload, id) else {
+        return false;
+    };
+    let Ok(len) = u32::try_from(packet.len()) else {
+        return false;
+    };
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = u32::try_from(since.as_secs()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&secs.to_le_bytes());
+    out.extend_from_slice(&since.subsec_micros().to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes()); // captured
+    out.extend_from_slice(&len.to_le_bytes()); // on the wire
+    out.extend_from_slice(&packet);
+    true
 }
 
 /// IP + UDP + payload, or `None` when it cannot be one datagram.
@@ -139,5 +163,23 @@ mod tests {
         assert_eq!(u16::from_be_bytes([p[2], p[3]]), 53);
         assert_eq!(checksum(&[&p[..20]]), 0);
         assert_eq!(u16::from_be_bytes([p[24], p[25]]), 33);
+    }
+
+    #[test]
+    fn srtp_keys_are_masked_in_the_file() {
+        let r = Record {
+            time: UNIX_EPOCH,
+            dir: crate::event::Direction::In,
+            local: "127.0.0.1:5062".parse().unwrap_or_else(|_| unreachable!()),
+            peer: "127.0.0.1:5060".parse().unwrap_or_else(|_| unreachable!()),
+            raw: std::sync::Arc::from(
+                &b"SIP/2.0 200 OK\r\n\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 INLINE:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n"[..],
+            ),
+        };
+        let (bytes, written) = render(&[&r]);
+        assert_eq!(written, 1);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("d0RmdmcmVCspeEc3"), "{text}");
+        assert!(text.contains("INLINE:REDACTEDREDACTED"), "{text}");
     }
 }

@@ -22,7 +22,7 @@ pub fn participants(records: &[&Record]) -> Vec<SocketAddr> {
 
 /// The arrow label of a message: `INVITE sip:bob@b`, `200 OK`.
 pub fn label(raw: &[u8]) -> String {
-    let line = first_line(raw);
+    let line = first_line(&crate::sdp::redact_inline_key_bytes(raw));
     let line = match line.strip_prefix("SIP/2.0 ") {
         Some(status) => status.to_string(),
         None => line.strip_suffix(" SIP/2.0").unwrap_or(&line).to_string(),

@@ -1,5 +1,5 @@
 //! A plain-text dump of the trace: a header line per message (time, direction, peer), the
-//! whole message, and a separator line.
+//! whole message (SRTP keys masked), and a separator line.
 
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,7 +30,8 @@ pub fn render(records: &[&Record]) -> String {
             r.local,
             r.peer
         );
-        let body = String::from_utf8_lossy(&r.raw);
+        let raw = crate::sdp::redact_inline_key_bytes(&r.raw);
+        let body = String::from_utf8_lossy(&raw);
         for line in body.lines() {
             out.push_str(line);
             out.push('\n');
@@ -69,6 +70,28 @@ mod tests {
                 "1700000000.123 (+0.000s) 127.0.0.1:5062 <- from 127.0.0.1:5060\n\
                  SIP/2.0 200 OK\nCSeq: 1 BYE\n\n{SEPARATOR}\n"
             )
+        );
+    }
+
+    #[test]
+    fn srtp_keys_are_masked() {
+        let r = Record {
+            time: UNIX_EPOCH,
+            dir: Direction::Out,
+            local: "127.0.0.1:5062".parse().unwrap_or_else(|_| unreachable!()),
+            peer: "127.0.0.1:5060".parse().unwrap_or_else(|_| unreachable!()),
+            raw: Arc::from(
+                &b"INVITE sip:b@b SIP/2.0\r\n\r\nv=0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4\r\n"[..],
+            ),
+        };
+        let text = render(&[&r]);
+        assert!(!text.contains("WVNfX19z"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}|2^20|1:4",
+                "REDACTED".repeat(5)
+            )),
+            "{text}"
         );
     }
 }

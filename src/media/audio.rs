@@ -21,16 +21,27 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{BufferSize, ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 use rtrb::{Consumer, Producer, RingBuffer};
 
+use super::backlog::BacklogTrim;
 use super::resample::Resampler;
 use super::{MediaError, samples_per_frame};
 
 /// Ring capacity: half a second of mono samples at the device rate.
 const RING_MS: u32 = 500;
-/// Device buffer asked for: 10 ms (PulseAudio's default is 2 s buffers, see tests/data/pulse).
-const BUFFER_MS: u32 = 10;
-/// Capture: start reading once this much is buffered; drop the oldest beyond `MAX_MS`.
-const PRIME_MS: u32 = 40;
-const MAX_MS: u32 = 120;
+/// Device buffer asked for: 5 ms (PulseAudio's default is 2 s buffers, see tests/data/pulse).
+const BUFFER_MS: u32 = 5;
+/// Capture: a frame is read once it is all there. What the ring holds beyond it, lastingly
+/// (over `TRIM_WINDOW` ticks), is latency: it is cut down to `CAPTURE_SLACK_MS` or one device
+/// period, whichever is larger (the next chunk must still find what it needs).
+const CAPTURE_SLACK_MS: u32 = 5;
+/// Playback: the callback starts (again) once one frame is queued; a lasting backlog before
+/// our write beyond the slack is cut from the frame being written. The slack is what absorbs
+/// a late media tick before the device runs dry: it starts at `PLAYBACK_SLACK_MS` and each
+/// underrun widens it by `PLAYBACK_SLACK_STEP_MS`, up to `PLAYBACK_SLACK_MAX_MS`.
+const PLAYBACK_SLACK_MS: u32 = 10;
+const PLAYBACK_SLACK_STEP_MS: u32 = 5;
+const PLAYBACK_SLACK_MAX_MS: u32 = 40;
+/// One second of 20 ms ticks: the window over which a backlog must last to be cut.
+const TRIM_WINDOW: u32 = 50;
 /// How long a backend may take to set up a stream.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Backend error warnings at most once per this many `poll_warning` calls (20 ms each: 10 s).
@@ -66,12 +77,28 @@ pub struct SideStatus {
     /// Callbacks so far: a stream whose count stops moving has stalled (a device unplugged
     /// without an error from the backend).
     pub callbacks: AtomicU64,
+    /// The backend's latency at the last callback, in microseconds: capture time to callback
+    /// (capture), callback to playback time (playback). 0 when the backend does not say.
+    pub device_latency_us: AtomicU64,
+    /// The largest callback so far, in frames: the device's period, which the backend may
+    /// choose larger than `BUFFER_MS` (PulseAudio's null sinks deliver 20 ms at a time).
+    pub period_frames: AtomicU64,
     /// Set once by a fatal stream error; the message is in `failure`.
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 
 impl SideStatus {
+    /// Called at the start of every callback (realtime: atomics only): counts it and keeps
+    /// the device period and the backend's latency.
+    fn note_callback(&self, frames: usize, latency: Duration) {
+        self.callbacks.fetch_add(1, Ordering::Relaxed);
+        self.period_frames
+            .fetch_max(frames as u64, Ordering::Relaxed);
+        self.device_latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
     fn on_error(&self, error: cpal::Error) {
         match error.kind() {
             ErrorKind::BackendError | ErrorKind::Xrun => {
@@ -92,7 +119,7 @@ impl SideStatus {
 pub struct CaptureReader {
     consumer: Consumer<f32>,
     rate: u32,
-    primed: bool,
+    trim: BacklogTrim,
     name: String,
     status: Arc<SideStatus>,
 }
@@ -104,6 +131,9 @@ pub struct PlaybackWriter {
     /// canceller's reference.
     played: Consumer<f32>,
     rate: u32,
+    trim: BacklogTrim,
+    /// Underruns already answered by widening the slack.
+    underruns_seen: u64,
     name: String,
     status: Arc<SideStatus>,
 }
@@ -119,11 +149,13 @@ impl CaptureReader {
         let frame = samples_per_frame(self.rate);
         out.clear();
         let mut available = self.consumer.slots();
-        // The device clock runs a little faster than ours: keep the backlog (latency) bounded.
-        let max = samples_per_frame(self.rate) * (MAX_MS / 20) as usize;
-        if available > max {
-            let skip = available - samples_per_frame(self.rate) * (PRIME_MS / 20) as usize;
-            if let Ok(chunk) = self.consumer.read_chunk(skip) {
+        let period = self.status.period_frames.load(Ordering::Relaxed) as usize;
+        self.trim.at_least(frame + period);
+        // A stall, a late start or a device clock faster than ours leaves more than a frame
+        // waiting: that is latency, cut once it lasted a second (`media::backlog`).
+        let skip = self.trim.observe(available);
+        if skip > 0 {
+            if let Ok(chunk) = self.consumer.read_chunk(skip.min(available)) {
                 chunk.commit_all();
             }
             self.status
@@ -131,11 +163,8 @@ impl CaptureReader {
                 .fetch_add(skip as u64, Ordering::Relaxed);
             available = self.consumer.slots();
         }
-        if !self.primed && available >= frame * (PRIME_MS / 20) as usize {
-            self.primed = true;
-        }
-        if !self.primed || available < frame {
-            self.primed = false;
+        if available < frame {
+            self.trim.reset();
             out.resize(frame, 0);
             return false;
         }
@@ -155,8 +184,25 @@ impl PlaybackWriter {
     /// Queues one frame (device rate) for playback; drops it when the device is far behind.
     pub fn write_frame(&mut self, samples: &[i16]) {
         let backlog = self.producer.buffer().capacity() - self.producer.slots();
-        let max = samples_per_frame(self.rate) * (MAX_MS / 20) as usize;
-        if backlog > max || self.producer.slots() < samples.len() {
+        let underruns = self.status.underruns.load(Ordering::Relaxed);
+        if underruns > self.underruns_seen {
+            self.underruns_seen = underruns;
+            let ms = |ms: u32| samples_per_frame(self.rate) * ms as usize / 20;
+            self.trim
+                .widen(ms(PLAYBACK_SLACK_STEP_MS), ms(PLAYBACK_SLACK_MAX_MS));
+        }
+        let period = self.status.period_frames.load(Ordering::Relaxed) as usize;
+        self.trim.at_least(period);
+        // What waits in the ring before this frame is latency beyond the slack; a lasting
+        // excess is cut from this frame's start (`media::backlog`).
+        let cut = self.trim.observe(backlog).min(samples.len());
+        if cut > 0 {
+            self.status
+                .overruns
+                .fetch_add(cut as u64, Ordering::Relaxed);
+        }
+        let samples = samples.get(cut..).unwrap_or_default();
+        if self.producer.slots() < samples.len() {
             self.status
                 .overruns
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
@@ -646,10 +692,11 @@ impl Drop for AudioIo {
         ] {
             if let Some(s) = status {
                 tracing::info!(
-                    "sound {side}: {} samples dropped (overrun), {} underruns, {} backend errors",
+                    "sound {side}: {} samples dropped (overrun), {} underruns, {} backend errors, device latency {} us",
                     s.overruns.load(Ordering::Relaxed),
                     s.underruns.load(Ordering::Relaxed),
-                    s.backend_errors.load(Ordering::Relaxed)
+                    s.backend_errors.load(Ordering::Relaxed),
+                    s.device_latency_us.load(Ordering::Relaxed)
                 );
             }
         }
@@ -769,7 +816,10 @@ fn open_capture(name: &str) -> Opened<CaptureReader> {
         CaptureReader {
             consumer,
             rate,
-            primed: false,
+            trim: BacklogTrim::new(
+                samples_per_frame(rate) * (20 + CAPTURE_SLACK_MS) as usize / 20,
+                TRIM_WINDOW,
+            ),
             name: device_label(&device),
             status,
         },
@@ -790,7 +840,7 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
     let rings = PlaybackRings {
         queue: consumer,
         played: played_producer,
-        prime: samples_per_frame(rate) * (PRIME_MS / 20) as usize,
+        prime: samples_per_frame(rate),
     };
     let stream = match format {
         SampleFormat::F32 => build_playback::<f32>(&device, config, rings, &status),
@@ -810,6 +860,11 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
             producer,
             played,
             rate,
+            trim: BacklogTrim::new(
+                samples_per_frame(rate) * PLAYBACK_SLACK_MS as usize / 20,
+                TRIM_WINDOW,
+            ),
+            underruns_seen: 0,
             name: device_label(&device),
             status,
         },
@@ -832,10 +887,11 @@ where
     let error_status = Arc::clone(status);
     device.build_input_stream::<T, _, _>(
         config,
-        move |data: &[T], _| {
+        move |data: &[T], info: &cpal::InputCallbackInfo| {
             // Realtime: no allocation, lock or I/O here.
-            data_status.callbacks.fetch_add(1, Ordering::Relaxed);
             let frames = data.len() / channels;
+            let stamp = info.timestamp();
+            data_status.note_callback(frames, stamp.callback.duration_since(stamp.capture));
             let n = frames.min(producer.slots());
             if n < frames {
                 data_status
@@ -889,10 +945,11 @@ where
     let mut primed = false;
     device.build_output_stream::<T, _, _>(
         config,
-        move |data: &mut [T], _| {
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
             // Realtime: no allocation, lock or I/O here.
-            data_status.callbacks.fetch_add(1, Ordering::Relaxed);
             let frames = data.len() / channels;
+            let stamp = info.timestamp();
+            data_status.note_callback(frames, stamp.playback.duration_since(stamp.callback));
             if !primed && consumer.slots() >= prime {
                 primed = true;
             }

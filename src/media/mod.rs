@@ -12,8 +12,10 @@
 //! ```
 
 pub mod audio;
+pub mod backlog;
 pub mod codec;
 pub mod dtmf;
+pub mod fec;
 pub mod inband_dtmf;
 pub mod jitter;
 pub mod mixer;

@@ -139,6 +139,13 @@ impl WavSource {
                         push(sample?, &mut self.file_frame);
                     }
                 }
+                // The common case (16-bit mono, what sipterm itself writes) skips the float
+                // round trip: it was most of the media task's own CPU after libopus.
+                SampleFormat::Int if self.bits_per_sample == 16 && channels == 1 => {
+                    for sample in self.reader.samples::<i16>().take(samples_wanted) {
+                        self.file_frame.push(sample?);
+                    }
+                }
                 SampleFormat::Int => {
                     for sample in self.reader.samples::<i32>().take(samples_wanted) {
                         push(sample? as f32 * scale, &mut self.file_frame);

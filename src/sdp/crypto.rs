@@ -293,26 +293,58 @@ fn check_lifetime(text: &str) -> Result<(), CryptoError> {
     }
 }
 
-/// `text` with the key of every `inline:` key parameter (RFC 4568) replaced by `<redacted>`,
-/// for log files: the SIP trace itself keeps the message as sent.
+/// `text` with the key of every `inline:` key parameter (RFC 4568) replaced by `REDACTED...`.
+/// The one masking function for SRTP keys: the SIP trace (TUI log, exports, pcap, log file)
+/// goes through it, so keys never leave the process in clear except on the wire itself.
 pub fn redact_inline_keys(text: &str) -> std::borrow::Cow<'_, str> {
-    const MARK: &str = "inline:";
-    let lower = text.to_ascii_lowercase();
-    if !lower.contains(MARK) {
-        return std::borrow::Cow::Borrowed(text);
+    match redact_inline_key_bytes(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+        // Only ASCII was replaced (a run of key characters by `REDACTED...`), so still UTF-8.
+        std::borrow::Cow::Owned(bytes) => std::borrow::Cow::Owned(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
     }
-    let mut out = String::with_capacity(text.len());
+}
+
+/// `redact_inline_keys` on raw bytes (a message need not be UTF-8): the key after each
+/// `inline:` (any case) up to `|`, `;`, whitespace or the end becomes `REDACTEDREDACTED...` of
+/// the key's length. Masked text passes through unchanged, so masking twice is harmless.
+pub fn redact_inline_key_bytes(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const MARK: &[u8] = b"inline:";
+    const MASK: &[u8] = b"REDACTED";
+    let found = |from: usize| {
+        raw.get(from..)?
+            .windows(MARK.len())
+            .position(|w| w.eq_ignore_ascii_case(MARK))
+            .map(|at| from + at)
+    };
+    let Some(mut at) = found(0) else {
+        return std::borrow::Cow::Borrowed(raw);
+    };
+    let mut out = Vec::with_capacity(raw.len());
     let mut rest = 0;
-    while let Some(found) = lower[rest..].find(MARK) {
-        let key_start = rest + found + MARK.len();
-        out.push_str(&text[rest..key_start]);
-        let key_len = text[key_start..]
-            .find(|c: char| c == '|' || c == ';' || c.is_whitespace())
-            .unwrap_or(text.len() - key_start);
-        out.push_str("<redacted>");
+    loop {
+        let key_start = at + MARK.len();
+        out.extend_from_slice(&raw[rest..key_start]);
+        let key_len = raw[key_start..]
+            .iter()
+            .position(|&c| c == b'|' || c == b';' || c.is_ascii_whitespace())
+            .unwrap_or(raw.len() - key_start);
+        // `REDACTEDREDACTED...`, as long as the key and keeping its `=` padding: the message's
+        // Content-Length still holds and the value is still base64 of the key's size, so a
+        // pcap reader (Wireshark) parses the SDP and sets up the RTP streams from it.
+        let key = &raw[key_start..key_start + key_len];
+        let padding = key.iter().rev().take_while(|&&c| c == b'=').count();
+        out.extend(MASK.iter().cycle().take(key_len - padding));
+        out.extend(std::iter::repeat_n(b'=', padding));
         rest = key_start + key_len;
+        match found(rest) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
-    out.push_str(&text[rest..]);
+    out.extend_from_slice(&raw[rest..]);
     std::borrow::Cow::Owned(out)
 }
 
@@ -543,16 +575,31 @@ mod tests {
         );
         let redacted = redact_inline_keys(&sdp);
         assert!(!redacted.contains(RFC_KEY), "{redacted}");
+        // Same length as the key (40 characters), so Content-Length stays right.
+        let mask = "REDACTED".repeat(5);
         assert_eq!(
             redacted,
-            "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<redacted>|2^20|1:4\r\n\
-             a=crypto:2 AES_CM_128_HMAC_SHA1_32 INLINE:<redacted>\r\na=sendrecv\r\n"
+            format!(
+                "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{mask}|2^20|1:4\r\n\
+                 a=crypto:2 AES_CM_128_HMAC_SHA1_32 INLINE:{mask}\r\na=sendrecv\r\n"
+            )
+        );
+        assert_eq!(redacted.len(), sdp.len());
+        assert_eq!(
+            redact_inline_keys(&redacted),
+            redacted,
+            "masking twice changes nothing"
         );
         assert!(matches!(
             redact_inline_keys("INVITE sip:a@b SIP/2.0"),
             std::borrow::Cow::Borrowed(_)
         ));
-        assert_eq!(redact_inline_keys("x inline:"), "x inline:<redacted>");
+        assert_eq!(redact_inline_keys("x inline:"), "x inline:");
+        assert_eq!(redact_inline_keys("x inline:abc|1"), "x inline:RED|1");
+        assert_eq!(
+            redact_inline_keys("inline:abcdefghij=="),
+            "inline:REDACTEDRE=="
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 pub use crypto::{
     CryptoAttribute, CryptoError, CryptoSuite, KEY_SALT_LEN, KeySalt, LocalSrtp, SrtpParams,
-    SrtpPolicy, redact_inline_keys,
+    SrtpPolicy, redact_inline_key_bytes, redact_inline_keys,
 };
 pub use ice::{IceCredentials, LocalIce, NegotiatedIce, RemoteIce};
 pub use scan::{MAX_MEDIA_SECTIONS, MAX_SDP_BYTES, crypto_lines};
@@ -211,6 +211,10 @@ pub struct MediaParams {
     pub rtcp_mux: bool,
     /// SRTP suite and keys when both sides agreed on `a=crypto`; `None`: plain RTP.
     pub srtp: Option<SrtpParams>,
+    /// The SDP (and so any SDES keys in it) went over TLS to or from the next hop; false:
+    /// over UDP or TCP, readable by anyone on the path. SDP parsing leaves it false; the SIP
+    /// layer fills it from the call's transport.
+    pub signalling_tls: bool,
     /// IPs the SIP layer knows for the peer (where its SIP came from, its Contact host). On
     /// plain RTP, a packet from one of them may move the RTP latch (`nat::latch`, rule b), as
     /// the SDP's own address may. SDP parsing leaves it empty; the SIP layer fills it.
@@ -551,6 +555,7 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
         srtp,
         peer_signalling: Vec::new(),
         ice: negotiated_ice,
+        signalling_tls: false,
     };
     Ok((write::finish(lines), params))
 }
@@ -626,6 +631,7 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
         srtp,
         peer_signalling: Vec::new(),
         ice,
+        signalling_tls: false,
     })
 }
 

@@ -199,7 +199,7 @@ impl Dialog {
         request.headers.push("CSeq", format!("{seq} {method}"));
         if matches!(
             method,
-            Method::Invite | Method::Refer | Method::Notify | Method::Update
+            Method::Invite | Method::Refer | Method::Notify | Method::Update | Method::Subscribe
         ) {
             request
                 .headers

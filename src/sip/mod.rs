@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod dialog;
 pub mod error;
+pub mod event;
 pub mod header;
 pub mod ids;
+pub mod im;
 pub mod message;
 pub mod parse;
 pub mod print;

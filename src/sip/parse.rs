@@ -10,7 +10,7 @@
 //! Every input is bounded: message size, header count, folded line length, URI length.
 
 use super::error::ParseError;
-use super::header::lex::{excerpt, is_token, is_wsp, trim_wsp};
+use super::header::lex::{excerpt, is_token, trim_wsp};
 use super::message::{Headers, Message, Method, Request, Response};
 use super::uri::{self, Scheme, Uri};
 
@@ -274,10 +274,11 @@ fn parse_header_lines<'a>(
     mut headers: Headers,
 ) -> Result<Headers, ParseError> {
     for line in lines {
-        if line.contains(['\r', '\n']) {
+        let bytes = line.as_bytes();
+        if memchr::memchr2(b'\r', b'\n', bytes).is_some() {
             return Err(ParseError::header("(line)", "bare CR or LF inside a line"));
         }
-        if line.starts_with(is_wsp) {
+        if matches!(bytes.first(), Some(b' ' | b'\t')) {
             // Line folding: the continuation joins the previous value with one space.
             let continuation = trim_wsp(line);
             if continuation.is_empty() {
@@ -298,10 +299,14 @@ fn parse_header_lines<'a>(
             }
             continue;
         }
-        let (name, value) = line
-            .split_once(':')
+        let colon = memchr::memchr(b':', bytes)
             .ok_or_else(|| ParseError::header(line, "no ':' in header line"))?;
-        let name = name.trim_end_matches(is_wsp);
+        // ':' is ASCII, so both sides are on character boundaries.
+        let (name, value) = (
+            line.get(..colon).unwrap_or_default(),
+            line.get(colon + 1..).unwrap_or_default(),
+        );
+        let name = name.trim_end_matches([' ', '\t']);
         if !is_token(name) {
             return Err(ParseError::header(name, "header name is not a token"));
         }

@@ -23,6 +23,7 @@ use crate::sdp::{Codec, LocalMedia, MediaParams, SrtpPolicy};
 
 mod call;
 mod guard;
+pub mod messaging;
 mod reliable;
 pub mod route;
 mod send;
@@ -34,13 +35,18 @@ pub use guard::{
     AcceptFrom, DROP_WARNING_INTERVAL, MAX_RINGING, MAX_RINGING_PER_SOURCE, MAX_TRACKED_SOURCES,
     RESPONSE_BURST, RESPONSE_RATE,
 };
+pub use messaging::{MessagingPolicy, WatcherPolicy};
 pub use route::HopKey;
 pub use send::{LocalRoutes, ROUTE_CHECK_INTERVAL};
 pub use transfer::{MAX_QUEUED_DTMF, TRANSFER_DECISION_TIMEOUT};
 
 /// Methods we answer; advertised in Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, PRACK, UPDATE";
-pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, message/sipfrag";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, PRACK, UPDATE, MESSAGE, SUBSCRIBE";
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, message/sipfrag, text/plain, \
+     application/pidf+xml, application/dialog-info+xml, application/simple-message-summary";
+/// The event packages we take NOTIFYs of or answer SUBSCRIBEs for (RFC 6665 Allow-Events).
+pub const ALLOW_EVENTS: &str = "presence, dialog, message-summary, refer";
 /// Every option tag we implement: reliable provisional responses (RFC 3262), session timers
 /// (RFC 4028), Replaces (RFC 3891), REFER without subscription (RFC 4488). An account with
 /// `100rel = "off"` leaves `100rel` out (`UserAgent::supported`).
@@ -81,6 +87,21 @@ pub struct UaConfig {
     pub srtp: SrtpPolicy,
     /// PBX features: 100rel, session timers, do-not-disturb, forwarding, transfers.
     pub calls: CallPolicy,
+    /// Presence, busy lamps, voicemail indicator and who may watch us.
+    pub messaging: MessagingPolicy,
+    /// Where call numbers come from: shared by the user agents of all accounts, so that a
+    /// call number names one call across every account.
+    pub call_numbers: CallNumbers,
+}
+
+/// Call numbers shared by several user agents (one per account). An atomic counter, not I/O.
+#[derive(Debug, Clone, Default)]
+pub struct CallNumbers(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CallNumbers {
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
 }
 
 /// Reliable provisional responses (RFC 3262), the account's `100rel` key.
@@ -193,6 +214,19 @@ pub enum Command {
     SetDoNotDisturb(Option<u16>),
     /// Call-forward-always to this target (302); `None`: off.
     SetForward(Option<Uri>),
+    /// An instant message (RFC 3428) to `target`.
+    SendMessage {
+        target: Uri,
+        text: String,
+    },
+    /// Watch `target`'s presence and dialog state (busy lamp).
+    Watch {
+        target: Uri,
+    },
+    /// Stop watching (the key is the target as `Watch` gave it).
+    Unwatch {
+        target: String,
+    },
 }
 
 /// A call's state as front ends show it.
@@ -309,6 +343,37 @@ pub enum UaEvent {
         code: u16,
         reason: String,
     },
+    /// An instant message came in (text checked and cleaned: `sip::im`).
+    MessageReceived {
+        from: String,
+        display: Option<String>,
+        text: String,
+    },
+    /// Our message `id` is on its way.
+    MessageQueued {
+        id: u64,
+        to: String,
+        text: String,
+    },
+    /// The answer to our message `id` (2xx: delivered), or why it failed.
+    MessageStatus {
+        id: u64,
+        to: String,
+        code: u16,
+        reason: String,
+    },
+    /// A watched contact's lamp changed.
+    Presence {
+        contact: String,
+        availability: crate::sip::event::Availability,
+        note: Option<String>,
+    },
+    /// Voicemail waiting (RFC 3842), from our server.
+    Voicemail {
+        waiting: bool,
+        new: Option<u32>,
+        old: Option<u32>,
+    },
 }
 
 /// Bytes to send, and to whom.
@@ -325,6 +390,8 @@ enum Owner {
     Call(u64, Method),
     /// Our re-INVITE (hold, resume) in call `u64`.
     Reinvite(u64),
+    /// Messages, subscriptions, publications and our NOTIFYs to watchers.
+    Messaging(messaging::Job),
 }
 
 pub struct UserAgent {
@@ -368,6 +435,8 @@ pub struct UserAgent {
     route_check_at: Option<Instant>,
     /// Bounds the `Missed` events of calls refused before ringing (do-not-disturb, forward).
     missed_events: EventBudget,
+    /// Instant messages, subscriptions, publications, watchers.
+    messaging: messaging::Messaging,
 }
 
 /// At most `MAX_MISSED_EVENTS` events per `MISSED_WINDOW`: a scanner's INVITE flood while
@@ -454,6 +523,7 @@ impl UserAgent {
             registration_local: None,
             route_check_at: None,
             missed_events: EventBudget::default(),
+            messaging: messaging::Messaging::default(),
         }
     }
 
@@ -544,6 +614,7 @@ impl UserAgent {
                 self.apply_registration(out, now);
             }
             Command::Shutdown => {
+                self.messaging_shutdown(now);
                 let ids: Vec<u64> = self.calls.iter().map(|c| c.id).collect();
                 for id in ids {
                     self.hangup(id, now);
@@ -624,8 +695,14 @@ impl UserAgent {
                 Some(id) => self.queue_info_dtmf(id, &digits, now),
                 None => self.no_such_call("send DTMF to"),
             },
-            Command::SetDoNotDisturb(code) => self.config.calls.dnd = code,
+            Command::SetDoNotDisturb(code) => {
+                self.config.calls.dnd = code;
+                self.own_state_changed(now);
+            }
             Command::SetForward(target) => self.config.calls.forward_to = target,
+            Command::SendMessage { target, text } => self.send_message(target, text, now),
+            Command::Watch { target } => self.watch(target, now),
+            Command::Unwatch { target } => self.unwatch(&target, now),
         }
         self.drain_tsx(now);
     }
@@ -741,6 +818,7 @@ impl UserAgent {
         self.parked_timeouts(now);
         self.check_route(now);
         self.call_timeouts(now);
+        self.messaging_timeouts(now);
         let mut out = Vec::new();
         if let Some(reg) = self.registration.as_mut() {
             reg.handle_timeout(now, &mut out);
@@ -839,11 +917,11 @@ impl UserAgent {
             .ok()
             .is_some_and(|to| to.tag().is_some());
         let from_peer = in_dialog
-            && self.calls.iter().any(|c| {
+            && (self.calls.iter().any(|c| {
                 c.dialog
                     .as_ref()
                     .is_some_and(|d| d.matches_request(request))
-            });
+            }) || self.messaging_dialog_matches(request));
         if from_peer {
             return None;
         }
@@ -869,6 +947,7 @@ impl UserAgent {
             self.guard.poll_timeout(),
             self.parked_poll_timeout(),
             self.route_check_at,
+            self.messaging.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -911,6 +990,9 @@ impl UserAgent {
                         reason,
                         expires,
                     });
+                    if state == RegistrationState::Registered && self.shutdown_deadline.is_none() {
+                        self.messaging_registered(now);
+                    }
                     if self.shutdown_deadline.is_some() && state != RegistrationState::Unregistering
                     {
                         self.shutdown_deadline = None;
@@ -1048,6 +1130,7 @@ impl UserAgent {
                         self.call_response(id, method, tsx, response, now)
                     }
                     Some(Owner::Reinvite(id)) => self.reinvite_response(id, response, now),
+                    Some(Owner::Messaging(job)) => self.messaging_response(job, tsx, response, now),
                     None => {}
                 }
             }
@@ -1071,7 +1154,9 @@ impl UserAgent {
                     .or_else(|| self.precheck(&request))
                 {
                     self.tsx.send_response(tsx, response, now);
-                } else if let Some(request) = self.call_request(tsx, request, source, now) {
+                } else if let Some(request) = self.messaging_request(tsx, request, source, now)
+                    && let Some(request) = self.call_request(tsx, request, source, now)
+                {
                     self.handle_request(tsx, request, now);
                 }
             }
@@ -1104,6 +1189,7 @@ impl UserAgent {
             }
             Owner::Call(id, method) => self.call_failed(id, method, code, reason, now),
             Owner::Reinvite(id) => self.reinvite_failed(id, now),
+            Owner::Messaging(job) => self.messaging_failed(job, code, reason, now),
         }
     }
 
@@ -1115,6 +1201,7 @@ impl UserAgent {
                 r.headers.push("Allow", ALLOW);
                 r.headers.push("Accept", ACCEPT);
                 r.headers.push("Supported", self.supported());
+                r.headers.push("Allow-Events", ALLOW_EVENTS);
                 r
             }
             Method::Ack => return,
@@ -1206,6 +1293,12 @@ fn is_accepted_for(method: &Method, content_type: &str) -> bool {
         ),
         "application/dtmf-relay" => *method == Method::Info,
         "message/sipfrag" => *method == Method::Notify,
+        "text/plain" => *method == Method::Message,
+        "application/pidf+xml"
+        | "application/dialog-info+xml"
+        | "application/simple-message-summary" => {
+            matches!(method, Method::Notify | Method::Publish)
+        }
         _ => false,
     }
 }

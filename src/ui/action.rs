@@ -61,6 +61,19 @@ pub enum Action {
     ToggleRecording,
     /// `D`: the sound device picker.
     ShowDevices,
+    /// `A`: the next account for outgoing calls and messages.
+    CycleAccount,
+    /// `E`: enable / disable the outgoing account (register and take calls, or not).
+    ToggleAccount,
+    /// `V`: dial the outgoing account's voicemail.
+    DialVoicemail,
+    /// `M`: the conversations (instant messages).
+    ShowChats,
+    /// In the contacts list: `n` adds a contact, `e` edits the selected one, `x` deletes it
+    /// (the user's own contacts only; the config's are read-only).
+    NewContact,
+    EditContact,
+    DeleteContact,
 }
 
 /// Applies one user action; returns the command for the engine, if the action makes one.
@@ -219,6 +232,57 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             state.popup = Some(Popup::Devices { selected: 0 });
             None
         }
+        Action::CycleAccount => {
+            if state.accounts.len() < 2 {
+                state.set_status("one account: calls and messages go out on it");
+                return None;
+            }
+            state.outgoing_account = (state.outgoing_account + 1) % state.accounts.len();
+            let name = state
+                .outgoing_account_name()
+                .unwrap_or_default()
+                .to_string();
+            state.set_status(format!("calls and messages go out on {name} (A: next)"));
+            None
+        }
+        Action::ToggleAccount => {
+            let account = state.accounts.get(state.outgoing_account)?;
+            let enable = account.state == "disabled";
+            let name = account.name.clone();
+            let word = if enable { "enabling" } else { "disabling" };
+            state.set_status(format!("{word} account {name}"));
+            Some(Command::Account(name, enable))
+        }
+        Action::DialVoicemail => {
+            let name = state.outgoing_account_name()?.to_string();
+            let number = state
+                .voicemail_numbers
+                .iter()
+                .find(|(account, _)| *account == name)
+                .map(|(_, number)| number.clone());
+            match number {
+                Some(number) => {
+                    state.set_status(format!("{name}: calling voicemail ({number})"));
+                    if state.accounts.len() > 1 {
+                        Some(Command::DialOn(name, number))
+                    } else {
+                        Some(Command::Dial(number))
+                    }
+                }
+                None => {
+                    state.set_status(format!(
+                        "{name}: no voicemail number (account key `voicemail`)"
+                    ));
+                    None
+                }
+            }
+        }
+        Action::ShowChats => {
+            state.popup = Some(Popup::Chats { selected: 0 });
+            None
+        }
+        // Only inside the contacts list.
+        Action::NewContact | Action::EditContact | Action::DeleteContact => None,
         Action::StartTransfer => {
             match state.selected_call() {
                 Some(call) if call.is_up() => {
@@ -264,11 +328,14 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
             None
         }
         Action::ShowContacts => {
-            if state.contacts.is_empty() && state.history.is_empty() {
-                state.set_status("no contacts ([[contact]] in the config) and no calls yet");
-            } else {
-                state.popup = Some(Popup::Contacts { selected: 0 });
+            if state.contacts.is_empty()
+                && state.user_contacts.is_empty()
+                && state.history.is_empty()
+            {
+                state.set_status("no contacts and no calls yet: n adds a contact");
             }
+            // Open even when empty: `n` adds the first contact from there.
+            state.popup = Some(Popup::Contacts { selected: 0 });
             None
         }
         Action::AskQuit => {
@@ -331,8 +398,160 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
     }
 }
 
+/// Longest contact name or URI typed in the TUI.
+const MAX_CONTACT_FIELD: usize = 200;
+
+/// Adds (`index` None) or replaces one of the user's contacts after checking it: a name, a
+/// URI, a name no other contact has (names are dialed).
+fn save_contact(
+    state: &mut UiState,
+    index: Option<usize>,
+    name: &str,
+    uri: &str,
+    account: Option<String>,
+) -> Result<String, String> {
+    let (name, uri) = (name.trim(), uri.trim());
+    if name.is_empty() || uri.is_empty() {
+        return Err("a contact needs a name and a URI (Tab moves between the fields)".into());
+    }
+    let clash = state
+        .contacts
+        .iter()
+        .chain(
+            state
+                .user_contacts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != index)
+                .map(|(_, c)| c),
+        )
+        .any(|c| c.name.trim().eq_ignore_ascii_case(name));
+    if clash {
+        return Err(format!("there is a contact named {name} already"));
+    }
+    let contact = crate::config::Contact {
+        name: name.to_string(),
+        uri: uri.to_string(),
+        account,
+    };
+    let watch = watch_command(state, &contact, true);
+    let message = match index.and_then(|i| state.user_contacts.get_mut(i)) {
+        Some(existing) => {
+            let old = std::mem::replace(existing, contact);
+            if let Some(unwatch) = watch_command(state, &old, false) {
+                state.outbox.push(unwatch);
+            }
+            format!("contact {name} saved")
+        }
+        None => {
+            state.user_contacts.push(contact);
+            format!("contact {name} added")
+        }
+    };
+    state.outbox.extend(watch);
+    state.contacts_dirty = true;
+    Ok(message)
+}
+
+/// Watch (or stop watching) a contact's lamp when its account watches lamps: the engine
+/// subscribes now instead of at the next start.
+fn watch_command(
+    state: &UiState,
+    contact: &crate::config::Contact,
+    watch: bool,
+) -> Option<Command> {
+    let account = contact
+        .account
+        .clone()
+        .or_else(|| state.outgoing_account_name().map(str::to_string))?;
+    if !state.presence_accounts.contains(&account) {
+        return None;
+    }
+    let (account, target) = (Some(account), contact.uri.clone());
+    Some(if watch {
+        Command::Watch { account, target }
+    } else {
+        Command::Unwatch { account, target }
+    })
+}
+
 fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Command> {
     match popup {
+        Popup::Chats { selected } => {
+            let count = state.chats.chats.len();
+            let selected = match action {
+                Action::Up => selected.saturating_sub(1),
+                Action::Down => (selected + 1).min(count.saturating_sub(1)),
+                Action::Cancel | Action::ShowChats => return None,
+                Action::Submit => {
+                    // The list shows the most recent conversation first.
+                    let index = count.checked_sub(selected + 1)?;
+                    state.chats.mark_read(index);
+                    state.chats_dirty = true;
+                    let chat = state.chats.chats.get(index)?;
+                    state.popup = Some(Popup::Chat {
+                        account: chat.account.clone(),
+                        peer: chat.peer.clone(),
+                        input: String::new(),
+                    });
+                    return None;
+                }
+                _ => selected,
+            };
+            state.popup = Some(Popup::Chats { selected });
+            None
+        }
+        Popup::Chat {
+            account,
+            peer,
+            mut input,
+        } => match action {
+            Action::Cancel => None,
+            Action::Submit => {
+                let text = input.trim().to_string();
+                state.popup = Some(Popup::Chat {
+                    account: account.clone(),
+                    peer: peer.clone(),
+                    input: String::new(),
+                });
+                if text.is_empty() {
+                    return None;
+                }
+                Some(Command::Message {
+                    account: Some(account),
+                    target: peer,
+                    text,
+                })
+            }
+            Action::Type(c) | Action::Digit(c) => {
+                if input.len() < crate::sip::im::MAX_TEXT_BYTES {
+                    input.push(c);
+                }
+                state.popup = Some(Popup::Chat {
+                    account,
+                    peer,
+                    input,
+                });
+                None
+            }
+            Action::Backspace => {
+                input.pop();
+                state.popup = Some(Popup::Chat {
+                    account,
+                    peer,
+                    input,
+                });
+                None
+            }
+            _ => {
+                state.popup = Some(Popup::Chat {
+                    account,
+                    peer,
+                    input,
+                });
+                None
+            }
+        },
         Popup::Help => {
             if !matches!(action, Action::Cancel | Action::ShowHelp | Action::Submit) {
                 state.popup = Some(Popup::Help);
@@ -380,11 +599,115 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                     let (label, target) = choices.get(selected)?.clone();
                     state.dial.remember(&target);
                     state.set_status(format!("calling {label}"));
-                    return Some(Command::Dial(target));
+                    return Some(state.dial_command(&target));
+                }
+                Action::NewContact => {
+                    if state.user_contacts.len() >= super::messaging::MAX_USER_CONTACTS {
+                        state.set_status("too many contacts: delete some first");
+                    } else {
+                        state.popup = Some(Popup::ContactEdit {
+                            index: None,
+                            name: String::new(),
+                            uri: String::new(),
+                            account: None,
+                            field: 0,
+                        });
+                        return None;
+                    }
+                    selected
+                }
+                Action::EditContact | Action::DeleteContact => {
+                    let Some(index) = state.user_contact_at(selected) else {
+                        state.set_status(
+                            "only contacts added here can be changed (the config's are read-only)",
+                        );
+                        state.popup = Some(Popup::Contacts { selected });
+                        return None;
+                    };
+                    if action == Action::DeleteContact {
+                        let gone = state.user_contacts.remove(index);
+                        if let Some(unwatch) = watch_command(state, &gone, false) {
+                            state.outbox.push(unwatch);
+                        }
+                        state.contacts_dirty = true;
+                        state.set_status(format!("contact {} deleted", gone.name));
+                        let last = state.dial_choices().len().saturating_sub(1);
+                        state.popup = Some(Popup::Contacts {
+                            selected: selected.min(last),
+                        });
+                        return None;
+                    }
+                    let contact = state.user_contacts.get(index)?.clone();
+                    state.popup = Some(Popup::ContactEdit {
+                        index: Some(index),
+                        name: contact.name,
+                        uri: contact.uri,
+                        account: contact.account,
+                        field: 0,
+                    });
+                    return None;
                 }
                 _ => selected,
             };
             state.popup = Some(Popup::Contacts { selected });
+            None
+        }
+        Popup::ContactEdit {
+            index,
+            mut name,
+            mut uri,
+            mut account,
+            mut field,
+        } => {
+            match action {
+                Action::Cancel => {
+                    state.popup = Some(Popup::Contacts { selected: 0 });
+                    return None;
+                }
+                Action::Submit => match save_contact(state, index, &name, &uri, account.clone()) {
+                    Ok(message) => {
+                        state.set_status(message);
+                        state.popup = Some(Popup::Contacts { selected: 0 });
+                        return None;
+                    }
+                    Err(message) => state.set_status(message),
+                },
+                Action::FocusNext => field = (field + 1) % 3,
+                // The account field: Up/Down go through "the outgoing one" and each account.
+                Action::Up | Action::Down if field == 2 => {
+                    let names: Vec<Option<String>> = std::iter::once(None)
+                        .chain(state.accounts.iter().map(|a| Some(a.name.clone())))
+                        .collect();
+                    let at = names.iter().position(|n| *n == account).unwrap_or(0);
+                    let next = if action == Action::Down {
+                        (at + 1) % names.len()
+                    } else {
+                        (at + names.len() - 1) % names.len()
+                    };
+                    account = names.get(next).cloned().flatten();
+                }
+                Action::Type(c) | Action::Digit(c) if field < 2 => {
+                    let text = if field == 0 { &mut name } else { &mut uri };
+                    if text.chars().count() < MAX_CONTACT_FIELD {
+                        text.push(c);
+                    }
+                }
+                Action::Backspace if field < 2 => {
+                    if field == 0 {
+                        name.pop();
+                    } else {
+                        uri.pop();
+                    }
+                }
+                _ => {}
+            }
+            state.popup = Some(Popup::ContactEdit {
+                index,
+                name,
+                uri,
+                account,
+                field,
+            });
             None
         }
         Popup::Ladder { call_id, scroll } => {
@@ -635,14 +958,20 @@ fn submit(state: &mut UiState) -> Option<Command> {
             }
             state.dial.remember(&target);
             state.dial.text.clear();
-            // A contact name dials the contact's URI (the engine only knows URIs and numbers).
+            // A contact name dials the contact's URI (the engine only knows URIs and numbers),
+            // on the contact's account or the outgoing one.
             let resolved = state.resolve_contact(&target);
+            let command = state.dial_command(&target);
+            let on = match &command {
+                Command::DialOn(account, _) => format!(" on {account}"),
+                _ => String::new(),
+            };
             if resolved == target {
-                state.set_status(format!("calling {target}"));
+                state.set_status(format!("calling {target}{on}"));
             } else {
-                state.set_status(format!("calling {target} ({resolved})"));
+                state.set_status(format!("calling {target} ({resolved}){on}"));
             }
-            Some(Command::Dial(resolved))
+            Some(command)
         }
         Focus::Calls => answer(state),
         Focus::Log => {
@@ -797,6 +1126,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: None,
+                account: None,
             },
             now,
         );
@@ -1267,10 +1597,12 @@ mod tests {
             crate::config::Contact {
                 name: "Bob Smith".into(),
                 uri: "sip:bob@biloxi.com".into(),
+                account: None,
             },
             crate::config::Contact {
                 name: "echo test".into(),
                 uri: "echo".into(),
+                account: None,
             },
         ];
     }
@@ -1301,7 +1633,9 @@ mod tests {
     fn the_contacts_popup_lists_contacts_then_newest_calls_and_enter_dials() {
         let mut s = state();
         assert_eq!(update(&mut s, Action::ShowContacts), None);
-        assert_eq!(s.popup, None, "nothing to list");
+        // Nothing to list yet: it opens anyway, `n` adds the first contact there.
+        assert!(s.status.as_deref().is_some_and(|m| m.contains("n adds")));
+        s.popup = None;
         with_contacts(&mut s);
         with_call(&mut s, "1", "calling");
         let now = s.now;
@@ -1313,6 +1647,7 @@ mod tests {
                 code: Some(486),
                 reason: Some("Busy Here".into()),
                 sip_call_id: None,
+                account: None,
             },
             now,
         );
@@ -1396,6 +1731,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: Some("c1@x".into()),
+                account: None,
             },
             now,
         );

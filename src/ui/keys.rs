@@ -58,6 +58,9 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
             return match key.code {
                 KeyCode::Esc | KeyCode::Char('q' | 'c') => Some(Action::Cancel),
                 KeyCode::Enter => Some(Action::Submit),
+                KeyCode::Char('n') => Some(Action::NewContact),
+                KeyCode::Char('e') => Some(Action::EditContact),
+                KeyCode::Char('x') => Some(Action::DeleteContact),
                 KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
                 KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
                 _ => None,
@@ -93,6 +96,17 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
+        Some(Popup::Chats { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Char('q' | 'M') => Some(Action::Cancel),
+                KeyCode::Enter => Some(Action::Submit),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
+        // Typing a message or a contact: every printable key is text.
+        Some(Popup::Chat { .. } | Popup::ContactEdit { .. }) => return text_key(key.code),
         Some(Popup::Help | Popup::Message { .. }) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | '?') => Some(Action::Cancel),
@@ -121,6 +135,10 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('p') => Some(Action::ToggleProcessing),
         KeyCode::Char('R') => Some(Action::ToggleRecording),
         KeyCode::Char('D') => Some(Action::ShowDevices),
+        KeyCode::Char('A') => Some(Action::CycleAccount),
+        KeyCode::Char('E') => Some(Action::ToggleAccount),
+        KeyCode::Char('V') => Some(Action::DialVoicemail),
+        KeyCode::Char('M') => Some(Action::ShowChats),
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
         KeyCode::Char('w') => Some(Action::ToggleDiagnosis),

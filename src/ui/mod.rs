@@ -4,9 +4,12 @@
 //! `state` (engine events -> state), `view` (pure render). This file is the shell: terminal
 //! set-up and restore, and the event loop.
 
+#[cfg(test)]
+mod accounts_tests;
 pub mod action;
 pub mod history;
 pub mod keys;
+pub mod messaging;
 pub mod state;
 mod stderr;
 pub mod view;
@@ -29,8 +32,9 @@ use tokio::sync::mpsc;
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::driver::command::Command;
-use crate::driver::sip_task;
+use crate::driver::router;
 use crate::event::Event;
+use crate::session_export::SessionExport;
 
 use self::action::update;
 use self::state::UiState;
@@ -44,19 +48,30 @@ const EVENT_BATCH: usize = 256;
 
 /// Runs the TUI until the user quits (or the engine stops).
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    let setup = crate::app::sip_setup(&cli, &config)?;
-    let account = setup.account.name.clone();
+    let mut setups = crate::app::sip_setups(&cli, &config)?;
+    let accounts: Vec<String> = setups
+        .iter()
+        .map(|s| s.setup.account.name.clone())
+        .collect();
+    let enabled: Vec<bool> = setups.iter().map(|s| s.enabled).collect();
+    // --ladder-out / --pcap-out work here as in headless mode (`session_export`).
+    let (mut export, export_problems) = SessionExport::open(&cli);
+    for account in &mut setups {
+        account.setup.media.capture = export.media_tap();
+    }
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
-    let handle = sip_task::start(setup, event_tx)
+    let handle = router::start(setups, event_tx)
         .await
         .context("cannot start the SIP engine")?;
-    tracing::info!(listen = %handle.listen, %account, "TUI engine ready");
+    export.set_local(handle.listen);
+    tracing::info!(listen = %handle.listen, ?accounts, "TUI engine ready");
 
-    let mut state = UiState::new(
-        std::slice::from_ref(&account),
-        config.log.sip_trace_limit,
-        Instant::now(),
-    );
+    let mut state = UiState::new(&accounts, config.log.sip_trace_limit, Instant::now());
+    for (status, enabled) in state.accounts.iter_mut().zip(enabled) {
+        if !enabled {
+            status.state = "disabled".into();
+        }
+    }
     // Before the alternate screen: enumerating ALSA devices prints alsa-lib noise to stderr.
     (state.input_devices, state.output_devices) = crate::media::audio::device_ids();
     state.contacts = config.contacts.clone();
@@ -94,11 +109,46 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Event::Ready {
             listen: handle.listen.to_string(),
             tls_listen: handle.tls_listen.map(|a| a.to_string()),
+            accounts: handle.accounts.clone(),
         },
         Instant::now(),
     );
     if let Some(warning) = history_warning {
         state.set_status(format!("warning: {warning}"));
+    }
+    state.presence_accounts = config
+        .accounts
+        .iter()
+        .filter(|a| a.presence && a.registrar.is_some())
+        .map(|a| a.name.clone())
+        .collect();
+    state.voicemail_numbers = config
+        .accounts
+        .iter()
+        .filter_map(|a| Some((a.name.clone(), a.voicemail.clone()?)))
+        .collect();
+    // The user's own contacts (added in the TUI), after the config's read-only ones.
+    let contacts_path = messaging::contacts_path();
+    if let Some(path) = &contacts_path {
+        let (contacts, warning) = messaging::load_contacts(path);
+        state.user_contacts = contacts;
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+            state.set_status(format!("warning: {warning}"));
+        }
+    }
+    // The conversations kept from earlier runs (bounded, cleaned again on load).
+    let messages_path = messaging::messages_path();
+    if let Some(path) = &messages_path {
+        let (chats, warning) = messaging::load_chats(path);
+        state.chats = chats;
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+            state.set_status(format!("warning: {warning}"));
+        }
+    }
+    for problem in export_problems {
+        state.apply_event(problem, Instant::now());
     }
 
     // C libraries (alsa-lib) write to fd 2; keep that off the screen for as long as we own it.
@@ -122,6 +172,21 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     loop {
         if let Some(call_id) = state.export_request.take() {
             start_export(&mut state, &call_id, export_tx.clone());
+        }
+        if state.chats_dirty {
+            state.chats_dirty = false;
+            save_chats(messages_path.clone(), state.chats.clone());
+        }
+        if state.contacts_dirty {
+            state.contacts_dirty = false;
+            if let Some(path) = contacts_path.clone() {
+                let contacts = state.user_contacts.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = messaging::save_contacts(&path, &contacts) {
+                        tracing::warn!(%error, path = %path.display(), "cannot save the contacts");
+                    }
+                });
+            }
         }
         if dirty {
             state.dropped_traces = handle.dropped_traces.load(Ordering::Relaxed);
@@ -171,11 +236,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             },
             Some(event) = event_rx.recv() => {
                 let now = Instant::now();
+                export.on_event(&event);
                 state.apply_event(event, now);
                 let mut batch = 1;
                 while batch < EVENT_BATCH
                     && let Ok(event) = event_rx.try_recv()
                 {
+                    export.on_event(&event);
                     state.apply_event(event, now);
                     batch += 1;
                 }
@@ -205,6 +272,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
     }
     drop(terminal);
+    // The screen is the user's shell again: say here what went wrong with the exports.
+    for problem in export.finish().await {
+        if let Event::Warning { message } | Event::Error { message } = problem {
+            eprintln!("sipterm: {message}");
+        }
+    }
     Ok(())
 }
 
@@ -235,6 +308,16 @@ fn save_history(path: Option<std::path::PathBuf>, calls: Vec<history::HistoryEnt
     tokio::task::spawn_blocking(move || {
         if let Err(error) = history::save(&path, &calls) {
             tracing::warn!(%error, path = %path.display(), "cannot save the call history");
+        }
+    });
+}
+
+/// Writes the message history on a blocking thread, like the call history.
+fn save_chats(path: Option<std::path::PathBuf>, chats: messaging::Chats) {
+    let Some(path) = path else { return };
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = messaging::save_chats(&path, &chats) {
+            tracing::warn!(%error, path = %path.display(), "cannot save the message history");
         }
     });
 }

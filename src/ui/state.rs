@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Contact;
+use crate::driver::command::Command;
 use crate::event::{Direction, Event};
 
 use super::history::{self, HistoryEntry};
@@ -78,6 +79,25 @@ pub enum Popup {
     Diagnosis {
         scroll: u16,
     },
+    /// Adding (`index` None) or editing one of the user's own contacts (`user_contacts`):
+    /// `field` 0 name, 1 URI, 2 account (Up/Down pick it); Tab moves between them.
+    ContactEdit {
+        index: Option<usize>,
+        name: String,
+        uri: String,
+        account: Option<String>,
+        field: u8,
+    },
+    /// The conversations, most recent first (`M`); Enter opens the `selected` one.
+    Chats {
+        selected: usize,
+    },
+    /// One conversation (`account`, `peer`) and the message being typed.
+    Chat {
+        account: String,
+        peer: String,
+        input: String,
+    },
     /// The sound devices (inputs, then outputs); Enter moves the selected call to one.
     Devices {
         selected: usize,
@@ -87,10 +107,13 @@ pub enum Popup {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountStatus {
     pub name: String,
-    /// As the engine says it: registered, registering, failed, unregistered, ...
+    /// As the engine says it: registered, registering, failed, unregistered, ...; or
+    /// `disabled`.
     pub state: String,
     pub code: Option<u16>,
     pub reason: Option<String>,
+    /// Voicemail waiting (RFC 3842) and how many new messages, when the server says.
+    pub voicemail: Option<(bool, Option<u32>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +138,8 @@ pub struct CallView {
     /// ICE's pair (`ICE relay 198.51.100.1:49152 -> srflx 203.0.113.2:40000`) or its failure
     /// with the pairs tried; `None` without ICE.
     pub ice: Option<String>,
+    /// The SRTP keys (SDES) went in clear: over UDP or TCP, not TLS.
+    pub keys_in_clear: bool,
     /// RTP/RTCP packets from strangers dropped so far (from the last `media` event).
     pub foreign: u64,
     pub held: bool,
@@ -442,6 +467,27 @@ pub struct UiState {
     pub auto_answer_due: Option<(u64, Instant)>,
     /// A transfer request that came while another popup was open: shown when it closes.
     pub pending_transfer_request: Option<(u64, String)>,
+    /// The account new calls and messages go out on (index into `accounts`; `A` cycles it).
+    pub outgoing_account: usize,
+    /// Each account's `voicemail` number (`V` dials the outgoing account's).
+    pub voicemail_numbers: Vec<(String, String)>,
+    /// Conversations per peer, with unread counts (`M`).
+    pub chats: super::messaging::Chats,
+    /// The conversations changed since the run loop last saved them.
+    pub chats_dirty: bool,
+    /// Contacts the user added in the TUI (`contacts.toml` in the data dir), after the
+    /// config's read-only `contacts`.
+    pub user_contacts: Vec<Contact>,
+    /// `user_contacts` changed since the run loop last saved them.
+    pub contacts_dirty: bool,
+    /// Accounts that watch their contacts' lamps (`presence = true` with a registrar): a
+    /// contact added on one is watched at once.
+    pub presence_accounts: Vec<String>,
+    /// Busy lamps: state (available, busy, ringing, offline, unknown) and note per watched
+    /// URI, from `presence` events.
+    pub lamps: std::collections::HashMap<String, (String, Option<String>)>,
+    /// The account of each call on screen (incoming calls say which account).
+    pub call_accounts: Vec<(u64, String)>,
 }
 
 impl UiState {
@@ -459,6 +505,7 @@ impl UiState {
                     state: "unregistered".into(),
                     code: None,
                     reason: None,
+                    voicemail: None,
                 })
                 .collect(),
             calls: Vec::new(),
@@ -491,7 +538,88 @@ impl UiState {
             auto_answer: None,
             auto_answer_due: None,
             pending_transfer_request: None,
+            outgoing_account: 0,
+            voicemail_numbers: Vec::new(),
+            chats: super::messaging::Chats::default(),
+            chats_dirty: false,
+            user_contacts: Vec::new(),
+            contacts_dirty: false,
+            presence_accounts: Vec::new(),
+            lamps: std::collections::HashMap::new(),
+            call_accounts: Vec::new(),
         }
+    }
+
+    /// A `message` event: into its conversation (unread unless it is open on screen).
+    fn apply_message(&mut self, message: crate::event::MessageEvent) {
+        let open = match &self.popup {
+            Some(Popup::Chat { account, peer, .. }) => Some((account.clone(), peer.clone())),
+            _ => None,
+        };
+        let time = self.wall_start + self.now.saturating_duration_since(self.started).as_secs();
+        self.chats.apply(
+            &message,
+            time,
+            open.as_ref().map(|(a, p)| (a.as_str(), p.as_str())),
+        );
+        self.chats_dirty = true;
+        match (message.dir, &message.text, &message.status) {
+            (Direction::In, Some(text), _) => {
+                let who = message
+                    .display
+                    .clone()
+                    .unwrap_or_else(|| message.peer.clone());
+                let first: String = text.lines().next().unwrap_or("").chars().take(60).collect();
+                self.set_status(format!(
+                    "{}: message from {who}: {first} (M reads)",
+                    message.account
+                ));
+            }
+            (Direction::Out, None, Some(status)) if status == "failed" => {
+                self.set_status(format!(
+                    "message to {} failed: {} {}",
+                    message.peer,
+                    message.code.map(|c| c.to_string()).unwrap_or_default(),
+                    message.reason.clone().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// The account new calls go out on.
+    pub fn outgoing_account_name(&self) -> Option<&str> {
+        self.accounts
+            .get(self.outgoing_account)
+            .map(|a| a.name.as_str())
+    }
+
+    /// The command that dials `target` (a contact name or anything dialable): through the
+    /// contact's own account, else the outgoing one. With one account it stays a plain
+    /// `Dial`, as before several accounts existed.
+    pub fn dial_command(&self, target: &str) -> Command {
+        let wanted = target.trim();
+        let contact = self
+            .contacts
+            .iter()
+            .chain(&self.user_contacts)
+            .find(|c| c.name.trim().eq_ignore_ascii_case(wanted));
+        let uri = contact.map_or_else(|| wanted.to_string(), |c| c.uri.clone());
+        let account = contact
+            .and_then(|c| c.account.clone())
+            .or_else(|| self.outgoing_account_name().map(str::to_string));
+        match account {
+            Some(account) if self.accounts.len() > 1 => Command::DialOn(account, uri),
+            _ => Command::Dial(uri),
+        }
+    }
+
+    /// The account a call is on, when known.
+    pub fn call_account(&self, call: u64) -> Option<&str> {
+        self.call_accounts
+            .iter()
+            .find(|(id, _)| *id == call)
+            .map(|(_, a)| a.as_str())
     }
 
     /// Shows a transfer request that waited for another popup to close, if its call is still
@@ -595,10 +723,14 @@ impl UiState {
     }
 
     pub fn dial_choices(&self) -> Vec<(String, String)> {
-        let contacts = self
-            .contacts
-            .iter()
-            .map(|c| (format!("{}  {}", c.name, c.uri), c.uri.clone()));
+        let contacts = self.contacts.iter().chain(&self.user_contacts).map(|c| {
+            // The busy lamp, when the contact is watched (account key `presence`).
+            let lamp = self
+                .lamp_of(&c.uri)
+                .map(|(state, _)| format!("  ● {state}"))
+                .unwrap_or_default();
+            (format!("{}  {}{lamp}", c.name, c.uri), c.uri.clone())
+        });
         let calls = self.history.iter().rev().map(|h| {
             let arrow = if h.direction == "in" { "←" } else { "→" };
             (
@@ -609,11 +741,30 @@ impl UiState {
         contacts.chain(calls).collect()
     }
 
+    /// The index in `user_contacts` of the `selected` line of the contacts popup, when that
+    /// line is one of the user's own contacts (the config's come first and are read-only).
+    pub fn user_contact_at(&self, selected: usize) -> Option<usize> {
+        selected
+            .checked_sub(self.contacts.len())
+            .filter(|i| *i < self.user_contacts.len())
+    }
+
+    /// The lamp (state, note) of a watched URI, `sip:` and case aside.
+    pub fn lamp_of(&self, uri: &str) -> Option<&(String, Option<String>)> {
+        let key = |u: &str| u.trim().trim_start_matches("sip:").to_ascii_lowercase();
+        let wanted = key(uri);
+        self.lamps
+            .iter()
+            .find(|(k, _)| key(k) == wanted)
+            .map(|(_, v)| v)
+    }
+
     /// A contact's URI when `text` is a contact name (case-insensitive), else `text` itself.
     pub fn resolve_contact(&self, text: &str) -> String {
         let wanted = text.trim();
         self.contacts
             .iter()
+            .chain(&self.user_contacts)
             .find(|c| c.name.trim().eq_ignore_ascii_case(wanted))
             .map_or_else(|| wanted.to_string(), |c| c.uri.clone())
     }
@@ -666,15 +817,19 @@ impl UiState {
                     };
                     self.set_status(format!("{account}: registration failed{why}"));
                 }
-                let status = AccountStatus {
-                    name: account.clone(),
-                    state,
-                    code,
-                    reason,
-                };
                 match self.accounts.iter_mut().find(|a| a.name == account) {
-                    Some(existing) => *existing = status,
-                    None => self.accounts.push(status),
+                    Some(existing) => {
+                        existing.state = state;
+                        existing.code = code;
+                        existing.reason = reason;
+                    }
+                    None => self.accounts.push(AccountStatus {
+                        name: account.clone(),
+                        state,
+                        code,
+                        reason,
+                        voicemail: None,
+                    }),
                 }
             }
             Event::Sip {
@@ -698,7 +853,17 @@ impl UiState {
                 code,
                 reason,
                 sip_call_id,
+                account,
             } => {
+                if let (Ok(id), Some(account)) = (call.parse::<u64>(), account) {
+                    if state == "terminated" {
+                        self.call_accounts.retain(|(c, _)| *c != id);
+                    } else if self.call_account(id).is_none()
+                        && self.call_accounts.len() < CALL_LIMIT * 2
+                    {
+                        self.call_accounts.push((id, account));
+                    }
+                }
                 // The Call-ID pairs the call with its messages in the trace (ladder, `f`).
                 if let (Ok(id), Some(sip)) = (call.parse::<u64>(), sip_call_id)
                     && state != "terminated"
@@ -718,6 +883,7 @@ impl UiState {
                 rtt_ms,
                 mos,
                 encrypted,
+                srtp,
                 foreign,
                 ice,
                 ..
@@ -743,6 +909,9 @@ impl UiState {
                     view.rtt_ms = rtt_ms;
                     view.mos = mos;
                     view.encrypted = encrypted;
+                    // Only a report that says TLS clears the warning.
+                    view.keys_in_clear =
+                        srtp.is_none_or(|s| s.keys != crate::event::KeyTransport::Tls);
                     view.foreign = foreign;
                     view.ice = ice.map(|ice| match (ice.local, ice.remote) {
                         (Some(local), Some(remote)) => format!("ICE {local} -> {remote}"),
@@ -787,6 +956,40 @@ impl UiState {
             }
             Event::Dtmf { call, digit } => {
                 self.set_status(format!("call {call}: DTMF {digit} received"));
+            }
+            Event::Message(message) => self.apply_message(message),
+            Event::Presence {
+                contact,
+                state,
+                note,
+                ..
+            } => {
+                self.lamps.insert(contact, (state, note));
+            }
+            Event::Voicemail {
+                account,
+                waiting,
+                new,
+                ..
+            } => {
+                if let Some(status) = self.accounts.iter_mut().find(|a| a.name == account) {
+                    status.voicemail = Some((waiting, new));
+                }
+                if waiting {
+                    let count = new.map(|n| format!("{n} new ")).unwrap_or_default();
+                    self.set_status(format!("{account}: {count}voicemail waiting (V dials it)"));
+                }
+            }
+            Event::Account {
+                account, enabled, ..
+            } => {
+                if let Some(status) = self.accounts.iter_mut().find(|a| a.name == account) {
+                    status.state = if enabled { "unregistered" } else { "disabled" }.into();
+                    status.code = None;
+                    status.voicemail = None;
+                }
+                let word = if enabled { "enabled" } else { "disabled" };
+                self.set_status(format!("account {account} {word}"));
             }
             Event::TransferRequest { call, target, .. } => {
                 let Ok(id) = call.parse::<u64>() else {
@@ -1071,6 +1274,7 @@ impl UiState {
                     mos: None,
                     encrypted: false,
                     ice: None,
+                    keys_in_clear: false,
                     foreign: 0,
                     muted: false,
                     mic_db: None,
@@ -1106,6 +1310,7 @@ mod tests {
             code: None,
             reason: None,
             sip_call_id: None,
+            account: None,
         }
     }
 
@@ -1146,6 +1351,7 @@ mod tests {
                 code: Some(487),
                 reason: Some("Request Terminated".into()),
                 sip_call_id: None,
+                account: None,
             },
             t0,
         );
@@ -1234,7 +1440,11 @@ mod tests {
                 local: None,
                 foreign: 12,
                 encrypted: true,
-                srtp: None,
+                srtp: Some(crate::event::SrtpStats {
+                    suite: "AES_CM_128_HMAC_SHA1_80",
+                    auth_failures: 0,
+                    keys: crate::event::KeyTransport::Tls,
+                }),
                 foreign_from: None,
                 peer: None,
                 mic: None,
@@ -1246,6 +1456,11 @@ mod tests {
         assert_eq!(call.and_then(|c| c.codec.as_deref()), Some("opus/48000"));
         assert_eq!(call.map(|c| c.lost), Some(2));
         assert_eq!(call.map(|c| c.encrypted), Some(true));
+        assert_eq!(
+            call.map(|c| c.keys_in_clear),
+            Some(false),
+            "keys went over TLS"
+        );
         assert_eq!(call.map(|c| c.foreign), Some(12));
     }
 
@@ -1282,6 +1497,7 @@ mod tests {
             code: None,
             reason: None,
             sip_call_id: Some(sip_call_id.into()),
+            account: None,
         }
     }
 

@@ -186,11 +186,20 @@ impl Sipp {
 pub struct KamailioOptions {
     /// Challenge INVITEs from outside a dialog with 407 (default: true).
     pub invite_auth: bool,
+    /// Digest challenges name SHA-256 (RFC 8760) instead of MD5.
+    pub sha256: bool,
+    /// Presence server too (PUBLISH, SUBSCRIBE presence / dialog / message-summary), its
+    /// state in db_text tables under the instance's directory.
+    pub presence: bool,
 }
 
 impl Default for KamailioOptions {
     fn default() -> Self {
-        KamailioOptions { invite_auth: true }
+        KamailioOptions {
+            invite_auth: true,
+            sha256: false,
+            presence: false,
+        }
     }
 }
 
@@ -285,6 +294,26 @@ impl Kamailio {
                 .replace("@TLS_PORT@", &tls.port.to_string())
                 .replace("@TLS_CFG@", &tls_cfg.display().to_string());
         }
+        if options.presence {
+            // The presence modules' db_text tables (schema and versions from Debian's
+            // kamailio package), empty, in a directory of this instance.
+            let db = dir.path().join("db");
+            std::fs::create_dir_all(&db)
+                .map_err(|e| HarnessError::io("creating the db_text dir", e))?;
+            let schemas = Path::new("/usr/share/kamailio/dbtext/kamailio");
+            for table in [
+                "version",
+                "presentity",
+                "active_watchers",
+                "watchers",
+                "xcap",
+            ] {
+                std::fs::copy(schemas.join(table), db.join(table)).map_err(|e| {
+                    HarnessError::io(format!("copying the db_text table {table}"), e)
+                })?;
+            }
+            config = config.replace("@DBDIR@", &db.display().to_string());
+        }
         let config_path = dir.path().join("kamailio.cfg");
         std::fs::write(&config_path, config)
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
@@ -306,6 +335,12 @@ impl Kamailio {
         }
         if tls.is_some() {
             command.args(["-A", "WITH_TLS"]);
+        }
+        if options.sha256 {
+            command.args(["-A", "WITH_SHA256"]);
+        }
+        if options.presence {
+            command.args(["-A", "WITH_PRESENCE"]);
         }
         let guard = ChildGuard::spawn("kamailio", command, Stdout::File, Some(dir.path()))?;
         let mut kamailio = Kamailio {

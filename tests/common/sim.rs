@@ -49,6 +49,15 @@ pub fn user_agent(spec: &AccountSpec<'_>) -> UserAgent {
 
 /// Like `user_agent`, with the account's `srtp` policy.
 pub fn user_agent_with_srtp(spec: &AccountSpec<'_>, srtp: sipterm::sdp::SrtpPolicy) -> UserAgent {
+    user_agent_with_messaging(spec, srtp, Default::default())
+}
+
+/// Like `user_agent_with_srtp`, with presence, voicemail and watcher settings.
+pub fn user_agent_with_messaging(
+    spec: &AccountSpec<'_>,
+    srtp: sipterm::sdp::SrtpPolicy,
+    messaging: sipterm::sip::ua::MessagingPolicy,
+) -> UserAgent {
     let aor: sipterm::sip::uri::Uri = spec.aor.parse().expect("aor");
     UserAgent::new(UaConfig {
         account: AccountParams {
@@ -70,6 +79,8 @@ pub fn user_agent_with_srtp(spec: &AccountSpec<'_>, srtp: sipterm::sdp::SrtpPoli
         busy_when_in_call: false,
         srtp,
         calls: Default::default(),
+        messaging,
+        call_numbers: Default::default(),
     })
 }
 

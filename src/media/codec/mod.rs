@@ -84,6 +84,12 @@ pub trait Encoder: Send {
     /// Appends the encoded payload of `pcm` to `out` (so a caller may write the RTP header
     /// first and encode straight behind it).
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), MediaError>;
+
+    /// The loss the peer reports on our stream, for codecs with in-band FEC (Opus): they spend
+    /// FEC bits in proportion. The others ignore it.
+    fn set_expected_loss(&mut self, _percent: u8) -> Result<(), MediaError> {
+        Ok(())
+    }
 }
 
 /// Turns RTP payloads back into mono PCM at the codec's sample rate.

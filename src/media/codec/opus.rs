@@ -1,5 +1,6 @@
 //! Opus (RFC 6716 / RFC 7587) through libopus: mono, 48 kHz, VoIP application, 20 ms frames,
-//! in-band FEC on; the decoder's packet loss concealment covers lost frames.
+//! in-band FEC on, spent in proportion to the loss the peer reports (`media::fec`); the
+//! decoder's packet loss concealment covers lost frames.
 
 use audiopus::coder::{Decoder as LibOpusDecoder, Encoder as LibOpusEncoder};
 use audiopus::{Application, Channels, SampleRate};
@@ -12,8 +13,6 @@ const MAX_PACKET_LEN: usize = 1275;
 /// Longest frame an Opus packet can carry: 120 ms at 48 kHz. A peer may send longer packets
 /// than our 20 ms, so the decode buffer must hold the worst case.
 const MAX_DECODED_SAMPLES: usize = 5760;
-/// Expected loss rate told to the encoder; above zero so that it actually spends bits on FEC.
-const EXPECTED_LOSS_PERCENT: u8 = 10;
 
 pub struct OpusEncoder {
     inner: LibOpusEncoder,
@@ -24,7 +23,8 @@ impl OpusEncoder {
         let mut inner =
             LibOpusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
         inner.set_inband_fec(true)?;
-        inner.set_packet_loss_perc(EXPECTED_LOSS_PERCENT)?;
+        // No loss seen yet: FEC costs bits and CPU only once the peer reports loss.
+        inner.set_packet_loss_perc(0)?;
         Ok(Self { inner })
     }
 
@@ -59,6 +59,10 @@ impl Encoder for OpusEncoder {
                 Err(error.into())
             }
         }
+    }
+
+    fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
+        Ok(self.inner.set_packet_loss_perc(percent.min(100))?)
     }
 }
 
@@ -114,8 +118,10 @@ mod tests {
     use super::*;
     use crate::media::tones::{SineGenerator, dominant_frequency, rms};
 
+    /// The encoder told to expect 10 % loss, as after a receiver report saying so.
     fn encode_tone(frames: usize, frequency: f32) -> Vec<Vec<u8>> {
         let mut encoder = OpusEncoder::new().unwrap();
+        encoder.set_expected_loss(10).unwrap();
         let mut generator = SineGenerator::new(frequency, 48_000, 10_000.0);
         (0..frames)
             .map(|_| {
@@ -168,6 +174,53 @@ mod tests {
         assert!(rms(concealed) > 1000.0, "rms {}", rms(concealed));
         let fec = decoded.get(9 * 960..10 * 960).unwrap();
         assert!((dominant_frequency(fec, 48_000) - 1000.0).abs() < 20.0);
+    }
+
+    /// 600 Hz for frames 0..=8, then 1400 Hz: lost frame 9 rebuilt from FEC has the new tone,
+    /// concealed from the past it has the old one.
+    fn encode_step(expected_loss: u8) -> Vec<Vec<u8>> {
+        let mut encoder = OpusEncoder::new().unwrap();
+        encoder.set_expected_loss(expected_loss).unwrap();
+        let mut low = SineGenerator::new(600.0, 48_000, 10_000.0);
+        let mut high = SineGenerator::new(1400.0, 48_000, 10_000.0);
+        (0..12)
+            .map(|index| {
+                let mut pcm = Vec::new();
+                let generator = if index < 9 { &mut low } else { &mut high };
+                generator.fill(&mut pcm, 960);
+                let mut payload = Vec::new();
+                encoder.encode(&pcm, &mut payload).unwrap();
+                payload
+            })
+            .collect()
+    }
+
+    /// Frame 9 is lost and rebuilt from frame 10's FEC; its dominant frequency.
+    fn rebuilt_frequency(packets: &[Vec<u8>]) -> f32 {
+        let mut decoder = OpusDecoder::new().unwrap();
+        let mut decoded = Vec::new();
+        for packet in packets.get(..9).unwrap() {
+            decoder.decode(Some(packet), &mut decoded).unwrap();
+        }
+        let next = packets.get(10).unwrap();
+        decoder.decode_lost_with_next(next, &mut decoded).unwrap();
+        dominant_frequency(decoded.get(9 * 960..10 * 960).unwrap(), 48_000)
+    }
+
+    #[test]
+    fn fec_rebuilds_a_lost_frame_once_the_peer_reports_loss() {
+        let with_fec = rebuilt_frequency(&encode_step(20));
+        assert!(
+            (with_fec - 1400.0).abs() < 50.0,
+            "FEC frame at {with_fec} Hz"
+        );
+        // On a clean link the encoder spends nothing on FEC: the lost frame is concealed
+        // from the past.
+        let without = rebuilt_frequency(&encode_step(0));
+        assert!(
+            (without - 1400.0).abs() > 300.0,
+            "concealed frame at {without} Hz"
+        );
     }
 
     #[test]

@@ -144,9 +144,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// An unquoted value. Stricter peers would accept only a token; servers in the wild send
-    /// unquoted base64 nonces and the like, so anything visible up to a comma is taken.
+    /// unquoted base64 nonces and the like, so anything visible (ASCII) up to a comma is
+    /// taken. Non-ASCII is never valid there (it needs quotes), so it ends the value and the
+    /// element is malformed.
     fn bare_value(&mut self) -> Result<String, AuthError> {
-        let value = self.take_while(|b| b > b' ' && b != 0x7f && b != b',' && b != b'"');
+        let value = self.take_while(|b| b > b' ' && b < 0x7f && b != b',' && b != b'"');
         if value.is_empty() {
             return Err(AuthError::Malformed("empty parameter value"));
         }

@@ -5,11 +5,32 @@ use std::fmt;
 
 /// RFC 3261 `token` characters.
 pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    u8::try_from(c).is_ok_and(is_token_byte)
+}
+
+/// RFC 3261 §25.1 `token` characters, as a table: the parser asks this of every byte of
+/// every header name.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    TOKEN_BYTES[usize::from(b)]
 }
 
 pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(is_token_char)
+    !s.is_empty() && s.bytes().all(is_token_byte)
 }
 
 pub(crate) fn is_wsp(c: char) -> bool {
@@ -17,7 +38,16 @@ pub(crate) fn is_wsp(c: char) -> bool {
 }
 
 pub(crate) fn trim_wsp(s: &str) -> &str {
-    s.trim_matches(is_wsp)
+    // Bytes, not chars: the parser trims every header value, and SP/HTAB are ASCII, so the
+    // cuts fall on character boundaries.
+    let bytes = s.as_bytes();
+    let wsp = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !wsp(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !wsp(b))
+        .map_or(start, |last| last + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// Splits `s` at every `separator` that is outside a quoted string and outside `<...>`.

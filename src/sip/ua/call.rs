@@ -195,6 +195,10 @@ impl Call {
         };
         params.peer_signalling = contact_ip.into_iter().chain(source_ip).collect();
         params.peer_signalling.dedup();
+        // Where the INVITE went or came from: SDES keys in its SDP were as safe as that hop.
+        params.signalling_tls = self
+            .invite_dest
+            .is_some_and(|d| d.transport == TransportKind::Tls);
         params
     }
 
@@ -247,6 +251,10 @@ impl UserAgent {
     }
 
     pub(super) fn emit_call(&mut self, id: u64, code: Option<u16>, reason: Option<String>) {
+        // Watchers and the presence server follow our calls (busy lamps of others).
+        if let Some(now) = self.clock {
+            self.own_state_changed(now);
+        }
         if let Some(call) = self.calls.iter().find(|c| c.id == id) {
             self.events.push_back(UaEvent::Call {
                 call: id,
@@ -287,7 +295,7 @@ impl UserAgent {
         self.owners.retain(|_, o| match o {
             Owner::Call(c, method) => *c != id || *method == Method::Bye,
             Owner::Reinvite(c) => *c != id,
-            Owner::Registration => true,
+            Owner::Registration | Owner::Messaging(_) => true,
         });
     }
 
@@ -1616,7 +1624,7 @@ impl UserAgent {
 
     // ---------------------------------------------------------------- helpers
 
-    fn auth_retry(&mut self, request: &Request, response: &Response) -> Option<Request> {
+    pub(super) fn auth_retry(&mut self, request: &Request, response: &Response) -> Option<Request> {
         let password = self.config.account.password.clone()?;
         let seed = self.ids.next_u64();
         let auth = self.call_auth.get_or_insert_with(|| {
@@ -1657,7 +1665,7 @@ impl UserAgent {
     }
 
     fn next_call_id(&mut self) -> u64 {
-        self.next_call += 1;
+        self.next_call = self.config.call_numbers.next();
         self.next_call
     }
 }

@@ -306,7 +306,7 @@ impl UserAgent {
     fn still_wanted(&self, owner: &Owner) -> bool {
         match owner {
             // A BYE goes out even though the call already ended for the user.
-            Owner::Registration | Owner::Call(_, Method::Bye) => true,
+            Owner::Registration | Owner::Call(_, Method::Bye) | Owner::Messaging(_) => true,
             Owner::Call(id, Method::Invite) => self.calls.iter().any(|c| {
                 c.id == *id && !c.cancel_wanted && c.state != super::CallState::Terminated
             }),
@@ -332,7 +332,7 @@ impl UserAgent {
                     call.invite_dest = Some(dest);
                 }
             }
-            Owner::Call(..) => {}
+            Owner::Call(..) | Owner::Messaging(_) => {}
         }
     }
 

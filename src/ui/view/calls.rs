@@ -129,8 +129,15 @@ fn call_lines(
                 call.lost as f64 * 100.0 / sent_and_lost as f64
             };
             stats.push(Span::styled(printable(codec), Style::new().fg(Color::Cyan)));
-            if call.encrypted {
-                stats.push(Span::styled(" SRTP", Style::new().fg(Color::Green)));
+            // SRTP with SDES keys is only as private as the signalling that carried them:
+            // `SRTP/TLS` when that hop was TLS, `SRTP/clear-keys` (yellow) over UDP/TCP.
+            if call.encrypted && call.keys_in_clear {
+                stats.push(Span::styled(
+                    " SRTP/clear-keys",
+                    Style::new().fg(Color::Yellow),
+                ));
+            } else if call.encrypted {
+                stats.push(Span::styled(" SRTP/TLS", Style::new().fg(Color::Green)));
             }
             if let Some(ice) = &call.ice {
                 let colour = if ice.starts_with("ICE failed") {
@@ -297,6 +304,7 @@ mod tests {
                 code: None,
                 reason: None,
                 sip_call_id: None,
+                account: None,
             },
             t0,
         );

@@ -145,6 +145,7 @@ mod tests {
             mos: None,
             encrypted: false,
             ice: None,
+            keys_in_clear: false,
             foreign: 0,
             held: false,
             muted: false,

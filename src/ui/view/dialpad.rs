@@ -83,8 +83,15 @@ pub fn hit_test(area: Rect, column: u16, row: u16) -> Option<PadKey> {
 
 pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     let focused = state.focus == Focus::Dial && state.popup.is_none() && !state.searching;
+    // With several accounts the title names the one calls go out on (`A` cycles it).
+    let title = match state.outgoing_account_name() {
+        Some(name) if state.accounts.len() > 1 => {
+            format!(" Dial · {} (A) ", super::printable(name))
+        }
+        _ => " Dial ".to_string(),
+    };
     let block = Block::bordered()
-        .title(" Dial ")
+        .title(title)
         .border_style(border_style(focused));
     let inner = block.inner(area);
     frame.render_widget(block, area);

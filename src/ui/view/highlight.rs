@@ -38,7 +38,10 @@ pub fn sdp_type_style(letter: char) -> Style {
 
 /// The whole message, coloured, one `Line` per line of `raw`.
 pub fn highlight(raw: &[u8]) -> Vec<Line<'static>> {
-    let text = String::from_utf8_lossy(raw);
+    // SRTP keys never reach the screen (the engine masks them already; this is the view's
+    // own guarantee, with the same function every export uses).
+    let raw = crate::sdp::redact_inline_key_bytes(raw);
+    let text = String::from_utf8_lossy(&raw);
     let mut lines = Vec::new();
     let mut rows = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let Some(first) = rows.next() else {
@@ -74,7 +77,7 @@ pub fn highlight(raw: &[u8]) -> Vec<Line<'static>> {
         body.pop();
     }
     sdp |= body.first().is_some_and(|l| l.starts_with("v=0"));
-    let bytes = body_len(raw);
+    let bytes = body_len(&raw);
     let kind = if sdp { "SDP" } else { "body" };
     lines.push(Line::styled(
         format!("──── {kind}, {bytes} bytes ────"),
@@ -300,5 +303,16 @@ mod tests {
                 text(line)
             );
         }
+    }
+
+    #[test]
+    fn srtp_keys_never_reach_the_screen() {
+        let raw = b"INVITE sip:b@b SIP/2.0\r\n\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+        let shown: String = highlight(raw)
+            .iter()
+            .flat_map(|line| line.spans.iter().map(|s| s.content.to_string()))
+            .collect();
+        assert!(!shown.contains("WVNfX19z"), "{shown}");
+        assert!(shown.contains("inline:REDACTED"), "{shown}");
     }
 }

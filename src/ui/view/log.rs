@@ -104,6 +104,17 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             row(entry, selected, width, peer_width)
         })
         .collect();
+    // The first-run banner is prose: it wraps at the pane's width, whatever that is.
+    if lines.is_empty()
+        && !state.log_filtered()
+        && let Some(path) = &state.first_run
+    {
+        let text = Paragraph::new(welcome(path, width))
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(block);
+        frame.render_widget(text, area);
+        return;
+    }
     let lines = if !lines.is_empty() {
         lines
     } else if state.log_filtered() {
@@ -111,8 +122,6 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             "no message matches the filter (Esc clears it)",
             Style::new().fg(Color::DarkGray),
         )]
-    } else if let Some(path) = &state.first_run {
-        welcome(path, width)
     } else {
         vec![Line::styled(
             "no SIP messages yet",
@@ -134,7 +143,8 @@ fn keep_tail(text: &str, width: usize) -> String {
 }
 
 /// The first-run banner (no config file): where the config goes and how to try a call. It
-/// shows while the log is empty, i.e. until the first SIP message.
+/// shows while the log is empty, i.e. until the first SIP message. One `Line` per paragraph:
+/// the caller wraps them at the pane's width.
 fn welcome(path: &str, width: usize) -> Vec<Line<'static>> {
     let dim = Style::new().fg(Color::DarkGray);
     let key = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
@@ -154,10 +164,11 @@ fn welcome(path: &str, width: usize) -> Vec<Line<'static>> {
             Span::styled("echo", key),
             Span::raw(" and press "),
             Span::styled("Enter", key),
-            Span::raw(" for a test"),
+            Span::raw(
+                " for a test call to the built-in echo service (you hear yourself), or dial \
+                 sip:user@host directly.",
+            ),
         ]),
-        Line::raw("call to the built-in echo service (you hear"),
-        Line::raw("yourself), or dial sip:user@host directly."),
     ]
 }
 

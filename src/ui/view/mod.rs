@@ -37,7 +37,7 @@ pub fn layout(state: &UiState, area: Rect) -> ScreenLayout {
     let [status, body, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
-        Constraint::Length(1),
+        Constraint::Length(status::bottom_height(state, area)),
     ])
     .areas(area);
     let [left, right] =
@@ -73,7 +73,13 @@ pub fn render(state: &UiState, frame: &mut Frame) {
     calls::render(state, frame, areas.calls);
     log::render(state, frame, areas.log);
     status::render_bottom(state, frame, areas.bottom);
-    popup::render(state, frame, frame.area());
+    // Popups cover the screen as always, except the extra rows of a wrapped status message
+    // (a one-row bottom line is theirs to cover, as before it could wrap).
+    let mut popup_area = frame.area();
+    popup_area.height = popup_area
+        .height
+        .saturating_sub(areas.bottom.height.saturating_sub(1));
+    popup::render(state, frame, popup_area);
 }
 
 /// Text from the network made safe to draw: control characters (an ESC could drive the real

@@ -17,18 +17,18 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter", "on an empty field: answer the ringing call"),
     ("Up/Down j/k", "dial history; select a call or log message"),
     ("Esc", "leave the field, close a popup, follow log"),
-    ("a / r", "answer / reject the incoming call"),
-    ("h", "hang up the selected call"),
+    ("a / r / h", "answer / reject / hang up (selected call)"),
     ("x", "hold / resume (others go on hold)"),
     ("m", "mute / unmute the microphone"),
     ("t / T", "transfer: blind (asks whom) / attended"),
     ("J / S / N", "conference / split it / do not disturb"),
     ("p / R / D", "voice processing / record / devices"),
+    ("A E V M", "account out / on-off / voicemail / messages"),
     ("0-9 * #", "DTMF during a call (outside the field)"),
     ("Tab, d / i", "next pane / back to the dial field"),
     ("Enter (log)", "show the whole SIP message"),
     ("/", "search the log (Enter keeps, Esc clears)"),
-    ("c", "contacts and call history (Enter dials)"),
+    ("c / n e x", "contacts (Enter dials) / add, edit, delete"),
     ("l / e", "ladder of the call / export it (PlantUML)"),
     ("w", "what's wrong: diagnosis, now and before"),
     ("f / F", "log: this call only / cycle methods"),
@@ -61,6 +61,19 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             transfer_request(frame, area, *call, target)
         }
         Some(Popup::Contacts { selected }) => contacts(state, frame, area, *selected),
+        Some(Popup::Chats { selected }) => chats(state, frame, area, *selected),
+        Some(Popup::ContactEdit {
+            index,
+            name,
+            uri,
+            account,
+            field,
+        }) => contact_edit(frame, area, index.is_none(), [name, uri], account, *field),
+        Some(Popup::Chat {
+            account,
+            peer,
+            input,
+        }) => chat(state, frame, area, account, peer, input),
         Some(Popup::Devices { selected }) => devices(state, frame, area, *selected),
         Some(Popup::Ladder { call_id, scroll }) => {
             super::ladder::render(state, frame, area, call_id, *scroll);
@@ -104,7 +117,169 @@ fn contacts(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
         })
         .collect();
     lines.push(Line::styled(
-        " Up/Down select  Enter dial  Esc close",
+        " Enter dial  n new  e edit  x delete  Esc close",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The contact being added or edited: name, URI, account; the field being typed is marked.
+fn contact_edit(
+    frame: &mut Frame,
+    area: Rect,
+    new: bool,
+    [name, uri]: [&String; 2],
+    account: &Option<String>,
+    field: u8,
+) {
+    let rect = centered(area, area.width.saturating_sub(8).min(70), 7);
+    let title = if new {
+        " New contact "
+    } else {
+        " Edit contact "
+    };
+    let inner = frame_box(frame, rect, title.into(), Color::Green);
+    let width = usize::from(inner.width.saturating_sub(12));
+    let account = account.as_deref().unwrap_or("(the outgoing one)");
+    let rows = [
+        ("name", name.as_str()),
+        ("URI", uri.as_str()),
+        ("account", account),
+    ];
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let shown = printable(value);
+            let count = shown.chars().count();
+            let tail: String = shown.chars().skip(count.saturating_sub(width)).collect();
+            if usize::from(field) == i {
+                let cursor = if i < 2 { "▏" } else { " ↑↓" };
+                Line::styled(
+                    format!(" {label:>8}: {tail}{cursor}"),
+                    Style::new().fg(Color::Yellow),
+                )
+            } else {
+                Line::raw(format!(" {label:>8}: {tail}"))
+            }
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        " Tab next field  Enter save  Esc cancel",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The conversations, most recent first, with unread counts.
+fn chats(state: &UiState, frame: &mut Frame, area: Rect, selected: usize) {
+    let list = &state.chats.chats;
+    let height = u16::try_from(list.len().max(1))
+        .unwrap_or(u16::MAX)
+        .saturating_add(3)
+        .min(area.height.saturating_sub(2));
+    let rect = centered(area, area.width.saturating_sub(8).min(70), height);
+    let inner = frame_box(frame, rect, " Messages ".into(), Color::Cyan);
+    let rows = usize::from(inner.height.saturating_sub(1)).max(1);
+    let first = selected.saturating_sub(rows - 1);
+    let width = usize::from(inner.width.saturating_sub(3));
+    let mut lines: Vec<Line> = list
+        .iter()
+        .rev()
+        .enumerate()
+        .skip(first)
+        .take(rows)
+        .map(|(i, chat)| {
+            let who = chat.display.as_deref().unwrap_or(&chat.peer);
+            let unread = if chat.unread > 0 {
+                format!(" ({} new)", chat.unread)
+            } else {
+                String::new()
+            };
+            let label = format!("{}{unread}  [{}]", printable(who), printable(&chat.account));
+            let text = truncate(&label, width);
+            if i == selected {
+                Line::styled(
+                    format!("▶ {text}"),
+                    Style::new().add_modifier(Modifier::REVERSED),
+                )
+            } else if chat.unread > 0 {
+                Line::styled(
+                    format!("  {text}"),
+                    Style::new().add_modifier(Modifier::BOLD),
+                )
+            } else {
+                Line::raw(format!("  {text}"))
+            }
+        })
+        .collect();
+    if list.is_empty() {
+        lines.push(Line::raw(
+            "  no messages yet (headless: message <uri> <text>)",
+        ));
+    }
+    lines.push(Line::styled(
+        " Up/Down select  Enter open  Esc close",
+        Style::new().fg(Color::DarkGray),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One conversation: its last lines (delivery status beside ours) and the text being typed.
+fn chat(state: &UiState, frame: &mut Frame, area: Rect, account: &str, peer: &str, input: &str) {
+    let rect = centered(
+        area,
+        area.width.saturating_sub(4).min(76),
+        area.height.saturating_sub(2),
+    );
+    let title = format!(" {} [{}] ", printable(peer), printable(account));
+    let inner = frame_box(frame, rect, title, Color::Cyan);
+    let width = usize::from(inner.width.saturating_sub(1));
+    let rows = usize::from(inner.height.saturating_sub(2));
+    let found = state.chats.find(account, peer);
+    let chat = found.and_then(|i| state.chats.chats.get(i));
+    let mut lines: Vec<Line> = Vec::new();
+    for line in chat.map(|c| c.lines.as_slice()).unwrap_or_default() {
+        let (mark, style) = if line.dir == "in" {
+            ("<", Style::new().fg(Color::LightCyan))
+        } else {
+            (">", Style::new().fg(Color::White))
+        };
+        let status = line
+            .status
+            .as_deref()
+            .map(|s| format!("  [{}]", printable(s)))
+            .unwrap_or_default();
+        // Message text may span lines; each one is shown cleaned of control characters.
+        for (n, text) in line.text.lines().enumerate() {
+            let prefix = if n == 0 { mark } else { " " };
+            let suffix = if n == 0 { status.as_str() } else { "" };
+            lines.push(Line::styled(
+                truncate(&format!("{prefix} {}{suffix}", printable(text)), width),
+                style,
+            ));
+        }
+    }
+    let skip = lines.len().saturating_sub(rows);
+    let mut lines: Vec<Line> = lines.into_iter().skip(skip).collect();
+    while lines.len() < rows {
+        lines.insert(0, Line::raw(""));
+    }
+    let typed = printable(input);
+    let shown: String = {
+        let count = typed.chars().count();
+        typed
+            .chars()
+            .skip(count.saturating_sub(width.saturating_sub(3)))
+            .collect()
+    };
+    lines.push(Line::styled(
+        format!("✎ {shown}▏"),
+        Style::new().fg(Color::Yellow),
+    ));
+    lines.push(Line::styled(
+        " Enter sends  Esc closes",
         Style::new().fg(Color::DarkGray),
     ));
     frame.render_widget(Paragraph::new(lines), inner);
@@ -187,7 +362,14 @@ fn incoming(state: &UiState, frame: &mut Frame, area: Rect, call: u64, remote: &
     let inner = frame_box(
         frame,
         rect,
-        format!(" Incoming call {call} "),
+        // With several accounts, which one the call came in on.
+        match state
+            .call_account(call)
+            .filter(|_| state.accounts.len() > 1)
+        {
+            Some(account) => format!(" Incoming call {call} on {} ", printable(account)),
+            None => format!(" Incoming call {call} "),
+        },
         Color::Yellow,
     );
     let remote = truncate(

@@ -36,6 +36,26 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             _ => account.state.clone(),
         };
         spans.push(Span::styled(text, registration_style(&account.state)));
+        // Voicemail waiting on this account (RFC 3842), with the new count when given.
+        if let Some((true, new)) = account.voicemail {
+            let count = new.map(|n| format!(" {n}")).unwrap_or_default();
+            spans.push(Span::styled(
+                format!(" ✉{count}"),
+                Style::new()
+                    .fg(Color::LightYellow)
+                    .add_modifier(Modifier::BOLD),
+            ));
+        }
+    }
+    let unread = state.chats.unread();
+    if unread > 0 {
+        spans.push(separator());
+        spans.push(Span::styled(
+            format!("{unread} new msg (M)"),
+            Style::new()
+                .fg(Color::LightCyan)
+                .add_modifier(Modifier::BOLD),
+        ));
     }
     if let Some(listen) = &state.listen {
         spans.push(separator());
@@ -84,7 +104,17 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
 }
 
-pub fn render_bottom(state: &UiState, frame: &mut Frame, area: Rect) {
+/// Rows the bottom line takes: a status message longer than the screen is wide wraps onto
+/// more rows (up to a quarter of the screen, at least one), so a long warning, e.g. about a
+/// missing sound device, can be read in full instead of being cut at the edge.
+pub fn bottom_height(state: &UiState, area: Rect) -> u16 {
+    let rows = bottom_rows(state, usize::from(area.width)).len();
+    u16::try_from(rows)
+        .unwrap_or(u16::MAX)
+        .clamp(1, (area.height / 4).max(1))
+}
+
+fn mode_label(state: &UiState) -> String {
     let mode = if state.searching {
         "SEARCH"
     } else {
@@ -94,19 +124,39 @@ pub fn render_bottom(state: &UiState, frame: &mut Frame, area: Rect) {
             Focus::Log => "LOG",
         }
     };
-    let mut spans = vec![
-        Span::styled(
-            format!(" {mode} "),
-            Style::new().fg(Color::Black).bg(Color::Cyan),
-        ),
+    format!(" {mode} ")
+}
+
+/// The bottom line's rows at `width`: the mode badge, then the message cut into rows by
+/// character (paths and addresses have no spaces to break at).
+fn bottom_rows(state: &UiState, width: usize) -> Vec<Line<'static>> {
+    let label = mode_label(state);
+    let badge = Span::styled(label.clone(), Style::new().fg(Color::Black).bg(Color::Cyan));
+    let Some(message) = &state.status else {
+        return vec![Line::from(vec![
+            badge,
+            Span::raw(" "),
+            Span::styled("Tab: next pane   ?: help", Style::new().fg(Color::DarkGray)),
+        ])];
+    };
+    let text: Vec<char> = printable(message).chars().collect();
+    let width = width.max(1);
+    let first = width.saturating_sub(label.chars().count() + 1).max(1);
+    let mut rows = vec![Line::from(vec![
+        badge,
         Span::raw(" "),
-    ];
-    match &state.status {
-        Some(message) => spans.push(Span::raw(printable(message))),
-        None => spans.push(Span::styled(
-            "Tab: next pane   ?: help",
-            Style::new().fg(Color::DarkGray),
-        )),
+        Span::raw(text.iter().take(first).collect::<String>()),
+    ])];
+    let mut rest = text.get(first..).unwrap_or_default();
+    while !rest.is_empty() {
+        let (row, next) = rest.split_at(rest.len().min(width));
+        rows.push(Line::raw(row.iter().collect::<String>()));
+        rest = next;
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    rows
+}
+
+pub fn render_bottom(state: &UiState, frame: &mut Frame, area: Rect) {
+    let rows = bottom_rows(state, usize::from(area.width));
+    frame.render_widget(Paragraph::new(rows), area);
 }
