@@ -347,3 +347,154 @@ fn a_peer_without_ice_still_gets_audio_through_cone_nats() -> TestResult {
     assert!(a.get("ice").is_none() && b.get("ice").is_none(), "{a}\n{b}");
     Ok(())
 }
+
+/// The `ice.remote` (or `ice.local`) of a media event.
+fn pair_end(media: &Value, end: &str) -> String {
+    media["ice"][end].as_str().unwrap_or("").to_owned()
+}
+
+/// A media event of `phone` on a selected pair whose remote end satisfies `remote`, with
+/// `more` packets received beyond `since`; returns it.
+fn flowing_on(
+    phone: &mut Phone,
+    what: &str,
+    since: u64,
+    more: u64,
+    remote: impl Fn(&str) -> bool,
+) -> Result<Value, Box<dyn Error>> {
+    Ok(phone.sipterm.expect_event(
+        what,
+        |e| {
+            e["event"] == "media"
+                && remote(&pair_end(e, "remote"))
+                && e["received"].as_u64().unwrap_or(0) >= since + more
+        },
+        SIGNALLING,
+    )?)
+}
+
+/// Case 6: the call runs on a server-reflexive pair through two cone NATs; then Alice's NAT
+/// gets a new public address (as when a router reconnects: the kernel drops every mapping
+/// masqueraded with the old address, so the pair is dead both ways). Alice restarts ICE
+/// (`ice-restart`: new credentials and candidates in a re-INVITE through the registrar);
+/// Bob answers with new credentials of his own, both gather and check again, and audio flows
+/// both ways on a pair that names her new address, in the same call.
+#[test]
+fn an_ice_restart_in_a_reinvite_keeps_the_call_after_the_nat_changed_address() -> TestResult {
+    if !root_or_skip("ice_restart") {
+        return Ok(());
+    }
+    let lab = ice_lab(NatKind::Cone, NatKind::Cone)?;
+    let extra = turn_lines();
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", &extra),
+        false,
+    )?;
+    let mut bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", &extra),
+        true,
+    )?;
+    let result = (|| -> TestResult {
+        alice.sipterm.send("dial sip:bob@atlanta.test")?;
+        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        let before_a = flowing_on(&mut alice, "alice hears bob", 0, 75, |r| {
+            r.contains("203.0.113.2")
+        })?;
+        let before_b = flowing_on(&mut bob, "bob hears alice", 0, 75, |r| {
+            r.contains("203.0.113.1:")
+        })?;
+        println!("before: alice {before_a}\nbob {before_b}");
+
+        // Alice's NAT reconnects with a new public address.
+        let wan = lab.nat_a.wan_interface().to_owned();
+        let nat = lab.nat_a.host();
+        nat.run_ip(&["addr", "del", "203.0.113.1/24", "dev", &wan])?;
+        nat.run_ip(&["addr", "add", "203.0.113.3/24", "dev", &wan])?;
+        let changed = Instant::now();
+
+        alice.sipterm.send("ice-restart")?;
+        let reinvite = alice.sipterm.expect_event(
+            "the restart's re-INVITE",
+            |e| {
+                e["event"] == "sip"
+                    && e["dir"] == "out"
+                    && e["summary"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("INVITE "))
+            },
+            SIGNALLING,
+        )?;
+        let answered = Instant::now();
+        println!(
+            "re-INVITE out {:?} after the change: {reinvite}",
+            changed.elapsed()
+        );
+        let a0 = before_a["received"].as_u64().unwrap_or(0);
+        let b0 = before_b["received"].as_u64().unwrap_or(0);
+        // Both sides on a new session; Bob's pair reaches Alice's new address.
+        let after_b = flowing_on(&mut bob, "bob hears alice again", b0, 75, |r| {
+            r.contains("203.0.113.3:")
+        })?;
+        let after_a = flowing_on(&mut alice, "alice hears bob again", a0, 75, |r| {
+            r.contains("203.0.113.2")
+        })?;
+        println!(
+            "after the restart ({:?} after its re-INVITE):\nalice {after_a}\nbob {after_b}",
+            answered.elapsed()
+        );
+        for media in [&after_a, &after_b] {
+            let path = path(media);
+            assert!(
+                path == "srflx" || path == "prflx",
+                "a reflexive pair after the restart, not {path}: {media}"
+            );
+        }
+        // Still the first call: no second call came up, none ended.
+        for phone in [&alice, &bob] {
+            let calls: Vec<_> = phone
+                .sipterm
+                .events_of("call")
+                .into_iter()
+                .filter_map(|e| e["call"].as_str())
+                .collect();
+            assert!(calls.iter().all(|c| *c == calls[0]), "{calls:?}");
+            assert!(
+                !phone
+                    .sipterm
+                    .events_of("call")
+                    .iter()
+                    .any(|e| e["state"] == "terminated"),
+                "the call survived the restart"
+            );
+        }
+        alice.sipterm.send("hangup")?;
+        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        bob.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        assert_hears(&alice.out, "alice", 1000.0)?;
+        assert_hears(&bob.out, "bob", 440.0)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        println!("{}", lab.lab.logs());
+        for phone in [&alice, &bob] {
+            let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
+                .unwrap_or_default();
+            for line in log
+                .lines()
+                .filter(|l| l.contains("ICE") || l.contains("rice") || l.contains("restart"))
+            {
+                println!("{}: {line}", phone.sipterm.name());
+            }
+        }
+    }
+    result
+}

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::ice::agent::{GATHER_LIMIT, IceSetup, TurnSetup};
 use crate::ice::tcp_frame::TcpFramer;
 use crate::ice::{IceAgent, IceEvent, Inbound, PairInfo, TurnTransport};
-use crate::sdp::{LocalIce, NegotiatedIce};
+use crate::sdp::{IceCredentials, LocalIce, NegotiatedIce};
 
 /// Media packets waiting for the media task; beyond that they are dropped (it is stuck).
 const INCOMING_QUEUE: usize = 256;
@@ -33,6 +33,12 @@ pub struct IceStatus {
 enum Control {
     /// The peer's ICE, and its `c=` address for when ICE fails.
     Remote(Box<NegotiatedIce>, SocketAddr),
+    /// A new offer/answer exchange (re-INVITE, UPDATE): new credentials on either side mean
+    /// an ICE restart (RFC 8445 §9); the same ones change nothing but the `c=` fallback.
+    Update(Box<NegotiatedIce>, SocketAddr),
+    /// Our ICE restart: a new session with fresh credentials gathers on the same RTP socket;
+    /// its candidates come back for the re-INVITE (the sender is dropped if that fails).
+    Restart(oneshot::Sender<(LocalIce, SocketAddr)>),
     Send(Vec<u8>),
     /// The peer does no ICE: give the RTP socket back for plain RTP, and stop.
     Release(oneshot::Sender<UdpSocket>),
@@ -70,7 +76,35 @@ impl Drop for IceSender {
     }
 }
 
+/// The SIP task's hold on a call's ICE while media runs: restarts and new offers/answers.
+#[derive(Clone)]
+pub struct IceControl {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl IceControl {
+    /// An offer or answer of a re-INVITE or UPDATE carried this ICE.
+    pub fn update(&self, remote: Box<NegotiatedIce>, fallback: SocketAddr) {
+        let _ = self.control.send(Control::Update(remote, fallback));
+    }
+
+    /// Restarts ICE with fresh credentials: our new candidates and default candidate, once
+    /// gathered (an error when the call's ICE has ended).
+    pub fn restart(&self) -> oneshot::Receiver<(LocalIce, SocketAddr)> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.control.send(Control::Restart(tx));
+        rx
+    }
+}
+
 impl IceHandle {
+    /// For restarts and later offers, while the call's ICE runs.
+    pub fn control(&self) -> IceControl {
+        IceControl {
+            control: self.control.clone(),
+        }
+    }
+
     /// The peer's ICE is known: checks start, and the media task gets the link.
     pub fn start(mut self, remote: Box<NegotiatedIce>, fallback: SocketAddr) -> Option<IceLink> {
         let _ = self.control.send(Control::Remote(remote, fallback));
@@ -146,9 +180,10 @@ pub async fn gather(
         incoming: incoming_tx,
         status: status_tx,
         gathered: Some(gathered_tx),
-        started: now,
+        gather_deadline: now + GATHER_LIMIT,
         tls_servers,
         fallback: None,
+        setup,
     };
     tokio::spawn(task.run(control_rx));
     let handle = IceHandle {
@@ -179,11 +214,14 @@ struct Task {
     incoming: mpsc::Sender<Inbound>,
     status: watch::Sender<IceStatus>,
     gathered: Option<oneshot::Sender<(LocalIce, SocketAddr)>>,
-    started: Instant,
+    /// When the SDP goes out with what gathering found so far.
+    gather_deadline: Instant,
     /// TURN servers reached over TLS (their bytes go to rice unframed).
     tls_servers: Vec<SocketAddr>,
     /// The peer's `c=` address: media goes there when ICE fails.
     fallback: Option<SocketAddr>,
+    /// What the agent was built from: a restart builds the next one from it.
+    setup: IceSetup,
 }
 
 /// What the helper tasks report: a TCP connection made (or not), bytes read from one.
@@ -205,7 +243,6 @@ impl Task {
         let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpNews>(64);
         let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
         let mut turn_buf = vec![0u8; MAX_DATAGRAM];
-        let gather_deadline = self.started + GATHER_LIMIT;
         loop {
             self.drive(&tcp_tx).await;
             let mut wake = self
@@ -213,7 +250,7 @@ impl Task {
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(60));
             if self.gathered.is_some() {
-                wake = wake.min(gather_deadline);
+                wake = wake.min(self.gather_deadline);
             }
             let Some(rtp) = self.rtp.as_ref() else { return };
             let mut media = Vec::new();
@@ -232,7 +269,7 @@ impl Task {
                 }
                 Some(news) = tcp_rx.recv() => self.tcp_news(news, &tcp_tx, &mut media),
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    if self.gathered.is_some() && Instant::now() >= gather_deadline {
+                    if self.gathered.is_some() && Instant::now() >= self.gather_deadline {
                         tracing::info!("ICE: gathering took too long; the SDP gets what there is");
                         self.report_gathered(self.agent.local_ice());
                     }
@@ -241,6 +278,17 @@ impl Task {
                     Some(Control::Remote(remote, fallback)) => {
                         self.fallback = Some(fallback);
                         self.agent.set_remote(&remote, Instant::now());
+                    }
+                    Some(Control::Update(remote, fallback)) => {
+                        self.fallback = Some(fallback);
+                        self.update(&remote, &tcp_tx).await;
+                    }
+                    Some(Control::Restart(back)) => {
+                        let fresh = IceCredentials::from_random(rand::random());
+                        match self.restart(fresh, &tcp_tx).await {
+                            Ok(()) => self.gathered = Some(back),
+                            Err(e) => tracing::warn!("ICE restart: {e}"),
+                        }
                     }
                     Some(Control::Send(data)) => {
                         if let Some(transmit) = self.agent.send(&data, Instant::now()) {
@@ -269,6 +317,76 @@ impl Task {
                 let _ = self.incoming.try_send(packet);
             }
         }
+    }
+
+    /// A later offer/answer: a restart when either side's credentials changed.
+    async fn update(&mut self, remote: &NegotiatedIce, tcp_tx: &mpsc::Sender<TcpNews>) {
+        let now = Instant::now();
+        if remote.local != *self.agent.credentials() {
+            // The peer restarted: our answer carried new credentials (`sip::ua`); a new
+            // session on them (its candidates may differ from the answer's, which were the
+            // last session's: the checks find the new ones as peer-reflexive).
+            tracing::info!("ICE: the peer restarts ICE");
+            if let Err(e) = self.restart(remote.local.clone(), tcp_tx).await {
+                tracing::warn!("ICE restart: {e}");
+                return;
+            }
+        } else if self.agent.remote_credentials() == Some(&remote.remote.credentials) {
+            return;
+        } else if self.agent.remote_set() {
+            // New credentials of the peer's in an answer to an offer that kept ours: a
+            // restart on our side too, with the same credentials.
+            tracing::info!("ICE: the peer changed its credentials; checks start again");
+            let same = self.agent.credentials().clone();
+            if let Err(e) = self.restart(same, tcp_tx).await {
+                tracing::warn!("ICE restart: {e}");
+                return;
+            }
+        }
+        // Our restart's answer, or the peer's restart: checks start on the new session.
+        self.agent.set_remote(remote, now);
+    }
+
+    /// A new ICE session (RFC 8445 §9) on the same RTP socket: the old agent closes (its TURN
+    /// allocations are released), a new one gathers with `credentials`. Media pauses until
+    /// the new session selects a pair; the call stays up.
+    async fn restart(
+        &mut self,
+        credentials: IceCredentials,
+        tcp_tx: &mpsc::Sender<TcpNews>,
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        self.agent.close(now);
+        self.drive(tcp_tx).await;
+        let mut setup = self.setup.clone();
+        setup.credentials = credentials;
+        // A new allocation from a new socket: the server may still hold the old one for the
+        // old socket's 5-tuple (or the NAT gave it a new one: that is why we restart).
+        if setup.turn.iter().any(|t| t.transport == TurnTransport::Udp) {
+            let socket = UdpSocket::bind(SocketAddr::new(self.host.ip(), 0))
+                .await
+                .map_err(|e| format!("cannot open a socket for TURN: {e}"))?;
+            let local = socket.local_addr().map_err(|e| e.to_string())?;
+            for turn in setup
+                .turn
+                .iter_mut()
+                .filter(|t| t.transport == TurnTransport::Udp)
+            {
+                turn.local = local;
+            }
+            self.turn_udp = Some(socket);
+        }
+        // The old session's TCP connections to the TURN server close; the new one opens its own.
+        self.tcp.clear();
+        self.agent = IceAgent::new(&setup, now)?;
+        self.setup = setup;
+        self.gather_deadline = now + GATHER_LIMIT;
+        self.status.send_modify(|s| {
+            s.selected = None;
+            s.failed = None;
+        });
+        tracing::info!("ICE: restarted; gathering again");
+        Ok(())
     }
 
     fn tcp_news(

@@ -213,6 +213,8 @@ pub async fn start_with(
         nat,
         ice: setup.nat.ice.clone(),
         ice_handles: HashMap::new(),
+        ice_controls: HashMap::new(),
+        ice_restarted: None,
         keepalive_off: setup.nat.keepalive_off,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -368,6 +370,8 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         nat: SipNat::new(None, None, None),
         ice: None,
         ice_handles: HashMap::new(),
+        ice_controls: HashMap::new(),
+        ice_restarted: None,
         keepalive_off: true,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -404,6 +408,7 @@ fn waits_for_media(command: &Command) -> bool {
         | Command::Reject(call)
         | Command::Hangup(call)
         | Command::Hold(call)
+        | Command::IceRestart(call)
         | Command::Resume(call)
         | Command::Transfer(call, _)
         | Command::Mute(call, _)
@@ -473,7 +478,14 @@ struct Engine {
     ice: Option<super::nat::IceAccount>,
     /// Calls' ICE between gathering and media start, by the SDP's RTP port (as `sockets`).
     ice_handles: HashMap<u16, super::ice_task::IceHandle>,
+    /// Calls' ICE while their media runs (restarts, later offers and answers).
+    ice_controls: HashMap<u64, super::ice_task::IceControl>,
+    /// Where an ICE restart's new candidates come back (set by `run`).
+    ice_restarted: Option<mpsc::UnboundedSender<IceRestarted>>,
 }
+
+/// An ICE restart of ours gathered (`None`: the call's ICE ended meanwhile).
+type IceRestarted = (u64, Option<(crate::sdp::LocalIce, SocketAddr)>);
 
 /// What the engine keeps for the PBX features (issue 15).
 #[derive(Default)]
@@ -558,6 +570,8 @@ impl Engine {
         // The most transactions alive since memory was last handed back (see below).
         let mut flood_peak = 0usize;
         self.media_ready = Some(media_ready);
+        let (ice_restarted, mut restarts) = mpsc::unbounded_channel();
+        self.ice_restarted = Some(ice_restarted);
         loop {
             self.flush().await;
             if self.done {
@@ -641,6 +655,8 @@ impl Engine {
                 }
                 Some(answer) = resolved.recv() => self.resolved(answer),
                 // Never None: `self` holds a sender.
+                // Never None: `self` holds a sender.
+                Some((call, gathered)) = restarts.recv() => self.ice_gathered_again(call, gathered).await,
                 Some(prepared) = prepared_media.recv() => {
                     self.media_prepared(prepared).await;
                     self.preparing = self.preparing.saturating_sub(1);
@@ -744,6 +760,7 @@ impl Engine {
             Command::Reject(call) => ua::Command::Reject { call, code: 486 },
             Command::Hangup(call) => ua::Command::Hangup { call },
             Command::Hold(call) => ua::Command::Hold { call },
+            Command::IceRestart(call) => return self.restart_ice(call).await,
             Command::Resume(call) => ua::Command::Resume { call },
             Command::Transfer(call, target) => match self.dial_target(&target) {
                 Ok(target) => ua::Command::Transfer { call, target },
@@ -933,6 +950,46 @@ impl Engine {
         } else {
             self.announce_conference().await;
         }
+    }
+
+    /// ICE restart (RFC 8445 §9) on a call: a new ICE session gathers on its RTP socket, and
+    /// its candidates go out in a re-INVITE (`ice_gathered_again`).
+    async fn restart_ice(&mut self, call: Option<u64>) {
+        let id = match call {
+            Some(id) => Some(id),
+            None => self.ice_controls.keys().min().copied(),
+        };
+        let (Some(id), Some(tx)) = (id, self.ice_restarted.clone()) else {
+            return self.error("no call with ICE to restart".into()).await;
+        };
+        let Some(control) = self.ice_controls.get(&id) else {
+            return self.error(format!("call {id} has no ICE to restart")).await;
+        };
+        tracing::info!(call = id, "ICE restart asked");
+        let gathered = control.restart();
+        tokio::spawn(async move {
+            let _ = tx.send((id, gathered.await.ok()));
+        });
+    }
+
+    /// Our restart's candidates are gathered: the re-INVITE offers them.
+    async fn ice_gathered_again(
+        &mut self,
+        call: u64,
+        gathered: Option<(crate::sdp::LocalIce, SocketAddr)>,
+    ) {
+        let Some((ice, default)) = gathered.filter(|(ice, _)| !ice.candidates.is_empty()) else {
+            return self
+                .error(format!("call {call}: ICE restart found no candidate"))
+                .await;
+        };
+        let command = ua::Command::RestartIce {
+            call,
+            ice,
+            address: default.ip(),
+            rtp_port: default.port(),
+        };
+        self.ua.handle_command(command, std::time::Instant::now());
     }
 
     async fn media_control(&mut self, call: Option<u64>, control: MediaControl) {
@@ -1356,6 +1413,7 @@ impl Engine {
                     let live = self.ua.media_ports();
                     self.sockets.retain(|port, _| live.contains(port));
                     self.ice_handles.retain(|port, _| live.contains(port));
+                    self.ice_controls.remove(&call);
                 }
                 self.track_call_waiting(call, state);
                 Event::Call {
@@ -1392,7 +1450,10 @@ impl Engine {
                         let mut link = None;
                         if let Some(handle) = self.ice_handles.remove(&local.rtp_port) {
                             match params.ice.clone() {
-                                Some(remote) => link = handle.start(remote, params.remote),
+                                Some(remote) => {
+                                    self.ice_controls.insert(call, handle.control());
+                                    link = handle.start(remote, params.remote);
+                                }
                                 None => {
                                     tracing::info!(
                                         call,
@@ -1432,12 +1493,17 @@ impl Engine {
                 } else {
                     self.pbx.telephone_event.remove(&call);
                 }
+                // New ICE credentials on either side: an ICE restart (ours, or the peer's).
+                if let (Some(ice), Some(control)) = (&params.ice, self.ice_controls.get(&call)) {
+                    control.update(ice.clone(), params.remote);
+                }
                 if let Some(handle) = self.media.get(&call) {
                     let _ = handle.control.send(MediaControl::Update(params));
                 }
                 return;
             }
             UaEvent::MediaStop { call } => {
+                self.ice_controls.remove(&call);
                 self.leave_conference(call).await;
                 self.stop_media(call).await;
                 self.update_call_waiting();

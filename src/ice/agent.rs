@@ -130,8 +130,9 @@ pub struct IceAgent {
     checks_since: Option<Instant>,
     failed: bool,
     selected: Option<PairInfo>,
-    /// The relayed address of our TURN allocations, to name the pair by it.
+    /// Our credentials (the SDP's) and the peer's.
     credentials: IceCredentials,
+    remote_credentials: Option<IceCredentials>,
     remote_set: bool,
 }
 
@@ -213,6 +214,7 @@ impl IceAgent {
             failed: false,
             selected: None,
             credentials: setup.credentials.clone(),
+            remote_credentials: None,
             remote_set: false,
         })
     }
@@ -236,6 +238,7 @@ impl IceAgent {
             remote.remote.credentials.ufrag.clone(),
             remote.remote.credentials.pwd.clone(),
         ));
+        self.remote_credentials = Some(remote.remote.credentials.clone());
         let hold = self.controlling;
         for text in &remote.remote.candidates {
             match format!("a=candidate:{text}").parse::<Candidate>() {
@@ -509,6 +512,16 @@ impl IceAgent {
         if gathered {
             stream.end_of_local_candidates();
         }
+    }
+
+    /// Our credentials in this ICE session (a restart is a new agent with new ones).
+    pub fn credentials(&self) -> &IceCredentials {
+        &self.credentials
+    }
+
+    /// The peer's credentials once `set_remote` gave them.
+    pub fn remote_credentials(&self) -> Option<&IceCredentials> {
+        self.remote_credentials.as_ref()
     }
 
     pub fn selected(&self) -> Option<&PairInfo> {

@@ -45,6 +45,20 @@ impl IceCredentials {
         }
     }
 
+    /// Our new credentials when the peer restarts ICE (RFC 8445 §9, RFC 8839 §4.4.1.1.2: the
+    /// answer to a restart changes them too). Derived from our current password, which only
+    /// the two ends and the signalling path know, and the peer's new credentials (SHA-256),
+    /// so that the sans-IO core needs no random source of its own.
+    pub fn for_restart(&self, peer: &IceCredentials) -> IceCredentials {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in [&self.pwd, &self.ufrag, &peer.ufrag, &peer.pwd] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        IceCredentials::from_random(hash.finalize().into())
+    }
+
     fn valid(&self) -> bool {
         let ice_chars = |s: &str| {
             s.bytes()
@@ -219,6 +233,21 @@ mod tests {
         assert!(
             !format!("{a:?}").contains(&a.pwd),
             "the password is not logged"
+        );
+    }
+
+    #[test]
+    fn a_restart_answer_gets_new_valid_credentials() {
+        let ours = IceCredentials::from_random([7; 32]);
+        let peer = IceCredentials::from_random([9; 32]);
+        let next = ours.for_restart(&peer);
+        assert!(next.valid());
+        assert_ne!(next.ufrag, ours.ufrag);
+        assert_ne!(next.pwd, ours.pwd);
+        let other = ours.for_restart(&IceCredentials::from_random([10; 32]));
+        assert_ne!(
+            next, other,
+            "each restart of the peer gives new credentials"
         );
     }
 

@@ -179,6 +179,14 @@ pub enum Command {
     Hold {
         call: Option<u64>,
     },
+    /// ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): a re-INVITE offering these new
+    /// credentials and candidates, with `address`/`rtp_port` the new default candidate.
+    RestartIce {
+        call: u64,
+        ice: crate::sdp::LocalIce,
+        address: std::net::IpAddr,
+        rtp_port: u16,
+    },
     Resume {
         call: Option<u64>,
     },
@@ -660,6 +668,22 @@ impl UserAgent {
                 match self.find_call(call, holdable) {
                     Some(id) => self.hold(id, true, now),
                     None => self.no_such_call("hold"),
+                }
+            }
+            Command::RestartIce {
+                call,
+                ice,
+                address,
+                rtp_port,
+            } => {
+                let restartable = |c: &call::Call| {
+                    matches!(c.state, CallState::Confirmed | CallState::Held)
+                        && c.media.ice.is_some()
+                        && c.dialog.is_some()
+                };
+                match self.find_call(Some(call), restartable) {
+                    Some(id) => self.restart_ice(id, ice, address, rtp_port, now),
+                    None => self.no_such_call("restart ICE on"),
                 }
             }
             Command::Resume { call } => {
