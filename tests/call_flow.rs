@@ -1516,7 +1516,7 @@ fn an_ice_restart_reinvite_is_answered_with_new_credentials() {
     pair.run_secs(2.0);
     let offers = pair.wire.find(|r| r.is_request(&Method::Invite));
     assert_eq!(offers.len(), 2, "the restart is a re-INVITE:\n{pair:?}");
-    let offer = body(&offers[1]);
+    let offer = body(offers[1]);
     assert!(
         offer.contains(&format!("a=ice-ufrag:{}", fresh.ufrag)),
         "{offer}"
