@@ -28,6 +28,9 @@ pub struct IceStatus {
     pub selected: Option<PairInfo>,
     /// Set when ICE failed: the pairs that were tried.
     pub failed: Option<Vec<PairInfo>>,
+    /// The peer stopped answering consent checks on the selected pair (RFC 7675): we no
+    /// longer send.
+    pub consent_lost: bool,
 }
 
 enum Control {
@@ -384,6 +387,7 @@ impl Task {
         self.status.send_modify(|s| {
             s.selected = None;
             s.failed = None;
+            s.consent_lost = false;
         });
         tracing::info!("ICE: restarted; gathering again");
         Ok(())
@@ -492,6 +496,10 @@ impl Task {
                     s.selected = Some(pair);
                     s.failed = None;
                 });
+            }
+            IceEvent::ConsentLost(pair) => {
+                tracing::warn!(%pair, "ICE: consent lost; media stops");
+                self.status.send_modify(|s| s.consent_lost = true);
             }
             IceEvent::Failed { tried } => {
                 let list: Vec<String> = tried.iter().map(ToString::to_string).collect();

@@ -273,6 +273,8 @@ struct CallMedia {
     /// With ICE: where our RTP and RTCP go (the selected pair), and what ICE is doing.
     ice: Option<IceSender>,
     ice_status: Option<watch::Receiver<IceStatus>>,
+    /// The consent-lost warning went out (once per loss; an ICE restart re-arms it).
+    consent_warned: bool,
     /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
     capture: Option<PacketTap>,
 }
@@ -389,6 +391,7 @@ impl CallMedia {
             conference: None,
             ice: None,
             ice_status: None,
+            consent_warned: false,
             capture: io.capture.clone(),
         })
     }
@@ -1020,6 +1023,24 @@ impl CallMedia {
             muted: self.muted,
             failed: self.mic_failure.clone(),
         });
+        let consent_lost = self.ice_status.as_ref().and_then(|s| {
+            let s = s.borrow();
+            s.consent_lost.then(|| s.selected.clone()).flatten()
+        });
+        match consent_lost {
+            Some(pair) if !self.consent_warned => {
+                self.consent_warned = true;
+                let message = format!(
+                    "call {}: the peer stopped answering ICE consent checks on {pair} for {} s \
+                     (RFC 7675): media stopped; `ice-restart` may bring it back",
+                    self.call,
+                    crate::ice::agent::CONSENT_TIMEOUT.as_secs()
+                );
+                let _ = self.events.send(Event::Warning { message }).await;
+            }
+            Some(_) => {}
+            None => self.consent_warned = false,
+        }
         let _ = self
             .events
             .send(Event::Media {
@@ -1188,7 +1209,11 @@ fn ice_report(status: &IceStatus) -> IceReport {
             tried: tried.iter().map(ToString::to_string).collect(),
         },
         (Some(pair), None) => IceReport {
-            path: pair.path().to_owned(),
+            path: if status.consent_lost {
+                "consent-lost".to_owned()
+            } else {
+                pair.path().to_owned()
+            },
             local: Some(format!("{} {}", pair.local.kind, pair.local.address)),
             remote: Some(format!("{} {}", pair.remote.kind, pair.remote.address)),
             tried: Vec::new(),

@@ -15,6 +15,10 @@ use rice_proto::stream::{Credentials, GatheredCandidate};
 use rice_proto::turn::{TurnConfig, TurnCredentials};
 use stun_proto::Instant as IceInstant;
 use stun_proto::agent::{StunError, Transmit as RiceTransmit};
+use stun_proto::types::message::{
+    BINDING, IntegrityAlgorithm, Message, MessageClass, MessageIntegrityCredentials, MessageWrite,
+    MessageWriteExt, MessageWriteVec, ShortTermCredentials, TransactionId,
+};
 
 use super::pair::{PairInfo, kind};
 use super::server::TurnTransport;
@@ -32,6 +36,20 @@ pub const RELAY_HOLDBACK: Duration = Duration::from_millis(1500);
 /// back to the peer's `c=` address (its default candidate), which is what it would have used
 /// without ICE; a firewall or an odd network then shows as missing audio, not as silence.
 pub const CHECK_LIMIT: Duration = Duration::from_secs(5);
+/// Consent freshness (RFC 7675 §5.1): a check on the selected pair about every 5 s
+/// (uniformly 0.8 to 1.2 times that), and consent expires 30 s after the last answer: then
+/// media stops.
+pub const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
+pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Consent checks remembered for their answers (a check's answer is good until the next
+/// six are out: a 30 s round trip is consent lost anyway).
+const CONSENT_PENDING: usize = 8;
+/// How long a controlled agent waits for rice-proto to select a pair the peer nominated
+/// (USE-CANDIDATE, answered with success) before selecting it itself. rice-proto 0.4.3 loses
+/// such a nomination when its own check on the pair succeeded just before ("unknown
+/// nomination": the valid pair it looks for carries the server-reflexive local candidate);
+/// the peer then sends on the pair and we never do.
+const NOMINATION_GRACE: Duration = Duration::from_millis(1000);
 /// Most pairs listed when ICE fails (the user sees them; the checklist is bounded by the
 /// candidates, which `sdp::ice` bounds).
 const MAX_TRIED: usize = 16;
@@ -108,6 +126,25 @@ pub enum IceEvent {
     Selected(PairInfo),
     /// No pair works: these were tried.
     Failed { tried: Vec<PairInfo> },
+    /// The peer stopped answering consent checks on the selected pair for
+    /// `CONSENT_TIMEOUT` (RFC 7675): media stops (an ICE restart may bring it back).
+    ConsentLost(PairInfo),
+}
+
+/// RFC 7675 on the selected pair.
+#[derive(Debug)]
+struct Consent {
+    next_check: Instant,
+    last_answer: Instant,
+    /// Transaction IDs of the checks out, newest last.
+    pending: VecDeque<TransactionId>,
+    /// The selected pair's local priority, and whether its local end is a relay (answers
+    /// then come from the TURN server, wrapped in ChannelData or a Data indication).
+    priority: u32,
+    relayed: bool,
+    lost: bool,
+    /// Counts the checks: each one's jitter comes from it.
+    sent: u64,
 }
 
 pub struct IceAgent {
@@ -134,6 +171,15 @@ pub struct IceAgent {
     credentials: IceCredentials,
     remote_credentials: Option<IceCredentials>,
     remote_set: bool,
+    /// Consent freshness on the selected pair (RFC 7675); `None` before a pair is selected.
+    consent: Option<Consent>,
+    /// Our consent checks waiting for `poll_transmit`.
+    consent_out: VecDeque<Transmit>,
+    /// The TURN servers' addresses (where a relayed pair's consent answers come from).
+    turn_servers: Vec<SocketAddr>,
+    /// Controlled, nothing selected yet: the first pair the peer nominated straight to us
+    /// (our local socket address, the peer's address, when): see `NOMINATION_GRACE`.
+    peer_nominated: Option<(SocketAddr, SocketAddr, Instant)>,
 }
 
 impl std::fmt::Debug for IceAgent {
@@ -216,6 +262,10 @@ impl IceAgent {
             credentials: setup.credentials.clone(),
             remote_credentials: None,
             remote_set: false,
+            consent: None,
+            consent_out: VecDeque::new(),
+            turn_servers: setup.turn.iter().map(|t| t.server).collect(),
+            peer_nominated: None,
         })
     }
 
@@ -277,6 +327,12 @@ impl IceAgent {
         now: Instant,
         media: &mut Vec<Inbound>,
     ) {
+        if self.consent_answer(from, bytes, now) {
+            return;
+        }
+        if !tcp {
+            self.note_nomination(local, from, bytes, now);
+        }
         let peer = self.selected.as_ref().map(|p| p.remote.address);
         let at = self.ice_now(now);
         let transport = if tcp {
@@ -351,7 +407,15 @@ impl IceAgent {
     }
 
     /// Media to send over the selected pair; `None` before one is selected.
+    /// Nothing once consent is lost (RFC 7675 §5.1: stop sending).
     pub fn send(&mut self, data: &[u8], now: Instant) -> Option<Transmit> {
+        if self.consent.as_ref().is_some_and(|c| c.lost) {
+            return None;
+        }
+        self.send_on_pair(data, now)
+    }
+
+    fn send_on_pair(&mut self, data: &[u8], now: Instant) -> Option<Transmit> {
         let at = self.ice_now(now);
         let mut stream = self.agent.mut_stream(self.stream)?;
         let mut component = stream.mut_component(COMPONENT)?;
@@ -365,6 +429,9 @@ impl IceAgent {
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(check) = self.consent_out.pop_front() {
+            return Some(check);
+        }
         let at = self.ice_now(now);
         let transmit = self.agent.poll_transmit(at)?;
         Some(Transmit {
@@ -378,6 +445,12 @@ impl IceAgent {
     /// Drives the agent; returns what the owner must act on or show.
     pub fn poll_event(&mut self, now: Instant) -> Option<IceEvent> {
         if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        if let Some(event) = self.consent_timeout(now) {
+            return Some(event);
+        }
+        if let Some(event) = self.select_nominated(now) {
             return Some(event);
         }
         if self.release_at.is_some_and(|at| now >= at) {
@@ -449,6 +522,7 @@ impl IceAgent {
                         tracing::warn!(error = %e, "ICE: cannot use the selected pair");
                     }
                     let info = PairInfo::of(&pair.local, &pair.remote);
+                    self.start_consent(&pair, now);
                     if self.selected.as_ref() != Some(&info) {
                         self.selected = Some(info.clone());
                         self.events.push_back(IceEvent::Selected(info));
@@ -473,7 +547,16 @@ impl IceAgent {
             .checks_since
             .filter(|_| !self.failed && self.selected.is_none())
             .map(|since| since + CHECK_LIMIT);
-        [self.timeout, self.release_at, limit]
+        let consent = self
+            .consent
+            .as_ref()
+            .filter(|c| !c.lost)
+            .map(|c| c.next_check.min(c.last_answer + CONSENT_TIMEOUT));
+        let nominated = self
+            .peer_nominated
+            .filter(|_| self.selected.is_none())
+            .map(|(_, _, at)| at + NOMINATION_GRACE);
+        [self.timeout, self.release_at, limit, consent, nominated]
             .into_iter()
             .flatten()
             .min()
@@ -482,6 +565,207 @@ impl IceAgent {
     /// ICE gave up: media goes to the peer's `c=` address (`CHECK_LIMIT`).
     pub fn failed(&self) -> bool {
         self.failed && self.selected.is_none()
+    }
+
+    /// Consent (RFC 7675): sends the check that is due, and says when consent is lost.
+    fn consent_timeout(&mut self, now: Instant) -> Option<IceEvent> {
+        let consent = self.consent.as_mut().filter(|c| !c.lost)?;
+        if now >= consent.last_answer + CONSENT_TIMEOUT {
+            consent.lost = true;
+            let pair = self.selected.clone()?;
+            tracing::warn!(%pair, "ICE: consent lost (no answer for 30 s); media stops");
+            return Some(IceEvent::ConsentLost(pair));
+        }
+        if now < consent.next_check {
+            return None;
+        }
+        consent.sent += 1;
+        let n = consent.sent;
+        let jitter = self.jitter(n);
+        let consent = self.consent.as_mut()?;
+        // 0.8 to 1.2 times the interval.
+        consent.next_check = now + CONSENT_INTERVAL.mul_f64(0.8 + 0.4 * jitter);
+        let priority = consent.priority;
+        let (id, bytes) = self.consent_request(priority)?;
+        if let Some(consent) = self.consent.as_mut() {
+            if consent.pending.len() >= CONSENT_PENDING {
+                consent.pending.pop_front();
+            }
+            consent.pending.push_back(id);
+        }
+        // Over the selected pair as media goes (through the relay for a relayed pair).
+        if let Some(transmit) = self.send_on_pair(&bytes, now) {
+            self.consent_out.push_back(transmit);
+        }
+        None
+    }
+
+    /// A uniform number in [0, 1) for the `n`th consent check, from our password (secret, and
+    /// fixed for the session) and `n`: no random source in the sans-IO core.
+    fn jitter(&self, n: u64) -> f64 {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.credentials.pwd.as_bytes());
+        hash.update(n.to_be_bytes());
+        let digest = hash.finalize();
+        f64::from(u16::from_be_bytes([digest[0], digest[1]])) / 65536.0
+    }
+
+    /// A consent check: a Binding request as the ICE checks are (RFC 7675 §5.1), with
+    /// the peer's short-term credentials.
+    fn consent_request(&self, priority: u32) -> Option<(TransactionId, Vec<u8>)> {
+        use rice_stun_types::attribute::{IceControlled, IceControlling, Priority};
+        use stun_proto::types::attribute::Username;
+        let remote = self.remote_credentials.as_ref()?;
+        let mut msg = Message::builder_request(BINDING, MessageWriteVec::new());
+        let id = msg.transaction_id();
+        let username =
+            Username::new(&format!("{}:{}", remote.ufrag, self.credentials.ufrag)).ok()?;
+        msg.add_attribute(&Priority::new(priority)).ok()?;
+        // The tie-breaker matters only in a role conflict, which the checks settled already.
+        let tie_breaker = u128::from(id) as u64;
+        if self.controlling {
+            msg.add_attribute(&IceControlling::new(tie_breaker)).ok()?;
+        } else {
+            msg.add_attribute(&IceControlled::new(tie_breaker)).ok()?;
+        }
+        msg.add_attribute(&username).ok()?;
+        msg.add_message_integrity(
+            &MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(remote.pwd.clone())),
+            IntegrityAlgorithm::Sha1,
+        )
+        .ok()?;
+        msg.add_fingerprint().ok()?;
+        Some((id, msg.finish()))
+    }
+
+    /// An answer to one of our consent checks (straight from the peer, or from the TURN
+    /// server wrapped in ChannelData or a Data indication): consent renewed; true when the
+    /// datagram was that, and nothing else's.
+    fn consent_answer(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> bool {
+        let Some(consent) = self.consent.as_mut() else {
+            return false;
+        };
+        let Some(remote) = self.remote_credentials.as_ref() else {
+            return false;
+        };
+        let peer = self.selected.as_ref().map(|p| p.remote.address);
+        // Cheap tests first: this sees every media packet.
+        let inner = if consent.relayed && self.turn_servers.contains(&from) {
+            unwrap_turn(bytes)
+        } else if Some(from) == peer && looks_like_stun(bytes) {
+            Some(std::borrow::Cow::Borrowed(bytes))
+        } else {
+            None
+        };
+        let Some(inner) = inner.filter(|b| looks_like_stun(b)) else {
+            return false;
+        };
+        let Ok(msg) = Message::from_bytes(&inner) else {
+            return false;
+        };
+        let ours = msg.has_method(BINDING)
+            && msg.has_class(MessageClass::Success)
+            && consent.pending.contains(&msg.transaction_id());
+        if !ours {
+            return false;
+        }
+        let credentials =
+            MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(remote.pwd.clone()));
+        if msg.validate_integrity(&credentials).is_err() {
+            return false;
+        }
+        consent.last_answer = now;
+        consent.pending.clear();
+        true
+    }
+
+    /// Controlled: remembers the first authenticated Binding request with USE-CANDIDATE that
+    /// came straight from the peer (not through a relay).
+    fn note_nomination(&mut self, local: SocketAddr, from: SocketAddr, bytes: &[u8], now: Instant) {
+        if self.controlling
+            || self.selected.is_some()
+            || self.peer_nominated.is_some()
+            || !self.remote_set
+            || !looks_like_stun(bytes)
+        {
+            return;
+        }
+        let Ok(msg) = Message::from_bytes(bytes) else {
+            return;
+        };
+        let nominating = msg.has_method(BINDING)
+            && msg.has_class(MessageClass::Request)
+            && msg.raw_attribute(USE_CANDIDATE).is_some();
+        let credentials = MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(
+            self.credentials.pwd.clone(),
+        ));
+        if nominating && msg.validate_integrity(&credentials).is_ok() {
+            self.peer_nominated = Some((local, from, now));
+        }
+    }
+
+    /// Controlled, `NOMINATION_GRACE` after the peer nominated a pair and rice-proto still
+    /// selected none: that pair is ours too (the peer sends on it already).
+    fn select_nominated(&mut self, now: Instant) -> Option<IceEvent> {
+        let (local, from, at) = self.peer_nominated?;
+        if self.selected.is_some() || now < at + NOMINATION_GRACE || self.failed {
+            return None;
+        }
+        self.peer_nominated = None;
+        let host = self
+            .local
+            .iter()
+            .find(|c| {
+                c.candidate_type == CandidateType::Host
+                    && c.transport_type == TransportType::Udp
+                    && c.base_address == local
+            })?
+            .clone();
+        let mut stream = self.agent.mut_stream(self.stream)?;
+        let remote = stream
+            .remote_candidates()
+            .iter()
+            .find(|c| c.address == from && c.transport_type == TransportType::Udp)
+            .cloned()
+            .unwrap_or_else(|| {
+                Candidate::builder(
+                    COMPONENT,
+                    CandidateType::PeerReflexive,
+                    TransportType::Udp,
+                    "rflx",
+                    from,
+                )
+                .build()
+            });
+        let pair = rice_proto::candidate::CandidatePair::new(host, remote);
+        let mut component = stream.mut_component(COMPONENT)?;
+        if let Err(e) = component.set_selected_pair(pair.clone()) {
+            tracing::warn!(error = %e, "ICE: cannot use the pair the peer nominated");
+            return None;
+        }
+        let info = PairInfo::of(&pair.local, &pair.remote);
+        tracing::info!(pair = %info, "ICE: the peer nominated this pair; selected it ourselves");
+        self.start_consent(&pair, now);
+        self.selected = Some(info.clone());
+        Some(IceEvent::Selected(info))
+    }
+
+    fn start_consent(&mut self, pair: &rice_proto::candidate::CandidatePair, now: Instant) {
+        self.consent = Some(Consent {
+            next_check: now + CONSENT_INTERVAL,
+            last_answer: now,
+            pending: VecDeque::new(),
+            priority: pair.local.priority,
+            relayed: pair.local.candidate_type == CandidateType::Relayed,
+            lost: false,
+            sent: 0,
+        });
+    }
+
+    /// Whether consent on the selected pair is lost (RFC 7675).
+    pub fn consent_lost(&self) -> bool {
+        self.consent.as_ref().is_some_and(|c| c.lost)
     }
 
     /// The held-back relayed candidates join the checks (unless a direct pair was selected
@@ -607,6 +891,40 @@ impl IceAgent {
     }
 }
 
+/// The payload of a TURN ChannelData message (RFC 8656 §12.4) or Data indication (§11.4),
+/// as the TURN server relays it to us.
+fn unwrap_turn(bytes: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    match bytes.first()? {
+        0x40..=0x7f => {
+            let len = usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]));
+            bytes.get(4..4 + len).map(std::borrow::Cow::Borrowed)
+        }
+        _ if looks_like_stun(bytes) => {
+            let msg = Message::from_bytes(bytes).ok()?;
+            if !(msg.has_method(TURN_DATA) && msg.has_class(MessageClass::Indication)) {
+                return None;
+            }
+            let data = msg.raw_attribute(TURN_DATA_ATTRIBUTE)?;
+            Some(std::borrow::Cow::Owned(data.value.to_vec()))
+        }
+        _ => None,
+    }
+}
+
+/// A STUN message's first bits and magic cookie (RFC 8489 §5): not RTP, RTCP or ChannelData.
+fn looks_like_stun(bytes: &[u8]) -> bool {
+    bytes.len() >= 20 && bytes[0] & 0xc0 == 0 && bytes[4..8] == [0x21, 0x12, 0xa4, 0x42]
+}
+
+/// TURN's Data indication and its DATA attribute (RFC 8656 §18, §19).
+const TURN_DATA: stun_proto::types::message::Method =
+    stun_proto::types::message::Method::new(0x0007);
+const TURN_DATA_ATTRIBUTE: stun_proto::types::attribute::AttributeType =
+    stun_proto::types::attribute::AttributeType::new(0x0013);
+/// ICE's USE-CANDIDATE attribute (RFC 8445 §16.1).
+const USE_CANDIDATE: stun_proto::types::attribute::AttributeType =
+    stun_proto::types::attribute::AttributeType::new(0x0025);
+
 /// How long gathering may take before the SDP goes out with what there is: a dead STUN or
 /// TURN server must not hold a call up (RFC 8445 leaves the bound to the application).
 pub const GATHER_LIMIT: Duration = Duration::from_secs(3);
@@ -654,6 +972,158 @@ mod tests {
             to.handle_datagram(false, t.to, t.from, &t.data, now, &mut media);
             assert!(media.is_empty(), "checks are not media");
         }
+    }
+
+    /// What a TURN server relays: ChannelData (padded or not) and a Data indication give
+    /// back the peer's datagram; RTP and garbage give nothing.
+    #[test]
+    fn turn_wrapping_is_undone_for_consent_answers() {
+        let inner = {
+            let mut msg = Message::builder_request(BINDING, MessageWriteVec::new());
+            msg.add_fingerprint().expect("fingerprint");
+            msg.finish()
+        };
+        let mut channel = vec![0x40, 0x01];
+        channel.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+        channel.extend_from_slice(&inner);
+        channel.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(unwrap_turn(&channel).as_deref(), Some(&inner[..]));
+        let indication = {
+            use stun_proto::types::attribute::RawAttribute;
+            let mut msg = Message::builder(
+                stun_proto::types::message::MessageType::from_class_method(
+                    MessageClass::Indication,
+                    TURN_DATA,
+                ),
+                TransactionId::generate(),
+                MessageWriteVec::new(),
+            );
+            msg.add_attribute(&RawAttribute::new(TURN_DATA_ATTRIBUTE, &inner))
+                .expect("DATA");
+            msg.finish()
+        };
+        assert_eq!(unwrap_turn(&indication).as_deref(), Some(&inner[..]));
+        assert!(looks_like_stun(&inner));
+        assert_eq!(unwrap_turn(&[0x80, 0, 0, 1, 0, 0, 0, 0]), None);
+        assert_eq!(unwrap_turn(&[0x40, 0x01, 0xff, 0xff, 1]), None);
+        assert_eq!(unwrap_turn(&[]), None);
+    }
+
+    /// Runs both agents (delivering a's datagrams to b, and b's to a when `b_to_a`) until
+    /// both selected a pair or `limit` passed; returns the events seen.
+    fn step(
+        a: &mut IceAgent,
+        b: &mut IceAgent,
+        now: Instant,
+        b_to_a: bool,
+        a_requests: &mut Vec<Instant>,
+    ) -> (Vec<IceEvent>, Vec<IceEvent>) {
+        while let Some(t) = a.poll_transmit(now) {
+            if Message::from_bytes(&t.data)
+                .is_ok_and(|m| m.has_method(BINDING) && m.has_class(MessageClass::Request))
+            {
+                a_requests.push(now);
+            }
+            let mut media = Vec::new();
+            b.handle_datagram(false, t.to, t.from, &t.data, now, &mut media);
+            assert!(media.is_empty(), "checks are not media");
+        }
+        if b_to_a {
+            deliver(b, a, now);
+        } else {
+            while b.poll_transmit(now).is_some() {}
+        }
+        let (mut ea, mut eb) = (Vec::new(), Vec::new());
+        while let Some(e) = a.poll_event(now) {
+            ea.push(e);
+        }
+        while let Some(e) = b.poll_event(now) {
+            eb.push(e);
+        }
+        (ea, eb)
+    }
+
+    /// Two agents that selected the host pair; the time they did.
+    fn connected(now: &mut Instant) -> (IceAgent, IceAgent) {
+        let mut a = agent("192.0.2.1:4000", true, 1, *now);
+        let mut b = agent("192.0.2.2:5000", false, 2, *now);
+        let (la, lb) = (gathered(&mut a, *now), gathered(&mut b, *now));
+        a.set_remote(&negotiated(&la, &lb, true), *now);
+        b.set_remote(&negotiated(&lb, &la, false), *now);
+        let mut selected = (false, false);
+        for _ in 0..2000 {
+            let (ea, eb) = step(&mut a, &mut b, *now, true, &mut Vec::new());
+            selected.0 |= ea.iter().any(|e| matches!(e, IceEvent::Selected(_)));
+            selected.1 |= eb.iter().any(|e| matches!(e, IceEvent::Selected(_)));
+            if selected.0 && selected.1 {
+                return (a, b);
+            }
+            *now += Duration::from_millis(5);
+        }
+        panic!("no pair selected");
+    }
+
+    /// RFC 7675 on virtual time: while the peer answers, consent checks go out every 4 to
+    /// 6 s and consent holds (well past 30 s); once its answers stop, consent is lost within
+    /// 24 to 30 s (the last answer was at most one interval before), and media stops.
+    #[test]
+    fn consent_holds_while_the_peer_answers_and_is_lost_30_s_after_it_stops() {
+        let mut now = crate::test_clock::t0();
+        let (mut a, mut b) = connected(&mut now);
+        let tick = Duration::from_millis(100);
+        let mut requests = Vec::new();
+        let until = now + Duration::from_secs(65);
+        while now < until {
+            let (ea, _) = step(&mut a, &mut b, now, true, &mut requests);
+            assert!(
+                !ea.iter().any(|e| matches!(e, IceEvent::ConsentLost(_))),
+                "consent lost while the peer answers"
+            );
+            now += tick;
+        }
+        assert!(
+            requests.len() >= 10,
+            "{} consent checks in 65 s",
+            requests.len()
+        );
+        for gap in requests.windows(2).map(|w| w[1] - w[0]) {
+            assert!(
+                gap >= Duration::from_secs(4) && gap <= Duration::from_secs(6) + tick,
+                "consent checks {gap:?} apart"
+            );
+        }
+        let spread: Vec<Duration> = requests.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            spread.iter().any(|g| *g != spread[0]),
+            "the interval is randomized: {spread:?}"
+        );
+        assert!(!a.consent_lost() && a.send(b"rtp", now).is_some());
+
+        // The peer goes silent (its answers no longer arrive).
+        let silent_since = now;
+        let lost_at = loop {
+            let (ea, _) = step(&mut a, &mut b, now, false, &mut requests);
+            if let Some(IceEvent::ConsentLost(pair)) = ea.first() {
+                assert_eq!(pair.path(), "host");
+                break now;
+            }
+            assert!(
+                now < silent_since + Duration::from_secs(31),
+                "consent never lost"
+            );
+            now += tick;
+        };
+        let after = lost_at - silent_since;
+        assert!(
+            after >= Duration::from_secs(24) && after <= CONSENT_TIMEOUT + tick,
+            "consent lost {after:?} after the last answers"
+        );
+        assert!(a.consent_lost());
+        assert!(a.send(b"rtp", now).is_none(), "no media without consent");
+        assert!(
+            !a.failed(),
+            "consent lost is not ICE failure: no fallback to c="
+        );
     }
 
     /// Two full agents on an in-memory wire, on virtual time: the controlling one nominates,
