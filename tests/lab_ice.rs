@@ -753,3 +753,65 @@ fn sipterm_with_ice_and_baresip_with_stun_behind_two_nats_both_directions() -> T
     }
     Ok(())
 }
+
+/// Consent freshness (RFC 7675) through TURN: the TCP-relayed call of case 3 (Alice's relay over
+/// TCP, Bob's over UDP) runs past the 30 s consent timeout; both sides keep consent (their
+/// checks and answers go through the relays, wrapped in ChannelData or Data indications) and
+/// audio keeps flowing on the relayed pair.
+#[test]
+fn consent_holds_over_turn_relays_past_30_seconds() -> TestResult {
+    if !root_or_skip("ice_consent") {
+        return Ok(());
+    }
+    let lab = ice_lab(NatKind::Symmetric, NatKind::Symmetric)?;
+    lab.nat_a.block_udp_to(TURN_IP.parse::<IpAddr>()?)?;
+    let extra = turn_lines();
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", &extra),
+        false,
+    )?;
+    let mut bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", &extra),
+        true,
+    )?;
+    alice.sipterm.send("dial sip:bob@atlanta.test")?;
+    alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    // 36 s of packets sent (50 a second): past the 30 s timeout, still relayed and heard.
+    let past = Duration::from_secs(60);
+    for phone in [&mut alice, &mut bob] {
+        let media = phone.sipterm.expect_event(
+            "a media event 36 s into the call",
+            |e| e["event"] == "media" && e["sent"].as_u64().unwrap_or(0) >= 1800,
+            past,
+        )?;
+        println!("{}: {media}", phone.sipterm.name());
+        assert_eq!(path(&media), "relay", "{media}");
+        let before = media["received"].as_u64().unwrap_or(0);
+        assert!(before >= 1500, "audio all along: {media}");
+        let next = media_flowing(phone, before + 50)?;
+        assert_eq!(path(&next), "relay", "{next}");
+    }
+    for phone in [&alice, &bob] {
+        assert!(
+            !phone
+                .sipterm
+                .history()
+                .iter()
+                .any(|e| e["event"] == "warning"
+                    && e["message"].as_str().is_some_and(|m| m.contains("consent"))),
+            "no consent warning"
+        );
+    }
+    alice.sipterm.send("hangup")?;
+    alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    Ok(())
+}
