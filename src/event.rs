@@ -319,6 +319,9 @@ pub struct IceReport {
     pub local: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// Our side relays through TURN: how we reach the TURN server (`udp`, `tcp`, `tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
     /// When ICE failed: the pairs tried (`host 10.0.0.2:4000 -> srflx 203.0.113.9:5000`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tried: Vec<String>,

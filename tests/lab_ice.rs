@@ -316,6 +316,13 @@ fn two_symmetric_nats_carry_audio_through_the_turn_relay() -> TestResult {
     };
     for media in [&a, &b] {
         assert_eq!(path(media), "relay", "{media}");
+        // Where our side is the relay, the event names how we reach the TURN server.
+        if pair_end(media, "local").starts_with("relay") {
+            assert!(
+                media["ice"]["relay"] == "udp" || media["ice"]["relay"] == "tcp",
+                "{media}"
+            );
+        }
     }
     Ok(())
 }
@@ -336,6 +343,10 @@ fn turn_over_tcp_carries_the_call_when_udp_to_the_server_is_blocked() -> TestRes
     };
     for media in [&a, &b] {
         assert_eq!(path(media), "relay", "{media}");
+    }
+    // Alice's own relay (her only one: UDP to the server is blocked) is reached over TCP.
+    if pair_end(&a, "local").starts_with("relay") {
+        assert_eq!(a["ice"]["relay"], "tcp", "{a}");
     }
     Ok(())
 }

@@ -1206,6 +1206,7 @@ fn ice_report(status: &IceStatus) -> IceReport {
             path: "failed".to_owned(),
             local: None,
             remote: None,
+            relay: None,
             tried: tried.iter().map(ToString::to_string).collect(),
         },
         (Some(pair), None) => IceReport {
@@ -1216,12 +1217,14 @@ fn ice_report(status: &IceStatus) -> IceReport {
             },
             local: Some(format!("{} {}", pair.local.kind, pair.local.address)),
             remote: Some(format!("{} {}", pair.remote.kind, pair.remote.address)),
+            relay: pair.relay.map(str::to_owned),
             tried: Vec::new(),
         },
         (None, None) => IceReport {
             path: "checking".to_owned(),
             local: None,
             remote: None,
+            relay: None,
             tried: Vec::new(),
         },
     }

@@ -175,8 +175,10 @@ pub struct IceAgent {
     consent: Option<Consent>,
     /// Our consent checks waiting for `poll_transmit`.
     consent_out: VecDeque<Transmit>,
-    /// The TURN servers' addresses (where a relayed pair's consent answers come from).
+    /// The TURN servers' addresses (where a relayed pair's consent answers come from), and
+    /// those reached over TLS (to name a relay's transport).
     turn_servers: Vec<SocketAddr>,
+    tls_servers: Vec<SocketAddr>,
     /// Controlled, nothing selected yet: the first pair the peer nominated straight to us
     /// (our local socket address, the peer's address, when): see `NOMINATION_GRACE`.
     peer_nominated: Option<(SocketAddr, SocketAddr, Instant)>,
@@ -265,6 +267,12 @@ impl IceAgent {
             consent: None,
             consent_out: VecDeque::new(),
             turn_servers: setup.turn.iter().map(|t| t.server).collect(),
+            tls_servers: setup
+                .turn
+                .iter()
+                .filter(|t| t.transport == TurnTransport::Tls)
+                .map(|t| t.server)
+                .collect(),
             peer_nominated: None,
         })
     }
@@ -521,7 +529,16 @@ impl IceAgent {
                     {
                         tracing::warn!(error = %e, "ICE: cannot use the selected pair");
                     }
-                    let info = PairInfo::of(&pair.local, &pair.remote);
+                    let mut info = PairInfo::of(&pair.local, &pair.remote);
+                    info.relay = selected.selected.local_turn().map(|turn| {
+                        if self.tls_servers.contains(&turn.remote_addr()) {
+                            "tls"
+                        } else if turn.transport() == TransportType::Tcp {
+                            "tcp"
+                        } else {
+                            "udp"
+                        }
+                    });
                     self.start_consent(&pair, now);
                     if self.selected.as_ref() != Some(&info) {
                         self.selected = Some(info.clone());

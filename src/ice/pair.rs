@@ -17,6 +17,8 @@ pub struct Side {
 pub struct PairInfo {
     pub local: Side,
     pub remote: Side,
+    /// When our side is a TURN relay: how we reach the TURN server (`udp`, `tcp`, `tls`).
+    pub relay: Option<&'static str>,
 }
 
 pub(crate) fn kind(candidate_type: CandidateType) -> &'static str {
@@ -39,6 +41,7 @@ impl PairInfo {
                 kind: kind(remote.candidate_type),
                 address: remote.address,
             },
+            relay: None,
         }
     }
 
@@ -85,6 +88,7 @@ mod tests {
         let pair = PairInfo {
             local: side("host", "10.0.0.2:4000"),
             remote: side("relay", "192.0.2.9:50000"),
+            relay: None,
         };
         assert_eq!(pair.path(), "relay");
         assert_eq!(
@@ -94,6 +98,7 @@ mod tests {
         let srflx = PairInfo {
             local: side("srflx", "198.51.100.2:4000"),
             remote: side("host", "203.0.113.5:5000"),
+            relay: None,
         };
         assert_eq!(srflx.path(), "srflx");
     }

@@ -914,7 +914,10 @@ impl UiState {
                         srtp.is_none_or(|s| s.keys != crate::event::KeyTransport::Tls);
                     view.foreign = foreign;
                     view.ice = ice.map(|ice| match (ice.local, ice.remote) {
-                        (Some(local), Some(remote)) => format!("ICE {local} -> {remote}"),
+                        (Some(local), Some(remote)) => match &ice.relay {
+                            Some(relay) => format!("ICE {local} -> {remote} (TURN over {relay})"),
+                            None => format!("ICE {local} -> {remote}"),
+                        },
                         _ if !ice.tried.is_empty() => {
                             format!("ICE failed, tried: {}", ice.tried.join(", "))
                         }
