@@ -1070,7 +1070,15 @@ impl Engine {
         account: super::nat::IceAccount,
         ready: mpsc::UnboundedSender<PreparedMedia>,
     ) {
-        let controlling = !matches!(prepared.purpose, MediaUse::Answer(_));
+        // The offerer controls; but answering an ICE-lite offerer, we are the full agent and
+        // control (RFC 8445 §6.1.1): the role is fixed when the agent is built, so look now.
+        let controlling = match prepared.purpose {
+            MediaUse::Answer(call) => self
+                .ua
+                .incoming_offer(call)
+                .is_some_and(crate::sdp::ice::offers_ice_lite),
+            _ => true,
+        };
         let stun = self.nat.stun_server();
         let stun_id = self.nat.next_transaction();
         self.preparing += 1;

@@ -179,6 +179,15 @@ impl ScannedIce {
     }
 }
 
+/// Whether an SDP offer comes from an ICE-lite agent (`a=ice-lite`, session level, RFC 8839
+/// §5.3): the full agent answering it must be the controlling one (RFC 8445 §6.1.1).
+pub fn offers_ice_lite(sdp: &str) -> bool {
+    sdp.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("m="))
+        .any(|l| l.eq_ignore_ascii_case("a=ice-lite"))
+}
+
 /// The connection address and port of a candidate value, when it parses that far
 /// (`foundation component transport priority address port typ ...`).
 pub fn candidate_address(candidate: &str) -> Option<std::net::SocketAddr> {
@@ -234,6 +243,19 @@ mod tests {
             !format!("{a:?}").contains(&a.pwd),
             "the password is not logged"
         );
+    }
+
+    #[test]
+    fn an_ice_lite_offer_is_seen_at_session_level_only() {
+        let lite = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\na=ice-lite\r\nc=IN IP4 192.0.2.1\r\n\
+                    t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert!(offers_ice_lite(lite));
+        let full = "v=0\r\ns=-\r\nm=audio 4000 RTP/AVP 0\r\na=ice-lite\r\n";
+        assert!(
+            !offers_ice_lite(full),
+            "a media-level a=ice-lite is not the session's"
+        );
+        assert!(!offers_ice_lite(""));
     }
 
     #[test]

@@ -762,6 +762,17 @@ impl UserAgent {
         self.calls.iter().any(|c| c.id == id && c.on_hold)
     }
 
+    /// The SDP offer of the incoming call an `Answer` for `call` would take (`None`: the
+    /// ringing one), when its INVITE carried one.
+    pub fn incoming_offer(&self, call: Option<u64>) -> Option<&str> {
+        let id = self.find_call(call, |c| c.state == CallState::Incoming)?;
+        self.calls
+            .iter()
+            .find(|c| c.id == id)?
+            .remote_offer
+            .as_deref()
+    }
+
     /// The number of the most recently created call.
     pub fn last_call_id(&self) -> Option<u64> {
         self.calls.last().map(|c| c.id)
