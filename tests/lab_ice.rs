@@ -80,7 +80,15 @@ fn ice_lab_with(
     let turn = lab.host("turn", &wan, &[&format!("{TURN_IP}/24")], &[])?;
     let alice_host = lab.host("alice", &home_a, &["10.0.1.10/24"], &["10.0.1.1"])?;
     let bob_host = lab.host("bob", &home_b, &["10.0.2.20/24"], &["10.0.2.1"])?;
-    let dns = lab.dns(&ns, &[DnsRecord::host("atlanta.test", &registrar.addrs())])?;
+    // The TURN server is also found by SRV (`_turn._udp.atlanta.test`, RFC 8656 §3.1).
+    let dns = lab.dns(
+        &ns,
+        &[
+            DnsRecord::host("atlanta.test", &registrar.addrs()),
+            DnsRecord::host("relay.atlanta.test", &turn.addrs()),
+            DnsRecord::srv("_turn._udp.atlanta.test", "relay.atlanta.test", 3478, 0, 0),
+        ],
+    )?;
     for host in [&registrar, &alice_host, &bob_host] {
         lab.use_dns(host, dns.ip()?)?;
     }
@@ -327,14 +335,17 @@ fn two_symmetric_nats_carry_audio_through_the_turn_relay() -> TestResult {
     Ok(())
 }
 
-/// Case 3: Alice's NAT drops UDP to the TURN server: her relay is allocated over TCP.
+/// Case 3: Alice's NAT drops UDP to the TURN server: her relay is allocated over TCP. Her
+/// `turn_server` is the bare domain `atlanta.test`, found by SRV `_turn._udp`.
 #[test]
 fn turn_over_tcp_carries_the_call_when_udp_to_the_server_is_blocked() -> TestResult {
     let extra = turn_lines();
+    let by_srv = extra.replace(&format!("turn:{TURN_IP}:3478"), "atlanta.test");
+    assert_ne!(by_srv, extra);
     let Some((a, b)) = run(
         "ice_turn_tcp",
         (NatKind::Symmetric, NatKind::Symmetric),
-        &extra,
+        &by_srv,
         &extra,
         true,
     )?

@@ -82,8 +82,8 @@ pub async fn prepare(
     }
 }
 
-/// One `TurnSetup` per transport to try; a name is resolved here (IP literal or A/AAAA; a
-/// bare domain on port 3478).
+/// One `TurnSetup` per transport to try; a name is resolved here: with a port by A/AAAA, a
+/// bare domain by SRV `_turn._udp` (RFC 8656 §3.1), then A/AAAA on port 3478.
 async fn turn_setups(
     text: &str,
     account: &IceAccount,
@@ -93,6 +93,28 @@ async fn turn_setups(
     let port = server.port.unwrap_or(crate::ice::server::TURN_PORT);
     let address = match server.host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
+        // SRV `_turn._udp` names the UDP server (the same host serves TCP): not for `turns:`.
+        Err(_) if server.port.is_none() && !server.transports.contains(&TurnTransport::Tls) => {
+            let prefs = crate::dns::Preferences {
+                preferred: crate::sip::transaction::TransportKind::Udp,
+                tls: false,
+                ipv4: true,
+                ipv6: true,
+            };
+            let resolved = super::dns::SystemDns::new()
+                .with_timeout(RESOLVE_LIMIT)
+                .resolve_turn(&server.host, None, &prefs)
+                .await
+                .map_err(|e| format!("{}: {e}", server.host))?;
+            tracing::debug!(server = %server.host, trail = %resolved.trail, "TURN server located");
+            let found: Vec<SocketAddr> = resolved.targets.iter().map(|d| d.addr).collect();
+            found
+                .iter()
+                .find(|a| a.is_ipv4() == family_of.is_ipv4() || family_of.is_unspecified())
+                .or(found.first())
+                .copied()
+                .ok_or_else(|| format!("{} has no address", server.host))?
+        }
         Err(_) => {
             let found = tokio::time::timeout(
                 RESOLVE_LIMIT,
