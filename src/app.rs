@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use crate::cli::{AudioFile, Cli};
 use crate::config::{self, Config};
 use crate::driver::media_task::{AudioEndpoint, MediaIo};
-use crate::driver::nat::{DEFAULT_KEEPALIVE, NatSetup};
+use crate::driver::nat::{DEFAULT_KEEPALIVE, IceAccount, NatSetup};
 use crate::driver::sip_task::{DtmfMode, SipSetup};
 use crate::driver::tls::TlsOptions;
 use crate::driver::tone_task::{Ringtone, ToneSettings};
@@ -121,6 +121,12 @@ fn account_setup(
         // The error names the account already (it said "account `a`: account `a`: ..." twice).
         .resolve_password()?
         .map(|s| Password::new(s.expose()));
+    // Only when ICE is on and a TURN server set: a password manager is not asked for nothing.
+    let turn_password = if account.ice && account.turn_server.is_some() {
+        account.resolve_turn_password()?
+    } else {
+        None
+    };
     let transport = match account.transport {
         config::Transport::Udp => TransportKind::Udp,
         config::Transport::Tcp => TransportKind::Tcp,
@@ -185,7 +191,7 @@ fn account_setup(
             },
             capture: None,
         },
-        nat: nat_setup(account, config),
+        nat: nat_setup(account, config, turn_password),
         tones: tone_settings(config),
         accept_from: match account.accept_from() {
             config::AcceptFrom::Proxy => crate::sip::ua::AcceptFrom::Proxy,
@@ -327,7 +333,11 @@ fn endpoint(cli: Option<&AudioFile>, device: &str) -> AudioEndpoint {
 
 /// STUN and keep-alives: the account's `stun_server` else `[sip]`'s; keep-alives every
 /// `keepalive_secs` (0 = off), by default 29 s when behind NAT (a STUN server is set).
-fn nat_setup(account: &config::Account, config: &Config) -> NatSetup {
+fn nat_setup(
+    account: &config::Account,
+    config: &Config,
+    turn_password: Option<config::Secret>,
+) -> NatSetup {
     let stun_server = account
         .stun_server
         .clone()
@@ -342,6 +352,13 @@ fn nat_setup(account: &config::Account, config: &Config) -> NatSetup {
         stun_server,
         keepalive,
         keepalive_off: account.keepalive_secs == Some(0),
+        ice: account.ice.then(|| IceAccount {
+            turn_server: account.turn_server.clone(),
+            turn_username: account.turn_username.clone().unwrap_or_default(),
+            turn_password: turn_password
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        }),
     }
 }
 
@@ -353,19 +370,20 @@ mod tests {
     fn keepalive_defaults_to_29_s_behind_nat_and_0_turns_it_off() {
         let mut config = Config::default();
         let mut account = config::Account::new("a", "sip:a@example.com");
-        assert_eq!(nat_setup(&account, &config), NatSetup::default());
+        assert_eq!(nat_setup(&account, &config, None).stun_server, None);
+        assert_eq!(nat_setup(&account, &config, None).keepalive, None);
         config.sip.stun_server = Some("127.0.0.1:3478".into());
-        let nat = nat_setup(&account, &config);
+        let nat = nat_setup(&account, &config, None);
         assert_eq!(nat.stun_server.as_deref(), Some("127.0.0.1:3478"));
         assert_eq!(nat.keepalive, Some(DEFAULT_KEEPALIVE));
         account.stun_server = Some("10.0.0.1".into());
         account.keepalive_secs = Some(0);
-        let nat = nat_setup(&account, &config);
+        let nat = nat_setup(&account, &config, None);
         assert_eq!(nat.stun_server.as_deref(), Some("10.0.0.1"));
         assert_eq!(nat.keepalive, None);
         account.keepalive_secs = Some(5);
         assert_eq!(
-            nat_setup(&account, &config).keepalive,
+            nat_setup(&account, &config, None).keepalive,
             Some(Duration::from_secs(5))
         );
     }

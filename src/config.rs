@@ -337,6 +337,21 @@ pub struct Account {
     /// STUN server `host:port` to learn the public address from (overrides `[sip]`).
     #[serde(default, deserialize_with = "optional_non_empty_text")]
     pub stun_server: Option<String>,
+    /// ICE (RFC 8445) for the call's media: candidates in our SDP, connectivity checks, media
+    /// over the pair that works. Off: the `c=` address as before.
+    #[serde(default = "default_true")]
+    pub ice: bool,
+    /// TURN server for relayed candidates: `turn:host[:port][?transport=udp|tcp]`,
+    /// `turns:host[:port]`, `host:port`, or a domain (`ice::server`).
+    #[serde(default, deserialize_with = "optional_non_empty_text")]
+    pub turn_server: Option<String>,
+    #[serde(default, deserialize_with = "optional_non_empty_text")]
+    pub turn_username: Option<String>,
+    #[serde(default)]
+    pub turn_password: Option<Secret>,
+    /// Shell command printing the TURN password on its first stdout line.
+    #[serde(default, deserialize_with = "optional_non_empty_text")]
+    pub turn_password_command: Option<String>,
     /// Keep-alive interval, 0 = off. TCP/TLS: a CRLFCRLF ping on connections we open (RFC 5626
     /// §3.5.1), `None`: 30 s. UDP: CRLFCRLF to the registrar/proxy while registered, `None`:
     /// 29 s when a STUN server is set (we are behind NAT), else off.
@@ -462,6 +477,11 @@ impl fmt::Debug for Account {
             codecs,
             auto_answer,
             stun_server,
+            ice,
+            turn_server,
+            turn_username,
+            turn_password,
+            turn_password_command,
             keepalive_secs,
             accept_from,
             srtp,
@@ -495,6 +515,14 @@ impl fmt::Debug for Account {
             .field("codecs", codecs)
             .field("auto_answer", auto_answer)
             .field("stun_server", stun_server)
+            .field("ice", ice)
+            .field("turn_server", turn_server)
+            .field("turn_username", turn_username)
+            .field("turn_password", &redacted(turn_password.is_some()))
+            .field(
+                "turn_password_command",
+                &redacted(turn_password_command.is_some()),
+            )
             .field("keepalive_secs", keepalive_secs)
             .field("accept_from", accept_from)
             .field("srtp", srtp)
@@ -553,6 +581,11 @@ impl Account {
             codecs: default_codecs(),
             auto_answer: None,
             stun_server: None,
+            ice: true,
+            turn_server: None,
+            turn_username: None,
+            turn_password: None,
+            turn_password_command: None,
             keepalive_secs: None,
             accept_from: None,
             srtp: Srtp::default(),
@@ -599,6 +632,15 @@ impl Account {
     /// The password, from `password` or by running `password_command` with `sh -c` (blocking).
     /// The first line of the command's stdout is the password; the secret is never put into an
     /// error message.
+    /// The TURN password, from `turn_password` or `turn_password_command`, like
+    /// [`Account::resolve_password`].
+    pub fn resolve_turn_password(&self) -> Result<Option<Secret>, ConfigError> {
+        let mut turn = self.clone();
+        turn.password = self.turn_password.clone();
+        turn.password_command = self.turn_password_command.clone();
+        turn.resolve_password()
+    }
+
     pub fn resolve_password(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(password) = &self.password {
             return Ok(Some(password.clone()));

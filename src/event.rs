@@ -58,6 +58,9 @@ pub struct MessageEvent {
     pub reason: Option<String>,
 }
 
+// `Media` is the big one (a few hundred bytes), sent every 2 s per call: boxing it would
+// cost every reader a dereference for nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
@@ -145,6 +148,10 @@ pub enum Event {
         /// What the microphone gave since the last report; absent with no microphone (`null`).
         #[serde(skip_serializing_if = "Option::is_none")]
         mic: Option<MicReport>,
+        /// The call's ICE: which candidate pair carries the media, or which were tried when
+        /// none worked. Absent without ICE.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ice: Option<Box<IceReport>>,
     },
     /// A finding of the live diagnosis (`crate::diagnosis`) became active or cleared.
     Diagnosis {
@@ -316,6 +323,25 @@ pub fn first_line(bytes: &[u8]) -> String {
         .unwrap_or(bytes.len())
         .min(200);
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// ICE's part of the `media` event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IceReport {
+    /// `host`, `srflx`, `prflx` or `relay` (the pair's most indirect side), `checking` while
+    /// no pair is selected yet, `failed` when none works.
+    pub path: String,
+    /// The selected pair's local and remote candidates (`relay 198.51.100.1:49152`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Our side relays through TURN: how we reach the TURN server (`udp`, `tcp`, `tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    /// When ICE failed: the pairs tried (`host 10.0.0.2:4000 -> srflx 203.0.113.9:5000`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<String>,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod event;
 pub mod export;
 pub mod headless;
+pub mod ice;
 pub mod logging;
 pub mod media;
 pub mod nat;

@@ -1449,3 +1449,116 @@ fn second_incoming_call_rings_while_in_a_call() {
     assert_eq!(b_media.len(), 2);
     assert_eq!(b_media[1].remote, addr("127.0.0.1:40004"));
 }
+
+fn ice_media(rtp_port: u16, seed: u8) -> sdp::LocalMedia {
+    let mut media = local_media(rtp_port, &[Codec::Opus, Codec::Pcmu]);
+    media.ice = Some(sdp::LocalIce {
+        credentials: sdp::IceCredentials::from_random([seed; 32]),
+        candidates: vec![format!("1 1 UDP 2130706431 127.0.0.1 {rtp_port} typ host")],
+    });
+    media
+}
+
+/// ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1): alice's re-INVITE offers new credentials and
+/// a new default candidate; bob answers with new credentials of his own (not the first
+/// session's), and both sides' media updates carry the new session; the call stays up.
+#[test]
+fn an_ice_restart_reinvite_is_answered_with_new_credentials() {
+    let mut pair = Pair::new();
+    let bob = pair.b.uri();
+    let media = ice_media(A_RTP, 1);
+    pair.command(Side::A, Command::Dial { target: bob, media });
+    assert!(pair.run_until_cond(Duration::from_secs(5), |p| has_state(
+        &p.b,
+        CallState::Incoming
+    )));
+    pair.command(
+        Side::B,
+        Command::Answer {
+            call: None,
+            media: ice_media(B_RTP, 2),
+        },
+    );
+    assert!(
+        pair.run_until_cond(Duration::from_secs(5), |p| p.a.last_state()
+            == Some(CallState::Confirmed)
+            && p.b.last_state() == Some(CallState::Confirmed)),
+        "call not confirmed:\n{pair:?}"
+    );
+    pair.run_secs(1.0);
+    let first_a = media_starts(&pair.a)[0]
+        .ice
+        .clone()
+        .expect("ICE negotiated");
+    let first_b = media_starts(&pair.b)[0]
+        .ice
+        .clone()
+        .expect("ICE negotiated");
+    assert_eq!(first_a.remote.credentials, first_b.local);
+
+    let call = pair.a.ua.last_call_id().expect("a call");
+    let fresh = sdp::IceCredentials::from_random([3; 32]);
+    pair.command(
+        Side::A,
+        Command::RestartIce {
+            call,
+            ice: sdp::LocalIce {
+                credentials: fresh.clone(),
+                candidates: vec![
+                    "2 1 UDP 1694498815 192.0.2.7 41000 typ srflx raddr 127.0.0.1 rport 40000"
+                        .to_owned(),
+                ],
+            },
+            address: "192.0.2.7".parse().expect("ip"),
+            rtp_port: 41000,
+        },
+    );
+    pair.run_secs(2.0);
+    let offers = pair.wire.find(|r| r.is_request(&Method::Invite));
+    assert_eq!(offers.len(), 2, "the restart is a re-INVITE:\n{pair:?}");
+    let offer = body(offers[1]);
+    assert!(
+        offer.contains(&format!("a=ice-ufrag:{}", fresh.ufrag)),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("c=IN IP4 192.0.2.7") && offer.contains("m=audio 41000 "),
+        "{offer}"
+    );
+
+    let update_b = media_updates(&pair.b)
+        .last()
+        .cloned()
+        .expect("bob's update");
+    let update_a = media_updates(&pair.a)
+        .last()
+        .cloned()
+        .expect("alice's update");
+    let (ice_a, ice_b) = (update_a.ice.expect("ICE"), update_b.ice.expect("ICE"));
+    assert_eq!(
+        ice_b.remote.credentials, fresh,
+        "bob checks alice's new session"
+    );
+    assert_ne!(
+        ice_b.local, first_b.local,
+        "bob's answer changes his credentials too"
+    );
+    assert_eq!(ice_a.remote.credentials, ice_b.local);
+    assert_eq!(ice_a.local, fresh);
+    assert!(
+        ice_b
+            .remote
+            .candidates
+            .iter()
+            .any(|c| c.contains("192.0.2.7 41000")),
+        "{:?}",
+        ice_b.remote
+    );
+    // A later re-INVITE without a restart (hold) keeps bob's credentials.
+    pair.command(Side::A, Command::Hold { call: Some(call) });
+    pair.run_secs(2.0);
+    let held_b = media_updates(&pair.b).last().cloned().expect("update");
+    assert_eq!(held_b.ice.expect("ICE").local, ice_b.local);
+    assert_eq!(pair.a.last_state(), Some(CallState::Held), "{pair:?}");
+    assert!(!has_state(&pair.b, CallState::Terminated));
+}

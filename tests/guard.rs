@@ -132,6 +132,7 @@ fn media() -> LocalMedia {
         session_id: 0,
         session_version: 0,
         srtp: Default::default(),
+        ice: None,
     }
 }
 

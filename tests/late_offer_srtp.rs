@@ -113,6 +113,7 @@ fn answered_late_offer(ua: &mut UserAgent) -> (Response, Instant) {
                 session_id: 0,
                 session_version: 0,
                 srtp: LocalSrtp::new(SrtpPolicy::Mandatory),
+                ice: None,
             },
         },
         now,

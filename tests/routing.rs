@@ -42,6 +42,7 @@ fn media(ip: &str) -> LocalMedia {
         session_id: 0,
         session_version: 0,
         srtp: Default::default(),
+        ice: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn us(codecs: &[Codec]) -> LocalMedia {
         session_id: 77,
         session_version: 1,
         srtp: Default::default(),
+        ice: None,
     }
 }
 
@@ -227,6 +228,7 @@ fn freeswitch_opus_offer_gets_its_own_payload_types() {
             rtcp_mux: false,
             srtp: None,
             peer_signalling: Vec::new(),
+            ice: None,
             signalling_tls: false,
         }
     );

@@ -141,6 +141,7 @@ fn in_call(t0: Instant) -> UiState {
             foreign_from: None,
             peer: None,
             mic: None,
+            ice: None,
         },
         at(t0, 68_000),
     );
@@ -895,6 +896,7 @@ fn call_waiting_answer_the_second_call_with_the_first_on_hold() {
             foreign_from: None,
             peer: None,
             mic: None,
+            ice: None,
         },
         at(t0, 71_000),
     );
@@ -939,6 +941,7 @@ fn quality_reports(state: &mut UiState, t0: Instant) {
                 foreign_from: None,
                 peer: None,
                 mic: None,
+                ice: None,
             },
             at(t0, 70_000 + 2000 * n),
         );

@@ -51,6 +51,8 @@ pub struct MediaSample {
     pub auth_failures: u64,
     pub peer: Option<PeerReport>,
     pub mic: Option<MicReport>,
+    /// We do ICE with the peer ourselves: its candidates are then no reason for silence.
+    pub ice: bool,
 }
 
 impl MediaSample {
@@ -70,6 +72,7 @@ impl MediaSample {
             foreign_from,
             peer,
             mic,
+            ice,
             ..
         } = event
         else {
@@ -90,6 +93,7 @@ impl MediaSample {
             auth_failures: srtp.as_ref().map_or(0, |s| s.auth_failures),
             peer: peer.clone(),
             mic: mic.clone(),
+            ice: ice.is_some(),
         })
     }
 
@@ -575,7 +579,7 @@ fn no_audio_finding(
             ),
             advice,
         )
-    } else if let Some(sdp) = their_sdp.filter(|s| !s.ice_candidates.is_empty()) {
+    } else if let Some(sdp) = their_sdp.filter(|s| !s.ice_candidates.is_empty() && !sample.ice) {
         evidence = evidence.with("ice_candidates", sdp.ice_candidates.join(", "));
         Finding::new(
             NO_AUDIO_ICE,

@@ -168,6 +168,7 @@ impl Media {
             foreign_from: self.foreign_from,
             peer: self.peer,
             mic: self.mic,
+            ice: None,
         }
     }
 }

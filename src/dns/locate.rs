@@ -147,12 +147,37 @@ pub async fn locate<L: DnsLookup>(
     walk.finish()
 }
 
+/// RFC 8656 §3.1 / RFC 5928: the TURN server at `host` over UDP: SRV `_turn._udp.host`
+/// when no port is given, then A/AAAA with port 3478 (as STUN, RFC 5389 §9).
+pub async fn locate_turn<L: DnsLookup>(
+    lookup: &L,
+    host: &str,
+    port: Option<u16>,
+    prefs: &Preferences,
+    random: &mut impl FnMut() -> u32,
+) -> Result<Resolved, ResolveError> {
+    locate_udp_service(lookup, host, port, "_turn._udp.", prefs, random).await
+}
+
 /// Locates a STUN server (RFC 5389 §9): with a port, A/AAAA of `host`; without one, SRV
 /// `_stun._udp.<host>`, else A/AAAA with port 3478. IP literals are returned as they are.
 pub async fn locate_stun<L: DnsLookup>(
     lookup: &L,
     host: &str,
     port: Option<u16>,
+    prefs: &Preferences,
+    random: &mut impl FnMut() -> u32,
+) -> Result<Resolved, ResolveError> {
+    locate_udp_service(lookup, host, port, "_stun._udp.", prefs, random).await
+}
+
+/// A UDP service on port 3478 by default (STUN, TURN): SRV `service` + `host` when no port
+/// is given, then A/AAAA.
+async fn locate_udp_service<L: DnsLookup>(
+    lookup: &L,
+    host: &str,
+    port: Option<u16>,
+    service: &str,
     prefs: &Preferences,
     random: &mut impl FnMut() -> u32,
 ) -> Result<Resolved, ResolveError> {
@@ -177,7 +202,7 @@ pub async fn locate_stun<L: DnsLookup>(
         return walk.finish();
     }
     let queries = domain
-        .prefixed("_stun._udp.")
+        .prefixed(service)
         .map(|name| SrvQuery {
             transport: udp,
             name,

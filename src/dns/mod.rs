@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::sip::transaction::{Destination, TransportKind};
 
 pub use error::{LookupError, ResolveError};
-pub use locate::{locate, locate_stun};
+pub use locate::{locate, locate_stun, locate_turn};
 
 /// At most this many NAPTR records (after filtering and sorting) lead to SRV queries, and at
 /// most this many SRV records of one answer are ordered: a hostile answer with thousands of

@@ -726,6 +726,41 @@ fn ip_literals_and_localhost_need_no_dns() {
 }
 
 #[test]
+fn turn_servers_are_found_by_srv_then_address() {
+    let turn = |dns: &FakeDns, host: &str, port: Option<u16>| {
+        locate_turn(dns, host, port, &prefs(Udp), &mut counter())
+            .now_or_never()
+            .unwrap()
+            .map(|r| {
+                r.targets
+                    .iter()
+                    .map(|d| d.addr)
+                    .collect::<Vec<SocketAddr>>()
+            })
+    };
+    let dns = FakeDns::default()
+        .srv(
+            "_turn._udp.example.test",
+            &[(0, 0, 3479, "relay.example.test")],
+        )
+        .host("relay.example.test", &["192.0.2.51"])
+        .host("example.test", &["192.0.2.50"])
+        .host("plain.test", &["192.0.2.40"]);
+    assert_eq!(
+        turn(&dns, "example.test", None).unwrap(),
+        ["192.0.2.51:3479".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        turn(&dns, "plain.test", None).unwrap(),
+        ["192.0.2.40:3478".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        turn(&dns, "example.test", Some(3480)).unwrap(),
+        ["192.0.2.50:3480".parse::<SocketAddr>().unwrap()]
+    );
+}
+
+#[test]
 fn stun_servers_are_found_by_srv_then_address() {
     let stun = |dns: &FakeDns, host: &str, port: Option<u16>| {
         locate_stun(dns, host, port, &prefs(Udp), &mut counter())

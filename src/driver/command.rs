@@ -14,6 +14,9 @@ pub enum Command {
     Reject(CallRef),
     Hangup(CallRef),
     Hold(CallRef),
+    /// ICE restart (RFC 8445 §9): new credentials and candidates in a re-INVITE, e.g. after
+    /// the network changed under a call.
+    IceRestart(CallRef),
     Resume(CallRef),
     Mute(CallRef, bool),
     Dtmf(CallRef, String),
@@ -153,6 +156,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "reject" => Command::Reject(call_ref(&args)?),
         "hangup" | "bye" => Command::Hangup(call_ref(&args)?),
         "hold" => Command::Hold(call_ref(&args)?),
+        "ice-restart" => Command::IceRestart(call_ref(&args)?),
         "resume" | "unhold" => Command::Resume(call_ref(&args)?),
         "mute" => Command::Mute(call_ref(&args)?, true),
         "unmute" => Command::Mute(call_ref(&args)?, false),
@@ -260,7 +264,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "quit" | "exit" => return no_args(Command::Quit),
         _ => {
             return Err(format!(
-                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, record, processing, device, message, watch, unwatch, account, register, unregister, quit)"
+                "unknown command `{verb}` (commands: dial, answer, reject, hangup, hold, resume, ice-restart, mute, unmute, dtmf, transfer, attended-transfer, accept-transfer, refuse-transfer, conference, split, dnd, forward, record, processing, device, message, watch, unwatch, account, register, unregister, quit)"
             ));
         }
     };
@@ -322,6 +326,10 @@ mod tests {
         assert_eq!(
             parse_line("attended-transfer"),
             Ok(Some(Command::AttendedTransfer(None, None)))
+        );
+        assert_eq!(
+            parse_line("ice-restart 2"),
+            Ok(Some(Command::IceRestart(Some(2))))
         );
         assert_eq!(
             parse_line("accept-transfer"),
@@ -466,6 +474,7 @@ mod tests {
             "hold",
             "resume",
             "unhold",
+            "ice-restart",
             "mute",
             "unmute",
             "dtmf",

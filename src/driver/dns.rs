@@ -158,6 +158,19 @@ impl SystemDns {
         self.bounded(host, resolution).await
     }
 
+    /// RFC 8656 §3.1: the TURN server at `host` (SRV `_turn._udp` when no port is given).
+    pub async fn resolve_turn(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        prefs: &Preferences,
+    ) -> Result<Resolved, ResolveError> {
+        let lookup = self.snapshot();
+        let mut random = rand::random::<u32>;
+        let resolution = dns::locate_turn(&lookup, host, port, prefs, &mut random);
+        self.bounded(host, resolution).await
+    }
+
     async fn bounded(
         &self,
         host: &str,

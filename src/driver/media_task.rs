@@ -9,15 +9,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::call_audio::{CallAudio, Opened, ProcessingConfig};
 use super::capture::PacketTap;
 use super::command::AudioCommand;
+use super::ice_task::{IceLink, IceSender, IceStatus};
 use super::transport::{canonical, on_socket_family};
-use crate::event::{Direction, Event, KeyTransport, MicReport, PeerReport, SrtpStats};
+use crate::event::{Direction, Event, IceReport, KeyTransport, MicReport, PeerReport, SrtpStats};
+use crate::ice::Inbound;
 use crate::media::codec::{self, CodecKind, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, DtmfSender};
 use crate::media::fec::FecPolicy;
@@ -128,6 +130,8 @@ pub async fn bind_rtp_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no free RTP port pair")))
 }
 
+/// `ice`: media goes over the pair the call's ICE selects (`driver::ice_task`) instead of
+/// `rtp`, which then only keeps the port.
 pub fn spawn(
     call: u64,
     rtp: UdpSocket,
@@ -135,6 +139,7 @@ pub fn spawn(
     params: MediaParams,
     io: MediaIo,
     events: mpsc::Sender<Event>,
+    ice: Option<IceLink>,
 ) -> MediaHandle {
     let (control, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -150,7 +155,12 @@ pub fn spawn(
                 return;
             }
         };
-        media.run(rtp, rtcp, rx, opened_rx).await;
+        let ice_in = ice.map(|link| {
+            media.ice = Some(link.sender);
+            media.ice_status = Some(link.status);
+            link.incoming
+        });
+        media.run(rtp, rtcp, rx, opened_rx, ice_in).await;
     });
     MediaHandle { control, task }
 }
@@ -262,6 +272,11 @@ struct CallMedia {
     inband_dtmf: InbandDtmf,
     /// This call's leg of a local conference, while it is in one.
     conference: Option<Box<ConferenceLeg>>,
+    /// With ICE: where our RTP and RTCP go (the selected pair), and what ICE is doing.
+    ice: Option<IceSender>,
+    ice_status: Option<watch::Receiver<IceStatus>>,
+    /// The consent-lost warning went out (once per loss; an ICE restart re-arms it).
+    consent_warned: bool,
     /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
     capture: Option<PacketTap>,
 }
@@ -377,6 +392,9 @@ impl CallMedia {
             mic_peak_db: None,
             inband_dtmf: InbandDtmf::new(rate),
             conference: None,
+            ice: None,
+            ice_status: None,
+            consent_warned: false,
             capture: io.capture.clone(),
         })
     }
@@ -387,6 +405,7 @@ impl CallMedia {
         rtcp: UdpSocket,
         mut control: mpsc::UnboundedReceiver<MediaControl>,
         mut opened: mpsc::UnboundedReceiver<Opened>,
+        mut ice_in: Option<mpsc::Receiver<Inbound>>,
     ) {
         self.local = rtp.local_addr().ok();
         self.local_rtcp = rtcp.local_addr().ok();
@@ -485,6 +504,30 @@ impl CallMedia {
                         }
                     }
                 }
+                Some(inbound) = recv_ice(&mut ice_in) => match inbound {
+                    // ICE hands over what came on the selected pair (unwrapped from TURN):
+                    // the peer's, as its negotiated address would be.
+                    Inbound::Media(bytes) => {
+                        self.tap_ice(Direction::In, &bytes);
+                        let from = self.params.remote;
+                        let arrival = started.elapsed();
+                        if is_rtcp(&bytes) {
+                            self.receive_rtcp(&bytes, from, arrival);
+                        } else {
+                            self.receive_rtp(&bytes, from, arrival).await;
+                        }
+                    }
+                    // Someone else's: the latch screens it as without ICE (counted as
+                    // foreign, never played unless it proves to be the peer's).
+                    Inbound::Stranger { from, bytes } => {
+                        let arrival = started.elapsed();
+                        if is_rtcp(&bytes) {
+                            self.receive_rtcp(&bytes, from, arrival);
+                        } else {
+                            self.receive_rtp(&bytes, from, arrival).await;
+                        }
+                    }
+                },
                 received = rtcp.recv_from(&mut rtcp_buf) => {
                     if let Ok((n, from)) = received {
                         let from = canonical(from);
@@ -636,6 +679,11 @@ impl CallMedia {
         if !packet.is_empty()
             && let Some(wire) = self.protect(packet, false)
         {
+            if let Some(ice) = &self.ice {
+                ice.send(&wire);
+                self.tap_ice(Direction::Out, &wire);
+                return;
+            }
             let dest = self.destination();
             let _ = socket.send_to(&wire, on_socket_of(self.local, dest)).await;
             self.tap(Direction::Out, self.local, dest, &wire);
@@ -649,6 +697,21 @@ impl CallMedia {
             && let Some(local) = local
         {
             tap.offer(dir, canonical(local), canonical(peer), bytes);
+        }
+    }
+
+    /// `--pcap-out` with ICE: the datagram as carried on the selected pair (its two ends; a
+    /// relayed pair shows the relay's address). Nothing before a pair is selected.
+    fn tap_ice(&self, dir: Direction, bytes: &[u8]) {
+        if self.capture.is_none() {
+            return;
+        }
+        let pair = self
+            .ice_status
+            .as_ref()
+            .and_then(|status| status.borrow().selected.clone());
+        if let Some(pair) = pair {
+            self.tap(dir, Some(pair.local.address), pair.remote.address, bytes);
         }
     }
 
@@ -956,6 +1019,12 @@ impl CallMedia {
             return;
         };
         let bytes = bytes.as_ref();
+        // ICE: rtcp-mux on the selected pair.
+        if let Some(ice) = &self.ice {
+            ice.send(bytes);
+            self.tap_ice(Direction::Out, bytes);
+            return;
+        }
         // Latched: beside the latched RTP source, where its RTCP is accepted from too.
         let dest = self.latch.rtcp_destination();
         let (socket, local) = if self.params.rtcp_mux {
@@ -1006,9 +1075,31 @@ impl CallMedia {
             muted: self.muted,
             failed: self.mic_failure.clone(),
         });
+        let consent_lost = self.ice_status.as_ref().and_then(|s| {
+            let s = s.borrow();
+            s.consent_lost.then(|| s.selected.clone()).flatten()
+        });
+        match consent_lost {
+            Some(pair) if !self.consent_warned => {
+                self.consent_warned = true;
+                let message = format!(
+                    "call {}: the peer stopped answering ICE consent checks on {pair} for {} s \
+                     (RFC 7675): media stopped; `ice-restart` may bring it back",
+                    self.call,
+                    crate::ice::agent::CONSENT_TIMEOUT.as_secs()
+                );
+                let _ = self.events.send(Event::Warning { message }).await;
+            }
+            Some(_) => {}
+            None => self.consent_warned = false,
+        }
         let _ = self
             .events
             .send(Event::Media {
+                ice: self
+                    .ice_status
+                    .as_ref()
+                    .map(|s| Box::new(ice_report(&s.borrow()))),
                 call: self.call.to_string(),
                 codec: format!(
                     "{}/{}",
@@ -1022,8 +1113,20 @@ impl CallMedia {
                 loss_pct: (loss_pct * 100.0).round() / 100.0,
                 rtt_ms,
                 mos: mos.map(|mos| (f64::from(mos) * 100.0).round() / 100.0),
-                remote: Some(self.destination().to_string()),
-                local: self.local.map(|a| a.to_string()),
+                // With ICE, the selected pair's ends.
+                remote: Some(
+                    self.ice_status
+                        .as_ref()
+                        .and_then(|s| s.borrow().selected.as_ref().map(|p| p.remote.address))
+                        .unwrap_or_else(|| self.destination())
+                        .to_string(),
+                ),
+                local: self
+                    .ice_status
+                    .as_ref()
+                    .and_then(|s| s.borrow().selected.as_ref().map(|p| p.local.address))
+                    .or(self.local)
+                    .map(|a| a.to_string()),
                 foreign: self.latch.stats().foreign(),
                 encrypted: self.srtp.is_some(),
                 srtp: self.srtp.as_ref().map(|srtp| SrtpStats {
@@ -1138,6 +1241,45 @@ fn round_db(db: f32) -> f32 {
 async fn warn(events: &mpsc::Sender<Event>, message: String) {
     tracing::warn!("{message}");
     let _ = events.send(Event::Warning { message }).await;
+}
+
+/// The next media packet from ICE; never, without ICE.
+async fn recv_ice(ice: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> {
+    match ice {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// ICE's part of the `media` event.
+fn ice_report(status: &IceStatus) -> IceReport {
+    match (&status.selected, &status.failed) {
+        (_, Some(tried)) => IceReport {
+            path: "failed".to_owned(),
+            local: None,
+            remote: None,
+            relay: None,
+            tried: tried.iter().map(ToString::to_string).collect(),
+        },
+        (Some(pair), None) => IceReport {
+            path: if status.consent_lost {
+                "consent-lost".to_owned()
+            } else {
+                pair.path().to_owned()
+            },
+            local: Some(format!("{} {}", pair.local.kind, pair.local.address)),
+            remote: Some(format!("{} {}", pair.remote.kind, pair.remote.address)),
+            relay: pair.relay.map(str::to_owned),
+            tried: Vec::new(),
+        },
+        (None, None) => IceReport {
+            path: "checking".to_owned(),
+            local: None,
+            remote: None,
+            relay: None,
+            tried: Vec::new(),
+        },
+    }
 }
 
 /// `dest` as the media sockets can take it: an IPv4 peer of a dual-stack (`[::]`) RTP socket is

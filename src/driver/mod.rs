@@ -5,6 +5,8 @@ pub mod capture;
 pub mod command;
 pub mod diagnosis_task;
 pub mod dns;
+pub mod ice_prepare;
+pub mod ice_task;
 pub mod icmp;
 pub mod locate;
 pub mod media_task;

@@ -45,6 +45,27 @@ pub struct NatSetup {
     pub keepalive: Option<Duration>,
     /// The account set `keepalive_secs = 0`: no keep-alives even behind a NAT.
     pub keepalive_off: bool,
+    /// ICE for calls (the account's `ice`); `None`: off.
+    pub ice: Option<IceAccount>,
+}
+
+/// The account's ICE settings: its TURN server and credentials (STUN is `stun_server`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct IceAccount {
+    /// `turn_server` as written (`ice::parse_turn_server` reads it).
+    pub turn_server: Option<String>,
+    pub turn_username: String,
+    /// Never logged.
+    pub turn_password: String,
+}
+
+impl std::fmt::Debug for IceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceAccount")
+            .field("turn_server", &self.turn_server)
+            .field("turn_username", &self.turn_username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the SIP task should do for NAT.

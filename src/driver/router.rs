@@ -381,6 +381,7 @@ impl Router {
             Command::Reject(call) => self.route_call(call, true, Command::Reject).await,
             Command::Hangup(call) => self.route_call(call, false, Command::Hangup).await,
             Command::Hold(call) => self.route_call(call, false, Command::Hold).await,
+            Command::IceRestart(call) => self.route_call(call, false, Command::IceRestart).await,
             Command::Resume(call) => self.route_call(call, false, Command::Resume).await,
             Command::Mute(call, on) => self.route_call(call, false, |c| Command::Mute(c, on)).await,
             Command::Dtmf(call, digits) => {

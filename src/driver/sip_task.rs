@@ -212,6 +212,10 @@ pub async fn start_with(
         echo_mode: false,
         echo_service: start_echo_service(listen.ip()).await,
         nat,
+        ice: setup.nat.ice.clone(),
+        ice_handles: HashMap::new(),
+        ice_controls: HashMap::new(),
+        ice_restarted: None,
         keepalive_off: setup.nat.keepalive_off,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -365,6 +369,10 @@ async fn start_echo_service(ip: IpAddr) -> Option<SocketAddr> {
         echo_mode: true,
         echo_service: None,
         nat: SipNat::new(None, None, None),
+        ice: None,
+        ice_handles: HashMap::new(),
+        ice_controls: HashMap::new(),
+        ice_restarted: None,
         keepalive_off: true,
         bind_ip: listen.ip(),
         media_ready: None,
@@ -401,6 +409,7 @@ fn waits_for_media(command: &Command) -> bool {
         | Command::Reject(call)
         | Command::Hangup(call)
         | Command::Hold(call)
+        | Command::IceRestart(call)
         | Command::Resume(call)
         | Command::Transfer(call, _)
         | Command::Mute(call, _)
@@ -461,7 +470,18 @@ struct Engine {
     diagnosis: DiagnosisFeed,
     /// Conference, DTMF mode, do-not-disturb and forwarding state.
     pbx: Pbx,
+    /// The account's ICE settings; `None`: no ICE.
+    ice: Option<super::nat::IceAccount>,
+    /// Calls' ICE between gathering and media start, by the SDP's RTP port (as `sockets`).
+    ice_handles: HashMap<u16, super::ice_task::IceHandle>,
+    /// Calls' ICE while their media runs (restarts, later offers and answers).
+    ice_controls: HashMap<u64, super::ice_task::IceControl>,
+    /// Where an ICE restart's new candidates come back (set by `run`).
+    ice_restarted: Option<mpsc::UnboundedSender<IceRestarted>>,
 }
+
+/// An ICE restart of ours gathered (`None`: the call's ICE ended meanwhile).
+type IceRestarted = (u64, Option<(crate::sdp::LocalIce, SocketAddr)>);
 
 /// What the engine keeps for the PBX features (issue 15).
 #[derive(Default)]
@@ -494,6 +514,8 @@ struct PreparedMedia {
     rtcp: tokio::net::UdpSocket,
     local: SocketAddr,
     public: Option<Result<SocketAddr, String>>,
+    /// ICE gathered on `rtp` (which then sits in the ICE task until media starts), or why not.
+    ice: Option<Result<super::ice_prepare::PreparedIce, String>>,
 }
 
 impl Engine {
@@ -542,6 +564,8 @@ impl Engine {
         // The most transactions alive since memory was last handed back (see below).
         let mut flood_peak = 0usize;
         self.media_ready = Some(media_ready);
+        let (ice_restarted, mut restarts) = mpsc::unbounded_channel();
+        self.ice_restarted = Some(ice_restarted);
         loop {
             self.flush().await;
             if self.done {
@@ -626,6 +650,8 @@ impl Engine {
                 }
                 Some(answer) = resolved.recv() => self.resolved(answer),
                 // Never None: `self` holds a sender.
+                // Never None: `self` holds a sender.
+                Some((call, gathered)) = restarts.recv() => self.ice_gathered_again(call, gathered).await,
                 Some(prepared) = prepared_media.recv() => {
                     self.media_prepared(prepared).await;
                     self.preparing = self.preparing.saturating_sub(1);
@@ -729,6 +755,7 @@ impl Engine {
             Command::Reject(call) => ua::Command::Reject { call, code: 486 },
             Command::Hangup(call) => ua::Command::Hangup { call },
             Command::Hold(call) => ua::Command::Hold { call },
+            Command::IceRestart(call) => return self.restart_ice(call).await,
             Command::Resume(call) => ua::Command::Resume { call },
             Command::Transfer(call, target) => match self.dial_target(&target) {
                 Ok(target) => ua::Command::Transfer { call, target },
@@ -920,6 +947,46 @@ impl Engine {
         }
     }
 
+    /// ICE restart (RFC 8445 §9) on a call: a new ICE session gathers on its RTP socket, and
+    /// its candidates go out in a re-INVITE (`ice_gathered_again`).
+    async fn restart_ice(&mut self, call: Option<u64>) {
+        let id = match call {
+            Some(id) => Some(id),
+            None => self.ice_controls.keys().min().copied(),
+        };
+        let (Some(id), Some(tx)) = (id, self.ice_restarted.clone()) else {
+            return self.error("no call with ICE to restart".into()).await;
+        };
+        let Some(control) = self.ice_controls.get(&id) else {
+            return self.error(format!("call {id} has no ICE to restart")).await;
+        };
+        tracing::info!(call = id, "ICE restart asked");
+        let gathered = control.restart();
+        tokio::spawn(async move {
+            let _ = tx.send((id, gathered.await.ok()));
+        });
+    }
+
+    /// Our restart's candidates are gathered: the re-INVITE offers them.
+    async fn ice_gathered_again(
+        &mut self,
+        call: u64,
+        gathered: Option<(crate::sdp::LocalIce, SocketAddr)>,
+    ) {
+        let Some((ice, default)) = gathered.filter(|(ice, _)| !ice.candidates.is_empty()) else {
+            return self
+                .error(format!("call {call}: ICE restart found no candidate"))
+                .await;
+        };
+        let command = ua::Command::RestartIce {
+            call,
+            ice,
+            address: default.ip(),
+            rtp_port: default.port(),
+        };
+        self.ua.handle_command(command, std::time::Instant::now());
+    }
+
     async fn media_control(&mut self, call: Option<u64>, control: MediaControl) {
         let target = match call {
             Some(id) => self.media.get(&id),
@@ -971,7 +1038,11 @@ impl Engine {
             rtcp,
             local: SocketAddr::new(ip, port),
             public: None,
+            ice: None,
         };
+        if let (Some(account), Some(ready)) = (self.ice.clone(), self.media_ready.clone()) {
+            return self.prepare_ice(prepared, account, ready);
+        }
         let (Some(server), Some(ready)) = (self.nat.stun_server(), self.media_ready.clone()) else {
             return self.media_prepared(prepared).await;
         };
@@ -983,6 +1054,88 @@ impl Engine {
             prepared.public = Some(outcome.map_err(|e| format!("STUN for RTP ({server}): {e}")));
             // The engine is gone: nothing to dial any more.
             let _ = ready.send(prepared);
+        });
+    }
+
+    /// ICE gathers on the RTP socket (STUN and TURN included) in a task of its own; the dial
+    /// or answer goes on with its candidates (`media_prepared`). The offerer controls.
+    fn prepare_ice(
+        &mut self,
+        prepared: PreparedMedia,
+        account: super::nat::IceAccount,
+        ready: mpsc::UnboundedSender<PreparedMedia>,
+    ) {
+        // The offerer controls; but answering an ICE-lite offerer, we are the full agent and
+        // control (RFC 8445 §6.1.1): the role is fixed when the agent is built, so look now.
+        let controlling = match prepared.purpose {
+            MediaUse::Answer(call) => self
+                .ua
+                .incoming_offer(call)
+                .is_some_and(crate::sdp::ice::offers_ice_lite),
+            _ => true,
+        };
+        let stun = self.nat.stun_server();
+        let stun_id = self.nat.next_transaction();
+        self.preparing += 1;
+        tokio::spawn(async move {
+            let PreparedMedia {
+                purpose,
+                rtp,
+                rtcp,
+                local,
+                ..
+            } = prepared;
+            use super::ice_prepare::Outcome;
+            let (rtp, ice) =
+                match super::ice_prepare::prepare(rtp, &account, stun, controlling).await {
+                    Outcome::Ice(ice) => {
+                        // The ICE task holds the RTP socket; this one only fills the slot.
+                        match tokio::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await {
+                            Ok(placeholder) => (placeholder, Some(Ok(ice))),
+                            Err(e) => {
+                                tracing::warn!("no socket: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    Outcome::Plain { rtp, warning } => (rtp, warning.map(Err)),
+                    Outcome::Lost(message) => {
+                        // A fresh pair, without ICE: the call still goes.
+                        match media_task::bind_rtp_pair(local.ip()).await {
+                            Ok((rtp, rtcp)) => {
+                                let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+                                let _ = ready.send(PreparedMedia {
+                                    purpose,
+                                    rtp,
+                                    rtcp,
+                                    local: SocketAddr::new(local.ip(), port),
+                                    public: None,
+                                    ice: Some(Err(message)),
+                                });
+                            }
+                            Err(e) => tracing::warn!("{message}; no RTP port either: {e}"),
+                        }
+                        return;
+                    }
+                };
+            // No ICE after all (loopback, no route): the RTP socket's public address from
+            // STUN, as without ICE.
+            let public = match (&ice, stun) {
+                (Some(Ok(_)), _) | (_, None) => None,
+                (_, Some(server)) => Some(
+                    super::nat::binding_on_socket(&rtp, server, stun_id, MEDIA_SCHEDULE)
+                        .await
+                        .map_err(|e| format!("STUN for RTP ({server}): {e}")),
+                ),
+            };
+            let _ = ready.send(PreparedMedia {
+                purpose,
+                rtp,
+                rtcp,
+                local,
+                public,
+                ice,
+            });
         });
     }
 
@@ -1013,6 +1166,25 @@ impl Engine {
                 (local.ip(), local.port())
             }
         };
+        // With ICE the SDP's address is the default candidate, and the RTP socket is the ICE
+        // task's (`prepared.rtp` only keeps the map's shape).
+        let (address, port, ice) = match prepared.ice {
+            Some(Ok(ice)) => {
+                let (address, key) = if ice.default_is_host {
+                    (address, port)
+                } else {
+                    (ice.default.ip(), ice.default.port())
+                };
+                self.ice_handles.insert(key, ice.handle);
+                (address, key, Some(ice.local))
+            }
+            Some(Err(message)) => {
+                tracing::warn!("{message}");
+                let _ = self.events.send(Event::Warning { message }).await;
+                (address, port, None)
+            }
+            None => (address, port, None),
+        };
         self.sockets.insert(port, (prepared.rtp, prepared.rtcp));
         let media = LocalMedia {
             address,
@@ -1023,6 +1195,7 @@ impl Engine {
             session_version: 0,
             // Fresh SDES keys for every call (never logged: see sdp::KeySalt).
             srtp: crate::sdp::LocalSrtp::new(self.ua.config().srtp),
+            ice,
         };
         let now = std::time::Instant::now();
         match prepared.purpose {
@@ -1235,6 +1408,8 @@ impl Engine {
                     self.pbx.telephone_event.remove(&call);
                     let live = self.ua.media_ports();
                     self.sockets.retain(|port, _| live.contains(port));
+                    self.ice_handles.retain(|port, _| live.contains(port));
+                    self.ice_controls.remove(&call);
                 }
                 Event::Call {
                     call: call.to_string(),
@@ -1261,15 +1436,42 @@ impl Engine {
                         self.policy.handle_media_started(call);
                         self.run_policy().await;
                     }
-                    Some((rtp, rtcp)) => {
+                    Some((mut rtp, rtcp)) => {
                         // The tone player releases the output before the call opens it; a
                         // WAV output keeps the tone recorded for this call.
                         self.policy.handle_media_starting(call);
                         self.run_policy().await;
                         let mut io = self.media_io.clone();
                         io.append_output = self.tones.recorded.take() == Some(call);
-                        let handle =
-                            media_task::spawn(call, rtp, rtcp, params, io, self.events.clone());
+                        // ICE on both sides: media over its pair. Our ICE but not the
+                        // peer's: its `c=` address over our RTP socket, as without ICE.
+                        let mut link = None;
+                        if let Some(handle) = self.ice_handles.remove(&local.rtp_port) {
+                            match params.ice.clone() {
+                                Some(remote) => {
+                                    self.ice_controls.insert(call, handle.control());
+                                    link = handle.start(remote, params.remote);
+                                }
+                                None => {
+                                    tracing::info!(
+                                        call,
+                                        "the peer does no ICE: media to its c= address"
+                                    );
+                                    if let Some(socket) = handle.release().await {
+                                        rtp = socket;
+                                    }
+                                }
+                            }
+                        }
+                        let handle = media_task::spawn(
+                            call,
+                            rtp,
+                            rtcp,
+                            params,
+                            io,
+                            self.events.clone(),
+                            link,
+                        );
                         self.media.insert(call, handle);
                         self.policy.handle_media_started(call);
                         self.run_policy().await;
@@ -1290,12 +1492,17 @@ impl Engine {
                 } else {
                     self.pbx.telephone_event.remove(&call);
                 }
+                // New ICE credentials on either side: an ICE restart (ours, or the peer's).
+                if let (Some(ice), Some(control)) = (&params.ice, self.ice_controls.get(&call)) {
+                    control.update(ice.clone(), params.remote);
+                }
                 if let Some(handle) = self.media.get(&call) {
                     let _ = handle.control.send(MediaControl::Update(params));
                 }
                 return;
             }
             UaEvent::MediaStop { call } => {
+                self.ice_controls.remove(&call);
                 self.leave_conference(call).await;
                 self.stop_media(call).await;
                 self.policy.handle_media_stopped(call);

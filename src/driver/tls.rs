@@ -268,6 +268,14 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
+/// The client configuration for a `turns:` server: the system roots (TURN servers carry
+/// public certificates).
+pub fn client_config_for_turn() -> Result<Arc<ClientConfig>, String> {
+    let mut notes = Notes::default();
+    client_config(&TlsOptions::default(), &mut notes)
+        .ok_or_else(|| format!("no TLS for TURN: {}", notes.errors.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! for each line, our own structure on top, see there why); our SDP is written by [`write`].
 
 mod crypto;
+pub mod ice;
 pub mod scan;
 mod write;
 
@@ -14,6 +15,7 @@ pub use crypto::{
     CryptoAttribute, CryptoError, CryptoSuite, KEY_SALT_LEN, KeySalt, LocalSrtp, SrtpParams,
     SrtpPolicy, redact_inline_key_bytes, redact_inline_keys,
 };
+pub use ice::{IceCredentials, LocalIce, NegotiatedIce, RemoteIce};
 pub use scan::{MAX_MEDIA_SECTIONS, MAX_SDP_BYTES, crypto_lines};
 
 use scan::{ConnectionAddress, MediaSection, SessionDescription, Transport};
@@ -181,6 +183,9 @@ pub struct LocalMedia {
     pub session_version: u64,
     /// SRTP policy and this call's fresh SDES keys.
     pub srtp: LocalSrtp,
+    /// Our ICE credentials and candidates (`address`/`rtp_port` are the default candidate);
+    /// `None`: no ICE (the account's `ice = false`).
+    pub ice: Option<LocalIce>,
 }
 
 /// The negotiated result for the single audio stream the call uses.
@@ -214,6 +219,9 @@ pub struct MediaParams {
     /// plain RTP, a packet from one of them may move the RTP latch (`nat::latch`, rule b), as
     /// the SDP's own address may. SDP parsing leaves it empty; the SIP layer fills it.
     pub peer_signalling: Vec<IpAddr>,
+    /// Both sides do ICE on the stream: media goes over the pair ICE selects, not to `remote`
+    /// (the peer's default candidate). `None`: the `c=`/`m=` address as without ICE.
+    pub ice: Option<Box<NegotiatedIce>>,
 }
 
 /// Why an SDP body cannot be used. Every variant is answered with 488 by the UA when it comes
@@ -277,8 +285,12 @@ pub fn build_offer(local: &LocalMedia) -> String {
             codecs,
             telephone_events,
             direction: local.direction,
-            rtcp_mux: false,
+            // With ICE, RTCP shares the RTP port (RFC 5761): one component to check and
+            // keep open through NATs instead of two.
+            rtcp_mux: local.ice.is_some(),
             crypto: local.srtp.offer_lines(),
+            ice: local.ice.as_ref(),
+            ice_mismatch: false,
         },
         &mut lines,
     );
@@ -471,6 +483,27 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
     let direction = peer_direction(&session, media, &endpoint)
         .reverse()
         .intersect(local.direction);
+    // ICE only when the offer does it too (RFC 8839 §4.3.1), and not when the offer's default
+    // candidate is none of its candidates: an ALG rewrote it (§4.4.3.2, `a=ice-mismatch`).
+    let offered_ice = ice::ScannedIce::offered(&session.ice, &media.ice);
+    let remote_ice = ice::ScannedIce::remote(&session.ice, &media.ice);
+    let ice_mismatch = local.ice.is_some()
+        && remote_ice
+            .as_ref()
+            .is_some_and(|r| !ice::default_is_candidate(endpoint.rtp, &r.candidates));
+    let negotiated_ice = match (&local.ice, remote_ice) {
+        (Some(ours), Some(remote)) if !ice_mismatch => Some(Box::new(NegotiatedIce {
+            local: ours.credentials.clone(),
+            // A lite offerer leaves control to us, a full answerer (RFC 8445 §6.1.1).
+            controlling: remote.lite,
+            remote,
+        })),
+        _ => None,
+    };
+    let our_ice = negotiated_ice
+        .as_ref()
+        .and(local.ice.as_ref())
+        .filter(|_| offered_ice);
 
     let mut lines = write::session_lines(local);
     for (index, offered) in session.media.iter().enumerate() {
@@ -502,6 +535,8 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
                         .sdp_value()
                     })
                     .collect(),
+                ice: our_ice,
+                ice_mismatch,
             },
             &mut lines,
         );
@@ -519,6 +554,7 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
         rtcp_mux: media.rtcp_mux,
         srtp,
         peer_signalling: Vec::new(),
+        ice: negotiated_ice,
         signalling_tls: false,
     };
     Ok((write::finish(lines), params))
@@ -558,8 +594,26 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
             choice.telephone_event_pt = Some(ours);
         }
     }
-    // An answer may only multiplex if the offer did (RFC 5761 §5.1.1); ours never does.
-    let endpoint = remote_endpoint(&session, media, false)?;
+    // An answer may only multiplex if the offer did (RFC 5761 §5.1.1): ours does with ICE.
+    let rtcp_mux = media.rtcp_mux && our_offer.ice.is_some();
+    let endpoint = remote_endpoint(&session, media, rtcp_mux)?;
+    // ICE when we offered it and the answer does it too; a lite answerer leaves us in
+    // control, and so does a full one (we offered).
+    let ice = match (
+        &our_offer.ice,
+        ice::ScannedIce::remote(&session.ice, &media.ice),
+    ) {
+        (Some(ours), Some(remote))
+            if ice::default_is_candidate(endpoint.rtp, &remote.candidates) =>
+        {
+            Some(Box::new(NegotiatedIce {
+                local: ours.credentials.clone(),
+                remote,
+                controlling: true,
+            }))
+        }
+        _ => None,
+    };
     let direction = peer_direction(&session, media, &endpoint)
         .reverse()
         .intersect(our_offer.direction);
@@ -573,9 +627,10 @@ pub fn apply_answer(answer: &str, our_offer: &LocalMedia) -> Result<MediaParams,
         ptime_ms: ptime_ms(media),
         telephone_event_pt: choice.telephone_event_pt,
         direction,
-        rtcp_mux: false,
+        rtcp_mux,
         srtp,
         peer_signalling: Vec::new(),
+        ice,
         signalling_tls: false,
     })
 }

@@ -14,6 +14,7 @@ use webrtc_sdp::attribute_type::SdpAttribute;
 use webrtc_sdp::media_type::{SdpFormatList, SdpMediaValue, SdpProtocolValue};
 use webrtc_sdp::{SdpType, parse_sdp_line};
 
+use super::ice::ScannedIce;
 use super::{Direction, SdpError};
 
 /// Largest SDP body we read; real offers are a few hundred bytes.
@@ -77,6 +78,8 @@ pub struct MediaSection {
     pub rtcp_mux: bool,
     /// Values of this m-line's `a=crypto` lines (text after `a=crypto:`), in order.
     pub crypto: Vec<String>,
+    /// Its ICE attributes (RFC 8839).
+    pub ice: ScannedIce,
 }
 
 impl MediaSection {
@@ -96,6 +99,8 @@ pub struct SessionDescription {
     pub media: Vec<MediaSection>,
     /// Values of every `a=crypto` line (text after `a=crypto:`), whatever m-line they follow.
     pub crypto: Vec<String>,
+    /// ICE attributes at session level (`a=ice-lite`, and ufrag/pwd for every stream).
+    pub ice: ScannedIce,
 }
 
 /// One `x=value` line, with runs of whitespace collapsed so that webrtc-sdp's `splitn`-based
@@ -193,6 +198,7 @@ fn scan_media_line(value: &str, line_number: usize) -> Result<MediaSection, SdpE
         rtcp: None,
         rtcp_mux: false,
         crypto: Vec::new(),
+        ice: ScannedIce::default(),
     };
     // webrtc-sdp refuses unknown transports and non-numeric audio formats; such a line stays
     // an unusable section that the answer echoes with port 0.
@@ -228,6 +234,15 @@ fn scan_connection(value: &str) -> ConnectionAddress {
 
 fn scan_attribute(value: &str, description: &mut SessionDescription) {
     let name = value.split(':').next().unwrap_or_default();
+    // ICE's attributes are read by our own code: webrtc-sdp's candidate parser refuses
+    // candidates real phones write (TCP ones, unknown extensions).
+    let ice = match description.media.last_mut() {
+        Some(media) => &mut media.ice,
+        None => &mut description.ice,
+    };
+    if ice.scan_attribute(name.trim(), value.split_once(':').map(|(_, v)| v)) {
+        return;
+    }
     if name.eq_ignore_ascii_case("crypto") {
         if description.crypto.len() < MAX_CRYPTO_LINES
             && let Some((_, crypto)) = value.split_once(':')

@@ -17,6 +17,7 @@ fn local(policy: SrtpPolicy) -> LocalMedia {
         session_id: 4_242,
         session_version: 1,
         srtp: LocalSrtp::new(policy),
+        ice: None,
     }
 }
 

@@ -11,6 +11,7 @@ fn local(codecs: &[Codec]) -> LocalMedia {
         session_id: 4_242,
         session_version: 1,
         srtp: Default::default(),
+        ice: None,
     }
 }
 
@@ -403,4 +404,98 @@ fn answer_to_our_hold_offer_keeps_us_sendonly() {
     let answer = offer_with("m=audio 6000 RTP/AVP 0\r\na=recvonly\r\n");
     let params = apply_answer(&answer, &holding).expect("usable");
     assert_eq!(params.direction, Direction::SendOnly);
+}
+
+fn with_ice(mut media: LocalMedia) -> LocalMedia {
+    media.ice = Some(LocalIce {
+        credentials: IceCredentials {
+            ufrag: "ourU".into(),
+            pwd: "ourpasswordourpassword".into(),
+        },
+        candidates: vec!["1 1 UDP 2130706431 192.0.2.10 40000 typ host".into()],
+    });
+    media
+}
+
+const ICE_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 203.0.113.7\r\ns=-\r\nc=IN IP4 203.0.113.7\r\nt=0 0\r\n\
+    a=ice-lite\r\nm=audio 5000 RTP/AVP 0\r\na=rtcp-mux\r\na=ice-ufrag:Peer\r\n\
+    a=ice-pwd:peerpasswordpeerpassword\r\n\
+    a=candidate:1 1 UDP 2130706431 203.0.113.7 5000 typ host\r\n";
+
+#[test]
+fn an_offer_with_ice_carries_credentials_candidates_and_rtcp_mux() {
+    let offer = build_offer(&with_ice(all_codecs()));
+    let lines = lines(&offer);
+    for wanted in [
+        "a=ice-ufrag:ourU",
+        "a=ice-pwd:ourpasswordourpassword",
+        "a=candidate:1 1 UDP 2130706431 192.0.2.10 40000 typ host",
+        "a=rtcp-mux",
+    ] {
+        assert!(lines.contains(&wanted), "{wanted} missing in {offer}");
+    }
+    assert!(
+        !build_offer(&all_codecs()).contains("ice-"),
+        "no ICE without local ICE"
+    );
+}
+
+#[test]
+fn an_ice_offer_is_answered_with_ice_and_a_lite_offerer_leaves_us_in_control() {
+    let (answer, params) = answer_offer(ICE_OFFER, &with_ice(all_codecs())).expect("answer");
+    assert!(
+        answer.contains("a=ice-ufrag:ourU") && answer.contains("a=rtcp-mux"),
+        "{answer}"
+    );
+    let ice = params.ice.expect("ICE negotiated");
+    assert!(ice.controlling && ice.remote.lite);
+    assert_eq!(ice.remote.credentials.ufrag, "Peer");
+    assert_eq!(ice.remote.candidates.len(), 1);
+    assert!(params.rtcp_mux);
+    // Without ICE of our own we answer as before, and nothing is negotiated.
+    let (answer, params) = answer_offer(ICE_OFFER, &all_codecs()).expect("answer");
+    assert!(!answer.contains("ice-") && params.ice.is_none(), "{answer}");
+}
+
+#[test]
+fn an_offer_without_ice_gets_no_ice_back_and_a_rewritten_default_gets_ice_mismatch() {
+    let plain = ICE_OFFER
+        .lines()
+        .filter(|l| !l.contains("ice") && !l.contains("candidate"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\n";
+    let (answer, params) = answer_offer(&plain, &with_ice(all_codecs())).expect("answer");
+    assert!(
+        !answer.contains("ice-") && !answer.contains("candidate"),
+        "{answer}"
+    );
+    assert!(params.ice.is_none());
+    // An ALG rewrote c= to an address that is none of the candidates.
+    let rewritten = ICE_OFFER.replace("c=IN IP4 203.0.113.7", "c=IN IP4 198.51.100.99");
+    let (answer, params) = answer_offer(&rewritten, &with_ice(all_codecs())).expect("answer");
+    assert!(
+        answer.contains("a=ice-mismatch") && !answer.contains("a=candidate"),
+        "{answer}"
+    );
+    assert!(params.ice.is_none());
+}
+
+#[test]
+fn an_answer_with_ice_makes_us_controlling_and_one_without_falls_back_to_c_line() {
+    let ours = with_ice(all_codecs());
+    let answer = ICE_OFFER.replace("a=ice-lite\r\n", "");
+    let params = apply_answer(&answer, &ours).expect("params");
+    let ice = params.ice.expect("ICE");
+    assert!(ice.controlling && !ice.remote.lite);
+    assert_eq!(ice.local.ufrag, "ourU");
+    assert!(params.rtcp_mux);
+    let plain = answer
+        .lines()
+        .filter(|l| !l.contains("ice") && !l.contains("candidate"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let params = apply_answer(&plain, &ours).expect("params");
+    assert!(params.ice.is_none());
+    assert_eq!(params.remote, "203.0.113.7:5000".parse().unwrap());
 }

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use super::ice::LocalIce;
 use super::scan::MediaSection;
 use super::{Codec, Direction, LocalMedia};
 
@@ -43,6 +44,10 @@ pub struct AudioLine<'a> {
     pub rtcp_mux: bool,
     /// `a=crypto` values (RFC 4568), written as given.
     pub crypto: Vec<String>,
+    /// Our ICE attributes (RFC 8839), when we do ICE on this stream.
+    pub ice: Option<&'a LocalIce>,
+    /// `a=ice-mismatch`: the offer's default candidate is none of its candidates.
+    pub ice_mismatch: bool,
 }
 
 pub fn audio_lines(audio: &AudioLine<'_>, out: &mut Vec<String>) {
@@ -88,6 +93,11 @@ pub fn audio_lines(audio: &AudioLine<'_>, out: &mut Vec<String>) {
         out.push(format!("a=crypto:{crypto}"));
     }
     out.push(format!("a=ptime:{}", super::DEFAULT_PTIME_MS));
+    if let Some(ice) = audio.ice {
+        super::ice::write_lines(ice, out);
+    } else if audio.ice_mismatch {
+        out.push("a=ice-mismatch".to_owned());
+    }
     if audio.rtcp_mux {
         out.push("a=rtcp-mux".to_owned());
     } else if let Some(rtcp_port) = audio.port.checked_add(1) {

@@ -179,6 +179,14 @@ pub enum Command {
     Hold {
         call: Option<u64>,
     },
+    /// ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): a re-INVITE offering these new
+    /// credentials and candidates, with `address`/`rtp_port` the new default candidate.
+    RestartIce {
+        call: u64,
+        ice: crate::sdp::LocalIce,
+        address: std::net::IpAddr,
+        rtp_port: u16,
+    },
     Resume {
         call: Option<u64>,
     },
@@ -662,6 +670,22 @@ impl UserAgent {
                     None => self.no_such_call("hold"),
                 }
             }
+            Command::RestartIce {
+                call,
+                ice,
+                address,
+                rtp_port,
+            } => {
+                let restartable = |c: &call::Call| {
+                    matches!(c.state, CallState::Confirmed | CallState::Held)
+                        && c.media.ice.is_some()
+                        && c.dialog.is_some()
+                };
+                match self.find_call(Some(call), restartable) {
+                    Some(id) => self.restart_ice(id, ice, address, rtp_port, now),
+                    None => self.no_such_call("restart ICE on"),
+                }
+            }
             Command::Resume { call } => {
                 match self.find_call(call, |c| c.state == CallState::Held) {
                     Some(id) => self.hold(id, false, now),
@@ -736,6 +760,17 @@ impl UserAgent {
     /// Whether we put call `id` on hold (a conference resumes those legs).
     pub fn held_by_us(&self, id: u64) -> bool {
         self.calls.iter().any(|c| c.id == id && c.on_hold)
+    }
+
+    /// The SDP offer of the incoming call an `Answer` for `call` would take (`None`: the
+    /// ringing one), when its INVITE carried one.
+    pub fn incoming_offer(&self, call: Option<u64>) -> Option<&str> {
+        let id = self.find_call(call, |c| c.state == CallState::Incoming)?;
+        self.calls
+            .iter()
+            .find(|c| c.id == id)?
+            .remote_offer
+            .as_deref()
     }
 
     /// The number of the most recently created call.

@@ -152,6 +152,9 @@ pub struct CallView {
     pub mos: Option<f64>,
     /// SRTP protects the media (from the last `media` event).
     pub encrypted: bool,
+    /// ICE's pair (`ICE relay 198.51.100.1:49152 -> srflx 203.0.113.2:40000`) or its failure
+    /// with the pairs tried; `None` without ICE.
+    pub ice: Option<String>,
     /// The SRTP keys (SDES) went in clear: over UDP or TCP, not TLS.
     pub keys_in_clear: bool,
     /// RTP/RTCP packets from strangers dropped so far (from the last `media` event).
@@ -899,6 +902,7 @@ impl UiState {
                 encrypted,
                 srtp,
                 foreign,
+                ice,
                 ..
             } => {
                 if let Some(view) = call.parse().ok().and_then(|id| self.call_mut(id)) {
@@ -926,6 +930,16 @@ impl UiState {
                     view.keys_in_clear =
                         srtp.is_none_or(|s| s.keys != crate::event::KeyTransport::Tls);
                     view.foreign = foreign;
+                    view.ice = ice.map(|ice| match (ice.local, ice.remote) {
+                        (Some(local), Some(remote)) => match &ice.relay {
+                            Some(relay) => format!("ICE {local} -> {remote} (TURN over {relay})"),
+                            None => format!("ICE {local} -> {remote}"),
+                        },
+                        _ if !ice.tried.is_empty() => {
+                            format!("ICE failed, tried: {}", ice.tried.join(", "))
+                        }
+                        _ => format!("ICE {}", ice.path),
+                    });
                 }
             }
             Event::Levels {
@@ -1284,6 +1298,7 @@ impl UiState {
                     rtt_ms: None,
                     mos: None,
                     encrypted: false,
+                    ice: None,
                     keys_in_clear: false,
                     foreign: 0,
                     muted: false,
@@ -1461,6 +1476,7 @@ mod tests {
                 foreign_from: None,
                 peer: None,
                 mic: None,
+                ice: None,
             },
             t0,
         );

@@ -682,6 +682,11 @@ fn enable_forwarding(host: &Host) -> Result<(), HarnessError> {
 /// The router's nftables ruleset: masquerade out of the WAN interface, and from the WAN only
 /// replies to flows the LAN started (like any home router). Rules added later
 /// (`block_udp_to`) go into `inet lab forward`.
+/// The home router's rules. Unsolicited UDP to the router itself is dropped, as home routers
+/// do; that also keeps conntrack from remembering it: a remembered inbound flow
+/// (peer:p -> wan:q) takes the port that the LAN host's own outgoing flow to the same peer
+/// needs, so a hole punched at the same moment from both sides (ICE checks between two cone
+/// NATs) would be remapped to another port and never meet.
 fn nat_ruleset(wan_interface: &str, kind: NatKind) -> String {
     let masquerade = match kind {
         NatKind::Cone => "masquerade",
@@ -698,6 +703,10 @@ fn nat_ruleset(wan_interface: &str, kind: NatKind) -> String {
          \tchain forward {{\n\
          \t\ttype filter hook forward priority filter; policy accept;\n\
          \t\tiifname \"{wan_interface}\" ct state != {{ established, related }} drop\n\
+         \t}}\n\
+         \tchain input {{\n\
+         \t\ttype filter hook input priority filter; policy accept;\n\
+         \t\tiifname \"{wan_interface}\" meta l4proto udp ct state new drop\n\
          \t}}\n\
          }}\n"
     )

@@ -538,5 +538,6 @@ pub fn local_media(rtp_port: u16, codecs: &[Codec]) -> LocalMedia {
         session_id: 0,
         session_version: 0,
         srtp: Default::default(),
+        ice: None,
     }
 }

@@ -488,6 +488,31 @@ impl UserAgent {
         }
     }
 
+    /// ICE restart: our new credentials and candidates go out in a re-INVITE; the answer's
+    /// (`reinvite_response`) restarts the checks on both sides.
+    pub(super) fn restart_ice(
+        &mut self,
+        id: u64,
+        ice: sdp::LocalIce,
+        address: std::net::IpAddr,
+        rtp_port: u16,
+        now: Instant,
+    ) {
+        let Some(call) = self.call_mut(id) else {
+            return;
+        };
+        if call.reinviting || call.updating {
+            self.events.push_back(UaEvent::Error {
+                message: format!("call {id}: an offer is pending; ICE restart not sent"),
+            });
+            return;
+        }
+        call.media.ice = Some(ice);
+        call.media.address = address;
+        call.media.rtp_port = rtp_port;
+        self.send_reinvite(id, now);
+    }
+
     fn send_reinvite(&mut self, id: u64, now: Instant) {
         self.send_reinvite_with(id, true, now);
     }
@@ -1458,12 +1483,26 @@ impl UserAgent {
         let mut media = call.media.clone();
         media.session_version += 1;
         media.direction = call.media_direction();
-        let result = if request.body.is_empty() {
+        let offer = String::from_utf8_lossy(&request.body);
+        let mut result = if request.body.is_empty() {
             Ok((sdp::build_offer(&media), None))
         } else {
-            sdp::answer_offer(&String::from_utf8_lossy(&request.body), &media)
-                .map(|(a, p)| (a, Some(p)))
+            sdp::answer_offer(&offer, &media).map(|(a, p)| (a, Some(p)))
         };
+        // The peer restarts ICE (new ufrag/pwd, RFC 8445 §9): our answer changes ours too
+        // (RFC 8839 §4.4.1.1.2), and the driver starts a new ICE session on them.
+        if let Ok((_, Some(params))) = &result
+            && let Some(offered) = &params.ice
+            && let Some(ours) = media.ice.as_mut()
+            && call
+                .params
+                .as_ref()
+                .and_then(|p| p.ice.as_ref())
+                .is_some_and(|before| before.remote.credentials != offered.remote.credentials)
+        {
+            ours.credentials = ours.credentials.for_restart(&offered.remote.credentials);
+            result = sdp::answer_offer(&offer, &media).map(|(a, p)| (a, Some(p)));
+        }
         let (body, params) = match result {
             Ok(x) => x,
             Err(e) => {
@@ -1660,6 +1699,7 @@ impl UserAgent {
             session_id: 0,
             session_version: 0,
             srtp: sdp::LocalSrtp::new(self.config.srtp),
+            ice: None,
         }
     }
 

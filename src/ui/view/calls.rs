@@ -142,6 +142,17 @@ fn call_lines(
             } else if call.encrypted {
                 stats.push(Span::styled(" SRTP/TLS", Style::new().fg(Color::Green)));
             }
+            if let Some(ice) = &call.ice {
+                let colour = if ice.starts_with("ICE failed") {
+                    Color::Red
+                } else {
+                    Color::Green
+                };
+                stats.push(Span::styled(
+                    format!(" {}", printable(ice)),
+                    Style::new().fg(colour),
+                ));
+            }
             if let Some(processing) = call.processing.as_deref().filter(|p| *p != "-") {
                 stats.push(Span::styled(
                     format!(" {processing}"),
@@ -318,6 +329,7 @@ mod tests {
             foreign_from: None,
             peer: None,
             mic: None,
+            ice: None,
         };
         let stats_line = |state: &UiState| {
             let call = &state.calls[0];

@@ -146,6 +146,7 @@ mod tests {
             rtt_ms: None,
             mos: None,
             encrypted: false,
+            ice: None,
             keys_in_clear: false,
             foreign: 0,
             held: false,

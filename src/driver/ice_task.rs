@@ -1,0 +1,584 @@
+//! The I/O of a call's ICE agent (`ice::IceAgent`): it owns the RTP socket (and a UDP socket
+//! or TCP connections to the TURN server) from before the offer until the call ends, moves
+//! datagrams between them and the agent, arms its timer, and hands media to the media task
+//! through channels. The protocol is all in `ice`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::ice::agent::{GATHER_LIMIT, IceSetup, TurnSetup};
+use crate::ice::tcp_frame::TcpFramer;
+use crate::ice::{IceAgent, IceEvent, Inbound, PairInfo, TurnTransport};
+use crate::sdp::{IceCredentials, LocalIce, NegotiatedIce};
+
+/// Media packets waiting for the media task; beyond that they are dropped (it is stuck).
+const INCOMING_QUEUE: usize = 256;
+/// Largest datagram or TCP read.
+const MAX_DATAGRAM: usize = 2048;
+/// Most TCP connections to TURN servers per call (one per TCP/TLS server).
+const MAX_TCP: usize = 4;
+
+/// What the call's ICE is doing, for the `media` event and the call line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceStatus {
+    pub selected: Option<PairInfo>,
+    /// Set when ICE failed: the pairs that were tried.
+    pub failed: Option<Vec<PairInfo>>,
+    /// The peer stopped answering consent checks on the selected pair (RFC 7675): we no
+    /// longer send.
+    pub consent_lost: bool,
+}
+
+enum Control {
+    /// The peer's ICE, and its `c=` address for when ICE fails.
+    Remote(Box<NegotiatedIce>, SocketAddr),
+    /// A new offer/answer exchange (re-INVITE, UPDATE): new credentials on either side mean
+    /// an ICE restart (RFC 8445 §9); the same ones change nothing but the `c=` fallback.
+    Update(Box<NegotiatedIce>, SocketAddr),
+    /// Our ICE restart: a new session with fresh credentials gathers on the same RTP socket;
+    /// its candidates come back for the re-INVITE (the sender is dropped if that fails).
+    Restart(oneshot::Sender<(LocalIce, SocketAddr)>),
+    Send(Vec<u8>),
+    /// The peer does no ICE: give the RTP socket back for plain RTP, and stop.
+    Release(oneshot::Sender<UdpSocket>),
+    Stop,
+}
+
+/// The SIP task's handle on a call's ICE, until the media task takes the link.
+pub struct IceHandle {
+    control: mpsc::UnboundedSender<Control>,
+    incoming: Option<mpsc::Receiver<Inbound>>,
+    status: watch::Receiver<IceStatus>,
+}
+
+/// What the media task uses: send media, receive media, read the status.
+pub struct IceLink {
+    pub sender: IceSender,
+    pub incoming: mpsc::Receiver<Inbound>,
+    pub status: watch::Receiver<IceStatus>,
+}
+
+/// Sends media over the selected pair; dropping it ends the call's ICE.
+pub struct IceSender {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl IceSender {
+    pub fn send(&self, data: &[u8]) {
+        let _ = self.control.send(Control::Send(data.to_vec()));
+    }
+}
+
+impl Drop for IceSender {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+    }
+}
+
+/// The SIP task's hold on a call's ICE while media runs: restarts and new offers/answers.
+#[derive(Clone)]
+pub struct IceControl {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl IceControl {
+    /// An offer or answer of a re-INVITE or UPDATE carried this ICE.
+    pub fn update(&self, remote: Box<NegotiatedIce>, fallback: SocketAddr) {
+        let _ = self.control.send(Control::Update(remote, fallback));
+    }
+
+    /// Restarts ICE with fresh credentials: our new candidates and default candidate, once
+    /// gathered (an error when the call's ICE has ended).
+    pub fn restart(&self) -> oneshot::Receiver<(LocalIce, SocketAddr)> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.control.send(Control::Restart(tx));
+        rx
+    }
+}
+
+impl IceHandle {
+    /// For restarts and later offers, while the call's ICE runs.
+    pub fn control(&self) -> IceControl {
+        IceControl {
+            control: self.control.clone(),
+        }
+    }
+
+    /// The peer's ICE is known: checks start, and the media task gets the link.
+    pub fn start(mut self, remote: Box<NegotiatedIce>, fallback: SocketAddr) -> Option<IceLink> {
+        let _ = self.control.send(Control::Remote(remote, fallback));
+        Some(IceLink {
+            sender: IceSender {
+                control: self.control.clone(),
+            },
+            incoming: self.incoming.take()?,
+            status: self.status.clone(),
+        })
+    }
+
+    /// The peer does no ICE: the RTP socket back, for plain RTP to its `c=` address.
+    pub async fn release(self) -> Option<UdpSocket> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Control::Release(tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+impl Drop for IceHandle {
+    fn drop(&mut self) {
+        // Only a handle that never became a link stops the task (a link stops it itself).
+        if self.incoming.is_some() {
+            let _ = self.control.send(Control::Stop);
+        }
+    }
+}
+
+/// Gathers candidates on `rtp` (and the TURN servers): returns once gathering ended or after
+/// `GATHER_LIMIT`, with our ICE attributes and the default candidate for `c=`/`m=`.
+pub async fn gather(
+    rtp: UdpSocket,
+    mut setup: IceSetup,
+) -> Result<(IceHandle, LocalIce, SocketAddr), String> {
+    let turn_udp = match setup
+        .turn
+        .iter()
+        .find(|t| t.transport == TurnTransport::Udp)
+    {
+        Some(_) => Some(
+            UdpSocket::bind(SocketAddr::new(setup.host.ip(), 0))
+                .await
+                .map_err(|e| format!("cannot open a socket for TURN: {e}"))?,
+        ),
+        None => None,
+    };
+    for turn in &mut setup.turn {
+        turn.local = match (&turn_udp, turn.transport) {
+            (Some(socket), TurnTransport::Udp) => socket.local_addr().map_err(|e| e.to_string())?,
+            // TCP: the agent asks to connect from this address (`IceEvent::Connect`).
+            _ => SocketAddr::new(setup.host.ip(), 0),
+        };
+    }
+    let tls_servers = setup
+        .turn
+        .iter()
+        .filter(|t| t.transport == TurnTransport::Tls)
+        .map(|t| t.server)
+        .collect();
+    let now = Instant::now();
+    let agent = IceAgent::new(&setup, now)?;
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let (status_tx, status) = watch::channel(IceStatus::default());
+    let (gathered_tx, gathered_rx) = oneshot::channel();
+    let task = Task {
+        agent,
+        host: setup.host,
+        rtp: Some(rtp),
+        turn_udp,
+        tcp: Vec::new(),
+        incoming: incoming_tx,
+        status: status_tx,
+        gathered: Some(gathered_tx),
+        gather_deadline: now + GATHER_LIMIT,
+        tls_servers,
+        fallback: None,
+        setup,
+    };
+    tokio::spawn(task.run(control_rx));
+    let handle = IceHandle {
+        control,
+        incoming: Some(incoming),
+        status,
+    };
+    let (local, default) = gathered_rx
+        .await
+        .map_err(|_| "ICE gathering stopped".to_owned())?;
+    Ok((handle, local, default))
+}
+
+/// A TCP connection to a TURN server: writes go straight to it, reads come from a reader
+/// task through `tcp_in`.
+struct Tcp {
+    local: SocketAddr,
+    remote: SocketAddr,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+struct Task {
+    agent: IceAgent,
+    host: SocketAddr,
+    rtp: Option<UdpSocket>,
+    turn_udp: Option<UdpSocket>,
+    tcp: Vec<Tcp>,
+    incoming: mpsc::Sender<Inbound>,
+    status: watch::Sender<IceStatus>,
+    gathered: Option<oneshot::Sender<(LocalIce, SocketAddr)>>,
+    /// When the SDP goes out with what gathering found so far.
+    gather_deadline: Instant,
+    /// TURN servers reached over TLS (their bytes go to rice unframed).
+    tls_servers: Vec<SocketAddr>,
+    /// The peer's `c=` address: media goes there when ICE fails.
+    fallback: Option<SocketAddr>,
+    /// What the agent was built from: a restart builds the next one from it.
+    setup: IceSetup,
+}
+
+/// What the helper tasks report: a TCP connection made (or not), bytes read from one.
+enum TcpNews {
+    Connected {
+        from: SocketAddr,
+        to: SocketAddr,
+        stream: std::io::Result<TcpStream>,
+    },
+    Read {
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Task {
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpNews>(64);
+        let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
+        let mut turn_buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            self.drive(&tcp_tx).await;
+            let mut wake = self
+                .agent
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(60));
+            if self.gathered.is_some() {
+                wake = wake.min(self.gather_deadline);
+            }
+            let Some(rtp) = self.rtp.as_ref() else { return };
+            let mut media = Vec::new();
+            tokio::select! {
+                received = rtp.recv_from(&mut rtp_buf) => {
+                    if let Ok((n, from)) = received {
+                        let bytes = rtp_buf.get(..n).unwrap_or_default();
+                        self.agent.handle_datagram(false, self.host, canonical(from), bytes, Instant::now(), &mut media);
+                    }
+                }
+                received = recv_opt(self.turn_udp.as_ref(), &mut turn_buf) => {
+                    if let (Ok((n, from)), Some(local)) = (received, self.turn_udp.as_ref().and_then(|s| s.local_addr().ok())) {
+                        let bytes = turn_buf.get(..n).unwrap_or_default();
+                        self.agent.handle_datagram(false, local, canonical(from), bytes, Instant::now(), &mut media);
+                    }
+                }
+                Some(news) = tcp_rx.recv() => self.tcp_news(news, &tcp_tx, &mut media),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if self.gathered.is_some() && Instant::now() >= self.gather_deadline {
+                        tracing::info!("ICE: gathering took too long; the SDP gets what there is");
+                        self.report_gathered(self.agent.local_ice());
+                    }
+                }
+                command = control.recv() => match command {
+                    Some(Control::Remote(remote, fallback)) => {
+                        self.fallback = Some(fallback);
+                        self.agent.set_remote(&remote, Instant::now());
+                    }
+                    Some(Control::Update(remote, fallback)) => {
+                        self.fallback = Some(fallback);
+                        self.update(&remote, &tcp_tx).await;
+                    }
+                    Some(Control::Restart(back)) => {
+                        let fresh = IceCredentials::from_random(rand::random());
+                        match self.restart(fresh, &tcp_tx).await {
+                            Ok(()) => self.gathered = Some(back),
+                            Err(e) => tracing::warn!("ICE restart: {e}"),
+                        }
+                    }
+                    Some(Control::Send(data)) => {
+                        if let Some(transmit) = self.agent.send(&data, Instant::now()) {
+                            self.transmit(transmit).await;
+                        } else if self.agent.failed()
+                            && let (Some(rtp), Some(to)) = (self.rtp.as_ref(), self.fallback)
+                        {
+                            let _ = rtp.send_to(&data, to).await;
+                        }
+                    }
+                    Some(Control::Release(back)) => {
+                        if let Some(rtp) = self.rtp.take() {
+                            let _ = back.send(rtp);
+                        }
+                        return;
+                    }
+                    Some(Control::Stop) | None => {
+                        self.agent.close(Instant::now());
+                        self.drive(&tcp_tx).await;
+                        return;
+                    }
+                },
+            }
+            for packet in media {
+                // The media task is behind: drop rather than stall ICE.
+                let _ = self.incoming.try_send(packet);
+            }
+        }
+    }
+
+    /// A later offer/answer: a restart when either side's credentials changed.
+    async fn update(&mut self, remote: &NegotiatedIce, tcp_tx: &mpsc::Sender<TcpNews>) {
+        let now = Instant::now();
+        if remote.local != *self.agent.credentials() {
+            // The peer restarted: our answer carried new credentials (`sip::ua`); a new
+            // session on them (its candidates may differ from the answer's, which were the
+            // last session's: the checks find the new ones as peer-reflexive).
+            tracing::info!("ICE: the peer restarts ICE");
+            if let Err(e) = self.restart(remote.local.clone(), tcp_tx).await {
+                tracing::warn!("ICE restart: {e}");
+                return;
+            }
+        } else if self.agent.remote_credentials() == Some(&remote.remote.credentials) {
+            return;
+        } else if self.agent.remote_set() {
+            // New credentials of the peer's in an answer to an offer that kept ours: a
+            // restart on our side too, with the same credentials.
+            tracing::info!("ICE: the peer changed its credentials; checks start again");
+            let same = self.agent.credentials().clone();
+            if let Err(e) = self.restart(same, tcp_tx).await {
+                tracing::warn!("ICE restart: {e}");
+                return;
+            }
+        }
+        // Our restart's answer, or the peer's restart: checks start on the new session.
+        self.agent.set_remote(remote, now);
+    }
+
+    /// A new ICE session (RFC 8445 §9) on the same RTP socket: the old agent closes (its TURN
+    /// allocations are released), a new one gathers with `credentials`. Media pauses until
+    /// the new session selects a pair; the call stays up.
+    async fn restart(
+        &mut self,
+        credentials: IceCredentials,
+        tcp_tx: &mpsc::Sender<TcpNews>,
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        self.agent.close(now);
+        self.drive(tcp_tx).await;
+        let mut setup = self.setup.clone();
+        setup.credentials = credentials;
+        // A new allocation from a new socket: the server may still hold the old one for the
+        // old socket's 5-tuple (or the NAT gave it a new one: that is why we restart).
+        if setup.turn.iter().any(|t| t.transport == TurnTransport::Udp) {
+            let socket = UdpSocket::bind(SocketAddr::new(self.host.ip(), 0))
+                .await
+                .map_err(|e| format!("cannot open a socket for TURN: {e}"))?;
+            let local = socket.local_addr().map_err(|e| e.to_string())?;
+            for turn in setup
+                .turn
+                .iter_mut()
+                .filter(|t| t.transport == TurnTransport::Udp)
+            {
+                turn.local = local;
+            }
+            self.turn_udp = Some(socket);
+        }
+        // The old session's TCP connections to the TURN server close; the new one opens its own.
+        self.tcp.clear();
+        self.agent = IceAgent::new(&setup, now)?;
+        self.setup = setup;
+        self.gather_deadline = now + GATHER_LIMIT;
+        self.status.send_modify(|s| {
+            s.selected = None;
+            s.failed = None;
+            s.consent_lost = false;
+        });
+        tracing::info!("ICE: restarted; gathering again");
+        Ok(())
+    }
+
+    fn tcp_news(
+        &mut self,
+        news: TcpNews,
+        tcp_tx: &mpsc::Sender<TcpNews>,
+        media: &mut Vec<Inbound>,
+    ) {
+        match news {
+            TcpNews::Connected { from, to, stream } => {
+                // Media goes over this connection: no Nagle delay (it added ~20 ms per
+                // round trip through the relay in the lab).
+                let connected = stream.and_then(|s| {
+                    s.set_nodelay(true)?;
+                    Ok((s.local_addr()?, s))
+                });
+                match connected {
+                    Ok((local, stream)) if self.tcp.len() < MAX_TCP => {
+                        let (mut reader, writer) = stream.into_split();
+                        self.tcp.push(Tcp {
+                            local,
+                            remote: to,
+                            writer,
+                        });
+                        let tx = tcp_tx.clone();
+                        // TLS is rice's own (its TURN client decrypts); over plain TCP the
+                        // agent gets whole messages (see `ice::tcp_frame` for why).
+                        let tls = self.tls_servers.contains(&to);
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; MAX_DATAGRAM];
+                            let mut framer = TcpFramer::default();
+                            while let Ok(n) = reader.read(&mut buf).await {
+                                let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+                                    break;
+                                };
+                                let messages = if tls {
+                                    vec![bytes.to_vec()]
+                                } else {
+                                    framer.push(bytes)
+                                };
+                                for bytes in messages {
+                                    let news = TcpNews::Read {
+                                        local,
+                                        remote: to,
+                                        bytes,
+                                    };
+                                    if tx.send(news).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        });
+                        self.agent
+                            .handle_connected(from, to, Ok(local), Instant::now());
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::info!(%to, "ICE: no TCP connection to the TURN server");
+                        self.agent
+                            .handle_connected(from, to, Err(()), Instant::now());
+                    }
+                }
+            }
+            TcpNews::Read {
+                local,
+                remote,
+                bytes,
+            } => self
+                .agent
+                .handle_datagram(true, local, remote, &bytes, Instant::now(), media),
+        }
+    }
+
+    /// Runs the agent until it waits: sends what it wants sent, acts on its events.
+    async fn drive(&mut self, tcp_tx: &mpsc::Sender<TcpNews>) {
+        // Bounded like the agent's own loop: a burst of checks, then the timer.
+        for _ in 0..64 {
+            let now = Instant::now();
+            let mut busy = false;
+            while let Some(transmit) = self.agent.poll_transmit(now) {
+                busy = true;
+                self.transmit(transmit).await;
+            }
+            if let Some(event) = self.agent.poll_event(now) {
+                busy = true;
+                self.event(event, tcp_tx);
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+
+    fn event(&mut self, event: IceEvent, tcp_tx: &mpsc::Sender<TcpNews>) {
+        match event {
+            IceEvent::Gathered(local) => self.report_gathered(local),
+            IceEvent::Connect { from, to } => {
+                let tx = tcp_tx.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::time::timeout(GATHER_LIMIT, TcpStream::connect(to))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+                    let _ = tx.send(TcpNews::Connected { from, to, stream }).await;
+                });
+            }
+            IceEvent::Selected(pair) => {
+                tracing::info!(%pair, path = pair.path(), "ICE: media goes over this pair");
+                self.status.send_modify(|s| {
+                    s.selected = Some(pair);
+                    s.failed = None;
+                });
+            }
+            IceEvent::ConsentLost(pair) => {
+                tracing::warn!(%pair, "ICE: consent lost; media stops");
+                self.status.send_modify(|s| s.consent_lost = true);
+            }
+            IceEvent::Failed { tried } => {
+                let list: Vec<String> = tried.iter().map(ToString::to_string).collect();
+                tracing::warn!(tried = ?list, "ICE failed: no candidate pair works");
+                self.status.send_modify(|s| s.failed = Some(tried));
+            }
+        }
+    }
+
+    fn report_gathered(&mut self, local: LocalIce) {
+        if let Some(tx) = self.gathered.take() {
+            let default = self.agent.default_candidate().unwrap_or(self.host);
+            if local.candidates.is_empty() {
+                tracing::debug!("ICE: no usable candidate (loopback or no route); no ICE");
+            } else {
+                tracing::info!(candidates = ?local.candidates, %default, "ICE: candidates gathered");
+            }
+            let _ = tx.send((local, default));
+        }
+    }
+
+    async fn transmit(&mut self, transmit: crate::ice::Transmit) {
+        if transmit.tcp {
+            if let Some(tcp) = self
+                .tcp
+                .iter_mut()
+                .find(|t| t.local == transmit.from && t.remote == transmit.to)
+                && let Err(error) = tcp.writer.write_all(&transmit.data).await
+            {
+                tracing::debug!(%error, to = %transmit.to, "ICE: TCP send failed");
+            }
+            return;
+        }
+        let socket = match &self.turn_udp {
+            Some(turn) if turn.local_addr().ok() == Some(transmit.from) => turn,
+            _ => match &self.rtp {
+                Some(rtp) => rtp,
+                None => return,
+            },
+        };
+        tracing::trace!(from = %transmit.from, to = %transmit.to, len = transmit.data.len(), "ICE: send");
+        if let Err(error) = socket.send_to(&transmit.data, transmit.to).await {
+            tracing::debug!(%error, to = %transmit.to, "ICE: send failed");
+        }
+    }
+}
+
+async fn recv_opt(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Builds the agent's setup for one call.
+pub fn setup(
+    credentials: crate::sdp::IceCredentials,
+    host: SocketAddr,
+    stun: Option<SocketAddr>,
+    turn: Vec<TurnSetup>,
+    controlling: bool,
+) -> IceSetup {
+    IceSetup {
+        credentials,
+        host,
+        stun,
+        turn,
+        controlling,
+    }
+}

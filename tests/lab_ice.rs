@@ -1,0 +1,839 @@
+//! ICE (RFC 8445) with STUN and TURN between two headless sipterms, each behind a NAT of its
+//! own (tests/common/lab.rs), signalling through a Kamailio registrar that Record-Routes, a
+//! coturn STUN/TURN server on the "internet" segment. Every call checks audio both ways (each
+//! side sends its own tone and must hear the other's) and which candidate pair carried it (the
+//! `ice` part of the `media` event). Figures (time from 200 OK to first audio, the relay's
+//! added delay) are printed for the note; nothing is asserted on the wall clock.
+//!
+//! Root only (network namespaces). CI runs as root and fails rather than skips otherwise;
+//! coturn (`turnserver`) comes with `make test-deps` and its absence fails the test.
+
+mod common;
+
+use std::error::Error;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::audio::assert_hears;
+use common::headless::{Headless, HeadlessOptions, sine, write_wav};
+use common::lab::{DnsRecord, Host, KamailioLab, Lab, NatKind, Router, root_or_skip};
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+const SIGNALLING: Duration = Duration::from_secs(20);
+const RATE: u32 = 48_000;
+const TONE_SECONDS: f32 = 40.0;
+const AMPLITUDE: f32 = 8000.0;
+const TURN_IP: &str = "203.0.113.30";
+const TURN_USER: &str = "icetest";
+const TURN_PASSWORD: &str = "Relay-pass-42";
+
+struct Phone {
+    sipterm: Headless,
+    out: PathBuf,
+}
+
+/// The lab: two homes behind NATs of the given kinds, a registrar, DNS, coturn.
+struct IceLab {
+    lab: Lab,
+    alice_host: Host,
+    bob_host: Host,
+    nat_a: Router,
+    _nat_b: Router,
+}
+
+fn ice_lab(kind_a: NatKind, kind_b: NatKind) -> Result<IceLab, Box<dyn Error>> {
+    ice_lab_with(kind_a, kind_b, false)
+}
+
+/// `nat_helper`: Kamailio reaches registered Contacts at their source address (for a peer
+/// that, unlike sipterm, puts its private address there).
+fn ice_lab_with(
+    kind_a: NatKind,
+    kind_b: NatKind,
+    nat_helper: bool,
+) -> Result<IceLab, Box<dyn Error>> {
+    let lab = Lab::new()?;
+    let home_a = lab.segment("homea")?;
+    let home_b = lab.segment("homeb")?;
+    let wan = lab.segment("wan")?;
+    let nat_a = lab.nat_router(
+        "nata",
+        &home_a,
+        "10.0.1.1/24",
+        &wan,
+        "203.0.113.1/24",
+        kind_a,
+    )?;
+    let nat_b = lab.nat_router(
+        "natb",
+        &home_b,
+        "10.0.2.1/24",
+        &wan,
+        "203.0.113.2/24",
+        kind_b,
+    )?;
+    let ns = lab.host("ns", &wan, &["203.0.113.53/24"], &[])?;
+    let registrar = lab.host("registrar", &wan, &["203.0.113.10/24"], &[])?;
+    let turn = lab.host("turn", &wan, &[&format!("{TURN_IP}/24")], &[])?;
+    let alice_host = lab.host("alice", &home_a, &["10.0.1.10/24"], &["10.0.1.1"])?;
+    let bob_host = lab.host("bob", &home_b, &["10.0.2.20/24"], &["10.0.2.1"])?;
+    // The TURN server is also found by SRV (`_turn._udp.atlanta.test`, RFC 8656 §3.1).
+    let dns = lab.dns(
+        &ns,
+        &[
+            DnsRecord::host("atlanta.test", &registrar.addrs()),
+            DnsRecord::host("relay.atlanta.test", &turn.addrs()),
+            DnsRecord::srv("_turn._udp.atlanta.test", "relay.atlanta.test", 3478, 0, 0),
+        ],
+    )?;
+    for host in [&registrar, &alice_host, &bob_host] {
+        lab.use_dns(host, dns.ip()?)?;
+    }
+    lab.kamailio(
+        &registrar,
+        &KamailioLab {
+            domain: "atlanta.test",
+            listen: &["203.0.113.10:5060".parse()?],
+            users: &[("alice", "secret"), ("bob", "secret")],
+            record_route: true,
+            nat_helper,
+            ..KamailioLab::default()
+        },
+    )?;
+    start_coturn(&lab, &turn)?;
+    Ok(IceLab {
+        lab,
+        alice_host,
+        bob_host,
+        nat_a,
+        _nat_b: nat_b,
+    })
+}
+
+/// coturn with one long-term-credential user, STUN and TURN on UDP and TCP 3478 (no TLS).
+fn start_coturn(lab: &Lab, host: &Host) -> TestResult {
+    let mut command = host.command("/usr/bin/turnserver");
+    command.args([
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--fingerprint",
+        "--lt-cred-mech",
+        "--realm=lab.test",
+        &format!("--user={TURN_USER}:{TURN_PASSWORD}"),
+        &format!("--listening-ip={TURN_IP}"),
+        &format!("--relay-ip={TURN_IP}"),
+        "--listening-port=3478",
+        "--min-port=50000",
+        "--max-port=50100",
+        "--log-file=stdout",
+        "--simple-log",
+        "--verbose",
+    ]);
+    lab.spawn("coturn", command)?;
+    // Ready when its TCP listener accepts (UDP starts with it).
+    let target: SocketAddr = format!("{TURN_IP}:3478").parse()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let connected = host.enter(move || {
+            TcpStream::connect_timeout(&target, Duration::from_millis(200)).map(|_| ())
+        });
+        if connected.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("coturn did not start:\n{}", lab.logs()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn account(name: &str, extra: &str) -> String {
+    format!(
+        "[[account]]\nname = \"{name}\"\nuri = \"sip:{name}@atlanta.test\"\npassword = \"secret\"\n\
+         registrar = \"sip:atlanta.test\"\nsrtp = \"off\"\n{extra}"
+    )
+}
+
+fn turn_lines() -> String {
+    format!(
+        "stun_server = \"{TURN_IP}:3478\"\nturn_server = \"turn:{TURN_IP}:3478\"\n\
+         turn_username = \"{TURN_USER}\"\nturn_password_command = \"echo {TURN_PASSWORD}\"\n"
+    )
+}
+
+fn phone(
+    lab: &Lab,
+    name: &str,
+    host: &Host,
+    tone: f32,
+    config: String,
+    answering: bool,
+) -> Result<Phone, Box<dyn Error>> {
+    let input = lab.dir().join(format!("{name}-in.wav"));
+    write_wav(&input, RATE, &sine(tone, RATE, TONE_SECONDS, AMPLITUDE))?;
+    let out = lab.dir().join(format!("{name}-out.wav"));
+    let mut sipterm = Headless::spawn_with(
+        name,
+        &HeadlessOptions {
+            audio_in: Some(input),
+            audio_out: Some(out.clone()),
+            auto_answer_ms: answering.then_some(0),
+            config_toml: Some(config),
+            extra_args: Vec::new(),
+            netns: Some(host.netns().to_string()),
+            listen: Some("0.0.0.0:5060".to_string()),
+        },
+        &[("RUST_LOG", std::ffi::OsStr::new("info,rice_proto=info"))],
+        false,
+    )?;
+    sipterm.expect_event(
+        "registration `registered`",
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        SIGNALLING,
+    )?;
+    Ok(Phone { sipterm, out })
+}
+
+/// A media event showing `packets` received; returns it.
+fn media_flowing(phone: &mut Phone, packets: u64) -> Result<Value, Box<dyn Error>> {
+    Ok(phone.sipterm.expect_event(
+        &format!("a media event with >= {packets} packets received"),
+        |e| e["event"] == "media" && e["received"].as_u64().unwrap_or(0) >= packets,
+        SIGNALLING,
+    )?)
+}
+
+/// Alice (the caller) dials Bob (auto-answering); both hear the other's tone; Alice hangs up.
+/// Returns both sides' last media events and the time from `confirmed` to the caller's first
+/// media event with audio received (a figure for the note; media events come every 2 s, so
+/// it is coarse by that much).
+fn call(alice: &mut Phone, bob: &mut Phone) -> Result<(Value, Value), Box<dyn Error>> {
+    alice.sipterm.send("dial sip:bob@atlanta.test")?;
+    alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    let confirmed = Instant::now();
+    bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    let first = media_flowing(alice, 1)?;
+    println!(
+        "first media event with audio at the caller {:?} after 200 OK: {first}",
+        confirmed.elapsed()
+    );
+    let a = media_flowing(alice, 75)?;
+    let b = media_flowing(bob, 75)?;
+    alice.sipterm.send("hangup")?;
+    alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    bob.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    assert_hears(&alice.out, "alice", 1000.0)?;
+    assert_hears(&bob.out, "bob", 440.0)?;
+    println!("alice media: {a}\nbob media: {b}");
+    Ok((a, b))
+}
+
+fn path(media: &Value) -> String {
+    media["ice"]["path"].as_str().unwrap_or("none").to_owned()
+}
+
+fn run(
+    test: &str,
+    kinds: (NatKind, NatKind),
+    alice_extra: &str,
+    bob_extra: &str,
+    block_udp_to_turn: bool,
+) -> Result<Option<(Value, Value)>, Box<dyn Error>> {
+    if !root_or_skip(test) {
+        return Ok(None);
+    }
+    let lab = ice_lab(kinds.0, kinds.1)?;
+    if block_udp_to_turn {
+        lab.nat_a.block_udp_to(TURN_IP.parse::<IpAddr>()?)?;
+    }
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", alice_extra),
+        false,
+    )?;
+    let mut bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", bob_extra),
+        true,
+    )?;
+    let result = call(&mut alice, &mut bob);
+    if result.is_err() {
+        println!("{}", lab.lab.logs());
+        for phone in [&alice, &bob] {
+            let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
+                .unwrap_or_default();
+            for line in log
+                .lines()
+                .filter(|l| l.contains("ICE") || l.contains("rice"))
+            {
+                println!("{}: {line}", phone.sipterm.name());
+            }
+        }
+    }
+    Ok(Some(result?))
+}
+
+/// Case 1: two cone NATs: the checks find a server-reflexive path; no relay is needed.
+#[test]
+fn two_cone_nats_carry_audio_over_a_server_reflexive_pair() -> TestResult {
+    let extra = turn_lines();
+    let Some((a, b)) = run(
+        "ice_cone",
+        (NatKind::Cone, NatKind::Cone),
+        &extra,
+        &extra,
+        false,
+    )?
+    else {
+        return Ok(());
+    };
+    for media in [&a, &b] {
+        let path = path(media);
+        assert!(
+            path == "srflx" || path == "prflx",
+            "a reflexive pair through the NATs, not {path}: {media}"
+        );
+    }
+    Ok(())
+}
+
+/// Case 2: two symmetric NATs (a new port per destination): only the TURN relay works.
+#[test]
+fn two_symmetric_nats_carry_audio_through_the_turn_relay() -> TestResult {
+    let extra = turn_lines();
+    let Some((a, b)) = run(
+        "ice_symmetric",
+        (NatKind::Symmetric, NatKind::Symmetric),
+        &extra,
+        &extra,
+        false,
+    )?
+    else {
+        return Ok(());
+    };
+    for media in [&a, &b] {
+        assert_eq!(path(media), "relay", "{media}");
+        // Where our side is the relay, the event names how we reach the TURN server.
+        if pair_end(media, "local").starts_with("relay") {
+            assert!(
+                media["ice"]["relay"] == "udp" || media["ice"]["relay"] == "tcp",
+                "{media}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Case 3: Alice's NAT drops UDP to the TURN server: her relay is allocated over TCP. Her
+/// `turn_server` is the bare domain `atlanta.test`, found by SRV `_turn._udp`.
+#[test]
+fn turn_over_tcp_carries_the_call_when_udp_to_the_server_is_blocked() -> TestResult {
+    let extra = turn_lines();
+    let by_srv = extra.replace(&format!("turn:{TURN_IP}:3478"), "atlanta.test");
+    assert_ne!(by_srv, extra);
+    let Some((a, b)) = run(
+        "ice_turn_tcp",
+        (NatKind::Symmetric, NatKind::Symmetric),
+        &by_srv,
+        &extra,
+        true,
+    )?
+    else {
+        return Ok(());
+    };
+    for media in [&a, &b] {
+        assert_eq!(path(media), "relay", "{media}");
+    }
+    // Alice's own relay (her only one: UDP to the server is blocked) is reached over TCP.
+    if pair_end(&a, "local").starts_with("relay") {
+        assert_eq!(a["ice"]["relay"], "tcp", "{a}");
+    }
+    Ok(())
+}
+
+/// Case 4: Alice has `ice = false`: Bob falls back to her `c=` address, which STUN and
+/// the NATs' filtering (each side sends first) make work through two cone NATs, as before.
+#[test]
+fn a_peer_without_ice_still_gets_audio_through_cone_nats() -> TestResult {
+    let stun = format!("stun_server = \"{TURN_IP}:3478\"\n");
+    let Some((a, b)) = run(
+        "ice_off",
+        (NatKind::Cone, NatKind::Cone),
+        &format!("{stun}ice = false\n"),
+        &stun,
+        false,
+    )?
+    else {
+        return Ok(());
+    };
+    assert!(a.get("ice").is_none() && b.get("ice").is_none(), "{a}\n{b}");
+    Ok(())
+}
+
+/// The `ice.remote` (or `ice.local`) of a media event.
+fn pair_end(media: &Value, end: &str) -> String {
+    media["ice"][end].as_str().unwrap_or("").to_owned()
+}
+
+/// A media event of `phone` on a selected pair whose remote end satisfies `remote`, with
+/// `more` packets received beyond `since`; returns it.
+fn flowing_on(
+    phone: &mut Phone,
+    what: &str,
+    since: u64,
+    more: u64,
+    remote: impl Fn(&str) -> bool,
+) -> Result<Value, Box<dyn Error>> {
+    Ok(phone.sipterm.expect_event(
+        what,
+        |e| {
+            e["event"] == "media"
+                && remote(&pair_end(e, "remote"))
+                && e["received"].as_u64().unwrap_or(0) >= since + more
+        },
+        SIGNALLING,
+    )?)
+}
+
+/// Case 6: the call runs on a server-reflexive pair through two cone NATs; then Alice's NAT
+/// gets a new public address (as when a router reconnects: the kernel drops every mapping
+/// masqueraded with the old address, so the pair is dead both ways). Alice restarts ICE
+/// (`ice-restart`: new credentials and candidates in a re-INVITE through the registrar);
+/// Bob answers with new credentials of his own, both gather and check again, and audio flows
+/// both ways on a pair that names her new address, in the same call.
+#[test]
+fn an_ice_restart_in_a_reinvite_keeps_the_call_after_the_nat_changed_address() -> TestResult {
+    if !root_or_skip("ice_restart") {
+        return Ok(());
+    }
+    let lab = ice_lab(NatKind::Cone, NatKind::Cone)?;
+    let extra = turn_lines();
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", &extra),
+        false,
+    )?;
+    let mut bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", &extra),
+        true,
+    )?;
+    let result = (|| -> TestResult {
+        alice.sipterm.send("dial sip:bob@atlanta.test")?;
+        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        let before_a = flowing_on(&mut alice, "alice hears bob", 0, 75, |r| {
+            r.contains("203.0.113.2")
+        })?;
+        let before_b = flowing_on(&mut bob, "bob hears alice", 0, 75, |r| {
+            r.contains("203.0.113.1:")
+        })?;
+        println!("before: alice {before_a}\nbob {before_b}");
+
+        // Alice's NAT reconnects with a new public address.
+        let wan = lab.nat_a.wan_interface().to_owned();
+        let nat = lab.nat_a.host();
+        nat.run_ip(&["addr", "del", "203.0.113.1/24", "dev", &wan])?;
+        nat.run_ip(&["addr", "add", "203.0.113.3/24", "dev", &wan])?;
+        let changed = Instant::now();
+
+        alice.sipterm.send("ice-restart")?;
+        let reinvite = alice.sipterm.expect_event(
+            "the restart's re-INVITE",
+            |e| {
+                e["event"] == "sip"
+                    && e["dir"] == "out"
+                    && e["summary"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("INVITE "))
+            },
+            SIGNALLING,
+        )?;
+        let answered = Instant::now();
+        println!(
+            "re-INVITE out {:?} after the change: {reinvite}",
+            changed.elapsed()
+        );
+        let a0 = before_a["received"].as_u64().unwrap_or(0);
+        let b0 = before_b["received"].as_u64().unwrap_or(0);
+        // Both sides on a new session; Bob's pair reaches Alice's new address.
+        let after_b = flowing_on(&mut bob, "bob hears alice again", b0, 75, |r| {
+            r.contains("203.0.113.3:")
+        })?;
+        let after_a = flowing_on(&mut alice, "alice hears bob again", a0, 75, |r| {
+            r.contains("203.0.113.2")
+        })?;
+        println!(
+            "after the restart ({:?} after its re-INVITE):\nalice {after_a}\nbob {after_b}",
+            answered.elapsed()
+        );
+        for media in [&after_a, &after_b] {
+            let path = path(media);
+            assert!(
+                path == "srflx" || path == "prflx",
+                "a reflexive pair after the restart, not {path}: {media}"
+            );
+        }
+        // Still the first call: no second call came up, none ended.
+        for phone in [&alice, &bob] {
+            let calls: Vec<_> = phone
+                .sipterm
+                .events_of("call")
+                .into_iter()
+                .filter_map(|e| e["call"].as_str())
+                .collect();
+            assert!(calls.iter().all(|c| *c == calls[0]), "{calls:?}");
+            assert!(
+                !phone
+                    .sipterm
+                    .events_of("call")
+                    .iter()
+                    .any(|e| e["state"] == "terminated"),
+                "the call survived the restart"
+            );
+        }
+        alice.sipterm.send("hangup")?;
+        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        bob.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        assert_hears(&alice.out, "alice", 1000.0)?;
+        assert_hears(&bob.out, "bob", 440.0)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        println!("{}", lab.lab.logs());
+    }
+    // Our own ICE lines always (for the note); rice-proto's too when the test failed.
+    for phone in [&alice, &bob] {
+        let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
+            .unwrap_or_default();
+        for line in log.lines().filter(|l| {
+            l.contains("sipterm::driver::ice_task")
+                || l.contains("sipterm::ice")
+                || (result.is_err() && l.contains("rice"))
+        }) {
+            println!("{}: {line}", phone.sipterm.name());
+        }
+    }
+    result
+}
+
+/// baresip in Bob's home (its `ice` and `stun` modules, `medianat=ice`), registered at the lab's
+/// Kamailio; driven through its console (stdin), its output read line by line.
+struct BaresipPeer {
+    guard: common::process::ChildGuard,
+    dumps: PathBuf,
+}
+
+/// `medianat`: `ice` or `stun` (baresip's account parameter).
+fn start_baresip(
+    lab: &IceLab,
+    auto_answer: bool,
+    medianat: &str,
+) -> Result<BaresipPeer, Box<dyn Error>> {
+    let dir = lab.lab.dir().join("baresip");
+    let dumps = dir.join("dumps");
+    std::fs::create_dir_all(&dumps)?;
+    let tone = dir.join("bob-in.wav");
+    write_wav(&tone, 8000, &sine(1000.0, 8000, TONE_SECONDS, AMPLITUDE))?;
+    let config = format!(
+        "poll_method\t\tepoll\n\
+         sip_listen\t\t10.0.2.20:5060\n\
+         call_local_timeout\t120\n\
+         audio_player\t\talsa,null\n\
+         audio_source\t\taufile,{tone}\n\
+         audio_alert\t\talsa,null\n\
+         rtp_stats\t\tyes\n\
+         module_path\t\t{modules}\n\
+         module\t\t\tstdio.so\n\
+         module\t\t\tg711.so\n\
+         module\t\t\taufile.so\n\
+         module\t\t\talsa.so\n\
+         module\t\t\tsndfile.so\n\
+         module\t\t\tstun.so\n\
+         module\t\t\tturn.so\n\
+         module\t\t\tice.so\n\
+         module_tmp\t\tuuid.so\n\
+         module_tmp\t\taccount.so\n\
+         module_app\t\tmenu.so\n\
+         snd_path\t\t{dumps}\n\
+         ice_debug\t\tyes\n",
+        tone = tone.display(),
+        modules = common::peers::BARESIP_MODULE_PATH,
+        dumps = dumps.display(),
+    );
+    let answer = if auto_answer { "auto" } else { "manual" };
+    let account = format!(
+        "<sip:bob@atlanta.test>;auth_pass=secret;regint=600;answermode={answer};\
+         medianat={medianat};stunserver=stun:{TURN_IP}:3478\n"
+    );
+    std::fs::write(dir.join("config"), config)?;
+    std::fs::write(dir.join("accounts"), account)?;
+    std::fs::write(dir.join("contacts"), "")?;
+    let mut command = lab.bob_host.command("baresip");
+    // -s: its SIP trace (with the SDP) in stdout.log, for the note.
+    command.arg("-s").arg("-f").arg(&dir).current_dir(&dir);
+    let mut guard = common::process::ChildGuard::spawn(
+        "baresip",
+        command,
+        common::process::Stdout::Lines,
+        Some(&dir),
+    )?;
+    guard.expect_line_described(
+        "baresip registered",
+        &mut |l: &str| l.contains("200 OK") && l.contains("bob@atlanta.test"),
+        SIGNALLING,
+    )?;
+    Ok(BaresipPeer { guard, dumps })
+}
+
+impl BaresipPeer {
+    fn wait(&mut self, what: &str, needle: &str) -> TestResult {
+        self.guard
+            .expect_line_described(what, &mut |l: &str| l.contains(needle), SIGNALLING)?;
+        Ok(())
+    }
+
+    fn received_wav(&self) -> Option<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dumps)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        files.sort();
+        files.pop()
+    }
+}
+
+/// The SDP both ways and baresip's ICE lines, from its SIP trace (for the note).
+fn print_baresip_trace(bob: &BaresipPeer) {
+    let trace = std::fs::read_to_string(bob.guard.log_dir().join("stdout.log")).unwrap_or_default();
+    for line in trace.lines().filter(|l| {
+        [
+            "c=IN",
+            "m=audio",
+            "a=ice",
+            "a=candidate",
+            "a=rtcp",
+            "ice",
+            "ICE",
+            "a=send",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
+    }) {
+        println!("baresip: {line}");
+    }
+}
+
+/// Case 5 (both directions): sipterm (Alice: ICE, STUN, TURN) and baresip 1.0 (Bob, its
+/// `medianat` = `ice` or `stun`), each behind a cone NAT, through the registrar. Audio both
+/// ways each time; returns sipterm's media event of each call.
+fn baresip_calls(medianat: &str) -> Result<Option<(Value, Value)>, Box<dyn Error>> {
+    if !root_or_skip("ice_baresip") {
+        return Ok(None);
+    }
+    let lab = ice_lab_with(NatKind::Cone, NatKind::Cone, true)?;
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", &format!("{}codecs = [\"pcmu\"]\n", turn_lines())),
+        true,
+    )?;
+    let mut bob = start_baresip(&lab, true, medianat)?;
+    let result = (|| -> Result<(Value, Value), Box<dyn Error>> {
+        // baresip calls sipterm (auto-answering).
+        bob.guard.send_line("/dial sip:alice@atlanta.test")?;
+        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        let confirmed = Instant::now();
+        let first = media_flowing(&mut alice, 1)?;
+        println!(
+            "from baresip: first audio {:?} after 200 OK: {first}",
+            confirmed.elapsed()
+        );
+        let from_baresip = media_flowing(&mut alice, 75)?;
+        println!("from baresip: {from_baresip}");
+        bob.guard.send_line("/hangup")?;
+        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        bob.wait("baresip ended the first call", "terminated")?;
+        assert_hears(&alice.out, "alice", 1000.0)?;
+
+        // sipterm calls baresip (auto-answering).
+        alice.sipterm.send("dial sip:bob@atlanta.test")?;
+        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        let confirmed = Instant::now();
+        let first = alice.sipterm.expect_event(
+            "the second call's first audio",
+            |e| {
+                e["event"] == "media"
+                    && e["call"] != from_baresip["call"]
+                    && e["received"].as_u64().unwrap_or(0) >= 1
+            },
+            SIGNALLING,
+        )?;
+        println!(
+            "to baresip: first audio {:?} after 200 OK: {first}",
+            confirmed.elapsed()
+        );
+        let to_baresip = alice.sipterm.expect_event(
+            "the second call's media with 75 packets",
+            |e| {
+                e["event"] == "media"
+                    && e["call"] != from_baresip["call"]
+                    && e["received"].as_u64().unwrap_or(0) >= 75
+            },
+            SIGNALLING,
+        )?;
+        println!("to baresip: {to_baresip}");
+        alice.sipterm.send("hangup")?;
+        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        bob.wait("baresip saw the BYE", "terminated")?;
+        // baresip's recording of the second call (its file is complete once baresip closed
+        // it: a bounded wait for that).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let heard_by_bob = bob.received_wav().ok_or("baresip wrote no -dec.wav")?;
+            match common::audio::analyse(&heard_by_bob) {
+                Ok(heard) if heard.sound_seconds > 1.0 => {
+                    assert_hears(&heard_by_bob, "baresip", 440.0)?;
+                    break;
+                }
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                _ => {
+                    assert_hears(&heard_by_bob, "baresip", 440.0)?;
+                    break;
+                }
+            }
+        }
+        Ok((from_baresip, to_baresip))
+    })();
+    if result.is_err() {
+        println!("{}", lab.lab.logs());
+        println!("baresip:\n{}", bob.guard.recent_output());
+    }
+    print_baresip_trace(&bob);
+    let log =
+        std::fs::read_to_string(alice.sipterm.log_dir().join("sipterm.log")).unwrap_or_default();
+    for line in log.lines().filter(|l| {
+        l.contains("sipterm::driver::ice_task")
+            || l.contains("sipterm::ice")
+            || l.contains("does no ICE")
+    }) {
+        println!("alice: {line}");
+    }
+    Ok(Some(result?))
+}
+
+/// Case 5 with baresip's ICE (`medianat=ice`). Ignored: baresip 1.0 does not interoperate,
+/// see /work/notes/issue12.md and README: it wants an RTCP (component 2) candidate at RTP
+/// port + 1 and ignores `a=rtcp-mux`, so it answers sipterm's offer with `a=ice-mismatch`
+/// and then sends nothing; its own offer has component 2 and no rtcp-mux. Run by hand with
+/// `--ignored` to see the SDP.
+#[test]
+#[ignore = "baresip 1.0's ICE needs RTCP candidates; sipterm offers rtcp-mux only"]
+fn sipterm_and_baresip_with_ice_behind_two_nats_both_directions() -> TestResult {
+    let Some((from, to)) = baresip_calls("ice")? else {
+        return Ok(());
+    };
+    println!(
+        "ICE path: from baresip {}, to baresip {}",
+        path(&from),
+        path(&to)
+    );
+    Ok(())
+}
+
+/// Case 5, the fallback that works with baresip 1.0: baresip without ICE (`medianat=stun`, its
+/// public address in `c=`), sipterm with ICE: sipterm sees no ICE in the peer's SDP and sends
+/// plain RTP to the `c=` address; both directions, audio both ways through the two NATs.
+#[test]
+fn sipterm_with_ice_and_baresip_with_stun_behind_two_nats_both_directions() -> TestResult {
+    let Some((from, to)) = baresip_calls("stun")? else {
+        return Ok(());
+    };
+    for media in [&from, &to] {
+        assert!(media.get("ice").is_none(), "plain RTP without ICE: {media}");
+    }
+    Ok(())
+}
+
+/// Consent freshness (RFC 7675) through TURN: the TCP-relayed call of case 3 (Alice's relay over
+/// TCP, Bob's over UDP) runs past the 30 s consent timeout; both sides keep consent (their
+/// checks and answers go through the relays, wrapped in ChannelData or Data indications) and
+/// audio keeps flowing on the relayed pair.
+#[test]
+fn consent_holds_over_turn_relays_past_30_seconds() -> TestResult {
+    if !root_or_skip("ice_consent") {
+        return Ok(());
+    }
+    let lab = ice_lab(NatKind::Symmetric, NatKind::Symmetric)?;
+    lab.nat_a.block_udp_to(TURN_IP.parse::<IpAddr>()?)?;
+    let extra = turn_lines();
+    let mut alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        account("alice", &extra),
+        false,
+    )?;
+    let mut bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", &extra),
+        true,
+    )?;
+    alice.sipterm.send("dial sip:bob@atlanta.test")?;
+    alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+    // 36 s of packets sent (50 a second): past the 30 s timeout, still relayed and heard.
+    let past = Duration::from_secs(60);
+    for phone in [&mut alice, &mut bob] {
+        let media = phone.sipterm.expect_event(
+            "a media event 36 s into the call",
+            |e| e["event"] == "media" && e["sent"].as_u64().unwrap_or(0) >= 1800,
+            past,
+        )?;
+        println!("{}: {media}", phone.sipterm.name());
+        assert_eq!(path(&media), "relay", "{media}");
+        let before = media["received"].as_u64().unwrap_or(0);
+        assert!(before >= 1500, "audio all along: {media}");
+        let next = media_flowing(phone, before + 50)?;
+        assert_eq!(path(&next), "relay", "{next}");
+    }
+    for phone in [&alice, &bob] {
+        assert!(
+            !phone
+                .sipterm
+                .history()
+                .iter()
+                .any(|e| e["event"] == "warning"
+                    && e["message"].as_str().is_some_and(|m| m.contains("consent"))),
+            "no consent warning"
+        );
+    }
+    alice.sipterm.send("hangup")?;
+    alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+    Ok(())
+}
