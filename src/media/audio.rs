@@ -33,13 +33,18 @@ const BUFFER_MS: u32 = 5;
 /// (over `TRIM_WINDOW` ticks), is latency: it is cut down to `CAPTURE_SLACK_MS` or one device
 /// period, whichever is larger (the next chunk must still find what it needs).
 const CAPTURE_SLACK_MS: u32 = 5;
-/// Playback: the callback starts (again) once one frame is queued; a lasting backlog before
+/// Playback: the callback starts (again) once a frame and the slack are queued; a lasting backlog before
 /// our write beyond the slack is cut from the frame being written. The slack is what absorbs
 /// a late media tick before the device runs dry: it starts at `PLAYBACK_SLACK_MS` and each
 /// underrun widens it by `PLAYBACK_SLACK_STEP_MS`, up to `PLAYBACK_SLACK_MAX_MS`.
 const PLAYBACK_SLACK_MS: u32 = 10;
 const PLAYBACK_SLACK_STEP_MS: u32 = 5;
 const PLAYBACK_SLACK_MAX_MS: u32 = 40;
+/// A playback backlog below the slack by more than this for a whole window is padded back,
+/// by stretching the frames written by at most `PLAYBACK_PAD_PER_FRAME` of their length (a
+/// device clock faster than ours; PulseAudio's null sinks here run about 0.1 % fast).
+const PLAYBACK_PAD_TOLERANCE_MS: u32 = 3;
+const PLAYBACK_PAD_PER_FRAME: usize = 40;
 /// One second of 20 ms ticks: the window over which a backlog must last to be cut.
 const TRIM_WINDOW: u32 = 50;
 /// How long a backend may take to set up a stream.
@@ -84,6 +89,9 @@ pub struct SideStatus {
     /// period, which the backend may choose larger than `BUFFER_MS` (PulseAudio's null sinks
     /// deliver 20 ms at a time).
     pub period_frames: AtomicU64,
+    /// Playback: samples to gather before starting (again after an underrun): a frame and the
+    /// slack, so that the device finds the slack there before every write. Set by the writer.
+    prime_samples: AtomicU64,
     /// Set once by a fatal stream error; the message is in `failure`.
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -207,6 +215,12 @@ impl PlaybackWriter {
             .period
             .observe(self.status.period_frames.swap(0, Ordering::Relaxed) as usize);
         self.trim.keep_at_least(period);
+        // A (re)start waits for a frame and the slack: the backlog the trim keeps is then
+        // really there, not just allowed.
+        self.status.prime_samples.store(
+            (samples.len() + self.trim.target()) as u64,
+            Ordering::Relaxed,
+        );
         // What waits in the ring before this frame is latency beyond the slack; a lasting
         // excess is cut from this frame's start, and the next frames' when it is longer
         // (`media::backlog`).
@@ -219,21 +233,43 @@ impl PlaybackWriter {
                 .fetch_add(cut as u64, Ordering::Relaxed);
         }
         let samples = samples.get(cut..).unwrap_or_default();
-        if self.producer.slots() < samples.len() {
+        // A lasting shortfall comes back as a frame stretched by a few samples (at most
+        // 1/PLAYBACK_PAD_PER_FRAME of it: a pitch change of 2.5 % for 20 ms, not a gap).
+        let pad = if cut == 0 {
+            self.trim
+                .take_deficit(samples.len() / PLAYBACK_PAD_PER_FRAME)
+        } else {
+            0
+        };
+        let length = samples.len() + pad;
+        if self.producer.slots() < length {
             self.status
                 .overruns
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
             return;
         }
-        if let Ok(mut chunk) = self.producer.write_chunk_uninit(samples.len()) {
+        if let Ok(mut chunk) = self.producer.write_chunk_uninit(length) {
             let (a, b) = chunk.as_mut_slices();
-            for (slot, &s) in a.iter_mut().chain(b.iter_mut()).zip(samples) {
-                slot.write(f32::from(s) / 32768.0);
+            for (index, slot) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+                slot.write(stretched(samples, length, index) / 32768.0);
             }
-            // SAFETY: every slot of the chunk was written just above (samples.len() of them).
+            // SAFETY: the loop wrote every slot of the chunk (`length` of them).
             unsafe { chunk.commit_all() };
         }
     }
+}
+
+/// Sample `index` of `samples` stretched to `length` (linear interpolation; the samples
+/// themselves when the lengths match).
+fn stretched(samples: &[i16], length: usize, index: usize) -> f32 {
+    let sample = |i: usize| samples.get(i).map_or(0.0, |&s| f32::from(s));
+    if length == samples.len() || length < 2 {
+        return sample(index);
+    }
+    let position = index as f64 * (samples.len() - 1) as f64 / (length - 1) as f64;
+    let before = position.floor() as usize;
+    let fraction = (position - before as f64) as f32;
+    sample(before) * (1.0 - fraction) + sample(before + 1) * fraction
 }
 
 fn to_i16(s: f32) -> i16 {
@@ -858,7 +894,7 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
     let rings = PlaybackRings {
         queue: consumer,
         played: played_producer,
-        prime: samples_per_frame(rate),
+        prime: samples_per_frame(rate) * (20 + PLAYBACK_SLACK_MS) as usize / 20,
     };
     let stream = match format {
         SampleFormat::F32 => build_playback::<f32>(&device, config, rings, &status),
@@ -881,7 +917,8 @@ fn open_playback(name: &str) -> Opened<PlaybackWriter> {
             trim: BacklogTrim::new(
                 samples_per_frame(rate) * PLAYBACK_SLACK_MS as usize / 20,
                 TRIM_WINDOW,
-            ),
+            )
+            .with_padding(samples_per_frame(rate) * PLAYBACK_PAD_TOLERANCE_MS as usize / 20),
             period: RecentMax::new(TRIM_WINDOW),
             underruns_seen: 0,
             owed: 0,
@@ -941,7 +978,7 @@ where
 struct PlaybackRings {
     queue: Consumer<f32>,
     played: Producer<f32>,
-    /// Samples to gather before starting (again) after an underrun.
+    /// Samples to gather before the first start, until the writer sets `prime_samples`.
     prime: usize,
 }
 
@@ -970,6 +1007,10 @@ where
             let frames = data.len() / channels;
             let stamp = info.timestamp();
             data_status.note_callback(frames, stamp.playback.duration_since(stamp.callback));
+            let prime = match data_status.prime_samples.load(Ordering::Relaxed) {
+                0 => prime,
+                set => set as usize,
+            };
             if !primed && consumer.slots() >= prime {
                 primed = true;
             }

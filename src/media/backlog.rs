@@ -20,6 +20,11 @@ pub struct BacklogTrim {
     window: u32,
     seen: u32,
     minimum: usize,
+    /// With padding on: how far below the target the whole window may stay before the
+    /// shortfall is padded back.
+    pad_tolerance: Option<usize>,
+    /// Samples to add, not yet taken by [`BacklogTrim::take_deficit`].
+    deficit: usize,
 }
 
 impl BacklogTrim {
@@ -32,7 +37,17 @@ impl BacklogTrim {
             window: window.max(1),
             seen: 0,
             minimum: usize::MAX,
+            pad_tolerance: None,
+            deficit: 0,
         }
+    }
+
+    /// Also pads a lasting shortfall (playback): a device whose clock runs faster than ours
+    /// drains the ring a little every second, down to an underrun; every window whose every
+    /// reading stayed more than `tolerance` below the target owes the shortfall back.
+    pub fn with_padding(mut self, tolerance: usize) -> Self {
+        self.pad_tolerance = Some(tolerance);
+        self
     }
 
     pub fn target(&self) -> usize {
@@ -47,7 +62,13 @@ impl BacklogTrim {
         if self.seen < self.window {
             return 0;
         }
-        let excess = self.minimum.saturating_sub(self.target());
+        let target = self.target();
+        let excess = self.minimum.saturating_sub(target);
+        if let Some(tolerance) = self.pad_tolerance
+            && self.minimum.saturating_add(tolerance) < target
+        {
+            self.deficit = target - self.minimum;
+        }
         self.seen = 0;
         self.minimum = usize::MAX;
         excess
@@ -71,8 +92,16 @@ impl BacklogTrim {
         self.floor = floor;
     }
 
+    /// Samples to add now, at most `max` (the rest stays owed).
+    pub fn take_deficit(&mut self, max: usize) -> usize {
+        let now = self.deficit.min(max);
+        self.deficit -= now;
+        now
+    }
+
     /// The ring was emptied or restarted: start a new window.
     pub fn reset(&mut self) {
+        self.deficit = 0;
         self.seen = 0;
         self.minimum = usize::MAX;
     }
@@ -181,6 +210,30 @@ mod tests {
         // The period went back down: the slack rules again.
         trim.keep_at_least(120);
         assert_eq!(trim.target(), 240);
+    }
+
+    #[test]
+    fn a_device_draining_faster_than_we_write_is_padded_back() {
+        // The device takes 0.2 % more than we write: 96 samples a second at 48 kHz.
+        let mut trim = BacklogTrim::new(480, 50).with_padding(120);
+        let mut backlog = 480.0f64;
+        let mut lowest = backlog;
+        for _ in 0..50 * 120 {
+            backlog -= 96.0 / 50.0;
+            let cut = trim.observe(backlog.max(0.0) as usize);
+            backlog -= cut as f64;
+            backlog += trim.take_deficit(48) as f64;
+            lowest = lowest.min(backlog);
+        }
+        assert!(lowest > 480.0 - 120.0 - 96.0 - 1.0, "ran down to {lowest}");
+        // Without padding the same device runs dry within five seconds.
+        let mut trim = BacklogTrim::new(480, 50);
+        let mut backlog = 480.0f64;
+        for _ in 0..50 * 5 {
+            backlog -= 96.0 / 50.0;
+            trim.observe(backlog.max(0.0) as usize);
+        }
+        assert!(backlog <= 0.0);
     }
 
     #[test]
