@@ -19,8 +19,9 @@ Measured per client:
     buffer (dec.wav); latency = click offset between the two dumps + the wall-clock gap between
     their first samples (polled every 1 ms). Source and playout buffers are left out: a lower
     bound for baresip.
-  The packetisation floor is 2 x ptime = 40 ms (one frame gathered before sending, one frame
-  played out after receiving).
+  The floor is ptime + Opus's look-ahead = 26.5 ms: one frame is gathered before it is sent,
+  and the decoder's output lags its input by 6.5 ms. sipterm's playout follows the packets'
+  arrival, so a packet plays at the next frame of the output file.
 
 Usage: bench/bench.py [--sipterm PATH] [--seconds N] [--out bench/results.md] [--keep]
 """
@@ -45,7 +46,7 @@ import wave
 
 RATE = 48000
 FRAME_MS = 20
-PACKETISATION_FLOOR_MS = 2 * FRAME_MS
+PACKETISATION_FLOOR_MS = FRAME_MS + 6.5
 CLICK_FIRST = 2.0  # s
 CLICK_EVERY = 2.0  # s
 CHIRP_MS = 10
@@ -614,7 +615,7 @@ def main():
         ("CPU s with AEC+NS+AGC (sipterm; baresip without)", fmt(p_cpu), fmt(b_cpu), ratio(p_cpu, b_cpu)),
         ("peak RSS MB with AEC+NS+AGC", fmt(p_rss, 1), fmt(b_rss, 1), ratio(p_rss, b_rss)),
         ("peak RSS MB (VmHWM)", fmt(s_rss, 1), fmt(b_rss, 1), ratio(s_rss, b_rss)),
-        (f"round-trip latency ms (median; floor 2 x ptime = {PACKETISATION_FLOOR_MS})",
+        (f"round-trip latency ms (median; floor ptime + Opus look-ahead = {PACKETISATION_FLOOR_MS})",
          fmt(s_lat, 1), fmt(b_lat, 1), ratio(s_lat, b_lat)),
     ]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
