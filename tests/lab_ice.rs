@@ -44,6 +44,29 @@ struct IceLab {
     _nat_b: Router,
 }
 
+impl IceLab {
+    /// Alice (calling, 440 Hz) and Bob (answering, 1000 Hz), each with `extra` account lines.
+    fn phones(&self, alice_extra: &str, bob_extra: &str) -> Result<(Phone, Phone), Box<dyn Error>> {
+        let alice = phone(
+            &self.lab,
+            "alice",
+            &self.alice_host,
+            440.0,
+            account("alice", alice_extra),
+            false,
+        )?;
+        let bob = phone(
+            &self.lab,
+            "bob",
+            &self.bob_host,
+            1000.0,
+            account("bob", bob_extra),
+            true,
+        )?;
+        Ok((alice, bob))
+    }
+}
+
 fn ice_lab(kind_a: NatKind, kind_b: NatKind) -> Result<IceLab, Box<dyn Error>> {
     ice_lab_with(kind_a, kind_b, false)
 }
@@ -251,22 +274,7 @@ fn run(
     if block_udp_to_turn {
         lab.nat_a.block_udp_to(TURN_IP.parse::<IpAddr>()?)?;
     }
-    let mut alice = phone(
-        &lab.lab,
-        "alice",
-        &lab.alice_host,
-        440.0,
-        account("alice", alice_extra),
-        false,
-    )?;
-    let mut bob = phone(
-        &lab.lab,
-        "bob",
-        &lab.bob_host,
-        1000.0,
-        account("bob", bob_extra),
-        true,
-    )?;
+    let (mut alice, mut bob) = lab.phones(alice_extra, bob_extra)?;
     let result = call(&mut alice, &mut bob);
     if result.is_err() {
         println!("{}", lab.lab.logs());
@@ -419,22 +427,7 @@ fn an_ice_restart_in_a_reinvite_keeps_the_call_after_the_nat_changed_address() -
     }
     let lab = ice_lab(NatKind::Cone, NatKind::Cone)?;
     let extra = turn_lines();
-    let mut alice = phone(
-        &lab.lab,
-        "alice",
-        &lab.alice_host,
-        440.0,
-        account("alice", &extra),
-        false,
-    )?;
-    let mut bob = phone(
-        &lab.lab,
-        "bob",
-        &lab.bob_host,
-        1000.0,
-        account("bob", &extra),
-        true,
-    )?;
+    let (mut alice, mut bob) = lab.phones(&extra, &extra)?;
     let result = (|| -> TestResult {
         alice.sipterm.send("dial sip:bob@atlanta.test")?;
         alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
@@ -788,22 +781,7 @@ fn consent_holds_over_turn_relays_past_30_seconds() -> TestResult {
     let lab = ice_lab(NatKind::Symmetric, NatKind::Symmetric)?;
     lab.nat_a.block_udp_to(TURN_IP.parse::<IpAddr>()?)?;
     let extra = turn_lines();
-    let mut alice = phone(
-        &lab.lab,
-        "alice",
-        &lab.alice_host,
-        440.0,
-        account("alice", &extra),
-        false,
-    )?;
-    let mut bob = phone(
-        &lab.lab,
-        "bob",
-        &lab.bob_host,
-        1000.0,
-        account("bob", &extra),
-        true,
-    )?;
+    let (mut alice, mut bob) = lab.phones(&extra, &extra)?;
     alice.sipterm.send("dial sip:bob@atlanta.test")?;
     alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
     bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;

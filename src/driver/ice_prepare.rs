@@ -82,6 +82,17 @@ pub async fn prepare(
     }
 }
 
+/// The first address of `family_of`'s family (any family when it is unspecified), else the
+/// first one.
+fn same_family(found: &[SocketAddr], family_of: IpAddr, host: &str) -> Result<SocketAddr, String> {
+    found
+        .iter()
+        .find(|a| a.is_ipv4() == family_of.is_ipv4() || family_of.is_unspecified())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
 /// One `TurnSetup` per transport to try; a name is resolved here: with a port by A/AAAA, a
 /// bare domain by SRV `_turn._udp` (RFC 8656 §3.1), then A/AAAA on port 3478.
 async fn turn_setups(
@@ -108,12 +119,7 @@ async fn turn_setups(
                 .map_err(|e| format!("{}: {e}", server.host))?;
             tracing::debug!(server = %server.host, trail = %resolved.trail, "TURN server located");
             let found: Vec<SocketAddr> = resolved.targets.iter().map(|d| d.addr).collect();
-            found
-                .iter()
-                .find(|a| a.is_ipv4() == family_of.is_ipv4() || family_of.is_unspecified())
-                .or(found.first())
-                .copied()
-                .ok_or_else(|| format!("{} has no address", server.host))?
+            same_family(&found, family_of, &server.host)?
         }
         Err(_) => {
             let found = tokio::time::timeout(
@@ -124,12 +130,7 @@ async fn turn_setups(
             .map_err(|_| format!("{} did not resolve in time", server.host))?
             .map_err(|e| format!("{}: {e}", server.host))?
             .collect::<Vec<_>>();
-            found
-                .iter()
-                .find(|a| a.is_ipv4() == family_of.is_ipv4() || family_of.is_unspecified())
-                .or(found.first())
-                .copied()
-                .ok_or_else(|| format!("{} has no address", server.host))?
+            same_family(&found, family_of, &server.host)?
         }
     };
     let tls = if server.transports.contains(&TurnTransport::Tls) {
