@@ -33,8 +33,9 @@ const BUFFER_MS: u32 = 5;
 /// (over `TRIM_WINDOW` ticks), is latency: it is cut down to `CAPTURE_SLACK_MS` or one device
 /// period, whichever is larger (the next chunk must still find what it needs).
 const CAPTURE_SLACK_MS: u32 = 5;
-/// Playback: the callback starts (again) once a frame and the slack are queued; a lasting backlog before
-/// our write beyond the slack is cut from the frame being written. The slack is what absorbs
+/// Playback: the callback starts (again) once a frame and the slack are queued; a lasting
+/// backlog before our write beyond the slack is cut from the frame being written, a lasting
+/// shortfall padded back (`PLAYBACK_PAD_TOLERANCE_MS`). The slack is what absorbs
 /// a late media tick before the device runs dry: it starts at `PLAYBACK_SLACK_MS` and each
 /// underrun widens it by `PLAYBACK_SLACK_STEP_MS`, up to `PLAYBACK_SLACK_MAX_MS`.
 const PLAYBACK_SLACK_MS: u32 = 10;

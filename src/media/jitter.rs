@@ -157,7 +157,8 @@ pub struct JitterBuffer {
     stretched: bool,
     /// Arrival-clock time of the last [`Self::pop_frame_at`]: timed playout.
     last_pop: Option<u32>,
-    /// Latest jitter estimate (95th percentile above the baseline), in clock units.
+    /// Timed playout: the latest jitter estimate (`TIMED_JITTER_PERCENTILE` above the
+    /// baseline), in clock units.
     jitter_units: Option<i64>,
     /// Ticks the timed level stayed above the target by part of a frame.
     ticks_phase_above: u32,
