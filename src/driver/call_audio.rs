@@ -71,6 +71,8 @@ pub struct CallAudio {
     fallbacks: [u32; 2],
     /// Something the front end shows changed: send an `audio` event.
     changed: bool,
+    /// Frames the microphone had not delivered in full even after the wait.
+    capture_late: u64,
 }
 
 impl CallAudio {
@@ -92,6 +94,7 @@ impl CallAudio {
             opened,
             fallbacks: [0; 2],
             changed: true,
+            capture_late: 0,
         };
         let warnings = audio.build_voice().into_iter().collect();
         (audio, warnings)
@@ -138,6 +141,12 @@ impl CallAudio {
         warnings
     }
 
+    /// False while the microphone has not delivered this tick's frame yet: reading now would
+    /// send silence, and the frame would come a tick late.
+    pub fn capture_ready(&self) -> bool {
+        self.device.as_ref().is_none_or(AudioIo::capture_ready)
+    }
+
     /// One 20 ms frame from the microphone (when there is one; else `pcm` keeps what the
     /// WAV source gave) into `pcm`. True: ready to send. False: it went to the voice
     /// processing, and [`Self::processed`] / [`Self::take_processed`] bring it back.
@@ -173,6 +182,19 @@ impl CallAudio {
         self.voice
             .as_mut()
             .is_some_and(|voice| voice.take(done, pcm))
+    }
+
+    /// The microphone had not delivered the whole frame after the wait: it goes with
+    /// silence where the samples were missing (logged at powers of two).
+    pub fn capture_late(&mut self) {
+        self.capture_late += 1;
+        if self.capture_late.is_power_of_two() {
+            tracing::warn!(
+                call = self.call,
+                "sound input late {} time(s): frame sent with silence",
+                self.capture_late
+            );
+        }
     }
 
     /// The frame last captured was not processed in time: it goes out as it is.

@@ -30,6 +30,12 @@ use crate::media::ptime::{self, Packetizer};
 
 /// Initial playout delay of the jitter buffer, in frames (it adapts to the measured jitter).
 const JITTER_FRAMES: u32 = 3;
+/// A send tick that finds the microphone's frame incomplete looks again every
+/// `CAPTURE_RETRY`, for up to `CAPTURE_WAIT_MAX` after the tick. The sound server delivers
+/// capture unevenly (PulseAudio's null sinks: a spread of about 6 ms); waiting those few
+/// milliseconds beats sending 20 ms of silence and then holding a frame more for a second.
+const CAPTURE_RETRY: Duration = Duration::from_millis(1);
+const CAPTURE_WAIT_MAX: Duration = Duration::from_millis(8);
 use crate::media::audio::AudioDevice;
 use crate::media::quality;
 use crate::media::rtcp::{RtcpEvent, RtcpSession, is_rtcp};
@@ -416,6 +422,11 @@ impl CallMedia {
         // rather than up to a frame for the next send tick.
         let mut playout = tokio::time::interval(FRAME);
         playout.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        // A microphone frame not all there when the send tick fires is waited for a little
+        // (`CAPTURE_RETRY`, up to `CAPTURE_WAIT_MAX`) rather than sent as silence.
+        let capture_retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(capture_retry);
+        let mut capture_deadline: Option<Instant> = None;
         let mut played_pcm: Vec<i16> = Vec::with_capacity(960);
         let started = Instant::now();
         let mut frames: u32 = 0;
@@ -426,7 +437,7 @@ impl CallMedia {
         let mut packet: Vec<u8> = Vec::with_capacity(MAX_RTP);
         loop {
             tokio::select! {
-                _ = tick.tick() => {
+                scheduled_send = tick.tick() => {
                     frames += 1;
                     if let Some(warning) = self.audio.poll() {
                         if warning.starts_with("sound input") {
@@ -443,10 +454,17 @@ impl CallMedia {
                         self.audio.processing_late();
                         self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     }
-                    if self.capture_frame(&mut pcm) {
-                        self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    if capture_deadline.take().is_some() {
+                        // Still waiting for the last frame when the next is due (a stall):
+                        // that one goes as it is.
+                        self.audio.capture_late();
+                        self.capture_and_send(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    }
+                    if self.audio.capture_ready() {
+                        self.capture_and_send(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     } else {
-                        self.awaiting_processing = true;
+                        capture_deadline = Some(scheduled_send + CAPTURE_WAIT_MAX);
+                        capture_retry.as_mut().reset(Instant::now() + CAPTURE_RETRY);
                     }
                     let now = started.elapsed();
                     if now >= self.rtcp.poll_timeout() {
@@ -463,6 +481,19 @@ impl CallMedia {
                     }
                     if frames.is_multiple_of(STATS_EVERY) {
                         self.report().await;
+                    }
+                }
+                _ = &mut capture_retry, if capture_deadline.is_some() => {
+                    let ready = self.audio.capture_ready();
+                    let expired = capture_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+                    if ready || expired {
+                        capture_deadline = None;
+                        if !ready {
+                            self.audio.capture_late();
+                        }
+                        self.capture_and_send(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    } else {
+                        capture_retry.as_mut().reset(Instant::now() + CAPTURE_RETRY);
                     }
                 }
                 done = self.audio.processed(), if self.awaiting_processing => {
@@ -598,6 +629,22 @@ impl CallMedia {
 
     fn destination(&self) -> SocketAddr {
         self.latch.destination()
+    }
+
+    /// Captures this tick's frame and sends it, or hands it to the voice processing (which
+    /// sends it when it comes back).
+    async fn capture_and_send(
+        &mut self,
+        rtp: &UdpSocket,
+        pcm: &mut Vec<i16>,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+    ) {
+        if self.capture_frame(pcm) {
+            self.send_frame(rtp, pcm, payload, packet).await;
+        } else {
+            self.awaiting_processing = true;
+        }
     }
 
     /// This tick's frame into `pcm`: true when it is ready to send, false when it went to the

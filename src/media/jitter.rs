@@ -66,13 +66,16 @@ const TICKS_BETWEEN_SKIPS: u32 = 50;
 /// Smoothing of the level estimate (per packet).
 const LEVEL_GAIN: f64 = 1.0 / 16.0;
 /// Timed playout: how long, beyond the jitter estimate, a packet should arrive before its pop.
-/// Covers the playout timer's own lateness (a millisecond of timer resolution, scheduling).
-pub const PHASE_GUARD_MS: u32 = 3;
-/// Timed playout: a lead above the target by more than this (in frames) moves the pops
-/// earlier, down to `PHASE_KEEP` above the target; a lead below the target by more than
-/// `PHASE_KEEP` stretches. The band between keeps noise in the smoothed level from
-/// alternating stretches and advances.
-const PHASE_ADVANCE_ABOVE: f64 = 0.25;
+/// Covers the playout timer's own lateness (about a millisecond here: timer resolution and
+/// scheduling, measured 0.5-1.5 ms on average).
+pub const PHASE_GUARD_MS: u32 = 2;
+/// Timed playout: a lead above the target by more than `PHASE_ADVANCE_ABOVE` (in frames)
+/// moves the pops earlier, down to `PHASE_LAND` above the target; a lead below the target by
+/// more than `PHASE_KEEP` stretches. The band between keeps noise in the smoothed level from
+/// alternating stretches and advances; landing just above the target, not in the middle of
+/// the band, is a millisecond or two less delay for the whole call.
+const PHASE_ADVANCE_ABOVE: f64 = 0.15;
+const PHASE_LAND: f64 = 0.05;
 const PHASE_KEEP: f64 = 0.1;
 
 /// What to play this tick.
@@ -574,7 +577,7 @@ impl JitterBuffer {
         if self.ticks_phase_above >= ABOVE_TICKS_BEFORE_SKIP {
             // Part of a frame too early: pop earlier by it, keeping a little above the target.
             // Less than a frame at a time: whole frames are skips.
-            let frames = (level - target - PHASE_KEEP).min(1.0 - PHASE_KEEP);
+            let frames = (level - target - PHASE_LAND).min(1.0 - PHASE_LAND);
             self.phase_advance = Some((frames * f64::from(self.frame_duration)) as u32);
             self.level = Some(level - frames);
             self.ticks_phase_above = 0;
