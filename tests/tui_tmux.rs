@@ -505,6 +505,20 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     tmux.keys(&["Escape"]);
     tmux.wait_for("the diagnosis pane closed", |s| !s.contains("Diagnosis: "));
 
+    // `s`: every status message of the session, newest first, the older ones kept.
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the status messages", |s| {
+        s.contains("Messages: ") && s.contains("calling sip:carol@nowhere.invalid")
+    });
+    let kept = number_after(&screen, "Messages: ");
+    assert!(
+        kept.is_some_and(|n| n >= 5),
+        "listening, calling echo, the log filters, the call to carol:\n{screen}"
+    );
+    shot("13-messages", &screen);
+    tmux.keys(&["s"]);
+    tmux.wait_for("the status messages closed", |s| !s.contains("Messages: "));
+
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
     shot("08-quit", &screen);

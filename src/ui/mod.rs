@@ -217,7 +217,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Some(Ok(TermEvent::Mouse(mouse))) => {
                     let size = terminal.terminal.size().context("terminal size")?;
                     let areas = view::layout(&state, ratatui::layout::Rect::new(0, 0, size.width, size.height));
-                    if let Some(action) = keys::mouse_action(&state, areas.dialpad, mouse) {
+                    if let Some(action) = keys::mouse_action(&state, areas.dialpad, areas.bottom, mouse) {
                         dirty |= act(&mut state, action, &commands);
                     }
                 }
