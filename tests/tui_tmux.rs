@@ -515,7 +515,7 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
         kept.is_some_and(|n| n >= 5),
         "listening, calling echo, the log filters, the call to carol:\n{screen}"
     );
-    shot("13-messages", &screen);
+    shot("15-messages", &screen);
     tmux.keys(&["s"]);
     tmux.wait_for("the status messages closed", |s| !s.contains("Messages: "));
 
