@@ -344,12 +344,19 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
         Action::ToggleLadder,
         Action::ToggleDiagnosis,
         Action::ShowDevices,
+        Action::ShowMessages,
     ] {
         let mut state = base.clone();
         state.focus = Focus::Calls;
         update(&mut state, action);
         states.push(state);
     }
+    // A message cut with the `… F2: all` hint, on screens narrower than the hint too.
+    let mut long = base.clone();
+    long.set_status(format!("warning: {DEVICE_WARNING}").repeat(3));
+    states.push(long.clone());
+    update(&mut long, Action::ShowMessages);
+    states.push(long);
     let mut message = base.clone();
     message.focus = Focus::Log;
     update(&mut message, Action::Submit);
