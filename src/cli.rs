@@ -51,8 +51,9 @@ pub struct Cli {
     )]
     pub auto_answer: Option<u64>,
 
-    /// Headless: also print `levels` events (VU levels, about ten a second per call). The TUI
-    /// always shows them, as VU meters with dBFS figures.
+    /// Also write `levels` events (VU levels in dBFS, about ten a second per call): headless
+    /// prints them on stdout; the TUI, whose screen always shows them as VU meters, writes
+    /// the same JSON lines to its log file (see --log-file).
     #[arg(long)]
     pub levels: bool,
 

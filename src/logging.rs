@@ -14,6 +14,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogLevel};
 
 pub const LOG_FILE_NAME: &str = "sipterm.log";
+/// The TUI's `--levels` lines: logged whatever `[log] level` says (the user asked for them
+/// on the command line), unless `RUST_LOG` or `-v` take over the filter.
+pub const LEVELS_TARGET: &str = "sipterm::levels";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,7 +70,7 @@ fn open_log_file(path: &Path) -> Result<File, LoggingError> {
 /// `-v` beats `RUST_LOG`, which beats the config level. A `RUST_LOG` that does not parse is
 /// ignored rather than fatal: logging must not stop the phone from starting.
 fn filter(verbose: u8, rust_log: Option<&str>, configured: LogLevel) -> EnvFilter {
-    let ours = |level: &str| EnvFilter::new(format!("warn,sipterm={level}"));
+    let ours = |level: &str| EnvFilter::new(format!("warn,sipterm={level},{LEVELS_TARGET}=info"));
     match verbose {
         0 => {}
         1 => return ours("debug"),
@@ -112,6 +115,16 @@ mod tests {
             !text.contains('\u{1b}'),
             "no ANSI colour codes in a file: {text:?}"
         );
+    }
+
+    #[test]
+    fn levels_lines_pass_a_quieter_config_level() {
+        let text = log_through(filter(0, None, LogLevel::Error), || {
+            tracing::info!(target: LEVELS_TARGET, "{{\"event\":\"levels\"}}");
+            tracing::info!("chatty");
+        });
+        assert!(text.contains("{\"event\":\"levels\"}"), "{text}");
+        assert!(!text.contains("chatty"), "{text}");
     }
 
     #[test]

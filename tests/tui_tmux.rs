@@ -505,6 +505,20 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
     tmux.keys(&["Escape"]);
     tmux.wait_for("the diagnosis pane closed", |s| !s.contains("Diagnosis: "));
 
+    // `s`: every status message of the session, newest first, the older ones kept.
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the status messages", |s| {
+        s.contains("Messages: ") && s.contains("calling sip:carol@nowhere.invalid")
+    });
+    let kept = number_after(&screen, "Messages: ");
+    assert!(
+        kept.is_some_and(|n| n >= 5),
+        "listening, calling echo, the log filters, the call to carol:\n{screen}"
+    );
+    shot("15-messages", &screen);
+    tmux.keys(&["s"]);
+    tmux.wait_for("the status messages closed", |s| !s.contains("Messages: "));
+
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the quit question", |s| s.contains("Quit sipterm?"));
     shot("08-quit", &screen);
@@ -519,6 +533,11 @@ fn dial_echo_hang_up_and_quit_in_tmux() {
         sleep(POLL);
     }
     assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+    // Without --levels the log file has no level lines (ten a second would swamp it).
+    let log = std::fs::read_to_string(tmux.home().join(".local/state/sipterm/sipterm.log"))
+        .expect("the default log file");
+    assert!(log.contains("TUI engine ready"), "the log file: {log}");
+    assert!(!log.contains("\"event\":\"levels\""), "{log}");
 }
 
 #[test]
@@ -601,19 +620,31 @@ fn contact_names_dial_and_calls_land_in_the_history() {
     assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
 }
 
-/// `--pcap-out` and `--ladder-out` in the TUI, as in headless mode: an echo call, then quit;
-/// the pcap holds the SIP and the RTP both ways (tshark sets the streams up from the SDP),
-/// with the SRTP keys masked, and the ladder the call's arrows.
+/// `--pcap-out`, `--ladder-out` and `--levels` in the TUI, as in headless mode: an echo call
+/// with a tone as the microphone, then quit; the pcap holds the SIP and the RTP both ways
+/// (tshark sets the streams up from the SDP), with the SRTP keys masked, the ladder the
+/// call's arrows, and the log file the `levels` lines headless would print.
 #[test]
 fn pcap_and_ladder_out_work_in_the_tui() {
     let tmux = Tmux::new();
+    let mic = tone_wav(&tmux);
     let pcap = tmux.dir.path().join("tui.pcap");
     let ladder = tmux.dir.path().join("tui.puml");
+    let log = tmux.dir.path().join("tui.log");
     let (pcap_arg, ladder_arg) = (pcap.display().to_string(), ladder.display().to_string());
+    let log_arg = log.display().to_string();
     tmux.start_sipterm_with(
         None,
-        None,
-        &["--pcap-out", &pcap_arg, "--ladder-out", &ladder_arg],
+        Some(&mic),
+        &[
+            "--pcap-out",
+            &pcap_arg,
+            "--ladder-out",
+            &ladder_arg,
+            "--levels",
+            "--log-file",
+            &log_arg,
+        ],
     );
     tmux.wait_for("the dial field", |s| s.contains("listening on 127.0.0.1:"));
     tmux.type_text("echo");
@@ -634,6 +665,35 @@ fn pcap_and_ladder_out_work_in_the_tui() {
         sleep(POLL);
     }
     assert_eq!(tmux.exit_status(), "0", "sipterm exits 0");
+
+    // --levels: the same JSON lines as headless, in the log file, the tone's level on the
+    // microphone side.
+    let log_text = std::fs::read_to_string(&log).expect("the log file");
+    let levels: Vec<serde_json::Value> = log_text
+        .lines()
+        .filter(|l| l.contains("sipterm::levels"))
+        .filter_map(|l| {
+            l.find('{')
+                .and_then(|at| serde_json::from_str(&l[at..]).ok())
+        })
+        .collect();
+    println!("levels lines in the TUI's log: {}", levels.len());
+    assert!(
+        levels.len() >= 10,
+        "about ten levels lines a second of the call: {log_text}"
+    );
+    assert!(
+        levels
+            .iter()
+            .all(|l| l["event"] == "levels" && l["call"] == "1" && l["speaker_db"].is_number()),
+        "{levels:?}"
+    );
+    assert!(
+        levels.iter().any(|l| l["mic_db"]
+            .as_f64()
+            .is_some_and(|db| (-25.0..=-8.0).contains(&db))),
+        "the -15 dBFS tone on the microphone: {levels:?}"
+    );
 
     let puml = std::fs::read_to_string(&ladder).expect("the ladder file");
     assert!(puml.starts_with("@startuml\n"), "{puml}");

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use sipterm::event::{CallState, Direction, Event, RegistrationState};
 use sipterm::ui::action::{Action, update};
+use sipterm::ui::keys::key_action;
 use sipterm::ui::state::{Focus, UiState};
 use sipterm::ui::view;
 
@@ -342,12 +344,19 @@ fn tiny_terminals_do_not_panic_in_any_popup() {
         Action::ToggleLadder,
         Action::ToggleDiagnosis,
         Action::ShowDevices,
+        Action::ShowMessages,
     ] {
         let mut state = base.clone();
         state.focus = Focus::Calls;
         update(&mut state, action);
         states.push(state);
     }
+    // A message cut with the `… F2: all` hint, on screens narrower than the hint too.
+    let mut long = base.clone();
+    long.set_status(format!("warning: {DEVICE_WARNING}").repeat(3));
+    states.push(long.clone());
+    update(&mut long, Action::ShowMessages);
+    states.push(long);
     let mut message = base.clone();
     message.focus = Focus::Log;
     update(&mut message, Action::Submit);
@@ -825,6 +834,122 @@ fn a_long_warning_wraps_instead_of_being_cut() {
     assert!(
         rows[from - 1].contains('└'),
         "the panes end above the message:\n{screen}"
+    );
+}
+
+/// The text inside a popup drawn one column in from the screen's edges: what lies between
+/// its side borders, row after row, trimmed and joined with spaces.
+fn popup_text(screen: &str) -> String {
+    screen
+        .lines()
+        .filter_map(|line| {
+            let chars: Vec<char> = line.trim_matches('"').chars().collect();
+            let inner = chars.get(2..chars.len().saturating_sub(2))?;
+            let row: String = inner.iter().collect();
+            let row = row.trim();
+            (!row.is_empty()).then(|| row.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const DEVICE_WARNING: &str = "sound output \"default\" cannot be opened (DeviceNotAvailable: The \
+                              requested device is no longer available. It may have been \
+                              disconnected.); playing nothing";
+
+/// Status messages can be read again: after the device warning was replaced by the next
+/// message, `F2` (which works from the dial field, where the TUI starts) lists every message
+/// newest first with its time, the warning wrapped in full in a 72-column pane.
+#[test]
+fn the_messages_view_lists_every_status_message_in_full() {
+    let t0 = Instant::now();
+    let mut state = UiState::new(&["local".into()], 5000, t0);
+    state.apply_event(
+        Event::Ready {
+            listen: "127.0.0.1:5062".into(),
+            tls_listen: None,
+            accounts: Vec::new(),
+        },
+        t0,
+    );
+    state.apply_event(
+        Event::Warning {
+            message: DEVICE_WARNING.into(),
+        },
+        at(t0, 40),
+    );
+    state.tick(at(t0, 2_500));
+    state.set_status("calling echo");
+    let bottom = draw(&state, 72, 24).backend().to_string();
+    assert!(
+        !bottom.contains("disconnected"),
+        "the warning left the bottom line:\n{bottom}"
+    );
+    assert!(bottom.contains("calling echo"), "{bottom}");
+
+    let f2 = KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE);
+    let action = key_action(&state, f2);
+    assert_eq!(action, Some(Action::ShowMessages), "F2 in the dial field");
+    if let Some(action) = action {
+        update(&mut state, action);
+    }
+    let screen = draw(&state, 72, 24).backend().to_string();
+    let text = popup_text(&screen);
+    let warning = format!("00:00.040 warning: {DEVICE_WARNING}");
+    let newest = text.find("00:02.500 calling echo");
+    let older = text.find(&warning);
+    assert!(
+        newest.is_some() && older.is_some(),
+        "both messages, the warning whole:\n{screen}"
+    );
+    assert!(newest < older, "newest first:\n{screen}");
+    assert!(
+        text.contains("00:00.000 listening on 127.0.0.1:5062"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+
+    // F2 again (or Esc) closes it.
+    if let Some(action) = key_action(&state, f2) {
+        update(&mut state, action);
+    }
+    assert_eq!(state.popup, None);
+}
+
+/// A message longer than the bottom rows it may take (a quarter of the screen) ends with a
+/// marker naming the key that shows it whole; the view then has all of it.
+#[test]
+fn a_message_too_long_for_the_bottom_rows_says_where_to_read_the_rest() {
+    let t0 = Instant::now();
+    let mut state = UiState::new(&["local".into()], 5000, t0);
+    let long = format!("warning: {DEVICE_WARNING}; {DEVICE_WARNING}; the end");
+    state.set_status(long.clone());
+    let screen = draw(&state, 72, 12).backend().to_string();
+    let rows: Vec<&str> = screen.lines().map(|l| l.trim_matches('"')).collect();
+    assert_eq!(rows.len(), 12);
+    let last = rows.last().copied().unwrap_or_default();
+    assert!(
+        last.ends_with("… F2: all"),
+        "the last row says more text exists and where:\n{screen}"
+    );
+    assert_eq!(last.chars().count(), 72, "the hint stays on the screen");
+    assert!(!screen.contains("the end"), "{screen}");
+    // The bottom line keeps to a quarter of the height: 3 of 12 rows.
+    assert!(rows[8].contains('└'), "{screen}");
+
+    update(&mut state, Action::ShowMessages);
+    let view = draw(&state, 72, 12).backend().to_string();
+    assert!(view.contains("Messages: 1"), "{view}");
+    let mut text = popup_text(&view);
+    // Scroll to the end: the view is 12 rows high, the message longer.
+    for _ in 0..10 {
+        update(&mut state, Action::Down);
+        text.push(' ');
+        text.push_str(&popup_text(&draw(&state, 72, 12).backend().to_string()));
+    }
+    assert!(
+        text.contains("; the end"),
+        "scrolling reaches the end:\n{text}"
     );
 }
 

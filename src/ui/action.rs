@@ -70,6 +70,8 @@ pub enum Action {
     DialVoicemail,
     /// `M`: the conversations (instant messages).
     ShowChats,
+    /// `s`, `F2` or a click on the bottom line: every status message in full, newest first.
+    ShowMessages,
     /// In the contacts list: `n` adds a contact, `e` edits the selected one, `x` deletes it
     /// (the user's own contacts only; the config's are read-only).
     NewContact,
@@ -326,6 +328,10 @@ fn apply(state: &mut UiState, action: Action) -> Option<Command> {
         }
         Action::ShowHelp => {
             state.popup = Some(Popup::Help);
+            None
+        }
+        Action::ShowMessages => {
+            state.popup = Some(Popup::Messages { scroll: 0 });
             None
         }
         Action::ShowContacts => {
@@ -728,6 +734,18 @@ fn update_popup(state: &mut UiState, popup: Popup, action: Action) -> Option<Com
                 _ => scroll,
             };
             state.popup = Some(Popup::Ladder { call_id, scroll });
+            None
+        }
+        Popup::Messages { scroll } => {
+            let scroll = match action {
+                Action::Up => scroll.saturating_sub(1),
+                Action::Down => scroll.saturating_add(1).min(
+                    u16::try_from(super::view::messages::line_count(state)).unwrap_or(u16::MAX),
+                ),
+                Action::Cancel | Action::Submit | Action::ShowMessages => return None,
+                _ => scroll,
+            };
+            state.popup = Some(Popup::Messages { scroll });
             None
         }
         Popup::Diagnosis { scroll } => {

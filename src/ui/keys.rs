@@ -31,6 +31,14 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
     if key.code == KeyCode::F(1) {
         return Some(Action::ShowHelp);
     }
+    // F2 works from the dial field too, where `s` is text: the bottom line's hint names it.
+    if key.code == KeyCode::F(2) {
+        return Some(if matches!(state.popup, Some(Popup::Messages { .. })) {
+            Action::Cancel
+        } else {
+            Action::ShowMessages
+        });
+    }
     match &state.popup {
         Some(Popup::QuitConfirm) => {
             return Some(match key.code {
@@ -72,6 +80,14 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
                     Some(Action::ToggleLadder)
                 }
                 KeyCode::Char('e') => Some(Action::ExportCall),
+                KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+                KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+                _ => None,
+            };
+        }
+        Some(Popup::Messages { .. }) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | 's') => Some(Action::Cancel),
                 KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
                 KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
                 _ => None,
@@ -142,6 +158,7 @@ pub fn key_action(state: &UiState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('/') => Some(Action::StartSearch),
         KeyCode::Char('l') => Some(Action::ToggleLadder),
         KeyCode::Char('w') => Some(Action::ToggleDiagnosis),
+        KeyCode::Char('s') => Some(Action::ShowMessages),
         KeyCode::Char('e') => Some(Action::ExportCall),
         KeyCode::Char('f') => Some(Action::CycleCallFilter),
         KeyCode::Char('F') => Some(Action::CycleMethodFilter),
@@ -172,10 +189,19 @@ fn text_key(code: KeyCode) -> Option<Action> {
     }
 }
 
-/// A left click on the dial pad (drawn in `pad_area`) presses that button.
-pub fn mouse_action(state: &UiState, pad_area: Rect, mouse: MouseEvent) -> Option<Action> {
+/// A left click on the dial pad (drawn in `pad_area`) presses that button; one on the bottom
+/// line (`bottom_area`) opens the status messages, where a cut-off message is read in full.
+pub fn mouse_action(
+    state: &UiState,
+    pad_area: Rect,
+    bottom_area: Rect,
+    mouse: MouseEvent,
+) -> Option<Action> {
     if mouse.kind != MouseEventKind::Down(MouseButton::Left) || state.popup.is_some() {
         return None;
+    }
+    if bottom_area.contains(ratatui::layout::Position::new(mouse.column, mouse.row)) {
+        return Some(Action::ShowMessages);
     }
     Some(
         match dialpad::hit_test(pad_area, mouse.column, mouse.row)? {
@@ -484,6 +510,7 @@ mod tests {
                 scroll: 0,
             },
             Popup::Diagnosis { scroll: 0 },
+            Popup::Messages { scroll: 0 },
             Popup::Transfer {
                 call: 1,
                 target: String::new(),
@@ -531,6 +558,7 @@ mod tests {
     fn clicks_on_the_pad_press_its_buttons() {
         let s = state();
         let pad = Rect::new(0, 1, 26, 13);
+        let bottom = Rect::new(0, 23, 80, 1);
         let click = |key: PadKey| {
             let at = dialpad::button_areas(pad)
                 .into_iter()
@@ -545,15 +573,15 @@ mod tests {
             }
         };
         assert_eq!(
-            mouse_action(&s, pad, click(PadKey::Digit('5'))),
+            mouse_action(&s, pad, bottom, click(PadKey::Digit('5'))),
             Some(Action::Digit('5'))
         );
         assert_eq!(
-            mouse_action(&s, pad, click(PadKey::Call)),
+            mouse_action(&s, pad, bottom, click(PadKey::Call)),
             Some(Action::CallButton)
         );
         assert_eq!(
-            mouse_action(&s, pad, click(PadKey::Hangup)),
+            mouse_action(&s, pad, bottom, click(PadKey::Hangup)),
             Some(Action::Hangup)
         );
         let outside = MouseEvent {
@@ -562,6 +590,46 @@ mod tests {
             row: 5,
             modifiers: KeyModifiers::NONE,
         };
-        assert_eq!(mouse_action(&s, pad, outside), None);
+        assert_eq!(mouse_action(&s, pad, bottom, outside), None);
+    }
+
+    #[test]
+    fn the_status_messages_open_with_s_f2_or_a_click_on_the_bottom_line() {
+        let mut s = state();
+        // In the dial field `s` is a letter of the number; F2 works there too.
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('s'))),
+            Some(Action::Type('s'))
+        );
+        assert_eq!(
+            key_action(&s, press(KeyCode::F(2))),
+            Some(Action::ShowMessages)
+        );
+        s.focus = Focus::Calls;
+        assert_eq!(
+            key_action(&s, press(KeyCode::Char('s'))),
+            Some(Action::ShowMessages)
+        );
+        let bottom = Rect::new(0, 20, 72, 4);
+        let click = MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 40,
+            row: 22,
+            modifiers: KeyModifiers::NONE,
+        };
+        assert_eq!(
+            mouse_action(&s, Rect::new(0, 1, 26, 13), bottom, click),
+            Some(Action::ShowMessages)
+        );
+        // Open, the same keys (and Esc) close it; Up/Down scroll.
+        s.popup = Some(Popup::Messages { scroll: 0 });
+        for code in [KeyCode::Char('s'), KeyCode::F(2), KeyCode::Esc] {
+            assert_eq!(
+                key_action(&s, press(code)),
+                Some(Action::Cancel),
+                "{code:?}"
+            );
+        }
+        assert_eq!(key_action(&s, press(KeyCode::Down)), Some(Action::Down));
     }
 }

@@ -217,7 +217,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Some(Ok(TermEvent::Mouse(mouse))) => {
                     let size = terminal.terminal.size().context("terminal size")?;
                     let areas = view::layout(&state, ratatui::layout::Rect::new(0, 0, size.width, size.height));
-                    if let Some(action) = keys::mouse_action(&state, areas.dialpad, mouse) {
+                    if let Some(action) = keys::mouse_action(&state, areas.dialpad, areas.bottom, mouse) {
                         dirty |= act(&mut state, action, &commands);
                     }
                 }
@@ -237,12 +237,18 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Some(event) = event_rx.recv() => {
                 let now = Instant::now();
                 export.on_event(&event);
+                if cli.levels {
+                    log_levels(&event);
+                }
                 state.apply_event(event, now);
                 let mut batch = 1;
                 while batch < EVENT_BATCH
                     && let Ok(event) = event_rx.try_recv()
                 {
                     export.on_event(&event);
+                    if cli.levels {
+                        log_levels(&event);
+                    }
                     state.apply_event(event, now);
                     batch += 1;
                 }
@@ -279,6 +285,16 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--levels` in the TUI: the screen is taken, so the `levels` events headless mode would
+/// print go to the log file instead, as the same JSON lines (the log's timestamp before each).
+fn log_levels(event: &Event) {
+    if matches!(event, Event::Levels { .. })
+        && let Ok(line) = serde_json::to_string(event)
+    {
+        tracing::info!(target: crate::logging::LEVELS_TARGET, "{line}");
+    }
 }
 
 /// Applies a user action; sends its command without ever blocking the loop. Returns true

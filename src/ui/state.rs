@@ -102,6 +102,11 @@ pub enum Popup {
     Devices {
         selected: usize,
     },
+    /// Every status message of the session in full, newest first (`s`, `F2`, or a click on
+    /// the bottom line), scrolled by `scroll` lines.
+    Messages {
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +255,22 @@ impl CallView {
 
 /// VU levels older than this are not drawn.
 pub const LEVELS_STALE: Duration = Duration::from_millis(1500);
+
+/// Status messages kept for the messages view (oldest dropped first).
+pub const STATUS_HISTORY_LIMIT: usize = 200;
+/// Longest status message kept, in characters: a message built from network text (a reason
+/// phrase, a peer's chat line) must not grow the history without bound.
+pub const STATUS_TEXT_LIMIT: usize = 2000;
+
+/// One status message as the messages view lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMessage {
+    /// Time since the UI started when it (last) came, shown like the log's times.
+    pub at: Duration,
+    pub text: String,
+    /// The same text this many times in a row (a repeated warning takes one entry).
+    pub repeats: u32,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
@@ -447,7 +468,11 @@ pub struct UiState {
     pub first_run: Option<String>,
     pub focus: Focus,
     pub popup: Option<Popup>,
+    /// The last message for the user, shown on the bottom line.
     pub status: Option<String>,
+    /// Every status message so far (at most `STATUS_HISTORY_LIMIT`), oldest first: the
+    /// bottom line shows only the last, and it may not fit there.
+    pub status_history: VecDeque<StatusMessage>,
     /// SIP trace events the engine dropped because the UI was behind.
     pub dropped_traces: u64,
     /// Set once the user confirmed quitting; the run loop waits for the engine to finish.
@@ -539,6 +564,7 @@ impl UiState {
             focus: Focus::Dial,
             popup: None,
             status: None,
+            status_history: VecDeque::new(),
             dropped_traces: 0,
             quitting: false,
             contacts: Vec::new(),
@@ -806,8 +832,31 @@ impl UiState {
             .collect()
     }
 
+    /// Shows `message` on the bottom line and keeps it in the messages view.
     pub fn set_status(&mut self, message: impl Into<String>) {
-        self.status = Some(message.into());
+        let mut text: String = message.into();
+        if let Some((cut, _)) = text.char_indices().nth(STATUS_TEXT_LIMIT) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        let at = self.now.saturating_duration_since(self.started);
+        match self.status_history.back_mut() {
+            Some(last) if last.text == text => {
+                last.at = at;
+                last.repeats = last.repeats.saturating_add(1);
+            }
+            _ => {
+                if self.status_history.len() >= STATUS_HISTORY_LIMIT {
+                    self.status_history.pop_front();
+                }
+                self.status_history.push_back(StatusMessage {
+                    at,
+                    text: text.clone(),
+                    repeats: 1,
+                });
+            }
+        }
+        self.status = Some(text);
     }
 
     /// Applies one engine event.
@@ -1621,6 +1670,44 @@ mod tests {
         assert_eq!(pass("200", Some("one"), Some("INVITE")), ["SIP/2.0 200 OK"]);
         assert!(pass("", Some("two"), Some("INVITE")).is_empty());
         assert_eq!(pass("5060", None, None), ["OPTIONS sip:a@b SIP/2.0"]);
+    }
+
+    #[test]
+    fn status_messages_are_kept_with_their_time_bounded_and_repeats_folded() {
+        let t0 = Instant::now();
+        let mut s = UiState::new(&["alice".into()], 10, t0);
+        s.tick(t0 + Duration::from_millis(1500));
+        s.set_status("warning: no sound output");
+        s.tick(t0 + Duration::from_secs(3));
+        s.set_status("calling bob");
+        s.set_status("calling bob");
+        assert_eq!(s.status.as_deref(), Some("calling bob"));
+        let kept: Vec<(u128, &str, u32)> = s
+            .status_history
+            .iter()
+            .map(|m| (m.at.as_millis(), m.text.as_str(), m.repeats))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (1500, "warning: no sound output", 1),
+                (3000, "calling bob", 2)
+            ]
+        );
+        for n in 0..STATUS_HISTORY_LIMIT + 5 {
+            s.set_status(format!("message {n}"));
+        }
+        assert_eq!(s.status_history.len(), STATUS_HISTORY_LIMIT);
+        assert_eq!(
+            s.status_history.front().map(|m| m.text.as_str()),
+            Some("message 5"),
+            "the oldest go first"
+        );
+        // A huge message (network text inside) is kept cut, not whole.
+        s.set_status("x".repeat(STATUS_TEXT_LIMIT * 3));
+        let last = s.status_history.back().map(|m| m.text.chars().count());
+        assert_eq!(last, Some(STATUS_TEXT_LIMIT + 1));
+        assert!(s.status.as_deref().is_some_and(|t| t.ends_with('…')));
     }
 
     #[test]

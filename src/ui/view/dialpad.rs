@@ -158,6 +158,8 @@ pub fn render_hints(_state: &UiState, frame: &mut Frame, area: Rect) {
         hint(&[("m", " mute    "), ("t", " transfer")]),
         hint(&[("Tab", " focus "), ("/", " search")]),
         hint(&[("?", " help    "), ("q", " quit")]),
+        // Where a status message cut at the screen's edge (or already replaced) is read.
+        hint(&[("F2", " messages")]),
     ];
     let block = Block::bordered()
         .title(" Keys ")

@@ -8,6 +8,7 @@ pub mod dialpad;
 pub mod highlight;
 pub mod ladder;
 pub mod log;
+pub mod messages;
 pub mod popup;
 pub mod status;
 

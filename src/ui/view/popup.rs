@@ -30,7 +30,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("/", "search the log (Enter keeps, Esc clears)"),
     ("c / n e x", "contacts (Enter dials) / add, edit, delete"),
     ("l / e", "ladder of the call / export it (PlantUML)"),
-    ("w", "what's wrong: diagnosis, now and before"),
+    ("w / s or F2", "what's wrong / every status message"),
     ("f / F", "log: this call only / cycle methods"),
     ("? or F1", "this help"),
     ("q, Ctrl-C/Q", "quit (asks: y confirms)"),
@@ -79,6 +79,7 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect) {
             super::ladder::render(state, frame, area, call_id, *scroll);
         }
         Some(Popup::Diagnosis { scroll }) => super::diagnosis::render(state, frame, area, *scroll),
+        Some(Popup::Messages { scroll }) => super::messages::render(state, frame, area, *scroll),
     }
 }
 

@@ -145,7 +145,10 @@ fn bottom_rows(state: &UiState, width: usize) -> Vec<Line<'static>> {
         return vec![Line::from(vec![
             badge,
             Span::raw(" "),
-            Span::styled("Tab: next pane   ?: help", Style::new().fg(Color::DarkGray)),
+            Span::styled(
+                "Tab: next pane   ?: help   F2: messages",
+                Style::new().fg(Color::DarkGray),
+            ),
         ])];
     };
     let text: Vec<char> = printable(message).chars().collect();
@@ -165,7 +168,42 @@ fn bottom_rows(state: &UiState, width: usize) -> Vec<Line<'static>> {
     rows
 }
 
+/// Ends a cut-off message: the last row it gets closes with this, naming the key (it works
+/// from every pane, the dial field too) that shows the message in full.
+pub const MORE_HINT: &str = "… F2: all";
+
 pub fn render_bottom(state: &UiState, frame: &mut Frame, area: Rect) {
-    let rows = bottom_rows(state, usize::from(area.width));
+    let width = usize::from(area.width);
+    let mut rows = bottom_rows(state, width);
+    let room = usize::from(area.height).max(1);
+    if rows.len() > room {
+        rows.truncate(room);
+        if let Some(last) = rows.pop() {
+            rows.push(with_more_hint(last, width));
+        }
+    }
     frame.render_widget(Paragraph::new(rows), area);
+}
+
+/// `row` with its end replaced by `MORE_HINT`, the whole no wider than `width`.
+fn with_more_hint(row: Line<'static>, width: usize) -> Line<'static> {
+    let hint_width = MORE_HINT.chars().count();
+    let mut spans = row.spans;
+    let mut used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    // Drop characters from the end (the message text) until the hint fits.
+    while used + hint_width > width {
+        let Some(last) = spans.last_mut() else { break };
+        let mut text = last.content.to_string();
+        if text.pop().is_none() {
+            spans.pop();
+            continue;
+        }
+        last.content = text.into();
+        used -= 1;
+    }
+    spans.push(Span::styled(
+        MORE_HINT,
+        Style::new().fg(Color::Black).bg(Color::Yellow),
+    ));
+    Line::from(spans)
 }
