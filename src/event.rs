@@ -342,6 +342,20 @@ pub struct IceReport {
     /// When ICE failed: the pairs tried (`host 10.0.0.2:4000 -> srflx 203.0.113.9:5000`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tried: Vec<String>,
+    /// The RTCP component's selected pair, for a peer without rtcp-mux
+    /// (`host 10.0.0.2:4001 -> srflx 203.0.113.9:5001`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp: Option<String>,
+    /// How often consent (RFC 7675) was lost in this call, and the pair that last lost it
+    /// (a restart may have repaired it since the last report).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub consent_losses: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_pair: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -1562,3 +1562,141 @@ fn an_ice_restart_reinvite_is_answered_with_new_credentials() {
     assert_eq!(pair.a.last_state(), Some(CallState::Held), "{pair:?}");
     assert!(!has_state(&pair.b, CallState::Terminated));
 }
+
+/// The call of `an_ice_restart_reinvite_is_answered_with_new_credentials`, confirmed with ICE
+/// on both sides; returns the call's id at alice and her first ICE credentials.
+fn confirmed_ice_call(pair: &mut Pair) -> (u64, sdp::IceCredentials) {
+    let bob = pair.b.uri();
+    pair.command(
+        Side::A,
+        Command::Dial {
+            target: bob,
+            media: ice_media(A_RTP, 1),
+        },
+    );
+    assert!(pair.run_until_cond(Duration::from_secs(5), |p| has_state(
+        &p.b,
+        CallState::Incoming
+    )));
+    pair.command(
+        Side::B,
+        Command::Answer {
+            call: None,
+            media: ice_media(B_RTP, 2),
+        },
+    );
+    assert!(
+        pair.run_until_cond(Duration::from_secs(5), |p| p.a.last_state()
+            == Some(CallState::Confirmed)
+            && p.b.last_state() == Some(CallState::Confirmed)),
+        "call not confirmed:\n{pair:?}"
+    );
+    pair.run_secs(1.0);
+    let first = media_starts(&pair.a)[0]
+        .ice
+        .clone()
+        .expect("ICE negotiated");
+    (pair.a.ua.last_call_id().expect("a call"), first.local)
+}
+
+fn restart_command(call: u64, fresh: &sdp::IceCredentials) -> Command {
+    Command::RestartIce {
+        call,
+        ice: sdp::LocalIce {
+            credentials: fresh.clone(),
+            candidates: vec![
+                "2 1 UDP 1694498815 192.0.2.7 41000 typ srflx raddr 127.0.0.1 rport 40000"
+                    .to_owned(),
+            ],
+        },
+        address: "192.0.2.7".parse().expect("ip"),
+        rtp_port: 41000,
+    }
+}
+
+/// The peer refuses our ICE restart (488 to its re-INVITE): the call must not stay without
+/// media on a session the peer never took. Alice's UA says so (`IceRestartRefused`: the
+/// driver's agent goes back to the session before), the call stays up and is not taken for
+/// held, and her next offer (hold) carries the first session's credentials and address again,
+/// so that bob's ICE goes on unchanged.
+#[test]
+fn a_refused_ice_restart_goes_back_to_the_previous_session() {
+    let mut pair = Pair::new();
+    let (call, first) = confirmed_ice_call(&mut pair);
+    let fresh = sdp::IceCredentials::from_random([3; 32]);
+    let restart_ufrag = format!("a=ice-ufrag:{}", fresh.ufrag);
+    let dropped_ufrag = restart_ufrag.clone();
+    // Bob "refuses": the restart's re-INVITE never reaches him, a 488 comes back instead.
+    pair.wire
+        .drop_when(move |r| r.is_request(&Method::Invite) && body(r).contains(&dropped_ufrag));
+    pair.command(Side::A, restart_command(call, &fresh));
+    pair.run_secs(0.1);
+    let restart = pair
+        .wire
+        .find(|r| r.dropped && r.is_request(&Method::Invite))
+        .first()
+        .and_then(|r| r.request().cloned())
+        .expect("the restart's re-INVITE");
+    pair.wire.clear_drop_rule();
+    let refusal = reply(&restart, 488, "Not Acceptable Here", &[]);
+    let (from, to) = (pair.b.addr, pair.a.addr);
+    pair.inject(from, to, &refusal);
+    pair.run_secs(1.0);
+    assert!(
+        pair.a
+            .events
+            .iter()
+            .any(|e| matches!(e, UaEvent::IceRestartRefused { call: c } if *c == call)),
+        "the driver is told to go back:\n{pair:?}"
+    );
+    assert_eq!(pair.a.last_state(), Some(CallState::Confirmed), "{pair:?}");
+    assert!(!has_state(&pair.a, CallState::Terminated));
+
+    // The next offer is the first session's again, and the hold goes through.
+    pair.command(Side::A, Command::Hold { call: Some(call) });
+    pair.run_secs(2.0);
+    let offers: Vec<String> = pair
+        .wire
+        .find(|r| !r.dropped && r.is_request(&Method::Invite))
+        .into_iter()
+        .map(body)
+        .collect();
+    let hold = offers.last().expect("the hold re-INVITE");
+    assert!(
+        hold.contains(&format!("a=ice-ufrag:{}", first.ufrag)) && !hold.contains(&restart_ufrag),
+        "{hold}"
+    );
+    assert!(hold.contains(&format!("m=audio {A_RTP} ")), "{hold}");
+    assert_eq!(pair.a.last_state(), Some(CallState::Held), "{pair:?}");
+    let held_b = media_updates(&pair.b)
+        .last()
+        .cloned()
+        .expect("bob's update");
+    assert_eq!(
+        held_b.ice.expect("ICE").remote.credentials,
+        first,
+        "bob's ICE goes on with alice's first session"
+    );
+}
+
+/// A restart asked while another offer of ours is pending cannot go out: the UA tells the
+/// driver to go back (its agent restarted already), and the pending offer is unaffected.
+#[test]
+fn an_ice_restart_that_cannot_go_out_is_rolled_back() {
+    let mut pair = Pair::new();
+    let (call, _) = confirmed_ice_call(&mut pair);
+    pair.command(Side::A, Command::Hold { call: Some(call) });
+    pair.command(
+        Side::A,
+        restart_command(call, &sdp::IceCredentials::from_random([3; 32])),
+    );
+    assert!(
+        pair.a
+            .events
+            .iter()
+            .any(|e| matches!(e, UaEvent::IceRestartRefused { call: c } if *c == call)),
+        "{pair:?}"
+    );
+    pair.run_secs(2.0);
+    assert_eq!(pair.a.last_state(), Some(CallState::Held), "{pair:?}");
+}

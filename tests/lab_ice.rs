@@ -253,6 +253,11 @@ fn call(alice: &mut Phone, bob: &mut Phone) -> Result<(Value, Value), Box<dyn Er
     assert_hears(&alice.out, "alice", 1000.0)?;
     assert_hears(&bob.out, "bob", 440.0)?;
     println!("alice media: {a}\nbob media: {b}");
+    // Two sipterms multiplex RTCP: one component, no RTCP pair (the caller's RTCP
+    // candidates were dropped when the answer said rtcp-mux).
+    for media in [&a, &b] {
+        assert!(media["ice"].get("rtcp").is_none(), "rtcp-mux: {media}");
+    }
     Ok((a, b))
 }
 
@@ -466,11 +471,13 @@ fn an_ice_restart_in_a_reinvite_keeps_the_call_after_the_nat_changed_address() -
         );
         let a0 = before_a["received"].as_u64().unwrap_or(0);
         let b0 = before_b["received"].as_u64().unwrap_or(0);
-        // Both sides on a new session; Bob's pair reaches Alice's new address.
-        let after_b = flowing_on(&mut bob, "bob hears alice again", b0, 75, |r| {
+        // Both sides on a new session; Bob's pair reaches Alice's new address. 4 s of audio
+        // after the restart: the recordings' sound then outlasts what came before it and the
+        // gap, so `assert_hears` (the middle of the sound) measures the restarted audio.
+        let after_b = flowing_on(&mut bob, "bob hears alice again", b0, 200, |r| {
             r.contains("203.0.113.3:")
         })?;
-        let after_a = flowing_on(&mut alice, "alice hears bob again", a0, 75, |r| {
+        let after_a = flowing_on(&mut alice, "alice hears bob again", a0, 200, |r| {
             r.contains("203.0.113.2")
         })?;
         println!(
@@ -523,6 +530,131 @@ fn an_ice_restart_in_a_reinvite_keeps_the_call_after_the_nat_changed_address() -
         }) {
             println!("{}: {line}", phone.sipterm.name());
         }
+    }
+    result
+}
+
+/// Consent lost (RFC 7675), repaired without the user: the call runs on a server-reflexive
+/// pair, then Alice's NAT gets a new public address and nobody types `ice-restart`. After
+/// 30 s without answers to her consent checks Alice (the caller, controlling) stops sending,
+/// says why (the `media.ice_consent_lost` finding) and restarts ICE once by herself: the
+/// re-INVITE goes out, audio flows both ways again on a pair naming her new address, in the
+/// same call, and the finding clears.
+#[test]
+fn lost_consent_is_diagnosed_and_the_caller_restarts_ice_by_itself() -> TestResult {
+    if !root_or_skip("ice_consent_restart") {
+        return Ok(());
+    }
+    let lab = ice_lab(NatKind::Cone, NatKind::Cone)?;
+    let extra = turn_lines();
+    let (mut alice, mut bob) = lab.phones(&extra, &extra)?;
+    let result = (|| -> TestResult {
+        alice.sipterm.send("dial sip:bob@atlanta.test")?;
+        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        bob.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+        let before_b = flowing_on(&mut bob, "bob hears alice", 0, 75, |r| {
+            r.contains("203.0.113.1:")
+        })?;
+        let wan = lab.nat_a.wan_interface().to_owned();
+        let nat = lab.nat_a.host();
+        nat.run_ip(&["addr", "del", "203.0.113.1/24", "dev", &wan])?;
+        nat.run_ip(&["addr", "add", "203.0.113.3/24", "dev", &wan])?;
+        let changed = Instant::now();
+        let mark = alice.sipterm.history().len();
+        // Consent expires 30 s after the last answer; media events come every 2 s.
+        let consent = Duration::from_secs(45);
+        let lost = alice.sipterm.expect_event(
+            "the consent-lost finding",
+            |e| {
+                e["event"] == "diagnosis"
+                    && e["state"] == "active"
+                    && e["code"] == "media.ice_consent_lost"
+            },
+            consent,
+        )?;
+        println!(
+            "consent lost {:?} after the change: {lost}",
+            changed.elapsed()
+        );
+        let message = lost["message"].as_str().unwrap_or_default();
+        assert!(message.contains("consent"), "{lost}");
+        let is_reinvite = |e: &Value| {
+            e["event"] == "sip"
+                && e["dir"] == "out"
+                && e["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("INVITE "))
+        };
+        // The restart may go out before the media report that raises the finding.
+        let seen = alice.sipterm.history()[mark..]
+            .iter()
+            .find(|e| is_reinvite(e))
+            .cloned();
+        let reinvite = match seen {
+            Some(e) => e,
+            None => alice.sipterm.expect_event(
+                "the automatic restart's re-INVITE",
+                is_reinvite,
+                SIGNALLING,
+            )?,
+        };
+        let restarted = Instant::now();
+        println!(
+            "re-INVITE {:?} after the change: {reinvite}",
+            changed.elapsed()
+        );
+        let b0 = before_b["received"].as_u64().unwrap_or(0);
+        let after_b = flowing_on(&mut bob, "bob hears alice again", b0, 75, |r| {
+            r.contains("203.0.113.3:")
+        })?;
+        let cleared = alice.sipterm.expect_event(
+            "the finding cleared",
+            |e| {
+                e["event"] == "diagnosis"
+                    && e["state"] == "cleared"
+                    && e["code"] == "media.ice_consent_lost"
+            },
+            SIGNALLING,
+        )?;
+        let a_now = alice
+            .sipterm
+            .events_of("media")
+            .last()
+            .and_then(|e| e["received"].as_u64())
+            .unwrap_or(0);
+        let after_a = flowing_on(&mut alice, "alice hears bob again", a_now, 75, |r| {
+            r.contains("203.0.113.2")
+        })?;
+        println!(
+            "after the automatic restart ({:?} after its re-INVITE):\nalice {after_a}\nbob {after_b}\n{cleared}",
+            restarted.elapsed()
+        );
+        for phone in [&alice, &bob] {
+            assert!(
+                !phone
+                    .sipterm
+                    .events_of("call")
+                    .iter()
+                    .any(|e| e["state"] == "terminated"),
+                "the call survived"
+            );
+        }
+        alice.sipterm.send("hangup")?;
+        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        bob.sipterm.expect_call_state("terminated", SIGNALLING)?;
+        Ok(())
+    })();
+    for phone in [&alice, &bob] {
+        let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
+            .unwrap_or_default();
+        for line in log.lines().filter(|l| {
+            l.contains("sipterm::driver::ice_task") || (result.is_err() && l.contains("ICE"))
+        }) {
+            println!("{}: {line}", phone.sipterm.name());
+        }
+    }
+    if result.is_err() {
+        println!("{}", lab.lab.logs());
     }
     result
 }
@@ -636,6 +768,15 @@ fn print_baresip_trace(bob: &BaresipPeer) {
     }
 }
 
+/// Packets to receive before hanging up so that the recording's sound outlasts the silence
+/// before it (`assert_hears` measures the middle of the span from the first sound, which can
+/// be our ring tone, to the last): 1.5 s of audio, or more when audio took `to_audio` to
+/// start (baresip 1.0's ICE nominates only once every pair's check ended, ~10 s with pairs
+/// that time out), at 50 packets a second.
+fn packets_to_hear(to_audio: Duration) -> u64 {
+    75.max((to_audio.as_secs_f64() * 50.0) as u64 + 100)
+}
+
 /// Case 5 (both directions): sipterm (Alice: ICE, STUN, TURN) and baresip 1.0 (Bob, its
 /// `medianat` = `ice` or `stun`), each behind a cone NAT, through the registrar. Audio both
 /// ways each time; returns sipterm's media event of each call.
@@ -653,73 +794,76 @@ fn baresip_calls(medianat: &str) -> Result<Option<(Value, Value)>, Box<dyn Error
         true,
     )?;
     let mut bob = start_baresip(&lab, true, medianat)?;
-    let result = (|| -> Result<(Value, Value), Box<dyn Error>> {
-        // baresip calls sipterm (auto-answering).
-        bob.guard.send_line("/dial sip:alice@atlanta.test")?;
-        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
-        let confirmed = Instant::now();
-        let first = media_flowing(&mut alice, 1)?;
-        println!(
-            "from baresip: first audio {:?} after 200 OK: {first}",
-            confirmed.elapsed()
-        );
-        let from_baresip = media_flowing(&mut alice, 75)?;
-        println!("from baresip: {from_baresip}");
-        bob.guard.send_line("/hangup")?;
-        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
-        bob.wait("baresip ended the first call", "terminated")?;
-        assert_hears(&alice.out, "alice", 1000.0)?;
+    // A failed audio assertion panics: the traces below are printed first all the same.
+    let calls = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> Result<(Value, Value), Box<dyn Error>> {
+            // baresip calls sipterm (auto-answering).
+            bob.guard.send_line("/dial sip:alice@atlanta.test")?;
+            alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+            let confirmed = Instant::now();
+            let first = media_flowing(&mut alice, 1)?;
+            let to_audio = confirmed.elapsed();
+            println!("from baresip: first audio {to_audio:?} after 200 OK: {first}");
+            let from_baresip = media_flowing(&mut alice, packets_to_hear(to_audio))?;
+            println!("from baresip: {from_baresip}");
+            bob.guard.send_line("/hangup")?;
+            alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+            bob.wait("baresip ended the first call", "terminated")?;
+            assert_hears(&alice.out, "alice", 1000.0)?;
 
-        // sipterm calls baresip (auto-answering).
-        alice.sipterm.send("dial sip:bob@atlanta.test")?;
-        alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
-        let confirmed = Instant::now();
-        let first = alice.sipterm.expect_event(
-            "the second call's first audio",
-            |e| {
-                e["event"] == "media"
-                    && e["call"] != from_baresip["call"]
-                    && e["received"].as_u64().unwrap_or(0) >= 1
-            },
-            SIGNALLING,
-        )?;
-        println!(
-            "to baresip: first audio {:?} after 200 OK: {first}",
-            confirmed.elapsed()
-        );
-        let to_baresip = alice.sipterm.expect_event(
-            "the second call's media with 75 packets",
-            |e| {
-                e["event"] == "media"
-                    && e["call"] != from_baresip["call"]
-                    && e["received"].as_u64().unwrap_or(0) >= 75
-            },
-            SIGNALLING,
-        )?;
-        println!("to baresip: {to_baresip}");
-        alice.sipterm.send("hangup")?;
-        alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
-        bob.wait("baresip saw the BYE", "terminated")?;
-        // baresip's recording of the second call (its file is complete once baresip closed
-        // it: a bounded wait for that).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let heard_by_bob = bob.received_wav().ok_or("baresip wrote no -dec.wav")?;
-            match common::audio::analyse(&heard_by_bob) {
-                Ok(heard) if heard.sound_seconds > 1.0 => {
-                    assert_hears(&heard_by_bob, "baresip", 440.0)?;
-                    break;
-                }
-                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-                _ => {
-                    assert_hears(&heard_by_bob, "baresip", 440.0)?;
-                    break;
+            // sipterm calls baresip (auto-answering).
+            alice.sipterm.send("dial sip:bob@atlanta.test")?;
+            alice.sipterm.expect_call_state("confirmed", SIGNALLING)?;
+            let confirmed = Instant::now();
+            let first = alice.sipterm.expect_event(
+                "the second call's first audio",
+                |e| {
+                    e["event"] == "media"
+                        && e["call"] != from_baresip["call"]
+                        && e["received"].as_u64().unwrap_or(0) >= 1
+                },
+                SIGNALLING,
+            )?;
+            let to_audio = confirmed.elapsed();
+            println!("to baresip: first audio {to_audio:?} after 200 OK: {first}");
+            let enough = packets_to_hear(to_audio);
+            let to_baresip = alice.sipterm.expect_event(
+                &format!("the second call's media with {enough} packets"),
+                |e| {
+                    e["event"] == "media"
+                        && e["call"] != from_baresip["call"]
+                        && e["received"].as_u64().unwrap_or(0) >= enough
+                },
+                SIGNALLING,
+            )?;
+            println!("to baresip: {to_baresip}");
+            alice.sipterm.send("hangup")?;
+            alice.sipterm.expect_call_state("terminated", SIGNALLING)?;
+            bob.wait("baresip saw the BYE", "terminated")?;
+            // baresip's recording of the second call (its file is complete once baresip closed
+            // it: a bounded wait for that).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let heard_by_bob = bob.received_wav().ok_or("baresip wrote no -dec.wav")?;
+                match common::audio::analyse(&heard_by_bob) {
+                    Ok(heard) if heard.sound_seconds > 1.0 => {
+                        assert_hears(&heard_by_bob, "baresip", 440.0)?;
+                        break;
+                    }
+                    _ if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(200))
+                    }
+                    _ => {
+                        assert_hears(&heard_by_bob, "baresip", 440.0)?;
+                        break;
+                    }
                 }
             }
-        }
-        Ok((from_baresip, to_baresip))
-    })();
-    if result.is_err() {
+            Ok((from_baresip, to_baresip))
+        },
+    ));
+    let failed = !matches!(calls, Ok(Ok(_)));
+    if failed {
         println!("{}", lab.lab.logs());
         println!("baresip:\n{}", bob.guard.recent_output());
     }
@@ -730,28 +874,48 @@ fn baresip_calls(medianat: &str) -> Result<Option<(Value, Value)>, Box<dyn Error
         l.contains("sipterm::driver::ice_task")
             || l.contains("sipterm::ice")
             || l.contains("does no ICE")
+            || (failed && l.contains("rice"))
     }) {
         println!("alice: {line}");
     }
-    Ok(Some(result?))
+    match calls {
+        Ok(result) => Ok(Some(result?)),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
-/// Case 5 with baresip's ICE (`medianat=ice`). Ignored: baresip 1.0 does not interoperate,
-/// see /work/notes/issue12.md and README: it wants an RTCP (component 2) candidate at RTP
-/// port + 1 and ignores `a=rtcp-mux`, so it answers sipterm's offer with `a=ice-mismatch`
-/// and then sends nothing; its own offer has component 2 and no rtcp-mux. Run by hand with
-/// `--ignored` to see the SDP.
+/// Case 5 with baresip's ICE (`medianat=ice`). baresip 1.0 ignores `a=rtcp-mux` and checks
+/// an RTCP component (2) too: sipterm offers RTCP candidates beside rtcp-mux (RFC 5761
+/// §5.1.3) and keeps that component when the answer does not multiplex, and answers
+/// baresip's offer (no rtcp-mux) with them. Both directions: audio both ways over the pair
+/// ICE selected, and RTCP on a pair of its own (round-trip time measured from it).
 #[test]
-#[ignore = "baresip 1.0's ICE needs RTCP candidates; sipterm offers rtcp-mux only"]
 fn sipterm_and_baresip_with_ice_behind_two_nats_both_directions() -> TestResult {
     let Some((from, to)) = baresip_calls("ice")? else {
         return Ok(());
     };
-    println!(
-        "ICE path: from baresip {}, to baresip {}",
-        path(&from),
-        path(&to)
-    );
+    for (direction, media) in [("from baresip", &from), ("to baresip", &to)] {
+        println!(
+            "ICE {direction}: path {}, pair {} -> {}, RTCP pair {}, rtt {}",
+            path(media),
+            media["ice"]["local"],
+            media["ice"]["remote"],
+            media["ice"]["rtcp"],
+            media["rtt_ms"]
+        );
+        assert!(
+            ["host", "srflx", "prflx", "relay"].contains(&path(media).as_str()),
+            "{direction}: media over an ICE pair: {media}"
+        );
+        assert!(
+            media["ice"]["rtcp"].is_string(),
+            "{direction}: RTCP on its own pair: {media}"
+        );
+        assert!(
+            media["rtt_ms"].is_number(),
+            "{direction}: RTCP both ways (a round-trip time): {media}"
+        );
+    }
     Ok(())
 }
 

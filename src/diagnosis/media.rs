@@ -53,6 +53,13 @@ pub struct MediaSample {
     pub mic: Option<MicReport>,
     /// We do ICE with the peer ourselves: its candidates are then no reason for silence.
     pub ice: bool,
+    /// ICE's path word (`srflx`, `consent-lost`, ...) and the selected pair's two ends.
+    pub ice_path: Option<String>,
+    pub ice_local: Option<String>,
+    pub ice_remote: Option<String>,
+    /// Consent losses in the call so far, and the pair that last lost it.
+    pub ice_consent_losses: u32,
+    pub ice_lost_pair: Option<String>,
 }
 
 impl MediaSample {
@@ -94,6 +101,11 @@ impl MediaSample {
             peer: peer.clone(),
             mic: mic.clone(),
             ice: ice.is_some(),
+            ice_path: ice.as_ref().map(|i| i.path.clone()),
+            ice_local: ice.as_ref().and_then(|i| i.local.clone()),
+            ice_remote: ice.as_ref().and_then(|i| i.remote.clone()),
+            ice_consent_losses: ice.as_ref().map_or(0, |i| i.consent_losses),
+            ice_lost_pair: ice.as_ref().and_then(|i| i.lost_pair.clone()),
         })
     }
 
@@ -154,6 +166,7 @@ impl Diagnoser {
         let up = call.state == Some(CallState::Confirmed);
         let track = &mut call.media;
         let previous = track.last.replace(sample.clone());
+        let prev_losses = previous.as_ref().map_or(0, |p| p.ice_consent_losses);
         let (prev_sent, prev_received, prev_reports, prev_about_us) =
             previous.as_ref().map_or((0, 0, 0, 0), |p| {
                 (
@@ -208,6 +221,53 @@ impl Diagnoser {
         self.peer_deaf_rule(id, up && sending, &sample, &track, now);
         self.mic_rules(id, up, &sample, &track, now);
         self.quality_rules(id, up, &sample, &track);
+        self.consent_rule(id, &sample, prev_losses);
+    }
+
+    /// ICE consent lost (RFC 7675): the peer stopped answering the checks on the selected
+    /// pair for 30 s, and we stopped sending. Raised while the path says so, or when a loss
+    /// happened since the last report (an automatic restart may have repaired it already:
+    /// the 30 s of silence still want explaining); cleared at the next report that finds a
+    /// pair carrying media again, or when the call ends.
+    fn consent_rule(&mut self, call: u64, sample: &MediaSample, prev_losses: u32) {
+        let lost_now = sample.ice_path.as_deref() == Some("consent-lost");
+        if !lost_now && sample.ice_consent_losses <= prev_losses {
+            self.clear(ICE_CONSENT_LOST, Some(call));
+            return;
+        }
+        let pair = sample.ice_lost_pair.clone().unwrap_or_else(|| {
+            format!(
+                "{} -> {}",
+                sample.ice_local.clone().unwrap_or_default(),
+                sample.ice_remote.clone().unwrap_or_default()
+            )
+        });
+        let message = format!(
+            "The other side stopped answering ICE consent checks on the media path ({pair}) \
+             for {} s, so sipterm stopped sending (RFC 7675): the path broke (a NAT dropped or \
+             moved its mapping, a network changed) or the other side is gone.",
+            crate::ice::agent::CONSENT_TIMEOUT.as_secs()
+        );
+        let advice = "The caller's sipterm restarts ICE once by itself; otherwise run \
+                      `ice-restart` to look for a new path. If no path is found, hang up and \
+                      call again.";
+        let evidence = Evidence::new()
+            .with("pair", &pair)
+            .with("losses", sample.ice_consent_losses)
+            .with("path_now", sample.ice_path.clone().unwrap_or_default())
+            .with("sent", sample.sent)
+            .with("received", sample.received);
+        self.raise(
+            Finding::new(
+                ICE_CONSENT_LOST,
+                Severity::Error,
+                "ICE consent lost",
+                message,
+                advice,
+            )
+            .on_call(call)
+            .with_evidence(evidence),
+        );
     }
 
     /// No audio from the peer for `NO_AUDIO_AFTER` while we send, with the likeliest cause.
@@ -482,6 +542,7 @@ const NO_AUDIO_CODES: &[&str] = &[
     NO_AUDIO_NOTHING,
 ];
 pub const PEER_HEARS_NOTHING: &str = "media.peer_hears_nothing";
+pub const ICE_CONSENT_LOST: &str = "media.ice_consent_lost";
 pub const MIC_SILENT: &str = "media.mic_silent";
 pub const MIC_FAILED: &str = "media.mic_failed";
 pub const LOSS_IN: &str = "quality.loss_in";

@@ -142,6 +142,7 @@ struct Media {
     auth_failures: Option<u64>,
     peer: Option<PeerReport>,
     mic: Option<MicReport>,
+    ice: Option<crate::event::IceReport>,
 }
 
 impl Media {
@@ -168,7 +169,7 @@ impl Media {
             foreign_from: self.foreign_from,
             peer: self.peer,
             mic: self.mic,
-            ice: None,
+            ice: self.ice.map(Box::new),
         }
     }
 }
@@ -406,6 +407,70 @@ fn the_peer_hearing_nothing_is_read_from_its_reports() {
         ..Media::default()
     });
     assert!(rig.cleared(media::PEER_HEARS_NOTHING));
+}
+
+/// ICE consent lost (the media event's path `consent-lost`) is a finding naming the pair;
+/// a restart that selects a pair again clears it.
+#[test]
+fn lost_ice_consent_is_a_finding_until_a_pair_carries_media_again() {
+    let mut rig = Rig::new();
+    answered_call(&mut rig, &sdp("192.0.2.50", "0", ""));
+    let report = |path: &str, losses: u32| crate::event::IceReport {
+        path: path.to_owned(),
+        local: Some("host 10.0.0.5:4000".to_owned()),
+        remote: Some("srflx 203.0.113.9:5000".to_owned()),
+        relay: None,
+        tried: Vec::new(),
+        rtcp: None,
+        consent_losses: losses,
+        lost_pair: (losses > 0).then(|| "host 10.0.0.5:4000 -> srflx 203.0.113.9:5000".into()),
+    };
+    media_for(&mut rig, 4, |n| Media {
+        received: 100 * n,
+        ice: Some(report("srflx", 0)),
+        ..Media::default()
+    });
+    assert!(rig.active(media::ICE_CONSENT_LOST, Some(1)).is_none());
+    media_for(&mut rig, 2, |_| Media {
+        received: 200,
+        ice: Some(report("consent-lost", 1)),
+        ..Media::default()
+    });
+    let finding = rig.expect(media::ICE_CONSENT_LOST, Some(1));
+    assert!(
+        finding
+            .message
+            .contains("host 10.0.0.5:4000 -> srflx 203.0.113.9:5000"),
+        "{}",
+        finding.message
+    );
+    assert_eq!(finding.severity, Severity::Error);
+    media_for(&mut rig, 2, |n| Media {
+        received: 300 + 100 * n,
+        ice: Some(report("srflx", 1)),
+        ..Media::default()
+    });
+    assert!(rig.cleared(media::ICE_CONSENT_LOST));
+    // A loss that a restart repaired before the next report is still a finding (the audio
+    // stopped for 30 s), cleared at the report after.
+    media_for(&mut rig, 2, |n| Media {
+        received: 900 + 100 * n,
+        ice: Some(report("srflx", 2)),
+        ..Media::default()
+    });
+    rig.expect(media::ICE_CONSENT_LOST, Some(1));
+    media_for(&mut rig, 2, |n| Media {
+        received: 1200 + 100 * n,
+        ice: Some(report("srflx", 2)),
+        ..Media::default()
+    });
+    assert_eq!(
+        rig.diagnoser
+            .active()
+            .filter(|f| f.code == media::ICE_CONSENT_LOST)
+            .count(),
+        0
+    );
 }
 
 #[test]

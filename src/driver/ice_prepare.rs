@@ -33,28 +33,34 @@ pub enum Outcome {
     /// to offer there that `c=` does not).
     Plain {
         rtp: UdpSocket,
+        /// The RTCP socket, when it was given for an RTCP component.
+        rtcp: Option<UdpSocket>,
         warning: Option<String>,
     },
     /// ICE kept the socket and failed: the call cannot go.
     Lost(String),
 }
 
-/// Gathers on `rtp` (bound on `bind_ip`).
+/// Gathers on `rtp` (bound on `bind_ip`), and on `rtcp` for an RTCP component when given
+/// (RFC 5761 §5.1.3: an offer, or an answer to a peer that does not multiplex RTCP).
 pub async fn prepare(
     rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
     account: &IceAccount,
     stun: Option<SocketAddr>,
     controlling: bool,
 ) -> Outcome {
-    let plain = |rtp, warning| Outcome::Plain { rtp, warning };
+    let plain = |rtp, rtcp, warning| Outcome::Plain { rtp, rtcp, warning };
     let local = match rtp.local_addr() {
         Ok(a) => a,
-        Err(e) => return plain(rtp, Some(format!("ICE: {e}"))),
+        Err(e) => return plain(rtp, rtcp, Some(format!("ICE: {e}"))),
     };
     let turn = match &account.turn_server {
         Some(text) => match turn_setups(text, account, local.ip()).await {
             Ok(t) => t,
-            Err(e) => return plain(rtp, Some(format!("turn_server: {e}; no TURN relay"))),
+            Err(e) => {
+                return plain(rtp, rtcp, Some(format!("turn_server: {e}; no TURN relay")));
+            }
         },
         None => Vec::new(),
     };
@@ -67,9 +73,9 @@ pub async fn prepare(
         turn,
         controlling,
     );
-    match ice_task::gather(rtp, setup).await {
+    match ice_task::gather(rtp, rtcp, setup).await {
         Ok((handle, local, _)) if local.candidates.is_empty() => match handle.release().await {
-            Some(rtp) => plain(rtp, None),
+            Some((rtp, rtcp)) => plain(rtp, rtcp, None),
             None => Outcome::Lost("ICE: the RTP socket was lost".to_owned()),
         },
         Ok((handle, local, default)) => Outcome::Ice(PreparedIce {

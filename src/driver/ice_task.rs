@@ -31,20 +31,65 @@ pub struct IceStatus {
     /// The peer stopped answering consent checks on the selected pair (RFC 7675): we no
     /// longer send.
     pub consent_lost: bool,
+    /// The RTCP component's pair, for a peer without rtcp-mux.
+    pub rtcp: Option<PairInfo>,
+    /// How often consent was lost in this call, and the last pair that lost it: a restart
+    /// (ours, automatic) may repair it long before the next `media` report, which must still
+    /// say that the audio stopped and why.
+    pub consent_losses: u32,
+    pub lost_pair: Option<PairInfo>,
 }
 
+/// Where the peer's media goes when ICE fails, from its SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerMedia {
+    /// Its `c=`/`m=` address.
+    pub rtp: SocketAddr,
+    /// Its RTCP address when it does not multiplex RTCP (`a=rtcp` or RTP port + 1); `None`:
+    /// rtcp-mux (RFC 5761), and our RTCP component (if we offered one) is dropped.
+    pub rtcp: Option<SocketAddr>,
+}
+
+impl PeerMedia {
+    /// From the negotiated parameters.
+    pub fn of(params: &crate::sdp::MediaParams) -> PeerMedia {
+        PeerMedia {
+            rtp: params.remote,
+            rtcp: if params.rtcp_mux {
+                None
+            } else {
+                params.remote_rtcp
+            },
+        }
+    }
+}
+
+/// A restart's gathering ended for call `.0`: our new candidates and default candidate for
+/// its re-INVITE (`None`: gathering failed).
+pub type Regathered = (u64, Option<(LocalIce, SocketAddr)>);
+
+/// Where a controlling agent reports the restart it starts by itself when consent is lost.
+pub type AutoRestart = (u64, mpsc::UnboundedSender<Regathered>);
+
 enum Control {
-    /// The peer's ICE, and its `c=` address for when ICE fails.
-    Remote(Box<NegotiatedIce>, SocketAddr),
+    /// The peer's ICE, and its addresses for when ICE fails; for a controlling agent, where
+    /// to report its own restart when consent is lost.
+    Remote(Box<NegotiatedIce>, PeerMedia, Option<AutoRestart>),
     /// A new offer/answer exchange (re-INVITE, UPDATE): new credentials on either side mean
-    /// an ICE restart (RFC 8445 §9); the same ones change nothing but the `c=` fallback.
-    Update(Box<NegotiatedIce>, SocketAddr),
+    /// an ICE restart (RFC 8445 §9); the same ones change nothing but the fallback.
+    Update(Box<NegotiatedIce>, PeerMedia),
     /// Our ICE restart: a new session with fresh credentials gathers on the same RTP socket;
     /// its candidates come back for the re-INVITE (the sender is dropped if that fails).
     Restart(oneshot::Sender<(LocalIce, SocketAddr)>),
+    /// The peer refused our restart (or it never went out): back to the session before it,
+    /// its credentials and the peer's ICE as the call negotiated them.
+    Rollback,
     Send(Vec<u8>),
-    /// The peer does no ICE: give the RTP socket back for plain RTP, and stop.
-    Release(oneshot::Sender<UdpSocket>),
+    /// RTCP: over the RTCP component when the peer does not multiplex, else as `Send`.
+    SendRtcp(Vec<u8>),
+    /// The peer does no ICE: give the RTP socket (and the RTCP one, if ICE held it) back for
+    /// plain RTP, and stop.
+    Release(oneshot::Sender<Released>),
     Stop,
 }
 
@@ -71,7 +116,14 @@ impl IceSender {
     pub fn send(&self, data: &[u8]) {
         let _ = self.control.send(Control::Send(data.to_vec()));
     }
+
+    pub fn send_rtcp(&self, data: &[u8]) {
+        let _ = self.control.send(Control::SendRtcp(data.to_vec()));
+    }
 }
+
+/// The sockets ICE gives back for plain RTP: RTP, and RTCP when ICE held it.
+pub type Released = (UdpSocket, Option<UdpSocket>);
 
 impl Drop for IceSender {
     fn drop(&mut self) {
@@ -87,7 +139,7 @@ pub struct IceControl {
 
 impl IceControl {
     /// An offer or answer of a re-INVITE or UPDATE carried this ICE.
-    pub fn update(&self, remote: Box<NegotiatedIce>, fallback: SocketAddr) {
+    pub fn update(&self, remote: Box<NegotiatedIce>, fallback: PeerMedia) {
         let _ = self.control.send(Control::Update(remote, fallback));
     }
 
@@ -97,6 +149,11 @@ impl IceControl {
         let (tx, rx) = oneshot::channel();
         let _ = self.control.send(Control::Restart(tx));
         rx
+    }
+
+    /// Our restart's re-INVITE was refused: media goes back to the ICE session before it.
+    pub fn rollback(&self) {
+        let _ = self.control.send(Control::Rollback);
     }
 }
 
@@ -109,8 +166,17 @@ impl IceHandle {
     }
 
     /// The peer's ICE is known: checks start, and the media task gets the link.
-    pub fn start(mut self, remote: Box<NegotiatedIce>, fallback: SocketAddr) -> Option<IceLink> {
-        let _ = self.control.send(Control::Remote(remote, fallback));
+    /// `auto_restart`: where the restart that a lost consent starts goes (the controlling
+    /// side restarts once by itself; RFC 7675 leaves the repair to the application).
+    pub fn start(
+        mut self,
+        remote: Box<NegotiatedIce>,
+        fallback: PeerMedia,
+        auto_restart: Option<AutoRestart>,
+    ) -> Option<IceLink> {
+        let _ = self
+            .control
+            .send(Control::Remote(remote, fallback, auto_restart));
         Some(IceLink {
             sender: IceSender {
                 control: self.control.clone(),
@@ -120,8 +186,9 @@ impl IceHandle {
         })
     }
 
-    /// The peer does no ICE: the RTP socket back, for plain RTP to its `c=` address.
-    pub async fn release(self) -> Option<UdpSocket> {
+    /// The peer does no ICE: the RTP socket (and the RTCP one, if ICE held it) back, for
+    /// plain RTP to its `c=` address.
+    pub async fn release(self) -> Option<Released> {
         let (tx, rx) = oneshot::channel();
         self.control.send(Control::Release(tx)).ok()?;
         rx.await.ok()
@@ -137,10 +204,12 @@ impl Drop for IceHandle {
     }
 }
 
-/// Gathers candidates on `rtp` (and the TURN servers): returns once gathering ended or after
-/// `GATHER_LIMIT`, with our ICE attributes and the default candidate for `c=`/`m=`.
+/// Gathers candidates on `rtp` (and the TURN servers), and on `rtcp` for the RTCP component
+/// when given: returns once gathering ended or after `GATHER_LIMIT`, with our ICE attributes
+/// and the default candidate for `c=`/`m=`.
 pub async fn gather(
     rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
     mut setup: IceSetup,
 ) -> Result<(IceHandle, LocalIce, SocketAddr), String> {
     let turn_udp = match setup
@@ -170,6 +239,18 @@ pub async fn gather(
         .collect();
     let now = Instant::now();
     let agent = IceAgent::new(&setup, now)?;
+    // The RTCP socket's host candidate: the RTP one's concrete IP, its own port.
+    let rtcp_host = match &rtcp {
+        Some(socket) => Some(SocketAddr::new(
+            setup.host.ip(),
+            socket.local_addr().map_err(|e| e.to_string())?.port(),
+        )),
+        None => None,
+    };
+    let rtcp_agent = match rtcp_host {
+        Some(host) => Some(IceAgent::for_rtcp(&setup, host, now)?),
+        None => None,
+    };
     let (control, control_rx) = mpsc::unbounded_channel();
     let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
     let (status_tx, status) = watch::channel(IceStatus::default());
@@ -187,6 +268,14 @@ pub async fn gather(
         tls_servers,
         fallback: None,
         setup,
+        rtcp_socket: rtcp,
+        rtcp_host,
+        rtcp_agent,
+        rtcp_fallback: None,
+        remote: None,
+        before_restart: None,
+        auto_restart: None,
+        consent_restart_due: false,
     };
     tokio::spawn(task.run(control_rx));
     let handle = IceHandle {
@@ -225,6 +314,21 @@ struct Task {
     fallback: Option<SocketAddr>,
     /// What the agent was built from: a restart builds the next one from it.
     setup: IceSetup,
+    /// The RTCP component (RFC 5761 §5.1.3), for a peer that does not multiplex: the RTCP
+    /// socket, its host candidate, its agent (dropped once the peer multiplexes), and the
+    /// peer's RTCP address for when that agent fails.
+    rtcp_socket: Option<UdpSocket>,
+    rtcp_host: Option<SocketAddr>,
+    rtcp_agent: Option<IceAgent>,
+    rtcp_fallback: Option<SocketAddr>,
+    /// The peer's ICE as last negotiated (a rollback sets it again).
+    remote: Option<Box<NegotiatedIce>>,
+    /// Our last restart replaced this session: its credentials and the peer's ICE then.
+    before_restart: Option<(IceCredentials, Option<Box<NegotiatedIce>>)>,
+    /// Controlling: where the one automatic restart on lost consent reports (taken when used),
+    /// and whether it is due.
+    auto_restart: Option<AutoRestart>,
+    consent_restart_due: bool,
 }
 
 /// What the helper tasks report: a TCP connection made (or not), bytes read from one.
@@ -246,11 +350,26 @@ impl Task {
         let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpNews>(64);
         let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
         let mut turn_buf = vec![0u8; MAX_DATAGRAM];
+        let mut rtcp_buf = vec![0u8; MAX_DATAGRAM];
         loop {
             self.drive(&tcp_tx).await;
-            let mut wake = self
-                .agent
-                .poll_timeout()
+            if std::mem::take(&mut self.consent_restart_due)
+                && let Some((call, report)) = self.auto_restart.take()
+            {
+                tracing::info!(call, "ICE: consent lost; restarting ICE once (we control)");
+                let (back, gathered) = oneshot::channel();
+                if self.our_restart(back, &tcp_tx).await {
+                    tokio::spawn(async move {
+                        let _ = report.send((call, gathered.await.ok()));
+                    });
+                }
+                continue;
+            }
+            let rtcp_wake = self.rtcp_agent.as_ref().and_then(IceAgent::poll_timeout);
+            let mut wake = [self.agent.poll_timeout(), rtcp_wake]
+                .into_iter()
+                .flatten()
+                .min()
                 .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(60));
             if self.gathered.is_some() {
                 wake = wake.min(self.gather_deadline);
@@ -270,46 +389,63 @@ impl Task {
                         self.agent.handle_datagram(false, local, canonical(from), bytes, Instant::now(), &mut media);
                     }
                 }
+                received = recv_opt(self.rtcp_socket.as_ref(), &mut rtcp_buf) => {
+                    if let (Ok((n, from)), Some(agent), Some(host)) = (received, self.rtcp_agent.as_mut(), self.rtcp_host) {
+                        let bytes = rtcp_buf.get(..n).unwrap_or_default();
+                        agent.handle_datagram(false, host, canonical(from), bytes, Instant::now(), &mut media);
+                    }
+                }
                 Some(news) = tcp_rx.recv() => self.tcp_news(news, &tcp_tx, &mut media),
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if self.gathered.is_some() && Instant::now() >= self.gather_deadline {
                         tracing::info!("ICE: gathering took too long; the SDP gets what there is");
-                        self.report_gathered(self.agent.local_ice());
+                        self.report_gathered(true);
                     }
                 }
                 command = control.recv() => match command {
-                    Some(Control::Remote(remote, fallback)) => {
-                        self.fallback = Some(fallback);
-                        self.agent.set_remote(&remote, Instant::now());
+                    Some(Control::Remote(remote, fallback, auto_restart)) => {
+                        self.auto_restart = auto_restart.filter(|_| self.setup.controlling);
+                        self.set_fallback(fallback);
+                        self.set_remote(&remote);
+                        self.remote = Some(remote);
                     }
                     Some(Control::Update(remote, fallback)) => {
-                        self.fallback = Some(fallback);
+                        self.set_fallback(fallback);
                         self.update(&remote, &tcp_tx).await;
+                        self.remote = Some(remote);
+                        self.before_restart = None;
                     }
                     Some(Control::Restart(back)) => {
-                        let fresh = IceCredentials::from_random(rand::random());
-                        match self.restart(fresh, &tcp_tx).await {
-                            Ok(()) => self.gathered = Some(back),
-                            Err(e) => tracing::warn!("ICE restart: {e}"),
+                        self.our_restart(back, &tcp_tx).await;
+                    }
+                    Some(Control::Rollback) => {
+                        if let Some((credentials, remote)) = self.before_restart.take() {
+                            tracing::info!("ICE: the restart was refused; back to the session before it");
+                            match self.restart(credentials, &tcp_tx).await {
+                                Ok(()) => {
+                                    if let Some(remote) = &remote {
+                                        self.set_remote(remote);
+                                    }
+                                    self.remote = remote;
+                                }
+                                Err(e) => tracing::warn!("ICE rollback: {e}"),
+                            }
                         }
                     }
-                    Some(Control::Send(data)) => {
-                        if let Some(transmit) = self.agent.send(&data, Instant::now()) {
-                            self.transmit(transmit).await;
-                        } else if self.agent.failed()
-                            && let (Some(rtp), Some(to)) = (self.rtp.as_ref(), self.fallback)
-                        {
-                            let _ = rtp.send_to(&data, to).await;
-                        }
-                    }
+                    Some(Control::Send(data)) => self.send_rtp(&data).await,
+                    Some(Control::SendRtcp(data)) => self.send_rtcp(&data).await,
                     Some(Control::Release(back)) => {
                         if let Some(rtp) = self.rtp.take() {
-                            let _ = back.send(rtp);
+                            let _ = back.send((rtp, self.rtcp_socket.take()));
                         }
                         return;
                     }
                     Some(Control::Stop) | None => {
-                        self.agent.close(Instant::now());
+                        let now = Instant::now();
+                        self.agent.close(now);
+                        if let Some(agent) = self.rtcp_agent.as_mut() {
+                            agent.close(now);
+                        }
                         self.drive(&tcp_tx).await;
                         return;
                     }
@@ -322,9 +458,82 @@ impl Task {
         }
     }
 
+    /// Our own restart: fresh credentials, a new session gathering; its candidates go to
+    /// `back` for the re-INVITE. The session before is kept for a rollback. False when the
+    /// restart could not be made.
+    async fn our_restart(
+        &mut self,
+        back: oneshot::Sender<(LocalIce, SocketAddr)>,
+        tcp_tx: &mpsc::Sender<TcpNews>,
+    ) -> bool {
+        let before = (self.agent.credentials().clone(), self.remote.clone());
+        let fresh = IceCredentials::from_random(rand::random());
+        match self.restart(fresh, tcp_tx).await {
+            Ok(()) => {
+                self.gathered = Some(back);
+                self.before_restart = Some(before);
+                self.remote = None;
+                true
+            }
+            Err(e) => {
+                tracing::warn!("ICE restart: {e}");
+                false
+            }
+        }
+    }
+
+    /// The peer's ICE: checks start (on the RTCP component too, when there is one).
+    fn set_remote(&mut self, remote: &NegotiatedIce) {
+        let now = Instant::now();
+        self.agent.set_remote(remote, now);
+        if let Some(agent) = self.rtcp_agent.as_mut() {
+            agent.set_remote(remote, now);
+        }
+    }
+
+    /// The peer's addresses for when ICE fails; a peer that multiplexes RTCP needs no RTCP
+    /// component (RFC 5761 §5.1.3: we offered one in case it did not).
+    fn set_fallback(&mut self, fallback: PeerMedia) {
+        self.fallback = Some(fallback.rtp);
+        self.rtcp_fallback = fallback.rtcp;
+        if fallback.rtcp.is_none()
+            && let Some(mut agent) = self.rtcp_agent.take()
+        {
+            tracing::debug!("ICE: the peer multiplexes RTCP; no RTCP component");
+            agent.close(Instant::now());
+        }
+    }
+
+    /// Over the selected pair; when ICE failed, to the peer's `c=` address from the RTP
+    /// socket (as without ICE).
+    async fn send_rtp(&mut self, data: &[u8]) {
+        if let Some(transmit) = self.agent.send(data, Instant::now()) {
+            self.transmit(transmit).await;
+        } else if self.agent.failed()
+            && let (Some(rtp), Some(to)) = (self.rtp.as_ref(), self.fallback)
+        {
+            let _ = rtp.send_to(data, to).await;
+        }
+    }
+
+    /// RTCP over the RTCP component's pair; when that failed, to the peer's RTCP address
+    /// from the RTCP socket (as without ICE); without an RTCP component, multiplexed.
+    async fn send_rtcp(&mut self, data: &[u8]) {
+        let now = Instant::now();
+        let Some(agent) = self.rtcp_agent.as_mut() else {
+            return self.send_rtp(data).await;
+        };
+        if let Some(transmit) = agent.send(data, now) {
+            self.transmit(transmit).await;
+        } else if agent.failed()
+            && let (Some(socket), Some(to)) = (self.rtcp_socket.as_ref(), self.rtcp_fallback)
+        {
+            let _ = socket.send_to(data, to).await;
+        }
+    }
+
     /// A later offer/answer: a restart when either side's credentials changed.
     async fn update(&mut self, remote: &NegotiatedIce, tcp_tx: &mpsc::Sender<TcpNews>) {
-        let now = Instant::now();
         if remote.local != *self.agent.credentials() {
             // The peer restarted: our answer carried new credentials (`sip::ua`); a new
             // session on them (its candidates may differ from the answer's, which were the
@@ -347,7 +556,7 @@ impl Task {
             }
         }
         // Our restart's answer, or the peer's restart: checks start on the new session.
-        self.agent.set_remote(remote, now);
+        self.set_remote(remote);
     }
 
     /// A new ICE session (RFC 8445 §9) on the same RTP socket: the old agent closes (its TURN
@@ -360,6 +569,9 @@ impl Task {
     ) -> Result<(), String> {
         let now = Instant::now();
         self.agent.close(now);
+        if let Some(agent) = self.rtcp_agent.as_mut() {
+            agent.close(now);
+        }
         self.drive(tcp_tx).await;
         let mut setup = self.setup.clone();
         setup.credentials = credentials;
@@ -382,12 +594,19 @@ impl Task {
         // The old session's TCP connections to the TURN server close; the new one opens its own.
         self.tcp.clear();
         self.agent = IceAgent::new(&setup, now)?;
+        // The RTCP component restarts with it (when the peer does not multiplex).
+        if self.rtcp_agent.is_some()
+            && let Some(host) = self.rtcp_host
+        {
+            self.rtcp_agent = Some(IceAgent::for_rtcp(&setup, host, now)?);
+        }
         self.setup = setup;
         self.gather_deadline = now + GATHER_LIMIT;
         self.status.send_modify(|s| {
             s.selected = None;
             s.failed = None;
             s.consent_lost = false;
+            s.rtcp = None;
         });
         tracing::info!("ICE: restarted; gathering again");
         Ok(())
@@ -477,6 +696,20 @@ impl Task {
                 busy = true;
                 self.event(event, tcp_tx);
             }
+            let mut rtcp_out = Vec::new();
+            if let Some(agent) = self.rtcp_agent.as_mut() {
+                while let Some(transmit) = agent.poll_transmit(now) {
+                    rtcp_out.push(transmit);
+                }
+                if let Some(event) = agent.poll_event(now) {
+                    busy = true;
+                    self.rtcp_event(event);
+                }
+            }
+            for transmit in rtcp_out {
+                busy = true;
+                self.transmit(transmit).await;
+            }
             if !busy {
                 break;
             }
@@ -485,7 +718,7 @@ impl Task {
 
     fn event(&mut self, event: IceEvent, tcp_tx: &mpsc::Sender<TcpNews>) {
         match event {
-            IceEvent::Gathered(local) => self.report_gathered(local),
+            IceEvent::Gathered(_) => self.report_gathered(false),
             IceEvent::Connect { from, to } => {
                 let tx = tcp_tx.clone();
                 tokio::spawn(async move {
@@ -504,7 +737,12 @@ impl Task {
             }
             IceEvent::ConsentLost(pair) => {
                 tracing::warn!(%pair, "ICE: consent lost; media stops");
-                self.status.send_modify(|s| s.consent_lost = true);
+                self.status.send_modify(|s| {
+                    s.consent_lost = true;
+                    s.consent_losses = s.consent_losses.saturating_add(1);
+                    s.lost_pair = Some(pair);
+                });
+                self.consent_restart_due = self.auto_restart.is_some();
             }
             IceEvent::Failed { tried } => {
                 let list: Vec<String> = tried.iter().map(ToString::to_string).collect();
@@ -514,7 +752,37 @@ impl Task {
         }
     }
 
-    fn report_gathered(&mut self, local: LocalIce) {
+    /// What the RTCP component's agent reports: its pair, for logs and the `media` event.
+    fn rtcp_event(&mut self, event: IceEvent) {
+        match event {
+            IceEvent::Gathered(_) => self.report_gathered(false),
+            // No TURN for RTCP, so no TCP connection either.
+            IceEvent::Connect { .. } => {}
+            IceEvent::Selected(pair) => {
+                tracing::info!(%pair, path = pair.path(), "ICE: RTCP goes over this pair");
+                self.status.send_modify(|s| s.rtcp = Some(pair));
+            }
+            IceEvent::ConsentLost(pair) => {
+                tracing::warn!(%pair, "ICE: consent lost on the RTCP pair; RTCP stops");
+            }
+            IceEvent::Failed { tried } => {
+                let list: Vec<String> = tried.iter().map(ToString::to_string).collect();
+                tracing::info!(tried = ?list, "ICE: no RTCP pair works; RTCP to the peer's a=rtcp address");
+            }
+        }
+    }
+
+    /// Our candidates for the SDP, once every component gathered (or `now_or_never`: the
+    /// gathering deadline passed): RTP's, then RTCP's.
+    fn report_gathered(&mut self, now_or_never: bool) {
+        let all = self.agent.gathered() && self.rtcp_agent.as_ref().is_none_or(IceAgent::gathered);
+        if !(all || now_or_never) {
+            return;
+        }
+        let mut local = self.agent.local_ice();
+        if let Some(agent) = &self.rtcp_agent {
+            local.candidates.extend(agent.local_ice().candidates);
+        }
         if let Some(tx) = self.gathered.take() {
             let default = self.agent.default_candidate().unwrap_or(self.host);
             if local.candidates.is_empty() {
@@ -538,8 +806,9 @@ impl Task {
             }
             return;
         }
-        let socket = match &self.turn_udp {
-            Some(turn) if turn.local_addr().ok() == Some(transmit.from) => turn,
+        let socket = match (&self.turn_udp, &self.rtcp_socket) {
+            (Some(turn), _) if turn.local_addr().ok() == Some(transmit.from) => turn,
+            (_, Some(rtcp)) if self.rtcp_host == Some(transmit.from) => rtcp,
             _ => match &self.rtp {
                 Some(rtp) => rtp,
                 None => return,

@@ -282,7 +282,8 @@ struct CallMedia {
     ice: Option<IceSender>,
     ice_status: Option<watch::Receiver<IceStatus>>,
     /// The consent-lost warning went out (once per loss; an ICE restart re-arms it).
-    consent_warned: bool,
+    /// Consent losses warned about so far.
+    consent_warned: u32,
     /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
     capture: Option<PacketTap>,
 }
@@ -400,7 +401,7 @@ impl CallMedia {
             conference: None,
             ice: None,
             ice_status: None,
-            consent_warned: false,
+            consent_warned: 0,
             capture: io.capture.clone(),
         })
     }
@@ -1066,9 +1067,9 @@ impl CallMedia {
             return;
         };
         let bytes = bytes.as_ref();
-        // ICE: rtcp-mux on the selected pair.
+        // ICE: on the RTCP component's pair, or multiplexed on the RTP one (`ice_task`).
         if let Some(ice) = &self.ice {
-            ice.send(bytes);
+            ice.send_rtcp(bytes);
             self.tap_ice(Direction::Out, bytes);
             return;
         }
@@ -1122,23 +1123,23 @@ impl CallMedia {
             muted: self.muted,
             failed: self.mic_failure.clone(),
         });
+        // Each loss warns once, even when a restart repaired it before this report.
         let consent_lost = self.ice_status.as_ref().and_then(|s| {
             let s = s.borrow();
-            s.consent_lost.then(|| s.selected.clone()).flatten()
+            (s.consent_losses > self.consent_warned)
+                .then(|| s.lost_pair.clone().map(|pair| (s.consent_losses, pair)))
+                .flatten()
         });
-        match consent_lost {
-            Some(pair) if !self.consent_warned => {
-                self.consent_warned = true;
-                let message = format!(
-                    "call {}: the peer stopped answering ICE consent checks on {pair} for {} s \
-                     (RFC 7675): media stopped; `ice-restart` may bring it back",
-                    self.call,
-                    crate::ice::agent::CONSENT_TIMEOUT.as_secs()
-                );
-                let _ = self.events.send(Event::Warning { message }).await;
-            }
-            Some(_) => {}
-            None => self.consent_warned = false,
+        if let Some((losses, pair)) = consent_lost {
+            self.consent_warned = losses;
+            let message = format!(
+                "call {}: the peer stopped answering ICE consent checks on {pair} for {} s \
+                 (RFC 7675): media stopped; an ICE restart (`ice-restart`, or the caller's own) \
+                 may bring it back",
+                self.call,
+                crate::ice::agent::CONSENT_TIMEOUT.as_secs()
+            );
+            let _ = self.events.send(Event::Warning { message }).await;
         }
         let _ = self
             .events
@@ -1300,6 +1301,14 @@ async fn recv_ice(ice: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> 
 
 /// ICE's part of the `media` event.
 fn ice_report(status: &IceStatus) -> IceReport {
+    let mut report = ice_path_report(status);
+    report.consent_losses = status.consent_losses;
+    report.lost_pair = status.lost_pair.as_ref().map(ToString::to_string);
+    report
+}
+
+fn ice_path_report(status: &IceStatus) -> IceReport {
+    let rtcp = status.rtcp.as_ref().map(ToString::to_string);
     match (&status.selected, &status.failed) {
         (_, Some(tried)) => IceReport {
             path: "failed".to_owned(),
@@ -1307,6 +1316,9 @@ fn ice_report(status: &IceStatus) -> IceReport {
             remote: None,
             relay: None,
             tried: tried.iter().map(ToString::to_string).collect(),
+            rtcp,
+            consent_losses: 0,
+            lost_pair: None,
         },
         (Some(pair), None) => IceReport {
             path: if status.consent_lost {
@@ -1318,6 +1330,9 @@ fn ice_report(status: &IceStatus) -> IceReport {
             remote: Some(format!("{} {}", pair.remote.kind, pair.remote.address)),
             relay: pair.relay.map(str::to_owned),
             tried: Vec::new(),
+            rtcp,
+            consent_losses: 0,
+            lost_pair: None,
         },
         (None, None) => IceReport {
             path: "checking".to_owned(),
@@ -1325,6 +1340,9 @@ fn ice_report(status: &IceStatus) -> IceReport {
             remote: None,
             relay: None,
             tried: Vec::new(),
+            rtcp,
+            consent_losses: 0,
+            lost_pair: None,
         },
     }
 }

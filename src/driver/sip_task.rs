@@ -481,7 +481,7 @@ struct Engine {
 }
 
 /// An ICE restart of ours gathered (`None`: the call's ICE ended meanwhile).
-type IceRestarted = (u64, Option<(crate::sdp::LocalIce, SocketAddr)>);
+type IceRestarted = super::ice_task::Regathered;
 
 /// What the engine keeps for the PBX features (issue 15).
 #[derive(Default)]
@@ -974,6 +974,10 @@ impl Engine {
         gathered: Option<(crate::sdp::LocalIce, SocketAddr)>,
     ) {
         let Some((ice, default)) = gathered.filter(|(ice, _)| !ice.candidates.is_empty()) else {
+            // Nothing to offer: the call's agent goes back to the session it had.
+            if let Some(control) = self.ice_controls.get(&call) {
+                control.rollback();
+            }
             return self
                 .error(format!("call {call}: ICE restart found no candidate"))
                 .await;
@@ -1067,13 +1071,17 @@ impl Engine {
     ) {
         // The offerer controls; but answering an ICE-lite offerer, we are the full agent and
         // control (RFC 8445 §6.1.1): the role is fixed when the agent is built, so look now.
+        let offer = match prepared.purpose {
+            MediaUse::Answer(call) => self.ua.incoming_offer(call),
+            _ => None,
+        };
         let controlling = match prepared.purpose {
-            MediaUse::Answer(call) => self
-                .ua
-                .incoming_offer(call)
-                .is_some_and(crate::sdp::ice::offers_ice_lite),
+            MediaUse::Answer(_) => offer.is_some_and(crate::sdp::ice::offers_ice_lite),
             _ => true,
         };
+        // An RTCP component (RFC 5761 §5.1.3) for an offer (the answerer may not multiplex),
+        // or for an answer to an offer without rtcp-mux; not for one with it.
+        let rtcp_component = !offer.is_some_and(crate::sdp::ice::offers_rtcp_mux);
         let stun = self.nat.stun_server();
         let stun_id = self.nat.next_transaction();
         self.preparing += 1;
@@ -1086,38 +1094,70 @@ impl Engine {
                 ..
             } = prepared;
             use super::ice_prepare::Outcome;
-            let (rtp, ice) =
-                match super::ice_prepare::prepare(rtp, &account, stun, controlling).await {
-                    Outcome::Ice(ice) => {
-                        // The ICE task holds the RTP socket; this one only fills the slot.
-                        match tokio::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await {
-                            Ok(placeholder) => (placeholder, Some(Ok(ice))),
-                            Err(e) => {
-                                tracing::warn!("no socket: {e}");
-                                return;
-                            }
+            let (for_ice, mut rtcp) = if rtcp_component {
+                (Some(rtcp), None)
+            } else {
+                (None, Some(rtcp))
+            };
+            let (rtp, ice) = match super::ice_prepare::prepare(
+                rtp,
+                for_ice,
+                &account,
+                stun,
+                controlling,
+            )
+            .await
+            {
+                Outcome::Ice(ice) => {
+                    // The ICE task holds the RTP socket (and the RTCP one for an RTCP
+                    // component); these only fill the slots.
+                    match tokio::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await {
+                        Ok(placeholder) => (placeholder, Some(Ok(ice))),
+                        Err(e) => {
+                            tracing::warn!("no socket: {e}");
+                            return;
                         }
                     }
-                    Outcome::Plain { rtp, warning } => (rtp, warning.map(Err)),
-                    Outcome::Lost(message) => {
-                        // A fresh pair, without ICE: the call still goes.
-                        match media_task::bind_rtp_pair(local.ip()).await {
-                            Ok((rtp, rtcp)) => {
-                                let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-                                let _ = ready.send(PreparedMedia {
-                                    purpose,
-                                    rtp,
-                                    rtcp,
-                                    local: SocketAddr::new(local.ip(), port),
-                                    public: None,
-                                    ice: Some(Err(message)),
-                                });
-                            }
-                            Err(e) => tracing::warn!("{message}; no RTP port either: {e}"),
+                }
+                Outcome::Plain {
+                    rtp,
+                    rtcp: back,
+                    warning,
+                } => {
+                    if back.is_some() {
+                        rtcp = back;
+                    }
+                    (rtp, warning.map(Err))
+                }
+                Outcome::Lost(message) => {
+                    // A fresh pair, without ICE: the call still goes.
+                    match media_task::bind_rtp_pair(local.ip()).await {
+                        Ok((rtp, rtcp)) => {
+                            let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+                            let _ = ready.send(PreparedMedia {
+                                purpose,
+                                rtp,
+                                rtcp,
+                                local: SocketAddr::new(local.ip(), port),
+                                public: None,
+                                ice: Some(Err(message)),
+                            });
                         }
+                        Err(e) => tracing::warn!("{message}; no RTP port either: {e}"),
+                    }
+                    return;
+                }
+            };
+            let rtcp = match rtcp {
+                Some(rtcp) => rtcp,
+                None => match tokio::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await {
+                    Ok(placeholder) => placeholder,
+                    Err(e) => {
+                        tracing::warn!("no socket: {e}");
                         return;
                     }
-                };
+                },
+            };
             // No ICE after all (loopback, no route): the RTP socket's public address from
             // STUN, as without ICE.
             let public = match (&ice, stun) {
@@ -1436,7 +1476,7 @@ impl Engine {
                         self.policy.handle_media_started(call);
                         self.run_policy().await;
                     }
-                    Some((mut rtp, rtcp)) => {
+                    Some((mut rtp, mut rtcp)) => {
                         // The tone player releases the output before the call opens it; a
                         // WAV output keeps the tone recorded for this call.
                         self.policy.handle_media_starting(call);
@@ -1450,15 +1490,21 @@ impl Engine {
                             match params.ice.clone() {
                                 Some(remote) => {
                                     self.ice_controls.insert(call, handle.control());
-                                    link = handle.start(remote, params.remote);
+                                    let fallback = super::ice_task::PeerMedia::of(&params);
+                                    let auto_restart =
+                                        self.ice_restarted.clone().map(|tx| (call, tx));
+                                    link = handle.start(remote, fallback, auto_restart);
                                 }
                                 None => {
                                     tracing::info!(
                                         call,
                                         "the peer does no ICE: media to its c= address"
                                     );
-                                    if let Some(socket) = handle.release().await {
+                                    if let Some((socket, rtcp_socket)) = handle.release().await {
                                         rtp = socket;
+                                        if let Some(socket) = rtcp_socket {
+                                            rtcp = socket;
+                                        }
                                     }
                                 }
                             }
@@ -1486,6 +1532,12 @@ impl Engine {
                 }
                 return;
             }
+            UaEvent::IceRestartRefused { call } => {
+                if let Some(control) = self.ice_controls.get(&call) {
+                    control.rollback();
+                }
+                return;
+            }
             UaEvent::MediaUpdate { call, params } => {
                 if params.telephone_event_pt.is_some() {
                     self.pbx.telephone_event.insert(call);
@@ -1494,7 +1546,7 @@ impl Engine {
                 }
                 // New ICE credentials on either side: an ICE restart (ours, or the peer's).
                 if let (Some(ice), Some(control)) = (&params.ice, self.ice_controls.get(&call)) {
-                    control.update(ice.clone(), params.remote);
+                    control.update(ice.clone(), super::ice_task::PeerMedia::of(&params));
                 }
                 if let Some(handle) = self.media.get(&call) {
                     let _ = handle.control.send(MediaControl::Update(params));

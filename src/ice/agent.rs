@@ -1,5 +1,6 @@
-//! One call's ICE agent: a single stream with a single component (RTP with rtcp-mux), on
-//! rice-proto. Inputs: `handle_datagram`, `handle_connected` (a TCP connection to the TURN
+//! One component of a call's ICE, on rice-proto: RTP (component 1, with RTCP multiplexed on
+//! it when the peer does rtcp-mux), or RTCP (component 2, for a peer that does not: an agent
+//! of its own, `IceAgent::for_rtcp`). Inputs: `handle_datagram`, `handle_connected` (a TCP connection to the TURN
 //! server the driver opened), `set_remote` and time; outputs: `poll_transmit`, `poll_event`,
 //! `poll_timeout`. Time is `std::time::Instant` handed in, turned into rice's own clock
 //! from the first `now` the agent was given.
@@ -24,8 +25,14 @@ use super::pair::{PairInfo, kind};
 use super::server::TurnTransport;
 use crate::sdp::{IceCredentials, LocalIce, NegotiatedIce};
 
-/// The one component: RTP, with RTCP multiplexed on it (RFC 5761).
+/// The one component of rice's stream. Each of our ICE components is an agent of its own (RTCP
+/// on component 2 only when the peer does not multiplex): rice-proto 0.4.3 completes a stream
+/// only once every component is nominated and cannot drop one, while RFC 5761 §5.1.3 wants
+/// an offer to carry RTCP candidates that the answer may make useless. The checks themselves
+/// carry no component: it is which socket they use, and the SDP text (`sdp_component`).
 const COMPONENT: usize = 1;
+/// The RTCP component's ID in SDP (RFC 8445 §5.1.2.1).
+pub const RTCP_COMPONENT: usize = 2;
 /// How long the controlling agent checks direct paths before relayed candidates join in.
 /// rice-proto nominates the first pair that succeeds (`try_nominate`), and a relay pair
 /// always succeeds at once, so without this a call between two cone NATs would go through
@@ -182,6 +189,8 @@ pub struct IceAgent {
     /// Controlled, nothing selected yet: the first pair the peer nominated straight to us
     /// (our local socket address, the peer's address, when): see `NOMINATION_GRACE`.
     peer_nominated: Option<(SocketAddr, SocketAddr, Instant)>,
+    /// The component this agent is in the SDP: 1 (RTP) or `RTCP_COMPONENT`.
+    sdp_component: usize,
 }
 
 impl std::fmt::Debug for IceAgent {
@@ -274,7 +283,26 @@ impl IceAgent {
                 .map(|t| t.server)
                 .collect(),
             peer_nominated: None,
+            sdp_component: COMPONENT,
         })
+    }
+
+    /// The RTCP component (2) of the same ICE session, on the RTCP socket `host`: same
+    /// credentials and role, host and server-reflexive candidates (no TURN relay of its own:
+    /// a second allocation per call for RTCP only; where only a relay gets through, RTCP goes
+    /// to the peer's `a=rtcp` address as without ICE).
+    pub fn for_rtcp(setup: &IceSetup, host: SocketAddr, now: Instant) -> Result<IceAgent, String> {
+        let mut setup = setup.clone();
+        setup.host = host;
+        setup.turn.clear();
+        let mut agent = IceAgent::new(&setup, now)?;
+        agent.sdp_component = RTCP_COMPONENT;
+        Ok(agent)
+    }
+
+    /// Which component this agent is in the SDP.
+    pub fn component(&self) -> usize {
+        self.sdp_component
     }
 
     fn ice_now(&self, now: Instant) -> IceInstant {
@@ -287,7 +315,7 @@ impl IceAgent {
     }
 
     /// The peer's credentials and candidates (from its offer or answer): checks start. Only
-    /// UDP candidates of the RTP component are used (we offer UDP only).
+    /// UDP candidates of this agent's component are used (we offer UDP only).
     pub fn set_remote(&mut self, remote: &NegotiatedIce, now: Instant) {
         let Some(mut stream) = self.agent.mut_stream(self.stream) else {
             return;
@@ -300,7 +328,11 @@ impl IceAgent {
         let hold = self.controlling;
         for text in &remote.remote.candidates {
             match format!("a=candidate:{text}").parse::<Candidate>() {
-                Ok(c) if c.component_id == COMPONENT && c.transport_type == TransportType::Udp => {
+                Ok(mut c)
+                    if c.component_id == self.sdp_component
+                        && c.transport_type == TransportType::Udp =>
+                {
+                    c.component_id = COMPONENT;
                     if hold && c.candidate_type == CandidateType::Relayed {
                         self.held_remote.push(c);
                     } else {
@@ -850,7 +882,8 @@ impl IceAgent {
                 .iter()
                 .map(|c| {
                     let sdp = c.to_sdp_string();
-                    sdp.strip_prefix("a=candidate:").unwrap_or(&sdp).to_owned()
+                    let value = sdp.strip_prefix("a=candidate:").unwrap_or(&sdp);
+                    as_component(value, self.sdp_component)
                 })
                 .collect(),
         }
@@ -906,6 +939,24 @@ impl IceAgent {
         self.agent.close(at);
         self.timeout = Some(now);
     }
+}
+
+/// A candidate's SDP value (rice's, always component 1) as `component`'s: the component field
+/// replaced, and the priority's low byte (256 - component, RFC 8445 §5.1.2.1) lowered to
+/// match. Unchanged when it does not have the fields.
+fn as_component(value: &str, component: usize) -> String {
+    if component == COMPONENT {
+        return value.to_owned();
+    }
+    let mut fields: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+    let Some(priority) = fields.get(3).and_then(|p| p.parse::<u32>().ok()) else {
+        return value.to_owned();
+    };
+    let lower = u32::try_from(component.saturating_sub(COMPONENT)).unwrap_or(0);
+    // `fields` has at least four entries: the priority was there.
+    fields[1] = component.to_string();
+    fields[3] = priority.saturating_sub(lower).to_string();
+    fields.join(" ")
 }
 
 /// The payload of a TURN ChannelData message (RFC 8656 §12.4) or Data indication (§11.4),
@@ -1140,6 +1191,68 @@ mod tests {
         assert!(
             !a.failed(),
             "consent lost is not ICE failure: no fallback to c="
+        );
+    }
+
+    /// The RTCP component's agent writes its candidates as component 2 (priority one lower,
+    /// RFC 8445 §5.1.2.1) and takes only the peer's component-2 candidates; two such agents
+    /// connect as the RTP ones do.
+    #[test]
+    fn rtcp_agents_speak_component_2_and_connect() {
+        let mut now = crate::test_clock::t0();
+        let setup = |host: &str, controlling, seed| IceSetup {
+            credentials: IceCredentials::from_random([seed; 32]),
+            host: host.parse().expect("address"),
+            stun: None,
+            turn: Vec::new(),
+            controlling,
+        };
+        let rtcp = |host: &str, controlling, seed, now| {
+            let setup = setup("192.0.2.99:1", controlling, seed);
+            IceAgent::for_rtcp(&setup, host.parse().expect("address"), now).expect("agent")
+        };
+        let mut a = rtcp("192.0.2.1:4001", true, 1, now);
+        let mut b = rtcp("192.0.2.2:5001", false, 2, now);
+        let (la, lb) = (gathered(&mut a, now), gathered(&mut b, now));
+        assert_eq!(a.component(), RTCP_COMPONENT);
+        let fields: Vec<&str> = la.candidates[0].split_whitespace().collect();
+        assert_eq!(fields[1], "2", "{la:?}");
+        assert_eq!(fields[4..6], ["192.0.2.1", "4001"], "{la:?}");
+        let rtp = IceAgent::new(&setup("192.0.2.1:4000", true, 1), now).expect("agent");
+        let rtp_local = {
+            let mut rtp = rtp;
+            gathered(&mut rtp, now)
+        };
+        let priority = |c: &str| {
+            c.split_whitespace()
+                .nth(3)
+                .and_then(|p| p.parse::<u32>().ok())
+                .expect("priority")
+        };
+        assert!(priority(&la.candidates[0]) < priority(&rtp_local.candidates[0]));
+        // The peer's component-1 candidates are not this agent's.
+        let mut with_rtp = negotiated(&la, &lb, true);
+        with_rtp
+            .remote
+            .candidates
+            .push("9 1 UDP 2130706431 192.0.2.2 5000 typ host".to_owned());
+        a.set_remote(&with_rtp, now);
+        b.set_remote(&negotiated(&lb, &la, false), now);
+        let mut selected = None;
+        for _ in 0..2000 {
+            let (ea, _) = step(&mut a, &mut b, now, true, &mut Vec::new());
+            if let Some(IceEvent::Selected(pair)) =
+                ea.into_iter().find(|e| matches!(e, IceEvent::Selected(_)))
+            {
+                selected = Some(pair);
+                break;
+            }
+            now += Duration::from_millis(5);
+        }
+        let pair = selected.expect("the RTCP pair");
+        assert_eq!(
+            pair.to_string(),
+            "host 192.0.2.1:4001 -> host 192.0.2.2:5001"
         );
     }
 

@@ -80,6 +80,22 @@ pub struct LocalIce {
     pub candidates: Vec<String>,
 }
 
+impl LocalIce {
+    /// Only the RTP component's candidates: for an answer to an offer that multiplexes RTCP
+    /// (RFC 5761 §5.1.3: RTCP candidates are for an answerer that does not).
+    pub fn without_rtcp(&self) -> LocalIce {
+        LocalIce {
+            credentials: self.credentials.clone(),
+            candidates: self
+                .candidates
+                .iter()
+                .filter(|c| c.split_whitespace().nth(1) == Some("1"))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// The peer's side of ICE, as its SDP gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteIce {
@@ -207,6 +223,47 @@ pub fn default_is_candidate(default: std::net::SocketAddr, candidates: &[String]
     })
 }
 
+/// The RTCP component's default candidate (RFC 8839 §5.1, written as `a=rtcp`): the
+/// component-2 candidate of the same type as the RTP default `rtp`, else the first
+/// component-2 one; `None` when `local` has no RTCP candidates (RTCP is multiplexed).
+pub fn rtcp_default(local: &LocalIce, rtp: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    let kind = |c: &str| {
+        let mut fields = c.split_whitespace();
+        let component = fields.nth(1)?.to_owned();
+        let typ = fields
+            .skip_while(|f| *f != "typ")
+            .nth(1)
+            .map(str::to_owned)?;
+        Some((component, typ))
+    };
+    let rtp_kind = local
+        .candidates
+        .iter()
+        .find(|c| candidate_address(c).is_some_and(|a| a == rtp))
+        .and_then(|c| kind(c))
+        .map(|(_, typ)| typ);
+    let rtcp: Vec<&String> = local
+        .candidates
+        .iter()
+        .filter(|c| kind(c).is_some_and(|(component, _)| component == "2"))
+        .collect();
+    rtcp.iter()
+        .find(|c| kind(c).map(|(_, typ)| typ) == rtp_kind && rtp_kind.is_some())
+        .or(rtcp.first())
+        .and_then(|c| candidate_address(c))
+}
+
+/// Whether the first audio m-line of an SDP offer carries `a=rtcp-mux` (RFC 5761): then we
+/// answer without RTCP candidates.
+pub fn offers_rtcp_mux(sdp: &str) -> bool {
+    sdp.lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("m=audio"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("m="))
+        .any(|l| l.eq_ignore_ascii_case("a=rtcp-mux"))
+}
+
 /// Our ICE lines for an m-line.
 pub(super) fn write_lines(local: &LocalIce, out: &mut Vec<String>) {
     out.push(format!("a=ice-ufrag:{}", local.credentials.ufrag));
@@ -230,6 +287,41 @@ mod tests {
             assert!(ice.scan_attribute(name, value), "{line}");
         }
         ice
+    }
+
+    /// RFC 5761 §5.1.3 / RFC 8839 §5.1: the RTCP default candidate is the component-2 one of
+    /// the RTP default's type; none without RTCP candidates. The offer's rtcp-mux is read
+    /// from its audio m-line only.
+    #[test]
+    fn rtcp_default_follows_the_rtp_default_and_rtcp_mux_is_read_from_the_audio_line() {
+        let local = LocalIce {
+            credentials: IceCredentials::from_random([7; 32]),
+            candidates: vec![
+                "1 1 UDP 2130706431 10.0.0.2 4000 typ host".to_owned(),
+                "2 1 UDP 1694498815 203.0.113.1 4000 typ srflx raddr 10.0.0.2 rport 4000"
+                    .to_owned(),
+                "1 2 UDP 2130706430 10.0.0.2 4001 typ host".to_owned(),
+                "2 2 UDP 1694498814 203.0.113.1 4003 typ srflx raddr 10.0.0.2 rport 4001"
+                    .to_owned(),
+            ],
+        };
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().expect("address");
+        assert_eq!(
+            rtcp_default(&local, at("203.0.113.1:4000")),
+            Some(at("203.0.113.1:4003"))
+        );
+        assert_eq!(
+            rtcp_default(&local, at("10.0.0.2:4000")),
+            Some(at("10.0.0.2:4001"))
+        );
+        let mut rtp_only = local.clone();
+        rtp_only.candidates.truncate(2);
+        assert_eq!(rtcp_default(&rtp_only, at("203.0.113.1:4000")), None);
+        let offer = "v=0\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp-mux\r\nm=video 0 RTP/AVP 96\r\n";
+        assert!(offers_rtcp_mux(offer));
+        let video_only =
+            "v=0\r\nm=audio 4000 RTP/AVP 0\r\nm=video 5000 RTP/AVP 96\r\na=rtcp-mux\r\n";
+        assert!(!offers_rtcp_mux(video_only));
     }
 
     #[test]

@@ -286,11 +286,16 @@ pub fn build_offer(local: &LocalMedia) -> String {
             telephone_events,
             direction: local.direction,
             // With ICE, RTCP shares the RTP port (RFC 5761): one component to check and
-            // keep open through NATs instead of two.
+            // keep open through NATs instead of two. Our ICE also offers RTCP candidates
+            // (`a=rtcp` names the default one) for an answerer that does not multiplex
+            // (RFC 5761 §5.1.3).
             rtcp_mux: local.ice.is_some(),
             crypto: local.srtp.offer_lines(),
             ice: local.ice.as_ref(),
             ice_mismatch: false,
+            rtcp: local.ice.as_ref().and_then(|ice| {
+                ice::rtcp_default(ice, SocketAddr::new(local.address, local.rtp_port))
+            }),
         },
         &mut lines,
     );
@@ -504,6 +509,22 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
         .as_ref()
         .and(local.ice.as_ref())
         .filter(|_| offered_ice);
+    // RTCP candidates only when the offer does not multiplex RTCP (`sip_task` gathers them
+    // then); with rtcp-mux, `a=rtcp-mux` alone.
+    let offered_mux = session
+        .media
+        .get(accepted_index)
+        .is_some_and(|m| m.rtcp_mux);
+    let our_ice = our_ice.map(|ice| {
+        if offered_mux {
+            ice.without_rtcp()
+        } else {
+            ice.clone()
+        }
+    });
+    let our_rtcp = our_ice
+        .as_ref()
+        .and_then(|ice| ice::rtcp_default(ice, SocketAddr::new(local.address, local.rtp_port)));
 
     let mut lines = write::session_lines(local);
     for (index, offered) in session.media.iter().enumerate() {
@@ -535,8 +556,9 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<(String, MediaPar
                         .sdp_value()
                     })
                     .collect(),
-                ice: our_ice,
+                ice: our_ice.as_ref(),
                 ice_mismatch,
+                rtcp: our_rtcp,
             },
             &mut lines,
         );

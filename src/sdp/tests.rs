@@ -499,3 +499,50 @@ fn an_answer_with_ice_makes_us_controlling_and_one_without_falls_back_to_c_line(
     assert!(params.ice.is_none());
     assert_eq!(params.remote, "203.0.113.7:5000".parse().unwrap());
 }
+
+/// Our ICE with an RTCP component (RFC 5761 §5.1.3): the offer carries the component-2
+/// candidates, `a=rtcp` naming the default one, and `a=rtcp-mux`. An answer to an offer with
+/// rtcp-mux drops them; one to an offer without (baresip 1.0) keeps them, with `a=rtcp`
+/// and without `a=rtcp-mux`, and the peer's RTCP address is its `a=rtcp`.
+#[test]
+fn rtcp_candidates_are_offered_beside_rtcp_mux_and_answered_only_without_it() {
+    let mut ours = with_ice(all_codecs());
+    ours.address = "192.0.2.10".parse().expect("ip");
+    ours.rtp_port = 40000;
+    if let Some(ice) = ours.ice.as_mut() {
+        ice.candidates
+            .push("1 2 UDP 2130706430 192.0.2.10 40001 typ host".into());
+    }
+    let offer = build_offer(&ours);
+    let offered = lines(&offer);
+    for wanted in [
+        "a=candidate:1 2 UDP 2130706430 192.0.2.10 40001 typ host",
+        "a=rtcp:40001 IN IP4 192.0.2.10",
+        "a=rtcp-mux",
+    ] {
+        assert!(offered.contains(&wanted), "{wanted} missing in {offer}");
+    }
+    let full = ICE_OFFER.replace("a=ice-lite\r\n", "");
+    let (answer, params) = answer_offer(&full, &ours).expect("answer");
+    assert!(
+        answer.contains("a=rtcp-mux") && !answer.contains(" 2 UDP ") && !answer.contains("a=rtcp:"),
+        "{answer}"
+    );
+    assert!(params.rtcp_mux);
+    let unmuxed = full.replace("a=rtcp-mux\r\n", "a=rtcp:5001 IN IP4 203.0.113.7\r\n")
+        + "a=candidate:1 2 UDP 2130706430 203.0.113.7 5001 typ host\r\n";
+    let (answer, params) = answer_offer(&unmuxed, &ours).expect("answer");
+    let answered = lines(&answer);
+    assert!(
+        answered.contains(&"a=candidate:1 2 UDP 2130706430 192.0.2.10 40001 typ host")
+            && answered.contains(&"a=rtcp:40001 IN IP4 192.0.2.10")
+            && !answered.contains(&"a=rtcp-mux"),
+        "{answer}"
+    );
+    assert!(!params.rtcp_mux);
+    assert_eq!(
+        params.remote_rtcp,
+        Some("203.0.113.7:5001".parse().expect("addr"))
+    );
+    assert_eq!(params.ice.expect("ICE").remote.candidates.len(), 2);
+}

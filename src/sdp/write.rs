@@ -48,6 +48,9 @@ pub struct AudioLine<'a> {
     pub ice: Option<&'a LocalIce>,
     /// `a=ice-mismatch`: the offer's default candidate is none of its candidates.
     pub ice_mismatch: bool,
+    /// Our RTCP component's default candidate (`a=rtcp` with its address, RFC 8839 §5.1),
+    /// when our ICE has RTCP candidates.
+    pub rtcp: Option<std::net::SocketAddr>,
 }
 
 pub fn audio_lines(audio: &AudioLine<'_>, out: &mut Vec<String>) {
@@ -98,9 +101,18 @@ pub fn audio_lines(audio: &AudioLine<'_>, out: &mut Vec<String>) {
     } else if audio.ice_mismatch {
         out.push("a=ice-mismatch".to_owned());
     }
+    if let Some(rtcp) = audio.rtcp {
+        out.push(format!(
+            "a=rtcp:{} {}",
+            rtcp.port(),
+            address_field(rtcp.ip())
+        ));
+    }
     if audio.rtcp_mux {
         out.push("a=rtcp-mux".to_owned());
-    } else if let Some(rtcp_port) = audio.port.checked_add(1) {
+    } else if audio.rtcp.is_none()
+        && let Some(rtcp_port) = audio.port.checked_add(1)
+    {
         out.push(format!("a=rtcp:{rtcp_port}"));
     }
     out.push(format!("a={}", audio.direction.attribute_name()));

@@ -297,6 +297,12 @@ pub enum UaEvent {
         params: MediaParams,
         local: LocalMedia,
     },
+    /// The peer refused our ICE restart's re-INVITE (RFC 8445 §9 needs its answer), or it
+    /// could not go out: the call keeps its previous ICE session, and the driver's agent,
+    /// which restarted already, goes back to it.
+    IceRestartRefused {
+        call: u64,
+    },
     /// The session changed (hold, resume, new address or codec).
     MediaUpdate {
         call: u64,

@@ -93,6 +93,9 @@ pub(super) struct Call {
     /// The re-INVITE in flight only refreshes the session (RFC 4028): its failure changes no
     /// hold state.
     pub reinvite_is_refresh: bool,
+    /// Our ICE restart's re-INVITE is in flight (or waits to retry after a 491): the ICE,
+    /// address and port it replaced, to go back to when the peer refuses it.
+    pub restart_replaced: Option<(Option<sdp::LocalIce>, std::net::IpAddr, u16)>,
     /// The peer's Allow lists UPDATE: session refreshes go by UPDATE (RFC 4028 §7.4).
     pub peer_allows_update: bool,
     /// The session timer (RFC 4028) once a 2xx agreed on one.
@@ -158,6 +161,7 @@ impl Call {
             next_rseq: None,
             updating: false,
             reinvite_is_refresh: false,
+            restart_replaced: None,
             peer_allows_update: false,
             session: None,
             se_retries: 0,
@@ -501,15 +505,21 @@ impl UserAgent {
         let Some(call) = self.call_mut(id) else {
             return;
         };
-        if call.reinviting || call.updating {
+        if call.reinviting || call.updating || call.restart_replaced.is_some() {
             self.events.push_back(UaEvent::Error {
                 message: format!("call {id}: an offer is pending; ICE restart not sent"),
             });
+            // The driver's ICE restarted already: it goes back to the session the call has.
+            self.events
+                .push_back(UaEvent::IceRestartRefused { call: id });
             return;
         }
-        call.media.ice = Some(ice);
-        call.media.address = address;
-        call.media.rtp_port = rtp_port;
+        let replaced = (
+            call.media.ice.replace(ice),
+            std::mem::replace(&mut call.media.address, address),
+            std::mem::replace(&mut call.media.rtp_port, rtp_port),
+        );
+        call.restart_replaced = Some(replaced);
         self.send_reinvite(id, now);
     }
 
@@ -798,6 +808,7 @@ impl UserAgent {
         call.reinvite_tsx = None;
         call.reinviting = false;
         if response.is_success() {
+            call.restart_replaced = None;
             let Some(invite) = call.invite.clone() else {
                 return;
             };
@@ -849,7 +860,12 @@ impl UserAgent {
                     call.glare_retry_at = Some(now + wait);
                 }
             }
-            481 | 408 => self.send_bye(id, now),
+            481 | 408 => {
+                if let Some(call) = self.call_mut(id) {
+                    call.restart_replaced = None;
+                }
+                self.send_bye(id, now);
+            }
             // Our refresh asked for a shorter session than the peer takes (RFC 4028 §7.3).
             422 => {
                 let peer_min = response
@@ -868,10 +884,18 @@ impl UserAgent {
             _ => {
                 // The peer kept the old session: undo our wish (a session refresh changed
                 // nothing to undo; the session timer ends the call if no refresh succeeds).
-                if let Some(call) = self.call_mut(id)
-                    && !call.reinvite_is_refresh
-                {
-                    call.on_hold = !call.on_hold;
+                // A refused ICE restart goes back to the ICE session the call had (the
+                // driver's agent too: `IceRestartRefused`), and changes no hold state.
+                if let Some(call) = self.call_mut(id) {
+                    if let Some((ice, address, port)) = call.restart_replaced.take() {
+                        call.media.ice = ice;
+                        call.media.address = address;
+                        call.media.rtp_port = port;
+                        self.events
+                            .push_back(UaEvent::IceRestartRefused { call: id });
+                    } else if !call.reinvite_is_refresh {
+                        call.on_hold = !call.on_hold;
+                    }
                 }
                 self.events.push_back(UaEvent::Error {
                     message: format!(
