@@ -50,11 +50,13 @@ test: test-deps sans-io
 fmt:
 	$(CARGO) fmt --all
 
-# sipterm vs baresip: a 30 s Opus call each to a sipp echo, CPU s, peak RSS, round-trip latency.
-# Not part of `make test` (about 2 minutes); writes bench/results.md. See README.md "Benchmark".
+# sipterm vs baresip: a 30 s Opus call each to a sipp echo, CPU s, peak RSS, round-trip latency
+# (writes bench/results.md); then the round trip through sound devices (bench-latency, 30 s).
+# Not part of `make test` (about 3 minutes). See README.md "Benchmark".
 bench: test-deps
 	$(CARGO) build --release
 	python3 bench/bench.py --sipterm target/release/sipterm --out bench/results.md
+	python3 bench/device_latency.py --sipterm target/release/sipterm --seconds $(LATENCY_SECONDS)
 
 # Round trip through real sound devices (PulseAudio null sinks; left channel = microphone path,
 # right = speaker path, one recording): calibrated against a module-loopback, then an Opus call
