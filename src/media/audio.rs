@@ -220,6 +220,12 @@ impl PlaybackWriter {
             let ms = |ms: u32| samples_per_frame(self.rate) * ms as usize / 20;
             self.trim
                 .widen(ms(PLAYBACK_SLACK_STEP_MS), ms(PLAYBACK_SLACK_MAX_MS));
+            tracing::info!(
+                device = %self.name,
+                underruns,
+                slack_ms = self.trim.target() * 20 / samples_per_frame(self.rate).max(1),
+                "sound playback ran dry: slack widened"
+            );
         }
         let period = self
             .period
