@@ -358,6 +358,7 @@ fn nat_setup(
             turn_password: turn_password
                 .map(|p| p.expose().to_owned())
                 .unwrap_or_default(),
+            tls_ca_file: config.sip.tls_ca_file.clone(),
         }),
     }
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::audio::assert_hears;
+use common::certs::{Certs, make_certs_for, toml_path};
 use common::headless::{Headless, HeadlessOptions, sine, write_wav};
 use common::lab::{DnsRecord, Host, KamailioLab, Lab, NatKind, Router, root_or_skip};
 use serde_json::Value;
@@ -29,6 +30,8 @@ const AMPLITUDE: f32 = 8000.0;
 const TURN_IP: &str = "203.0.113.30";
 const TURN_USER: &str = "icetest";
 const TURN_PASSWORD: &str = "Relay-pass-42";
+/// coturn's TLS port (RFC 8656 §3.1) when the lab gives it a certificate.
+const TURNS_PORT: u16 = 5349;
 
 struct Phone {
     sipterm: Headless,
@@ -68,15 +71,17 @@ impl IceLab {
 }
 
 fn ice_lab(kind_a: NatKind, kind_b: NatKind) -> Result<IceLab, Box<dyn Error>> {
-    ice_lab_with(kind_a, kind_b, false)
+    ice_lab_with(kind_a, kind_b, false, None)
 }
 
 /// `nat_helper`: Kamailio reaches registered Contacts at their source address (for a peer
-/// that, unlike sipterm, puts its private address there).
+/// that, unlike sipterm, puts its private address there). `turn_tls`: coturn also serves
+/// TURN over TLS on 5349 with this certificate.
 fn ice_lab_with(
     kind_a: NatKind,
     kind_b: NatKind,
     nat_helper: bool,
+    turn_tls: Option<&Certs>,
 ) -> Result<IceLab, Box<dyn Error>> {
     let lab = Lab::new()?;
     let home_a = lab.segment("homea")?;
@@ -126,7 +131,7 @@ fn ice_lab_with(
             ..KamailioLab::default()
         },
     )?;
-    start_coturn(&lab, &turn)?;
+    start_coturn(&lab, &turn, turn_tls)?;
     Ok(IceLab {
         lab,
         alice_host,
@@ -136,13 +141,25 @@ fn ice_lab_with(
     })
 }
 
-/// coturn with one long-term-credential user, STUN and TURN on UDP and TCP 3478 (no TLS).
-fn start_coturn(lab: &Lab, host: &Host) -> TestResult {
+/// coturn with one long-term-credential user, STUN and TURN on UDP and TCP 3478, and with
+/// `tls` TURN over TLS on TCP 5349 (else no TLS).
+fn start_coturn(lab: &Lab, host: &Host, tls: Option<&Certs>) -> TestResult {
     let mut command = host.command("/usr/bin/turnserver");
+    match tls {
+        Some(certs) => {
+            command.args([
+                format!("--cert={}", certs.cert_pem.display()),
+                format!("--pkey={}", certs.key_pem.display()),
+                format!("--tls-listening-port={TURNS_PORT}"),
+            ]);
+        }
+        None => {
+            command.arg("--no-tls");
+        }
+    }
     command.args([
         "-n",
         "--no-cli",
-        "--no-tls",
         "--no-dtls",
         "--fingerprint",
         "--lt-cred-mech",
@@ -158,21 +175,29 @@ fn start_coturn(lab: &Lab, host: &Host) -> TestResult {
         "--verbose",
     ]);
     lab.spawn("coturn", command)?;
-    // Ready when its TCP listener accepts (UDP starts with it).
-    let target: SocketAddr = format!("{TURN_IP}:3478").parse()?;
+    // Ready when its TCP listeners accept (UDP starts with them).
+    let ports = if tls.is_some() {
+        vec![3478, TURNS_PORT]
+    } else {
+        vec![3478]
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let connected = host.enter(move || {
-            TcpStream::connect_timeout(&target, Duration::from_millis(200)).map(|_| ())
-        });
-        if connected.is_ok() {
-            return Ok(());
+    for port in ports {
+        let target: SocketAddr = format!("{TURN_IP}:{port}").parse()?;
+        loop {
+            let connected = host.enter(move || {
+                TcpStream::connect_timeout(&target, Duration::from_millis(200)).map(|_| ())
+            });
+            if connected.is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("coturn did not start:\n{}", lab.logs()).into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        if Instant::now() > deadline {
-            return Err(format!("coturn did not start:\n{}", lab.logs()).into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
 }
 
 fn account(name: &str, extra: &str) -> String {
@@ -282,19 +307,24 @@ fn run(
     let (mut alice, mut bob) = lab.phones(alice_extra, bob_extra)?;
     let result = call(&mut alice, &mut bob);
     if result.is_err() {
-        println!("{}", lab.lab.logs());
-        for phone in [&alice, &bob] {
-            let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
-                .unwrap_or_default();
-            for line in log
-                .lines()
-                .filter(|l| l.contains("ICE") || l.contains("rice"))
-            {
-                println!("{}: {line}", phone.sipterm.name());
-            }
-        }
+        print_ice_logs(&lab, &alice, &bob);
     }
     Ok(Some(result?))
+}
+
+/// The lab's logs and both sipterms' ICE lines, for a failed call.
+fn print_ice_logs(lab: &IceLab, alice: &Phone, bob: &Phone) {
+    println!("{}", lab.lab.logs());
+    for phone in [alice, bob] {
+        let log = std::fs::read_to_string(phone.sipterm.log_dir().join("sipterm.log"))
+            .unwrap_or_default();
+        for line in log
+            .lines()
+            .filter(|l| l.contains("ICE") || l.contains("rice") || l.contains("turns"))
+        {
+            println!("{}: {line}", phone.sipterm.name());
+        }
+    }
 }
 
 /// Case 1: two cone NATs: the checks find a server-reflexive path; no relay is needed.
@@ -372,6 +402,78 @@ fn turn_over_tcp_carries_the_call_when_udp_to_the_server_is_blocked() -> TestRes
     if pair_end(&a, "local").starts_with("relay") {
         assert_eq!(a["ice"]["relay"], "tcp", "{a}");
     }
+    Ok(())
+}
+
+/// Case 3 over TLS: Alice's NAT drops UDP and plain TCP to the TURN server, which also
+/// serves TURN over TLS (a certificate from the test CA, which Alice trusts through `[sip]
+/// tls_ca_file`). Her `turn_server = "turns:..."`: her relay is allocated over TLS, and the
+/// `media` event says so.
+#[test]
+fn turn_over_tls_carries_the_call_when_udp_and_tcp_to_the_server_are_blocked() -> TestResult {
+    if !root_or_skip("ice_turn_tls") {
+        return Ok(());
+    }
+    let turn_ip: IpAddr = TURN_IP.parse()?;
+    let certs = make_certs_for("relay.atlanta.test", &[turn_ip]).map_err(|e| e.to_string())?;
+    let lab = ice_lab_with(NatKind::Symmetric, NatKind::Symmetric, false, Some(&certs))?;
+    lab.nat_a.block_udp_to(turn_ip)?;
+    lab.nat_a.block_tcp_to(turn_ip, 3478)?;
+    let bob_extra = turn_lines();
+    let alice_extra = bob_extra.replace(
+        &format!("turn_server = \"turn:{TURN_IP}:3478\""),
+        &format!("turn_server = \"turns:{TURN_IP}:{TURNS_PORT}\""),
+    );
+    assert_ne!(alice_extra, bob_extra);
+    let alice_config = format!(
+        "[sip]\ntls_ca_file = {}\n\n{}",
+        toml_path(&certs.ca_pem),
+        account("alice", &alice_extra)
+    );
+    let alice = phone(
+        &lab.lab,
+        "alice",
+        &lab.alice_host,
+        440.0,
+        alice_config,
+        false,
+    );
+    let bob = phone(
+        &lab.lab,
+        "bob",
+        &lab.bob_host,
+        1000.0,
+        account("bob", &bob_extra),
+        true,
+    );
+    let (mut alice, mut bob) = match (alice, bob) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            println!("{}", lab.lab.logs());
+            return Err(format!("phones: {:?} {:?}", a.err(), b.err()).into());
+        }
+    };
+    let result = call(&mut alice, &mut bob);
+    if result.is_err() {
+        print_ice_logs(&lab, &alice, &bob);
+    }
+    let (a, b) = result?;
+    for media in [&a, &b] {
+        assert_eq!(path(media), "relay", "{media}");
+    }
+    // Alice can send nothing but TLS to the TURN server's address (Bob's relay is there
+    // too): her end of the pair is her own relay, reached over TLS.
+    assert!(pair_end(&a, "local").starts_with("relay"), "{a}");
+    assert_eq!(a["ice"]["relay"], "tls", "{a}");
+    println!(
+        "TURN over TLS: alice pair {} -> {}, rtt {} ms; bob pair {} -> {}, rtt {} ms",
+        pair_end(&a, "local"),
+        pair_end(&a, "remote"),
+        a["rtt_ms"],
+        pair_end(&b, "local"),
+        pair_end(&b, "remote"),
+        b["rtt_ms"]
+    );
     Ok(())
 }
 
@@ -784,7 +886,7 @@ fn baresip_calls(medianat: &str) -> Result<Option<(Value, Value)>, Box<dyn Error
     if !root_or_skip("ice_baresip") {
         return Ok(None);
     }
-    let lab = ice_lab_with(NatKind::Cone, NatKind::Cone, true)?;
+    let lab = ice_lab_with(NatKind::Cone, NatKind::Cone, true, None)?;
     let mut alice = phone(
         &lab.lab,
         "alice",

@@ -142,7 +142,10 @@ async fn turn_setups(
     let tls = if server.transports.contains(&TurnTransport::Tls) {
         let name = rustls::pki_types::ServerName::try_from(server.host.clone())
             .map_err(|e| format!("{}: {e}", server.host))?;
-        Some((super::tls::client_config_for_turn()?, name))
+        Some((
+            super::tls::client_config_for_turn(account.tls_ca_file.as_deref())?,
+            name,
+        ))
     } else {
         None
     };

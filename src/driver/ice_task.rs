@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,6 +21,8 @@ const INCOMING_QUEUE: usize = 256;
 const MAX_DATAGRAM: usize = 2048;
 /// Most TCP connections to TURN servers per call (one per TCP/TLS server).
 const MAX_TCP: usize = 4;
+/// Most TURN connection problems kept for the user (`IceStatus::turn_errors`).
+const MAX_TURN_ERRORS: usize = 4;
 
 /// What the call's ICE is doing, for the `media` event and the call line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct IceStatus {
     /// say that the audio stopped and why.
     pub consent_losses: u32,
     pub lost_pair: Option<PairInfo>,
+    /// Why a TURN server could not be reached over TCP or TLS (a refused certificate): one
+    /// `warning` each; the call goes on with the candidates that remain.
+    pub turn_errors: Vec<String>,
 }
 
 /// Where the peer's media goes when ICE fails, from its SDP.
@@ -231,12 +236,6 @@ pub async fn gather(
             _ => SocketAddr::new(setup.host.ip(), 0),
         };
     }
-    let tls_servers = setup
-        .turn
-        .iter()
-        .filter(|t| t.transport == TurnTransport::Tls)
-        .map(|t| t.server)
-        .collect();
     let now = Instant::now();
     let agent = IceAgent::new(&setup, now)?;
     // The RTCP socket's host candidate: the RTP one's concrete IP, its own port.
@@ -265,7 +264,6 @@ pub async fn gather(
         status: status_tx,
         gathered: Some(gathered_tx),
         gather_deadline: now + GATHER_LIMIT,
-        tls_servers,
         fallback: None,
         setup,
         rtcp_socket: rtcp,
@@ -289,12 +287,91 @@ pub async fn gather(
     Ok((handle, local, default))
 }
 
-/// A TCP connection to a TURN server: writes go straight to it, reads come from a reader
-/// task through `tcp_in`.
+/// Writes to a TURN server over TCP, or over TLS (then encrypted by rustls on the way).
+type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
+type StreamReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A TCP (or TLS) connection to a TURN server: writes go straight to it, reads come from a
+/// reader task through `tcp_in`.
 struct Tcp {
     local: SocketAddr,
     remote: SocketAddr,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: StreamWriter,
+}
+
+/// A connection to a TURN server, open (and for `turns:` past its TLS handshake).
+struct Connection {
+    local: SocketAddr,
+    reader: StreamReader,
+    writer: StreamWriter,
+}
+
+/// The TLS client configuration and the name to verify a `turns:` server against.
+type TurnTls = (
+    std::sync::Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+);
+
+/// Opens the TCP connection the agent asked for; for a `turns:` server, TLS over it, the
+/// server's certificate verified (system roots and `[sip] tls_ca_file`). The agent itself
+/// speaks TURN over TCP on the decrypted stream: rice-proto's own TLS would hand turn-types
+/// the stream unframed (see `ice::tcp_frame`). Bounded by `GATHER_LIMIT` in all.
+async fn connect_turn(to: SocketAddr, tls: Option<TurnTls>) -> Result<Connection, String> {
+    let open = async {
+        let stream = TcpStream::connect(to)
+            .await
+            .map_err(|e| format!("no TCP connection to the TURN server {to}: {e}"))?;
+        // Media goes over this connection: no Nagle delay (it added ~20 ms per round trip
+        // through the relay in the lab).
+        let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .map_err(|e| format!("TURN server {to}: {e}"))?;
+        let Some((config, name)) = tls else {
+            let (reader, writer) = stream.into_split();
+            return Ok(Connection {
+                local,
+                reader: Box::new(reader),
+                writer: Box::new(writer),
+            });
+        };
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name.clone(), stream)
+            .await
+            .map_err(|e| turn_tls_refused(to, &name, &e))?;
+        let (reader, writer) = tokio::io::split(stream);
+        Ok(Connection {
+            local,
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        })
+    };
+    tokio::time::timeout(GATHER_LIMIT, open)
+        .await
+        .unwrap_or_else(|_| Err(format!("the TURN server {to} did not answer in time")))
+}
+
+/// What the user reads when the TLS handshake with a `turns:` server fails.
+fn turn_tls_refused(
+    to: SocketAddr,
+    name: &rustls::pki_types::ServerName<'_>,
+    error: &std::io::Error,
+) -> String {
+    use crate::diagnosis::TlsFailure;
+    let why = match super::tls::classify(error) {
+        TlsFailure::UnknownIssuer => format!(
+            "its certificate for {} is not signed by a trusted CA (add the CA to [sip] \
+             tls_ca_file if you trust it)",
+            name.to_str()
+        ),
+        TlsFailure::NameMismatch { presented, .. } => format!(
+            "its certificate is not for {} (it names {})",
+            name.to_str(),
+            presented.join(", ")
+        ),
+        _ => super::tls::describe(error),
+    };
+    format!("turns: TURN server {to} refused: {why}; no TURN relay over TLS for this call")
 }
 
 struct Task {
@@ -308,8 +385,6 @@ struct Task {
     gathered: Option<oneshot::Sender<(LocalIce, SocketAddr)>>,
     /// When the SDP goes out with what gathering found so far.
     gather_deadline: Instant,
-    /// TURN servers reached over TLS (their bytes go to rice unframed).
-    tls_servers: Vec<SocketAddr>,
     /// The peer's `c=` address: media goes there when ICE fails.
     fallback: Option<SocketAddr>,
     /// What the agent was built from: a restart builds the next one from it.
@@ -336,7 +411,7 @@ enum TcpNews {
     Connected {
         from: SocketAddr,
         to: SocketAddr,
-        stream: std::io::Result<TcpStream>,
+        connection: Result<Connection, String>,
     },
     Read {
         local: SocketAddr,
@@ -619,59 +694,62 @@ impl Task {
         media: &mut Vec<Inbound>,
     ) {
         match news {
-            TcpNews::Connected { from, to, stream } => {
-                // Media goes over this connection: no Nagle delay (it added ~20 ms per
-                // round trip through the relay in the lab).
-                let connected = stream.and_then(|s| {
-                    s.set_nodelay(true)?;
-                    Ok((s.local_addr()?, s))
-                });
-                match connected {
-                    Ok((local, stream)) if self.tcp.len() < MAX_TCP => {
-                        let (mut reader, writer) = stream.into_split();
-                        self.tcp.push(Tcp {
-                            local,
-                            remote: to,
-                            writer,
-                        });
-                        let tx = tcp_tx.clone();
-                        // TLS is rice's own (its TURN client decrypts); over plain TCP the
-                        // agent gets whole messages (see `ice::tcp_frame` for why).
-                        let tls = self.tls_servers.contains(&to);
-                        tokio::spawn(async move {
-                            let mut buf = vec![0u8; MAX_DATAGRAM];
-                            let mut framer = TcpFramer::default();
-                            while let Ok(n) = reader.read(&mut buf).await {
-                                let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
-                                    break;
+            TcpNews::Connected {
+                from,
+                to,
+                connection,
+            } => match connection {
+                Ok(Connection {
+                    local,
+                    mut reader,
+                    writer,
+                }) if self.tcp.len() < MAX_TCP => {
+                    self.tcp.push(Tcp {
+                        local,
+                        remote: to,
+                        writer,
+                    });
+                    let tx = tcp_tx.clone();
+                    // The agent gets whole messages, over TCP and TLS alike (see
+                    // `ice::tcp_frame` for why).
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; MAX_DATAGRAM];
+                        let mut framer = TcpFramer::default();
+                        while let Ok(n) = reader.read(&mut buf).await {
+                            let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+                                break;
+                            };
+                            for bytes in framer.push(bytes) {
+                                let news = TcpNews::Read {
+                                    local,
+                                    remote: to,
+                                    bytes,
                                 };
-                                let messages = if tls {
-                                    vec![bytes.to_vec()]
-                                } else {
-                                    framer.push(bytes)
-                                };
-                                for bytes in messages {
-                                    let news = TcpNews::Read {
-                                        local,
-                                        remote: to,
-                                        bytes,
-                                    };
-                                    if tx.send(news).await.is_err() {
-                                        return;
-                                    }
+                                if tx.send(news).await.is_err() {
+                                    return;
                                 }
                             }
-                        });
-                        self.agent
-                            .handle_connected(from, to, Ok(local), Instant::now());
-                    }
-                    Ok(_) | Err(_) => {
-                        tracing::info!(%to, "ICE: no TCP connection to the TURN server");
-                        self.agent
-                            .handle_connected(from, to, Err(()), Instant::now());
-                    }
+                        }
+                    });
+                    self.agent
+                        .handle_connected(from, to, Ok(local), Instant::now());
                 }
-            }
+                Ok(_) => {
+                    tracing::info!(%to, "ICE: too many TCP connections to TURN servers");
+                    self.agent
+                        .handle_connected(from, to, Err(()), Instant::now());
+                }
+                Err(why) => {
+                    tracing::warn!("ICE: {why}");
+                    self.status.send_modify(|s| {
+                        if s.turn_errors.len() < MAX_TURN_ERRORS {
+                            s.turn_errors.push(why);
+                        }
+                    });
+                    self.agent
+                        .handle_connected(from, to, Err(()), Instant::now());
+                }
+            },
             TcpNews::Read {
                 local,
                 remote,
@@ -721,11 +799,21 @@ impl Task {
             IceEvent::Gathered(_) => self.report_gathered(false),
             IceEvent::Connect { from, to } => {
                 let tx = tcp_tx.clone();
+                let tls = self
+                    .setup
+                    .turn
+                    .iter()
+                    .find(|t| t.server == to && t.transport == TurnTransport::Tls)
+                    .and_then(|t| t.tls.clone());
                 tokio::spawn(async move {
-                    let stream = tokio::time::timeout(GATHER_LIMIT, TcpStream::connect(to))
-                        .await
-                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
-                    let _ = tx.send(TcpNews::Connected { from, to, stream }).await;
+                    let connection = connect_turn(to, tls).await;
+                    let _ = tx
+                        .send(TcpNews::Connected {
+                            from,
+                            to,
+                            connection,
+                        })
+                        .await;
                 });
             }
             IceEvent::Selected(pair) => {
@@ -800,7 +888,12 @@ impl Task {
                 .tcp
                 .iter_mut()
                 .find(|t| t.local == transmit.from && t.remote == transmit.to)
-                && let Err(error) = tcp.writer.write_all(&transmit.data).await
+                && let Err(error) = async {
+                    tcp.writer.write_all(&transmit.data).await?;
+                    // TLS may keep what the socket did not take yet.
+                    tcp.writer.flush().await
+                }
+                .await
             {
                 tracing::debug!(%error, to = %transmit.to, "ICE: TCP send failed");
             }
@@ -849,5 +942,69 @@ pub fn setup(
         stun,
         turn,
         controlling,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A TLS server on loopback presenting a self-signed certificate for `name` (no CA we
+    /// trust); it accepts connections until the test ends.
+    async fn untrusted_tls_server(name: &str) -> SocketAddr {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(stream).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Certificates of `turns:` servers are verified by default: one from an unknown CA is
+    /// refused, and the reason (for the user's `warning`) says what to do. The agent then
+    /// carries on without that relay (`ice::agent`'s
+    /// `a_refused_turns_connection_leaves_the_other_candidates_to_carry_the_call`).
+    #[tokio::test]
+    async fn a_turns_server_with_a_certificate_from_an_unknown_ca_is_refused_with_a_reason() {
+        let name = "turn.example.net";
+        let addr = untrusted_tls_server(name).await;
+        let config = super::super::tls::client_config_for_turn(None).expect("client config");
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("name");
+        let refused = connect_turn(addr, Some((config, server_name))).await;
+        let Err(why) = refused else {
+            panic!("an untrusted certificate was accepted");
+        };
+        assert!(why.starts_with("turns: TURN server"), "{why}");
+        assert!(why.contains(&addr.to_string()), "{why}");
+        assert!(why.contains("not signed by a trusted CA"), "{why}");
+        assert!(why.contains("tls_ca_file"), "{why}");
+        assert!(why.contains("no TURN relay over TLS"), "{why}");
+        // Plain TCP to the same server connects (the refusal is the certificate's).
+        assert!(connect_turn(addr, None).await.is_ok());
     }
 }

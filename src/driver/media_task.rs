@@ -284,6 +284,8 @@ struct CallMedia {
     /// The consent-lost warning went out (once per loss; an ICE restart re-arms it).
     /// Consent losses warned about so far.
     consent_warned: u32,
+    /// TURN connection problems (`IceStatus::turn_errors`) warned about so far.
+    turn_warned: usize,
     /// `--pcap-out`: datagrams as they went on the wire (SRTP stays encrypted).
     capture: Option<PacketTap>,
 }
@@ -402,6 +404,7 @@ impl CallMedia {
             ice: None,
             ice_status: None,
             consent_warned: 0,
+            turn_warned: 0,
             capture: io.capture.clone(),
         })
     }
@@ -1130,6 +1133,23 @@ impl CallMedia {
                 .then(|| s.lost_pair.clone().map(|pair| (s.consent_losses, pair)))
                 .flatten()
         });
+        let turn_errors: Vec<String> = self
+            .ice_status
+            .as_ref()
+            .map(|s| {
+                s.borrow()
+                    .turn_errors
+                    .iter()
+                    .skip(self.turn_warned)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for error in turn_errors {
+            self.turn_warned += 1;
+            let message = format!("call {}: {error}", self.call);
+            let _ = self.events.send(Event::Warning { message }).await;
+        }
         if let Some((losses, pair)) = consent_lost {
             self.consent_warned = losses;
             let message = format!(

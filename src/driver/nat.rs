@@ -57,6 +57,8 @@ pub struct IceAccount {
     pub turn_username: String,
     /// Never logged.
     pub turn_password: String,
+    /// `[sip] tls_ca_file`: trusted for a `turns:` server too.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for IceAccount {
@@ -64,6 +66,7 @@ impl std::fmt::Debug for IceAccount {
         f.debug_struct("IceAccount")
             .field("turn_server", &self.turn_server)
             .field("turn_username", &self.turn_username)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish_non_exhaustive()
     }
 }

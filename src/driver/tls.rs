@@ -268,12 +268,20 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-/// The client configuration for a `turns:` server: the system roots (TURN servers carry
-/// public certificates).
-pub fn client_config_for_turn() -> Result<Arc<ClientConfig>, String> {
+/// The client configuration for a `turns:` server: the system roots plus `[sip]
+/// tls_ca_file`. Certificates are always verified (`tls_insecure` is for SIP only).
+pub fn client_config_for_turn(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
     let mut notes = Notes::default();
-    client_config(&TlsOptions::default(), &mut notes)
-        .ok_or_else(|| format!("no TLS for TURN: {}", notes.errors.join("; ")))
+    let options = TlsOptions {
+        ca_file: ca_file.map(Path::to_path_buf),
+        ..TlsOptions::default()
+    };
+    let config = client_config(&options, &mut notes)
+        .ok_or_else(|| format!("no TLS for TURN: {}", notes.errors.join("; ")))?;
+    for note in notes.warnings.iter().chain(&notes.errors) {
+        tracing::warn!("turns: {note}");
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

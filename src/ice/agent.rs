@@ -84,7 +84,8 @@ pub struct TurnSetup {
     pub local: SocketAddr,
     pub username: String,
     pub password: String,
-    /// For TLS: the client configuration and the server's name.
+    /// For TLS: the client configuration and the server's name. The driver does the TLS
+    /// (`driver::ice_task`); the agent sees TURN over TCP.
     pub tls: Option<(
         std::sync::Arc<rustls::ClientConfig>,
         rustls::pki_types::ServerName<'static>,
@@ -217,16 +218,13 @@ impl IceAgent {
                     TurnTransport::Udp => TransportType::Udp,
                     TurnTransport::Tcp | TurnTransport::Tls => TransportType::Tcp,
                 };
-                let mut config = TurnConfig::new(
+                // TLS is the driver's (`turn.tls`): rice speaks TURN over TCP on the
+                // decrypted stream, which the driver frames (see `tcp_frame`).
+                let config = TurnConfig::new(
                     transport,
                     turn.server,
                     TurnCredentials::new(&turn.username, &turn.password),
                 );
-                if let Some((client, name)) = &turn.tls {
-                    config.set_tls_config(rice_proto::turn::TurnTlsConfig::Rustls(
-                        rice_proto::turn::RustlsTurnConfig::new(client.clone(), name.clone()),
-                    ));
-                }
                 (turn.local, config)
             })
             .collect();
@@ -1129,6 +1127,81 @@ mod tests {
             *now += Duration::from_millis(5);
         }
         panic!("no pair selected");
+    }
+
+    /// A `turns:` server the driver could not use (its certificate refused, so
+    /// `handle_connected` says the connection failed) costs the relay only: gathering ends
+    /// with the host candidate, and the checks still select the host pair.
+    #[test]
+    fn a_refused_turns_connection_leaves_the_other_candidates_to_carry_the_call() {
+        let mut now = crate::test_clock::t0();
+        let setup = IceSetup {
+            credentials: IceCredentials::from_random([1; 32]),
+            host: "192.0.2.1:4000".parse().expect("address"),
+            stun: None,
+            turn: vec![TurnSetup {
+                server: "198.51.100.7:5349".parse().expect("address"),
+                transport: TurnTransport::Tls,
+                local: "192.0.2.1:0".parse().expect("address"),
+                username: "user".to_owned(),
+                password: "secret".to_owned(),
+                tls: None,
+            }],
+            controlling: true,
+        };
+        let mut a = IceAgent::new(&setup, now).expect("agent");
+        let mut b = agent("192.0.2.2:5000", false, 2, now);
+        let mut asked = false;
+        let mut local = None;
+        for _ in 0..500 {
+            while let Some(t) = a.poll_transmit(now) {
+                assert!(
+                    !t.tcp,
+                    "nothing goes to a TURN server that was never reached"
+                );
+            }
+            match a.poll_event(now) {
+                Some(IceEvent::Connect { from, to }) => {
+                    assert_eq!(to, setup.turn[0].server);
+                    asked = true;
+                    a.handle_connected(from, to, Err(()), now);
+                }
+                Some(IceEvent::Gathered(gathered)) => {
+                    local = Some(gathered);
+                    break;
+                }
+                Some(other) => panic!("unexpected {other:?}"),
+                None => now += Duration::from_millis(10),
+            }
+        }
+        assert!(asked, "the agent asked for the TURN server's connection");
+        let la = local.expect("gathering ended without the relay");
+        assert!(
+            la.candidates.iter().any(|c| c.contains("typ host")),
+            "{la:?}"
+        );
+        assert!(
+            !la.candidates.iter().any(|c| c.contains("typ relay")),
+            "{la:?}"
+        );
+        let lb = gathered(&mut b, now);
+        a.set_remote(&negotiated(&la, &lb, true), now);
+        b.set_remote(&negotiated(&lb, &la, false), now);
+        let mut selected = None;
+        for _ in 0..2000 {
+            let (ea, _) = step(&mut a, &mut b, now, true, &mut Vec::new());
+            if let Some(pair) = ea.into_iter().find_map(|e| match e {
+                IceEvent::Selected(pair) => Some(pair),
+                _ => None,
+            }) {
+                selected = Some(pair);
+                break;
+            }
+            now += Duration::from_millis(5);
+        }
+        let pair = selected.expect("a pair without the relay");
+        assert_eq!(pair.path(), "host", "{pair}");
+        assert_eq!(pair.relay, None);
     }
 
     /// RFC 7675 on virtual time: while the peer answers, consent checks go out every 4 to

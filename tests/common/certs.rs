@@ -22,6 +22,11 @@ pub struct Certs {
 }
 
 pub fn make_certs() -> Result<Certs, BoxError> {
+    make_certs_for("localhost", &[[127, 0, 0, 1].into()])
+}
+
+/// A test CA and a server certificate for the DNS name `name` and the addresses `ips`.
+pub fn make_certs_for(name: &str, ips: &[std::net::IpAddr]) -> Result<Certs, BoxError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         SanType,
@@ -41,13 +46,11 @@ pub fn make_certs() -> Result<Certs, BoxError> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
+    let mut params = CertificateParams::new(vec![name.to_string()])?;
+    for ip in ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    params.distinguished_name.push(DnType::CommonName, name);
     let cert = params.signed_by(&key, &issuer)?;
     let ca_pem = dir.path().join("ca.pem");
     let cert_pem = dir.path().join("cert.pem");

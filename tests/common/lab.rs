@@ -331,6 +331,16 @@ impl Router {
         )
     }
 
+    /// Drops TCP forwarded towards `ip` port `port` (e.g. to leave only TLS to TURN).
+    pub fn block_tcp_to(&self, ip: IpAddr, port: u16) -> Result<(), HarnessError> {
+        let family = if ip.is_ipv4() { "ip" } else { "ip6" };
+        let rule = format!("{family} daddr {ip} tcp dport {port} drop");
+        nft_in(
+            &self.host.netns,
+            &["add", "rule", "inet", "lab", "forward", &rule],
+        )
+    }
+
     pub fn wan_interface(&self) -> &str {
         &self.wan_interface
     }
