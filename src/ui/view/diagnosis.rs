@@ -5,9 +5,8 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
 
-use super::popup::frame_box;
+use super::popup::{frame_box, scrolled_with_hint};
 use super::{clock, printable};
 use crate::ui::state::{FindingView, UiState};
 
@@ -27,18 +26,8 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect, scroll: u16) {
         state.findings.len() - active
     );
     let inner = frame_box(frame, rect, title, Color::Magenta);
-    let width = usize::from(inner.width);
-    let mut lines = lines(state, width);
-    let rows = usize::from(inner.height.saturating_sub(1));
-    let first = usize::from(scroll).min(lines.len().saturating_sub(rows));
-    let mut shown: Vec<Line> = lines.drain(..).skip(first).take(rows).collect();
-    // The key hint sits on the bottom line.
-    shown.resize(rows, Line::raw(""));
-    shown.push(Line::styled(
-        " Up/Down scroll  w/Esc close",
-        Style::new().fg(Color::DarkGray),
-    ));
-    frame.render_widget(Paragraph::new(shown), inner);
+    let lines = lines(state, usize::from(inner.width));
+    scrolled_with_hint(frame, inner, lines, scroll, " Up/Down scroll  w/Esc close");
 }
 
 /// How many lines the pane holds at most (for the scroll limit).

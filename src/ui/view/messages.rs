@@ -6,10 +6,9 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
 
 use super::diagnosis::wrap;
-use super::popup::frame_box;
+use super::popup::{frame_box, scrolled_with_hint};
 use super::{clock_millis, printable};
 use crate::ui::state::{STATUS_HISTORY_LIMIT, UiState};
 
@@ -30,17 +29,14 @@ pub fn render(state: &UiState, frame: &mut Frame, area: Rect, scroll: u16) {
         state.status_history.len()
     );
     let inner = frame_box(frame, rect, title, Color::Cyan);
-    let mut lines = lines(state, usize::from(inner.width));
-    let rows = usize::from(inner.height.saturating_sub(1));
-    let first = usize::from(scroll).min(lines.len().saturating_sub(rows));
-    let mut shown: Vec<Line> = lines.drain(..).skip(first).take(rows).collect();
-    // The key hint sits on the bottom line.
-    shown.resize(rows, Line::raw(""));
-    shown.push(Line::styled(
+    let lines = lines(state, usize::from(inner.width));
+    scrolled_with_hint(
+        frame,
+        inner,
+        lines,
+        scroll,
         " Up/Down scroll  s/F2/Esc close",
-        Style::new().fg(Color::DarkGray),
-    ));
-    frame.render_widget(Paragraph::new(shown), inner);
+    );
 }
 
 /// How many lines the view holds at most (for the scroll limit).
