@@ -452,17 +452,18 @@ impl CallMedia {
                     if let Some(leg) = &mut self.conference {
                         leg.gather(self.kind.samples_per_frame());
                     }
-                    if self.awaiting_processing {
-                        // The voice thread missed a whole frame: send it as captured.
-                        self.awaiting_processing = false;
-                        self.audio.processing_late();
-                        self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
-                    }
                     if capture_deadline.take().is_some() {
                         // Still waiting for the last frame when the next is due (a stall):
                         // that one goes as it is.
                         self.audio.capture_late();
                         self.capture_and_send(&rtp, &mut pcm, &mut payload, &mut packet).await;
+                    }
+                    if self.awaiting_processing {
+                        // The voice thread missed a whole frame (or just got the one above):
+                        // send it as captured, so that one frame at most is in processing.
+                        self.awaiting_processing = false;
+                        self.audio.processing_late();
+                        self.send_frame(&rtp, &mut pcm, &mut payload, &mut packet).await;
                     }
                     if self.audio.capture_ready() {
                         self.capture_and_send(&rtp, &mut pcm, &mut payload, &mut packet).await;
