@@ -921,6 +921,58 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_added_for_a_burst_of_jitter_is_given_back_within_seconds() {
+        // 2 ms after the grid for 15 s, then 1 s of packets alternately 6 ms late, then
+        // steady again: the target rises, the buffer stretches by a frame, and once the burst
+        // has left the jitter window that frame is delay to give back. A slow sender's
+        // stretch holds advances 15 s; this one must not.
+        let burst = 750..800u32;
+        let arrival = |i: u32| {
+            i * FRAME
+                + 16
+                + if burst.contains(&i) && i.is_multiple_of(2) {
+                    48
+                } else {
+                    0
+                }
+        };
+        let mut buffer = JitterBuffer::new(FRAME, 3);
+        let mut arrived = std::collections::BTreeMap::new();
+        let mut pop_at: u32 = FRAME;
+        let mut waits = Vec::new();
+        let mut index = 0u32;
+        let mut stretched_before_burst = 0;
+        for pop in 0..2000u32 {
+            while arrival(index) <= pop_at {
+                buffer.insert_at(index * FRAME, &payload(index), arrival(index));
+                arrived.insert(index, arrival(index));
+                index += 1;
+            }
+            if pop == burst.start {
+                stretched_before_burst = buffer.stats().stretched;
+            }
+            let played = frame_index(&buffer.pop_frame_at(pop_at));
+            waits.push(played.map(|p| pop_at - arrived[&p]));
+            pop_at += FRAME - buffer.take_phase_advance().unwrap_or(0);
+        }
+        assert!(
+            buffer.stats().stretched > stretched_before_burst,
+            "the burst made the buffer grow"
+        );
+        // 9-12 s after the burst: back to the guard plus the landing margin.
+        let after: Vec<u32> = waits[burst.end as usize + 450..burst.end as usize + 600]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let most = after.iter().copied().max().unwrap_or(u32::MAX);
+        assert!(
+            most <= (PHASE_GUARD_MS + 4) * 8,
+            "9-12 s after the burst packets still wait up to {most} units (1/8 ms)"
+        );
+    }
+
+    #[test]
     fn timed_pops_follow_the_packets_phase() {
         // 160 units = 20 ms: 8 units a millisecond.
         for phase_ms in [2, 10, 19] {
