@@ -43,6 +43,12 @@ pub const RELAY_HOLDBACK: Duration = Duration::from_millis(1500);
 /// back to the peer's `c=` address (its default candidate), which is what it would have used
 /// without ICE; a firewall or an odd network then shows as missing audio, not as silence.
 pub const CHECK_LIMIT: Duration = Duration::from_secs(5);
+/// The limit instead of `CHECK_LIMIT` for a controlled agent whose peer is checking (its
+/// authenticated Binding requests reach us): the path works, and only the controlling peer
+/// decides when to nominate. baresip 1.0 nominates once every pair's check has ended, ~10 s
+/// when some pairs time out; a STUN transaction lasts at most 39.5 s (RFC 5389 §7.2.1), so a
+/// peer still checking after that will not nominate.
+pub const PEER_CHECKING_LIMIT: Duration = Duration::from_secs(40);
 /// Consent freshness (RFC 7675 §5.1): a check on the selected pair about every 5 s
 /// (uniformly 0.8 to 1.2 times that), and consent expires 30 s after the last answer: then
 /// media stops.
@@ -190,6 +196,9 @@ pub struct IceAgent {
     /// Controlled, nothing selected yet: the first pair the peer nominated straight to us
     /// (our local socket address, the peer's address, when): see `NOMINATION_GRACE`.
     peer_nominated: Option<(SocketAddr, SocketAddr, Instant)>,
+    /// Controlled, nothing selected yet: an authenticated check from the peer arrived (see
+    /// `PEER_CHECKING_LIMIT`).
+    peer_checking: bool,
     /// The component this agent is in the SDP: 1 (RTP) or `RTCP_COMPONENT`.
     sdp_component: usize,
 }
@@ -281,6 +290,7 @@ impl IceAgent {
                 .map(|t| t.server)
                 .collect(),
             peer_nominated: None,
+            peer_checking: false,
             sdp_component: COMPONENT,
         })
     }
@@ -369,7 +379,7 @@ impl IceAgent {
             return;
         }
         if !tcp {
-            self.note_nomination(local, from, bytes, now);
+            self.note_peer_check(local, from, bytes, now);
         }
         let peer = self.selected.as_ref().map(|p| p.remote.address);
         let at = self.ice_now(now);
@@ -498,7 +508,7 @@ impl IceAgent {
             && self.selected.is_none()
             && self
                 .checks_since
-                .is_some_and(|since| now >= since + CHECK_LIMIT)
+                .is_some_and(|since| now >= since + self.check_limit())
         {
             self.failed = true;
             return Some(IceEvent::Failed {
@@ -593,7 +603,7 @@ impl IceAgent {
         let limit = self
             .checks_since
             .filter(|_| !self.failed && self.selected.is_none())
-            .map(|since| since + CHECK_LIMIT);
+            .map(|since| since + self.check_limit());
         let consent = self
             .consent
             .as_ref()
@@ -727,12 +737,22 @@ impl IceAgent {
         true
     }
 
-    /// Controlled: remembers the first authenticated Binding request with USE-CANDIDATE that
-    /// came straight from the peer (not through a relay).
-    fn note_nomination(&mut self, local: SocketAddr, from: SocketAddr, bytes: &[u8], now: Instant) {
+    /// How long checks may run without a selected pair before ICE has failed.
+    fn check_limit(&self) -> Duration {
+        if self.peer_checking {
+            PEER_CHECKING_LIMIT
+        } else {
+            CHECK_LIMIT
+        }
+    }
+
+    /// Controlled: notes that the peer is checking (an authenticated Binding request came
+    /// straight from it, not through a relay), and remembers the first such request with
+    /// USE-CANDIDATE.
+    fn note_peer_check(&mut self, local: SocketAddr, from: SocketAddr, bytes: &[u8], now: Instant) {
         if self.controlling
             || self.selected.is_some()
-            || self.peer_nominated.is_some()
+            || (self.peer_checking && self.peer_nominated.is_some())
             || !self.remote_set
             || !looks_like_stun(bytes)
         {
@@ -741,13 +761,17 @@ impl IceAgent {
         let Ok(msg) = Message::from_bytes(bytes) else {
             return;
         };
-        let nominating = msg.has_method(BINDING)
-            && msg.has_class(MessageClass::Request)
-            && msg.raw_attribute(USE_CANDIDATE).is_some();
+        if !(msg.has_method(BINDING) && msg.has_class(MessageClass::Request)) {
+            return;
+        }
         let credentials = MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(
             self.credentials.pwd.clone(),
         ));
-        if nominating && msg.validate_integrity(&credentials).is_ok() {
+        if msg.validate_integrity(&credentials).is_err() {
+            return;
+        }
+        self.peer_checking = true;
+        if self.peer_nominated.is_none() && msg.raw_attribute(USE_CANDIDATE).is_some() {
             self.peer_nominated = Some((local, from, now));
         }
     }
@@ -1327,6 +1351,58 @@ mod tests {
             pair.to_string(),
             "host 192.0.2.1:4001 -> host 192.0.2.2:5001"
         );
+    }
+
+    /// A controlled agent whose peer checks but has not nominated yet (baresip nominates once
+    /// all its checks ended, ~10 s) does not give up at `CHECK_LIMIT`: the peer's
+    /// authenticated checks reach it, so it waits up to `PEER_CHECKING_LIMIT`. Without them
+    /// it gives up at `CHECK_LIMIT` as before, and unauthenticated requests do not count.
+    #[test]
+    fn a_controlled_agent_waits_for_a_peer_that_checks_but_has_not_nominated() {
+        let failed_at = |checks: Option<bool>| {
+            let start = crate::test_clock::t0();
+            let mut a = agent("192.0.2.1:4000", true, 1, start);
+            let mut b = agent("192.0.2.2:5000", false, 2, start);
+            let (la, lb) = (gathered(&mut a, start), gathered(&mut b, start));
+            a.set_remote(&negotiated(&la, &lb, true), start);
+            b.set_remote(&negotiated(&lb, &la, false), start);
+            let (from, to) = (
+                "192.0.2.1:4000".parse().expect("address"),
+                "192.0.2.2:5000".parse().expect("address"),
+            );
+            let mut now = start;
+            while now < start + PEER_CHECKING_LIMIT + Duration::from_secs(2) {
+                if let Some(authentic) = checks {
+                    let (_, mut check) = a.consent_request(1).expect("a check");
+                    if !authentic {
+                        // A wrong MESSAGE-INTEGRITY byte (the fingerprint follows it).
+                        let at = check.len() - 9;
+                        check[at] ^= 0xff;
+                    }
+                    b.handle_datagram(false, to, from, &check, now, &mut Vec::new());
+                }
+                while b.poll_transmit(now).is_some() {}
+                while let Some(e) = b.poll_event(now) {
+                    if matches!(e, IceEvent::Failed { .. }) {
+                        return Some(now - start);
+                    }
+                }
+                now += Duration::from_millis(500);
+            }
+            None
+        };
+        let waited = failed_at(Some(true)).expect("fails in the end");
+        assert!(
+            waited >= PEER_CHECKING_LIMIT && waited <= PEER_CHECKING_LIMIT + Duration::from_secs(1),
+            "a checking peer: failed after {waited:?}"
+        );
+        for checks in [None, Some(false)] {
+            let waited = failed_at(checks).expect("fails");
+            assert!(
+                waited >= CHECK_LIMIT && waited <= CHECK_LIMIT + Duration::from_secs(1),
+                "{checks:?}: failed after {waited:?}"
+            );
+        }
     }
 
     /// Two full agents on an in-memory wire, on virtual time: the controlling one nominates,

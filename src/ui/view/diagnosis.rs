@@ -2,7 +2,7 @@
 //! its message, what to do and the evidence behind it.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Margin, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
@@ -14,12 +14,7 @@ use crate::ui::state::{FindingView, UiState};
 const NARROW: usize = 40;
 
 pub fn render(state: &UiState, frame: &mut Frame, area: Rect, scroll: u16) {
-    let rect = Rect::new(
-        area.x + 1,
-        area.y + 1,
-        area.width.saturating_sub(2),
-        area.height.saturating_sub(2),
-    );
+    let rect = area.inner(Margin::new(1, 1));
     let active = state.active_findings();
     let title = format!(
         " Diagnosis: {active} now, {} before ",

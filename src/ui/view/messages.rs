@@ -3,7 +3,7 @@
 //! warning cut at the screen's edge, or one replaced by the next, can still be read.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Margin, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 
@@ -18,12 +18,7 @@ const NARROW: usize = 40;
 const TIME_WIDTH: usize = 11;
 
 pub fn render(state: &UiState, frame: &mut Frame, area: Rect, scroll: u16) {
-    let rect = Rect::new(
-        area.x + 1,
-        area.y + 1,
-        area.width.saturating_sub(2),
-        area.height.saturating_sub(2),
-    );
+    let rect = area.inner(Margin::new(1, 1));
     let title = format!(
         " Messages: {} (newest first, last {STATUS_HISTORY_LIMIT} kept) ",
         state.status_history.len()
