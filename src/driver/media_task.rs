@@ -153,22 +153,16 @@ pub fn spawn(
     // reactor, their packets wake the media thread directly.
     let sockets = rtp.into_std().and_then(|rtp| Ok((rtp, rtcp.into_std()?)));
     let body = async move {
-        let (rtp, rtcp) = match sockets
-            .and_then(|(rtp, rtcp)| Ok((UdpSocket::from_std(rtp)?, UdpSocket::from_std(rtcp)?)))
-        {
-            Ok(sockets) => sockets,
-            Err(error) => {
-                let _ = events
-                    .send(Event::Error {
-                        message: format!("call {call}: media sockets: {error}"),
-                    })
-                    .await;
-                return;
-            }
+        let started = async {
+            let (rtp, rtcp) = sockets
+                .and_then(|(rtp, rtcp)| Ok((UdpSocket::from_std(rtp)?, UdpSocket::from_std(rtcp)?)))
+                .map_err(|error| format!("media sockets: {error}"))?;
+            let (opened_tx, opened_rx) = mpsc::unbounded_channel();
+            let media = CallMedia::new(call, params, &io, events.clone(), opened_tx).await?;
+            Ok::<_, String>((rtp, rtcp, opened_rx, media))
         };
-        let (opened_tx, opened_rx) = mpsc::unbounded_channel();
-        let mut media = match CallMedia::new(call, params, &io, events.clone(), opened_tx).await {
-            Ok(m) => m,
+        let (rtp, rtcp, opened_rx, mut media) = match started.await {
+            Ok(started) => started,
             Err(message) => {
                 let _ = events
                     .send(Event::Error {
@@ -335,8 +329,7 @@ struct CallMedia {
     /// With ICE: where our RTP and RTCP go (the selected pair), and what ICE is doing.
     ice: Option<IceSender>,
     ice_status: Option<watch::Receiver<IceStatus>>,
-    /// The consent-lost warning went out (once per loss; an ICE restart re-arms it).
-    /// Consent losses warned about so far.
+    /// Consent losses warned about so far (one warning per loss).
     consent_warned: u32,
     /// TURN connection problems (`IceStatus::turn_errors`) warned about so far.
     turn_warned: usize,

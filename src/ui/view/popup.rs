@@ -340,13 +340,13 @@ pub fn frame_box(frame: &mut Frame, rect: Rect, title: String, color: Color) -> 
 pub fn scrolled_with_hint(
     frame: &mut Frame,
     inner: Rect,
-    mut lines: Vec<Line<'static>>,
+    lines: Vec<Line<'static>>,
     scroll: u16,
     hint: &'static str,
 ) {
     let rows = usize::from(inner.height.saturating_sub(1));
     let first = usize::from(scroll).min(lines.len().saturating_sub(rows));
-    let mut shown: Vec<Line> = lines.drain(..).skip(first).take(rows).collect();
+    let mut shown: Vec<Line> = lines.into_iter().skip(first).take(rows).collect();
     shown.resize(rows, Line::raw(""));
     shown.push(Line::styled(hint, Style::new().fg(Color::DarkGray)));
     frame.render_widget(Paragraph::new(shown), inner);
